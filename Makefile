@@ -1,0 +1,28 @@
+# gpupool: `make up` runs the platform, `make test` runs every test. Both create the environment first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test lint demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: install
+	$(BIN)/gpupool scenario run ../shared/scenarios/*.yaml tests/scenarios/*.yaml
+
+test: install
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""Root of the ``gpupool`` command: one typer app, a sub-app per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from gpupool.cli.bench_cmd import bench_app
+from gpupool.cli.config_cmd import config_app
+from gpupool.cli.scenario_cmd import scenario_app
+
+app = typer.Typer(
+    name="gpupool",
+    help="Elastic, multi-tenant GPU management for Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_app, name="config")
+app.add_typer(scenario_app, name="scenario")
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

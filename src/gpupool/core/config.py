@@ -1,0 +1,139 @@
+"""The queue configuration as data: Apache YuniKorn's ``queues.yaml`` schema plus gpupool's additions.
+
+These frozen dataclasses are what the scheduling core consumes. They are built and validated by
+``gpupool.core.configparse.parse_config`` from a plain mapping (the YAML is read at the edge, in
+``gpupool.configfile``). Names of properties are lower-cased; resource quantities are already in
+the core's integer units (see ``gpupool.core.resources``).
+
+gpupool's additions to the YuniKorn schema:
+
+* per-GPU-type quota: ``gpu/<TYPE>`` in ``resources.guaranteed`` / ``resources.max`` counts the
+  ``gpu`` of allocations on nodes whose ``gpu-type`` label is ``<TYPE>``;
+* a catalog of standard sizes (top-level ``sizes:``): name -> ordered list of shapes to fall back
+  through when the first is unavailable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpupool.core.resources import Resources
+
+# Queue properties the core understands (YuniKorn names).
+PROP_APP_SORT_POLICY = "application.sort.policy"
+PROP_APP_SORT_PRIORITY = "application.sort.priority"
+PROP_PRIORITY_POLICY = "priority.policy"
+PROP_PRIORITY_OFFSET = "priority.offset"
+PROP_PREEMPTION_POLICY = "preemption.policy"
+PROP_PREEMPTION_DELAY = "preemption.delay"
+
+DEFAULT_PREEMPTION_DELAY = 30.0
+DEFAULT_GANG_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A placement rule filter: ``allow`` or ``deny`` for users / groups (names or one regexp)."""
+
+    type: str = "allow"
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRule:
+    """One placement rule: ``provided``, ``user``, ``fixed`` or ``tag`` (lower-cased)."""
+
+    name: str
+    value: str = ""
+    create: bool = False
+    parent: PlacementRule | None = None
+    filter: Filter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A user / group limit entry, enforced per user and per group at its queue."""
+
+    description: str = ""
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    max_resources: Resources | None = None
+    max_applications: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildTemplate:
+    """Settings for queues created under this parent by placement rules."""
+
+    max_applications: int | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    guaranteed: Resources | None = None
+    max: Resources | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    name: str
+    parent: bool = False
+    guaranteed: Resources | None = None
+    max: Resources | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    submit_acl: str | None = None
+    admin_acl: str | None = None
+    max_applications: int | None = None
+    limits: tuple[Limit, ...] = ()
+    child_template: ChildTemplate | None = None
+    queues: tuple[QueueConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSortPolicy:
+    """``binpacking`` (most used first) or ``fair`` (least used first), with resource weights.
+
+    ``resource_weights`` is None when the config gives none: the core then uses gpupool's
+    defaults, in which every GPU resource weighs more than all other resources together.
+    """
+
+    type: str = "fair"
+    resource_weights: dict[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionConfig:
+    name: str
+    root: QueueConfig
+    placement_rules: tuple[PlacementRule, ...] = ()
+    limits: tuple[Limit, ...] = ()
+    node_sort_policy: NodeSortPolicy = field(default_factory=NodeSortPolicy)
+    preemption_enabled: bool = True
+    quota_preemption_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One concrete resource shape of a standard size: resources per member and allowed GPU types."""
+
+    resources: Resources
+    gpu_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """A standard size: an ordered list of shapes, the first preferred."""
+
+    name: str
+    shapes: tuple[Shape, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    partitions: tuple[PartitionConfig, ...]
+    sizes: dict[str, Size] = field(default_factory=dict)
+
+    def partition(self, name: str = "default") -> PartitionConfig:
+        for p in self.partitions:
+            if p.name == name:
+                return p
+        raise KeyError(name)

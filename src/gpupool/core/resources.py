@@ -1,0 +1,220 @@
+"""Resource quantities: parsing, and arithmetic on open resource maps.
+
+A resource map is a plain ``dict[str, int]`` (resource name -> quantity). Names are free
+(``gpu``, ``vcore``, ``memory``, ``nvidia.com/gpu``, ``first``); only a few have meaning:
+
+* ``vcore`` and ``cpu`` are counted in milli-cores, as in YuniKorn (``vcore: 1`` is 1000);
+* the GPU resources (``gpu``, ``nvidia.com/gpu``, ``amd.com/gpu``) are whole devices, and an
+  allocation on a node whose ``gpu-type`` label is ``T`` also counts ``gpu/T`` (per-type quota).
+
+Maps are treated as values: the helpers here return new dicts and never mutate their inputs,
+except the ``*_into`` variants, which exist for the hot paths of the scheduling core.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+Resources = dict[str, int]
+
+GPU_RESOURCES = frozenset({"gpu", "nvidia.com/gpu", "amd.com/gpu"})
+GPU_TYPE_LABEL = "gpu-type"
+TYPED_GPU_PREFIX = "gpu/"
+MILLI_RESOURCES = frozenset({"vcore", "cpu"})
+
+_SUFFIX = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?\s*$")
+
+
+class QuantityError(ValueError):
+    """A quantity that cannot be parsed; the message says what was wrong."""
+
+
+def parse_quantity(name: str, value: object) -> int:
+    """Parse one quantity of resource ``name`` into the core's integer unit.
+
+    ``vcore``/``cpu`` become milli-cores (``2`` -> 2000, ``500m`` -> 500). Every other resource
+    is a whole number (``16Gi`` -> 17179869184); ``m`` or a fraction that does not come out
+    whole is an error, as is a negative value.
+    """
+    if isinstance(value, bool):
+        raise QuantityError(f"{value!r} is not a quantity")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise QuantityError(f"{value!r} is not a quantity (expected a number or a string like 16Gi)")
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise QuantityError(
+            f"{text!r} is not a quantity (expected a non-negative number with an optional suffix "
+            "m, k, M, G, T, Ki, Mi, Gi, Ti)"
+        )
+    number, suffix = match.group(1), match.group(2) or ""
+    milli = name in MILLI_RESOURCES
+    if suffix == "m":
+        if not milli:
+            raise QuantityError(f"{text!r}: the suffix m (milli) is only allowed for vcore/cpu")
+        scaled = _exact(number, 1)
+    else:
+        scaled = _exact(number, _SUFFIX[suffix] * (1000 if milli else 1))
+    if scaled is None:
+        raise QuantityError(f"{text!r} is not a whole number of {name}")
+    return scaled
+
+
+def _exact(number: str, factor: int) -> int | None:
+    whole, _, frac = number.partition(".")
+    numerator = int(whole + frac) * factor
+    denominator = 10 ** len(frac)
+    if numerator % denominator:
+        return None
+    return numerator // denominator
+
+
+def parse_resources(raw: Mapping[str, object]) -> Resources:
+    """Parse a map of resource name -> quantity; raises QuantityError naming the resource."""
+    out: Resources = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name:
+            raise QuantityError(f"resource name {name!r} must be a non-empty string")
+        try:
+            out[name] = parse_quantity(name, value)
+        except QuantityError as exc:
+            raise QuantityError(f"{name}: {exc}") from None
+    return out
+
+
+def format_quantity(name: str, value: int) -> str:
+    """Render a quantity for people: milli-cores as cores, bytes-like values with binary suffixes."""
+    if name in MILLI_RESOURCES:
+        return f"{value / 1000:g}" if value % 1000 else str(value // 1000)
+    for suffix in ("Ti", "Gi", "Mi", "Ki"):
+        factor = _SUFFIX[suffix]
+        if value >= factor and value % factor == 0:
+            return f"{value // factor}{suffix}"
+    return str(value)
+
+
+def format_resources(res: Mapping[str, int]) -> str:
+    if not res:
+        return "{}"
+    return "{" + ", ".join(f"{k}: {format_quantity(k, v)}" for k, v in sorted(res.items())) + "}"
+
+
+def is_gpu(name: str) -> bool:
+    return name in GPU_RESOURCES
+
+
+def gpu_count(res: Mapping[str, int]) -> int:
+    return sum(v for k, v in res.items() if k in GPU_RESOURCES)
+
+
+def typed(res: Mapping[str, int], gpu_type: str | None) -> Resources:
+    """The resources an allocation counts against quota on a node of ``gpu_type``."""
+    out = dict(res)
+    if gpu_type:
+        gpus = gpu_count(res)
+        if gpus:
+            out[TYPED_GPU_PREFIX + gpu_type] = gpus
+    return out
+
+
+def add(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) + v
+    return out
+
+
+def sub(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) - v
+    return out
+
+
+def add_into(target: dict[str, int], b: Mapping[str, int]) -> None:
+    for k, v in b.items():
+        target[k] = target.get(k, 0) + v
+
+
+def sub_into(target: dict[str, int], b: Mapping[str, int]) -> None:
+    for k, v in b.items():
+        left = target.get(k, 0) - v
+        if left:
+            target[k] = left
+        else:
+            target.pop(k, None)
+
+
+def fits(ask: Mapping[str, int], available: Mapping[str, int]) -> bool:
+    """True if every positive quantity of ``ask`` is within ``available`` (missing = 0)."""
+    for k, v in ask.items():
+        if v > 0 and v > available.get(k, 0):
+            return False
+    return True
+
+
+def within_max(usage: Mapping[str, int], ask: Mapping[str, int], limit: Mapping[str, int] | None) -> bool:
+    """True if ``usage + ask`` stays within ``limit``; a type the limit does not list is unlimited."""
+    if not limit:
+        return True
+    for k, v in ask.items():
+        if v > 0 and k in limit and usage.get(k, 0) + v > limit[k]:
+            return False
+    return True
+
+
+def over_max(usage: Mapping[str, int], ask: Mapping[str, int], limit: Mapping[str, int] | None) -> Resources:
+    """How far ``usage + ask`` goes beyond ``limit``, per type (only the types that exceed)."""
+    out: Resources = {}
+    if not limit:
+        return out
+    for k, v in ask.items():
+        if v > 0 and k in limit:
+            excess = usage.get(k, 0) + v - limit[k]
+            if excess > 0:
+                out[k] = excess
+    return out
+
+
+def shares_type(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    return any(v > 0 and b.get(k, 0) > 0 for k, v in a.items())
+
+
+def is_zero(res: Mapping[str, int]) -> bool:
+    return not any(res.values())
+
+
+def positive(res: Mapping[str, int]) -> Resources:
+    return {k: v for k, v in res.items() if v > 0}
+
+
+def total(items: Iterable[Mapping[str, int]]) -> Resources:
+    out: Resources = {}
+    for r in items:
+        add_into(out, r)
+    return out
+
+
+def ordered_key(res: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((k, v) for k, v in res.items() if v))
