@@ -1,0 +1,304 @@
+"""The scheduling core's state objects: nodes, applications, asks and allocations.
+
+These are mutable, slotted records owned by ``gpupool.core.scheduler.Scheduler``: only the
+scheduler changes them, so that every index it keeps (queue usage, node order, sorted asks)
+stays consistent. Code outside the core reads them and talks to the scheduler's methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gpupool.core.decisions import Reason
+from gpupool.core.resources import GPU_TYPE_LABEL, Resources, add, add_into, gpu_count, sub_into
+
+if TYPE_CHECKING:
+    from gpupool.core.queues import Queue
+
+
+class AppState(StrEnum):
+    """Lifecycle of an application, YuniKorn's names where they exist.
+
+    Allowed transitions (``APP_TRANSITIONS``), one comment per edge:
+    """
+
+    WAITING = "waiting"  # accepted into its queue, nothing allocated yet
+    RUNNING = "running"  # has (or had) allocations and is not finished
+    COMPLETED = "completed"  # ran, and has neither asks nor allocations left
+    REJECTED = "rejected"  # never accepted: placement, ACL, gang above its queue's max
+    FAILED = "failed"  # hard gang timeout
+
+
+APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
+    AppState.WAITING: frozenset(
+        {
+            AppState.RUNNING,  # first allocation placed (or restored)
+            AppState.FAILED,  # hard gang timed out before it could be placed
+            AppState.REJECTED,  # a gang turned out larger than its queue's max
+            AppState.COMPLETED,  # every ask was withdrawn before anything ran
+        }
+    ),
+    AppState.RUNNING: frozenset(
+        {
+            AppState.COMPLETED,  # last allocation released and no ask left
+            AppState.FAILED,  # hard gang timed out with members still pending
+        }
+    ),
+    AppState.COMPLETED: frozenset({AppState.RUNNING}),  # new asks arrived after completion
+    AppState.REJECTED: frozenset(),
+    AppState.FAILED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GangSpec:
+    """All-or-nothing admission of an application's pending asks.
+
+    ``style`` is ``soft`` (after ``timeout`` seconds, fall back to placing asks one by one) or
+    ``hard`` (after the timeout, the application fails). The timeout counts from the
+    application's submission: the creation time of its earliest ask.
+    """
+
+    style: str = "soft"
+    timeout: float = 900.0
+
+
+class Node:
+    """A schedulable machine. ``avail`` = capacity - allocated - held, kept up to date."""
+
+    __slots__ = (
+        "allocated",
+        "allocations",
+        "avail",
+        "capacity",
+        "gpu_type",
+        "held",
+        "index_key",
+        "labels",
+        "name",
+        "schedulable",
+    )
+
+    def __init__(
+        self, name: str, capacity: Resources, labels: dict[str, str] | None = None, schedulable: bool = True
+    ) -> None:
+        self.name = name
+        self.capacity: Resources = dict(capacity)
+        self.labels: dict[str, str] = dict(labels or {})
+        self.gpu_type: str | None = self.labels.get(GPU_TYPE_LABEL)
+        self.schedulable = schedulable
+        self.allocated: Resources = {}
+        self.avail: Resources = dict(capacity)
+        self.held: dict[str, Resources] = {}  # ask id -> resources kept for it after preemption
+        self.allocations: dict[str, Allocation] = {}
+        self.index_key: tuple[object, ...] | None = None
+
+    def avail_for(self, ask_id: str) -> Resources:
+        """Room for ``ask_id``: what is available plus what is held for that very ask."""
+        hold = self.held.get(ask_id)
+        return add(self.avail, hold) if hold else self.avail
+
+    def free_gpus(self) -> int:
+        return gpu_count(self.avail)
+
+    def take(self, res: Resources) -> None:
+        add_into(self.allocated, res)
+        sub_into(self.avail, res)
+
+    def give(self, res: Resources) -> None:
+        sub_into(self.allocated, res)
+        add_into(self.avail, res)
+
+    def hold(self, ask_id: str, res: Resources) -> None:
+        self.unhold(ask_id)
+        self.held[ask_id] = dict(res)
+        sub_into(self.avail, res)
+
+    def unhold(self, ask_id: str) -> None:
+        res = self.held.pop(ask_id, None)
+        if res:
+            add_into(self.avail, res)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, avail={self.avail})"
+
+
+class Ask:
+    """A request for one placement (one gang member, one task)."""
+
+    __slots__ = (
+        "app",
+        "created",
+        "failed_cycle",
+        "gpu_types",
+        "id",
+        "last_preempt_check",
+        "originator",
+        "preempt_others",
+        "preemptible",
+        "priority",
+        "reason",
+        "required_node",
+        "reserved_node",
+        "resources",
+        "seq",
+        "victims",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        app: App,
+        resources: Resources,
+        *,
+        created: float,
+        seq: int,
+        priority: int = 0,
+        gpu_types: tuple[str, ...] = (),
+        preempt_others: bool = True,
+        required_node: str | None = None,
+        preemptible: bool = True,
+        originator: bool = False,
+    ) -> None:
+        self.id = id
+        self.app = app
+        self.resources: Resources = dict(resources)
+        self.created = created
+        self.seq = seq
+        self.priority = priority
+        self.gpu_types = tuple(gpu_types)
+        self.preempt_others = preempt_others
+        self.required_node = required_node
+        self.preemptible = preemptible
+        self.originator = originator
+        self.reason: Reason | None = None
+        self.last_preempt_check: float | None = None
+        self.victims: tuple[str, ...] = ()  # allocations preempted for this ask, still stopping
+        self.reserved_node: str | None = None
+        self.failed_cycle = -1
+
+    def sort_key(self) -> tuple[int, float, int]:
+        return (-self.priority, self.created, self.seq)
+
+    def __repr__(self) -> str:
+        return f"Ask({self.id!r}, app={self.app.id!r}, {self.resources})"
+
+
+class Allocation:
+    """A placed ask (or a restored one): resources bound to a node."""
+
+    __slots__ = (
+        "app",
+        "counted",
+        "gpu_type",
+        "id",
+        "node",
+        "originator",
+        "preempted",
+        "preemptible",
+        "priority",
+        "queue",
+        "resources",
+        "seq",
+        "start",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        app: App,
+        queue: Queue,
+        node: Node,
+        resources: Resources,
+        counted: Resources,
+        *,
+        start: float,
+        seq: int,
+        priority: int = 0,
+        preemptible: bool = True,
+        originator: bool = False,
+    ) -> None:
+        self.id = id
+        self.app = app
+        self.queue = queue
+        self.node = node
+        self.resources: Resources = dict(resources)
+        self.counted: Resources = counted  # resources + gpu/<type>: what quota sees
+        self.gpu_type = node.gpu_type
+        self.start = start
+        self.seq = seq
+        self.priority = priority
+        self.preemptible = preemptible
+        self.originator = originator
+        self.preempted = False
+
+    def __repr__(self) -> str:
+        return f"Allocation({self.id!r}, node={self.node.name!r}, {self.resources})"
+
+
+class App:
+    __slots__ = (
+        "allocations",
+        "asks",
+        "gang",
+        "gang_released",
+        "groups",
+        "id",
+        "queue",
+        "reason",
+        "running",
+        "seq",
+        "state",
+        "tags",
+        "user",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        user: str,
+        groups: tuple[str, ...],
+        tags: dict[str, str],
+        gang: GangSpec | None,
+        seq: int,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.groups = tuple(groups)
+        self.tags = dict(tags)
+        self.gang = gang
+        self.gang_released = False  # soft gang timed out: asks are placed one by one
+        self.seq = seq
+        self.queue: Queue | None = None
+        self.state = AppState.WAITING
+        self.reason: Reason | None = None
+        self.asks: dict[str, Ask] = {}  # pending asks
+        self.allocations: dict[str, Allocation] = {}
+        self.running = False  # counts against maxapplications
+
+    def submission_time(self) -> float:
+        """The earliest creation time of any of its asks or allocations (YuniKorn's FIFO key)."""
+        times = [a.created for a in self.asks.values()] + [a.start for a in self.allocations.values()]
+        return min(times) if times else float("inf")
+
+    def max_priority(self) -> int:
+        return max((a.priority for a in self.asks.values()), default=0)
+
+    def is_gang(self) -> bool:
+        return self.gang is not None and not self.gang_released
+
+    def __repr__(self) -> str:
+        return f"App({self.id!r}, state={self.state.value})"
+
+
+@dataclass(slots=True)
+class NodeSpec:
+    """A node as the driver registers it."""
+
+    name: str
+    capacity: Resources
+    labels: dict[str, str] = field(default_factory=dict)
+    schedulable: bool = True

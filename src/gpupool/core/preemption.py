@@ -1,0 +1,417 @@
+"""Preemption: which running allocations to stop so that a waiting ask (or gang) gets its guarantee.
+
+YuniKorn's laws, with gpupool's deliberate improvements (``shared/spec/scenarios.md``):
+
+1. Only between queues: never within the ask's own leaf queue, never within its application.
+2. Only for an ask whose queue is below its guarantee, own or inherited, and stays within it
+   once placed (victims under a shared ancestor count as freed there). No guarantee on the
+   ask's path: no preemption.
+3. Victims come from leaves under the fence root: the first queue up from the ask's leaf that
+   has ``preemption.policy: fence``, is the root, or would exceed its max with the ask ("fence
+   by max"). Leaves with ``preemption.policy: disabled`` are skipped.
+4. A victim's queue must be above its guarantee, and no victim may take it (or an ancestor it
+   does not share with the ask) below it.
+5. A victim's priority is at most the ask's, translated through ``priority.offset`` and
+   priority fences on the way. A victim must share a resource type with the ask.
+6. Victim order: preemptible before opted-out, non-originators before originators, newest
+   first; ties to the node name that sorts first.
+7. The ask must be older than its queue's ``preemption.delay``; an ask is looked at again at
+   most every 15 seconds.
+
+Improvements over YuniKorn: the victim set is minimal (free room on the node and free queue
+headroom count toward the ask, and a reprieve pass drops every victim the rest make
+unnecessary), a gang is solved member by member on one what-if state, and the room made is
+held for the ask until its victims have stopped.
+
+All what-if work mutates the scheduler's state through its own inverse operations and is
+undone before ``attempt`` returns: the caller gets a plan and applies it, or nothing changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gpupool.core.decisions import Code, Reason
+from gpupool.core.model import Allocation, App, Ask, Node
+from gpupool.core.queues import INT32_MAX, Queue, clamp32
+from gpupool.core.resources import Resources, format_resources, gpu_count, over_max, shares_type, typed
+
+if TYPE_CHECKING:
+    from gpupool.core.scheduler import Scheduler
+
+MAX_NODES_EVALUATED = 256
+
+
+@dataclass(slots=True)
+class PreemptionPlan:
+    asks: list[Ask]
+    victims: list[Allocation]
+    targets: list[tuple[Ask, Node]]
+    reason: Reason
+
+
+@dataclass(slots=True)
+class _Candidate:
+    alloc: Allocation
+    guards: tuple[Queue, ...]  # queues whose guarantee this victim must not break
+
+
+class _Cannot(Exception):
+    """Preemption cannot help; the message says why."""
+
+
+def _victim_order(c: _Candidate) -> tuple[bool, bool, float, str, int]:
+    a = c.alloc
+    return (not a.preemptible, a.originator, -a.start, a.node.name, a.seq)
+
+
+def _common_ancestor(a: Queue, b: Queue) -> Queue:
+    seen = {id(q) for q in a.ancestors()}
+    q: Queue | None = b
+    while q is not None:
+        if id(q) in seen:
+            return q
+        q = q.parent
+    raise AssertionError("queues of one tree always share the root")
+
+
+def _reduces(res: Resources, need: Resources) -> bool:
+    return any(res.get(k, 0) > 0 for k, n in need.items() if n > 0)
+
+
+def _satisfied(need: Resources) -> bool:
+    return all(n <= 0 for n in need.values())
+
+
+class Preemptor:
+    """One cycle's preemption search over the scheduler's state."""
+
+    def __init__(self, scheduler: Scheduler, now: float) -> None:
+        self.s = scheduler
+        self.now = now
+
+    # --------------------------------------------------------------- entry point
+
+    def attempt(self, app: App, asks: list[Ask], leaf: Queue) -> PreemptionPlan | None:
+        lead = asks[0]
+        original = lead.reason or Reason(Code.NO_NODE, "cannot be placed")
+        try:
+            self._preconditions(app, asks, leaf)
+        except _Cannot as why:
+            self._annotate(asks, original, str(why))
+            return None
+        if lead.last_preempt_check is not None and self.now < lead.last_preempt_check + 15.0:
+            return None
+        lead.last_preempt_check = self.now
+        try:
+            plan = self._solve_all(asks, leaf)
+        except _Cannot as why:
+            self._annotate(asks, original, str(why))
+            return None
+        return plan
+
+    def _annotate(self, asks: list[Ask], original: Reason, why: str) -> None:
+        reason = Reason(original.code, f"{original.message}; preemption cannot help: {why}", original.hint)
+        for a in asks:
+            a.reason = reason
+
+    def _preconditions(self, app: App, asks: list[Ask], leaf: Queue) -> None:
+        lead = asks[0]
+        required = len(asks) == 1 and lead.required_node is not None
+        if not self.s.preemption_enabled and not required:
+            raise _Cannot("preemption is disabled in this partition")
+        if any(not a.preempt_others for a in asks):
+            raise _Cannot("the ask does not preempt others (preempt_others is false)")
+        created = min(a.created for a in asks)
+        if self.now < created + leaf.preemption_delay:
+            raise _Cannot(
+                f"it has waited {self.now - created:g}s; {leaf.path} lets an ask preempt after "
+                f"{leaf.preemption_delay:g}s (preemption.delay)"
+            )
+        if required:
+            return
+        need = typed_union(asks)
+        for q in leaf.ancestors():
+            if q.guaranteed and any(need.get(t, 0) > 0 for t in q.guaranteed):
+                return
+        raise _Cannot(
+            f"neither {leaf.path} nor its parents guarantee any of {format_resources(need)}, "
+            "so it may only use idle capacity"
+        )
+
+    # --------------------------------------------------------------- what-if over all members
+
+    def _solve_all(self, asks: list[Ask], leaf: Queue) -> PreemptionPlan:
+        s = self.s
+        undo: list[tuple[str, Allocation]] = []
+        victims: list[Allocation] = []
+        targets: list[tuple[Ask, Node]] = []
+        try:
+            for ask in asks:
+                node, _ = s._find_place(ask, leaf)
+                if node is None:
+                    if ask.required_node is not None and len(asks) == 1:
+                        node, chosen = self._solve_required(ask)
+                    else:
+                        node, chosen = self._solve(ask, leaf)
+                    for v in chosen:
+                        s._detach(v)
+                        undo.append(("detach", v))
+                    victims.extend(chosen)
+                alloc = s._assign(ask, node)
+                undo.append(("assign", alloc))
+                targets.append((ask, node))
+        finally:
+            for kind, obj in reversed(undo):
+                if kind == "assign":
+                    s._unassign(obj)
+                else:
+                    s._attach(obj)
+        if not victims:
+            raise _Cannot("it fits without preemption")
+        what = asks[0].id if len(asks) == 1 else f"gang {asks[0].app.id} ({len(asks)} members)"
+        queues = sorted({v.queue.path for v in victims})
+        reason = Reason(
+            Code.PREEMPTED,
+            f"preempted so that {what} in {leaf.path} gets its guarantee; "
+            f"{', '.join(queues)} above its guarantee",
+        )
+        return PreemptionPlan(asks, victims, targets, reason)
+
+    # --------------------------------------------------------------- one ask, one node
+
+    def _solve(self, ask: Ask, leaf: Queue) -> tuple[Node, list[Allocation]]:
+        s = self.s
+        fence = self._fence_root(leaf, ask.resources)
+        candidates = self._candidates(ask, leaf, fence)
+        if not candidates:
+            raise _Cannot(
+                f"no allocation under {fence.path} is above its queue's guarantee, shares a resource "
+                "with the ask and has no higher priority"
+            )
+        on_node: dict[str, list[_Candidate]] = {}
+        for c in candidates:
+            on_node.setdefault(c.alloc.node.name, []).append(c)
+        best: tuple[tuple[object, ...], Node, list[Allocation]] | None = None
+        for types in s._type_options(ask):
+            evaluated = 0
+            for node in s.index.nodes(types):
+                if not _fits_capacity(ask.resources, node.capacity):
+                    continue
+                local = on_node.get(node.name, [])
+                potential = dict(node.avail_for(ask.id))
+                for c in local:
+                    for k, v in c.alloc.resources.items():
+                        potential[k] = potential.get(k, 0) + v
+                if not all(potential.get(k, 0) >= v for k, v in ask.resources.items() if v > 0):
+                    continue
+                evaluated += 1
+                if evaluated > MAX_NODES_EVALUATED:
+                    break
+                chosen = self._plan_on_node(ask, leaf, node, local, candidates)
+                if chosen is None:
+                    continue
+                score = (
+                    sum(1 for v in chosen if not v.preemptible),
+                    sum(1 for v in chosen if v.originator),
+                    len(chosen),
+                    sum(gpu_count(v.resources) for v in chosen),
+                    node.name,
+                )
+                if best is None or score < best[0]:
+                    best = (score, node, chosen)
+            if best is not None:
+                return best[1], best[2]
+        raise _Cannot(
+            "no node can be cleared for it without taking a queue below its guarantee "
+            "or stopping higher-priority work"
+        )
+
+    def _plan_on_node(
+        self, ask: Ask, leaf: Queue, node: Node, local: list[_Candidate], candidates: list[_Candidate]
+    ) -> list[Allocation] | None:
+        counted = typed(ask.resources, node.gpu_type)
+        avail = node.avail_for(ask.id)
+        need_node = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
+        shortfalls: list[tuple[Queue, Resources]] = []
+        for q in leaf.ancestors():
+            over = over_max(q.allocated, counted, q.max)
+            if over:
+                shortfalls.append((q, over))
+            if q.guaranteed:
+                beyond = {
+                    t: q.allocated.get(t, 0) + v - q.guaranteed[t]
+                    for t, v in counted.items()
+                    if v > 0 and t in q.guaranteed and q.allocated.get(t, 0) + v > q.guaranteed[t]
+                }
+                if beyond:
+                    if q is leaf:
+                        return None  # the ask alone takes its own queue above its guarantee
+                    shortfalls.append((q, beyond))
+        if not need_node and not shortfalls:
+            return []
+        pool = candidates if shortfalls else local
+        remaining_node = dict(need_node)
+        remaining = [(q, dict(o)) for q, o in shortfalls]
+        taken: dict[int, Resources] = {}
+        chosen: list[_Candidate] = []
+        for c in pool:
+            v = c.alloc
+            useful = v.node is node and _reduces(v.resources, remaining_node)
+            if not useful:
+                useful = any(_reduces(v.counted, o) and v.queue.is_under(q) for q, o in remaining)
+            if not useful or not self._budget_ok(c, taken):
+                continue
+            chosen.append(c)
+            for g in c.guards:
+                bucket = taken.setdefault(id(g), {})
+                for k, x in v.counted.items():
+                    bucket[k] = bucket.get(k, 0) + x
+            if v.node is node:
+                for k in remaining_node:
+                    remaining_node[k] -= v.resources.get(k, 0)
+            for q, o in remaining:
+                if v.queue.is_under(q):
+                    for k in o:
+                        o[k] -= v.counted.get(k, 0)
+            if _satisfied(remaining_node) and all(_satisfied(o) for _, o in remaining):
+                break
+        else:
+            return None
+        # Reprieve: drop every victim the others make unnecessary, most protected first.
+        keep = list(chosen)
+        for c in reversed(chosen):
+            trial = [x for x in keep if x is not c]
+            if self._covers(trial, node, need_node, shortfalls):
+                keep = trial
+        return [c.alloc for c in keep]
+
+    @staticmethod
+    def _covers(
+        chosen: list[_Candidate], node: Node, need_node: Resources, shortfalls: list[tuple[Queue, Resources]]
+    ) -> bool:
+        for k, n in need_node.items():
+            if sum(c.alloc.resources.get(k, 0) for c in chosen if c.alloc.node is node) < n:
+                return False
+        for q, o in shortfalls:
+            for k, n in o.items():
+                if sum(c.alloc.counted.get(k, 0) for c in chosen if c.alloc.queue.is_under(q)) < n:
+                    return False
+        return True
+
+    @staticmethod
+    def _budget_ok(c: _Candidate, taken: dict[int, Resources]) -> bool:
+        v = c.alloc
+        for g in c.guards:
+            assert g.guaranteed is not None
+            already = taken.get(id(g), {})
+            for t, floor in g.guaranteed.items():
+                x = v.counted.get(t, 0)
+                if x <= 0:
+                    continue
+                used = g.allocated.get(t, 0) - g.preempting.get(t, 0) - already.get(t, 0)
+                if used - x < floor:
+                    return False
+        return True
+
+    # --------------------------------------------------------------- who may be a victim
+
+    @staticmethod
+    def _fence_root(leaf: Queue, res: Resources) -> Queue:
+        q = leaf
+        while True:
+            if q.preemption_policy == "fence" or q.parent is None:
+                return q
+            if over_max(q.allocated, res, q.max):
+                return q
+            q = q.parent
+
+    def _candidates(self, ask: Ask, leaf: Queue, fence: Queue) -> list[_Candidate]:
+        out: list[_Candidate] = []
+        for victim_leaf in fence.leaves():
+            if victim_leaf is leaf or victim_leaf.preemption_policy == "disabled" or not victim_leaf.apps:
+                continue
+            lca = _common_ancestor(leaf, victim_leaf)
+            left = victim_leaf.remaining_guaranteed(stop=lca)
+            if left is not None and not any(x < 0 for x in left.values()):
+                continue  # within its guarantee
+            limit = self._translated_priority(ask.priority, leaf, victim_leaf, lca)
+            if limit is None:
+                continue
+            guards = tuple(q for q in victim_leaf.ancestors() if q.guaranteed and not lca.is_under(q))
+            for app in victim_leaf.apps.values():
+                if app is ask.app:
+                    continue
+                for alloc in app.allocations.values():
+                    if alloc.preempted or alloc.priority > limit:
+                        continue
+                    if not shares_type(alloc.resources, ask.resources):
+                        continue
+                    out.append(_Candidate(alloc, guards))
+        out.sort(key=_victim_order)
+        return out
+
+    @staticmethod
+    def _translated_priority(prio: int, leaf: Queue, victim_leaf: Queue, lca: Queue) -> int | None:
+        """The ask's priority as seen inside the victim's subtree; None if a fence shuts it out."""
+        p = prio
+        q: Queue | None = leaf
+        while q is not None and q is not lca:
+            p = q.priority_offset if q.priority_policy == "fence" else clamp32(p + q.priority_offset)
+            q = q.parent
+        down: list[Queue] = []
+        q = victim_leaf
+        while q is not None and q is not lca:
+            down.append(q)
+            q = q.parent
+        for b in reversed(down):
+            if b.priority_policy == "fence":
+                return None if b.priority_offset > p else INT32_MAX
+            p = clamp32(p - b.priority_offset)
+        return p
+
+    # --------------------------------------------------------------- required node
+
+    def _solve_required(self, ask: Ask) -> tuple[Node, list[Allocation]]:
+        """An ask pinned to a node: victims on that node only, queue guarantees aside."""
+        node = self.s.nodes.get(ask.required_node or "")
+        if node is None or not node.schedulable:
+            raise _Cannot(f"required node {ask.required_node} is not schedulable")
+        avail = node.avail_for(ask.id)
+        need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
+        pool = [
+            a
+            for a in node.allocations.values()
+            if not a.preempted
+            and a.priority <= ask.priority
+            and a.app is not ask.app
+            and shares_type(a.resources, ask.resources)
+        ]
+        pool.sort(
+            key=lambda a: (a.originator, not a.preemptible, a.priority, -a.start, sum(a.resources.values()))
+        )
+        chosen: list[Allocation] = []
+        for a in pool:
+            if _satisfied(need):
+                break
+            if not _reduces(a.resources, need):
+                continue
+            chosen.append(a)
+            for k in need:
+                need[k] -= a.resources.get(k, 0)
+        if not _satisfied(need):
+            raise _Cannot(f"the allocations on {node.name} that it may preempt do not make enough room")
+        return node, chosen
+
+
+def typed_union(asks: list[Ask]) -> Resources:
+    out: Resources = {}
+    for a in asks:
+        for k, v in a.resources.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _fits_capacity(ask: Resources, capacity: Resources) -> bool:
+    return all(capacity.get(k, 0) >= v for k, v in ask.items() if v > 0)

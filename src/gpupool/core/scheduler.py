@@ -1,0 +1,892 @@
+"""The scheduler of one partition: state, the scheduling cycle, and its bookkeeping.
+
+``Scheduler`` owns the partition's state (queue tree, nodes, applications, asks, allocations)
+and every index over it. The outside world changes that state only through its methods
+(``add_node``, ``submit``, ``add_ask``, ``restore``, ``release`` ...) and asks for decisions
+with ``schedule(now)``. Nothing here reads a clock, does I/O or draws random numbers: the same
+state and the same ``now`` give the same decisions, in the same order.
+
+One cycle, in numbered phases:
+
+1. Gang timeouts: a waiting gang past its timeout falls back to one-by-one (``soft``) or fails
+   (``hard``).
+2. Reserved asks first: asks for which preemption made room are placed as soon as it is free.
+3. Allocation: descend the queue tree in fair-share order to the neediest leaf, take its next
+   application (``fifo`` or ``fair``, priority first) and place its next ask on the best node
+   (gangs all at once), then descend again. A queue, application or ask that cannot place
+   anything is skipped for the rest of the cycle, so each cycle costs about one pass over the
+   pending asks plus a short descent per allocation.
+4. Preemption: for asks that failed for want of quota or room, in the order they were tried,
+   look for victims (``gpupool.core.preemption``). Victims are decisions; the room they leave
+   is held for the ask, which phase 2 places once the victims are released.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from gpupool.core.config import ChildTemplate, PartitionConfig
+from gpupool.core.decisions import Code, CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
+from gpupool.core.limits import Applied, LimitTracker, applicable
+from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
+from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
+from gpupool.core.placement import Placer, Request
+from gpupool.core.preemption import PreemptionPlan, Preemptor
+from gpupool.core.queues import RECOVERY_QUEUE, Queue, QueueSettings, build_tree, settings_from_template
+from gpupool.core.resources import (
+    Resources,
+    add_into,
+    fits,
+    format_resources,
+    gpu_count,
+    ordered_key,
+    over_max,
+    sub_into,
+    total,
+    typed,
+    within_max,
+)
+
+MAX_PREEMPTION_ATTEMPTS_PER_LEAF = 10
+PREEMPTION_CHECK_INTERVAL = 15.0
+
+# Which failures preemption may cure.
+_PREEMPTABLE = frozenset({Code.QUEUE_QUOTA, Code.NO_NODE, Code.GANG_WAITING})
+
+
+class SchedulerError(ValueError):
+    """A call that does not make sense for the current state (unknown id, duplicate id ...)."""
+
+
+class Scheduler:
+    def __init__(self, partition: PartitionConfig, *, scorer: NodeScorer | None = None) -> None:
+        self.partition = partition
+        self.queues: dict[str, Queue] = build_tree(partition.root, partition.limits)
+        self.root = self.queues["root"]
+        policy = partition.node_sort_policy
+        self.index = NodeIndex(scorer or make_scorer(policy.type, policy.resource_weights))
+        self.preemption_enabled = partition.preemption_enabled
+        self.placer = Placer(partition.placement_rules, self.queues.get)
+        self.nodes: dict[str, Node] = {}
+        self.capacity: Resources = {}
+        self.apps: dict[str, App] = {}
+        self.asks: dict[str, Ask] = {}
+        self.allocations: dict[str, Allocation] = {}
+        self.limits = LimitTracker()
+        self._app_limits: dict[str, tuple[Applied, ...]] = {}
+        self._ask_order: dict[str, list[Ask]] = {}
+        self._waiting_gangs: dict[str, App] = {}
+        self._reserved: dict[str, Ask] = {}
+        self._assigned: dict[str, Ask] = {}  # what-if placements not committed yet
+        self._seq = 0
+        self._cycle = 0
+        self._nofit: dict[tuple[object, ...], Reason] = {}
+
+    # ------------------------------------------------------------------ nodes
+
+    def add_node(self, spec: NodeSpec) -> Node:
+        if spec.name in self.nodes:
+            raise SchedulerError(f"node {spec.name!r} is already registered")
+        node = Node(spec.name, spec.capacity, spec.labels, spec.schedulable)
+        self.nodes[node.name] = node
+        if node.schedulable:
+            add_into(self.capacity, node.capacity)
+            self.index.add(node)
+        return node
+
+    def set_schedulable(self, name: str, schedulable: bool) -> None:
+        node = self._node(name)
+        if node.schedulable == schedulable:
+            return
+        node.schedulable = schedulable
+        if schedulable:
+            add_into(self.capacity, node.capacity)
+            self.index.add(node)
+        else:
+            sub_into(self.capacity, node.capacity)
+            self.index.remove(node)
+
+    def remove_node(self, name: str) -> list[Allocation]:
+        """Forget a node (it died or left); returns the allocations it held, now released."""
+        node = self._node(name)
+        lost = list(node.allocations.values())
+        for alloc in lost:
+            self.release(alloc.id)
+        for ask_id in list(node.held):
+            self._drop_reservation(self.asks[ask_id])
+        self.set_schedulable(name, False)
+        del self.nodes[name]
+        return lost
+
+    def _node(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise SchedulerError(f"unknown node {name!r}") from None
+
+    # ------------------------------------------------------------------ applications
+
+    def submit(
+        self,
+        app_id: str,
+        *,
+        queue: str | None = None,
+        user: str = "anonymous",
+        groups: Iterable[str] = (),
+        tags: dict[str, str] | None = None,
+        gang: GangSpec | None = None,
+        forced: bool = False,
+    ) -> Reject | None:
+        """Accept an application into a queue by the placement rules and ACLs.
+
+        ``forced`` is for recovery: an application that is already running goes to its queue
+        (or the recovery queue) whatever the rules and ACLs say. Returns a ``Reject`` decision
+        if the application can never run here.
+        """
+        if app_id in self.apps:
+            raise SchedulerError(f"application {app_id!r} is already submitted")
+        self._seq += 1
+        app = App(app_id, user=user, groups=tuple(groups), tags=tags or {}, gang=gang, seq=self._seq)
+        self.apps[app_id] = app
+        if forced:
+            leaf = self.queues.get(queue or "")
+            if leaf is None or not leaf.is_leaf:
+                leaf = self._recovery_queue()
+            self._join(app, leaf)
+            return None
+        path, create, why = self.placer.place(
+            Request(user=user, groups=app.groups, queue=queue, tags=app.tags)
+        )
+        if path is None:
+            return self._reject(app, Reason(Code.REJECTED, why, "check the queue name and the submit ACLs"))
+        leaf = self._create_queues(path) if create else self.queues[path]
+        self._join(app, leaf)
+        return None
+
+    def _join(self, app: App, leaf: Queue) -> None:
+        app.queue = leaf
+        leaf.apps[app.id] = app
+        self._app_limits[app.id] = applicable(leaf, app.user, app.groups)
+
+    def _reject(self, app: App, reason: Reason) -> Reject:
+        for ask in list(app.asks.values()):
+            self.remove_ask(ask.id)
+        app.state = AppState.REJECTED
+        app.reason = reason
+        if app.queue is not None:
+            app.queue.apps.pop(app.id, None)
+        self._waiting_gangs.pop(app.id, None)
+        return Reject(app.id, reason)
+
+    def _recovery_queue(self) -> Queue:
+        path = f"root.{RECOVERY_QUEUE}"
+        q = self.queues.get(path)
+        if q is None:
+            q = Queue(RECOVERY_QUEUE, self.root, QueueSettings(), dynamic=True)
+            self.root.children[RECOVERY_QUEUE] = q
+            self.queues[path] = q
+        return q
+
+    def _create_queues(self, path: str) -> Queue:
+        parts = path.split(".")
+        parent = self.root
+        for i in range(1, len(parts)):
+            sub_path = ".".join(parts[: i + 1])
+            existing = self.queues.get(sub_path)
+            if existing is None:
+                template = _nearest_template(parent)
+                leaf = i == len(parts) - 1
+                q = Queue(
+                    parts[i], parent, settings_from_template(template, is_parent=not leaf), dynamic=True
+                )
+                parent.children[parts[i]] = q
+                self.queues[sub_path] = q
+                existing = q
+            parent = existing
+        return parent
+
+    def remove_app(self, app_id: str) -> None:
+        """Forget an application that has nothing left (the driver released its allocations)."""
+        app = self._app(app_id)
+        for ask in list(app.asks.values()):
+            self.remove_ask(ask.id)
+        if app.allocations:
+            raise SchedulerError(f"application {app_id!r} still holds allocations; release them first")
+        if app.queue is not None:
+            app.queue.apps.pop(app_id, None)
+        self._set_running(app, False)
+        self._waiting_gangs.pop(app_id, None)
+        self._app_limits.pop(app_id, None)
+        del self.apps[app_id]
+
+    def _app(self, app_id: str) -> App:
+        try:
+            return self.apps[app_id]
+        except KeyError:
+            raise SchedulerError(f"unknown application {app_id!r}") from None
+
+    # ------------------------------------------------------------------ asks
+
+    def add_ask(
+        self,
+        app_id: str,
+        ask_id: str,
+        resources: Resources,
+        *,
+        created: float,
+        priority: int = 0,
+        gpu_types: Iterable[str] = (),
+        preempt_others: bool = True,
+        required_node: str | None = None,
+        preemptible: bool = True,
+        originator: bool = False,
+    ) -> Reject | None:
+        app = self._app(app_id)
+        if ask_id in self.asks or ask_id in self.allocations:
+            raise SchedulerError(f"ask {ask_id!r} already exists")
+        if app.state in (AppState.REJECTED, AppState.FAILED):
+            return None
+        assert app.queue is not None
+        self._seq += 1
+        ask = Ask(
+            ask_id,
+            app,
+            resources,
+            created=created,
+            seq=self._seq,
+            priority=priority,
+            gpu_types=tuple(gpu_types),
+            preempt_others=preempt_others,
+            required_node=required_node,
+            preemptible=preemptible,
+            originator=originator,
+        )
+        ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
+        app.asks[ask_id] = ask
+        self.asks[ask_id] = ask
+        self._ask_order.pop(app_id, None)
+        app.queue.add_pending(ask.resources, ask.priority)
+        if app.state == AppState.COMPLETED:
+            self._transition(app, AppState.WAITING)
+        if app.gang is not None and not app.gang_released:
+            too_big = self._gang_above_max(app)
+            if too_big is not None:
+                return self._reject(app, too_big)
+            if not app.allocations:
+                self._waiting_gangs[app.id] = app
+        return None
+
+    def remove_ask(self, ask_id: str) -> None:
+        """Withdraw a pending ask (cancelled, or its workload left)."""
+        ask = self.asks.pop(ask_id, None)
+        if ask is None:
+            raise SchedulerError(f"unknown pending ask {ask_id!r}")
+        self._drop_reservation(ask)
+        app = ask.app
+        del app.asks[ask_id]
+        self._ask_order.pop(app.id, None)
+        assert app.queue is not None
+        app.queue.remove_pending(ask.resources, ask.priority)
+        self._maybe_complete(app)
+
+    def _gang_above_max(self, app: App) -> Reason | None:
+        assert app.queue is not None
+        need = total(
+            [a.resources for a in app.asks.values()] + [a.resources for a in app.allocations.values()]
+        )
+        for q in app.queue.ancestors():
+            over = over_max({}, need, q.max)
+            if over:
+                return Reason(
+                    Code.REJECTED,
+                    f"gang needs {format_resources(need)} in all, more than the max of {q.path} "
+                    f"{format_resources(q.max or {})}: it could never run",
+                    "make the gang smaller or submit it to a queue with a larger max",
+                )
+        return None
+
+    # ------------------------------------------------------------------ allocations
+
+    def restore(
+        self,
+        alloc_id: str,
+        app_id: str,
+        node: str,
+        resources: Resources,
+        *,
+        start: float,
+        priority: int = 0,
+        preemptible: bool = True,
+        originator: bool = False,
+    ) -> Allocation:
+        """Record an allocation that already runs (recovery): no quota or fit checks."""
+        app = self._app(app_id)
+        if alloc_id in self.allocations or alloc_id in self.asks:
+            raise SchedulerError(f"allocation {alloc_id!r} already exists")
+        n = self._node(node)
+        assert app.queue is not None
+        self._seq += 1
+        alloc = Allocation(
+            alloc_id,
+            app,
+            app.queue,
+            n,
+            resources,
+            typed(resources, n.gpu_type),
+            start=start,
+            seq=self._seq,
+            priority=priority,
+            preemptible=preemptible,
+            originator=originator,
+        )
+        self._attach(alloc)
+        self._waiting_gangs.pop(app.id, None)
+        self._set_running(app, True)
+        return alloc
+
+    def release(self, alloc_id: str) -> Allocation:
+        """The allocation's workload stopped (finished, preempted, lost): free its resources."""
+        alloc = self.allocations.get(alloc_id)
+        if alloc is None:
+            raise SchedulerError(f"unknown allocation {alloc_id!r}")
+        self._detach(alloc)
+        if alloc.preempted:
+            alloc.queue.remove_preempting(alloc.counted)
+            alloc.preempted = False
+        self._maybe_complete(alloc.app)
+        return alloc
+
+    def _attach(self, alloc: Allocation) -> None:
+        self.allocations[alloc.id] = alloc
+        alloc.app.allocations[alloc.id] = alloc
+        node = alloc.node
+        node.allocations[alloc.id] = alloc
+        node.take(alloc.resources)
+        self.index.update(node)
+        alloc.queue.add_allocated(alloc.counted)
+        self.limits.add(self._app_limits.get(alloc.app.id, ()), alloc.counted)
+
+    def _detach(self, alloc: Allocation) -> None:
+        del self.allocations[alloc.id]
+        del alloc.app.allocations[alloc.id]
+        node = alloc.node
+        del node.allocations[alloc.id]
+        node.give(alloc.resources)
+        self.index.update(node)
+        alloc.queue.remove_allocated(alloc.counted)
+        self.limits.remove(self._app_limits.get(alloc.app.id, ()), alloc.counted)
+
+    def _set_running(self, app: App, running: bool) -> None:
+        if running and app.state != AppState.RUNNING:
+            self._transition(app, AppState.RUNNING)
+        if app.running == running or app.queue is None:
+            return
+        app.running = running
+        delta = 1 if running else -1
+        app.queue.set_running(delta)
+        self.limits.set_running(self._app_limits.get(app.id, ()), delta)
+
+    def _maybe_complete(self, app: App) -> None:
+        if app.asks or app.allocations:
+            return
+        self._waiting_gangs.pop(app.id, None)
+        if app.state in (AppState.RUNNING, AppState.WAITING):
+            self._set_running(app, False)
+            self._transition(app, AppState.COMPLETED)
+
+    def _transition(self, app: App, to: AppState) -> None:
+        if to == app.state:
+            return
+        if to not in APP_TRANSITIONS[app.state] and not (
+            app.state == AppState.COMPLETED and to == AppState.WAITING
+        ):
+            raise SchedulerError(f"application {app.id!r} cannot go from {app.state.value} to {to.value}")
+        app.state = to
+
+    # ------------------------------------------------------------------ the cycle
+
+    def schedule(self, now: float) -> CycleResult:
+        """Run one scheduling cycle at time ``now`` (seconds) and return its decisions."""
+        self._cycle += 1
+        self._nofit = {}
+        result = CycleResult(now)
+        tried: dict[str, Ask] = {}
+        self._phase_gang_timeouts(now, result)  # 1
+        self._phase_reserved(now, result, tried)  # 2
+        failed: list[tuple[App, list[Ask]]] = []
+        self._phase_allocate(now, result, tried, failed)  # 3
+        self._phase_preempt(now, result, failed)  # 4
+        for ask in tried.values():
+            if ask.id in self.asks and ask.reason is not None:
+                result.pending[ask.id] = ask.reason
+        return result
+
+    # 1. gang timeouts --------------------------------------------------------------------
+
+    def _phase_gang_timeouts(self, now: float, result: CycleResult) -> None:
+        for app in list(self._waiting_gangs.values()):
+            assert app.gang is not None
+            if not app.asks or app.allocations:
+                self._waiting_gangs.pop(app.id, None)
+                continue
+            deadline = app.submission_time() + app.gang.timeout
+            if now < deadline:
+                continue
+            self._waiting_gangs.pop(app.id, None)
+            if app.gang.style == "hard":
+                reason = Reason(
+                    Code.FAILED,
+                    f"hard gang could not be placed whole within its timeout of {app.gang.timeout:g}s",
+                    "ask for fewer or smaller members, or use a soft gang",
+                )
+                for ask in list(app.asks.values()):
+                    self.remove_ask(ask.id)
+                app.reason = reason
+                app.state = AppState.FAILED
+                self._set_running(app, False)
+                result.decisions.append(Fail(app.id, reason))
+            else:
+                app.gang_released = True
+                self._ask_order.pop(app.id, None)
+
+    # 2. reserved asks --------------------------------------------------------------------
+
+    def _phase_reserved(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
+        by_app: dict[str, list[Ask]] = {}
+        for ask in self._reserved.values():
+            by_app.setdefault(ask.app.id, []).append(ask)
+        for app_id in sorted(by_app, key=lambda a: self.apps[a].seq):
+            asks = sorted(by_app[app_id], key=Ask.sort_key)
+            app = self.apps[app_id]
+            leaf = app.queue
+            assert leaf is not None
+            for ask in asks:
+                tried[ask.id] = ask
+            placements = self._try_place_all(app, asks, leaf, prefer_reserved=True)
+            if placements is not None:
+                for ask in asks:
+                    self._drop_reservation(ask)
+                self._commit(placements, result, "placed on the room its preemption made")
+                continue
+            stopping = [v for ask in asks for v in ask.victims if v in self.allocations]
+            if stopping:
+                for ask in asks:
+                    ask.reason = Reason(
+                        Code.RESERVED,
+                        f"preemption made room on {ask.reserved_node}; waiting for "
+                        f"{len(stopping)} preempted allocation(s) to stop",
+                    )
+                continue
+            # The victims are gone and it still does not fit: let it compete (and preempt) again.
+            for ask in asks:
+                self._drop_reservation(ask)
+
+    def _drop_reservation(self, ask: Ask) -> None:
+        if ask.reserved_node is not None:
+            node = self.nodes.get(ask.reserved_node)
+            if node is not None:
+                node.unhold(ask.id)
+                self.index.update(node)
+        ask.reserved_node = None
+        ask.victims = ()
+        self._reserved.pop(ask.id, None)
+
+    # 3. allocation ----------------------------------------------------------------------
+
+    def _phase_allocate(
+        self, now: float, result: CycleResult, tried: dict[str, Ask], failed: list[tuple[App, list[Ask]]]
+    ) -> None:
+        exhausted: set[str] = set()
+        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
+        while True:
+            leaf = self._next_leaf(self.root, exhausted)
+            if leaf is None:
+                return
+            if not self._allocate_leaf(leaf, heaps, now, result, tried, failed):
+                exhausted.add(leaf.path)
+
+    def _next_leaf(self, q: Queue, exhausted: set[str]) -> Queue | None:
+        if q.pending_asks <= 0 or q.path in exhausted:
+            return None
+        if q.is_leaf:
+            return q
+        candidates = [c for c in q.children.values() if c.pending_asks > 0 and c.path not in exhausted]
+        if len(candidates) > 1:
+            capacity = self.capacity
+            if q.sort_priority:
+                candidates.sort(
+                    key=lambda c: (-c.priority(), c.fair_share(capacity), -c.pending_asks, c.name)
+                )
+            else:
+                candidates.sort(
+                    key=lambda c: (c.fair_share(capacity), -c.priority(), -c.pending_asks, c.name)
+                )
+        for child in candidates:
+            leaf = self._next_leaf(child, exhausted)
+            if leaf is not None:
+                return leaf
+        exhausted.add(q.path)
+        return None
+
+    def _app_key(self, leaf: Queue, app: App) -> tuple[object, ...]:
+        prio = -app.max_priority()
+        if leaf.sort_policy == "fair":
+            shares = self._app_shares(leaf, app)
+            if leaf.sort_priority:
+                return (prio, shares, app.submission_time())
+            return (shares, prio, app.submission_time())
+        if leaf.sort_priority:
+            return (prio, app.submission_time())
+        return (app.submission_time(), prio)
+
+    def _app_shares(self, leaf: Queue, app: App) -> tuple[float, ...]:
+        """DRF share vector of the app over its queue's guarantee, largest share first."""
+        used = total(a.counted for a in app.allocations.values())
+        guaranteed = leaf.guaranteed or {}
+        shares = []
+        for t, v in used.items():
+            if v <= 0:
+                continue
+            g = guaranteed.get(t)
+            shares.append(v / g if g else float(v))
+        return tuple(sorted(shares, reverse=True))
+
+    def _allocate_leaf(
+        self,
+        leaf: Queue,
+        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]],
+        now: float,
+        result: CycleResult,
+        tried: dict[str, Ask],
+        failed: list[tuple[App, list[Ask]]],
+    ) -> bool:
+        heap = heaps.get(leaf.path)
+        if heap is None:
+            heap = [(self._app_key(leaf, app), app.seq, app) for app in leaf.apps.values() if app.asks]
+            heapq.heapify(heap)
+            heaps[leaf.path] = heap
+        while heap:
+            app = heap[0][2]
+            if self._allocate_app(app, leaf, now, result, tried, failed):
+                if app.asks:
+                    heapq.heapreplace(heap, (self._app_key(leaf, app), app.seq, app))
+                else:
+                    heapq.heappop(heap)
+                return True
+            heapq.heappop(heap)
+        return False
+
+    def _ordered_asks(self, app: App) -> list[Ask]:
+        order = self._ask_order.get(app.id)
+        if order is None:
+            order = sorted(app.asks.values(), key=Ask.sort_key)
+            self._ask_order[app.id] = order
+        return order
+
+    def _allocate_app(
+        self,
+        app: App,
+        leaf: Queue,
+        now: float,
+        result: CycleResult,
+        tried: dict[str, Ask],
+        failed: list[tuple[App, list[Ask]]],
+    ) -> bool:
+        if not app.asks:
+            return False
+        if not app.running:
+            blocked = self._run_blocker(app, leaf)
+            if blocked is not None:
+                for ask in app.asks.values():
+                    ask.reason = blocked
+                    tried[ask.id] = ask
+                return False
+        if app.is_gang():
+            asks = [a for a in self._ordered_asks(app) if a.id in app.asks and a.reserved_node is None]
+            if not asks or any(a.failed_cycle == self._cycle for a in asks):
+                return False
+            for a in asks:
+                tried[a.id] = a
+            placements = self._try_place_all(app, asks, leaf)
+            if placements is not None:
+                self._commit(placements, result, f"gang of {len(asks)} placed whole")
+                return True
+            for a in asks:
+                a.failed_cycle = self._cycle
+            failed.append((app, asks))
+            return False
+        for ask in self._ordered_asks(app):
+            if ask.id not in app.asks or ask.failed_cycle == self._cycle or ask.reserved_node is not None:
+                continue
+            tried[ask.id] = ask
+            placements = self._try_place_all(app, [ask], leaf)
+            if placements is not None:
+                self._commit(placements, result, "placed")
+                return True
+            ask.failed_cycle = self._cycle
+            if ask.reason is not None and ask.reason.code in _PREEMPTABLE:
+                failed.append((app, [ask]))
+        return False
+
+    def _run_blocker(self, app: App, leaf: Queue) -> Reason | None:
+        for q in leaf.ancestors():
+            if q.max_applications is not None and q.running_apps >= q.max_applications:
+                return Reason(
+                    Code.MAX_APPS,
+                    f"{q.path} already runs {q.running_apps} application(s), its maxapplications",
+                    "wait for one to finish, or raise maxapplications",
+                )
+        blocked = self.limits.blocking_run(self._app_limits.get(app.id, ()))
+        if blocked is not None:
+            return Reason(Code.MAX_APPS, blocked, "wait for one of your applications to finish")
+        return None
+
+    # placement of one or more asks (a gang) -----------------------------------------------
+
+    def _type_options(self, ask: Ask) -> list[list[str | None]]:
+        """Node GPU types to try, in order of preference; each entry is one round."""
+        if ask.gpu_types:
+            return [[t] for t in ask.gpu_types]
+        return [list(self.index.types())]
+
+    def _quota_blocker(self, leaf: Queue, counted: Resources) -> Queue | None:
+        for q in leaf.ancestors():
+            if q.max is not None and not within_max(q.allocated, counted, q.max):
+                return q
+        return None
+
+    def _fits_node(self, ask: Ask, node: Node) -> bool:
+        return fits(ask.resources, node.avail_for(ask.id) if node.held else node.avail)
+
+    def _find_place(self, ask: Ask, leaf: Queue, prefer_reserved: bool = False) -> tuple[Node | None, Reason]:
+        """Best node for ``ask`` within quota and limits, or the reason there is none."""
+        app = ask.app
+        blocked = self.limits.blocking(self._app_limits.get(app.id, ()), ask.resources)
+        if blocked is not None:
+            return None, Reason(
+                Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(ask.resources)}"
+            )
+        gpus = gpu_count(ask.resources)
+        if prefer_reserved and ask.reserved_node is not None:
+            node = self.nodes.get(ask.reserved_node)
+            if node is not None and node.schedulable and self._fits_node(ask, node):
+                counted = typed(ask.resources, node.gpu_type)
+                if self._quota_blocker(leaf, counted) is None:
+                    return node, Reason(Code.PLACED, "placed")
+        quota_block: tuple[Queue, Resources] | None = None
+        no_node_types: list[str | None] = []
+        for types in self._type_options(ask):
+            allowed: list[str | None] = []
+            for t in types:
+                counted = typed(ask.resources, t)
+                q = self._quota_blocker(leaf, counted)
+                if q is None:
+                    allowed.append(t)
+                elif quota_block is None:
+                    quota_block = (q, counted)
+            if not allowed:
+                continue
+            if ask.required_node is not None:
+                node = self.nodes.get(ask.required_node)
+                ok = (
+                    node is not None
+                    and node.schedulable
+                    and node.gpu_type in allowed
+                    and self._fits_node(ask, node)
+                )
+                if ok:
+                    return node, Reason(Code.PLACED, "placed")
+                no_node_types.extend(allowed)
+                continue
+            key = (ordered_key(ask.resources), tuple(allowed))
+            if key in self._nofit:
+                no_node_types.extend(allowed)
+                continue
+            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n))
+            if node is not None:
+                return node, Reason(Code.PLACED, "placed")
+            self._nofit[key] = Reason(Code.NO_NODE, "")
+            no_node_types.extend(allowed)
+        if not no_node_types and quota_block is not None:
+            q, counted = quota_block
+            return None, Reason(
+                Code.QUEUE_QUOTA,
+                f"queue {q.path} is at its max: {format_resources(q.max or {})} with "
+                f"{format_resources(_on(q.allocated, counted))} in use; the ask needs "
+                f"{format_resources(counted)}",
+                "wait for running work in that queue to finish, or ask an admin to raise its max",
+            )
+        return None, self._no_node_reason(ask, no_node_types)
+
+    def _no_node_reason(self, ask: Ask, types: list[str | None]) -> Reason:
+        gpus = gpu_count(ask.resources)
+        if ask.required_node is not None:
+            return Reason(
+                Code.NO_NODE,
+                f"required node {ask.required_node} has no room for {format_resources(ask.resources)}",
+            )
+        named = [t for t in types if t]
+        type_text = f" of type {'/'.join(named)}" if ask.gpu_types and named else ""
+        if gpus:
+            most = self.index.max_free_gpus(types) if types else 0
+            return Reason(
+                Code.NO_NODE,
+                f"no node has {gpus} free GPU(s){type_text} with room for {format_resources(ask.resources)} "
+                f"(the most free on one node is {most})",
+                "wait for GPUs to free up, allow more GPU types, or ask for fewer GPUs per member",
+            )
+        return Reason(
+            Code.NO_NODE,
+            f"no schedulable node has room for {format_resources(ask.resources)}",
+            "wait for running work to finish, or ask for less",
+        )
+
+    def _try_place_all(
+        self, app: App, asks: list[Ask], leaf: Queue, prefer_reserved: bool = False
+    ) -> list[Allocation] | None:
+        """Place every ask or none (what-if with undo); sets each ask's reason on failure."""
+        placed: list[Allocation] = []
+        for ask in asks:
+            node, reason = self._find_place(ask, leaf, prefer_reserved)
+            if node is None:
+                for alloc in reversed(placed):
+                    self._unassign(alloc)
+                if len(asks) > 1:
+                    reason = Reason(
+                        Code.GANG_WAITING,
+                        f"gang of {len(asks)} waits: member {ask.id} cannot be placed ({reason.message}); "
+                        "nothing is held while it waits",
+                        reason.hint,
+                    )
+                for a in asks:
+                    a.reason = reason
+                return None
+            placed.append(self._assign(ask, node))
+        return placed
+
+    def _assign(self, ask: Ask, node: Node) -> Allocation:
+        app = ask.app
+        assert app.queue is not None
+        alloc = Allocation(
+            ask.id,
+            app,
+            app.queue,
+            node,
+            ask.resources,
+            typed(ask.resources, node.gpu_type),
+            start=0.0,
+            seq=ask.seq,
+            priority=ask.priority,
+            preemptible=ask.preemptible,
+            originator=ask.originator,
+        )
+        del self.asks[ask.id]
+        del app.asks[ask.id]
+        app.queue.remove_pending(ask.resources, ask.priority)
+        self._attach(alloc)
+        self._assigned[alloc.id] = ask
+        return alloc
+
+    def _unassign(self, alloc: Allocation) -> None:
+        """Undo ``_assign`` (what-if only: the ask goes back exactly as it was)."""
+        self._detach(alloc)
+        ask = self._assigned.pop(alloc.id)
+        app = ask.app
+        self.asks[ask.id] = ask
+        app.asks[ask.id] = ask
+        assert app.queue is not None
+        app.queue.add_pending(ask.resources, ask.priority)
+
+    def _commit(self, placements: list[Allocation], result: CycleResult, why: str) -> None:
+        for alloc in placements:
+            alloc.start = result.now
+            app = alloc.app
+            self._assigned.pop(alloc.id, None)
+            self._waiting_gangs.pop(app.id, None)
+            self._set_running(app, True)
+            result.decisions.append(
+                Place(
+                    alloc.id,
+                    app.id,
+                    alloc.queue.path,
+                    alloc.node.name,
+                    dict(alloc.resources),
+                    alloc.node.gpu_type,
+                    Reason(Code.PLACED, f"{why} on {alloc.node.name}"),
+                )
+            )
+
+    # 4. preemption ---------------------------------------------------------------------
+
+    def _phase_preempt(self, now: float, result: CycleResult, failed: list[tuple[App, list[Ask]]]) -> None:
+        if not failed:
+            return
+        preemptor = Preemptor(self, now)
+        attempts: dict[str, int] = {}
+        for app, asks in failed:
+            leaf = app.queue
+            assert leaf is not None
+            if any(a.id not in self.asks or a.reserved_node is not None for a in asks):
+                continue
+            if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
+                continue
+            plan = preemptor.attempt(app, asks, leaf)
+            if plan is None:
+                continue
+            attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
+            self._apply_preemption(plan, result)
+
+    def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
+        for alloc in plan.victims:
+            alloc.preempted = True
+            alloc.queue.add_preempting(alloc.counted)
+            result.decisions.append(
+                Preempt(
+                    alloc.id, alloc.app.id, alloc.queue.path, alloc.node.name, plan.asks[0].id, plan.reason
+                )
+            )
+        victim_ids = tuple(v.id for v in plan.victims)
+        for ask, node in plan.targets:
+            ask.victims = victim_ids
+            ask.reserved_node = node.name
+            node.hold(ask.id, ask.resources)
+            self.index.update(node)
+            self._reserved[ask.id] = ask
+            ask.reason = Reason(
+                Code.RESERVED,
+                f"preempting {len(victim_ids)} allocation(s) to make room on {node.name}",
+            )
+
+    # ------------------------------------------------------------------ queries
+
+    def explain(self, ask_id: str) -> Reason:
+        ask = self.asks.get(ask_id)
+        if ask is None:
+            if ask_id in self.allocations:
+                return Reason(Code.PLACED, f"running on {self.allocations[ask_id].node.name}")
+            raise SchedulerError(f"unknown ask {ask_id!r}")
+        return ask.reason or Reason(Code.NOT_TRIED, "not considered yet")
+
+    def queue_of(self, app_id: str) -> str | None:
+        app = self._app(app_id)
+        return app.queue.path if app.queue is not None else None
+
+    def pending_asks(self) -> list[Ask]:
+        return list(self.asks.values())
+
+
+def _on(used: Resources, counted: Resources) -> Resources:
+    return {k: used.get(k, 0) for k in counted}
+
+
+def _nearest_template(parent: Queue) -> ChildTemplate | None:
+    q: Queue | None = parent
+    while q is not None:
+        if q.child_template is not None:
+            return q.child_template
+        q = q.parent
+    return None
+
+
+__all__ = ["Decision", "Scheduler", "SchedulerError"]
