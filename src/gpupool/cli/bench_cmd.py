@@ -1,7 +1,177 @@
-"""``gpupool bench ...``: benchmark commands."""
+"""``gpupool bench ...``: benchmark commands.
+
+``bench pack`` measures packing quality on Alibaba's GPU trace (spec/benchmarks.md section 1).
+Bad input (missing file, bad row, unknown policy, bad seeds) is reported in one message on
+stderr with exit code 2, never as a traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+
+_SEEDS_ITEM = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
+
+
+class UsageProblem(ValueError):
+    """Bad input from the command line; the message says what to change."""
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'42-51' -> [42..51]; '42,43,50-51' -> [42, 43, 50, 51]. Order kept, duplicates dropped."""
+    seeds: list[int] = []
+    for item in spec.split(","):
+        match = _SEEDS_ITEM.match(item)
+        if match is None:
+            raise UsageProblem(
+                f"bad --seeds {spec!r}: {item.strip()!r} is not a seed or a range "
+                "(expected e.g. 42-51 or 42,43,50-51)"
+            )
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise UsageProblem(f"bad --seeds {spec!r}: range {low}-{high} runs backwards")
+        if high - low > 100_000:
+            raise UsageProblem(f"bad --seeds {spec!r}: range {low}-{high} is too long")
+        if low < 0:
+            raise UsageProblem(f"bad --seeds {spec!r}: seeds are non-negative integers")
+        seeds.extend(s for s in range(low, high + 1) if s not in seeds)
+    return seeds
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}", markup=True)
+    return typer.Exit(code=2)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@bench_app.command("pack")
+def pack(
+    nodes: Annotated[Path, typer.Option("--nodes", help="Node list CSV (openb_node_list_gpu_node.csv).")],
+    pods: Annotated[Path, typer.Option("--pods", help="Pod list CSV (openb_pod_list_*.csv).")],
+    policy: Annotated[
+        str, typer.Option("--policy", help="Packing policy (random, bestfit, fgd, gpupool...).")
+    ],
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds: 42-51 or 42,43,50-51.")] = "42-51",
+    ratio: Annotated[float, typer.Option("--ratio", help="Inflate the pods to RATIO x GPU capacity.")] = 1.3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write a self-contained HTML report to FILE.")
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Skip (and count) malformed CSV rows instead of failing.")
+    ] = False,
+) -> None:
+    """Packing quality on Alibaba's GPU trace: percent of GPUs allocated when the arrived GPU
+    demand reaches 100% and 130% of capacity (the FGD paper's experiment)."""
+    # Imported here so that `gpupool --help` does not pay for numpy.
+    from gpupool.packing.alibaba import LoadError, load_nodes, load_pods
+    from gpupool.packing.experiment import run_pack
+    from gpupool.packing.policies import UnknownPolicyError, policy_names
+
+    try:
+        seed_list = parse_seeds(seeds)
+        if not ratio > 0 or ratio > 100:
+            raise UsageProblem(f"bad --ratio {ratio}: give a positive number such as 1.3")
+        if policy not in policy_names():
+            raise UnknownPolicyError(policy)
+        node_table = load_nodes(nodes, skip_bad=skip_bad_rows)
+        pod_table = load_pods(pods, skip_bad=skip_bad_rows)
+    except (UsageProblem, LoadError, UnknownPolicyError) as exc:
+        raise _fail(str(exc)) from None
+
+    err = Console(stderr=True, highlight=False)
+    for table in (node_table, pod_table):
+        if table.skipped:
+            first = table.skipped[0]
+            err.print(
+                f"Skipped {len(table.skipped)} bad row(s) of {table.file} "
+                f"(first: line {first.line}: {first.what})",
+                markup=False,
+            )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(f"{policy} seed {seed_list[0]}", total=len(seed_list) * 1000)
+        finished: list[int] = []
+
+        def on_progress(seed: int, done: int, total: int) -> None:
+            if done == total:
+                finished.append(seed)
+            progress.update(
+                task,
+                completed=len(finished) * 1000 + (0 if done == total else done * 1000 // max(total, 1)),
+                description=f"{policy} seed {seed}",
+            )
+
+        try:
+            result = run_pack(node_table, pod_table, policy, seed_list, ratio, progress=on_progress)
+        except UnknownPolicyError as exc:
+            raise _fail(str(exc)) from None
+
+    if report is not None:
+        from gpupool.packing.report import html_report
+
+        command = shlex.join(["gpupool", *sys.argv[1:]]) if sys.argv else ""
+        generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        try:
+            report.write_text(html_report(result, command=command, generated=generated), encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write the report {report}: {exc.strerror}") from None
+
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+
+    out = Console(highlight=False)
+    table = Table(title=f"bench pack: {policy} on {Path(result.pods_file).name} (ratio {ratio:g})")
+    table.add_column("seed", justify="right")
+    table.add_column("alloc % @100", justify="right")
+    table.add_column("alloc % @130", justify="right")
+    table.add_column("failed pods", justify="right")
+    table.add_column("pods", justify="right")
+    table.add_column("seconds", justify="right")
+    for s in result.per_seed:
+        table.add_row(
+            str(s.seed),
+            _fmt(s.alloc_pct_at_100),
+            _fmt(s.alloc_pct_at_130),
+            str(s.failed_pods),
+            str(s.pods),
+            f"{s.seconds:.1f}",
+        )
+    table.add_section()
+    table.add_row(
+        "mean",
+        _fmt(result.alloc_pct_at_100),
+        _fmt(result.alloc_pct_at_130),
+        f"{sum(s.failed_pods for s in result.per_seed) / len(result.per_seed):.1f}",
+        "",
+        f"{result.seconds:.1f}",
+        style="bold",
+    )
+    out.print(table)
+    if report is not None:
+        out.print(f"Report written to {report}", markup=False)
