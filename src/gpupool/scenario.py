@@ -228,7 +228,8 @@ def parse_scenario(raw: object, file: str) -> Scenario:
     except ConfigError as exc:
         first = exc.issues[0]
         more = f" (and {len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
-        raise r.fail(f"config.{first.path}", f"{first.message}{more}") from None
+        hint = f" Hint: {first.hint}" if first.hint else ""
+        raise r.fail(f"config.{first.path}", f"{first.message}{more}.{hint}") from None
 
     nodes: list[NodeSpec] = []
     for i, item in enumerate(r.items(top.get("nodes"), "nodes")):

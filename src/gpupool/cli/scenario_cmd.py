@@ -36,6 +36,12 @@ def run(
                             "passed": False,
                             "error": str(exc),
                             "failures": [str(exc)],
+                            "placed": {},
+                            "preempted": [],
+                            "pending": [],
+                            "rejected": {},
+                            "queues": {},
+                            "states": {},
                         }
                     )
                 )

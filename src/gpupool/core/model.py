@@ -144,6 +144,7 @@ class Ask:
         "reserved_node",
         "resources",
         "seq",
+        "shape",
         "victims",
     )
 
@@ -178,6 +179,12 @@ class Ask:
         self.victims: tuple[str, ...] = ()  # allocations preempted for this ask, still stopping
         self.reserved_node: str | None = None
         self.failed_cycle = -1
+        # What placement depends on, for per-cycle memos of failures.
+        self.shape = (
+            tuple(sorted((k, v) for k, v in self.resources.items() if v)),
+            self.gpu_types,
+            required_node,
+        )
 
     def sort_key(self) -> tuple[int, float, int]:
         return (-self.priority, self.created, self.seq)
@@ -251,6 +258,7 @@ class App:
         "running",
         "seq",
         "state",
+        "submitted",
         "tags",
         "user",
     )
@@ -278,11 +286,11 @@ class App:
         self.asks: dict[str, Ask] = {}  # pending asks
         self.allocations: dict[str, Allocation] = {}
         self.running = False  # counts against maxapplications
+        self.submitted = float("inf")  # earliest creation time of any ask or allocation
 
     def submission_time(self) -> float:
         """The earliest creation time of any of its asks or allocations (YuniKorn's FIFO key)."""
-        times = [a.created for a in self.asks.values()] + [a.start for a in self.allocations.values()]
-        return min(times) if times else float("inf")
+        return self.submitted
 
     def max_priority(self) -> int:
         return max((a.priority for a in self.asks.values()), default=0)

@@ -97,6 +97,8 @@ class Placer:
             name = rule.value or None
         elif rule.name == "tag":
             value = _tag(req.tags, rule.value)
+            if value and value.lower().startswith("root."):
+                return value.lower()  # fully qualified: used as it is, the parent rule ignored
             name = _clean(value) if value else None
         else:
             return None
@@ -110,7 +112,7 @@ class Placer:
             parent = self._path(rule.parent, req)
             if parent is None:
                 return None
-            existing = self.lookup(parent)
+            existing = self.lookup(parent.lower())
             if existing is not None and existing.is_leaf:
                 return None
             if existing is None and not rule.parent.create:
@@ -126,6 +128,7 @@ class Placer:
             if path is None:
                 tried.append(f"{rule.name}: no queue")
                 continue
+            path = path.lower()  # queue names are lower-case, as in YuniKorn
             q = self.lookup(path)
             if q is not None:
                 if not q.is_leaf:

@@ -29,18 +29,29 @@ undone before ``attempt`` returns: the caller gets a plan and applies it, or not
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import INT32_MAX, Queue, clamp32
-from gpupool.core.resources import Resources, format_resources, gpu_count, over_max, shares_type, typed
+from gpupool.core.resources import (
+    Resources,
+    format_resources,
+    gpu_count,
+    ordered_key,
+    over_max,
+    shares_type,
+    typed,
+)
 
 if TYPE_CHECKING:
     from gpupool.core.scheduler import Scheduler
 
-MAX_NODES_EVALUATED = 256
+MAX_NODES_EVALUATED = 64  # feasible nodes collected
+MAX_NODES_SOLVED = 16  # of those, solved exactly
 
 
 @dataclass(slots=True)
@@ -49,6 +60,13 @@ class PreemptionPlan:
     victims: list[Allocation]
     targets: list[tuple[Ask, Node]]
     reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    queue: Queue
+    limit: int  # the ask's priority translated into this leaf: victims at most this
+    guards: tuple[Queue, ...]  # queues whose guarantee a victim here must not break
 
 
 @dataclass(slots=True)
@@ -80,6 +98,11 @@ def _reduces(res: Resources, need: Resources) -> bool:
     return any(res.get(k, 0) > 0 for k, n in need.items() if n > 0)
 
 
+def _merge(a: list[_Candidate], b: list[_Candidate]) -> Iterator[_Candidate]:
+    """Both lists are in victim order; yield their union in that order."""
+    return heapq.merge(a, b, key=_victim_order)
+
+
 def _satisfied(need: Resources) -> bool:
     return all(n <= 0 for n in need.values())
 
@@ -90,6 +113,11 @@ class Preemptor:
     def __init__(self, scheduler: Scheduler, now: float) -> None:
         self.s = scheduler
         self.now = now
+        self._cache: dict[tuple[object, ...], dict[int, _Leaf]] = {}
+        self._failed: dict[tuple[object, ...], str] = {}
+        self._leaf_hosts_cache: dict[tuple[int, int], dict[str, tuple[Node, int]]] = {}
+        self._hosts_cache: dict[tuple[object, ...], list[tuple[Node, int]]] = {}
+        self._qpool: dict[tuple[str, str | None], list[_Candidate]] = {}
 
     # --------------------------------------------------------------- entry point
 
@@ -104,9 +132,18 @@ class Preemptor:
         if lead.last_preempt_check is not None and self.now < lead.last_preempt_check + 15.0:
             return None
         lead.last_preempt_check = self.now
+        memo = (
+            leaf.path,
+            tuple((a.priority, ordered_key(a.resources), a.gpu_types, a.required_node) for a in asks),
+        )
+        if memo in self._failed:
+            self._annotate(asks, original, self._failed[memo])
+            return None
         try:
             plan = self._solve_all(asks, leaf)
         except _Cannot as why:
+            # Nothing that happened since in this cycle made victims easier to find.
+            self._failed[memo] = str(why)
             self._annotate(asks, original, str(why))
             return None
         return plan
@@ -119,7 +156,7 @@ class Preemptor:
     def _preconditions(self, app: App, asks: list[Ask], leaf: Queue) -> None:
         lead = asks[0]
         required = len(asks) == 1 and lead.required_node is not None
-        if not self.s.preemption_enabled and not required:
+        if not self.s.preemption_enabled:
             raise _Cannot("preemption is disabled in this partition")
         if any(not a.preempt_others for a in asks):
             raise _Cannot("the ask does not preempt others (preempt_others is false)")
@@ -132,6 +169,20 @@ class Preemptor:
         if required:
             return
         need = typed_union(asks)
+        if leaf.guaranteed:
+            for t, g in leaf.guaranteed.items():
+                if need.get(t, 0) > 0 and leaf.allocated.get(t, 0) + need[t] > g:
+                    raise _Cannot(
+                        f"{leaf.path} would go above its own guarantee of {t} "
+                        f"({leaf.allocated.get(t, 0)} in use + {need[t]} > {g}); "
+                        "preemption only restores guarantees"
+                    )
+        # Per-GPU-type guarantees count too, for every type the asks may run on.
+        for a in asks:
+            for types in self.s._type_options(a):
+                for t in types:
+                    for k, v in typed(a.resources, t).items():
+                        need[k] = max(need.get(k, 0), v)
         for q in leaf.ancestors():
             if q.guaranteed and any(need.get(t, 0) > 0 for t in q.guaranteed):
                 return
@@ -149,6 +200,9 @@ class Preemptor:
         targets: list[tuple[Ask, Node]] = []
         try:
             for ask in asks:
+                blocked = s.limits.blocking(s._app_limits.get(ask.app.id, ()), ask.resources)
+                if blocked is not None:
+                    raise _Cannot(f"{blocked}: a user or group limit is not restored by preemption")
                 node, _ = s._find_place(ask, leaf)
                 if node is None:
                     if ask.required_node is not None and len(asks) == 1:
@@ -184,39 +238,53 @@ class Preemptor:
     def _solve(self, ask: Ask, leaf: Queue) -> tuple[Node, list[Allocation]]:
         s = self.s
         fence = self._fence_root(leaf, ask.resources)
-        candidates = self._candidates(ask, leaf, fence)
-        if not candidates:
+        eligible = self._eligible(ask, leaf, fence)
+        if not eligible:
             raise _Cannot(
-                f"no allocation under {fence.path} is above its queue's guarantee, shares a resource "
-                "with the ask and has no higher priority"
+                f"no queue under {fence.path} other than {leaf.path} is above its guarantee "
+                "with work of no higher priority"
             )
-        on_node: dict[str, list[_Candidate]] = {}
-        for c in candidates:
-            on_node.setdefault(c.alloc.node.name, []).append(c)
         best: tuple[tuple[object, ...], Node, list[Allocation]] | None = None
+        gpus = gpu_count(ask.resources)
         for types in s._type_options(ask):
-            evaluated = 0
-            for node in s.index.nodes(types):
-                if not _fits_capacity(ask.resources, node.capacity):
+            allowed = set(types)
+            ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
+            # Nodes holding possible victims, the most free GPUs first (they need the least
+            # cleared); stop once enough are feasible.
+            free = s.index.free_gpus
+            hosts = [
+                (free(n.name), n)
+                for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible)
+                if n.gpu_type in allowed and free(n.name) + victim_gpus >= gpus
+            ]
+            hosts.sort(key=lambda h: (-h[0], h[1].name))
+            for _, node in hosts:
+                if node.gpu_type not in allowed or not _fits_capacity(ask.resources, node.capacity):
                     continue
-                local = on_node.get(node.name, [])
-                potential = dict(node.avail_for(ask.id))
-                for c in local:
-                    for k, v in c.alloc.resources.items():
-                        potential[k] = potential.get(k, 0) + v
-                if not all(potential.get(k, 0) >= v for k, v in ask.resources.items() if v > 0):
+                local = self._local(ask, node, eligible)
+                if not local:
                     continue
-                evaluated += 1
-                if evaluated > MAX_NODES_EVALUATED:
-                    break
-                chosen = self._plan_on_node(ask, leaf, node, local, candidates)
+                gap = self._gap(ask, node, local)
+                if gap is not None:
+                    ranked.append((gap, node.name, node, local))
+                    if len(ranked) >= MAX_NODES_EVALUATED:
+                        break
+            # The ask may already fit a node and be held back only by a queue's max.
+            fitting = s.index.best(gpus, types, lambda n: s._fits_node(ask, n))
+            if fitting is not None:
+                ranked.append((0, fitting.name, fitting, self._local(ask, fitting, eligible)))
+            # Solve the most promising nodes: least to clear, then the newest work to clear.
+            ranked.sort(key=lambda r: (r[0], -max((c.alloc.start for c in r[3]), default=0.0), r[1]))
+            for _, _, node, local in ranked[:MAX_NODES_SOLVED]:
+                chosen = self._plan_on_node(ask, leaf, node, local, eligible)
                 if chosen is None:
                     continue
+                # Fewest protected victims, fewest victims, least work lost (newest first).
                 score = (
                     sum(1 for v in chosen if not v.preemptible),
                     sum(1 for v in chosen if v.originator),
                     len(chosen),
-                    sum(gpu_count(v.resources) for v in chosen),
+                    sum((self.now - v.start) * max(1, gpu_count(v.resources)) for v in chosen),
                     node.name,
                 )
                 if best is None or score < best[0]:
@@ -228,8 +296,69 @@ class Preemptor:
             "or stopping higher-priority work"
         )
 
+    def _hosts(
+        self, leaf: Queue, fence: Queue, priority: int, eligible: dict[int, _Leaf]
+    ) -> list[tuple[Node, int]]:
+        """Schedulable nodes holding possible victims, with the GPUs those victims hold."""
+        key = (leaf.path, fence.path, priority)
+        cached = self._hosts_cache.get(key)
+        if cached is None:
+            gpus: dict[str, int] = {}
+            nodes: dict[str, Node] = {}
+            for info in eligible.values():
+                for name, (node, held) in self._leaf_hosts(info).items():
+                    nodes[name] = node
+                    gpus[name] = gpus.get(name, 0) + held
+            cached = [(n, gpus[name]) for name, n in nodes.items()]
+            self._hosts_cache[key] = cached
+        return cached
+
+    def _leaf_hosts(self, info: _Leaf) -> dict[str, tuple[Node, int]]:
+        """Per node, the GPUs of the leaf's allocations that an ask of this limit may preempt."""
+        key = (id(info.queue), info.limit)
+        cached = self._leaf_hosts_cache.get(key)
+        if cached is None:
+            cached = {}
+            for app in info.queue.apps.values():
+                for a in app.allocations.values():
+                    if a.node.schedulable and not a.preempted and a.priority <= info.limit:
+                        node, held = cached.get(a.node.name, (a.node, 0))
+                        cached[a.node.name] = (node, held + gpu_count(a.resources))
+            self._leaf_hosts_cache[key] = cached
+        return cached
+
+    def _local(self, ask: Ask, node: Node, eligible: dict[int, _Leaf]) -> list[_Candidate]:
+        """Possible victims on ``node``, in victim order."""
+        out: list[_Candidate] = []
+        for a in node.allocations.values():
+            info = eligible.get(id(a.queue))
+            if info is None or a.preempted or a.app is ask.app or a.priority > info.limit:
+                continue
+            if shares_type(a.resources, ask.resources):
+                out.append(_Candidate(a, info.guards))
+        out.sort(key=_victim_order)
+        return out
+
+    def _live(self, c: _Candidate, ask: Ask) -> bool:
+        a = c.alloc
+        return not a.preempted and a.app is not ask.app and a.id in self.s.allocations
+
+    @staticmethod
+    def _gap(ask: Ask, node: Node, local: list[_Candidate]) -> int | None:
+        """How much of the ask the node lacks now (None if its victims cannot cover it)."""
+        avail = node.avail_for(ask.id)
+        gap = 0
+        for k, v in ask.resources.items():
+            short = v - avail.get(k, 0)
+            if short <= 0:
+                continue
+            if sum(c.alloc.resources.get(k, 0) for c in local) < short:
+                return None
+            gap += short if k in ("gpu", "nvidia.com/gpu", "amd.com/gpu") else 0
+        return gap
+
     def _plan_on_node(
-        self, ask: Ask, leaf: Queue, node: Node, local: list[_Candidate], candidates: list[_Candidate]
+        self, ask: Ask, leaf: Queue, node: Node, local: list[_Candidate], eligible: dict[int, _Leaf]
     ) -> list[Allocation] | None:
         counted = typed(ask.resources, node.gpu_type)
         avail = node.avail_for(ask.id)
@@ -239,27 +368,48 @@ class Preemptor:
             over = over_max(q.allocated, counted, q.max)
             if over:
                 shortfalls.append((q, over))
-            if q.guaranteed:
-                beyond = {
-                    t: q.allocated.get(t, 0) + v - q.guaranteed[t]
-                    for t, v in counted.items()
-                    if v > 0 and t in q.guaranteed and q.allocated.get(t, 0) + v > q.guaranteed[t]
-                }
-                if beyond:
-                    if q is leaf:
-                        return None  # the ask alone takes its own queue above its guarantee
-                    shortfalls.append((q, beyond))
+        # Law 4: the ask must fit its own guarantee or, for a type its leaf does not guarantee,
+        # the nearest ancestor's; victims under that ancestor count as freed there.
+        for t, v in counted.items():
+            if v <= 0:
+                continue
+            owner = next((q for q in leaf.ancestors() if q.guaranteed and t in q.guaranteed), None)
+            if owner is None:
+                continue
+            assert owner.guaranteed is not None
+            beyond = owner.allocated.get(t, 0) + v - owner.guaranteed[t]
+            if beyond > 0:
+                if owner is leaf:
+                    return None  # the ask alone takes its own queue above its guarantee
+                shortfalls.append((owner, {t: beyond}))
         if not need_node and not shortfalls:
             return []
-        pool = candidates if shortfalls else local
+        # Victims off this node only help with the queue shortfalls; those that can are the same
+        # for every node, so they are filtered once per node type and merged with the local ones.
+        if shortfalls:
+            qkey = (ask.id, node.gpu_type)
+            qpool = self._qpool.get(qkey)
+            if qpool is None:
+                qpool = self._queue_pool(ask, shortfalls, eligible)
+                self._qpool[qkey] = qpool
+        else:
+            qpool = []
         remaining_node = dict(need_node)
         remaining = [(q, dict(o)) for q, o in shortfalls]
         taken: dict[int, Resources] = {}
         chosen: list[_Candidate] = []
-        for c in pool:
+        seen: set[int] = set()
+        queues_done = not remaining
+        for c in _merge(local, qpool):
             v = c.alloc
-            useful = v.node is node and _reduces(v.resources, remaining_node)
-            if not useful:
+            if id(v) in seen or not self._live(c, ask):
+                continue
+            seen.add(id(v))
+            on_node = v.node is node
+            if queues_done and not on_node:
+                continue
+            useful = on_node and _reduces(v.resources, remaining_node)
+            if not useful and not queues_done:
                 useful = any(_reduces(v.counted, o) and v.queue.is_under(q) for q, o in remaining)
             if not useful or not self._budget_ok(c, taken):
                 continue
@@ -268,14 +418,15 @@ class Preemptor:
                 bucket = taken.setdefault(id(g), {})
                 for k, x in v.counted.items():
                     bucket[k] = bucket.get(k, 0) + x
-            if v.node is node:
+            if on_node:
                 for k in remaining_node:
                     remaining_node[k] -= v.resources.get(k, 0)
             for q, o in remaining:
                 if v.queue.is_under(q):
                     for k in o:
                         o[k] -= v.counted.get(k, 0)
-            if _satisfied(remaining_node) and all(_satisfied(o) for _, o in remaining):
+            queues_done = all(_satisfied(o) for _, o in remaining)
+            if queues_done and _satisfied(remaining_node):
                 break
         else:
             return None
@@ -327,8 +478,13 @@ class Preemptor:
                 return q
             q = q.parent
 
-    def _candidates(self, ask: Ask, leaf: Queue, fence: Queue) -> list[_Candidate]:
-        out: list[_Candidate] = []
+    def _eligible(self, ask: Ask, leaf: Queue, fence: Queue) -> dict[int, _Leaf]:
+        """Leaves under the fence whose allocations may be victims, by ``id(queue)``."""
+        key = (leaf.path, fence.path, ask.priority)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out: dict[int, _Leaf] = {}
         for victim_leaf in fence.leaves():
             if victim_leaf is leaf or victim_leaf.preemption_policy == "disabled" or not victim_leaf.apps:
                 continue
@@ -340,15 +496,28 @@ class Preemptor:
             if limit is None:
                 continue
             guards = tuple(q for q in victim_leaf.ancestors() if q.guaranteed and not lca.is_under(q))
-            for app in victim_leaf.apps.values():
+            out[id(victim_leaf)] = _Leaf(victim_leaf, limit, guards)
+        self._cache[key] = out
+        return out
+
+    def _queue_pool(
+        self, ask: Ask, shortfalls: list[tuple[Queue, Resources]], eligible: dict[int, _Leaf]
+    ) -> list[_Candidate]:
+        """Possible victims anywhere that reduce a queue shortfall, in victim order."""
+        out: list[_Candidate] = []
+        for info in eligible.values():
+            vq = info.queue
+            under = [o for q, o in shortfalls if vq.is_under(q)]
+            if not under:
+                continue
+            for app in vq.apps.values():
                 if app is ask.app:
                     continue
-                for alloc in app.allocations.values():
-                    if alloc.preempted or alloc.priority > limit:
+                for a in app.allocations.values():
+                    if a.preempted or a.priority > info.limit or not shares_type(a.resources, ask.resources):
                         continue
-                    if not shares_type(alloc.resources, ask.resources):
-                        continue
-                    out.append(_Candidate(alloc, guards))
+                    if any(_reduces(a.counted, o) for o in under):
+                        out.append(_Candidate(a, info.guards))
         out.sort(key=_victim_order)
         return out
 
@@ -378,6 +547,10 @@ class Preemptor:
         node = self.s.nodes.get(ask.required_node or "")
         if node is None or not node.schedulable:
             raise _Cannot(f"required node {ask.required_node} is not schedulable")
+        if ask.gpu_types and node.gpu_type not in ask.gpu_types:
+            raise _Cannot(
+                f"required node {node.name} has GPU type {node.gpu_type}, not {'/'.join(ask.gpu_types)}"
+            )
         avail = node.avail_for(ask.id)
         need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
         pool = [

@@ -284,6 +284,15 @@ class Queue:
                 share = s
         return share
 
+    def pending_share(self, capacity: Resources) -> float:
+        """Largest over types of pending / cluster capacity: the tie-break "larger pending first"."""
+        share = 0.0
+        for t, v in self.pending.items():
+            c = capacity.get(t, 0)
+            if v > 0 and c > 0 and v / c > share:
+                share = v / c
+        return share
+
     # --- guarantees -----------------------------------------------------------------------
 
     def remaining_guaranteed(self, stop: Queue | None = None) -> Resources | None:

@@ -82,6 +82,9 @@ class Scheduler:
         self._seq = 0
         self._cycle = 0
         self._nofit: dict[tuple[object, ...], Reason] = {}
+        # Within the allocation phase usage only grows: a shape that failed in a leaf (for a
+        # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
+        self._shape_failed: dict[tuple[object, ...], Reason] = {}
 
     # ------------------------------------------------------------------ nodes
 
@@ -150,7 +153,7 @@ class Scheduler:
         app = App(app_id, user=user, groups=tuple(groups), tags=tags or {}, gang=gang, seq=self._seq)
         self.apps[app_id] = app
         if forced:
-            leaf = self.queues.get(queue or "")
+            leaf = self.queues.get((queue or "").lower())
             if leaf is None or not leaf.is_leaf:
                 leaf = self._recovery_queue()
             self._join(app, leaf)
@@ -265,6 +268,7 @@ class Scheduler:
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
         self.asks[ask_id] = ask
+        app.submitted = min(app.submitted, created)
         self._ask_order.pop(app_id, None)
         app.queue.add_pending(ask.resources, ask.priority)
         if app.state == AppState.COMPLETED:
@@ -341,6 +345,7 @@ class Scheduler:
             originator=originator,
         )
         self._attach(alloc)
+        app.submitted = min(app.submitted, start)
         self._waiting_gangs.pop(app.id, None)
         self._set_running(app, True)
         return alloc
@@ -499,6 +504,7 @@ class Scheduler:
     ) -> None:
         exhausted: set[str] = set()
         heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
+        self._shape_failed = {}
         while True:
             leaf = self._next_leaf(self.root, exhausted)
             if leaf is None:
@@ -516,11 +522,11 @@ class Scheduler:
             capacity = self.capacity
             if q.sort_priority:
                 candidates.sort(
-                    key=lambda c: (-c.priority(), c.fair_share(capacity), -c.pending_asks, c.name)
+                    key=lambda c: (-c.priority(), c.fair_share(capacity), -c.pending_share(capacity), c.name)
                 )
             else:
                 candidates.sort(
-                    key=lambda c: (c.fair_share(capacity), -c.priority(), -c.pending_asks, c.name)
+                    key=lambda c: (c.fair_share(capacity), -c.priority(), -c.pending_share(capacity), c.name)
                 )
         for child in candidates:
             leaf = self._next_leaf(child, exhausted)
@@ -566,8 +572,23 @@ class Scheduler:
             heap = [(self._app_key(leaf, app), app.seq, app) for app in leaf.apps.values() if app.asks]
             heapq.heapify(heap)
             heaps[leaf.path] = heap
+        shape_failed = self._shape_failed
         while heap:
             app = heap[0][2]
+            if len(app.asks) == 1 and not app.is_gang() and app.running:
+                # Fast path: a one-ask app whose shape already failed in this leaf this cycle.
+                ask = next(iter(app.asks.values()))
+                known = shape_failed.get(
+                    (leaf.path, app.user if self._app_limits.get(app.id) else "", ask.shape)
+                )
+                if known is not None and ask.reserved_node is None:
+                    ask.reason = known
+                    ask.failed_cycle = self._cycle
+                    tried[ask.id] = ask
+                    if known.code in _PREEMPTABLE:
+                        failed.append((app, [ask]))
+                    heapq.heappop(heap)
+                    continue
             if self._allocate_app(app, leaf, now, result, tried, failed):
                 if app.asks:
                     heapq.heapreplace(heap, (self._app_key(leaf, app), app.seq, app))
@@ -602,28 +623,43 @@ class Scheduler:
                     ask.reason = blocked
                     tried[ask.id] = ask
                 return False
+        who = app.user if self._app_limits.get(app.id) else ""
         if app.is_gang():
             asks = [a for a in self._ordered_asks(app) if a.id in app.asks and a.reserved_node is None]
             if not asks or any(a.failed_cycle == self._cycle for a in asks):
                 return False
             for a in asks:
                 tried[a.id] = a
-            placements = self._try_place_all(app, asks, leaf)
-            if placements is not None:
-                self._commit(placements, result, f"gang of {len(asks)} placed whole")
-                return True
+            key = (leaf.path, who, tuple(_shape(a) for a in asks))
+            known = self._shape_failed.get(key)
+            if known is None:
+                placements = self._try_place_all(app, asks, leaf)
+                if placements is not None:
+                    self._commit(placements, result, f"gang of {len(asks)} placed whole")
+                    return True
+                self._shape_failed[key] = asks[0].reason or Reason(Code.GANG_WAITING, "gang waits")
             for a in asks:
                 a.failed_cycle = self._cycle
-            failed.append((app, asks))
+                if known is not None:
+                    a.reason = known
+            if asks[0].reason is not None and asks[0].reason.code in _PREEMPTABLE:
+                failed.append((app, asks))
             return False
         for ask in self._ordered_asks(app):
             if ask.id not in app.asks or ask.failed_cycle == self._cycle or ask.reserved_node is not None:
                 continue
             tried[ask.id] = ask
-            placements = self._try_place_all(app, [ask], leaf)
-            if placements is not None:
-                self._commit(placements, result, "placed")
-                return True
+            key = (leaf.path, who, _shape(ask))
+            known = self._shape_failed.get(key)
+            if known is None:
+                placements = self._try_place_all(app, [ask], leaf)
+                if placements is not None:
+                    self._commit(placements, result, "placed")
+                    return True
+                if ask.reason is not None:
+                    self._shape_failed[key] = ask.reason
+            else:
+                ask.reason = known
             ask.failed_cycle = self._cycle
             if ask.reason is not None and ask.reason.code in _PREEMPTABLE:
                 failed.append((app, [ask]))
@@ -670,7 +706,8 @@ class Scheduler:
         gpus = gpu_count(ask.resources)
         if prefer_reserved and ask.reserved_node is not None:
             node = self.nodes.get(ask.reserved_node)
-            if node is not None and node.schedulable and self._fits_node(ask, node):
+            type_ok = node is not None and (not ask.gpu_types or node.gpu_type in ask.gpu_types)
+            if node is not None and type_ok and node.schedulable and self._fits_node(ask, node):
                 counted = typed(ask.resources, node.gpu_type)
                 if self._quota_blocker(leaf, counted) is None:
                     return node, Reason(Code.PLACED, "placed")
@@ -754,7 +791,7 @@ class Scheduler:
                     self._unassign(alloc)
                 if len(asks) > 1:
                     reason = Reason(
-                        Code.GANG_WAITING,
+                        Code.GANG_WAITING if reason.code in (Code.NO_NODE, Code.QUEUE_QUOTA) else reason.code,
                         f"gang of {len(asks)} waits: member {ask.id} cannot be placed ({reason.message}); "
                         "nothing is held while it waits",
                         reason.hint,
@@ -831,11 +868,10 @@ class Scheduler:
                 continue
             if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
                 continue
-            plan = preemptor.attempt(app, asks, leaf)
-            if plan is None:
-                continue
             attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
-            self._apply_preemption(plan, result)
+            plan = preemptor.attempt(app, asks, leaf)
+            if plan is not None:
+                self._apply_preemption(plan, result)
 
     def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
         for alloc in plan.victims:
@@ -874,6 +910,10 @@ class Scheduler:
 
     def pending_asks(self) -> list[Ask]:
         return list(self.asks.values())
+
+
+def _shape(ask: Ask) -> tuple[object, ...]:
+    return ask.shape
 
 
 def _on(used: Resources, counted: Resources) -> Resources:

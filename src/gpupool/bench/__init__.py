@@ -1,0 +1,1 @@
+"""Benchmarks of the scheduling core (the packing benchmark lives in gpupool.packing)."""
