@@ -131,6 +131,7 @@ class Ask:
     __slots__ = (
         "app",
         "created",
+        "disruptible",
         "failed_cycle",
         "gpu_types",
         "id",
@@ -162,10 +163,12 @@ class Ask:
         required_node: str | None = None,
         preemptible: bool = True,
         originator: bool = False,
+        disruptible: bool = True,
     ) -> None:
         self.id = id
         self.app = app
         self.resources: Resources = dict(resources)
+        self.disruptible = disruptible
         self.created = created
         self.seq = seq
         self.priority = priority
@@ -199,6 +202,7 @@ class Allocation:
     __slots__ = (
         "app",
         "counted",
+        "disruptible",
         "gpu_type",
         "id",
         "node",
@@ -226,10 +230,12 @@ class Allocation:
         priority: int = 0,
         preemptible: bool = True,
         originator: bool = False,
+        disruptible: bool = True,
     ) -> None:
         self.id = id
         self.app = app
         self.queue = queue
+        self.disruptible = disruptible  # False: never a victim (a `never` workload)
         self.node = node
         self.resources: Resources = dict(resources)
         self.counted: Resources = counted  # resources + gpu/<type>: what quota sees

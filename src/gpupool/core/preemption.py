@@ -321,7 +321,7 @@ class Preemptor:
             cached = {}
             for app in info.queue.apps.values():
                 for a in app.allocations.values():
-                    if a.node.schedulable and not a.preempted and a.priority <= info.limit:
+                    if a.node.schedulable and not a.preempted and a.disruptible and a.priority <= info.limit:
                         node, held = cached.get(a.node.name, (a.node, 0))
                         cached[a.node.name] = (node, held + gpu_count(a.resources))
             self._leaf_hosts_cache[key] = cached
@@ -332,7 +332,13 @@ class Preemptor:
         out: list[_Candidate] = []
         for a in node.allocations.values():
             info = eligible.get(id(a.queue))
-            if info is None or a.preempted or a.app is ask.app or a.priority > info.limit:
+            if (
+                info is None
+                or a.preempted
+                or not a.disruptible
+                or a.app is ask.app
+                or a.priority > info.limit
+            ):
                 continue
             if shares_type(a.resources, ask.resources):
                 out.append(_Candidate(a, info.guards))
@@ -514,7 +520,12 @@ class Preemptor:
                 if app is ask.app:
                     continue
                 for a in app.allocations.values():
-                    if a.preempted or a.priority > info.limit or not shares_type(a.resources, ask.resources):
+                    if (
+                        a.preempted
+                        or not a.disruptible
+                        or a.priority > info.limit
+                        or not shares_type(a.resources, ask.resources)
+                    ):
                         continue
                     if any(_reduces(a.counted, o) for o in under):
                         out.append(_Candidate(a, info.guards))
@@ -557,6 +568,7 @@ class Preemptor:
             a
             for a in node.allocations.values()
             if not a.preempted
+            and a.disruptible
             and a.priority <= ask.priority
             and a.app is not ask.app
             and shares_type(a.resources, ask.resources)

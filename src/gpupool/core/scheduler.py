@@ -244,6 +244,7 @@ class Scheduler:
         required_node: str | None = None,
         preemptible: bool = True,
         originator: bool = False,
+        disruptible: bool = True,
     ) -> Reject | None:
         app = self._app(app_id)
         if ask_id in self.asks or ask_id in self.allocations:
@@ -264,6 +265,7 @@ class Scheduler:
             required_node=required_node,
             preemptible=preemptible,
             originator=originator,
+            disruptible=disruptible,
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
@@ -323,6 +325,7 @@ class Scheduler:
         priority: int = 0,
         preemptible: bool = True,
         originator: bool = False,
+        disruptible: bool = True,
     ) -> Allocation:
         """Record an allocation that already runs (recovery): no quota or fit checks."""
         app = self._app(app_id)
@@ -343,6 +346,7 @@ class Scheduler:
             priority=priority,
             preemptible=preemptible,
             originator=originator,
+            disruptible=disruptible,
         )
         self._attach(alloc)
         app.submitted = min(app.submitted, start)
@@ -817,6 +821,7 @@ class Scheduler:
             priority=ask.priority,
             preemptible=ask.preemptible,
             originator=ask.originator,
+            disruptible=ask.disruptible,
         )
         del self.asks[ask.id]
         del app.asks[ask.id]
