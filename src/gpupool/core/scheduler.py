@@ -439,7 +439,8 @@ class Scheduler:
             if not app.asks or app.allocations:
                 self._waiting_gangs.pop(app.id, None)
                 continue
-            deadline = app.submission_time() + app.gang.timeout
+            # From the earliest pending ask: its submission, or its requeue after a preemption.
+            deadline = min(a.created for a in app.asks.values()) + app.gang.timeout
             if now < deadline:
                 continue
             self._waiting_gangs.pop(app.id, None)

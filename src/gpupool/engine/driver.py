@@ -1,0 +1,314 @@
+"""The driver: one "observe -> decide -> act" loop, shared by live mode and the simulator.
+
+``Driver.tick(now)`` polls the executor for what happened (jobs started, finished, stopped
+after preemption, nodes lost or added), updates the scheduling core and the workloads, runs
+scheduling cycles, and carries out the decisions: start admitted workloads, ask victims to
+checkpoint and stop, fail rejected ones. Every transition goes to the journal before the
+executor is told to act.
+
+Workloads map onto the core one to one: a workload is an application, each member an ask
+(``<workload>/<member>``), and a multi-member workload a gang. Preemption stops a workload as
+a whole: when the core picks one member as a victim, the whole job checkpoints and stops, and
+all its members are requeued together.
+
+The driver holds no clock and does no I/O of its own: time comes in as ``now``; the executor
+and the journal are the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gpupool.core.decisions import CycleResult, Fail, Place, Preempt, Reject
+from gpupool.core.model import GangSpec
+from gpupool.core.scheduler import Scheduler, SchedulerError
+from gpupool.engine.model import (
+    TERMINAL,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+    member_of,
+)
+from gpupool.engine.ports import (
+    Executor,
+    Finished,
+    Journal,
+    MemoryJournal,
+    NodeDown,
+    NodeUp,
+    Observation,
+    Started,
+    StartFailed,
+    Stopped,
+)
+
+MAX_CYCLES_PER_TICK = 4
+
+
+@dataclass(slots=True)
+class TickReport:
+    now: float
+    cycles: list[CycleResult] = field(default_factory=list)
+    admitted: list[str] = field(default_factory=list)
+    preempting: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+
+class Driver:
+    def __init__(self, scheduler: Scheduler, executor: Executor, journal: Journal | None = None) -> None:
+        self.core = scheduler
+        self.executor = executor
+        self.journal: Journal = journal if journal is not None else MemoryJournal()
+        self.workloads: dict[str, Workload] = {}
+        self._by_key: dict[str, str] = {}
+        self._seq = 0
+        self._partial: dict[str, dict[str, str]] = {}  # workload -> member -> node, until all placed
+        self.preemptions = 0
+
+    # ------------------------------------------------------------------ submissions
+
+    def next_id(self) -> str:
+        self._seq += 1
+        return f"w-{self._seq:06d}"
+
+    def submit(self, spec: WorkloadSpec, now: float, workload_id: str | None = None) -> Workload:
+        """Accept a workload; with an idempotency key already seen, return the first one."""
+        if spec.idempotency_key and spec.idempotency_key in self._by_key:
+            return self.workloads[self._by_key[spec.idempotency_key]]
+        wid = workload_id or self.next_id()
+        if wid in self.workloads:
+            raise SchedulerError(f"workload {wid!r} already exists")
+        w = Workload(wid, spec, submitted_at=now)
+        self.workloads[wid] = w
+        if spec.idempotency_key:
+            self._by_key[spec.idempotency_key] = wid
+        self.journal.submitted(w)
+        self.journal.event(wid, now, "submitted", f"{spec.name} submitted by {spec.user}")
+        gang = GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None
+        rejected = self.core.submit(
+            wid, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=gang
+        )
+        if rejected is not None:
+            self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
+            return w
+        self._enqueue(w, now)
+        return w
+
+    def _enqueue(self, w: Workload, now: float) -> None:
+        spec = w.spec
+        for i, (member, group) in enumerate(spec.members()):
+            rejected = self.core.add_ask(
+                w.id,
+                f"{w.id}/{member}",
+                group.resources,
+                created=now,
+                priority=spec.priority,
+                gpu_types=group.gpu_types,
+                disruptible=spec.disruption.policy != "never",
+                originator=i == 0,
+            )
+            if rejected is not None:
+                self._drop_from_core(w)
+                self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
+                return
+
+    def cancel(self, workload_id: str, now: float, reason: str = "cancelled") -> Workload:
+        w = self.workloads[workload_id]
+        if w.terminal:
+            return w
+        was_running = w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING)
+        self._move(w, WorkloadState.CANCELLED, now, reason)
+        if was_running:
+            self.executor.cancel(w, now)  # its allocations are released once it has stopped
+        else:
+            self._drop_from_core(w)
+        return w
+
+    # ------------------------------------------------------------------ the loop
+
+    def tick(self, now: float) -> TickReport:
+        report = TickReport(now)
+        for obs in self.executor.poll(now):
+            self.observe(obs, now, report)
+        for _ in range(MAX_CYCLES_PER_TICK):
+            result = self.core.schedule(now)
+            report.cycles.append(result)
+            self._act(result, now, report)
+            if not result.placed():
+                break
+        return report
+
+    def _act(self, result: CycleResult, now: float, report: TickReport) -> None:
+        for d in result.decisions:
+            if isinstance(d, Place):
+                wid, member = member_of(d.ask_id)
+                w = self.workloads.get(wid)
+                if w is None:
+                    continue
+                placed = self._partial.setdefault(wid, {})
+                placed[member] = d.node
+                if len(placed) == len(w.spec.members()):
+                    self._admit(w, now, report)
+            elif isinstance(d, Preempt):
+                wid, _ = member_of(d.alloc_id)
+                w = self.workloads.get(wid)
+                if w is not None:
+                    self._preempt(w, now, str(d.reason), report)
+            elif isinstance(d, Reject | Fail):
+                w = self.workloads.get(d.app_id)
+                if w is not None and not w.terminal:
+                    self._drop_from_core(w)
+                    self._move(w, WorkloadState.FAILED, now, str(d.reason))
+
+    def _admit(self, w: Workload, now: float, report: TickReport) -> None:
+        w.placement = dict(sorted(self._partial.pop(w.id).items()))
+        w.attempt += 1
+        nodes = sorted(set(w.placement.values()))
+        self._move(w, WorkloadState.ADMITTED, now, f"placed on {', '.join(nodes)} (attempt {w.attempt})")
+        report.admitted.append(w.id)
+        self.executor.start(w, now)
+
+    def _preempt(self, w: Workload, now: float, reason: str, report: TickReport) -> None:
+        if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+            grace = w.spec.disruption.grace
+            w.preempt_deadline = now + grace
+            self._move(w, WorkloadState.PREEMPTING, now, reason)
+            report.preempting.append(w.id)
+            self.preemptions += 1
+            self.executor.preempt(w, grace, now)
+        elif w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED):
+            # Members placed one by one (a soft gang after its timeout) but not started yet:
+            # give their room back at once and wait again.
+            self._partial.pop(w.id, None)
+            self._release_all(w)
+            self._drop_from_core(w, keep_app=True)
+            self._enqueue(w, now)
+            self.journal.event(w.id, now, "preempted", reason)
+
+    # ------------------------------------------------------------------ observations
+
+    def observe(self, obs: Observation, now: float, report: TickReport | None = None) -> None:
+        if isinstance(obs, NodeUp):
+            if obs.node.name in self.core.nodes:
+                self.core.set_schedulable(obs.node.name, True)
+            else:
+                self.core.add_node(obs.node)
+            self.journal.event(None, now, "node-up", f"node {obs.node.name} joined")
+            return
+        if isinstance(obs, NodeDown):
+            self._node_down(obs, now)
+            return
+        w = self.workloads.get(obs.workload_id)
+        if w is None or obs.attempt != w.attempt:
+            return  # about an attempt that is over
+        if isinstance(obs, Started):
+            if w.state == WorkloadState.ADMITTED:
+                w.started_at = now
+                self._move(w, WorkloadState.RUNNING, now, "its job started")
+        elif isinstance(obs, Finished):
+            self._finish(w, obs, now)
+            if report is not None:
+                report.finished.append(w.id)
+        elif isinstance(obs, Stopped):
+            self._stopped(w, obs, now)
+        elif isinstance(obs, StartFailed):
+            self._release_all(w)
+            if w.state == WorkloadState.CANCELLED:
+                self._drop_from_core(w)
+            elif obs.retry and w.state == WorkloadState.ADMITTED:
+                self._move(w, WorkloadState.PENDING, now, f"could not start: {obs.message}; requeued")
+                self._enqueue(w, now)
+            elif not w.terminal:
+                self._drop_from_core(w)
+                self._move(w, WorkloadState.FAILED, now, f"could not start: {obs.message}")
+
+    def _finish(self, w: Workload, obs: Finished, now: float) -> None:
+        self._release_all(w)
+        self._drop_from_core(w)
+        w.finished_at = now
+        if w.state == WorkloadState.CANCELLED:
+            return
+        if obs.ok:
+            self._move(w, WorkloadState.SUCCEEDED, now, obs.message or "its job exited 0")
+        else:
+            self._move(w, WorkloadState.FAILED, now, obs.message or "its job failed")
+
+    def _stopped(self, w: Workload, obs: Stopped, now: float) -> None:
+        self._release_all(w)
+        if obs.checkpoint is not None:
+            w.checkpoint = obs.checkpoint
+        if obs.work_done is not None:
+            w.work_done = obs.work_done
+        if w.state == WorkloadState.PREEMPTING:
+            w.preemptions += 1
+            w.preempt_deadline = None
+            kept = f"; resumes from checkpoint {w.checkpoint}" if w.checkpoint else ""
+            self._move(w, WorkloadState.PREEMPTED, now, f"stopped for preemption and requeued{kept}")
+            self._enqueue(w, now)
+        elif w.state == WorkloadState.CANCELLED:
+            w.finished_at = now
+            self._drop_from_core(w)
+
+    def _node_down(self, obs: NodeDown, now: float) -> None:
+        if obs.name not in self.core.nodes:
+            return
+        lost = self.core.remove_node(obs.name)
+        self.journal.event(None, now, "node-down", f"node {obs.name} left: {obs.message}".rstrip(": "))
+        hit = sorted({member_of(a.id)[0] for a in lost})
+        for wid in hit:
+            w = self.workloads.get(wid)
+            if w is None:
+                continue
+            self._partial.pop(wid, None)
+            self._release_all(w)
+            if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING):
+                self.executor.cancel(w, now)  # stop the members that still run elsewhere
+                self._move(w, WorkloadState.PENDING, now, f"node {obs.name} was lost; requeued as a whole")
+                self._drop_from_core(w, keep_app=True)
+                self._enqueue(w, now)
+            elif w.state == WorkloadState.CANCELLED:
+                self._drop_from_core(w)
+            else:
+                self._drop_from_core(w, keep_app=True)
+                self._enqueue(w, now)
+
+    # ------------------------------------------------------------------ queries
+
+    def why(self, workload_id: str) -> list[str]:
+        """Plain-word reasons: the workload's state, and each waiting member's reason."""
+        w = self.workloads[workload_id]
+        lines = [f"{w.id} ({w.spec.name}) is {w.state.value}: {w.reason}"]
+        if w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED):
+            seen: dict[str, list[str]] = {}
+            for ask_id in w.member_ids():
+                if ask_id in self.core.asks:
+                    seen.setdefault(str(self.core.explain(ask_id)), []).append(member_of(ask_id)[1])
+            for text, members in seen.items():
+                lines.append(f"{', '.join(members)}: {text}")
+        return lines
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _move(self, w: Workload, new: WorkloadState, now: float, reason: str) -> None:
+        t = w.move(new, now, reason)
+        self.journal.transition(w, t)
+
+    def _release_all(self, w: Workload) -> None:
+        app = self.core.apps.get(w.id)
+        if app is None:
+            return
+        for alloc_id in list(app.allocations):
+            self.core.release(alloc_id)
+
+    def _drop_from_core(self, w: Workload, keep_app: bool = False) -> None:
+        """Withdraw its pending asks (and, unless ``keep_app``, forget it in the core)."""
+        app = self.core.apps.get(w.id)
+        if app is None:
+            return
+        for ask_id in list(app.asks):
+            self.core.remove_ask(ask_id)
+        if not keep_app and not app.allocations:
+            self.core.remove_app(w.id)
+
+    def active(self) -> list[Workload]:
+        return [w for w in self.workloads.values() if w.state not in TERMINAL]

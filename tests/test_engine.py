@@ -1,0 +1,154 @@
+"""The driver loop against a small real executor that starts and stops jobs when told."""
+
+from __future__ import annotations
+
+from gpupool.core.configparse import parse_config
+from gpupool.core.model import NodeSpec
+from gpupool.core.scheduler import Scheduler
+from gpupool.engine.driver import Driver
+from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.engine.ports import Finished, NodeDown, Observation, Started, Stopped
+
+
+class StepExecutor:
+    """Starts every job at once; stops preempted ones at their deadline; finishes on request."""
+
+    def __init__(self) -> None:
+        self.outbox: list[Observation] = []
+        self.running: dict[str, int] = {}
+        self.stopping: dict[str, tuple[int, float]] = {}
+        self.cancelled: list[str] = []
+
+    def start(self, workload, now):
+        self.running[workload.id] = workload.attempt
+        self.outbox.append(Started(workload.id, workload.attempt))
+
+    def preempt(self, workload, grace, now):
+        self.stopping[workload.id] = (workload.attempt, now + grace)
+
+    def cancel(self, workload, now):
+        self.cancelled.append(workload.id)
+        self.outbox.append(Stopped(workload.id, workload.attempt))
+
+    def finish(self, wid, ok=True):
+        self.outbox.append(Finished(wid, self.running.pop(wid), ok))
+
+    def poll(self, now):
+        for wid, (attempt, deadline) in list(self.stopping.items()):
+            if now >= deadline:
+                del self.stopping[wid]
+                self.running.pop(wid, None)
+                self.outbox.append(Stopped(wid, attempt, checkpoint=f"/ckpt/{wid}"))
+        out, self.outbox = self.outbox, []
+        return out
+
+
+CONFIG = {
+    "partitions": [
+        {
+            "name": "default",
+            "queues": [
+                {
+                    "name": "root",
+                    "submitacl": "*",
+                    "queues": [
+                        {"name": "a", "resources": {"guaranteed": {"gpu": 8}, "max": {"gpu": 16}}},
+                        {"name": "b", "resources": {"guaranteed": {"gpu": 8}, "max": {"gpu": 16}}},
+                    ],
+                }
+            ],
+        }
+    ]
+}
+
+
+def make(nodes: int = 2) -> tuple[Driver, StepExecutor]:
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    for i in range(nodes):
+        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8, "vcore": 64000}))
+    ex = StepExecutor()
+    return Driver(sched, ex), ex
+
+
+def spec(queue: str, gpus: int, members: int = 1, **kw) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=f"{queue}-job", queue=queue, task_groups=(TaskGroup("worker", members, {"gpu": gpus}),), **kw
+    )
+
+
+def test_submit_admit_run_finish():
+    d, ex = make()
+    w = d.submit(spec("root.a", 4, members=2), now=0)
+    d.tick(0)
+    assert w.state == WorkloadState.ADMITTED and len(w.placement) == 2
+    d.tick(1)
+    assert w.state == WorkloadState.RUNNING
+    ex.finish(w.id)
+    d.tick(2)
+    assert w.state == WorkloadState.SUCCEEDED
+    assert w.id not in d.core.apps and not d.core.allocations
+    assert [t.new.value for t in w.history] == ["admitted", "running", "succeeded"]
+
+
+def test_preempted_workload_checkpoints_requeues_and_resumes():
+    d, ex = make()
+    hog = d.submit(spec("root.a", 8, members=2, disruption=Disruption("checkpoint", grace=10)), now=0)
+    d.tick(0)
+    d.tick(1)
+    assert hog.state == WorkloadState.RUNNING
+    fair = d.submit(spec("root.b", 8), now=1)
+    d.tick(40)  # older than preemption.delay: root.b is below its guarantee
+    assert hog.state == WorkloadState.PREEMPTING
+    d.tick(45)
+    assert hog.state == WorkloadState.PREEMPTING  # still inside its grace period
+    d.tick(50)
+    assert hog.state == WorkloadState.PREEMPTED and hog.checkpoint == f"/ckpt/{hog.id}"
+    assert fair.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+    ex.finish(fair.id)
+    d.tick(60)
+    d.tick(61)
+    assert hog.state == WorkloadState.RUNNING and hog.attempt == 2 and hog.preemptions == 1
+
+
+def test_never_workload_is_not_a_victim():
+    d, _ = make()
+    hog = d.submit(spec("root.a", 8, members=2, disruption=Disruption("never")), now=0)
+    d.tick(0)
+    fair = d.submit(spec("root.b", 8), now=1)
+    d.tick(40)
+    d.tick(100)
+    assert hog.state == WorkloadState.RUNNING
+    assert fair.state == WorkloadState.PENDING
+    assert any("preemption cannot help" in line for line in d.why(fair.id))
+
+
+def test_node_failure_requeues_the_whole_gang():
+    d, ex = make(nodes=3)
+    w = d.submit(spec("root.a", 8, members=2), now=0)
+    d.tick(0)
+    d.tick(1)
+    lost = next(iter(w.placement.values()))
+    ex.outbox.append(NodeDown(lost, "killed"))
+    d.tick(2)
+    assert lost not in d.core.nodes
+    assert w.id in ex.cancelled
+    assert w.state in (WorkloadState.PENDING, WorkloadState.ADMITTED)
+    d.tick(3)
+    assert w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+    assert lost not in w.placement.values() and w.attempt == 2
+
+
+def test_idempotency_key_and_rejection_and_cancel():
+    d, _ = make()
+    first = d.submit(spec("root.a", 1, idempotency_key="k1"), now=0)
+    again = d.submit(spec("root.a", 1, idempotency_key="k1"), now=0)
+    assert first is again and len(d.workloads) == 1
+    bad = d.submit(spec("root.nope", 1), now=0)
+    assert bad.state == WorkloadState.FAILED and "no placement rule" in bad.reason
+    big = d.submit(spec("root.a", 8, members=3), now=0)  # 24 GPUs > max 16
+    assert big.state == WorkloadState.FAILED and "max" in big.reason
+    waiting = d.submit(spec("root.a", 16, members=1), now=0)  # no node has 16 GPUs
+    d.tick(0)
+    assert waiting.state == WorkloadState.PENDING
+    d.cancel(waiting.id, now=1)
+    assert waiting.state == WorkloadState.CANCELLED and waiting.id not in d.core.apps
