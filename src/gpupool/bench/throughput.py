@@ -127,14 +127,14 @@ def _submit(sched: Scheduler, plan: _AppPlan, created: float) -> None:
         sched.add_ask(plan.app_id, ask_id, res, created=created, priority=plan.priority, gpu_types=plan.types)
 
 
-def scorer_for(policy: str) -> Any:
-    if policy in ("gpupool", "binpacking"):
-        return make_scorer("binpacking", None)
-    if policy == "fair":
-        return make_scorer("fair", None)
-    from gpupool.core.nodes import policy_scorer
+POLICIES = ("gpupool", "binpacking", "fair", "fgd")
 
-    return policy_scorer(policy)
+
+def scorer_for(policy: str) -> Any:
+    """``gpupool`` is the core's default: binpacking with GPU-dominant weights."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
+    return make_scorer("binpacking" if policy == "gpupool" else policy, None)
 
 
 def run(cfg: ThroughputConfig, progress: Any = None) -> dict[str, Any]:

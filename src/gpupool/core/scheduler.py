@@ -67,6 +67,7 @@ class Scheduler:
         policy = partition.node_sort_policy
         self.index = NodeIndex(scorer or make_scorer(policy.type, policy.resource_weights))
         self.preemption_enabled = partition.preemption_enabled
+        self._observe = getattr(self.index.scorer, "observe", None)  # workload-aware policies
         self.placer = Placer(partition.placement_rules, self.queues.get)
         self.nodes: dict[str, Node] = {}
         self.capacity: Resources = {}
@@ -270,6 +271,8 @@ class Scheduler:
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
         self.asks[ask_id] = ask
+        if self._observe is not None:
+            self._observe(ask.resources)
         app.submitted = min(app.submitted, created)
         self._ask_order.pop(app_id, None)
         app.queue.add_pending(ask.resources, ask.priority)
@@ -745,7 +748,7 @@ class Scheduler:
             if key in self._nofit:
                 no_node_types.extend(allowed)
                 continue
-            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n))
+            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n), ask.resources)
             if node is not None:
                 return node, Reason(Code.PLACED, "placed")
             self._nofit[key] = Reason(Code.NO_NODE, "")

@@ -1,0 +1,59 @@
+"""``gpupool bench throughput``: allocations per second of the scheduling core at scale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gpupool.bench.throughput import POLICIES, ThroughputConfig, run
+from gpupool.cli.bench_cmd import bench_app
+
+
+@bench_app.command("throughput")
+def throughput(
+    nodes: int = typer.Option(5000, min=1, help="8-GPU nodes of three GPU models."),
+    asks: int = typer.Option(50_000, min=1, help="Asks (gang members count one each)."),
+    queues: int = typer.Option(100, min=1, help="Leaf queues in a three-level tree."),
+    policy: str = typer.Option("gpupool", help=f"Node policy: {', '.join(POLICIES)}."),
+    seed: int = typer.Option(42, help="Seed of the synthetic cluster and workload."),
+    churn_steps: int = typer.Option(60, min=0, help="Simulated steps of finishing work and new arrivals."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report."),
+) -> None:
+    """Measure the core alone: fill a cluster from a full queue, then churn with preemption on."""
+    err = Console(stderr=True)
+    if policy not in POLICIES:
+        err.print(f"[red]error:[/red] unknown policy {policy!r}\n  Hint: choose one of {', '.join(POLICIES)}")
+        raise typer.Exit(2)
+    cfg = ThroughputConfig(
+        nodes=nodes, asks=asks, queues=queues, policy=policy, seed=seed, churn_steps=churn_steps
+    )
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("fill, then churn", total=churn_steps)
+        result = run(cfg, progress=lambda done, total: bar.update(task, completed=done))
+    if report is not None:
+        from gpupool.bench.report import write_throughput_report
+
+        write_throughput_report(report, cfg, result)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"Scheduling throughput ({policy})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
