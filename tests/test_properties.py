@@ -318,9 +318,23 @@ def check_guarantees(
     """No queue holding victims (and not also holding their preemptor) ends below its guarantee.
 
     Victims of a required-node ask are left out: that preemption ignores queue guarantees by design
-    (YuniKorn's DaemonSet preemption, required_node_preemptor.go).
+    (YuniKorn's DaemonSet preemption, required_node_preemptor.go). A gang stops as a whole, so a
+    gang victim only needs its queue to have been above its guarantee before.
     """
     victims = [v for v in victims if v.for_ask not in required]
+    gang_victims = [v for v in victims if v.app_id in sched.apps and sched.apps[v.app_id].gang is not None]
+    for v in gang_victims:
+        queue = sched.queues[v.queue]
+        for q in queue.ancestors():
+            if q.guaranteed and not any(
+                p == q.path or p.startswith(q.path + ".") for p in ask_queue.values()
+            ):
+                for t, floor in q.guaranteed.items():
+                    was = start.get(q.path, {}).get(t, 0)
+                    assert was > floor or q.allocated.get(t, 0) >= floor or t not in _counted(sched, v), (
+                        f"gang {v.app_id} preempted while {q.path} was not above its guarantee of {t}"
+                    )
+    victims = [v for v in victims if v not in gang_victims]
     if not victims:
         return
     preemptor_queues = {ask_queue[v.for_ask] for v in victims if v.for_ask in ask_queue}
@@ -338,6 +352,11 @@ def check_guarantees(
                 assert now >= floor, (
                     f"preemption took {path} to {t}={now}, below its guarantee {floor} (was {was})"
                 )
+
+
+def _counted(sched: Scheduler, v: Preempt) -> set[str]:
+    app = sched.apps.get(v.app_id)
+    return {k for a in (app.allocations.values() if app else []) for k in a.counted} | {"gpu"}
 
 
 def check_preemption_laws(spec: Spec, sched: Scheduler, victims: list[Preempt], info: dict[str, Any]) -> None:

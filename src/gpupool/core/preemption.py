@@ -69,10 +69,41 @@ class _Leaf:
     guards: tuple[Queue, ...]  # queues whose guarantee a victim here must not break
 
 
-@dataclass(slots=True)
 class _Candidate:
-    alloc: Allocation
-    guards: tuple[Queue, ...]  # queues whose guarantee this victim must not break
+    """A victim unit: one allocation, or every allocation of a gang (a gang stops as a whole)."""
+
+    __slots__ = ("allocs", "counted", "guards", "key", "originator", "preemptible", "queue", "start")
+
+    def __init__(self, allocs: tuple[Allocation, ...], guards: tuple[Queue, ...]) -> None:
+        self.allocs = allocs
+        self.guards = guards  # queues whose guarantee this victim must not break
+        first = allocs[0]
+        self.queue = first.queue
+        self.counted: Resources = {}
+        for a in allocs:
+            for k, v in a.counted.items():
+                self.counted[k] = self.counted.get(k, 0) + v
+        self.preemptible = all(a.preemptible for a in allocs)
+        # Stopping a whole gang does not strand its workers: the originator rule is moot there.
+        self.originator = len(allocs) == 1 and first.originator
+        self.start = max(a.start for a in allocs)
+        first_node = min(a.node.name for a in allocs)
+        self.key = (not self.preemptible, self.originator, -self.start, first_node, first.seq)
+
+    def on(self, node: Node) -> Resources:
+        """The resources this unit holds on ``node``."""
+        if len(self.allocs) == 1:
+            a = self.allocs[0]
+            return a.resources if a.node is node else {}
+        out: Resources = {}
+        for a in self.allocs:
+            if a.node is node:
+                for k, v in a.resources.items():
+                    out[k] = out.get(k, 0) + v
+        return out
+
+    def gpus(self) -> int:
+        return sum(gpu_count(a.resources) for a in self.allocs)
 
 
 class _Cannot(Exception):
@@ -80,8 +111,7 @@ class _Cannot(Exception):
 
 
 def _victim_order(c: _Candidate) -> tuple[bool, bool, float, str, int]:
-    a = c.alloc
-    return (not a.preemptible, a.originator, -a.start, a.node.name, a.seq)
+    return c.key
 
 
 def _common_ancestor(a: Queue, b: Queue) -> Queue:
@@ -117,6 +147,7 @@ class Preemptor:
         self._failed: dict[tuple[object, ...], str] = {}
         self._leaf_hosts_cache: dict[tuple[int, int], dict[str, tuple[Node, int]]] = {}
         self._hosts_cache: dict[tuple[object, ...], list[tuple[Node, int]]] = {}
+        self._units: dict[int, _Candidate | None] = {}
         self._qpool: dict[tuple[str, str | None], list[_Candidate]] = {}
 
     # --------------------------------------------------------------- entry point
@@ -274,19 +305,20 @@ class Preemptor:
             if fitting is not None:
                 ranked.append((0, fitting.name, fitting, self._local(ask, fitting, eligible)))
             # Solve the most promising nodes: least to clear, then the newest work to clear.
-            ranked.sort(key=lambda r: (r[0], -max((c.alloc.start for c in r[3]), default=0.0), r[1]))
+            ranked.sort(key=lambda r: (r[0], -max((c.start for c in r[3]), default=0.0), r[1]))
             for _, _, node, local in ranked[:MAX_NODES_SOLVED]:
-                chosen = self._plan_on_node(ask, leaf, node, local, eligible)
-                if chosen is None:
+                units = self._plan_on_node(ask, leaf, node, local, eligible)
+                if units is None:
                     continue
-                # Fewest protected victims, fewest victims, least work lost (newest first).
+                # Fewest protected victims, fewest workloads stopped, least work lost (newest first).
                 score = (
-                    sum(1 for v in chosen if not v.preemptible),
-                    sum(1 for v in chosen if v.originator),
-                    len(chosen),
-                    sum((self.now - v.start) * max(1, gpu_count(v.resources)) for v in chosen),
+                    sum(1 for u in units if not u.preemptible),
+                    sum(1 for u in units if u.originator),
+                    len(units),
+                    sum((self.now - u.start) * max(1, u.gpus()) for u in units),
                     node.name,
                 )
+                chosen = [a for u in units for a in u.allocs]
                 if best is None or score < best[0]:
                     best = (score, node, chosen)
             if best is not None:
@@ -330,6 +362,7 @@ class Preemptor:
     def _local(self, ask: Ask, node: Node, eligible: dict[int, _Leaf]) -> list[_Candidate]:
         """Possible victims on ``node``, in victim order."""
         out: list[_Candidate] = []
+        seen_apps: set[int] = set()
         for a in node.allocations.values():
             info = eligible.get(id(a.queue))
             if (
@@ -340,14 +373,36 @@ class Preemptor:
                 or a.priority > info.limit
             ):
                 continue
-            if shares_type(a.resources, ask.resources):
-                out.append(_Candidate(a, info.guards))
+            if not shares_type(a.resources, ask.resources):
+                continue
+            if a.app.gang is not None:
+                if id(a.app) in seen_apps:
+                    continue
+                seen_apps.add(id(a.app))
+                unit = self._gang_unit(a.app, info)
+                if unit is not None:
+                    out.append(unit)
+            else:
+                out.append(_Candidate((a,), info.guards))
         out.sort(key=_victim_order)
         return out
 
+    def _gang_unit(self, app: App, info: _Leaf) -> _Candidate | None:
+        """All allocations of a gang as one victim, or None if any of them may not be one."""
+        key = id(app)
+        if key in self._units:
+            return self._units[key]
+        allocs = tuple(app.allocations.values())
+        ok = bool(allocs) and all(
+            not a.preempted and a.disruptible and a.priority <= info.limit for a in allocs
+        )
+        unit = _Candidate(allocs, info.guards) if ok else None
+        self._units[key] = unit
+        return unit
+
     def _live(self, c: _Candidate, ask: Ask) -> bool:
-        a = c.alloc
-        return not a.preempted and a.app is not ask.app and a.id in self.s.allocations
+        allocations = self.s.allocations
+        return all(not a.preempted and a.app is not ask.app and a.id in allocations for a in c.allocs)
 
     @staticmethod
     def _gap(ask: Ask, node: Node, local: list[_Candidate]) -> int | None:
@@ -358,14 +413,14 @@ class Preemptor:
             short = v - avail.get(k, 0)
             if short <= 0:
                 continue
-            if sum(c.alloc.resources.get(k, 0) for c in local) < short:
+            if sum(c.on(node).get(k, 0) for c in local) < short:
                 return None
             gap += short if k in ("gpu", "nvidia.com/gpu", "amd.com/gpu") else 0
         return gap
 
     def _plan_on_node(
         self, ask: Ask, leaf: Queue, node: Node, local: list[_Candidate], eligible: dict[int, _Leaf]
-    ) -> list[Allocation] | None:
+    ) -> list[_Candidate] | None:
         counted = typed(ask.resources, node.gpu_type)
         avail = node.avail_for(ask.id)
         need_node = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
@@ -407,30 +462,28 @@ class Preemptor:
         seen: set[int] = set()
         queues_done = not remaining
         for c in _merge(local, qpool):
-            v = c.alloc
-            if id(v) in seen or not self._live(c, ask):
+            if id(c.allocs[0]) in seen or not self._live(c, ask):
                 continue
-            seen.add(id(v))
-            on_node = v.node is node
-            if queues_done and not on_node:
+            seen.add(id(c.allocs[0]))
+            here = c.on(node)
+            if queues_done and not here:
                 continue
-            useful = on_node and _reduces(v.resources, remaining_node)
+            useful = bool(here) and _reduces(here, remaining_node)
             if not useful and not queues_done:
-                useful = any(_reduces(v.counted, o) and v.queue.is_under(q) for q, o in remaining)
+                useful = any(_reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
             if not useful or not self._budget_ok(c, taken):
                 continue
             chosen.append(c)
             for g in c.guards:
                 bucket = taken.setdefault(id(g), {})
-                for k, x in v.counted.items():
+                for k, x in c.counted.items():
                     bucket[k] = bucket.get(k, 0) + x
-            if on_node:
-                for k in remaining_node:
-                    remaining_node[k] -= v.resources.get(k, 0)
+            for k in remaining_node:
+                remaining_node[k] -= here.get(k, 0)
             for q, o in remaining:
-                if v.queue.is_under(q):
+                if c.queue.is_under(q):
                     for k in o:
-                        o[k] -= v.counted.get(k, 0)
+                        o[k] -= c.counted.get(k, 0)
             queues_done = all(_satisfied(o) for _, o in remaining)
             if queues_done and _satisfied(remaining_node):
                 break
@@ -442,33 +495,37 @@ class Preemptor:
             trial = [x for x in keep if x is not c]
             if self._covers(trial, node, need_node, shortfalls):
                 keep = trial
-        return [c.alloc for c in keep]
+        return keep
 
     @staticmethod
     def _covers(
         chosen: list[_Candidate], node: Node, need_node: Resources, shortfalls: list[tuple[Queue, Resources]]
     ) -> bool:
         for k, n in need_node.items():
-            if sum(c.alloc.resources.get(k, 0) for c in chosen if c.alloc.node is node) < n:
+            if sum(c.on(node).get(k, 0) for c in chosen) < n:
                 return False
         for q, o in shortfalls:
             for k, n in o.items():
-                if sum(c.alloc.counted.get(k, 0) for c in chosen if c.alloc.queue.is_under(q)) < n:
+                if sum(c.counted.get(k, 0) for c in chosen if c.queue.is_under(q)) < n:
                     return False
         return True
 
     @staticmethod
     def _budget_ok(c: _Candidate, taken: dict[int, Resources]) -> bool:
-        v = c.alloc
+        """A victim may not take its queue below its guarantee. A gang stops as a whole, so it
+        may be taken while its queue is still above its guarantee, even if stopping it all
+        leaves the queue below until it is placed again; otherwise a team could shield
+        borrowed GPUs by running them as one big gang."""
+        gang = len(c.allocs) > 1
         for g in c.guards:
             assert g.guaranteed is not None
             already = taken.get(id(g), {})
             for t, floor in g.guaranteed.items():
-                x = v.counted.get(t, 0)
+                x = c.counted.get(t, 0)
                 if x <= 0:
                     continue
                 used = g.allocated.get(t, 0) - g.preempting.get(t, 0) - already.get(t, 0)
-                if used - x < floor:
+                if (used <= floor) if gang else (used - x < floor):
                     return False
         return True
 
@@ -519,6 +576,15 @@ class Preemptor:
             for app in vq.apps.values():
                 if app is ask.app:
                     continue
+                if app.gang is not None and app.allocations:
+                    unit = self._gang_unit(app, info)
+                    if (
+                        unit is not None
+                        and shares_type(unit.counted, ask.resources)
+                        and any(_reduces(unit.counted, o) for o in under)
+                    ):
+                        out.append(unit)
+                    continue
                 for a in app.allocations.values():
                     if (
                         a.preempted
@@ -528,7 +594,7 @@ class Preemptor:
                     ):
                         continue
                     if any(_reduces(a.counted, o) for o in under):
-                        out.append(_Candidate(a, info.guards))
+                        out.append(_Candidate((a,), info.guards))
         out.sort(key=_victim_order)
         return out
 

@@ -96,7 +96,8 @@ class Driver:
 
     def _enqueue(self, w: Workload, now: float) -> None:
         spec = w.spec
-        for i, (member, group) in enumerate(spec.members()):
+        members = spec.members()
+        for i, (member, group) in enumerate(members):
             rejected = self.core.add_ask(
                 w.id,
                 f"{w.id}/{member}",
@@ -105,7 +106,7 @@ class Driver:
                 priority=spec.priority,
                 gpu_types=group.gpu_types,
                 disruptible=spec.disruption.policy != "never",
-                originator=i == 0,
+                originator=i == 0 and len(members) > 1,  # the head of a multi-member job
             )
             if rejected is not None:
                 self._drop_from_core(w)
