@@ -86,6 +86,7 @@ class Scheduler:
         # Within the allocation phase usage only grows: a shape that failed in a leaf (for a
         # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
         self._shape_failed: dict[tuple[object, ...], Reason] = {}
+        self._run_limits: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ nodes
 
@@ -583,7 +584,7 @@ class Scheduler:
         shape_failed = self._shape_failed
         while heap:
             app = heap[0][2]
-            if len(app.asks) == 1 and not app.is_gang() and app.running:
+            if len(app.asks) == 1 and not app.is_gang() and (app.running or not self._run_limited(leaf)):
                 # Fast path: a one-ask app whose shape already failed in this leaf this cycle.
                 ask = next(iter(app.asks.values()))
                 known = shape_failed.get(
@@ -672,6 +673,17 @@ class Scheduler:
             if ask.reason is not None and ask.reason.code in _PREEMPTABLE:
                 failed.append((app, [ask]))
         return False
+
+    def _run_limited(self, leaf: Queue) -> bool:
+        """Whether anything on the leaf's path limits running applications (cached)."""
+        known = self._run_limits.get(leaf.path)
+        if known is None:
+            known = any(
+                q.max_applications is not None or any(lim.max_applications is not None for lim in q.limits)
+                for q in leaf.ancestors()
+            )
+            self._run_limits[leaf.path] = known
+        return known
 
     def _run_blocker(self, app: App, leaf: Queue) -> Reason | None:
         for q in leaf.ancestors():
