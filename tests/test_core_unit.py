@@ -602,3 +602,36 @@ def test_decisions_are_values() -> None:
         d.node = "elsewhere"  # type: ignore[misc]
     assert isinstance(d, Place)
     assert AppState(w.state("app-1")) is AppState.RUNNING
+
+
+def test_update_config_keeps_state_and_applies_new_quotas():
+    from gpupool.core.configparse import parse_config
+    from gpupool.core.model import NodeSpec
+    from gpupool.core.scheduler import Scheduler
+
+    def cfg(max_a: int, extra: bool) -> dict:
+        queues = [{"name": "a", "resources": {"max": {"gpu": max_a}}}]
+        if extra:
+            queues.append({"name": "new", "resources": {"guaranteed": {"gpu": 2}}})
+        return {
+            "partitions": [
+                {"name": "default", "queues": [{"name": "root", "submitacl": "*", "queues": queues}]}
+            ]
+        }
+
+    sched = Scheduler(parse_config(cfg(2, False)).partition("default"))
+    sched.add_node(NodeSpec("n1", {"gpu": 8}))
+    sched.submit("app", queue="root.a")
+    for i in range(4):
+        sched.add_ask("app", f"ask-{i}", {"gpu": 1}, created=0)
+    sched.schedule(0)
+    assert len(sched.allocations) == 2  # max 2
+    changes = sched.update_config(parse_config(cfg(3, True)).partition("default"))
+    assert "added queue root.new" in changes
+    assert sched.queues["root.a"].max == {"gpu": 3}
+    sched.schedule(1)
+    assert len(sched.allocations) == 3 and len(sched.asks) == 1  # nothing lost, new max applies
+    assert sched.submit("other", queue="root.new") is None
+    changes = sched.update_config(parse_config(cfg(3, False)).partition("default"))
+    assert any("root.new is no longer configured" in c for c in changes)
+    assert "root.new" in sched.queues  # kept while it holds an application

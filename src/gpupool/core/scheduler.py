@@ -25,15 +25,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from dataclasses import replace
 
-from gpupool.core.config import ChildTemplate, PartitionConfig
+from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Code, CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
 from gpupool.core.limits import Applied, LimitTracker, applicable
 from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement import Placer, Request
 from gpupool.core.preemption import PreemptionPlan, Preemptor
-from gpupool.core.queues import RECOVERY_QUEUE, Queue, QueueSettings, build_tree, settings_from_template
+from gpupool.core.queues import (
+    RECOVERY_QUEUE,
+    Queue,
+    QueueSettings,
+    build_tree,
+    settings_from_config,
+    settings_from_template,
+)
 from gpupool.core.resources import (
     Resources,
     add_into,
@@ -65,6 +73,7 @@ class Scheduler:
         self.queues: dict[str, Queue] = build_tree(partition.root, partition.limits)
         self.root = self.queues["root"]
         policy = partition.node_sort_policy
+        self._policy = policy
         self.index = NodeIndex(scorer or make_scorer(policy.type, policy.resource_weights))
         self.preemption_enabled = partition.preemption_enabled
         self._observe = getattr(self.index.scorer, "observe", None)  # workload-aware policies
@@ -87,6 +96,58 @@ class Scheduler:
         # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
         self._shape_failed: dict[tuple[object, ...], Reason] = {}
         self._run_limits: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ configuration
+
+    def update_config(self, partition: PartitionConfig) -> list[str]:
+        """Take a new configuration of this partition without losing any state.
+
+        Existing queues take their new settings, new static queues appear, and queues the new
+        config no longer lists are kept (as dynamic queues) while they still hold applications,
+        so nothing running or waiting is lost. Returns a line per change, for the audit log.
+        """
+        changes: list[str] = []
+        fresh = _configured(partition)
+        for path, (name, settings) in fresh.items():
+            old = self.queues.get(path)
+            if old is None:
+                parent = self.queues[path.rpartition(".")[0]]
+                q = Queue(name, parent, settings)
+                parent.children[name] = q
+                parent.is_leaf = False
+                self.queues[path] = q
+                changes.append(f"added queue {path}")
+            else:
+                old.apply(settings)
+                old.dynamic = False
+        for path, q in list(self.queues.items()):
+            if path in fresh or q.dynamic:
+                continue
+            q.dynamic = True
+            changes.append(f"queue {path} is no longer configured; kept while it holds applications")
+        for q in self.root.walk():  # inherited properties follow the new parents, top down
+            if q.path in fresh:
+                q.apply(fresh[q.path][1])
+        self.partition = partition
+        self.preemption_enabled = partition.preemption_enabled
+        self.placer = Placer(partition.placement_rules, self.queues.get)
+        policy = partition.node_sort_policy
+        if policy != self._policy:
+            self._policy = policy
+            self._reindex(make_scorer(policy.type, policy.resource_weights))
+            changes.append(f"node sort policy {policy.type}")
+        for app in self.apps.values():
+            if app.queue is not None:
+                self._app_limits[app.id] = applicable(app.queue, app.user, app.groups)
+        self._run_limits.clear()
+        return changes
+
+    def _reindex(self, scorer: NodeScorer) -> None:
+        self.index = NodeIndex(scorer)
+        for node in self.nodes.values():
+            if node.schedulable:
+                self.index.add(node)
+        self._observe = getattr(scorer, "observe", None)
 
     # ------------------------------------------------------------------ nodes
 
@@ -931,6 +992,23 @@ class Scheduler:
 
     def pending_asks(self) -> list[Ask]:
         return list(self.asks.values())
+
+
+def _configured(partition: PartitionConfig) -> dict[str, tuple[str, QueueSettings]]:
+    """Every configured queue's path -> (name, settings), parents before children."""
+    out: dict[str, tuple[str, QueueSettings]] = {}
+
+    def walk(cfg: QueueConfig, prefix: str) -> None:
+        path = f"{prefix}.{cfg.name}" if prefix else cfg.name
+        settings = settings_from_config(cfg)
+        if not prefix:
+            settings = replace(settings, limits=settings.limits or partition.limits, is_parent=True)
+        out[path] = (cfg.name, settings)
+        for child in cfg.queues:
+            walk(child, path)
+
+    walk(partition.root, "")
+    return out
 
 
 def _shape(ask: Ask) -> tuple[object, ...]:
