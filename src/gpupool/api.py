@@ -1,0 +1,232 @@
+"""The wire contract of the control plane: pydantic request and response models.
+
+Shared by the service (``gpupool.service``), the SDK (``gpupool.client``) and the CLI, so the
+three agree on every field. Nothing here imports the server. Quantities on the wire are in the
+scheduling core's units: ``vcore`` in milli-cores, ``memory`` in bytes, GPUs as whole devices.
+
+Error bodies (every 4xx/5xx of the API) are ``ErrorBody``: a stable ``code``, a sentence, the
+offending fields (``body.task_groups.0.gpus``) and a hint on what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gpupool.core.resources import QuantityError, parse_quantity
+
+__all__ = [
+    "DisruptionIn",
+    "ErrorBody",
+    "EventOut",
+    "FieldError",
+    "LogsOut",
+    "NodeOut",
+    "QueueOut",
+    "SubmitRequest",
+    "TaskGroupIn",
+    "TransitionOut",
+    "WhoAmI",
+    "WhyOut",
+    "WorkloadOut",
+    "WorkloadState",
+]
+
+WorkloadState = Literal[
+    "pending", "admitted", "running", "preempting", "preempted", "succeeded", "failed", "cancelled"
+]
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_GROUP_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INT32 = 2**31 - 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskGroupIn(_Strict):
+    """``members`` identical members, each needing ``gpus`` of one of ``gpu_types`` on one node."""
+
+    name: str = Field("worker", pattern=_GROUP_NAME, description="head, worker ...")
+    members: int = Field(1, ge=1, le=4096)
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per member")
+    gpu_types: list[str] = Field(default_factory=list, description="allowed GPU types; empty = any")
+    cpu: float = Field(1.0, gt=0, le=1024, description="cores per member")
+    memory: str = Field("4Gi", description="memory per member, e.g. 16Gi")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        try:
+            parse_quantity("memory", v)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("gpu_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", t):
+                raise ValueError(f"{t!r} is not a GPU type name (letters, digits, . _ -)")
+        return v
+
+    def resources(self) -> dict[str, int]:
+        """Per-member resources in the core's units."""
+        out = {"vcore": round(self.cpu * 1000), "memory": parse_quantity("memory", self.memory)}
+        if self.gpus:
+            out["gpu"] = self.gpus
+        return out
+
+
+class DisruptionIn(_Strict):
+    """``never``: never preempted. ``checkpoint``: asked to checkpoint, stopped after ``grace`` seconds."""
+
+    policy: Literal["never", "checkpoint"] = "checkpoint"
+    grace: float = Field(60.0, ge=0, le=86400)
+
+
+class SubmitRequest(_Strict):
+    """A workload to run. Give either a standard ``size`` or explicit ``task_groups``."""
+
+    name: str = Field(pattern=_NAME)
+    queue: str | None = Field(None, max_length=255, description="leaf queue path, e.g. root.research.vision")
+    tags: dict[str, str] = Field(default_factory=dict, description="placement tags (tag rules)")
+    size: str | None = Field(None, max_length=64, description="a standard size from the config: small ...")
+    task_groups: list[TaskGroupIn] | None = Field(None, min_length=1, max_length=16)
+    priority: int = Field(0, ge=-_INT32, le=_INT32)
+    gang: bool = Field(True, description="admit all members at once (multi-member workloads)")
+    gang_style: Literal["soft", "hard"] = "soft"
+    gang_timeout: float = Field(900.0, ge=0, le=7 * 86400)
+    disruption: DisruptionIn = Field(default_factory=DisruptionIn)
+    entrypoint: str = Field(min_length=1, max_length=16384, description="the command to run")
+    working_dir: str | None = Field(None, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not _ENV_NAME.match(k):
+                raise ValueError(f"{k!r} is not an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _size_or_groups(self) -> SubmitRequest:
+        if (self.size is None) == (self.task_groups is None):
+            raise ValueError("give exactly one of `size` (a standard size) or `task_groups`")
+        if self.task_groups:
+            names = [g.name for g in self.task_groups]
+            if len(set(names)) != len(names):
+                raise ValueError(f"task group names must be unique, got {names}")
+        return self
+
+
+class TransitionOut(BaseModel):
+    at: float
+    old: str | None
+    new: str
+    reason: str
+
+
+class TaskGroupOut(BaseModel):
+    name: str
+    members: int
+    resources: dict[str, int]
+    gpu_types: list[str] = Field(default_factory=list)
+
+
+class WorkloadOut(BaseModel):
+    id: str
+    name: str
+    user: str
+    queue: str | None
+    state: WorkloadState
+    reason: str
+    priority: int = 0
+    size: str | None = None
+    task_groups: list[TaskGroupOut] = Field(default_factory=list)
+    gpus: int = 0
+    gang_style: str = "soft"
+    gang_timeout: float = 900.0
+    disruption: DisruptionIn = Field(default_factory=DisruptionIn)
+    entrypoint: str | None = None
+    working_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    attempt: int = 0
+    placement: dict[str, str] = Field(default_factory=dict)
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    preemptions: int = 0
+    checkpoint: str | None = None
+    history: list[TransitionOut] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class EventOut(BaseModel):
+    at: float
+    kind: str
+    message: str
+    workload_id: str | None = None
+
+
+class WhyOut(BaseModel):
+    id: str
+    state: WorkloadState
+    lines: list[str]
+
+
+class LogsOut(BaseModel):
+    id: str
+    text: str
+
+
+class QueueOut(BaseModel):
+    path: str
+    parent: str | None
+    leaf: bool
+    guaranteed: dict[str, int] = Field(default_factory=dict)
+    max: dict[str, int] = Field(default_factory=dict)
+    allocated: dict[str, int] = Field(default_factory=dict)
+    pending: dict[str, int] = Field(default_factory=dict)
+    running_apps: int = 0
+    submit_acl: str = ""
+    admin_acl: str = ""
+
+
+class NodeOut(BaseModel):
+    name: str
+    gpu_type: str | None
+    schedulable: bool
+    capacity: dict[str, int]
+    allocated: dict[str, int]
+
+
+class WhoAmI(BaseModel):
+    user: str
+    groups: list[str]
+    admin: bool
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
+    hint: str = ""

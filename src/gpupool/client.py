@@ -1,0 +1,257 @@
+"""``gpupool.Client``: the Python SDK of the control plane, for scripts and notebooks.
+
+    from gpupool import Client
+
+    gp = Client()  # GPUPOOL_URL / GPUPOOL_TOKEN, else the local data dir of `gpupool up`
+    w = gp.submit("train", entrypoint="python train.py", queue="root.research", size="large")
+    gp.wait(w.id)
+    print(gp.logs(w.id))
+
+It speaks HTTP only (httpx) and never imports the server. Errors from the API are raised as
+``ApiError`` carrying the server's code, message, offending fields and hint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gpupool.api import (
+    TERMINAL_STATES,
+    DisruptionIn,
+    ErrorBody,
+    EventOut,
+    NodeOut,
+    QueueOut,
+    SubmitRequest,
+    TaskGroupIn,
+    WhoAmI,
+    WhyOut,
+    WorkloadOut,
+)
+
+__all__ = ["ApiError", "Client", "ClientConfigError", "resolve_connection"]
+
+ENV_URL = "GPUPOOL_URL"
+ENV_TOKEN = "GPUPOOL_TOKEN"
+ENV_DATA_DIR = "GPUPOOL_DATA_DIR"
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class ClientConfigError(RuntimeError):
+    """No server URL or token could be found."""
+
+
+class ApiError(RuntimeError):
+    """The server refused a call: ``status``, ``code``, ``message``, ``fields``, ``hint``."""
+
+    def __init__(self, status: int, body: ErrorBody) -> None:
+        self.status = status
+        self.code = body.code
+        self.message = body.message
+        self.fields = [(f.field, f.message) for f in body.fields]
+        self.hint = body.hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.message} [{self.status} {self.code}]"]
+        lines += [f"  {field}: {message}" for field, message in self.fields]
+        if self.hint:
+            lines.append(f"  Hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env).expanduser() if env else Path.home() / ".gpupool"
+
+
+def resolve_connection(
+    url: str | None = None, token: str | None = None, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
+    """URL and token: arguments, else GPUPOOL_URL / GPUPOOL_TOKEN, else the data dir of `gpupool up`."""
+    root = _data_dir(data_dir)
+    if url is None:
+        url = os.environ.get(ENV_URL)
+    if url is None:
+        server_file = root / "server.json"
+        if server_file.exists():
+            url = json.loads(server_file.read_text()).get("url")
+    if token is None:
+        token = os.environ.get(ENV_TOKEN)
+    if token is None:
+        token_file = root / "admin.token"
+        if token_file.exists():
+            token = token_file.read_text().strip()
+    if not token:
+        raise ClientConfigError(
+            f"no API token: pass token=, set {ENV_TOKEN}, "
+            f"or run `gpupool up` (which writes {root / 'admin.token'})"
+        )
+    return (url or DEFAULT_URL).rstrip("/"), token
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, token = resolve_connection(url, token, data_dir)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "gpupool-client"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = ErrorBody.model_validate(response.json())
+            except ValueError:
+                body = ErrorBody(code="http-error", message=response.text or response.reason_phrase)
+            raise ApiError(response.status_code, body)
+        return response.json()
+
+    # ---- workloads
+
+    def submit(
+        self,
+        name: str,
+        *,
+        entrypoint: str,
+        queue: str | None = None,
+        size: str | None = None,
+        task_groups: Iterable[TaskGroupIn | Mapping[str, Any]] | None = None,
+        priority: int = 0,
+        gang: bool = True,
+        gang_style: str = "soft",
+        gang_timeout: float = 900.0,
+        disruption: str = "checkpoint",
+        grace: float = 60.0,
+        working_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> WorkloadOut:
+        """Submit a workload: a standard ``size`` or explicit ``task_groups`` (dicts or TaskGroupIn)."""
+        groups = None
+        if task_groups is not None:
+            groups = [g if isinstance(g, TaskGroupIn) else TaskGroupIn.model_validate(g) for g in task_groups]
+        req = SubmitRequest.model_construct(
+            name=name,
+            queue=queue,
+            tags=dict(tags or {}),
+            size=size,
+            task_groups=groups,
+            priority=priority,
+            gang=gang,
+            gang_style=gang_style,
+            gang_timeout=gang_timeout,
+            disruption=DisruptionIn.model_construct(policy=disruption, grace=grace),
+            entrypoint=entrypoint,
+            working_dir=working_dir,
+            env=dict(env or {}),
+            idempotency_key=idempotency_key,
+        )
+        # Validation is the server's: it names the offending field in its answer.
+        payload = req.model_dump(mode="json", exclude_none=True, warnings=False)
+        return self.submit_raw(payload)
+
+    def submit_raw(self, payload: Mapping[str, Any]) -> WorkloadOut:
+        """Submit a request body as is (the JSON of ``SubmitRequest``)."""
+        return WorkloadOut.model_validate(self._call("POST", "/workloads", json=dict(payload)))
+
+    def get(self, workload_id: str) -> WorkloadOut:
+        return WorkloadOut.model_validate(self._call("GET", f"/workloads/{workload_id}"))
+
+    def list(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+        limit: int = 200,
+    ) -> list[WorkloadOut]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state if isinstance(state, str) else ",".join(state)
+        if queue:
+            params["queue"] = queue
+        if user:
+            params["user"] = user
+        return [WorkloadOut.model_validate(w) for w in self._call("GET", "/workloads", params=params)]
+
+    def cancel(self, workload_id: str) -> WorkloadOut:
+        return WorkloadOut.model_validate(self._call("POST", f"/workloads/{workload_id}/cancel"))
+
+    def why(self, workload_id: str) -> WhyOut:
+        return WhyOut.model_validate(self._call("GET", f"/workloads/{workload_id}/why"))
+
+    def logs(self, workload_id: str) -> str:
+        return str(self._call("GET", f"/workloads/{workload_id}/logs")["text"])
+
+    def events(self, workload_id: str) -> list[EventOut]:
+        return [EventOut.model_validate(e) for e in self._call("GET", f"/workloads/{workload_id}/events")]
+
+    def wait(
+        self,
+        workload_id: str,
+        *,
+        states: Iterable[str] = TERMINAL_STATES,
+        timeout: float | None = None,
+        interval: float = 0.5,
+    ) -> WorkloadOut:
+        """Poll until the workload reaches one of ``states`` (default: finished).
+
+        Raises TimeoutError after ``timeout`` seconds (None: wait for ever).
+        """
+        wanted = set(states)
+        deadline = None if timeout is None else time.monotonic() + timeout  # noqa: TID251 - client-side wait
+        while True:
+            w = self.get(workload_id)
+            if w.state in wanted:
+                return w
+            if deadline is not None and time.monotonic() >= deadline:  # noqa: TID251
+                raise TimeoutError(f"{workload_id} is still {w.state} after {timeout}s: {w.reason}")
+            time.sleep(interval)
+
+    # ---- cluster
+
+    def queues(self) -> list[QueueOut]:
+        return [QueueOut.model_validate(q) for q in self._call("GET", "/queues")]
+
+    def nodes(self) -> list[NodeOut]:
+        return [NodeOut.model_validate(n) for n in self._call("GET", "/nodes")]
+
+    def reload_config(self) -> list[QueueOut]:
+        return [QueueOut.model_validate(q) for q in self._call("POST", "/config/reload")]
+
+    def whoami(self) -> WhoAmI:
+        return WhoAmI.model_validate(self._call("GET", "/whoami"))
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/healthz"))

@@ -1,0 +1,175 @@
+"""The engine's Journal port on the database, and the codec between workloads and rows.
+
+The driver calls ``transition`` before it tells the executor to act, so once a start or a
+preemption has been asked of the cluster, the database already says so: a restart (kill -9
+included) knows every decision that may have been acted on. Each call is one short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
+from gpupool.service.db import Database
+from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
+
+
+def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "queue": spec.queue,
+        "user": spec.user,
+        "groups": list(spec.groups),
+        "tags": dict(spec.tags),
+        "priority": spec.priority,
+        "gang_style": spec.gang_style,
+        "gang_timeout": spec.gang_timeout,
+        "disruption": {"policy": spec.disruption.policy, "grace": spec.disruption.grace},
+        "entrypoint": spec.entrypoint,
+        "working_dir": spec.working_dir,
+        "env": dict(spec.env),
+        "idempotency_key": spec.idempotency_key,
+        "size": spec.size,
+        "task_groups": [
+            {
+                "name": g.name,
+                "members": g.members,
+                "resources": dict(g.resources),
+                "gpu_types": list(g.gpu_types),
+            }
+            for g in spec.task_groups
+        ],
+    }
+
+
+def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=raw["name"],
+        task_groups=tuple(
+            TaskGroup(g["name"], int(g["members"]), dict(g["resources"]), tuple(g.get("gpu_types", ())))
+            for g in raw["task_groups"]
+        ),
+        queue=raw.get("queue"),
+        user=raw.get("user", "anonymous"),
+        groups=tuple(raw.get("groups", ())),
+        tags=dict(raw.get("tags", {})),
+        priority=int(raw.get("priority", 0)),
+        gang_style=raw.get("gang_style", "soft"),
+        gang_timeout=float(raw.get("gang_timeout", 900.0)),
+        disruption=Disruption(**raw.get("disruption", {})),
+        entrypoint=raw.get("entrypoint"),
+        working_dir=raw.get("working_dir"),
+        env=dict(raw.get("env", {})),
+        idempotency_key=raw.get("idempotency_key"),
+        size=raw.get("size"),
+    )
+
+
+def seq_of(workload_id: str) -> int:
+    """``w-000042`` -> 42 (ids are made by the control plane; anything else counts as 0)."""
+    _, _, digits = workload_id.rpartition("-")
+    return int(digits) if digits.isdigit() else 0
+
+
+def workload_from_row(row: WorkloadRow) -> Workload:
+    """The engine's view of a stored workload (without its history, which stays in the DB)."""
+    return Workload(
+        id=row.id,
+        spec=spec_from_json(row.spec),
+        submitted_at=row.submitted_at,
+        state=WorkloadState(row.state),
+        reason=row.reason,
+        attempt=row.attempt,
+        placement=dict(row.placement or {}),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        preemptions=row.preemptions,
+        checkpoint=row.checkpoint,
+    )
+
+
+def _copy_state(row: WorkloadRow, w: Workload) -> None:
+    row.state = w.state.value
+    row.reason = w.reason
+    row.attempt = w.attempt
+    row.placement = dict(w.placement)
+    row.started_at = w.started_at
+    row.finished_at = w.finished_at
+    row.preemptions = w.preemptions
+    row.checkpoint = w.checkpoint
+
+
+class DbJournal:
+    """Journal port: every submission, transition and event becomes rows, committed at once.
+
+    ``queue_of`` resolves a workload's leaf queue from the scheduling core when it is known
+    (the driver journals a submission before the core has placed it in a queue).
+    """
+
+    def __init__(self, db: Database, queue_of: Callable[[str], str | None] | None = None) -> None:
+        self.db = db
+        self.queue_of = queue_of or (lambda _wid: None)
+
+    def submitted(self, workload: Workload) -> None:
+        row = WorkloadRow(
+            id=workload.id,
+            seq=seq_of(workload.id),
+            name=workload.spec.name,
+            user=workload.spec.user,
+            queue=workload.spec.queue,
+            spec=spec_to_json(workload.spec),
+            submitted_at=workload.submitted_at,
+            idempotency_key=workload.spec.idempotency_key,
+        )
+        _copy_state(row, workload)
+        with self.db.session() as s:
+            s.add(row)
+
+    def transition(self, workload: Workload, transition: Transition) -> None:
+        with self.db.session() as s:
+            row = s.get(WorkloadRow, workload.id)
+            if row is None:  # never happens for workloads the plane submitted; keep the record anyway
+                raise LookupError(f"workload {workload.id} is not in the database")
+            _copy_state(row, workload)
+            queue = self.queue_of(workload.id)
+            if queue:
+                row.queue = queue
+            s.add(
+                TransitionRow(
+                    workload_id=workload.id,
+                    at=transition.at,
+                    old=transition.old.value if transition.old is not None else None,
+                    new=transition.new.value,
+                    reason=transition.reason,
+                )
+            )
+
+    def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
+        with self.db.session() as s:
+            s.add(EventRow(workload_id=workload_id, at=at, kind=kind, message=message))
+
+    def set_queue(self, workload_id: str, queue: str) -> None:
+        with self.db.session() as s:
+            row = s.get(WorkloadRow, workload_id)
+            if row is not None and row.queue != queue:
+                row.queue = queue
+
+    def sync(self, workload: Workload) -> None:
+        """Store bookkeeping that changed without a transition (checkpoint, work done)."""
+        with self.db.session() as s:
+            row = s.get(WorkloadRow, workload.id)
+            if row is not None:
+                _copy_state(row, workload)
+
+    def active(self) -> list[WorkloadRow]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(WorkloadRow)
+                    .where(WorkloadRow.state.not_in(["succeeded", "failed", "cancelled"]))
+                    .order_by(WorkloadRow.seq)
+                )
+            )

@@ -1,0 +1,99 @@
+"""Prometheus metrics of one control plane, on its own registry (``GET /metrics``).
+
+Gauges are read from the scheduling core when scraped (per queue: guaranteed, max, allocated,
+pending by resource; per node: GPU capacity and use; workloads by state). Counters and the
+scheduling-latency histogram are fed by every transition the driver journals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gpupool.core.resources import gpu_count
+from gpupool.engine.model import Transition, Workload, WorkloadState
+
+if TYPE_CHECKING:
+    from gpupool.service.plane import ControlPlane
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.preemptions = Counter(
+            "gpupool_queue_preemptions", "Workloads preempted, by queue", ["queue"], registry=self.registry
+        )
+        self.transitions = Counter(
+            "gpupool_workload_transitions",
+            "Workload state changes, by new state",
+            ["state"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gpupool_scheduling_latency_seconds",
+            "Time from submission (or requeue) to admission",
+            ["queue"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def attach(self, plane: ControlPlane) -> None:
+        self.registry.register(_PlaneCollector(plane))
+
+    def on_transition(self, workload: Workload, transition: Transition, queue: str | None) -> None:
+        label = queue or workload.spec.queue or ""
+        self.transitions.labels(transition.new.value).inc()
+        if transition.new == WorkloadState.PREEMPTING:
+            self.preemptions.labels(label).inc()
+        elif transition.new == WorkloadState.ADMITTED:
+            earlier = workload.history[-2].at if len(workload.history) >= 2 else workload.submitted_at
+            self.latency.labels(label).observe(max(0.0, transition.at - earlier))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _PlaneCollector(Collector):
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            name: GaugeMetricFamily(
+                f"gpupool_queue_{name}", f"Queue {name}, by resource", labels=["queue", "resource"]
+            )
+            for name in ("guaranteed", "max", "allocated", "pending")
+        }
+        running = GaugeMetricFamily(
+            "gpupool_queue_running_applications", "Running workloads", labels=["queue"]
+        )
+        for q in self.plane.queues():
+            for name, family in families.items():
+                for resource, value in getattr(q, name).items():
+                    family.add_metric([q.path, resource], value)
+            running.add_metric([q.path], q.running_apps)
+        yield from families.values()
+        yield running
+        capacity = GaugeMetricFamily("gpupool_node_gpus", "GPUs of a node", labels=["node", "gpu_type"])
+        used = GaugeMetricFamily(
+            "gpupool_node_gpus_used", "GPUs allocated on a node", labels=["node", "gpu_type"]
+        )
+        for n in self.plane.nodes():
+            capacity.add_metric([n.name, n.gpu_type or ""], gpu_count(n.capacity))
+            used.add_metric([n.name, n.gpu_type or ""], gpu_count(n.allocated))
+        yield capacity
+        yield used
+        states = GaugeMetricFamily("gpupool_workloads", "Workloads by state", labels=["state"])
+        for state, count in sorted(self.plane.state_counts().items()):
+            states.add_metric([state], count)
+        yield states
+        errors = GaugeMetricFamily("gpupool_driver_tick_errors", "Driver ticks that raised")
+        errors.add_metric([], self.plane.tick_errors)
+        yield errors

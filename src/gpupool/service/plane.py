@@ -1,0 +1,683 @@
+"""The control plane's use cases: submit, read, cancel, explain, reload; recovery; the driver thread.
+
+One ``ControlPlane`` owns one engine ``Driver`` (scheduling core + executor + journal). Every
+call that touches the driver holds ``lock``, and so does every driver tick, which runs on a
+background thread every ``tick_interval`` seconds or as soon as a submission wakes it. Reads of
+stored workloads go to the database without the lock (the journal writes before anything acts,
+so the database is never behind a decision).
+
+Recovery (``start``): the driver is rebuilt from the database. Pending and preempted workloads are
+submitted again under their own ids; admitted, running and preempting ones are put back on the
+nodes they hold (``Scheduler.submit(forced=True)`` + ``Scheduler.restore``) and re-attached with
+``executor.adopt``; one the executor no longer knows is requeued. A workload is never started
+twice at once: the executor is asked to start only what the core admits, and a restored
+workload is admitted already.
+
+A configuration reload rebuilds the driver the same way from the workloads in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import func, or_, select
+
+from gpupool.api import (
+    EventOut,
+    LogsOut,
+    NodeOut,
+    QueueOut,
+    SubmitRequest,
+    TaskGroupOut,
+    TransitionOut,
+    WhyOut,
+    WorkloadOut,
+)
+from gpupool.configfile import load_config
+from gpupool.core.config import Config, Size
+from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
+from gpupool.core.decisions import Code, Reason
+from gpupool.core.model import GangSpec, NodeSpec
+from gpupool.core.placement import Request, may_administer
+from gpupool.core.queues import Queue
+from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.scheduler import Scheduler
+from gpupool.engine.driver import Driver
+from gpupool.engine.model import (
+    Disruption,
+    TaskGroup,
+    Transition,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
+from gpupool.engine.ports import Executor
+from gpupool.service.clock import wall_clock
+from gpupool.service.db import Database
+from gpupool.service.journal import DbJournal, spec_from_json, workload_from_row
+from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
+from gpupool.service.security import Principal, administers, authenticate, may_see
+from gpupool.service.settings import ServiceSettings
+
+log = logging.getLogger("gpupool.service")
+
+DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
+_LIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING)
+_WAITING = (WorkloadState.PENDING, WorkloadState.PREEMPTED)
+
+# What would let a waiting workload start, by the core's reason code.
+_ADVICE: dict[Code, str] = {
+    Code.QUEUE_QUOTA: "it starts when its queue's usage drops below the max (other workloads there "
+    "finish), or when an admin raises that max; a smaller size fits sooner",
+    Code.USER_LIMIT: "it starts when your (or your group's) other workloads in that queue finish",
+    Code.MAX_APPS: "it starts when another application in that queue finishes",
+    Code.NO_NODE: "it starts when a node with enough free GPUs of an allowed type frees up; allowing "
+    "more GPU types or asking for fewer GPUs per member widens the choice",
+    Code.GANG_WAITING: "all members must fit at once; it starts when the cluster has room for the whole "
+    "gang (a soft gang falls back to one by one after its timeout)",
+    Code.RESERVED: "preemption made room for it: it starts as soon as the preempted workloads stop",
+    Code.PREEMPTION_WAIT: "it is younger than its queue's preemption.delay; preemption is tried after that",
+    Code.NO_PREEMPTION: "preemption cannot help; it waits for running workloads to finish",
+    Code.NOT_TRIED: "the scheduler has not looked at it yet; ask again in a second",
+}
+
+
+class ServiceExecutor(Executor, Protocol):
+    """What the control plane needs of a cluster: the engine's Executor port plus these."""
+
+    def logs(self, workload_id: str) -> str:
+        """The job's output so far (may be called from any thread, without the plane's lock)."""
+
+    def adopt(self, workload: Workload) -> bool:
+        """Re-attach a workload that was admitted before a restart; False if its job is gone."""
+
+    def nodes(self) -> list[NodeSpec]:
+        """The cluster's nodes now (the driver then follows NodeUp / NodeDown observations)."""
+
+    def close(self) -> None: ...
+
+
+class ServiceError(Exception):
+    """An error the API turns into an ``ErrorBody`` with this status."""
+
+    status = 400
+    code = "bad-request"
+
+    def __init__(self, message: str, *, fields: Iterable[tuple[str, str]] = (), hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = list(fields)
+        self.hint = hint
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not-found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Invalid(ServiceError):
+    status = 422
+    code = "invalid"
+
+
+def load_queue_config(path: Path | None) -> Config:
+    """The configuration file, or the packaged default. Raises ConfigError."""
+    return load_config(path or DEFAULT_CONFIG)
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        config: Config,
+        db: Database,
+        executor: ServiceExecutor,
+        *,
+        clock: Callable[[], float] = wall_clock,
+        on_transition: Callable[[Workload, Transition, str | None], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.db = db
+        self.executor = executor
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.journal = DbJournal(db, queue_of=self._queue_of)
+        self._on_transition = on_transition
+        self.driver = self._new_driver(config)
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tick_errors = 0
+        self.recovered: dict[str, str] = {}  # workload -> what recovery did with it
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Recover from the database, then run the driver loop on a background thread."""
+        with self.lock:
+            self._recover(self.clock())
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gpupool-driver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.tick_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.tick()
+
+    def tick(self) -> None:
+        try:
+            with self.lock:
+                self.driver.tick(self.clock())
+        except Exception:  # the loop must outlive one bad tick; the error is logged and counted
+            self.tick_errors += 1
+            log.exception("driver tick failed")
+
+    # ------------------------------------------------------------------ building the driver
+
+    def _new_driver(self, config: Config) -> Driver:
+        core = Scheduler(config.partition(self.settings.partition))
+        return Driver(core, self.executor, _Observed(self.journal, self))
+
+    def _queue_of(self, workload_id: str) -> str | None:
+        core = self.driver.core
+        return core.queue_of(workload_id) if workload_id in core.apps else None
+
+    def _recover(self, now: float) -> None:
+        driver = self._new_driver(self.config)
+        self.driver = driver
+        for node in self.executor.nodes():
+            if node.name not in driver.core.nodes:
+                driver.core.add_node(node)
+        with self.db.session() as s:
+            self._seq = int(s.scalar(select(func.max(WorkloadRow.seq))) or 0)
+        for row in self.journal.active():
+            w = workload_from_row(row)
+            self.recovered[w.id] = self._restore(driver, w, row.queue, now, adopt=True)
+        if self.recovered:
+            log.info("recovered %d workloads: %s", len(self.recovered), Counter(self.recovered.values()))
+
+    def _restore(self, driver: Driver, w: Workload, queue: str | None, now: float, *, adopt: bool) -> str:
+        """Put ``w`` back into ``driver`` as it was; returns what happened, for the log."""
+        core = driver.core
+        spec = w.spec
+        driver.workloads[w.id] = w
+        if w.terminal:
+            return "kept"
+        if w.state in _WAITING:
+            return self._resubmit(driver, w, now)
+        forced_queue = queue or spec.queue
+        core.submit(
+            w.id,
+            queue=forced_queue,
+            user=spec.user,
+            groups=spec.groups,
+            tags=spec.tags,
+            gang=_gang(spec),
+            forced=True,
+        )
+        members = spec.members()
+        placed = len(w.placement) == len(members) and all(n in core.nodes for n in w.placement.values())
+        if placed:
+            for i, (member, group) in enumerate(members):
+                core.restore(
+                    f"{w.id}/{member}",
+                    w.id,
+                    w.placement[member],
+                    group.resources,
+                    start=w.started_at or w.submitted_at,
+                    priority=spec.priority,
+                    originator=i == 0,
+                    disruptible=spec.disruption.policy != "never",
+                )
+        if not adopt:
+            return "restored"
+        alive = self.executor.adopt(w)
+        if placed and alive:
+            if w.state == WorkloadState.PREEMPTING:
+                # The new executor does not know a stop was asked: ask again (idempotent).
+                self.executor.preempt(w, spec.disruption.grace, now)
+            return "adopted"
+        if alive:  # its nodes are gone but parts of it still run: stop them before requeuing
+            self.executor.cancel(w, now)
+        driver._release_all(w)
+        core.remove_app(w.id)
+        driver._move(
+            w, WorkloadState.PENDING, now, "its job was not found after a control-plane restart; requeued"
+        )
+        return self._resubmit(driver, w, now, move=False)
+
+    def _resubmit(self, driver: Driver, w: Workload, now: float, *, move: bool = True) -> str:
+        spec = w.spec
+        rejected = driver.core.submit(
+            w.id, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=_gang(spec)
+        )
+        if rejected is not None:
+            driver._move(w, WorkloadState.FAILED, now, f"rejected after a restart: {rejected.reason}")
+            return "failed"
+        driver._enqueue(w, now)
+        return "requeued"
+
+    # ------------------------------------------------------------------ submissions
+
+    def submit(self, principal: Principal, req: SubmitRequest) -> tuple[WorkloadOut, bool]:
+        """Accept a workload; returns it and whether it is new (False: same idempotency key)."""
+        with self.lock:
+            if req.idempotency_key:
+                existing = self._by_key(req.idempotency_key)
+                if existing is not None:
+                    if existing.user != principal.user:
+                        raise Conflict(
+                            f"idempotency key {req.idempotency_key!r} belongs to another user's workload",
+                            fields=[("body.idempotency_key", "already used by another user")],
+                            hint="use a key unique to you, e.g. prefixed with your user name",
+                        )
+                    return self._out(existing, history=True), False
+            spec = self._spec(principal, req)
+            self._check_submit(principal, spec)
+            now = self.clock()
+            self._seq += 1
+            wid = f"w-{self._seq:06d}"
+            try:
+                w = self.driver.submit(spec, now, workload_id=wid)
+            except Exception:
+                self.driver.workloads.pop(wid, None)
+                raise
+            queue = self._queue_of(w.id)
+            if queue:
+                self.journal.set_queue(w.id, queue)
+        self.wake()
+        return self.get(principal, w.id), True
+
+    def _spec(self, principal: Principal, req: SubmitRequest) -> WorkloadSpec:
+        if req.size is not None:
+            groups: tuple[TaskGroup, ...] = (self._sized_group(req.size),)
+        else:
+            assert req.task_groups is not None
+            groups = tuple(
+                TaskGroup(g.name, g.members, g.resources(), tuple(g.gpu_types)) for g in req.task_groups
+            )
+        many = sum(g.members for g in groups) > 1
+        return WorkloadSpec(
+            name=req.name,
+            task_groups=groups,
+            queue=req.queue,
+            user=principal.user,
+            groups=principal.groups,
+            tags=dict(req.tags),
+            priority=req.priority,
+            gang_style=req.gang_style if (req.gang or not many) else "soft",
+            # A non-gang multi-member workload is a soft gang that gives up waiting at once.
+            gang_timeout=req.gang_timeout if (req.gang or not many) else 0.0,
+            disruption=Disruption(req.disruption.policy, req.disruption.grace),
+            entrypoint=req.entrypoint,
+            working_dir=req.working_dir,
+            env=dict(req.env),
+            idempotency_key=req.idempotency_key,
+            size=req.size,
+        )
+
+    def sizes(self) -> dict[str, Size]:
+        return self.config.sizes or DEFAULT_SIZES
+
+    def _sized_group(self, size: str) -> TaskGroup:
+        sizes = self.sizes()
+        chosen = sizes.get(size)
+        if chosen is None:
+            raise Invalid(
+                f"unknown size {size!r}",
+                fields=[("body.size", f"unknown size {size!r}; known sizes: {', '.join(sorted(sizes))}")],
+                hint="pick one of the sizes listed, or give explicit task_groups",
+            )
+        present = {n.gpu_type for n in self.driver.core.nodes.values() if n.gpu_type}
+        shape = next(
+            (s for s in chosen.shapes if not s.gpu_types or present.intersection(s.gpu_types)),
+            chosen.shapes[0],
+        )
+        return TaskGroup("main", 1, dict(shape.resources), tuple(shape.gpu_types))
+
+    def _check_submit(self, principal: Principal, spec: WorkloadSpec) -> None:
+        """Refuse, before anything is stored, a submission the placement rules or ACLs reject."""
+        core = self.driver.core
+        path, _create, why = core.placer.place(
+            Request(user=principal.user, groups=principal.groups, queue=spec.queue, tags=spec.tags)
+        )
+        if path is not None:
+            return
+        name = (spec.queue or "").lower()
+        known = name in core.queues or f"root.{name}" in core.queues
+        if spec.queue and not known:
+            leaves = sorted(q.path for q in core.queues.values() if q.is_leaf and not q.dynamic)
+            raise Invalid(
+                f"no queue {spec.queue!r}",
+                fields=[("body.queue", f"no queue {spec.queue!r}; leaf queues: {', '.join(leaves)}")],
+                hint="give the full path of a leaf queue (see `gpupool queues`)",
+            )
+        raise Forbidden(
+            f"{principal.user} may not submit here: {why}",
+            fields=[("body.queue", why)],
+            hint="ask an admin of the queue to add you (or one of your groups) to its submitacl",
+        )
+
+    def _by_key(self, key: str) -> WorkloadRow | None:
+        with self.db.session() as s:
+            return s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key))
+
+    # ------------------------------------------------------------------ reads
+
+    def _queue(self, path: str | None) -> Queue | None:
+        return self.driver.core.queues.get(path) if path else None
+
+    def _row(self, principal: Principal, workload_id: str) -> WorkloadRow:
+        with self.db.session() as s:
+            row = s.get(WorkloadRow, workload_id)
+        if row is None or not may_see(principal, row.user, self._queue(row.queue)):
+            # Someone else's workload is reported as missing: ids are not secrets, but contents are.
+            raise NotFound(f"no workload {workload_id!r}", hint="list yours with `gpupool list`")
+        return row
+
+    def get(self, principal: Principal, workload_id: str) -> WorkloadOut:
+        return self._out(self._row(principal, workload_id), history=True)
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+        limit: int = 200,
+    ) -> list[WorkloadOut]:
+        q = select(WorkloadRow).order_by(WorkloadRow.seq.desc()).limit(limit)
+        if not principal.admin:
+            administered = [
+                path
+                for path, node in self.driver.core.queues.items()
+                if may_administer(node, principal.user, principal.groups)
+            ]
+            q = q.where(or_(WorkloadRow.user == principal.user, WorkloadRow.queue.in_(administered)))
+        if state:
+            q = q.where(WorkloadRow.state.in_(state.split(",")))
+        if queue:
+            q = q.where(WorkloadRow.queue == queue)
+        if user:
+            q = q.where(WorkloadRow.user == user)
+        with self.db.session() as s:
+            rows = list(s.scalars(q))
+        return [self._out(r, history=False) for r in rows]
+
+    def events(self, principal: Principal, workload_id: str) -> list[EventOut]:
+        self._row(principal, workload_id)
+        with self.db.session() as s:
+            events = [
+                EventOut(at=e.at, kind=e.kind, message=e.message, workload_id=e.workload_id)
+                for e in s.scalars(
+                    select(EventRow).where(EventRow.workload_id == workload_id).order_by(EventRow.id)
+                )
+            ]
+            transitions = [
+                EventOut(
+                    at=t.at,
+                    kind=f"state:{t.new}",
+                    message=f"{t.old} -> {t.new}: {t.reason}",
+                    workload_id=workload_id,
+                )
+                for t in s.scalars(
+                    select(TransitionRow)
+                    .where(TransitionRow.workload_id == workload_id)
+                    .order_by(TransitionRow.id)
+                )
+            ]
+        return sorted(events + transitions, key=lambda e: e.at)
+
+    def _out(self, row: WorkloadRow, *, history: bool) -> WorkloadOut:
+        spec = spec_from_json(row.spec)
+        transitions: list[TransitionOut] = []
+        if history:
+            with self.db.session() as s:
+                transitions = [
+                    TransitionOut(at=t.at, old=t.old, new=t.new, reason=t.reason)
+                    for t in s.scalars(
+                        select(TransitionRow)
+                        .where(TransitionRow.workload_id == row.id)
+                        .order_by(TransitionRow.id)
+                    )
+                ]
+        return WorkloadOut(
+            id=row.id,
+            name=row.name,
+            user=row.user,
+            queue=row.queue,
+            state=row.state,  # type: ignore[arg-type]
+            reason=row.reason,
+            priority=spec.priority,
+            size=spec.size,
+            task_groups=[
+                TaskGroupOut(
+                    name=g.name, members=g.members, resources=dict(g.resources), gpu_types=list(g.gpu_types)
+                )
+                for g in spec.task_groups
+            ],
+            gpus=spec.total_gpus(),
+            gang_style=spec.gang_style,
+            gang_timeout=spec.gang_timeout,
+            disruption={"policy": spec.disruption.policy, "grace": spec.disruption.grace},  # type: ignore[arg-type]
+            entrypoint=spec.entrypoint,
+            working_dir=spec.working_dir,
+            env=dict(spec.env),
+            tags=dict(spec.tags),
+            idempotency_key=spec.idempotency_key,
+            attempt=row.attempt,
+            placement=dict(row.placement or {}),
+            submitted_at=row.submitted_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            preemptions=row.preemptions,
+            checkpoint=row.checkpoint,
+            history=transitions,
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def cancel(self, principal: Principal, workload_id: str) -> WorkloadOut:
+        row = self._row(principal, workload_id)
+        if row.user != principal.user and not administers(principal, self._queue(row.queue)):
+            raise Forbidden(
+                f"{principal.user} may not cancel {workload_id}: it belongs to {row.user}",
+                hint="only its owner and admins of its queue may cancel it",
+            )
+        with self.lock:
+            if workload_id in self.driver.workloads:
+                self.driver.cancel(workload_id, self.clock(), reason=f"cancelled by {principal.user}")
+        self.wake()
+        return self.get(principal, workload_id)
+
+    def why(self, principal: Principal, workload_id: str) -> WhyOut:
+        row = self._row(principal, workload_id)
+        with self.lock:
+            w = self.driver.workloads.get(workload_id)
+            if w is None:
+                return WhyOut(
+                    id=row.id, state=row.state, lines=[f"{row.id} ({row.name}) is {row.state}: {row.reason}"]
+                )  # type: ignore[arg-type]
+            lines = self.driver.why(workload_id)
+            codes: list[Reason] = []
+            if w.state in _WAITING:
+                for ask_id in w.member_ids():
+                    if ask_id in self.driver.core.asks:
+                        codes.append(self.driver.core.explain(ask_id))
+            state = w.state.value
+        advice = list(dict.fromkeys(_ADVICE[r.code] for r in codes if r.code in _ADVICE))
+        if advice:
+            lines.append("What would change it:")
+            lines.extend(f"  - {a}" for a in advice)
+        return WhyOut(id=workload_id, state=state, lines=lines)  # type: ignore[arg-type]
+
+    def logs(self, principal: Principal, workload_id: str) -> LogsOut:
+        self._row(principal, workload_id)
+        try:
+            text = self.executor.logs(workload_id)
+        except Exception as exc:  # the cluster's trouble is reported, not raised
+            text = f"(logs unavailable: {exc})"
+        return LogsOut(id=workload_id, text=text)
+
+    # ------------------------------------------------------------------ cluster views
+
+    def queues(self) -> list[QueueOut]:
+        with self.lock:
+            return [_queue_out(q) for q in self.driver.core.root.walk()]
+
+    def nodes(self) -> list[NodeOut]:
+        with self.lock:
+            return [
+                NodeOut(
+                    name=n.name,
+                    gpu_type=n.gpu_type or n.labels.get(GPU_TYPE_LABEL),
+                    schedulable=n.schedulable,
+                    capacity=dict(n.capacity),
+                    allocated={k: v for k, v in n.allocated.items() if v},
+                )
+                for n in sorted(self.driver.core.nodes.values(), key=lambda n: n.name)
+            ]
+
+    def state_counts(self) -> Counter[str]:
+        with self.db.session() as s:
+            rows = s.execute(select(WorkloadRow.state, func.count()).group_by(WorkloadRow.state)).all()
+        return Counter({state: int(n) for state, n in rows})
+
+    def reload(self, principal: Principal) -> list[QueueOut]:
+        if not administers(principal, self.driver.core.root):
+            raise Forbidden(
+                f"{principal.user} may not reload the configuration",
+                hint="reloading needs admin access on root (its adminacl)",
+            )
+        try:
+            config = load_queue_config(self.settings.config_path)
+        except ConfigError as exc:
+            raise Invalid(
+                f"the configuration is invalid; nothing was changed ({len(exc.issues)} problem(s))",
+                fields=[
+                    (i.path or exc.source, i.message + (f" (line {i.line})" if i.line else ""))
+                    for i in exc.issues
+                ],
+                hint="run `gpupool config check FILE`, fix it, and reload again",
+            ) from None
+        with self.lock:
+            old = self.driver
+            now = self.clock()
+            driver = self._new_driver(config)
+            for node in old.core.nodes.values():
+                driver.core.add_node(
+                    NodeSpec(node.name, dict(node.capacity), dict(node.labels), node.schedulable)
+                )
+            self.driver = driver
+            self.config = config
+            for w in old.workloads.values():
+                queue = old.core.queue_of(w.id) if w.id in old.core.apps else None
+                self._restore(driver, w, queue, now, adopt=False)
+            self.journal.event(None, now, "config-reloaded", f"configuration reloaded by {principal.user}")
+        self.wake()
+        return self.queues()
+
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized(
+                "missing API token", hint="send `Authorization: Bearer <token>`; see `gpupool token create`"
+            )
+        principal = authenticate(self.db, token)
+        if principal is None:
+            raise Unauthorized(
+                "unknown API token", hint="check GPUPOOL_TOKEN or create one with `gpupool token create`"
+            )
+        return principal
+
+
+class _Observed:
+    """The journal the driver writes to: the database, then the plane's observers (metrics)."""
+
+    def __init__(self, journal: DbJournal, plane: ControlPlane) -> None:
+        self.journal = journal
+        self.plane = plane
+
+    def submitted(self, workload: Workload) -> None:
+        self.journal.submitted(workload)
+
+    def transition(self, workload: Workload, transition: Transition) -> None:
+        self.journal.transition(workload, transition)
+        hook = self.plane._on_transition
+        if hook is not None:
+            try:
+                hook(workload, transition, self.plane._queue_of(workload.id))
+            except Exception:
+                log.exception("transition observer failed")
+
+    def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
+        self.journal.event(workload_id, at, kind, message)
+
+
+def _gang(spec: WorkloadSpec) -> GangSpec | None:
+    return GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None
+
+
+def _queue_out(q: Queue) -> QueueOut:
+    return QueueOut(
+        path=q.path,
+        parent=q.parent.path if q.parent is not None else None,
+        leaf=q.is_leaf,
+        guaranteed=dict(q.guaranteed or {}),
+        max=dict(q.max or {}),
+        allocated={k: v for k, v in q.allocated.items() if v},
+        pending={k: v for k, v in q.pending.items() if v},
+        running_apps=q.running_apps,
+        submit_acl=q.submit_acl.describe(),
+        admin_acl=q.admin_acl.describe(),
+    )
+
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Conflict",
+    "ControlPlane",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "ServiceError",
+    "ServiceExecutor",
+    "Unauthorized",
+    "load_queue_config",
+]

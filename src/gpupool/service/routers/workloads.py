@@ -1,0 +1,61 @@
+"""``/workloads``: submit, list, get, cancel, why, logs, events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from gpupool.api import EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
+from gpupool.service.routers.deps import PlaneDep, PrincipalDep
+
+router = APIRouter(prefix="/workloads", tags=["workloads"])
+
+
+@router.post("", response_model=WorkloadOut, status_code=status.HTTP_201_CREATED)
+def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep, response: Response) -> WorkloadOut:
+    """Submit a workload. Resubmitting with the same idempotency key returns the first (200)."""
+    workload, created = plane.submit(principal, req)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return workload
+
+
+@router.get("", response_model=list[WorkloadOut])
+def list_workloads(
+    plane: PlaneDep,
+    principal: PrincipalDep,
+    state: Annotated[str | None, Query(description="comma-separated states")] = None,
+    queue: str | None = None,
+    user: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[WorkloadOut]:
+    """Your workloads, and those in queues you administer (newest first)."""
+    return plane.list(principal, state=state, queue=queue, user=user, limit=limit)
+
+
+@router.get("/{workload_id}", response_model=WorkloadOut)
+def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
+    return plane.get(principal, workload_id)
+
+
+@router.post("/{workload_id}/cancel", response_model=WorkloadOut)
+def cancel(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
+    return plane.cancel(principal, workload_id)
+
+
+@router.get("/{workload_id}/why", response_model=WhyOut)
+def why(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WhyOut:
+    """Why it is in its state; for a waiting workload, what holds it back and what would change it."""
+    return plane.why(principal, workload_id)
+
+
+@router.get("/{workload_id}/logs", response_model=LogsOut)
+def logs(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> LogsOut:
+    return plane.logs(principal, workload_id)
+
+
+@router.get("/{workload_id}/events", response_model=list[EventOut])
+def events(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> list[EventOut]:
+    """Its transitions (with reasons) and events, oldest first."""
+    return plane.events(principal, workload_id)

@@ -1,0 +1,111 @@
+"""``gpupool up``: the control plane (FastAPI under uvicorn) and, by default, a local Ray cluster.
+
+``up`` starts, in order: the database (migrated; bootstrap admin token on first start), the
+local multi-node Ray cluster (skipped with ``--ray-address``), the Ray executor, and the HTTP
+server on 127.0.0.1. Ctrl-C (or SIGTERM) stops them in reverse order. Running ``up`` again on
+the same data dir carries on: workloads are recovered from the database and running jobs
+re-adopted. Ray is imported here, lazily, and nowhere else in the service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import uvicorn
+
+from gpupool.core.config import Config
+from gpupool.service.app import create_app, prepare
+from gpupool.service.db import Database
+from gpupool.service.plane import ServiceExecutor, load_queue_config
+from gpupool.service.settings import ServiceSettings
+
+# Two nodes of each GPU type with 4 logical GPUs each: 16 GPUs that fit a laptop (no hardware).
+DEFAULT_CLUSTER_SPEC = "2xH100:4,2xA100:4"
+
+
+def serve(
+    settings: ServiceSettings,
+    executor: ServiceExecutor,
+    config: Config | None = None,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the HTTP server until interrupted (uvicorn handles SIGINT/SIGTERM)."""
+    app = create_app(settings, executor, config=config, on_ready=on_ready)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    )
+    write_server_file(settings)
+    try:
+        server.run()
+    finally:
+        settings.server_file.unlink(missing_ok=True)
+
+
+def write_server_file(settings: ServiceSettings) -> None:
+    settings.server_file.write_text(json.dumps({"url": settings.url(), "pid": os.getpid()}) + "\n")
+
+
+def up(
+    settings: ServiceSettings,
+    *,
+    cluster_spec: str | None = None,
+    ray_address: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Start everything, serve until interrupted, stop everything."""
+    config = load_queue_config(settings.config_path)  # fail fast on a bad config, before Ray
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    try:
+        token = prepare(settings, db)
+    finally:
+        db.close()
+
+    from gpupool.adapters.ray.executor import RayExecutor  # lazily: the service does not need Ray
+
+    cluster = None
+    if ray_address is None:
+        from gpupool.adapters.ray.cluster import LocalRayCluster, parse_cluster_spec
+
+        spec = cluster_spec or DEFAULT_CLUSTER_SPEC
+        echo(f"Starting a local Ray cluster: {spec}")
+        cluster = LocalRayCluster(parse_cluster_spec(spec), str(settings.data_dir))
+        ray_address = cluster.start()
+    executor = None
+    try:
+        executor = RayExecutor(ray_address, str(settings.data_dir))
+
+        def ready() -> None:
+            url = settings.url()
+            echo(f"gpupool is up (data dir {settings.data_dir}, database {_redact(settings.db_url)})")
+            echo(f"  API:     {url}/docs")
+            echo(f"  Portal:  {url}/")
+            echo(f"  Metrics: {url}/metrics")
+            echo(f"  Ray:     {ray_address}")
+            if token:
+                echo(f"  Admin token (also in {settings.admin_token_file}): {token}")
+            else:
+                echo(f"  Admin token: in {settings.admin_token_file}")
+            echo("Press Ctrl-C to stop.")
+
+        serve(settings, executor, config, on_ready=ready)
+    finally:
+        echo("Stopping ...")
+        if executor is not None:
+            executor.close()
+        if cluster is not None:
+            cluster.stop()
+        echo("Stopped.")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

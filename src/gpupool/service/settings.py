@@ -1,0 +1,46 @@
+"""Settings of one control-plane process, built once and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+ENV_DATA_DIR = "GPUPOOL_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$GPUPOOL_DATA_DIR``, else ``~/.gpupool``."""
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env).expanduser() if env else Path.home() / ".gpupool"
+
+
+@dataclass(slots=True)
+class ServiceSettings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None  # None: SQLite in the data dir
+    config_path: Path | None = None  # None: the packaged default_queues.yaml
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    tick_interval: float = 0.5  # seconds between driver ticks (submissions wake it early)
+    partition: str = "default"
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'gpupool.db'}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def server_file(self) -> Path:
+        """Where a running server writes its URL, for the CLI to find."""
+        return self.data_dir / "server.json"
+
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
