@@ -11,7 +11,7 @@ is released at once (zero grace period).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,9 +305,9 @@ def parse_scenario(raw: object, file: str) -> Scenario:
     for i, item in enumerate(r.items(top.get("pending"), "pending")):
         at = f"pending[{i}]"
         x = r.mapping(item, at, _PENDING)
-        node = r.text(x.get("node"), f"{at}.node")
-        if node is not None and node not in node_names:
-            raise r.fail(f"{at}.node", f"refers to node {node!r}, which is not in nodes")
+        required = r.text(x.get("node"), f"{at}.node")
+        if required is not None and required not in node_names:
+            raise r.fail(f"{at}.node", f"refers to node {required!r}, which is not in nodes")
         pending.append(
             PendingSpec(
                 id=r.text(x.get("id"), f"{at}.id", required=True) or "",
@@ -318,7 +318,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
                 queue=r.text(x.get("queue"), f"{at}.queue"),
                 age=r.number(x.get("age"), f"{at}.age", 0.0),
                 preempt_others=r.boolean(x.get("preempt_others"), f"{at}.preempt_others", True),
-                node=node,
+                node=required,
             )
         )
     _unique(r, [x.id for x in running] + [x.id for x in pending], "running/pending", "allocation or ask")
@@ -394,8 +394,8 @@ def _check_expect(
     alloc_ids = {x.id for x in running} | ask_ids
     app_ids = {a.id for a in apps} | {x.app for x in running} | {p.app for p in pending}
 
-    def need(ids: object, known: set[str], path: str, what: str) -> None:
-        for x in ids if isinstance(ids, list) else list(ids):  # type: ignore[arg-type]
+    def need(ids: Iterable[object], known: set[str], path: str, what: str) -> None:
+        for x in ids:
             if str(x) not in known:
                 raise r.fail(path, f"refers to {what} {x!r}, which the scenario does not define")
 
@@ -564,10 +564,11 @@ def check_expectations(
     if "preempted_count" in expect:
         pc = expect["preempted_count"]
         among = {str(x) for x in pc.get("among") or []}
-        got = sorted(set(preempted))
-        inside = [x for x in got if x in among]
-        if len(inside) != pc.get("count") or len(inside) != len(got):
-            failures.append(f"preempted_count: expected {pc.get('count')} among {sorted(among)}, got {got}")
+        victims = sorted(set(preempted))
+        inside = [x for x in victims if x in among]
+        if len(inside) != pc.get("count") or len(inside) != len(victims):
+            want = f"{pc.get('count')} among {sorted(among)}"
+            failures.append(f"preempted_count: expected {want}, got {victims}")
     for app, n in (expect.get("placed_count") or {}).items():
         app_obj = sched.apps.get(app)
         got_n = sum(1 for a in (app_obj.allocations.values() if app_obj else []) if a.id in placed)

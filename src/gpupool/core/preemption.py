@@ -211,8 +211,8 @@ class Preemptor:
         # Per-GPU-type guarantees count too, for every type the asks may run on.
         for a in asks:
             for types in self.s._type_options(a):
-                for t in types:
-                    for k, v in typed(a.resources, t).items():
+                for gpu_type in types:
+                    for k, v in typed(a.resources, gpu_type).items():
                         need[k] = max(need.get(k, 0), v)
         for q in leaf.ancestors():
             if q.guaranteed and any(need.get(t, 0) > 0 for t in q.guaranteed):

@@ -20,7 +20,7 @@ Semantics follow Apache YuniKorn (see ``shared/research/yunikorn.md``):
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gpupool.core.acl import ACL
@@ -105,8 +105,8 @@ class Queue:
     ) -> None:
         self.name = name
         self.parent = parent
-        self.path = name if parent is None else f"{parent.path}.{name}"
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.path: str = name if parent is None else f"{parent.path}.{name}"
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.dynamic = dynamic
         self.children: dict[str, Queue] = {}
         self.is_leaf = not settings.is_parent
@@ -140,7 +140,7 @@ class Queue:
             if self.parent.preemption_policy == "disabled":
                 inherited[PROP_PREEMPTION_POLICY] = "disabled"
         inherited.update(own)
-        self.properties = inherited
+        self.properties: dict[str, str] = inherited
         self.refresh_properties()
 
     def refresh_properties(self) -> None:
@@ -153,7 +153,7 @@ class Queue:
             self.priority_offset = clamp32(int(props.get(PROP_PRIORITY_OFFSET, "0")))
         except ValueError:
             self.priority_offset = 0
-        self.preemption_policy = props.get(PROP_PREEMPTION_POLICY, "default").lower()
+        self.preemption_policy: str = props.get(PROP_PREEMPTION_POLICY, "default").lower()
         delay = props.get(PROP_PREEMPTION_DELAY)
         self.preemption_delay = parse_duration(delay) if delay else DEFAULT_PREEMPTION_DELAY
 
@@ -348,7 +348,7 @@ def build_tree(root_cfg: QueueConfig, root_limits: tuple[Limit, ...] = ()) -> di
         settings = settings_from_config(cfg)
         if parent is None:
             limits = settings.limits or root_limits
-            settings = QueueSettings(**{**_as_dict(settings), "limits": limits, "is_parent": True})
+            settings = replace(settings, limits=limits, is_parent=True)
         q = Queue(cfg.name, parent, settings)
         if parent is not None:
             parent.children[cfg.name] = q
@@ -358,7 +358,3 @@ def build_tree(root_cfg: QueueConfig, root_limits: tuple[Limit, ...] = ()) -> di
 
     build(root_cfg, None)
     return by_path
-
-
-def _as_dict(s: QueueSettings) -> dict[str, object]:
-    return {f: getattr(s, f) for f in QueueSettings.__slots__}

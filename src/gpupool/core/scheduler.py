@@ -719,15 +719,15 @@ class Scheduler:
             if ask.id not in app.asks or ask.failed_cycle == self._cycle or ask.reserved_node is not None:
                 continue
             tried[ask.id] = ask
-            key = (leaf.path, who, _shape(ask))
-            known = self._shape_failed.get(key)
+            one = (leaf.path, who, _shape(ask))
+            known = self._shape_failed.get(one)
             if known is None:
                 placements = self._try_place_all(app, [ask], leaf)
                 if placements is not None:
                     self._commit(placements, result, "placed")
                     return True
                 if ask.reason is not None:
-                    self._shape_failed[key] = ask.reason
+                    self._shape_failed[one] = ask.reason
             else:
                 ask.reason = known
             ask.failed_cycle = self._cycle
