@@ -567,8 +567,8 @@ def check_expectations(
         victims = sorted(set(preempted))
         inside = [x for x in victims if x in among]
         if len(inside) != pc.get("count") or len(inside) != len(victims):
-            want = f"{pc.get('count')} among {sorted(among)}"
-            failures.append(f"preempted_count: expected {want}, got {victims}")
+            wanted = f"{pc.get('count')} among {sorted(among)}"
+            failures.append(f"preempted_count: expected {wanted}, got {victims}")
     for app, n in (expect.get("placed_count") or {}).items():
         app_obj = sched.apps.get(app)
         got_n = sum(1 for a in (app_obj.allocations.values() if app_obj else []) if a.id in placed)
