@@ -128,9 +128,48 @@ class Size:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceType:
+    """A kind of machine a node pool can launch, in one region."""
+
+    name: str
+    gpu_type: str | None
+    gpus: int
+    vcore: int  # milli-cores
+    memory: int  # bytes
+    region: str = "local"
+    hourly_cost: float = 0.0
+    boot_time: float = 60.0  # seconds from launch until it takes work
+
+    def capacity(self) -> Resources:
+        out: Resources = {"vcore": self.vcore, "memory": self.memory}
+        if self.gpus:
+            out["gpu"] = self.gpus
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodePool:
+    """gpupool addition: a group of nodes that grows and shrinks between ``min`` and ``max``.
+
+    ``instance_types`` are tried in order of preference (then by cost) when it grows;
+    ``headroom_nodes`` / ``headroom_gpus`` are kept warm and idle so bursts start at once;
+    idle nodes beyond those go after ``idle_timeout`` seconds.
+    """
+
+    name: str
+    instance_types: tuple[InstanceType, ...]
+    min: int = 0
+    max: int = 10
+    headroom_nodes: int = 0
+    headroom_gpus: int = 0
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     partitions: tuple[PartitionConfig, ...]
     sizes: dict[str, Size] = field(default_factory=dict)
+    nodepools: tuple[NodePool, ...] = ()
 
     def partition(self, name: str = "default") -> PartitionConfig:
         for p in self.partitions:

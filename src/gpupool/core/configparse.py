@@ -43,7 +43,9 @@ from gpupool.core.config import (
     ChildTemplate,
     Config,
     Filter,
+    InstanceType,
     Limit,
+    NodePool,
     NodeSortPolicy,
     PartitionConfig,
     PlacementRule,
@@ -81,7 +83,10 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: '*'}]}]"
 
 # Accepted keys per object (lower case). YuniKorn's own keys plus gpupool's `sizes`.
-_TOP_KEYS = ("partitions", "checksum", "sizes")
+_TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools")
+_POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes")
+_HEADROOM_KEYS = ("nodes", "gpus")
+_INSTANCE_KEYS = ("name", "gputype", "gpus", "vcore", "memory", "region", "hourlycost", "boottime")
 _PARTITION_KEYS = (
     "name",
     "queues",
@@ -474,7 +479,10 @@ class _Parser:
         sizes = dict(DEFAULT_SIZES)
         if "sizes" in fields:
             sizes = self.sizes(fields["sizes"])
-        return Config(partitions=tuple(partitions), sizes=sizes)
+        pools: list[NodePool] = []
+        if "nodepools" in fields:
+            pools = self.nodepools(fields["nodepools"])
+        return Config(partitions=tuple(partitions), sizes=sizes, nodepools=tuple(pools))
 
     def partitions(self, f: _Field) -> list[PartitionConfig]:
         if not isinstance(f.value, list) or not f.value:
@@ -1116,6 +1124,125 @@ class _Parser:
                 f"placement rule ({names}) needs `{static}` created under `{where}`, which is a leaf queue",
                 f"mark `{where}` with `parent: true`",
             )
+
+    # ---- node pools (gpupool) -----------------------------------------------------------------
+
+    def amount(self, f: _Field, what: str, *, minimum: int = 0) -> int | None:
+        """A whole number >= ``minimum``."""
+        v = f.value
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v.strip())
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            self.error(f.at, f"{what} must be a whole number >= {minimum}, got {_kind(f.value)}")
+            return None
+        return v
+
+    def seconds(self, f: _Field, what: str) -> float | None:
+        v = f.value
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            return float(v)
+        if isinstance(v, str):
+            try:
+                return parse_duration(v)
+            except DurationError as exc:
+                self.error(f.at, f"{what}: {exc}", "write a duration such as 90s, 5m or 1h30m")
+                return None
+        self.error(f.at, f"{what} must be a duration such as 90s or 5m, got {_kind(v)}")
+        return None
+
+    def nodepools(self, f: _Field) -> list[NodePool]:
+        if not isinstance(f.value, list):
+            self.error(f.at, f"nodepools must be a list of pools, got {_kind(f.value)}")
+            return []
+        out: list[NodePool] = []
+        names: set[str] = set()
+        for i, raw in enumerate(f.value):
+            at = f.at.index(i)
+            fields = self.fields(raw, at, _POOL_KEYS, "a node pool")
+            if fields is None:
+                continue
+            name = self.string(fields["name"], "name") if "name" in fields else None
+            if not name:
+                self.error(at, "the node pool has no name", "add name: gpu-pool")
+                continue
+            if name in names:
+                self.error(fields["name"].at, f"node pool `{name}` is defined twice")
+                continue
+            names.add(name)
+            lo = self.amount(fields["min"], "min") if "min" in fields else 0
+            hi = self.amount(fields["max"], "max") if "max" in fields else 10
+            if lo is not None and hi is not None and lo > hi:
+                self.error(at, f"node pool `{name}`: min {lo} is above max {hi}", "make min <= max")
+            headroom_nodes = headroom_gpus = 0
+            if "headroom" in fields:
+                hf = self.fields(fields["headroom"].value, fields["headroom"].at, _HEADROOM_KEYS, "headroom")
+                if hf is not None:
+                    headroom_nodes = (self.amount(hf["nodes"], "headroom.nodes") or 0) if "nodes" in hf else 0
+                    headroom_gpus = (self.amount(hf["gpus"], "headroom.gpus") or 0) if "gpus" in hf else 0
+            idle = self.seconds(fields["idletimeout"], "idletimeout") if "idletimeout" in fields else 300.0
+            types: list[InstanceType] = []
+            listed = fields["instancetypes"].value if "instancetypes" in fields else None
+            if not isinstance(listed, list) or not listed:
+                self.error(at, f"node pool `{name}` needs instancetypes: a list", "see docs/elastic.md")
+            else:
+                itf = fields["instancetypes"]
+                for j, item in enumerate(listed):
+                    it = self.instance_type(_Field(item, itf.at.index(j)))
+                    if it is not None:
+                        types.append(it)
+            if types:
+                out.append(
+                    NodePool(
+                        name=name,
+                        instance_types=tuple(types),
+                        min=lo or 0,
+                        max=hi if hi is not None else 10,
+                        headroom_nodes=headroom_nodes,
+                        headroom_gpus=headroom_gpus,
+                        idle_timeout=idle if idle is not None else 300.0,
+                    )
+                )
+        return out
+
+    def instance_type(self, f: _Field) -> InstanceType | None:
+        fields = self.fields(f.value, f.at, _INSTANCE_KEYS, "an instance type")
+        if fields is None:
+            return None
+        name = self.string(fields["name"], "name") if "name" in fields else None
+        if not name:
+            self.error(f.at, "the instance type has no name", "add name: h100x8")
+            return None
+        gpus = self.amount(fields["gpus"], "gpus") if "gpus" in fields else 0
+        gpu_type = self.string(fields["gputype"], "gputype", scalar_ok=True) if "gputype" in fields else None
+        if gpus and not gpu_type:
+            self.error(f.at, f"instance type `{name}` has GPUs but no gputype", "add gputype: H100")
+        quantities: dict[str, int] = {}
+        for key, resource, default in (("vcore", "vcore", 8000), ("memory", "memory", 64 * 2**30)):
+            quantities[key] = default
+            if key in fields:
+                try:
+                    quantities[key] = parse_quantity(resource, fields[key].value)
+                except QuantityError as exc:
+                    self.error(fields[key].at, str(exc))
+        cost = 0.0
+        if "hourlycost" in fields:
+            v = fields["hourlycost"].value
+            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+                cost = float(v)
+            else:
+                self.error(fields["hourlycost"].at, f"hourlycost must be a number >= 0, got {_kind(v)}")
+        boot = self.seconds(fields["boottime"], "boottime") if "boottime" in fields else 60.0
+        region = self.string(fields["region"], "region") if "region" in fields else "local"
+        return InstanceType(
+            name=name,
+            gpu_type=gpu_type,
+            gpus=gpus or 0,
+            vcore=quantities["vcore"],
+            memory=quantities["memory"],
+            region=region or "local",
+            hourly_cost=cost,
+            boot_time=boot if boot is not None else 60.0,
+        )
 
     # ---- sizes -------------------------------------------------------------------------------
 

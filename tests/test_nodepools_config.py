@@ -1,0 +1,76 @@
+"""gpupool's `nodepools` addition to the queues.yaml schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpupool.core.configparse import ConfigError, parse_config
+
+BASE = {"partitions": [{"name": "default", "queues": [{"name": "root", "submitacl": "*"}]}]}
+
+
+def config(pools: object) -> dict:
+    return {**BASE, "nodePools": pools}
+
+
+def test_pools_parse_with_units_durations_and_case_insensitive_keys():
+    cfg = parse_config(
+        config(
+            [
+                {
+                    "name": "h100",
+                    "Min": 1,
+                    "max": 4,
+                    "headroom": {"nodes": 1, "gpus": 8},
+                    "idleTimeout": "10m",
+                    "instanceTypes": [
+                        {
+                            "name": "a",
+                            "gpuType": "H100",
+                            "gpus": 8,
+                            "vcore": 96,
+                            "memory": "1Ti",
+                            "region": "eu",
+                            "hourlyCost": 30.5,
+                            "bootTime": "2m",
+                        },
+                        {"name": "cpu", "vcore": "500m"},
+                    ],
+                }
+            ]
+        )
+    )
+    (pool,) = cfg.nodepools
+    assert (pool.name, pool.min, pool.max, pool.headroom_nodes, pool.headroom_gpus) == ("h100", 1, 4, 1, 8)
+    assert pool.idle_timeout == 600.0
+    a, cpu = pool.instance_types
+    assert a.capacity() == {"gpu": 8, "vcore": 96_000, "memory": 2**40}
+    assert (a.region, a.hourly_cost, a.boot_time, a.gpu_type) == ("eu", 30.5, 120.0, "H100")
+    assert cpu.capacity() == {"vcore": 500, "memory": 64 * 2**30} and cpu.region == "local"
+
+
+@pytest.mark.parametrize(
+    ("pools", "path", "text"),
+    [
+        (
+            [{"name": "p", "min": 3, "max": 1, "instancetypes": [{"name": "x"}]}],
+            "nodepools[0]",
+            "min 3 is above max 1",
+        ),
+        ([{"name": "p", "instancetypes": []}], "nodepools[0]", "needs instancetypes"),
+        ([{"name": "p", "instancetypes": [{"name": "x", "gpus": 4}]}], "instancetypes[0]", "no gputype"),
+        ([{"name": "p", "instancetypes": [{"name": "x", "memory": "lots"}]}], "memory", "not a quantity"),
+        (
+            [{"name": "p", "idletimeout": "soon", "instancetypes": [{"name": "x"}]}],
+            "idletimeout",
+            "idletimeout",
+        ),
+        ([{"name": "p", "colour": "red", "instancetypes": [{"name": "x"}]}], "colour", "unknown"),
+        ("p", "nodepools", "must be a list"),
+    ],
+)
+def test_bad_pools_name_the_place(pools, path, text):
+    with pytest.raises(ConfigError) as err:
+        parse_config(config(pools))
+    rendered = err.value.render()
+    assert path in rendered and text.lower() in rendered.lower(), rendered
