@@ -1,0 +1,288 @@
+"""Capacity planning: when to grow node pools, which machines to launch, which nodes may go.
+
+Pure, like the rest of the core: the planner gets the pools, the pool nodes as they are now
+(booting, ready, idle since when), the pending demand the scheduler could not place for want of
+a node (never demand held back by a queue's max or a user limit: more nodes would not help it),
+the offers that failed lately, and ``now``; it returns decisions as data.
+
+Scale up. Each waiting workload (a gang as a whole) first takes room on nodes already booting.
+What is left is packed onto new nodes: the offer is chosen by the ask's GPU types in order of
+preference, then hourly cost, then region, and all new nodes of one workload come from one
+region. An offer that stocked out or failed to boot is skipped until its block expires; the
+next one is tried (the engine records each attempt). Pools never go above ``max``.
+
+Headroom. Each pool keeps ``headroom_nodes`` idle nodes (and ``headroom_gpus`` idle GPUs) warm,
+counting nodes that are booting and not spoken for, so a burst starts without a boot.
+
+Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
+first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
+is never idle, so a ``never`` workload's node never goes; checkpointable work leaves a node only
+by compaction (``plan_compaction``), which frees whole nodes by moving it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.resources import Resources, fits, gpu_count
+
+POOL_LABEL = "gpupool/pool"
+INSTANCE_LABEL = "gpupool/instance-type"
+REGION_LABEL = "gpupool/region"
+
+
+@dataclass(slots=True)
+class PoolNode:
+    """A node of a pool as the planner sees it."""
+
+    name: str
+    pool: str
+    instance_type: InstanceType
+    state: str  # "booting" | "ready"
+    free: Resources  # capacity not allocated
+    idle_since: float | None = None  # ready and empty since then; None = in use or booting
+    launched_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """One workload waiting for a node: its members' resources and allowed GPU types."""
+
+    workload: str
+    members: tuple[Resources, ...]
+    gpu_types: tuple[str, ...] = ()  # in order of preference; () = any
+    regions: tuple[str, ...] = ()  # () = any region
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleUp:
+    pool: str
+    instance_type: InstanceType
+    count: int
+    reason: str
+    for_workloads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDown:
+    node: str
+    pool: str
+    reason: str
+
+
+@dataclass(slots=True)
+class CapacityPlan:
+    scale_up: list[ScaleUp] = field(default_factory=list)
+    scale_down: list[ScaleDown] = field(default_factory=list)
+    unmet: dict[str, str] = field(default_factory=dict)  # workload -> why no offer could serve it
+
+
+@dataclass(slots=True)
+class _Virtual:
+    pool: str
+    itype: InstanceType
+    free: Resources
+    new: bool
+
+
+def _offer_key(itype: InstanceType, prefs: Sequence[str]) -> tuple[int, float, str, str]:
+    rank = prefs.index(itype.gpu_type) if prefs and itype.gpu_type in prefs else len(prefs)
+    return (rank, itype.hourly_cost, itype.region, itype.name)
+
+
+def _place_all(members: Sequence[Resources], nodes: list[_Virtual]) -> list[_Virtual] | None:
+    """First fit of every member onto ``nodes``; their free room shrinks only if all fit.
+    Returns the nodes used, or None."""
+    free = [dict(n.free) for n in nodes]
+    used: list[_Virtual] = []
+    for m in members:
+        for n, f in zip(nodes, free, strict=True):
+            if fits(m, f):
+                for k, v in m.items():
+                    f[k] = f.get(k, 0) - v
+                if n not in used:
+                    used.append(n)
+                break
+        else:
+            return None
+    for n, f in zip(nodes, free, strict=True):
+        n.free = f
+    return used
+
+
+def plan_capacity(
+    pools: Sequence[NodePool],
+    nodes: Iterable[PoolNode],
+    demand: Sequence[Demand],
+    blocked: set[tuple[str, str, str]],
+    now: float,
+) -> CapacityPlan:
+    """Decide scale-ups and scale-downs. ``blocked`` holds (pool, instance type, region) offers
+    that failed lately."""
+    plan = CapacityPlan()
+    by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
+    for n in nodes:
+        by_pool.setdefault(n.pool, []).append(n)
+    count = {p.name: len(by_pool.get(p.name, [])) for p in pools}
+    planned: dict[tuple[str, str], int] = {}
+    reasons: dict[tuple[str, str], list[str]] = {}
+
+    # Room on nodes that are still booting: the scheduler will place work there once they are up.
+    virtual = [
+        _Virtual(n.pool, n.instance_type, dict(n.free), False)
+        for p in pools
+        for n in by_pool[p.name]
+        if n.state == "booting"
+    ]
+
+    def add(pool: NodePool, itype: InstanceType, n: int, why: str, workload: str | None) -> None:
+        key = (pool.name, itype.name)
+        planned[key] = planned.get(key, 0) + n
+        count[pool.name] += n
+        reasons.setdefault(key, [])
+        if workload:
+            reasons[key].append(workload)
+        elif why not in reasons[key]:
+            reasons[key].append(why)
+
+    for d in demand:
+        used = _place_all(d.members, virtual)
+        if used is not None:
+            # Booting nodes, or nodes planned for earlier workloads, will take it.
+            for v in used:
+                if v.new:
+                    reasons[(v.pool, v.itype.name)].append(d.workload)
+            continue
+        choice = _choose_offer(pools, d, count, blocked)
+        if isinstance(choice, str):
+            plan.unmet[d.workload] = choice
+            continue
+        pool, itype, needed = choice
+        fresh = [_Virtual(pool.name, itype, itype.capacity(), True) for _ in range(needed)]
+        _place_all(d.members, fresh)
+        virtual.extend(fresh)
+        add(pool, itype, needed, "", d.workload)
+
+    # Headroom: idle (or booting and not spoken for) nodes and GPUs kept warm per pool.
+    for pool in pools:
+        idle_nodes = sum(1 for n in by_pool[pool.name] if n.state == "ready" and n.idle_since is not None)
+        idle_nodes += sum(1 for v in virtual if v.pool == pool.name and v.free == v.itype.capacity())
+        idle_gpus = sum(gpu_count(n.free) for n in by_pool[pool.name] if n.state == "ready")
+        idle_gpus += sum(gpu_count(v.free) for v in virtual if v.pool == pool.name)
+        cheapest = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
+        offers = [
+            t
+            for t in sorted(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
+            if (pool.name, t.name, t.region) not in blocked
+        ] or [cheapest]
+        itype = offers[0]
+        while count[pool.name] < pool.max and (
+            idle_nodes < pool.headroom_nodes or (pool.headroom_gpus and idle_gpus < pool.headroom_gpus)
+        ):
+            add(
+                pool,
+                itype,
+                1,
+                f"keep headroom of {pool.headroom_nodes} node(s)/{pool.headroom_gpus} GPU(s)",
+                None,
+            )
+            idle_nodes += 1
+            idle_gpus += itype.gpus
+            if itype.gpus == 0 and pool.headroom_gpus:
+                break
+        while count[pool.name] < pool.min:
+            add(pool, itype, 1, f"keep the pool at its min of {pool.min}", None)
+
+    for (pool_name, itype_name), launches in sorted(planned.items()):
+        pool = next(p for p in pools if p.name == pool_name)
+        itype = next(t for t in pool.instance_types if t.name == itype_name)
+        why = reasons[(pool_name, itype_name)]
+        workloads = tuple(w for w in why if not w.startswith("keep "))
+        purposes = [w for w in why if w.startswith("keep ")]
+        text = f"{launches} x {itype.name} ({itype.region})"
+        if workloads:
+            text += f" for {len(workloads)} waiting workload(s)"
+        if purposes:
+            text += (" and " if workloads else " to ") + "; ".join(purposes)
+        plan.scale_up.append(ScaleUp(pool_name, itype, launches, text, workloads))
+
+    # Scale down idle nodes past their timeout, keeping min and headroom, and any node a waiting
+    # workload could use (it has just become ready; the scheduler will place it there).
+    def wanted(n: PoolNode) -> bool:
+        cap = n.instance_type.capacity()
+        for d in demand:
+            if d.gpu_types and n.instance_type.gpu_type not in d.gpu_types:
+                continue
+            if any(fits(m, cap) for m in d.members):
+                return True
+        return False
+
+    for pool in pools:
+        idle = [
+            n
+            for n in by_pool[pool.name]
+            if n.state == "ready"
+            and n.idle_since is not None
+            and now - n.idle_since >= pool.idle_timeout
+            and not wanted(n)
+        ]
+        idle_total = sum(1 for n in by_pool[pool.name] if n.state == "ready" and n.idle_since is not None)
+        idle.sort(key=lambda n: (-n.instance_type.hourly_cost, n.idle_since or 0.0, n.name))
+        left = count[pool.name]
+        for n in idle:
+            if left - 1 < pool.min or idle_total - 1 < pool.headroom_nodes:
+                break
+            if (
+                pool.headroom_gpus
+                and sum(gpu_count(m.free) for m in by_pool[pool.name] if m.state == "ready" and m is not n)
+                < pool.headroom_gpus
+            ):
+                continue
+            plan.scale_down.append(
+                ScaleDown(
+                    n.name,
+                    pool.name,
+                    f"idle for {now - (n.idle_since or now):.0f}s (idle timeout {pool.idle_timeout:g}s)",
+                )
+            )
+            left -= 1
+            idle_total -= 1
+    return plan
+
+
+def _choose_offer(
+    pools: Sequence[NodePool], d: Demand, count: dict[str, int], blocked: set[tuple[str, str, str]]
+) -> tuple[NodePool, InstanceType, int] | str:
+    """The best (pool, instance type) for a workload and how many nodes it needs, or why none."""
+    options: list[tuple[tuple[int, float, str, str], int, NodePool, InstanceType]] = []
+    why: list[str] = []
+    for pool in pools:
+        for itype in pool.instance_types:
+            if d.gpu_types and itype.gpu_type not in d.gpu_types and any(gpu_count(m) for m in d.members):
+                continue
+            if d.regions and itype.region not in d.regions:
+                continue
+            cap = itype.capacity()
+            if not all(fits(m, cap) for m in d.members):
+                continue
+            if (pool.name, itype.name, itype.region) in blocked:
+                why.append(f"{itype.name} in {itype.region} failed lately")
+                continue
+            fresh = [_Virtual(pool.name, itype, dict(cap), True) for _ in range(len(d.members))]
+            _place_all(d.members, fresh)
+            needed = sum(1 for v in fresh if v.free != cap)
+            if count[pool.name] + needed > pool.max:
+                why.append(f"pool {pool.name} would go above its max of {pool.max} nodes")
+                continue
+            key = _offer_key(itype, d.gpu_types)
+            # The cost of the whole workload, not of one node, decides between offers.
+            options.append(((key[0], key[1] * needed, key[2], key[3]), needed, pool, itype))
+    if not options:
+        if why:
+            return "; ".join(dict.fromkeys(why))
+        return "no node pool has an instance type that fits it"
+    options.sort(key=lambda o: o[0])
+    _, needed, pool, itype = options[0]
+    return pool, itype, needed

@@ -1,0 +1,93 @@
+"""The capacity planner: scale up for demand with fallback, headroom, scale down."""
+
+from __future__ import annotations
+
+from gpupool.core.capacity import Demand, PoolNode, plan_capacity
+from gpupool.core.config import InstanceType, NodePool
+
+H100_EAST = InstanceType(
+    "h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90.0, boot_time=120
+)
+H100_WEST = InstanceType(
+    "h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95.0, boot_time=120
+)
+A100 = InstanceType("a100", "A100", 8, 96_000, 2**40, region="east", hourly_cost=40.0, boot_time=90)
+L4 = InstanceType("l4", "L4", 4, 48_000, 2**39, region="east", hourly_cost=5.0, boot_time=60)
+
+
+def pool(name="gpu", types=(H100_EAST, H100_WEST, A100), **kw) -> NodePool:
+    return NodePool(name=name, instance_types=types, **kw)
+
+
+def node(name, itype, state="ready", used=0, idle_since=None, pool_name="gpu") -> PoolNode:
+    free = itype.capacity()
+    free["gpu"] -= used
+    return PoolNode(name, pool_name, itype, state, free, idle_since=idle_since)
+
+
+def gpus(n: int) -> dict[str, int]:
+    return {"gpu": n, "vcore": n * 8000}
+
+
+def test_prefers_the_asks_gpu_type_then_cost_and_keeps_a_gang_in_one_region():
+    plan = plan_capacity([pool(max=10)], [], [Demand("w1", (gpus(8), gpus(8)), ("H100", "A100"))], set(), 0)
+    (up,) = plan.scale_up
+    assert up.instance_type is H100_EAST and up.count == 2 and up.for_workloads == ("w1",)
+
+
+def test_any_type_takes_the_cheapest_and_small_asks_share_a_node():
+    demand = [Demand(f"w{i}", (gpus(2),)) for i in range(4)]
+    plan = plan_capacity([pool(max=10)], [], demand, set(), 0)
+    (up,) = plan.scale_up
+    assert up.instance_type is A100 and up.count == 1 and len(up.for_workloads) == 4
+
+
+def test_falls_back_past_blocked_offers_and_says_why_when_nothing_is_left():
+    demand = [Demand("w1", (gpus(8),), ("H100",))]
+    blocked = {("gpu", "h100-east", "east")}
+    (up,) = plan_capacity([pool(max=10)], [], demand, blocked, 0).scale_up
+    assert up.instance_type is H100_WEST
+    blocked.add(("gpu", "h100-west", "west"))
+    plan = plan_capacity([pool(max=10)], [], demand, blocked, 0)
+    assert not plan.scale_up and "failed lately" in plan.unmet["w1"]
+
+
+def test_booting_nodes_absorb_demand_and_pool_max_is_respected():
+    booting = [node("n1", A100, state="booting")]
+    plan = plan_capacity([pool(max=2)], booting, [Demand("w1", (gpus(4),))], set(), 0)
+    assert not plan.scale_up  # the booting node will take it
+    plan = plan_capacity([pool(max=2)], booting, [Demand("w2", (gpus(8),) * 3)], set(), 0)
+    assert not plan.scale_up and "above its max" in plan.unmet["w2"]
+
+
+def test_headroom_is_kept_warm_and_min_is_kept():
+    p = pool(types=(L4, A100), max=5, min=1, headroom_nodes=2)
+    plan = plan_capacity([p], [], [], set(), 0)
+    (up,) = plan.scale_up
+    assert up.instance_type is L4 and up.count == 2 and "headroom" in up.reason
+    busy = [node("n1", L4, used=4), node("n2", L4, idle_since=0.0)]
+    (up,) = plan_capacity([p], busy, [], set(), 10).scale_up
+    assert up.count == 1  # one idle node exists, one more keeps the headroom at two
+
+
+def test_scale_down_idle_nodes_past_timeout_most_expensive_first_keeping_min_and_headroom():
+    p = pool(types=(L4, A100), max=5, min=1, headroom_nodes=1, idle_timeout=300)
+    nodes = [
+        node("busy", L4, used=2),
+        node("idle-cheap", L4, idle_since=0.0),
+        node("idle-dear", A100, idle_since=0.0),
+        node("idle-new", A100, idle_since=250.0),
+    ]
+    plan = plan_capacity([p], nodes, [], set(), 400)
+    # idle-new is too recent to go, and stays as the one idle node of headroom
+    assert [d.node for d in plan.scale_down] == ["idle-dear", "idle-cheap"]
+    assert not plan.scale_up
+
+
+def test_an_idle_node_a_waiting_workload_could_use_stays():
+    p = pool(types=(A100,), max=5, idle_timeout=60)
+    nodes = [node("idle", A100, idle_since=0.0)]
+    plan = plan_capacity([p], nodes, [Demand("w", (gpus(2),), ("A100",))], set(), 1000)
+    assert not plan.scale_down
+    plan = plan_capacity([p], nodes, [Demand("w", (gpus(2),), ("H100",))], set(), 1000)
+    assert [d.node for d in plan.scale_down] == ["idle"]
