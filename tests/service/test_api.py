@@ -58,9 +58,7 @@ def test_size_picks_the_first_shape_whose_gpu_type_exists(server):
 def test_pending_workload_is_explained_then_cancelled(server):
     gp = server.client()
     # 16 GPUs on one member: no node has that many.
-    w = gp.submit(
-        "too-wide", queue="root.a", entrypoint="sleep 30", task_groups=[{"members": 1, "gpus": 16}]
-    )
+    w = gp.submit("too-wide", queue="root.a", entrypoint="sleep 30", task_groups=[{"members": 1, "gpus": 16}])
     wait_until(lambda: any("node" in line for line in gp.why(w.id).lines))
     why = gp.why(w.id)
     assert why.state == "pending"

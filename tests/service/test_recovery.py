@@ -1,0 +1,130 @@
+"""Restarting the control plane (gracefully, or kill -9) loses nothing and runs nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from .conftest import TEST_CONFIG, free_port
+from .executors import wait_until
+
+
+def _gated_job(tmp_path: Path, name: str) -> tuple[str, Path, Path]:
+    """A job that records each start in ``mark`` and runs until ``gate`` exists."""
+    mark, gate = tmp_path / f"{name}.starts", tmp_path / f"{name}.go"
+    cmd = f"echo start >> {mark}; while [ ! -f {gate} ]; do sleep 0.05; done; echo finished"
+    return cmd, mark, gate
+
+
+def test_restart_restores_states_and_adopts_running_jobs(make_server, database_url, tmp_path):
+    data = tmp_path / "data"
+    first = make_server(data, database_url)
+    gp = first.client()
+    cmd, mark, gate = _gated_job(tmp_path, "run")
+    running = gp.submit(
+        "running", queue="root.a", entrypoint=cmd, task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["H100"]}]
+    )
+    waiting = gp.submit("waiting", queue="root.a", entrypoint="true", task_groups=[{"gpus": 16}])
+    done = gp.submit("done", queue="root.b", entrypoint="echo ok", size="small")
+    gp.wait(running.id, states={"running"}, timeout=20, interval=0.1)
+    gp.wait(done.id, timeout=20, interval=0.1)
+    before = {w.id: w for w in gp.list()}
+    first.stop()
+
+    second = make_server(data, database_url)
+    gp2 = second.client()
+    after = {w.id: w for w in gp2.list()}
+    assert {k: (w.state, w.attempt, w.placement) for k, w in after.items()} == {
+        k: (w.state, w.attempt, w.placement) for k, w in before.items()
+    }
+    assert [t.new for t in gp2.get(running.id).history] == ["admitted", "running"]
+    # The core holds the running gang on its recorded nodes again.
+    queues = {q.path: q for q in gp2.queues()}
+    assert queues["root.a"].allocated["gpu"] == 8
+    assert gp2.why(waiting.id).state == "pending"
+    # Adopted, not started again; and it still finishes through the new control plane.
+    assert second.executor.starts == 0
+    gate.touch()
+    final = gp2.wait(running.id, timeout=20, interval=0.1)
+    assert final.state == "succeeded" and final.attempt == 1
+    assert mark.read_text().count("start") == 1
+    assert "finished" in gp2.logs(running.id)
+    # New ids carry on after the recovered ones.
+    assert gp2.submit("next", queue="root.b", entrypoint="true", size="small").id > done.id
+
+
+def test_job_gone_after_restart_is_requeued(make_server, tmp_path):
+    data = tmp_path / "data"
+    first = make_server(data)
+    gp = first.client()
+    cmd, mark, gate = _gated_job(tmp_path, "lost")
+    w = gp.submit("lost", queue="root.a", entrypoint=cmd, size="small")
+    gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+    first.stop()
+    first.executor.kill_all()
+    for pid_file in (data / "jobs").glob(f"{w.id}.*.pid"):
+        pid_file.unlink()  # as if its node had been wiped
+
+    second = make_server(data)
+    gp2 = second.client()
+    again = gp2.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+    assert again.attempt == 2
+    reasons = [t.reason for t in again.history]
+    assert any("not found after a control-plane restart" in r for r in reasons)
+    gate.touch()
+    assert gp2.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
+    assert mark.read_text().count("start") == 2
+
+
+def test_kill_9_loses_nothing(make_server, tmp_path):
+    data = tmp_path / "data"
+    port = free_port()
+    serve = Path(__file__).parent / "serve.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(serve), str(data), str(port), str(TEST_CONFIG)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, timeout=60)
+        token = (data / "admin.token").read_text().strip()
+        from gpupool.client import Client
+
+        gp = Client(url, token)
+        cmd, mark, gate = _gated_job(tmp_path, "k9")
+        w = gp.submit("survivor", queue="root.a", entrypoint=cmd, task_groups=[{"members": 2, "gpus": 2}])
+        pend = gp.submit("waiter", queue="root.b", entrypoint="true", task_groups=[{"gpus": 16}])
+        key = gp.submit("keyed", queue="root.b", entrypoint="true", size="small", idempotency_key="k9")
+        gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    second = make_server(data)
+    gp2 = second.client()
+    assert gp2.get(w.id).state == "running" and gp2.get(w.id).attempt == 1
+    assert gp2.get(pend.id).state == "pending"
+    assert (
+        gp2.submit("keyed", queue="root.b", entrypoint="true", size="small", idempotency_key="k9").id
+        == key.id
+    )
+    gate.touch()
+    assert gp2.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
+    assert mark.read_text().count("start") == 1
+    second.executor.kill_all()
