@@ -18,9 +18,10 @@ and the journal are the edges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gpupool.core.decisions import CycleResult, Fail, Place, Preempt, Reject
-from gpupool.core.model import GangSpec
+from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.scheduler import Scheduler, SchedulerError
 from gpupool.engine.model import (
     TERMINAL,
@@ -42,6 +43,9 @@ from gpupool.engine.ports import (
     Stopped,
 )
 
+if TYPE_CHECKING:
+    from gpupool.engine.autoscaler import Autoscaler
+
 MAX_CYCLES_PER_TICK = 4
 
 
@@ -55,9 +59,16 @@ class TickReport:
 
 
 class Driver:
-    def __init__(self, scheduler: Scheduler, executor: Executor, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        executor: Executor,
+        journal: Journal | None = None,
+        autoscaler: Autoscaler | None = None,
+    ) -> None:
         self.core = scheduler
         self.executor = executor
+        self.autoscaler = autoscaler
         self.journal: Journal = journal if journal is not None else MemoryJournal()
         self.workloads: dict[str, Workload] = {}
         self._by_key: dict[str, str] = {}
@@ -131,13 +142,23 @@ class Driver:
         report = TickReport(now)
         for obs in self.executor.poll(now):
             self.observe(obs, now, report)
+        if self.autoscaler is not None:
+            self.autoscaler.observe(self, now)
         for _ in range(MAX_CYCLES_PER_TICK):
             result = self.core.schedule(now)
             report.cycles.append(result)
             self._act(result, now, report)
             if not result.placed():
                 break
+        if self.autoscaler is not None:
+            self.autoscaler.act(self, now)
         return report
+
+    def observe_node_up(self, spec: NodeSpec, now: float) -> None:
+        self.observe(NodeUp(spec), now)
+
+    def observe_node_gone(self, name: str, now: float) -> None:
+        self.observe(NodeDown(name, "scaled down"), now)
 
     def _act(self, result: CycleResult, now: float, report: TickReport) -> None:
         for d in result.decisions:
@@ -286,6 +307,14 @@ class Driver:
                     seen.setdefault(str(self.core.explain(ask_id)), []).append(member_of(ask_id)[1])
             for text, members in seen.items():
                 lines.append(f"{', '.join(members)}: {text}")
+            if self.autoscaler is not None:
+                for a in self.autoscaler.history(w.id)[-6:]:
+                    detail = f": {a.message}" if a.message else ""
+                    what = f"{a.instance_type} in {a.region} for pool {a.pool}"
+                    lines.append(f"at {a.at:g}s: launch {what} -> {a.outcome}{detail}")
+                unmet = self.autoscaler.last_plan.unmet.get(w.id) if self.autoscaler.last_plan else None
+                if unmet:
+                    lines.append(f"no node can be added for it: {unmet}")
         return lines
 
     # ------------------------------------------------------------------ bookkeeping

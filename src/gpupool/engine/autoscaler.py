@@ -1,0 +1,221 @@
+"""The autoscaler: grows and shrinks node pools through a node provider, every driver tick.
+
+It keeps the pool nodes (booting, ready), asks the pure planner (``gpupool.core.capacity``) what
+to launch and what may go, and carries that out through a ``NodeProvider`` (the simulated cloud,
+or local Ray nodes). A node that finished booting joins the scheduler with its pool, instance
+type and region as labels; a node scaled down leaves it after it is cordoned.
+
+Every launch is an attempt with an outcome. A stockout or a boot failure blocks that offer
+(pool, instance type, region) for ``block_seconds`` so the next plan falls back to the next
+offer, and the history is what ``gpupool why`` shows for the workloads the launch was for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from gpupool.core.capacity import (
+    INSTANCE_LABEL,
+    POOL_LABEL,
+    REGION_LABEL,
+    CapacityPlan,
+    Demand,
+    PoolNode,
+    plan_capacity,
+)
+from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.decisions import Code
+from gpupool.core.model import NodeSpec
+from gpupool.core.resources import GPU_TYPE_LABEL
+
+if TYPE_CHECKING:
+    from gpupool.engine.driver import Driver
+
+# Asks waiting for these reasons would run on a new node; quota-blocked ones would not.
+_NEEDS_NODE = frozenset({Code.NO_NODE, Code.GANG_WAITING})
+
+
+@dataclass(frozen=True, slots=True)
+class Booted:
+    """A launched node is up and can take work."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchFailed:
+    """A launch did not give a node: ``kind`` is ``stockout`` or ``boot-failure``."""
+
+    name: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    name: str
+
+
+ProviderEvent = Booted | LaunchFailed | Terminated
+
+
+class NodeProvider(Protocol):
+    """Launches and terminates machines of a pool. Calls return fast; outcomes come from poll."""
+
+    def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None: ...
+
+    def terminate(self, name: str, now: float) -> None: ...
+
+    def poll(self, now: float) -> list[ProviderEvent]: ...
+
+    def next_time(self) -> float | None:
+        """When the next event is due (the simulator ticks then); None if none is pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    at: float
+    pool: str
+    instance_type: str
+    region: str
+    node: str
+    outcome: str  # launching | booted | stockout | boot-failure
+    for_workloads: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Autoscaler:
+    pools: tuple[NodePool, ...]
+    provider: NodeProvider
+    block_seconds: float = 600.0
+    nodes: dict[str, PoolNode] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    blocked: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    last_plan: CapacityPlan | None = None
+    _launch: dict[str, Attempt] = field(default_factory=dict)
+    _seq: int = 0
+    # GPU-hours provisioned and idle, for the benchmarks.
+    node_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    idle_gpu_seconds: float = 0.0
+    cost: float = 0.0
+    _last: float | None = None
+
+    def observe(self, driver: Driver, now: float) -> None:
+        """Before the scheduling cycles: nodes that booted join, failed launches are recorded."""
+        self._account(driver, now)
+        for event in self.provider.poll(now):
+            self._observe(driver, event, now)
+
+    def act(self, driver: Driver, now: float) -> CapacityPlan:
+        """After the scheduling cycles: plan with the demand they left, and carry it out."""
+        self._refresh(driver, now)
+        blocked = {k for k, until in self.blocked.items() if until > now}
+        plan = plan_capacity(self.pools, self.nodes.values(), self._demand(driver), blocked, now)
+        self.last_plan = plan
+        for up in plan.scale_up:
+            for _ in range(up.count):
+                self._start(up.pool, up.instance_type, up.for_workloads, now)
+        for down in plan.scale_down:
+            node = self.nodes.get(down.node)
+            if node is None or node.state != "ready":
+                continue
+            core_node = driver.core.nodes.get(down.node)
+            if core_node is not None and core_node.allocations:
+                continue  # something landed on it since the plan
+            if core_node is not None:
+                driver.core.set_schedulable(down.node, False)  # cordon, then terminate
+            node.state = "terminating"
+            driver.journal.event(None, now, "scale-down", f"{down.node}: {down.reason}")
+            self.provider.terminate(down.node, now)
+        return plan
+
+    # ------------------------------------------------------------------ events
+
+    def _start(self, pool: str, itype: InstanceType, workloads: tuple[str, ...], now: float) -> None:
+        self._seq += 1
+        name = f"{pool}-{itype.name}-{self._seq:04d}"
+        self.nodes[name] = PoolNode(name, pool, itype, "booting", itype.capacity(), launched_at=now)
+        attempt = Attempt(now, pool, itype.name, itype.region, name, "launching", workloads)
+        self._launch[name] = attempt
+        self.attempts.append(attempt)
+        self.provider.launch(pool, itype, name, now)
+
+    def _observe(self, driver: Driver, event: ProviderEvent, now: float) -> None:
+        node = self.nodes.get(event.name)
+        if node is None:
+            return
+        attempt = self._launch.pop(event.name, None)
+        if isinstance(event, Booted):
+            node.state = "ready"
+            node.idle_since = now
+            itype = node.instance_type
+            labels = {POOL_LABEL: node.pool, INSTANCE_LABEL: itype.name, REGION_LABEL: itype.region}
+            if itype.gpu_type:
+                labels[GPU_TYPE_LABEL] = itype.gpu_type
+            driver.observe_node_up(NodeSpec(node.name, itype.capacity(), labels), now)
+            if attempt is not None:
+                self.attempts.append(_with(attempt, now, "booted", f"up after {now - attempt.at:g}s"))
+        elif isinstance(event, LaunchFailed):
+            del self.nodes[event.name]
+            itype = node.instance_type
+            self.blocked[(node.pool, itype.name, itype.region)] = now + self.block_seconds
+            if attempt is not None:
+                self.attempts.append(_with(attempt, now, event.kind, event.message))
+            driver.journal.event(None, now, event.kind, f"{itype.name} in {itype.region}: {event.message}")
+        elif isinstance(event, Terminated):
+            del self.nodes[event.name]
+            if event.name in driver.core.nodes:
+                driver.observe_node_gone(event.name, now)
+
+    def _refresh(self, driver: Driver, now: float) -> None:
+        """Free room and idle time of ready nodes, from the scheduler's view."""
+        for node in self.nodes.values():
+            if node.state != "ready":
+                continue
+            core_node = driver.core.nodes.get(node.name)
+            if core_node is None:
+                continue
+            node.free = {k: max(0, v) for k, v in core_node.avail.items()}
+            if core_node.allocations or core_node.held:
+                node.idle_since = None
+            elif node.idle_since is None:
+                node.idle_since = now
+
+    def _demand(self, driver: Driver) -> list[Demand]:
+        """Waiting workloads that a new node would let run, in the order they were submitted."""
+        by_app: dict[str, list[object]] = {}
+        for ask in driver.core.asks.values():
+            if ask.reason is None or ask.reason.code not in _NEEDS_NODE or ask.reserved_node is not None:
+                continue
+            by_app.setdefault(ask.app.id, []).append(ask)
+        out: list[Demand] = []
+        for app_id in sorted(by_app, key=lambda a: driver.core.apps[a].seq):
+            asks = by_app[app_id]
+            members = tuple(a.resources for a in asks)  # type: ignore[attr-defined]
+            types = asks[0].gpu_types  # type: ignore[attr-defined]
+            out.append(Demand(app_id, members, types))
+        return out
+
+    def _account(self, driver: Driver, now: float) -> None:
+        if self._last is not None and now > self._last:
+            dt = now - self._last
+            for node in self.nodes.values():
+                if node.state in ("booting", "ready", "terminating"):
+                    itype = node.instance_type
+                    self.node_seconds += dt
+                    self.gpu_seconds += dt * itype.gpus
+                    self.cost += dt / 3600.0 * itype.hourly_cost
+                    core_node = driver.core.nodes.get(node.name)
+                    free = itype.gpus if core_node is None else max(0, core_node.free_gpus())
+                    self.idle_gpu_seconds += dt * free
+        self._last = now
+
+    def history(self, workload_id: str) -> list[Attempt]:
+        return [a for a in self.attempts if workload_id in a.for_workloads]
+
+
+def _with(a: Attempt, at: float, outcome: str, message: str) -> Attempt:
+    return Attempt(at, a.pool, a.instance_type, a.region, a.node, outcome, a.for_workloads, message)
