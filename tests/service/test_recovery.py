@@ -27,7 +27,10 @@ def test_restart_restores_states_and_adopts_running_jobs(make_server, database_u
     gp = first.client()
     cmd, mark, gate = _gated_job(tmp_path, "run")
     running = gp.submit(
-        "running", queue="root.a", entrypoint=cmd, task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["H100"]}]
+        "running",
+        queue="root.a",
+        entrypoint=cmd,
+        task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["H100"]}],
     )
     waiting = gp.submit("waiting", queue="root.a", entrypoint="true", task_groups=[{"gpus": 16}])
     done = gp.submit("done", queue="root.b", entrypoint="echo ok", size="small")
