@@ -24,12 +24,10 @@ import httpx
 
 from gpupool.api import (
     TERMINAL_STATES,
-    DisruptionIn,
     ErrorBody,
     EventOut,
     NodeOut,
     QueueOut,
-    SubmitRequest,
     TaskGroupIn,
     WhoAmI,
     WhyOut,
@@ -157,28 +155,32 @@ class Client:
         tags: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> WorkloadOut:
-        """Submit a workload: a standard ``size`` or explicit ``task_groups`` (dicts or TaskGroupIn)."""
-        groups = None
+        """Submit a workload: a standard ``size`` or explicit ``task_groups`` (dicts or TaskGroupIn).
+
+        Validation is the server's: an invalid field comes back as an ``ApiError`` naming it.
+        """
+        payload: dict[str, Any] = {
+            "name": name,
+            "entrypoint": entrypoint,
+            "priority": priority,
+            "gang": gang,
+            "gang_style": gang_style,
+            "gang_timeout": gang_timeout,
+            "disruption": {"policy": disruption, "grace": grace},
+            "env": dict(env or {}),
+            "tags": dict(tags or {}),
+        }
+        optional = {
+            "queue": queue,
+            "size": size,
+            "working_dir": working_dir,
+            "idempotency_key": idempotency_key,
+        }
+        payload.update({k: v for k, v in optional.items() if v is not None})
         if task_groups is not None:
-            groups = [g if isinstance(g, TaskGroupIn) else TaskGroupIn.model_validate(g) for g in task_groups]
-        req = SubmitRequest.model_construct(
-            name=name,
-            queue=queue,
-            tags=dict(tags or {}),
-            size=size,
-            task_groups=groups,
-            priority=priority,
-            gang=gang,
-            gang_style=gang_style,
-            gang_timeout=gang_timeout,
-            disruption=DisruptionIn.model_construct(policy=disruption, grace=grace),
-            entrypoint=entrypoint,
-            working_dir=working_dir,
-            env=dict(env or {}),
-            idempotency_key=idempotency_key,
-        )
-        # Validation is the server's: it names the offending field in its answer.
-        payload = req.model_dump(mode="json", exclude_none=True, warnings=False)
+            payload["task_groups"] = [
+                g.model_dump(mode="json") if isinstance(g, TaskGroupIn) else dict(g) for g in task_groups
+            ]
         return self.submit_raw(payload)
 
     def submit_raw(self, payload: Mapping[str, Any]) -> WorkloadOut:
