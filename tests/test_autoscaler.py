@@ -23,10 +23,8 @@ def make(cloud: SimCloud, **pool_kw) -> tuple[Driver, StepExecutor, Autoscaler]:
     return Driver(Scheduler(parse_config(CONFIG).partition("default")), ex, autoscaler=scaler), ex, scaler
 
 
-def job(gpus: int, members: int = 1, **kw) -> WorkloadSpec:
-    return WorkloadSpec(
-        name="job", queue="root.a", task_groups=(TaskGroup("w", members, {"gpu": gpus}),), **kw
-    )
+def job(gpus: int, members: int = 1, queue: str = "root.a", **kw) -> WorkloadSpec:
+    return WorkloadSpec(name="job", queue=queue, task_groups=(TaskGroup("w", members, {"gpu": gpus}),), **kw)
 
 
 def run_until(d: Driver, cloud: SimCloud, until: float, step: float = 10.0) -> None:
@@ -101,3 +99,48 @@ def test_boot_failures_are_retried():
     assert w.state == WorkloadState.RUNNING
     outcomes = [a.outcome for a in scaler.attempts]
     assert "booted" in outcomes
+
+
+def test_compaction_frees_a_node_for_a_waiting_gang():
+    cloud = SimCloud(seed=5)
+    pool = NodePool("gpu", (EAST,), min=2, max=2, idle_timeout=10_000)
+    scaler = Autoscaler((pool,), cloud, compaction_budget=2, compaction_interval=30)
+    ex = StepExecutor()
+    d = Driver(Scheduler(parse_config(CONFIG).partition("default")), ex, autoscaler=scaler)
+    run_until(d, cloud, 110)  # two empty nodes up (pool min)
+    small = [d.submit(job(4, disruption=Disruption("checkpoint", grace=5)), now=120) for _ in range(2)]
+    d.tick(120)
+    d.tick(121)
+    nodes_used = {n for w in small for n in w.placement.values()}
+    assert all(w.state == WorkloadState.RUNNING for w in small)
+    assert len(nodes_used) == 2  # the default `fair` node order spread them: no node is whole
+    big = d.submit(job(8), now=130)
+    run_until(d, cloud, 400)
+    assert scaler.moves >= 1
+    assert big.state == WorkloadState.RUNNING
+    assert all(w.state in (WorkloadState.RUNNING, WorkloadState.ADMITTED) for w in small)
+
+
+def test_compaction_empties_a_light_node_for_scale_down_but_never_moves_never_workloads():
+    cloud = SimCloud(seed=6)
+    pool = NodePool("gpu", (EAST,), max=3, idle_timeout=10_000)
+    scaler = Autoscaler((pool,), cloud, compaction_budget=2, compaction_interval=30)
+    ex = StepExecutor()
+    d = Driver(Scheduler(parse_config(CONFIG).partition("default")), ex, autoscaler=scaler)
+    ckpt = Disruption("checkpoint", grace=5)
+    big = [d.submit(job(6, queue=q, disruption=ckpt), now=0) for q in ("root.a", "root.a", "root.b")]
+    run_until(d, cloud, 130)
+    small = [d.submit(job(2, queue=q, disruption=ckpt), now=140) for q in ("root.a", "root.b")]
+    keep = d.submit(job(2, queue="root.b", disruption=Disruption("never")), now=140)
+    run_until(d, cloud, 160)
+    assert all(w.state == WorkloadState.RUNNING for w in [*big, *small, keep])
+    assert len(d.core.nodes) == 3
+    keep_node = keep.placement[next(iter(keep.placement))]
+    for w in big:  # the big jobs finish, except the one beside the never workload
+        if keep_node not in w.placement.values():
+            ex.finish(w.id)
+    run_until(d, cloud, 700)
+    assert keep.state == WorkloadState.RUNNING and keep.attempt == 1  # never moved
+    assert scaler.moves >= 1
+    assert len(d.core.nodes) == 2  # one light node was emptied and went away
+    assert all(w.state == WorkloadState.RUNNING for w in small)

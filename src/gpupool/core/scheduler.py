@@ -976,6 +976,21 @@ class Scheduler:
                 f"preempting {len(victim_ids)} allocation(s) to make room on {node.name}",
             )
 
+    def reserve_for(self, app_id: str, node_name: str) -> bool:
+        """Hold ``node_name`` for the first pending ask of ``app_id`` that fits it (compaction
+        freed it for that gang); phase 2 places the app's reserved asks first."""
+        app = self._app(app_id)
+        node = self._node(node_name)
+        for ask in self._ordered_asks(app):
+            if ask.id in app.asks and ask.reserved_node is None and fits(ask.resources, node.avail):
+                ask.reserved_node = node.name
+                node.hold(ask.id, ask.resources)
+                self.index.update(node)
+                self._reserved[ask.id] = ask
+                ask.reason = Reason(Code.RESERVED, f"{node.name} was freed and is held for it")
+                return True
+        return False
+
     # ------------------------------------------------------------------ queries
 
     def explain(self, ask_id: str) -> Reason:

@@ -24,6 +24,7 @@ from gpupool.core.capacity import (
     PoolNode,
     plan_capacity,
 )
+from gpupool.core.compaction import CompactionPlan, plan_compaction
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.decisions import Code
 from gpupool.core.model import NodeSpec
@@ -102,6 +103,13 @@ class Autoscaler:
     idle_gpu_seconds: float = 0.0
     cost: float = 0.0
     _last: float | None = None
+    # Compaction: every ``compaction_interval`` seconds, move at most ``compaction_budget``
+    # checkpointable workloads to free whole nodes (0 = off).
+    compaction_budget: int = 0
+    compaction_interval: float = 300.0
+    draining: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # node -> (purpose, app)
+    moves: int = 0
+    _next_compaction: float = 0.0
 
     def observe(self, driver: Driver, now: float) -> None:
         """Before the scheduling cycles: nodes that booted join, failed launches are recorded."""
@@ -112,6 +120,10 @@ class Autoscaler:
     def act(self, driver: Driver, now: float) -> CapacityPlan:
         """After the scheduling cycles: plan with the demand they left, and carry it out."""
         self._refresh(driver, now)
+        self._drained(driver, now)
+        if self.compaction_budget and now >= self._next_compaction:
+            self._next_compaction = now + self.compaction_interval
+            self._compact(driver, now)
         blocked = {k for k, until in self.blocked.items() if until > now}
         plan = plan_capacity(self.pools, self.nodes.values(), self._demand(driver), blocked, now)
         self.last_plan = plan
@@ -212,6 +224,73 @@ class Autoscaler:
                     free = itype.gpus if core_node is None else max(0, core_node.free_gpus())
                     self.idle_gpu_seconds += dt * free
         self._last = now
+
+    # ------------------------------------------------------------------ compaction
+
+    def _compact(self, driver: Driver, now: float) -> CompactionPlan:
+        core = driver.core
+        movable = {
+            w.id
+            for w in driver.workloads.values()
+            if w.state.value == "running" and w.spec.disruption.policy != "never"
+        }
+        wanted: list[tuple[str, dict[str, int], tuple[str, ...]]] = []
+        for app in core.apps.values():
+            if not app.asks or app.gang is None:
+                continue
+            ask = next(iter(app.asks.values()))
+            if ask.reason is None or ask.reason.code not in _NEEDS_NODE or ask.reserved_node is not None:
+                continue
+            wanted.append((app.id, ask.resources, ask.gpu_types))
+        candidates = []
+        for node in self.nodes.values():
+            core_node = core.nodes.get(node.name)
+            if node.state != "ready" or core_node is None or not core_node.allocations:
+                continue
+            if node.name in self.draining:
+                continue
+            cap = node.instance_type.gpus
+            if cap and core_node.free_gpus() * 2 >= cap:  # at most half used: worth emptying
+                candidates.append(node.name)
+        pool_nodes = [n for n in core.nodes.values() if n.schedulable]
+        plan = plan_compaction(
+            pool_nodes,
+            budget=self.compaction_budget,
+            wanted_gangs=wanted,
+            scale_down_candidates=candidates if not wanted else (),
+            movable=movable,
+        )
+        for free in plan.frees:
+            core.set_schedulable(free.node, False)  # cordon: nothing lands back on it
+            self.draining[free.node] = (free.purpose, free.for_app)
+            driver.journal.event(None, now, "compaction", f"cordon {free.node} to {free.moves[0].reason}")
+            for move in free.moves:
+                self.moves += 1
+                driver.move(move.app, now, f"moved by compaction: {move.reason}")
+        return plan
+
+    def _drained(self, driver: Driver, now: float) -> None:
+        """Cordoned nodes that are empty now: give them to their gang, or let them go."""
+        core = driver.core
+        for name, (purpose, app_id) in list(self.draining.items()):
+            core_node = core.nodes.get(name)
+            if core_node is None:
+                del self.draining[name]
+                continue
+            if core_node.allocations:
+                continue
+            del self.draining[name]
+            if purpose == "gang" and app_id is not None and app_id in core.apps:
+                core.set_schedulable(name, True)
+                core.reserve_for(app_id, name)
+                driver.journal.event(app_id, now, "compaction", f"{name} is free and held for {app_id}")
+            elif name in self.nodes:
+                node = self.nodes[name]
+                node.state = "terminating"
+                driver.journal.event(None, now, "scale-down", f"{name}: emptied by compaction")
+                self.provider.terminate(name, now)
+            else:
+                core.set_schedulable(name, True)
 
     def history(self, workload_id: str) -> list[Attempt]:
         return [a for a in self.attempts if workload_id in a.for_workloads]

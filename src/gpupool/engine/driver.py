@@ -154,6 +154,12 @@ class Driver:
             self.autoscaler.act(self, now)
         return report
 
+    def move(self, workload_id: str, now: float, reason: str) -> None:
+        """Checkpoint, stop and requeue a running workload so that it is placed elsewhere."""
+        w = self.workloads.get(workload_id)
+        if w is not None and w.state == WorkloadState.RUNNING:
+            self._preempt(w, now, reason, TickReport(now))
+
     def observe_node_up(self, spec: NodeSpec, now: float) -> None:
         self.observe(NodeUp(spec), now)
 
