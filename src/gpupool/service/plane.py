@@ -262,7 +262,7 @@ class ControlPlane:
                     group.resources,
                     start=w.started_at or w.submitted_at,
                     priority=spec.priority,
-                    originator=i == 0,
+                    originator=i == 0 and len(members) > 1,  # as Driver._enqueue marks the head
                     disruptible=spec.disruption.policy != "never",
                 )
         if not adopt:
@@ -425,11 +425,12 @@ class ControlPlane:
     ) -> list[WorkloadOut]:
         q = select(WorkloadRow).order_by(WorkloadRow.seq.desc()).limit(limit)
         if not principal.admin:
-            administered = [
-                path
-                for path, node in self.driver.core.queues.items()
-                if may_administer(node, principal.user, principal.groups)
-            ]
+            with self.lock:  # the driver thread may add dynamic queues meanwhile
+                administered = [
+                    path
+                    for path, node in self.driver.core.queues.items()
+                    if may_administer(node, principal.user, principal.groups)
+                ]
             q = q.where(or_(WorkloadRow.user == principal.user, WorkloadRow.queue.in_(administered)))
         if state:
             q = q.where(WorkloadRow.state.in_(state.split(",")))
