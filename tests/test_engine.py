@@ -152,3 +152,28 @@ def test_idempotency_key_and_rejection_and_cancel():
     assert waiting.state == WorkloadState.PENDING
     d.cancel(waiting.id, now=1)
     assert waiting.state == WorkloadState.CANCELLED and waiting.id not in d.core.apps
+
+
+def test_standard_size_falls_back_through_its_shapes_and_a_gang_falls_back_together():
+    from gpupool.core.config import Shape, Size
+
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    sched.add_node(NodeSpec("h", {"gpu": 8, "vcore": 64000}, {"gpu-type": "H100"}))
+    sched.add_node(NodeSpec("a", {"gpu": 8, "vcore": 64000}, {"gpu-type": "A100"}))
+    ex = StepExecutor()
+    d = Driver(sched, ex)
+    large = Size("large", (Shape({"gpu": 4}, ("H100",)), Shape({"gpu": 8}, ("A100",))))
+    first = d.submit(WorkloadSpec("one", (TaskGroup.from_size("w", 1, large),), queue="root.a"), now=0)
+    d.tick(0)
+    assert first.placement == {"w-0": "h"} and first.assigned["w-0"] == {"gpu": 4}
+    gang = d.submit(WorkloadSpec("two", (TaskGroup.from_size("w", 2, large),), queue="root.b"), now=1)
+    d.tick(1)
+    # 4 H100 GPUs are left: one member would fit there, but a gang never mixes shapes, and two
+    # 8-GPU A100 members need two A100 nodes: it waits, saying what it tried.
+    assert gang.state == WorkloadState.PENDING
+    assert any("other shape(s) did not fit either" in line for line in d.why(gang.id))
+    sched.add_node(NodeSpec("a2", {"gpu": 8, "vcore": 64000}, {"gpu-type": "A100"}))
+    d.tick(2)
+    assert gang.state == WorkloadState.ADMITTED
+    assert sorted(gang.placement.values()) == ["a", "a2"]
+    assert all(r == {"gpu": 8} for r in gang.assigned.values())

@@ -146,6 +146,7 @@ class Ask:
         "resources",
         "seq",
         "shape",
+        "shapes",
         "victims",
     )
 
@@ -164,6 +165,7 @@ class Ask:
         preemptible: bool = True,
         originator: bool = False,
         disruptible: bool = True,
+        alternatives: tuple[tuple[Resources, tuple[str, ...]], ...] = (),
     ) -> None:
         self.id = id
         self.app = app
@@ -182,10 +184,14 @@ class Ask:
         self.victims: tuple[str, ...] = ()  # allocations preempted for this ask, still stopping
         self.reserved_node: str | None = None
         self.failed_cycle = -1
+        # Shapes to try in order: its own, then the alternatives of its standard size.
+        self.shapes: tuple[tuple[Resources, tuple[str, ...]], ...] = (
+            (self.resources, self.gpu_types),
+            *alternatives,
+        )
         # What placement depends on, for per-cycle memos of failures.
         self.shape = (
-            tuple(sorted((k, v) for k, v in self.resources.items() if v)),
-            self.gpu_types,
+            tuple((tuple(sorted((k, v) for k, v in r.items() if v)), t) for r, t in self.shapes),
             required_node,
         )
 

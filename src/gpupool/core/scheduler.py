@@ -308,7 +308,10 @@ class Scheduler:
         preemptible: bool = True,
         originator: bool = False,
         disruptible: bool = True,
+        alternatives: Iterable[tuple[Resources, Iterable[str]]] = (),
     ) -> Reject | None:
+        """Add an ask. ``alternatives`` are further (resources, GPU types) shapes to fall back
+        through, in order, when the first (``resources``, ``gpu_types``) does not fit."""
         app = self._app(app_id)
         if ask_id in self.asks or ask_id in self.allocations:
             raise SchedulerError(f"ask {ask_id!r} already exists")
@@ -329,6 +332,7 @@ class Scheduler:
             preemptible=preemptible,
             originator=originator,
             disruptible=disruptible,
+            alternatives=tuple((dict(r), tuple(t)) for r, t in alternatives),
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
@@ -761,10 +765,11 @@ class Scheduler:
 
     # placement of one or more asks (a gang) -----------------------------------------------
 
-    def _type_options(self, ask: Ask) -> list[list[str | None]]:
+    def _type_options(self, ask: Ask, gpu_types: tuple[str, ...] | None = None) -> list[list[str | None]]:
         """Node GPU types to try, in order of preference; each entry is one round."""
-        if ask.gpu_types:
-            return [[t] for t in ask.gpu_types]
+        types = ask.gpu_types if gpu_types is None else gpu_types
+        if types:
+            return [[t] for t in types]
         return [list(self.index.types())]
 
     def _quota_blocker(self, leaf: Queue, counted: Resources) -> Queue | None:
@@ -773,31 +778,33 @@ class Scheduler:
                 return q
         return None
 
-    def _fits_node(self, ask: Ask, node: Node) -> bool:
-        return fits(ask.resources, node.avail_for(ask.id) if node.held else node.avail)
+    def _fits_node(self, ask: Ask, node: Node, res: Resources | None = None) -> bool:
+        need = ask.resources if res is None else res
+        return fits(need, node.avail_for(ask.id) if node.held else node.avail)
 
-    def _find_place(self, ask: Ask, leaf: Queue, prefer_reserved: bool = False) -> tuple[Node | None, Reason]:
-        """Best node for ``ask`` within quota and limits, or the reason there is none."""
+    def _find_place(
+        self, ask: Ask, leaf: Queue, prefer_reserved: bool = False, shape: int = 0
+    ) -> tuple[Node | None, Reason]:
+        """Best node for shape ``shape`` of ``ask`` within quota and limits, or why there is none."""
         app = ask.app
-        blocked = self.limits.blocking(self._app_limits.get(app.id, ()), ask.resources)
+        res, gpu_types = ask.shapes[shape]
+        blocked = self.limits.blocking(self._app_limits.get(app.id, ()), res)
         if blocked is not None:
-            return None, Reason(
-                Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(ask.resources)}"
-            )
-        gpus = gpu_count(ask.resources)
+            return None, Reason(Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(res)}")
+        gpus = gpu_count(res)
         if prefer_reserved and ask.reserved_node is not None:
             node = self.nodes.get(ask.reserved_node)
-            type_ok = node is not None and (not ask.gpu_types or node.gpu_type in ask.gpu_types)
-            if node is not None and type_ok and node.schedulable and self._fits_node(ask, node):
-                counted = typed(ask.resources, node.gpu_type)
+            type_ok = node is not None and (not gpu_types or node.gpu_type in gpu_types)
+            if node is not None and type_ok and node.schedulable and self._fits_node(ask, node, res):
+                counted = typed(res, node.gpu_type)
                 if self._quota_blocker(leaf, counted) is None:
                     return node, Reason(Code.PLACED, "placed")
         quota_block: tuple[Queue, Resources] | None = None
         no_node_types: list[str | None] = []
-        for types in self._type_options(ask):
+        for types in self._type_options(ask, gpu_types):
             allowed: list[str | None] = []
             for t in types:
-                counted = typed(ask.resources, t)
+                counted = typed(res, t)
                 q = self._quota_blocker(leaf, counted)
                 if q is None:
                     allowed.append(t)
@@ -811,17 +818,17 @@ class Scheduler:
                     node is not None
                     and node.schedulable
                     and node.gpu_type in allowed
-                    and self._fits_node(ask, node)
+                    and self._fits_node(ask, node, res)
                 )
                 if ok:
                     return node, Reason(Code.PLACED, "placed")
                 no_node_types.extend(allowed)
                 continue
-            key = (ordered_key(ask.resources), tuple(allowed))
+            key = (ordered_key(res), tuple(allowed))
             if key in self._nofit:
                 no_node_types.extend(allowed)
                 continue
-            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n), ask.resources)
+            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n, res), res)
             if node is not None:
                 return node, Reason(Code.PLACED, "placed")
             self._nofit[key] = Reason(Code.NO_NODE, "")
@@ -835,64 +842,89 @@ class Scheduler:
                 f"{format_resources(counted)}",
                 "wait for running work in that queue to finish, or ask an admin to raise its max",
             )
-        return None, self._no_node_reason(ask, no_node_types)
+        return None, self._no_node_reason(ask, no_node_types, res, gpu_types)
 
-    def _no_node_reason(self, ask: Ask, types: list[str | None]) -> Reason:
-        gpus = gpu_count(ask.resources)
+    def _no_node_reason(
+        self, ask: Ask, types: list[str | None], res: Resources, gpu_types: tuple[str, ...]
+    ) -> Reason:
+        gpus = gpu_count(res)
         if ask.required_node is not None:
             return Reason(
                 Code.NO_NODE,
-                f"required node {ask.required_node} has no room for {format_resources(ask.resources)}",
+                f"required node {ask.required_node} has no room for {format_resources(res)}",
             )
         named = [t for t in types if t]
-        type_text = f" of type {'/'.join(named)}" if ask.gpu_types and named else ""
+        type_text = f" of type {'/'.join(named)}" if gpu_types and named else ""
         if gpus:
             most = self.index.max_free_gpus(types) if types else 0
             return Reason(
                 Code.NO_NODE,
-                f"no node has {gpus} free GPU(s){type_text} with room for {format_resources(ask.resources)} "
+                f"no node has {gpus} free GPU(s){type_text} with room for {format_resources(res)} "
                 f"(the most free on one node is {most})",
                 "wait for GPUs to free up, allow more GPU types, or ask for fewer GPUs per member",
             )
         return Reason(
             Code.NO_NODE,
-            f"no schedulable node has room for {format_resources(ask.resources)}",
+            f"no schedulable node has room for {format_resources(res)}",
             "wait for running work to finish, or ask for less",
         )
 
     def _try_place_all(
         self, app: App, asks: list[Ask], leaf: Queue, prefer_reserved: bool = False
     ) -> list[Allocation] | None:
-        """Place every ask or none (what-if with undo); sets each ask's reason on failure."""
-        placed: list[Allocation] = []
-        for ask in asks:
-            node, reason = self._find_place(ask, leaf, prefer_reserved)
-            if node is None:
-                for alloc in reversed(placed):
-                    self._unassign(alloc)
-                if len(asks) > 1:
-                    reason = Reason(
-                        Code.GANG_WAITING if reason.code in (Code.NO_NODE, Code.QUEUE_QUOTA) else reason.code,
-                        f"gang of {len(asks)} waits: member {ask.id} cannot be placed ({reason.message}); "
-                        "nothing is held while it waits",
-                        reason.hint,
-                    )
-                for a in asks:
-                    a.reason = reason
-                return None
-            placed.append(self._assign(ask, node))
-        return placed
+        """Place every ask or none (what-if with undo); sets each ask's reason on failure.
 
-    def _assign(self, ask: Ask, node: Node) -> Allocation:
+        Asks with alternative shapes (standard sizes) fall back through them in order; the
+        members of a gang fall back together, so a gang never mixes shapes.
+        """
+        rounds = max(len(a.shapes) for a in asks)
+        first: tuple[Ask, Reason] | None = None
+        for i in range(rounds):
+            placed: list[Allocation] = []
+            failed: tuple[Ask, Reason] | None = None
+            for ask in asks:
+                shape = min(i, len(ask.shapes) - 1)
+                node, reason = self._find_place(ask, leaf, prefer_reserved, shape)
+                if node is None:
+                    failed = (ask, reason)
+                    break
+                placed.append(self._assign(ask, node, ask.shapes[shape][0]))
+            if failed is None:
+                return placed
+            for alloc in reversed(placed):
+                self._unassign(alloc)
+            if first is None:
+                first = failed
+        assert first is not None
+        ask, reason = first
+        if rounds > 1:
+            reason = Reason(
+                reason.code,
+                f"{reason.message}; its {rounds - 1} other shape(s) did not fit either",
+                reason.hint,
+            )
+        if len(asks) > 1:
+            reason = Reason(
+                Code.GANG_WAITING if reason.code in (Code.NO_NODE, Code.QUEUE_QUOTA) else reason.code,
+                f"gang of {len(asks)} waits: member {ask.id} cannot be placed ({reason.message}); "
+                "nothing is held while it waits",
+                reason.hint,
+            )
+        for a in asks:
+            a.reason = reason
+        return None
+
+    def _assign(self, ask: Ask, node: Node, res: Resources | None = None) -> Allocation:
         app = ask.app
         assert app.queue is not None
+        used = ask.resources if res is None else res
         alloc = Allocation(
             ask.id,
             app,
             app.queue,
             node,
-            ask.resources,
-            typed(ask.resources, node.gpu_type),
+            used,
+            typed(used, node.gpu_type),
             start=0.0,
             seq=ask.seq,
             priority=ask.priority,

@@ -116,6 +116,7 @@ class Driver:
                 created=now,
                 priority=spec.priority,
                 gpu_types=group.gpu_types,
+                alternatives=group.alternatives,
                 disruptible=spec.disruption.policy != "never",
                 originator=i == 0 and len(members) > 1,  # the head of a multi-member job
             )
@@ -175,6 +176,7 @@ class Driver:
                     continue
                 placed = self._partial.setdefault(wid, {})
                 placed[member] = d.node
+                w.assigned[member] = dict(d.resources)
                 if len(placed) == len(w.spec.members()):
                     self._admit(w, now, report)
             elif isinstance(d, Preempt):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gpupool.core.config import Size
 from gpupool.core.resources import Resources, gpu_count
 
 
@@ -74,12 +75,28 @@ class TransitionError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TaskGroup:
-    """``members`` identical members; each needs ``resources`` on one node of ``gpu_types``."""
+    """``members`` identical members; each needs ``resources`` on one node of ``gpu_types``.
+
+    ``alternatives`` are further (resources, GPU types) shapes to fall back through, in order,
+    when the first does not fit: what a standard size expands to.
+    """
 
     name: str
     members: int
     resources: Resources
     gpu_types: tuple[str, ...] = ()
+    alternatives: tuple[tuple[Resources, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_size(cls, name: str, members: int, size: Size) -> TaskGroup:
+        first, *rest = size.shapes
+        return cls(
+            name,
+            members,
+            dict(first.resources),
+            first.gpu_types,
+            tuple((dict(s.resources), s.gpu_types) for s in rest),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +154,7 @@ class Workload:
     reason: str = "submitted"
     attempt: int = 0  # how many times it was admitted
     placement: dict[str, str] = field(default_factory=dict)  # member -> node, while admitted
+    assigned: dict[str, Resources] = field(default_factory=dict)  # member -> the shape it got
     history: list[Transition] = field(default_factory=list)
     started_at: float | None = None  # of the current attempt
     finished_at: float | None = None
