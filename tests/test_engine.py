@@ -177,3 +177,30 @@ def test_standard_size_falls_back_through_its_shapes_and_a_gang_falls_back_toget
     assert gang.state == WorkloadState.ADMITTED
     assert sorted(gang.placement.values()) == ["a", "a2"]
     assert all(r == {"gpu": 8} for r in gang.assigned.values())
+
+
+def test_elastic_workload_grows_into_idle_gpus_and_gives_extras_back_first():
+    d, ex = make(nodes=2)
+    ex.resized = []
+    ex.resize = lambda w, now: ex.resized.append((w.id, sorted(w.placement)))
+    group = TaskGroup("worker", 1, {"gpu": 4}, max_members=4)
+    elastic = d.submit(WorkloadSpec("elastic", (group,), queue="root.a"), now=0)
+    d.tick(0)
+    d.tick(1)
+    assert elastic.state == WorkloadState.RUNNING
+    assert len(elastic.placement) == 4  # 1 required + 3 extras on the 16 idle GPUs
+    assert ex.resized and len(ex.resized[-1][1]) == 4
+    # Another team's job needs 8 GPUs: extras are given back before anything else, at once,
+    # with no preemption delay and without touching the required member.
+    other = d.submit(spec("root.b", 8), now=2)
+    d.tick(2)
+    d.tick(3)
+    assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+    assert elastic.state == WorkloadState.RUNNING and elastic.attempt == 1
+    assert "worker-0" in elastic.placement and len(elastic.placement) == 2
+    assert any("given back" in e[3] for e in d.journal.events if e[0] == elastic.id)
+    # When the other job finishes, the elastic workload grows again.
+    ex.finish(other.id)
+    d.tick(4)
+    d.tick(5)
+    assert len(elastic.placement) == 4

@@ -132,6 +132,7 @@ class Ask:
         "app",
         "created",
         "disruptible",
+        "elastic",
         "failed_cycle",
         "gpu_types",
         "id",
@@ -166,11 +167,13 @@ class Ask:
         originator: bool = False,
         disruptible: bool = True,
         alternatives: tuple[tuple[Resources, tuple[str, ...]], ...] = (),
+        elastic: bool = False,
     ) -> None:
         self.id = id
         self.app = app
         self.resources: Resources = dict(resources)
         self.disruptible = disruptible
+        self.elastic = elastic  # an optional extra member: grows into idle GPUs, given back first
         self.created = created
         self.seq = seq
         self.priority = priority
@@ -209,6 +212,7 @@ class Allocation:
         "app",
         "counted",
         "disruptible",
+        "elastic",
         "gpu_type",
         "id",
         "node",
@@ -237,11 +241,13 @@ class Allocation:
         preemptible: bool = True,
         originator: bool = False,
         disruptible: bool = True,
+        elastic: bool = False,
     ) -> None:
         self.id = id
         self.app = app
         self.queue = queue
         self.disruptible = disruptible  # False: never a victim (a `never` workload)
+        self.elastic = elastic  # an elastic workload's extra member: the first to be given back
         self.node = node
         self.resources: Resources = dict(resources)
         self.counted: Resources = counted  # resources + gpu/<type>: what quota sees
@@ -306,6 +312,9 @@ class App:
 
     def max_priority(self) -> int:
         return max((a.priority for a in self.asks.values()), default=0)
+
+    def required_asks(self) -> list[Ask]:
+        return [a for a in self.asks.values() if not a.elastic]
 
     def is_gang(self) -> bool:
         return self.gang is not None and not self.gang_released

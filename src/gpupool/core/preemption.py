@@ -30,7 +30,7 @@ undone before ``attempt`` returns: the caller gets a plan and applies it, or not
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,7 +88,15 @@ class _Candidate:
         self.originator = len(allocs) == 1 and first.originator
         self.start = max(a.start for a in allocs)
         first_node = min(a.node.name for a in allocs)
-        self.key = (not self.preemptible, self.originator, -self.start, first_node, first.seq)
+        # Elastic extra members are given back before anything else.
+        self.key = (
+            not all(a.elastic for a in allocs),
+            not self.preemptible,
+            self.originator,
+            -self.start,
+            first_node,
+            first.seq,
+        )
 
     def on(self, node: Node) -> Resources:
         """The resources this unit holds on ``node``."""
@@ -110,7 +118,7 @@ class _Cannot(Exception):
     """Preemption cannot help; the message says why."""
 
 
-def _victim_order(c: _Candidate) -> tuple[bool, bool, float, str, int]:
+def _victim_order(c: _Candidate) -> tuple[bool, bool, bool, float, str, int]:
     return c.key
 
 
@@ -221,6 +229,102 @@ class Preemptor:
             f"neither {leaf.path} nor its parents guarantee any of {format_resources(need)}, "
             "so it may only use idle capacity"
         )
+
+    # --------------------------------------------------------------- elastic extras first
+
+    def reclaim(self, app: App, asks: list[Ask], leaf: Queue) -> PreemptionPlan | None:
+        """Take back extra members of elastic workloads (any queue, no waiting, no guarantee
+        rules: they only ever borrowed idle GPUs) if that alone lets the asks run."""
+        s = self.s
+        if any(a.elastic or not a.preempt_others for a in asks):
+            return None
+        extras = [a for a in s.allocations.values() if a.elastic and not a.preempted and a.app is not app]
+        if not extras:
+            return None
+        extras.sort(key=lambda a: (-a.start, a.node.name, a.seq))  # newest first
+        undo: list[tuple[str, Allocation]] = []
+        victims: list[Allocation] = []
+        targets: list[tuple[Ask, Node]] = []
+
+        def live(a: Allocation) -> bool:
+            return a.id in s.allocations and not a.preempted
+
+        def take(a: Allocation) -> None:
+            s._detach(a)
+            undo.append(("detach", a))
+            victims.append(a)
+
+        ok = True
+        try:
+            for ask in asks:
+                node, reason = s._find_place(ask, leaf)
+                if node is None and reason.code in (Code.QUEUE_QUOTA, Code.GANG_WAITING):
+                    for q in leaf.ancestors():
+                        over = over_max(q.allocated, ask.resources, q.max)
+                        for x in extras:
+                            if not over or all(v <= 0 for v in over.values()):
+                                break
+                            if live(x) and x.queue.is_under(q) and _reduces(x.resources, over):
+                                take(x)
+                                for k in over:
+                                    over[k] -= x.resources.get(k, 0)
+                    node, reason = s._find_place(ask, leaf)
+                if node is None:
+                    node = self._clear_extras(ask, leaf, [x for x in extras if live(x)], take)
+                if node is None:
+                    ok = False
+                    break
+                undo.append(("assign", s._assign(ask, node)))
+                targets.append((ask, node))
+        finally:
+            for kind, obj in reversed(undo):
+                if kind == "assign":
+                    s._unassign(obj)
+                else:
+                    s._attach(obj)
+        if not ok or not victims:
+            return None
+        what = asks[0].id if len(asks) == 1 else f"gang {asks[0].app.id}"
+        reason = Reason(
+            Code.PREEMPTED, f"elastic extra member given back so that {what} in {leaf.path} can run"
+        )
+        return PreemptionPlan(asks, victims, targets, reason)
+
+    def _clear_extras(
+        self, ask: Ask, leaf: Queue, extras: list[Allocation], take: Callable[[Allocation], None]
+    ) -> Node | None:
+        """The node where the fewest extra members make room for ``ask``; takes them."""
+        s = self.s
+        by_node: dict[str, list[Allocation]] = {}
+        for x in extras:
+            by_node.setdefault(x.node.name, []).append(x)
+        allowed = {t for types in s._type_options(ask) for t in types}
+        best: tuple[int, str, Node, list[Allocation]] | None = None
+        for name, xs in by_node.items():
+            node = s.nodes[name]
+            if not node.schedulable or node.gpu_type not in allowed:
+                continue
+            if not _fits_capacity(ask.resources, node.capacity):
+                continue
+            if s._quota_blocker(leaf, typed(ask.resources, node.gpu_type)) is not None:
+                continue
+            avail = node.avail_for(ask.id)
+            need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
+            chosen: list[Allocation] = []
+            for x in xs:
+                if _satisfied(need):
+                    break
+                if _reduces(x.resources, need):
+                    chosen.append(x)
+                    for k in need:
+                        need[k] -= x.resources.get(k, 0)
+            if _satisfied(need) and (best is None or (len(chosen), name) < best[:2]):
+                best = (len(chosen), name, node, chosen)
+        if best is None:
+            return None
+        for x in best[3]:
+            take(x)
+        return best[2]
 
     # --------------------------------------------------------------- what-if over all members
 
@@ -375,7 +479,7 @@ class Preemptor:
                 continue
             if not shares_type(a.resources, ask.resources):
                 continue
-            if a.app.gang is not None:
+            if a.app.gang is not None and not a.elastic:
                 if id(a.app) in seen_apps:
                     continue
                 seen_apps.add(id(a.app))
@@ -392,7 +496,7 @@ class Preemptor:
         key = id(app)
         if key in self._units:
             return self._units[key]
-        allocs = tuple(app.allocations.values())
+        allocs = tuple(a for a in app.allocations.values() if not a.elastic)
         ok = bool(allocs) and all(
             not a.preempted and a.disruptible and a.priority <= info.limit for a in allocs
         )
@@ -584,8 +688,9 @@ class Preemptor:
                         and any(_reduces(unit.counted, o) for o in under)
                     ):
                         out.append(unit)
-                    continue
                 for a in app.allocations.values():
+                    if app.gang is not None and not a.elastic:
+                        continue
                     if (
                         a.preempted
                         or not a.disruptible

@@ -309,6 +309,7 @@ class Scheduler:
         originator: bool = False,
         disruptible: bool = True,
         alternatives: Iterable[tuple[Resources, Iterable[str]]] = (),
+        elastic: bool = False,
     ) -> Reject | None:
         """Add an ask. ``alternatives`` are further (resources, GPU types) shapes to fall back
         through, in order, when the first (``resources``, ``gpu_types``) does not fit."""
@@ -333,6 +334,7 @@ class Scheduler:
             originator=originator,
             disruptible=disruptible,
             alternatives=tuple((dict(r), tuple(t)) for r, t in alternatives),
+            elastic=elastic,
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
@@ -344,7 +346,7 @@ class Scheduler:
         app.queue.add_pending(ask.resources, ask.priority)
         if app.state == AppState.COMPLETED:
             self._transition(app, AppState.WAITING)
-        if app.gang is not None and not app.gang_released:
+        if app.gang is not None and not app.gang_released and not elastic:
             too_big = self._gang_above_max(app)
             if too_big is not None:
                 return self._reject(app, too_big)
@@ -368,7 +370,8 @@ class Scheduler:
     def _gang_above_max(self, app: App) -> Reason | None:
         assert app.queue is not None
         need = total(
-            [a.resources for a in app.asks.values()] + [a.resources for a in app.allocations.values()]
+            [a.resources for a in app.asks.values() if not a.elastic]
+            + [a.resources for a in app.allocations.values() if not a.elastic]
         )
         for q in app.queue.ancestors():
             over = over_max({}, need, q.max)
@@ -395,6 +398,7 @@ class Scheduler:
         preemptible: bool = True,
         originator: bool = False,
         disruptible: bool = True,
+        elastic: bool = False,
     ) -> Allocation:
         """Record an allocation that already runs (recovery): no quota or fit checks."""
         app = self._app(app_id)
@@ -416,6 +420,7 @@ class Scheduler:
             preemptible=preemptible,
             originator=originator,
             disruptible=disruptible,
+            elastic=elastic,
         )
         self._attach(alloc)
         app.submitted = min(app.submitted, start)
@@ -495,6 +500,7 @@ class Scheduler:
         failed: list[tuple[App, list[Ask]]] = []
         self._phase_allocate(now, result, tried, failed)  # 3
         self._phase_preempt(now, result, failed)  # 4
+        self._phase_grow(now, result, tried)  # 5
         for ask in tried.values():
             if ask.id in self.asks and ask.reason is not None:
                 result.pending[ask.id] = ask.reason
@@ -508,8 +514,11 @@ class Scheduler:
             if not app.asks or app.allocations:
                 self._waiting_gangs.pop(app.id, None)
                 continue
+            required = app.required_asks()
+            if not required:
+                continue
             # From the earliest pending ask: its submission, or its requeue after a preemption.
-            deadline = min(a.created for a in app.asks.values()) + app.gang.timeout
+            deadline = min(a.created for a in required) + app.gang.timeout
             if now < deadline:
                 continue
             self._waiting_gangs.pop(app.id, None)
@@ -655,6 +664,9 @@ class Scheduler:
                 known = shape_failed.get(
                     (leaf.path, app.user if self._app_limits.get(app.id) else "", ask.shape)
                 )
+                if ask.elastic:
+                    heapq.heappop(heap)  # extra members grow in phase 5, into what is left
+                    continue
                 if known is not None and ask.reserved_node is None:
                     ask.reason = known
                     ask.failed_cycle = self._cycle
@@ -699,7 +711,11 @@ class Scheduler:
                 return False
         who = app.user if self._app_limits.get(app.id) else ""
         if app.is_gang():
-            asks = [a for a in self._ordered_asks(app) if a.id in app.asks and a.reserved_node is None]
+            asks = [
+                a
+                for a in self._ordered_asks(app)
+                if a.id in app.asks and a.reserved_node is None and not a.elastic
+            ]
             if not asks or any(a.failed_cycle == self._cycle for a in asks):
                 return False
             for a in asks:
@@ -722,6 +738,8 @@ class Scheduler:
         for ask in self._ordered_asks(app):
             if ask.id not in app.asks or ask.failed_cycle == self._cycle or ask.reserved_node is not None:
                 continue
+            if ask.elastic:
+                continue  # extra members grow in phase 5, into what is left
             tried[ask.id] = ask
             one = (leaf.path, who, _shape(ask))
             known = self._shape_failed.get(one)
@@ -931,6 +949,7 @@ class Scheduler:
             preemptible=ask.preemptible,
             originator=ask.originator,
             disruptible=ask.disruptible,
+            elastic=ask.elastic,
         )
         del self.asks[ask.id]
         del app.asks[ask.id]
@@ -982,10 +1001,43 @@ class Scheduler:
                 continue
             if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
                 continue
-            attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
-            plan = preemptor.attempt(app, asks, leaf)
+            # Extra members of elastic workloads are given back first, whatever their queue.
+            plan = preemptor.reclaim(app, asks, leaf)
+            if plan is None:
+                attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
+                plan = preemptor.attempt(app, asks, leaf)
             if plan is not None:
                 self._apply_preemption(plan, result)
+
+    # 5. elastic growth -----------------------------------------------------------------
+
+    def _phase_grow(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
+        """Extra members of running elastic workloads take idle GPUs, the neediest queue first."""
+        extras: list[tuple[tuple[object, ...], Ask]] = []
+        for ask in self.asks.values():
+            app = ask.app
+            if not ask.elastic or ask.reserved_node is not None or not app.allocations:
+                continue
+            if any(not a.elastic for a in app.asks.values()):
+                continue  # its required members first
+            assert app.queue is not None
+            extras.append(((app.queue.fair_share(self.capacity), app.seq, ask.sort_key()), ask))
+        extras.sort(key=lambda e: e[0])
+        for _, ask in extras:
+            if ask.id not in self.asks:
+                continue
+            app = ask.app
+            assert app.queue is not None
+            placements = self._try_place_all(app, [ask], app.queue)
+            if placements is not None:
+                self._commit(placements, result, "elastic member grew into idle GPUs")
+            else:
+                tried[ask.id] = ask
+                why = ask.reason.message if ask.reason else "no room"
+                ask.reason = Reason(
+                    ask.reason.code if ask.reason else Code.NO_NODE,
+                    f"elastic extra member: runs only on idle GPUs ({why})",
+                )
 
     def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
         for alloc in plan.victims:

@@ -25,6 +25,7 @@ from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.scheduler import Scheduler, SchedulerError
 from gpupool.engine.model import (
     TERMINAL,
+    TaskGroup,
     Workload,
     WorkloadSpec,
     WorkloadState,
@@ -124,6 +125,21 @@ class Driver:
                 self._drop_from_core(w)
                 self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
                 return
+        for member, group in spec.extra_members():
+            self._add_extra(w, member, group, now)
+
+    def _add_extra(self, w: Workload, member: str, group: TaskGroup, now: float) -> None:
+        self.core.add_ask(
+            w.id,
+            f"{w.id}/{member}",
+            group.resources,
+            created=now,
+            priority=w.spec.priority,
+            gpu_types=group.gpu_types,
+            alternatives=group.alternatives,
+            disruptible=w.spec.disruption.policy != "never",
+            elastic=True,
+        )
 
     def cancel(self, workload_id: str, now: float, reason: str = "cancelled") -> Workload:
         w = self.workloads[workload_id]
@@ -174,15 +190,20 @@ class Driver:
                 w = self.workloads.get(wid)
                 if w is None:
                     continue
+                if member in self._extras(w):
+                    self._grow(w, member, d.node, dict(d.resources), now)
+                    continue
                 placed = self._partial.setdefault(wid, {})
                 placed[member] = d.node
                 w.assigned[member] = dict(d.resources)
                 if len(placed) == len(w.spec.members()):
                     self._admit(w, now, report)
             elif isinstance(d, Preempt):
-                wid, _ = member_of(d.alloc_id)
+                wid, member = member_of(d.alloc_id)
                 w = self.workloads.get(wid)
-                if w is not None:
+                if w is not None and member in self._extras(w):
+                    self._shrink(w, member, d.alloc_id, now, str(d.reason))
+                elif w is not None:
                     self._preempt(w, now, str(d.reason), report)
             elif isinstance(d, Reject | Fail):
                 w = self.workloads.get(d.app_id)
@@ -190,8 +211,35 @@ class Driver:
                     self._drop_from_core(w)
                     self._move(w, WorkloadState.FAILED, now, str(d.reason))
 
+    @staticmethod
+    def _extras(w: Workload) -> dict[str, TaskGroup]:
+        return dict(w.spec.extra_members())
+
+    def _grow(self, w: Workload, member: str, node: str, resources: dict[str, int], now: float) -> None:
+        """An elastic workload's extra member got idle GPUs: the running job grows."""
+        w.placement[member] = node
+        w.assigned[member] = resources
+        self.journal.event(w.id, now, "grew", f"extra member {member} on {node}")
+        resize = getattr(self.executor, "resize", None)
+        if resize is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+            resize(w, now)
+
+    def _shrink(self, w: Workload, member: str, alloc_id: str, now: float, reason: str) -> None:
+        """Give an extra member back at once (the job keeps running smaller) and wait again."""
+        if alloc_id in self.core.allocations:
+            self.core.release(alloc_id)
+        w.placement.pop(member, None)
+        w.assigned.pop(member, None)
+        self.journal.event(w.id, now, "shrank", f"extra member {member} given back: {reason}")
+        resize = getattr(self.executor, "resize", None)
+        if resize is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+            resize(w, now)
+        if not w.terminal and w.id in self.core.apps:
+            self._add_extra(w, member, self._extras(w)[member], now)
+
     def _admit(self, w: Workload, now: float, report: TickReport) -> None:
         w.placement = dict(sorted(self._partial.pop(w.id).items()))
+        w.assigned = {m: r for m, r in w.assigned.items() if m in w.placement}
         w.attempt += 1
         nodes = sorted(set(w.placement.values()))
         self._move(w, WorkloadState.ADMITTED, now, f"placed on {', '.join(nodes)} (attempt {w.attempt})")

@@ -86,6 +86,7 @@ class TaskGroup:
     resources: Resources
     gpu_types: tuple[str, ...] = ()
     alternatives: tuple[tuple[Resources, tuple[str, ...]], ...] = ()
+    max_members: int | None = None  # elastic: grows from ``members`` up to this into idle GPUs
 
     @classmethod
     def from_size(cls, name: str, members: int, size: Size) -> TaskGroup:
@@ -130,8 +131,17 @@ class WorkloadSpec:
     checkpoint_interval: float = 0.0
 
     def members(self) -> list[tuple[str, TaskGroup]]:
-        """(member name, group) for every member: ``head-0``, ``worker-0`` ..."""
+        """(member name, group) for every required member: ``head-0``, ``worker-0`` ..."""
         return [(f"{g.name}-{i}", g) for g in self.task_groups for i in range(g.members)]
+
+    def extra_members(self) -> list[tuple[str, TaskGroup]]:
+        """The optional members of elastic groups, beyond ``members`` up to ``max_members``."""
+        return [
+            (f"{g.name}-{i}", g)
+            for g in self.task_groups
+            if g.max_members is not None
+            for i in range(g.members, g.max_members)
+        ]
 
     def total_gpus(self) -> int:
         return sum(gpu_count(g.resources) * g.members for g in self.task_groups)
