@@ -58,6 +58,7 @@ class TaskGroupIn(_Strict):
     gpu_types: list[str] = Field(default_factory=list, description="allowed GPU types; empty = any")
     cpu: float = Field(1.0, gt=0, le=1024, description="cores per member")
     memory: str = Field("4Gi", description="memory per member, e.g. 16Gi")
+    max_members: int | None = Field(None, ge=1, le=4096, description="elastic: grow up to this many")
 
     @field_validator("memory")
     @classmethod
@@ -75,6 +76,12 @@ class TaskGroupIn(_Strict):
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", t):
                 raise ValueError(f"{t!r} is not a GPU type name (letters, digits, . _ -)")
         return v
+
+    @model_validator(mode="after")
+    def _elastic(self) -> TaskGroupIn:
+        if self.max_members is not None and self.max_members < self.members:
+            raise ValueError(f"max_members ({self.max_members}) must be at least members ({self.members})")
+        return self
 
     def resources(self) -> dict[str, int]:
         """Per-member resources in the core's units."""

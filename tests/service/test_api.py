@@ -53,6 +53,19 @@ def test_size_picks_the_first_shape_whose_gpu_type_exists(server):
     # The default `small` prefers L4, then A100: the test cluster has no L4.
     w = gp.submit("sized", queue="root.a", entrypoint="true", size="small")
     assert w.task_groups[0].gpu_types == ["A100"] and w.gpus == 1 and w.size == "small"
+    # With the A100 nodes full, the size falls back to its next shape (any GPU type).
+    hog = gp.submit(
+        "a100-hog",
+        queue="root.b",
+        entrypoint="sleep 30",
+        task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["A100"]}],
+    )
+    gp.wait(hog.id, states={"running"}, timeout=20, interval=0.1)
+    small = gp.submit("fallback", queue="root.a", entrypoint="sleep 30", size="small")
+    running = gp.wait(small.id, states={"running"}, timeout=20, interval=0.1)
+    assert running.placement["main-0"].startswith("h100")
+    for x in (hog, small):
+        gp.cancel(x.id)
 
 
 def test_pending_workload_is_explained_then_cancelled(server):

@@ -29,6 +29,7 @@ def _count(server) -> int:
         ({"priority": 2**40}, "body.priority", "less than or equal"),
         ({"env": {"1BAD": "x"}}, "body.env", "not an environment variable name"),
         ({"size": "small"}, "body", "exactly one of `size`"),
+        ({"task_groups": [{"members": 2, "max_members": 1}]}, "body.task_groups.0", "at least members"),
     ],
 )
 def test_invalid_fields_are_named_and_nothing_is_stored(sqlite_server, patch, field, words):

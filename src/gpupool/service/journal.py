@@ -49,7 +49,16 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
     return WorkloadSpec(
         name=raw["name"],
         task_groups=tuple(
-            TaskGroup(g["name"], int(g["members"]), dict(g["resources"]), tuple(g.get("gpu_types", ())))
+            TaskGroup(
+                g["name"],
+                int(g["members"]),
+                dict(g["resources"]),
+                tuple(g.get("gpu_types", ())),
+                tuple(
+                    (dict(a["resources"]), tuple(a.get("gpu_types", ()))) for a in g.get("alternatives", ())
+                ),
+                g.get("max_members"),
+            )
             for g in raw["task_groups"]
         ),
         queue=raw.get("queue"),
@@ -84,6 +93,7 @@ def workload_from_row(row: WorkloadRow) -> Workload:
         reason=row.reason,
         attempt=row.attempt,
         placement=dict(row.placement or {}),
+        assigned={m: dict(r) for m, r in (row.assigned or {}).items()},
         started_at=row.started_at,
         finished_at=row.finished_at,
         preemptions=row.preemptions,
@@ -96,6 +106,7 @@ def _copy_state(row: WorkloadRow, w: Workload) -> None:
     row.reason = w.reason
     row.attempt = w.attempt
     row.placement = dict(w.placement)
+    row.assigned = {m: dict(r) for m, r in w.assigned.items()}
     row.started_at = w.started_at
     row.finished_at = w.finished_at
     row.preemptions = w.preemptions

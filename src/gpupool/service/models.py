@@ -30,6 +30,7 @@ class WorkloadRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     placement: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    assigned: Mapped[dict[str, dict[str, int]] | None] = mapped_column(JSON, nullable=True)  # member -> shape
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -252,17 +252,21 @@ class ControlPlane:
             forced=True,
         )
         members = spec.members()
-        placed = len(w.placement) == len(members) and all(n in core.nodes for n in w.placement.values())
+        groups = dict(members + spec.extra_members())
+        placed = all(m in w.placement for m, _ in members) and all(
+            n in core.nodes for n in w.placement.values()
+        )
         if placed:
-            for i, (member, group) in enumerate(members):
+            for member, node in w.placement.items():
                 core.restore(
                     f"{w.id}/{member}",
                     w.id,
-                    w.placement[member],
-                    group.resources,
+                    node,
+                    # The shape it was given (a size's fallback), else its group's first shape.
+                    w.assigned.get(member) or groups[member].resources,
                     start=w.started_at or w.submitted_at,
                     priority=spec.priority,
-                    originator=i == 0 and len(members) > 1,  # as Driver._enqueue marks the head
+                    originator=member == members[0][0] and len(members) > 1,  # as Driver._enqueue
                     disruptible=spec.disruption.policy != "never",
                 )
         if not adopt:
@@ -356,6 +360,8 @@ class ControlPlane:
         return self.config.sizes or DEFAULT_SIZES
 
     def _sized_group(self, size: str) -> TaskGroup:
+        """One member of a standard size: its shapes in order, those of GPU types absent from
+        the cluster left out (unless none is left); the core falls back through them."""
         sizes = self.sizes()
         chosen = sizes.get(size)
         if chosen is None:
@@ -365,11 +371,8 @@ class ControlPlane:
                 hint="pick one of the sizes listed, or give explicit task_groups",
             )
         present = {n.gpu_type for n in self.driver.core.nodes.values() if n.gpu_type}
-        shape = next(
-            (s for s in chosen.shapes if not s.gpu_types or present.intersection(s.gpu_types)),
-            chosen.shapes[0],
-        )
-        return TaskGroup("main", 1, dict(shape.resources), tuple(shape.gpu_types))
+        usable = tuple(s for s in chosen.shapes if not s.gpu_types or present.intersection(s.gpu_types))
+        return TaskGroup.from_size("main", 1, Size(chosen.name, usable or chosen.shapes, chosen.description))
 
     def _check_submit(self, principal: Principal, spec: WorkloadSpec) -> None:
         """Refuse, before anything is stored, a submission the placement rules or ACLs reject."""
