@@ -232,12 +232,12 @@ class Client:
         Raises TimeoutError after ``timeout`` seconds (None: wait for ever).
         """
         wanted = set(states)
-        deadline = None if timeout is None else time.monotonic() + timeout  # noqa: TID251 - client-side wait
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             w = self.get(workload_id)
             if w.state in wanted:
                 return w
-            if deadline is not None and time.monotonic() >= deadline:  # noqa: TID251
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{workload_id} is still {w.state} after {timeout}s: {w.reason}")
             time.sleep(interval)
 

@@ -8,6 +8,7 @@ from gpupool.cli import bench_throughput as _bench_throughput  # noqa: F401  (re
 from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.config_cmd import config_app
 from gpupool.cli.scenario_cmd import scenario_app
+from gpupool.cli.service_cmd import service_app, token_app
 
 app = typer.Typer(
     name="gpupool",
@@ -19,6 +20,8 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(bench_app, name="bench")
+app.add_typer(service_app)  # up, submit, status, list, logs, cancel, why, queues, nodes
+app.add_typer(token_app, name="token")
 
 
 def main() -> None:

@@ -6,4 +6,4 @@ import time
 
 
 def wall_clock() -> float:
-    return time.time()  # noqa: TID251 - the one wall-clock read of the live control plane
+    return time.time()  # the one wall-clock read of the live control plane
