@@ -602,19 +602,15 @@ class ControlPlane:
                 hint="run `gpupool config check FILE`, fix it, and reload again",
             ) from None
         with self.lock:
-            old = self.driver
             now = self.clock()
-            driver = self._new_driver(config)
-            for node in old.core.nodes.values():
-                driver.core.add_node(
-                    NodeSpec(node.name, dict(node.capacity), dict(node.labels), node.schedulable)
-                )
-            self.driver = driver
+            # The core takes the new configuration in place: nothing running, waiting or
+            # reserved is lost, and queues no longer configured stay while they hold work.
+            changes = self.driver.core.update_config(config.partition(self.settings.partition))
             self.config = config
-            for w in old.workloads.values():
-                queue = old.core.queue_of(w.id) if w.id in old.core.apps else None
-                self._restore(driver, w, queue, now, adopt=False)
-            self.journal.event(None, now, "config-reloaded", f"configuration reloaded by {principal.user}")
+            summary = "; ".join(changes) if changes else "no structural change"
+            self.journal.event(
+                None, now, "config-reloaded", f"configuration reloaded by {principal.user}: {summary}"
+            )
         self.wake()
         return self.queues()
 
