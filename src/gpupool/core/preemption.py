@@ -238,7 +238,7 @@ class Preemptor:
         s = self.s
         if any(a.elastic or not a.preempt_others for a in asks):
             return None
-        extras = [a for a in s.allocations.values() if a.elastic and not a.preempted and a.app is not app]
+        extras = [a for a in s.elastic.values() if not a.preempted and a.app is not app]
         if not extras:
             return None
         extras.sort(key=lambda a: (-a.start, a.node.name, a.seq))  # newest first

@@ -83,6 +83,7 @@ class Scheduler:
         self.apps: dict[str, App] = {}
         self.asks: dict[str, Ask] = {}
         self.allocations: dict[str, Allocation] = {}
+        self.elastic: dict[str, Allocation] = {}  # extra members of elastic workloads, by id
         self.limits = LimitTracker()
         self._app_limits: dict[str, tuple[Applied, ...]] = {}
         self._ask_order: dict[str, list[Ask]] = {}
@@ -442,6 +443,8 @@ class Scheduler:
 
     def _attach(self, alloc: Allocation) -> None:
         self.allocations[alloc.id] = alloc
+        if alloc.elastic:
+            self.elastic[alloc.id] = alloc
         alloc.app.allocations[alloc.id] = alloc
         node = alloc.node
         node.allocations[alloc.id] = alloc
@@ -452,6 +455,7 @@ class Scheduler:
 
     def _detach(self, alloc: Allocation) -> None:
         del self.allocations[alloc.id]
+        self.elastic.pop(alloc.id, None)
         del alloc.app.allocations[alloc.id]
         node = alloc.node
         del node.allocations[alloc.id]
