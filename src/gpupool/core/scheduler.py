@@ -429,6 +429,15 @@ class Scheduler:
         self._set_running(app, True)
         return alloc
 
+    def mark_preempting(self, alloc_id: str) -> None:
+        """Recovery: this allocation was already chosen as a victim and is stopping."""
+        alloc = self.allocations.get(alloc_id)
+        if alloc is None:
+            raise SchedulerError(f"unknown allocation {alloc_id!r}")
+        if not alloc.preempted:
+            alloc.preempted = True
+            alloc.queue.add_preempting(alloc.counted)
+
     def release(self, alloc_id: str) -> Allocation:
         """The allocation's workload stopped (finished, preempted, lost): free its resources."""
         alloc = self.allocations.get(alloc_id)

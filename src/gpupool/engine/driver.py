@@ -96,9 +96,8 @@ class Driver:
             self._by_key[spec.idempotency_key] = wid
         self.journal.submitted(w)
         self.journal.event(wid, now, "submitted", f"{spec.name} submitted by {spec.user}")
-        gang = GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None
         rejected = self.core.submit(
-            wid, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=gang
+            wid, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=_gang(spec)
         )
         if rejected is not None:
             self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
@@ -140,6 +139,85 @@ class Driver:
             disruptible=w.spec.disruption.policy != "never",
             elastic=True,
         )
+
+    def restore(self, w: Workload, now: float, *, queue: str | None = None, adopt: bool = True) -> str:
+        """Put a workload loaded from the journal back, as it was (recovery after a restart).
+
+        Waiting workloads are submitted again under their own ids. Admitted, running and
+        preempting ones go back onto their recorded nodes in the core (no quota checks, as on
+        recovery) and, with ``adopt``, the executor re-attaches to their job; if the job or its
+        nodes are gone, the workload is requeued, never run twice. Returns what happened.
+        """
+        spec = w.spec
+        self.workloads[w.id] = w
+        if spec.idempotency_key:
+            self._by_key[spec.idempotency_key] = w.id
+        if w.terminal:
+            return "kept"
+        if w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED):
+            return self._resubmit(w, now)
+        self.core.submit(
+            w.id,
+            queue=queue or spec.queue,
+            user=spec.user,
+            groups=spec.groups,
+            tags=spec.tags,
+            gang=_gang(spec),
+            forced=True,
+        )
+        members = spec.members()
+        groups = dict(members + spec.extra_members())
+        placed = all(m in w.placement for m, _ in members) and all(
+            n in self.core.nodes for n in w.placement.values()
+        )
+        if placed:
+            for member, node in w.placement.items():
+                alloc = self.core.restore(
+                    f"{w.id}/{member}",
+                    w.id,
+                    node,
+                    w.assigned.get(member) or groups[member].resources,  # the shape it was given
+                    start=w.started_at or w.submitted_at,
+                    priority=spec.priority,
+                    originator=member == members[0][0] and len(members) > 1,
+                    disruptible=spec.disruption.policy != "never",
+                    elastic=member not in dict(members),
+                )
+                if w.state == WorkloadState.PREEMPTING:
+                    self.core.mark_preempting(alloc.id)
+            for member, group in spec.extra_members():
+                if member not in w.placement:
+                    self._add_extra(w, member, group, now)
+        if not adopt:
+            return "restored"
+        attach = getattr(self.executor, "adopt", None)
+        alive = bool(attach(w)) if attach is not None else False
+        if placed and alive:
+            if w.state == WorkloadState.PREEMPTING:
+                # The executor does not know a stop was asked: ask again (idempotent).
+                self.executor.preempt(w, spec.disruption.grace, now)
+            return "adopted"
+        if alive:  # its nodes are gone but parts of it still run: stop them before requeuing
+            self.executor.cancel(w, now)
+        self._release_all(w)
+        self._drop_from_core(w)
+        self._move(
+            w, WorkloadState.PENDING, now, "its job was not found after a control-plane restart; requeued"
+        )
+        return self._resubmit(w, now)
+
+    def _resubmit(self, w: Workload, now: float) -> str:
+        spec = w.spec
+        if w.id in self.core.apps:
+            self._drop_from_core(w)
+        rejected = self.core.submit(
+            w.id, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=_gang(spec)
+        )
+        if rejected is not None:
+            self._move(w, WorkloadState.FAILED, now, f"rejected after a restart: {rejected.reason}")
+            return "failed"
+        self._enqueue(w, now)
+        return "requeued"
 
     def cancel(self, workload_id: str, now: float, reason: str = "cancelled") -> Workload:
         w = self.workloads[workload_id]
@@ -398,3 +476,8 @@ class Driver:
 
     def active(self) -> list[Workload]:
         return [w for w in self.workloads.values() if w.state not in TERMINAL]
+
+
+def _gang(spec: WorkloadSpec) -> GangSpec | None:
+    """A multi-member workload is a gang."""
+    return GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None

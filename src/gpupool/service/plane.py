@@ -42,7 +42,7 @@ from gpupool.configfile import load_config
 from gpupool.core.config import Config, Size
 from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
-from gpupool.core.model import GangSpec, NodeSpec
+from gpupool.core.model import NodeSpec
 from gpupool.core.placement import Request, may_administer
 from gpupool.core.queues import Queue
 from gpupool.core.resources import GPU_TYPE_LABEL
@@ -234,68 +234,7 @@ class ControlPlane:
 
     def _restore(self, driver: Driver, w: Workload, queue: str | None, now: float, *, adopt: bool) -> str:
         """Put ``w`` back into ``driver`` as it was; returns what happened, for the log."""
-        core = driver.core
-        spec = w.spec
-        driver.workloads[w.id] = w
-        if w.terminal:
-            return "kept"
-        if w.state in _WAITING:
-            return self._resubmit(driver, w, now)
-        forced_queue = queue or spec.queue
-        core.submit(
-            w.id,
-            queue=forced_queue,
-            user=spec.user,
-            groups=spec.groups,
-            tags=spec.tags,
-            gang=_gang(spec),
-            forced=True,
-        )
-        members = spec.members()
-        groups = dict(members + spec.extra_members())
-        placed = all(m in w.placement for m, _ in members) and all(
-            n in core.nodes for n in w.placement.values()
-        )
-        if placed:
-            for member, node in w.placement.items():
-                core.restore(
-                    f"{w.id}/{member}",
-                    w.id,
-                    node,
-                    # The shape it was given (a size's fallback), else its group's first shape.
-                    w.assigned.get(member) or groups[member].resources,
-                    start=w.started_at or w.submitted_at,
-                    priority=spec.priority,
-                    originator=member == members[0][0] and len(members) > 1,  # as Driver._enqueue
-                    disruptible=spec.disruption.policy != "never",
-                )
-        if not adopt:
-            return "restored"
-        alive = self.executor.adopt(w)
-        if placed and alive:
-            if w.state == WorkloadState.PREEMPTING:
-                # The new executor does not know a stop was asked: ask again (idempotent).
-                self.executor.preempt(w, spec.disruption.grace, now)
-            return "adopted"
-        if alive:  # its nodes are gone but parts of it still run: stop them before requeuing
-            self.executor.cancel(w, now)
-        driver._release_all(w)
-        core.remove_app(w.id)
-        driver._move(
-            w, WorkloadState.PENDING, now, "its job was not found after a control-plane restart; requeued"
-        )
-        return self._resubmit(driver, w, now, move=False)
-
-    def _resubmit(self, driver: Driver, w: Workload, now: float, *, move: bool = True) -> str:
-        spec = w.spec
-        rejected = driver.core.submit(
-            w.id, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=_gang(spec)
-        )
-        if rejected is not None:
-            driver._move(w, WorkloadState.FAILED, now, f"rejected after a restart: {rejected.reason}")
-            return "failed"
-        driver._enqueue(w, now)
-        return "requeued"
+        return driver.restore(w, now, queue=queue, adopt=adopt)
 
     # ------------------------------------------------------------------ submissions
 
@@ -648,10 +587,6 @@ class _Observed:
 
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
         self.journal.event(workload_id, at, kind, message)
-
-
-def _gang(spec: WorkloadSpec) -> GangSpec | None:
-    return GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None
 
 
 def _queue_out(q: Queue) -> QueueOut:
