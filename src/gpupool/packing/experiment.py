@@ -66,6 +66,14 @@ class Cluster:
     def capacity_milli(self) -> int:
         return int(self.gpu_count.sum()) * MILLI
 
+    @property
+    def model_gpus(self) -> np.ndarray:
+        """GPUs per model (index as ``models``)."""
+        has = self.model >= 0
+        return np.bincount(self.model[has], weights=self.gpu_count[has], minlength=len(self.models)).astype(
+            np.int64
+        )
+
 
 def model_names(nodes: NodeTable) -> tuple[str, ...]:
     return tuple(sorted({m for m in nodes.models if m}))
@@ -360,7 +368,10 @@ def run_seed(
     cluster = cluster_in_order(nodes, rng.permutation(len(nodes)))
     order = workload_order(pods, rng, ratio, cluster.capacity_milli)
     workload = pods.take(order)
-    policy = make_policy(policy_name, PolicyContext(models=cluster.models, workload=pods, rng=rng))
+    policy = make_policy(
+        policy_name,
+        PolicyContext(models=cluster.models, model_gpus=cluster.model_gpus, workload=pods, rng=rng),
+    )
     step = None if progress is None else (lambda done, total: progress(seed, done, total))
     trace = schedule(cluster, workload, policy, progress=step)
     arrived, alloc = trace.arrived_pct, trace.alloc_pct
@@ -386,8 +397,9 @@ def run_pack(
     progress: ProgressFn | None = None,
 ) -> PackResult:
     """The experiment over ``seeds`` (validates the policy name before any work)."""
+    cluster = cluster_in_order(nodes)
     make_policy(
-        policy_name, PolicyContext(models=model_names(nodes), workload=pods, rng=np.random.default_rng(0))
+        policy_name, PolicyContext(cluster.models, cluster.model_gpus, pods, np.random.default_rng(0))
     )
     started = time.perf_counter()
     per_seed = tuple(run_seed(nodes, pods, policy_name, seed, ratio, progress=progress) for seed in seeds)

@@ -103,10 +103,12 @@ class Policy(Protocol):
 @dataclass(frozen=True)
 class PolicyContext:
     """What a policy may know before the first pod: the GPU model names (indexes used by
-    ``NodeState.model`` and ``PodRequest.allowed``), the pod list as given (its shape
-    distribution, as FGD's typical pods), and a seeded random generator."""
+    ``NodeState.model`` and ``PodRequest.allowed``) and the cluster's GPU count per model, the
+    pod list as given (its shape distribution, as FGD's typical pods), and a seeded random
+    generator."""
 
     models: tuple[str, ...]
+    model_gpus: np.ndarray  # int64 [M]
     workload: PodTable
     rng: np.random.Generator
 
@@ -431,6 +433,146 @@ class FgdPolicy:
 
 
 # --------------------------------------------------------------------------------------------
+# gpupool: FGD, plus stranded CPU/memory, hole quality and GPU-model scarcity
+# --------------------------------------------------------------------------------------------
+
+HOLE_DEAD_KAPPA = 0.2  # how unlikely a hole must be to get filled before it counts as dead
+HOLE_STEP = 5  # milli-GPU: hole values closer than this tie (and fall through to the node score)
+STRANDED_WEIGHT = 1.0
+SCARCITY_WEIGHT = 0.5
+GPUPOOL_SCALE = 1500.0  # milli-GPU of fragmentation change per sigmoid unit
+
+
+@dataclass(frozen=True)
+class WorkloadModel:
+    """What gpupool's policy expects of the pods to come, learned from a pod list (the
+    benchmark's; the scheduling core can build it from the pods it has seen).
+
+    * ``typical``: FGD's typical pods;
+    * ``hole_waste[h]``: the milli-GPU expected to stay unused on a GPU with h milli free;
+    * ``cpu_per_milli``, ``mem_per_milli``: CPU (milli) and memory (MiB) that GPU pods ask per
+      milli-GPU, to tell how much of a node's free GPU its free CPU and memory can still feed;
+    * ``scarcity[m]``: the share of model m's GPUs that model-constrained pods need.
+    """
+
+    typical: TypicalPods
+    hole_waste: np.ndarray  # float64 [MILLI + 1]
+    cpu_per_milli: float
+    mem_per_milli: float
+    scarcity: np.ndarray  # float64 [M]
+
+    @classmethod
+    def from_pods(cls, pods: PodTable, models: Sequence[str], model_gpus: np.ndarray) -> WorkloadModel:
+        gpu_pods = pods.num_gpu > 0
+        gpu_milli = float(pods.gpu_milli_total[gpu_pods].sum())
+        shared = (pods.num_gpu == 1) & (pods.gpu_milli < MILLI)
+        return cls(
+            typical=typical_pods(pods, models),
+            hole_waste=hole_waste(pods.gpu_milli[shared]),
+            cpu_per_milli=float(pods.cpu_milli[gpu_pods].sum()) / gpu_milli if gpu_milli else 0.0,
+            mem_per_milli=float(pods.memory_mib[gpu_pods].sum()) / gpu_milli if gpu_milli else 0.0,
+            scarcity=model_scarcity(pods, models, model_gpus),
+        )
+
+
+def hole_waste(shared_milli: np.ndarray, kappa: float = HOLE_DEAD_KAPPA) -> np.ndarray:
+    """W[h]: expected milli-GPU never used on a GPU with h milli free, if the shared-GPU pods
+    that fit arrive in proportion to ``shared_milli`` and each takes its share of the hole.
+
+    A hole that only rare pods fit is likely to stay as it is: with F(h) the fraction of
+    shared pods that fit, the hole is filled with probability F / (F + kappa), else wasted:
+    W[h] = (1 - a) h + a E[W[h - s] | s <= h], a = F(h) / (F(h) + kappa)."""
+    counts = np.bincount(np.asarray(shared_milli, dtype=np.int64), minlength=MILLI + 1)[: MILLI + 1]
+    total = counts.sum()
+    waste = np.arange(MILLI + 1, dtype=np.float64)
+    if total == 0:
+        return waste
+    share = counts / total
+    sizes = np.flatnonzero(counts)
+    fits = np.cumsum(share)
+    for h in range(1, MILLI + 1):
+        if fits[h] <= 0:
+            continue
+        s = sizes[sizes <= h]
+        expected = float((share[s] * waste[h - s]).sum()) / fits[h]
+        filled = fits[h] / (fits[h] + kappa)
+        waste[h] = (1.0 - filled) * h + filled * expected
+    return waste
+
+
+def model_scarcity(pods: PodTable, models: Sequence[str], model_gpus: np.ndarray) -> np.ndarray:
+    """Per GPU model: GPU demand of the pods restricted to a set of models containing it
+    (spread over the set by capacity), as a fraction of the model's capacity. 0 everywhere
+    when no pod names a model."""
+    capacity = np.asarray(model_gpus, dtype=np.float64) * MILLI
+    demand = np.zeros(len(models))
+    for spec, request in zip(pods.gpu_spec, pods.gpu_milli_total.tolist(), strict=True):
+        if not spec or request == 0:
+            continue
+        usable = capacity * model_access(spec, models)
+        if usable.sum() > 0:
+            demand += request * usable / usable.sum()
+    return np.divide(demand, capacity, out=np.zeros(len(models)), where=capacity > 0)
+
+
+def stranded_gpu(
+    gpu_free: np.ndarray, cpu_free: np.ndarray, mem_free: np.ndarray, model: WorkloadModel
+) -> np.ndarray:
+    """Free milli-GPU that the node's free CPU or memory cannot feed at the workload's ratios."""
+    out = np.zeros(np.broadcast(gpu_free, cpu_free, mem_free).shape)
+    if model.cpu_per_milli > 0:
+        out = np.maximum(out, gpu_free - cpu_free / model.cpu_per_milli)
+    if model.mem_per_milli > 0:
+        out = np.maximum(out, gpu_free - mem_free / model.mem_per_milli)
+    return out
+
+
+def gpupool_scores(nodes: NodeState, pod: PodRequest, model: WorkloadModel) -> Scores:
+    """gpupool's default packing score (docs/packing.md).
+
+    The node score is FGD's: sigmoid of the fragmentation decrease, truncated to an integer so
+    that near-equal nodes tie and go to the first node. Three terms join FGD's fragmentation
+    change (all in milli-GPU): the change in GPU stranded by exhausted CPU or memory, and a
+    charge for using GPUs of a model that model-constrained pods need. For a shared-GPU pod
+    the hole it leaves comes first: GPUs are ranked by the expected waste the placement
+    removes (``hole_waste``), in steps of HOLE_STEP, and only then by the node score."""
+    free = nodes.gpu_free
+    total = free.sum(axis=1)
+    before = fragmentation(nodes, model.typical)
+    after = fragmentation_after(nodes, pod, model.typical)
+    stranded_before = stranded_gpu(total, nodes.cpu_free, nodes.mem_free, model)
+    stranded_after = stranded_gpu(
+        total - pod.gpu_total, nodes.cpu_free - pod.cpu, nodes.mem_free - pod.mem, model
+    )
+    scarce = np.where(nodes.model >= 0, model.scarcity[np.maximum(nodes.model, 0)], 0.0)
+    node_terms = (
+        STRANDED_WEIGHT * (stranded_before - stranded_after) - SCARCITY_WEIGHT * pod.gpu_total * scarce
+    )
+    if after.ndim == 1:
+        return Scores(
+            _sigmoid_score((before - after + node_terms) * (1000.0 / GPUPOOL_SCALE)), _no_gpu(len(nodes))
+        )
+    fits = np.isfinite(after)
+    delta = np.where(fits, before[:, None] - after + node_terms[:, None], 0.0)
+    node_score = _sigmoid_score(delta * (1000.0 / GPUPOOL_SCALE))
+    hole_gain = model.hole_waste[free] - model.hole_waste[np.maximum(free - pod.gpu_milli, 0)]
+    key = np.where(fits, np.floor(hole_gain / HOLE_STEP) * 1000.0 + node_score, -np.inf)
+    gpu = np.argmax(key, axis=1)
+    return Scores(key[np.arange(len(nodes)), gpu], gpu.astype(np.int64))
+
+
+class GpupoolPolicy:
+    name: ClassVar[str] = "gpupool"
+    cacheable: ClassVar[bool] = True
+
+    def __init__(self, model: WorkloadModel) -> None:
+        self.model = model
+
+    def score(self, nodes: NodeState, pod: PodRequest) -> Scores:
+        return gpupool_scores(nodes, pod, self.model)
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -442,6 +584,7 @@ POLICIES: dict[str, PolicyFactory] = {
     "dotprod": lambda ctx: DotProdPolicy(),
     "gpupacking": lambda ctx: GpuPackingPolicy(),
     "fgd": lambda ctx: FgdPolicy(typical_pods(ctx.workload, ctx.models)),
+    "gpupool": lambda ctx: GpupoolPolicy(WorkloadModel.from_pods(ctx.workload, ctx.models, ctx.model_gpus)),
 }
 
 
