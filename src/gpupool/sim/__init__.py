@@ -1,0 +1,1 @@
+"""Discrete-event simulation: the same driver and scheduling core replaying traces."""
