@@ -1,0 +1,552 @@
+"""``gpupool sim ...``: replay traces through the real driver and core, and the convergence experiment.
+
+``sim replay`` is benchmarks.md section 3 (Philly, or a seeded synthetic trace) in one mode, a
+comma list of modes or ``all``; ``sim converge`` measures how fast guarantees are restored.
+Bad input (missing trace file, bad row, bad option) is one message on stderr with a hint and
+exit code 2, never a traceback. JSON goes to stdout only; the human summary is a rich table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+sim_app = typer.Typer(help="Simulation: replay traces through the scheduler.", no_args_is_help=True)
+
+MODES = ("static", "quota", "gpupool")
+
+
+class UsageProblem(ValueError):
+    """Bad input; the message says what, where, and the hint what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _fail(message: str, hint: str | None = None) -> typer.Exit:
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    if hint:
+        console.print(f"Hint: {hint}", markup=False)
+    return typer.Exit(code=2)
+
+
+def data_dir() -> Path:
+    """Where the shared traces live: $GPUPOOL_DATA_DIR, else ../shared/data from here or the repo."""
+    env = os.environ.get("GPUPOOL_DATA_DIR")
+    if env:
+        return Path(env)
+    candidates = [Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"]
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return candidates[0]
+
+
+def parse_modes(text: str) -> list[str]:
+    if text.strip().lower() == "all":
+        return list(MODES)
+    out: list[str] = []
+    for item in text.split(","):
+        m = item.strip().lower()
+        if m not in MODES:
+            raise UsageProblem(
+                f"bad --mode {text!r}: unknown mode {item.strip()!r}",
+                f"use one of {', '.join(MODES)}, a comma list of them, or all",
+            )
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def _progress(console: Console, total: float, label: str) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% of simulated time"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _fmt_s(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if v >= 3600:
+        return f"{v / 3600:,.1f} h"
+    if v >= 60:
+        return f"{v / 60:,.1f} min"
+    return f"{v:,.0f} s"
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+@sim_app.command("replay")
+def replay(
+    trace: Annotated[
+        str, typer.Option("--trace", help="philly, or synthetic (seeded generator).")
+    ] = "philly",
+    mode: Annotated[
+        str, typer.Option("--mode", help="static, quota, gpupool, a comma list, or all.")
+    ] = "gpupool",
+    start: Annotated[str | None, typer.Option("--start", help="Philly: window start (ISO time).")] = None,
+    days: Annotated[float | None, typer.Option("--days", help="Days of arrivals to replay.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write PNG charts into DIR.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report.")
+    ] = None,
+    jobs_file: Annotated[Path | None, typer.Option("--jobs-file", help="Philly jobs CSV.")] = None,
+    vc_file: Annotated[
+        Path | None, typer.Option("--vc-file", help="Philly virtual cluster sizes CSV.")
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Skip (and count) malformed CSV rows instead of failing.")
+    ] = False,
+    nodes_scale: Annotated[
+        float,
+        typer.Option("--nodes-scale", help="Scale every tenant's nodes (e.g. 0.25 for a busier cluster)."),
+    ] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Scheduling interval in s (0 = tick at every event).")
+    ] = 0.0,
+    checkpoint_interval: Annotated[
+        float, typer.Option("--checkpoint-interval", help="Seconds of work between checkpoints (0 = never).")
+    ] = 3600.0,
+    grace: Annotated[float, typer.Option("--grace", help="Preemption grace period (s).")] = 60.0,
+    stop_delay: Annotated[
+        float, typer.Option("--stop-delay", help="A victim stops after min(grace, this) s.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic: random seed.")] = 1,
+    tenants: Annotated[int, typer.Option("--tenants", help="Synthetic: number of tenants.")] = 4,
+    nodes_per_tenant: Annotated[
+        int, typer.Option("--nodes-per-tenant", help="Synthetic: nodes per tenant.")
+    ] = 4,
+    rate: Annotated[float, typer.Option("--rate", help="Synthetic: arrivals per hour.")] = 12.0,
+    burstiness: Annotated[
+        float, typer.Option("--burstiness", help="Synthetic: inter-arrival coefficient of variation.")
+    ] = 1.0,
+    size_mix: Annotated[
+        str, typer.Option("--size-mix", help="Synthetic: single-node sizes GPUS:WEIGHT,...")
+    ] = "1:0.55,2:0.15,4:0.15,8:0.15",
+    gang_fraction: Annotated[
+        float, typer.Option("--gang-fraction", help="Synthetic: share of multi-node gang jobs.")
+    ] = 0.1,
+    duration_median: Annotated[
+        float, typer.Option("--duration-median", help="Synthetic: median job length (s).")
+    ] = 3600.0,
+    tenant_skew: Annotated[
+        float, typer.Option("--tenant-skew", help="Synthetic: demand skew between tenants.")
+    ] = 1.0,
+) -> None:
+    """Replay a trace in one or more modes (benchmarks.md section 3): static per-tenant pools,
+    a shared quota pool, or gpupool's full policy."""
+    from gpupool.sim.replay import SimOptions
+    from gpupool.sim.traces import SyntheticOptions, TraceError, load_philly, parse_size_mix, synthetic
+
+    try:
+        modes = parse_modes(mode)
+        for name, value in (("--grace", grace), ("--stop-delay", stop_delay), ("--interval", interval)):
+            if value < 0:
+                raise UsageProblem(f"bad {name} {value:g}: must not be negative")
+        if checkpoint_interval < 0:
+            raise UsageProblem(f"bad --checkpoint-interval {checkpoint_interval:g}: must not be negative")
+        if nodes_scale <= 0:
+            raise UsageProblem(f"bad --nodes-scale {nodes_scale:g}: must be positive", "e.g. 0.25")
+        if days is not None and days <= 0:
+            raise UsageProblem(f"bad --days {days:g}: must be positive")
+        options = SimOptions(
+            interval=interval,
+            stop_delay=stop_delay,
+            grace=grace,
+            checkpoint_interval=checkpoint_interval,
+            nodes_scale=nodes_scale,
+        )
+        kind = trace.strip().lower()
+        if kind == "philly":
+            begin = None
+            if start is not None:
+                try:
+                    begin = datetime.fromisoformat(start)
+                except ValueError:
+                    raise UsageProblem(
+                        f"bad --start {start!r}: not an ISO time",
+                        "e.g. --start 2017-10-01 or 2017-10-01T06:00",
+                    ) from None
+                if begin.tzinfo is not None:
+                    begin = begin.replace(tzinfo=None)
+            base = data_dir()
+            tr = load_philly(
+                jobs_file or base / "philly/philly.csv",
+                vc_file or base / "helios/philly_vc.csv",
+                start=begin,
+                days=days,
+                skip_bad=skip_bad_rows,
+            )
+        elif kind == "synthetic":
+            if start is not None:
+                raise UsageProblem("--start applies to --trace philly only", "drop --start")
+            try:
+                tr = synthetic(
+                    SyntheticOptions(
+                        seed=seed,
+                        days=days if days is not None else 2.0,
+                        tenants=tenants,
+                        nodes_per_tenant=nodes_per_tenant,
+                        rate_per_hour=rate,
+                        burstiness=burstiness,
+                        size_mix=parse_size_mix(size_mix),
+                        gang_fraction=gang_fraction,
+                        duration_median=duration_median,
+                        tenant_skew=tenant_skew,
+                    )
+                )
+            except ValueError as exc:
+                raise UsageProblem(f"bad synthetic trace options: {exc}") from None
+        else:
+            raise UsageProblem(
+                f"bad --trace {trace!r}: unknown trace", "use --trace philly or --trace synthetic"
+            )
+    except UsageProblem as exc:
+        raise _fail(str(exc), exc.hint) from None
+    except TraceError as exc:
+        hint = exc.hint or "check the file"
+        if exc.path is not None and "not found" in str(exc):
+            hint = (
+                "pass --jobs-file / --vc-file, or set GPUPOOL_DATA_DIR to the folder holding "
+                "philly/ and helios/"
+            )
+        raise _fail(str(exc), hint) from None
+    if not tr.jobs:
+        raise _fail("the trace window holds no jobs", "widen --days or move --start into the trace's range")
+
+    results = _run_modes(tr, modes, options)
+    command = "gpupool sim replay " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    out = Console(highlight=False)
+    if plot is not None or report is not None:
+        try:
+            charts = _replay_charts(results)
+            if plot is not None:
+                _write_pngs(plot, charts)
+            if report is not None:
+                _replay_report(report, tr, results, charts, command)
+        except OSError as exc:
+            raise _fail(
+                f"cannot write {exc.filename}: {exc.strerror}", "check that the folder is writable"
+            ) from None
+    figures = [_contract(r.figures, tr) for r in results]
+    if as_json:
+        if len(figures) == 1:
+            typer.echo(json.dumps(figures[0], indent=2))
+        else:
+            typer.echo(
+                json.dumps(
+                    {"runs": figures, "seconds": round(sum(f["seconds"] for f in figures), 3)}, indent=2
+                )
+            )
+        return
+    out.print(_summary_table(tr, figures))
+    if tr.bad_rows or tr.unknown_tenant_jobs or tr.too_big_jobs:
+        out.print(
+            f"left out: {tr.bad_rows} bad row(s), {tr.unknown_tenant_jobs} job(s) of tenants without a "
+            f"cluster size, {tr.too_big_jobs} job(s) wider than the cluster"
+        )
+    if plot is not None:
+        out.print(f"Charts written to {plot}")
+    if report is not None:
+        out.print(f"Report written to {report}")
+
+
+def _run_modes(tr: Any, modes: list[str], options: Any) -> list[Any]:
+    from gpupool.sim.replay import run_trace
+
+    console = Console(stderr=True)
+    horizon = max((j.arrival + j.duration for j in tr.jobs), default=1.0) or 1.0
+    results = []
+    with _progress(console, horizon, "simulating") as progress:
+        for m in modes:
+            task = progress.add_task(m, total=horizon)
+            results.append(
+                run_trace(tr, m, options, on_progress=lambda t, task=task: progress.update(task, completed=t))
+            )
+            progress.update(task, completed=horizon)
+    return results
+
+
+def _contract(figures: dict[str, Any], tr: Any) -> dict[str, Any]:
+    """The JSON of benchmarks.md section 3 (its keys first), plus what was left out of the trace."""
+    keys = (
+        "mode",
+        "jobs",
+        "gpu_utilization_pct",
+        "wait_s_p50",
+        "wait_s_p95",
+        "jct_s_mean",
+        "preemptions",
+        "lost_gpu_hours",
+        "guarantee_attainment_pct",
+        "per_queue",
+        "sim_seconds_per_wall_second",
+        "seconds",
+    )
+    out = {k: figures.get(k) for k in keys}
+    for k, v in figures.items():
+        if k not in out:
+            out[k] = v
+    out["left_out"] = {
+        "bad_rows": tr.bad_rows,
+        "unknown_tenant_jobs": tr.unknown_tenant_jobs,
+        "too_big_jobs": tr.too_big_jobs,
+    }
+    return out
+
+
+def _summary_table(tr: Any, figures: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"sim replay: {tr.name}, {len(tr.jobs):,} jobs", title_justify="left")
+    table.add_column("figure")
+    for f in figures:
+        table.add_column(f["mode"], justify="right")
+    rows = [
+        ("GPU utilisation %", lambda f: _fmt(f["gpu_utilization_pct"])),
+        ("wait p50", lambda f: _fmt_s(f["wait_s_p50"])),
+        ("wait p95", lambda f: _fmt_s(f["wait_s_p95"])),
+        ("JCT mean", lambda f: _fmt_s(f["jct_s_mean"])),
+        ("preemptions", lambda f: _fmt(f["preemptions"])),
+        ("lost GPU-hours", lambda f: _fmt(f["lost_gpu_hours"])),
+        ("guarantee attainment %", lambda f: _fmt(f["guarantee_attainment_pct"])),
+        ("cluster GPUs", lambda f: _fmt(f["cluster_gpus"])),
+        ("sim s / wall s", lambda f: _fmt(f["sim_seconds_per_wall_second"], 0)),
+        ("wall seconds", lambda f: _fmt(f["seconds"], 2)),
+    ]
+    for label, get in rows:
+        table.add_row(label, *(get(f) for f in figures))
+    return table
+
+
+def _write_pngs(folder: Path, charts: list[tuple[str, bytes]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in charts:
+        (folder / name).write_bytes(png)
+
+
+def _replay_charts(results: list[Any]) -> list[tuple[str, bytes]]:
+    """(file name, PNG bytes): usage per queue for each mode, and the wait CDF of all modes."""
+    from gpupool.reporting import figure_png
+    from gpupool.sim.plots import mode_waits, usage_figure, wait_cdf_figure
+
+    charts = [
+        (
+            f"usage_{r.mode}.png",
+            figure_png(usage_figure(r.recorder, f"{r.mode}: GPUs allocated per queue vs guaranteed")),
+        )
+        for r in results
+    ]
+    charts.append(("wait_cdf.png", figure_png(wait_cdf_figure(mode_waits(results)))))
+    return charts
+
+
+def _replay_report(
+    path: Path, tr: Any, results: list[Any], charts: list[tuple[str, bytes]], command: str
+) -> None:
+    from gpupool.reporting import HtmlReport
+
+    rep = HtmlReport(f"gpupool sim replay: {tr.name}", subtitle=command)
+    figures = [r.figures for r in results]
+    for f in figures:
+        rep.key_figures(
+            {
+                "GPU utilisation %": f["gpu_utilization_pct"],
+                "wait p50 (s)": f["wait_s_p50"],
+                "wait p95 (s)": f["wait_s_p95"],
+                "JCT mean (s)": f["jct_s_mean"],
+                "preemptions": f["preemptions"],
+                "lost GPU-hours": f["lost_gpu_hours"],
+                "guarantee attainment %": f["guarantee_attainment_pct"],
+            },
+            title=f"Mode {f['mode']}",
+        )
+    rep.table(
+        "Modes side by side",
+        ["figure", *(f["mode"] for f in figures)],
+        [
+            [k, *(f.get(k) for f in figures)]
+            for k in (
+                "jobs",
+                "gpu_utilization_pct",
+                "wait_s_p50",
+                "wait_s_p95",
+                "jct_s_mean",
+                "preemptions",
+                "lost_gpu_hours",
+                "guarantee_attainment_pct",
+                "cluster_gpus",
+                "sim_seconds",
+                "sim_seconds_per_wall_second",
+                "seconds",
+            )
+        ],
+    )
+    for f in figures:
+        cols = [
+            "queue",
+            "guaranteed GPUs",
+            "jobs",
+            "wait p50 s",
+            "wait p95 s",
+            "JCT mean s",
+            "GPU-hours",
+            "preemptions",
+            "lost GPU-h",
+            "attainment %",
+        ]
+        rows = [
+            [
+                q,
+                v["guaranteed_gpus"],
+                v["jobs"],
+                v["wait_s_p50"],
+                v["wait_s_p95"],
+                v["jct_s_mean"],
+                v["gpu_hours"],
+                v["preemptions"],
+                v["lost_gpu_hours"],
+                v["guarantee_attainment_pct"],
+            ]
+            for q, v in f["per_queue"].items()
+        ]
+        rep.table(f"Per queue: {f['mode']}", cols, rows)
+    for name, fig in charts:
+        rep.figure(name.removesuffix(".png").replace("_", " "), fig)
+    rep.config(
+        "Configuration",
+        {
+            "trace": tr.name,
+            "source": tr.source,
+            "epoch": tr.epoch,
+            "jobs": len(tr.jobs),
+            "tenants (nodes)": tr.tenants,
+            "gpus_per_node": tr.gpus_per_node,
+            "left out": {
+                "bad_rows": tr.bad_rows,
+                "unknown_tenant_jobs": tr.unknown_tenant_jobs,
+                "too_big_jobs": tr.too_big_jobs,
+            },
+            "runs": [r.config for r in results],
+        },
+    )
+    rep.write(path)
+
+
+@sim_app.command("converge")
+def converge(
+    mode: Annotated[str, typer.Option("--mode", help="quota, gpupool, a comma list, or all.")] = "gpupool",
+    queues: Annotated[int, typer.Option("--queues", help="Number of queues.")] = 5,
+    nodes_per_queue: Annotated[
+        int, typer.Option("--nodes-per-queue", help="Guarantee per queue, in nodes.")
+    ] = 2,
+    others_at: Annotated[
+        float, typer.Option("--others-at", help="When the other queues submit (s).")
+    ] = 600.0,
+    checkpoint_interval: Annotated[
+        float, typer.Option("--checkpoint-interval", help="Seconds of work between checkpoints (0 = never).")
+    ] = 3600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write PNG charts into DIR.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report.")
+    ] = None,
+) -> None:
+    """Five queues with guarantees: one takes nearly all the cluster, then the others submit.
+    How long until every queue holds its guarantee?"""
+    from gpupool.sim.converge import ConvergeOptions, run_converge
+    from gpupool.sim.replay import SimOptions
+
+    try:
+        modes = [m for m in parse_modes(mode) if m != "static"]
+        if not modes:
+            raise UsageProblem("static mode has no shared pool to converge in", "use --mode quota or gpupool")
+        if queues < 2 or nodes_per_queue < 1 or others_at < 0 or checkpoint_interval < 0:
+            raise UsageProblem(
+                "bad converge options: need --queues >= 2, --nodes-per-queue >= 1, non-negative times"
+            )
+    except UsageProblem as exc:
+        raise _fail(str(exc), exc.hint) from None
+    opts = ConvergeOptions(queues=queues, nodes_per_queue=nodes_per_queue, others_at=others_at)
+    runs = [run_converge(opts, m, SimOptions(checkpoint_interval=checkpoint_interval)) for m in modes]
+    command = "gpupool sim converge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    out = Console(highlight=False)
+    if plot is not None or report is not None:
+        from gpupool.reporting import figure_png
+        from gpupool.sim.plots import converge_figure
+
+        charts: list[tuple[str, bytes]] = []
+        for f, r in runs:
+            done = f["converge_s"] + others_at if f["converge_s"] is not None else None
+            fig = converge_figure(r.recorder, others_at, done, r.stats.end)
+            charts.append((f"converge_{f['mode']}.png", figure_png(fig)))
+        try:
+            if plot is not None:
+                _write_pngs(plot, charts)
+            if report is not None:
+                from gpupool.reporting import HtmlReport
+
+                rep = HtmlReport("gpupool sim converge", subtitle=command)
+                for f, _ in runs:
+                    rep.key_figures(
+                        {
+                            "converge (s)": f["converge_s"],
+                            "preemptions": f["preemptions"],
+                            "lost GPU-hours": f["lost_gpu_hours"],
+                        },
+                        title=f"Mode {f['mode']}",
+                    )
+                    rep.table(
+                        f"Seconds until each queue held its guarantee: {f['mode']}",
+                        ["queue", "seconds after the others submitted"],
+                        [[q, s] for q, s in f["per_queue_s"].items()],
+                    )
+                for name, fig in charts:
+                    rep.figure(name.removesuffix(".png").replace("_", " "), fig)
+                rep.config("Configuration", {"options": opts.__repr__(), "runs": [r.config for _, r in runs]})
+                rep.write(report)
+        except OSError as exc:
+            raise _fail(
+                f"cannot write {exc.filename}: {exc.strerror}", "check that the folder is writable"
+            ) from None
+    figures = [f for f, _ in runs]
+    if as_json:
+        typer.echo(json.dumps(figures[0] if len(figures) == 1 else {"runs": figures}, indent=2))
+        return
+    table = Table(title="sim converge: time until every queue holds its guarantee", title_justify="left")
+    table.add_column("figure")
+    for f in figures:
+        table.add_column(f["mode"], justify="right")
+    table.add_row("converge", *(_fmt_s(f["converge_s"]) for f in figures))
+    for q in figures[0]["per_queue_s"]:
+        table.add_row(f"  {q}", *(_fmt_s(f["per_queue_s"][q]) for f in figures))
+    table.add_row("preemptions", *(_fmt(f["preemptions"]) for f in figures))
+    table.add_row("lost GPU-hours", *(_fmt(f["lost_gpu_hours"], 2) for f in figures))
+    out.print(table)
+    if plot is not None:
+        out.print(f"Charts written to {plot}")
+    if report is not None:
+        out.print(f"Report written to {report}")
