@@ -18,8 +18,11 @@ from fastapi.responses import JSONResponse
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
 from gpupool.service.db import Database
+from gpupool.service.history import HistorySampler
+from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
 from gpupool.service.plane import ControlPlane, ServiceError, ServiceExecutor, load_queue_config
+from gpupool.service.portal import router as portal_router
 from gpupool.service.routers import cluster, system, workloads
 from gpupool.service.security import bootstrap_admin
 from gpupool.service.settings import ServiceSettings
@@ -46,16 +49,19 @@ def create_app(
     metrics = Metrics()
     plane = ControlPlane(settings, config, database, executor, on_transition=metrics.on_transition)
     metrics.attach(plane)
+    sampler = HistorySampler(plane)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare(settings, database)
         plane.start()
+        sampler.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            sampler.stop()
             plane.stop()
             if db is None:
                 database.close()
@@ -64,9 +70,12 @@ def create_app(
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.history = sampler
     app.include_router(workloads.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
+    app.include_router(history_router)
+    app.include_router(portal_router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app
