@@ -249,7 +249,8 @@ class SimExecutor:
         self.outbox.append(Stopped(workload.id, workload.attempt, work_done=kept))
 
     def poll(self, now: float) -> list[Observation]:
-        out, self.outbox = self.outbox, []
+        out = list(self.outbox)
+        self.outbox.clear()  # in place: the cluster appends its node observations to this list
         return out
 
 

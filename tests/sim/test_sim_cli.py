@@ -1,0 +1,100 @@
+"""The sim commands' contracts on tiny inputs: JSON keys, charts, report, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from gpupool.cli.sim_cmd import sim_app
+
+KEYS = {
+    "mode", "jobs", "gpu_utilization_pct", "wait_s_p50", "wait_s_p95", "jct_s_mean", "preemptions",
+    "lost_gpu_hours", "guarantee_attainment_pct", "per_queue", "sim_seconds_per_wall_second", "seconds",
+}  # fmt: skip
+
+runner = CliRunner()
+
+
+def files(tmp_path, rows: str = "2017-10-01 00:00:00,600,8,4800,vca\n2017-10-01 00:01:00,300,4,1200,vcb\n"):
+    j = tmp_path / "philly.csv"
+    v = tmp_path / "vc.csv"
+    j.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n" + rows)
+    v.write_text("vc,node num\nvca,1\nvcb,1\n")
+    return ["--jobs-file", str(j), "--vc-file", str(v)]
+
+
+def test_replay_json_contract(tmp_path):
+    r = runner.invoke(sim_app, ["replay", "--trace", "philly", "--mode", "quota", "--json", *files(tmp_path)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out) >= KEYS and out["mode"] == "quota" and out["jobs"] == 2
+    assert set(out["per_queue"]) == {"root.vca", "root.vcb"}
+
+
+def test_replay_all_modes_with_plots_and_report(tmp_path):
+    args = [
+        "replay",
+        "--mode",
+        "all",
+        "--json",
+        "--plot",
+        str(tmp_path / "p"),
+        "--report",
+        str(tmp_path / "r.html"),
+    ]
+    r = runner.invoke(sim_app, [*args, *files(tmp_path)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [x["mode"] for x in out["runs"]] == ["static", "quota", "gpupool"]
+    assert all(set(x) >= KEYS for x in out["runs"])
+    names = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert names == ["usage_gpupool.png", "usage_quota.png", "usage_static.png", "wait_cdf.png"]
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<style>" in html and "Configuration" in html
+
+
+def test_synthetic_human_summary(tmp_path):
+    r = runner.invoke(
+        sim_app, ["replay", "--trace", "synthetic", "--days", "0.3", "--seed", "5", "--tenants", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "GPU utilisation" in r.stdout and "gpupool" in r.stdout
+
+
+def test_converge_json_plot_report(tmp_path):
+    r = runner.invoke(
+        sim_app, ["converge", "--json", "--plot", str(tmp_path), "--report", str(tmp_path / "c.html")]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["converge_s"] is not None and out["converge_s"] > 0 and out["queues"] == 5
+    assert (tmp_path / "converge_gpupool.png").exists() and (tmp_path / "c.html").exists()
+
+
+def test_bad_inputs_exit_2_with_hint(tmp_path):
+    cases = [
+        ["replay", "--jobs-file", str(tmp_path / "missing.csv"), "--vc-file", str(tmp_path / "v.csv")],
+        ["replay", "--mode", "fastest", *files(tmp_path)],
+        ["replay", "--trace", "alibaba"],
+        ["replay", "--start", "yesterday", *files(tmp_path)],
+        ["replay", "--days", "-1", *files(tmp_path)],
+        ["replay", "--trace", "synthetic", "--size-mix", "1:x"],
+        ["converge", "--mode", "static"],
+    ]
+    for args in cases:
+        r = runner.invoke(sim_app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Error:" in r.stderr and "Traceback" not in r.output, args
+        assert r.stdout == ""
+
+
+def test_bad_row_exit_2_or_skipped(tmp_path):
+    args = files(tmp_path, "2017-10-01 00:00:00,600,8,4800,vca\n2017-10-01 00:01:00,zz,4,1200,vcb\n")
+    r = runner.invoke(sim_app, ["replay", "--json", *args])
+    assert r.exit_code == 2
+    assert "philly.csv:3:" in r.stderr and "Hint:" in r.stderr
+    r = runner.invoke(sim_app, ["replay", "--json", "--skip-bad-rows", *args])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["jobs"] == 1 and out["left_out"]["bad_rows"] == 1

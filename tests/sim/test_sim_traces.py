@@ -1,0 +1,107 @@
+"""Trace loaders on small CSV slices: formats, windows, bad rows (error naming file and line, or skip)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from gpupool.sim.traces import SyntheticOptions, TraceError, load_philly, parse_size_mix, synthetic
+
+HEADER = "timestamp,duration,num_gpus,gpu_time,cluster\n"
+VCS = "vc,node num\nvca,2\nvcb,1\n"
+
+
+def write(tmp_path, jobs: str, vcs: str = VCS):
+    j = tmp_path / "philly.csv"
+    v = tmp_path / "vc.csv"
+    j.write_text(HEADER + jobs)
+    v.write_text(vcs)
+    return j, v
+
+
+def test_loads_jobs_sorted_with_epoch_and_tenants(tmp_path):
+    j, v = write(
+        tmp_path,
+        "2017-10-09 07:01:55,66.0,1,66.0,vca\n"
+        "2017-10-09 06:13:03,2951.0,2,5902.0,vcb\n"
+        "2017-10-09 06:13:03,10.0,16,160.0,vca\n",
+    )
+    tr = load_philly(j, v)
+    assert tr.tenants == {"vca": 2, "vcb": 1} and tr.gpus_per_node == 8
+    assert tr.epoch == "2017-10-09 06:13:03"
+    assert [(x.id, x.arrival, x.gpus, x.tenant) for x in tr.jobs] == [
+        ("philly-000003", 0.0, 2, "vcb"),
+        ("philly-000004", 0.0, 16, "vca"),
+        ("philly-000002", 2932.0, 1, "vca"),
+    ]
+    assert tr.jobs[0].duration == 2951.0
+
+
+def test_window_and_unknown_tenants_and_too_big(tmp_path):
+    j, v = write(
+        tmp_path,
+        "2017-10-01 00:00:00,60,1,60,vca\n"
+        "2017-10-02 12:00:00,60,1,60,vca\n"
+        "2017-10-03 00:00:00,60,1,60,vca\n"
+        "2017-10-02 13:00:00,60,1,60,nope\n"
+        "2017-10-02 14:00:00,60,64,3840,vca\n",
+    )
+    tr = load_philly(j, v, start=datetime(2017, 10, 2), days=1)
+    assert [x.arrival for x in tr.jobs] == [12 * 3600.0]
+    assert tr.unknown_tenant_jobs == 1
+    assert tr.too_big_jobs == 1  # 64 GPUs > 3 nodes x 8
+
+
+@pytest.mark.parametrize(
+    ("row", "what"),
+    [
+        ("2017-13-45 00:00:00,60,1,60,vca", "not a timestamp"),
+        ("2017-10-01 00:00:00,abc,1,60,vca", "duration 'abc' is not a number"),
+        ("2017-10-01 00:00:00,-5,1,60,vca", "duration must be positive"),
+        ("2017-10-01 00:00:00,60,1.5,60,vca", "num_gpus '1.5' is not a whole number"),
+        ("2017-10-01 00:00:00,60,0,60,vca", "num_gpus must be a positive"),
+        ("2017-10-01 00:00:00,60,1,60", "expected 5 fields, found 4"),
+        ("2017-10-01 00:00:00,60,1,60,", "empty cluster"),
+    ],
+)
+def test_bad_row_names_file_and_line(tmp_path, row, what):
+    j, v = write(tmp_path, "2017-10-01 00:00:00,60,1,60,vca\n" + row + "\n")
+    with pytest.raises(TraceError) as exc:
+        load_philly(j, v)
+    assert f"{j}:3:" in str(exc.value) and what in str(exc.value)
+    assert exc.value.line == 3 and exc.value.hint
+
+
+def test_bad_rows_skipped_and_counted(tmp_path):
+    j, v = write(tmp_path, "2017-10-01 00:00:00,60,1,60,vca\nbad,row\n2017-10-01 00:00:00,x,1,60,vca\n")
+    tr = load_philly(j, v, skip_bad=True)
+    assert len(tr.jobs) == 1 and tr.bad_rows == 2
+    assert tr.bad_examples[0].startswith(f"{j}:3:")
+
+
+def test_missing_file_header_and_bad_vc(tmp_path):
+    j, v = write(tmp_path, "")
+    with pytest.raises(TraceError, match="file not found"):
+        load_philly(tmp_path / "nope.csv", v)
+    (tmp_path / "h.csv").write_text("when,duration\n")
+    with pytest.raises(TraceError, match=r"h.csv:1: header lacks column\(s\) timestamp"):
+        load_philly(tmp_path / "h.csv", v)
+    v.write_text("vc,node num\nvca,two\n")
+    with pytest.raises(TraceError, match=r"vc.csv:2: node num 'two' is not a number"):
+        load_philly(j, v)
+
+
+def test_synthetic_shape():
+    tr = synthetic(SyntheticOptions(seed=3, days=1, tenants=3, nodes_per_tenant=2, gang_fraction=0.5))
+    assert tr.tenants == {"t0": 2, "t1": 2, "t2": 2}
+    assert tr.jobs and all(0 <= j.arrival < 86400 for j in tr.jobs)
+    assert any(j.gpus > 8 and j.gpus % 8 == 0 for j in tr.jobs)
+    assert {j.tenant for j in tr.jobs} <= set(tr.tenants)
+    assert [j.arrival for j in tr.jobs] == sorted(j.arrival for j in tr.jobs)
+
+
+def test_parse_size_mix():
+    assert parse_size_mix("1:0.5,8:0.5") == ((1, 0.5), (8, 0.5))
+    with pytest.raises(ValueError, match="bad size mix item"):
+        parse_size_mix("1:x")
