@@ -9,6 +9,7 @@
   const rSelect = document.getElementById("chart-resource");
   const wSelect = document.getElementById("chart-window");
   let showAll = false;
+  let capacity = {};
   let lastHistory = null;
 
   function depth(path) {
@@ -27,7 +28,8 @@
     const pend = q.pending[r] || 0;
     const guar = q.guaranteed[r];
     const max = q.max[r];
-    const scale = Math.max(max || 0, guar || 0, alloc + pend, 1);
+    // A bar's end is the queue's max, else what the cluster has of that resource.
+    const scale = Math.max(max || capacity[r] || 0, guar || 0, alloc + pend, 1);
     const pct = (v) => `${Math.min(100, (100 * v) / scale).toFixed(1)}%`;
     const label =
       `${r}: ${fmtQuantity(r, alloc)} allocated, ${fmtQuantity(r, pend)} pending, ` +
@@ -85,8 +87,13 @@
   let lastTree = "";
 
   async function refreshTree(force) {
-    const queues = await api("/queues");
-    const key = JSON.stringify(queues);
+    const [queues, nodes] = await Promise.all([api("/queues"), api("/nodes")]);
+    capacity = {};
+    for (const n of nodes) {
+      for (const [k, v] of Object.entries(n.capacity)) capacity[k] = (capacity[k] || 0) + v;
+      if (n.gpu_type && n.capacity.gpu) capacity["gpu/" + n.gpu_type] = (capacity["gpu/" + n.gpu_type] || 0) + n.capacity.gpu;
+    }
+    const key = JSON.stringify([queues, capacity]);
     if (key === lastTree && !force) return queues;
     lastTree = key;
     const focused = document.activeElement && document.activeElement.id;
@@ -133,8 +140,9 @@
     const height = width < 500 ? 200 : 240;
     const m = { l: 44, r: 12, t: 12, b: 28 };
     const now = Date.now() / 1000;
-    const x0 = hist.since;
+    // A young server has less history than the window: show the time it has, not an empty hour.
     const x1 = Math.max(now, hist.until);
+    const x0 = pts.length ? Math.max(hist.since, Math.min(pts[0].at, x1 - 60)) : hist.since;
     const val = (p, k) => (p[k][r] === undefined ? undefined : p[k][r]);
     let top = 1;
     for (const p of pts) {

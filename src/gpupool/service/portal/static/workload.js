@@ -48,7 +48,7 @@
 
   function renderWhy(why) {
     document.getElementById("why").replaceChildren(h("ul", { class: "why" },
-      why.lines.map((line) => h("li", { class: line.startsWith("  ") ? "sub" : "" }, line.trim()))));
+      why.lines.map((line) => h("li", { class: line.startsWith("  ") ? "sub" : "" }, line.trim().replace(/^- /, "")))));
   }
 
   function renderEvents(events) {
@@ -61,9 +61,10 @@
   }
 
   function renderLogs(out) {
-    if (logs.textContent === out.text) return;
+    const text = out.text || "(no output yet)";
+    if (logs.textContent === text) return;
     const atBottom = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
-    logs.textContent = out.text || "(no output yet)";
+    logs.textContent = text;
     if (atBottom) logs.scrollTop = logs.scrollHeight;
   }
 
