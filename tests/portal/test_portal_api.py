@@ -40,7 +40,8 @@ def test_me_and_node_occupancy(portal):
         assert me["submit_queues"] == ["root.a", "root.open"]
         assert me["admin_queues"] == [] and me["may_reload"] is False
         w = http.post(
-            "/workloads", json={"name": "secret", "queue": "root.a", "size": "medium", "entrypoint": "sleep 30"}
+            "/workloads",
+            json={"name": "secret", "queue": "root.a", "size": "medium", "entrypoint": "sleep 30"},
         ).json()
         wait_until(lambda: http.get(f"/workloads/{w['id']}").json()["state"] == "running", timeout=15)
         pools = http.get("/portal/api/nodes").json()
@@ -64,7 +65,9 @@ def test_me_and_node_occupancy(portal):
 def test_pages_need_a_token_and_reports_are_served(portal):
     reports = portal.data_dir / "reports"
     reports.mkdir()
-    (reports / "sim-2026.html").write_text("<html><head><title>Replay of the Philly trace</title></head></html>")
+    (reports / "sim-2026.html").write_text(
+        "<html><head><title>Replay of the Philly trace</title></head></html>"
+    )
     (reports / "notes.txt").write_text("not a report")
     with portal.http("") as anonymous:
         page = anonymous.get("/portal/workloads")

@@ -212,6 +212,16 @@ def test_keyboard_reaches_every_control_and_every_control_has_a_label(portal, op
         page.goto(portal.url + path)
         page.wait_for_selector("#live-status:has-text('updated')" if path != "/portal/reports" else "h1")
         assert page.evaluate(unlabelled) == [], path
+    # A live refresh that changes the list keeps the keyboard focus where it was.
+    with portal.http(alice) as http:
+        other = http.post(
+            "/workloads", json={"name": "kb2", "queue": "root.a", "size": "small", "entrypoint": "sleep 60"}
+        ).json()["id"]
+        page.goto(portal.url + "/portal/workloads")
+        page.focus(f"#wl-{wid}")
+        http.post(f"/workloads/{other}/cancel")
+    page.wait_for_selector(f"tr[data-id={other}][data-state=cancelled]")
+    assert page.evaluate("document.activeElement.id") == f"wl-{wid}"
     # The cancel button is offered to the owner, and works from the keyboard.
     page.goto(f"{portal.url}/portal/workloads/{wid}")
     page.wait_for_selector("#w-state:has-text('running')")

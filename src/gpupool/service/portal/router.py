@@ -286,7 +286,7 @@ def submit_page(request: Request) -> Response:
             "name": s.name,
             "description": s.description,
             "shapes": [
-                format_resources(shape.resources)
+                format_resources(shape.resources).strip("{}")
                 + (f" on {' or '.join(shape.gpu_types)}" if shape.gpu_types else " on any GPU type")
                 for shape in s.shapes
             ],

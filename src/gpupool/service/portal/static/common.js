@@ -182,6 +182,16 @@ const GP = (() => {
     return `hsl(${hue.toFixed(0)} ${light ? 55 : 60}% ${light ? 80 : 45}%)`;
   }
 
+  /* Re-render without losing the keyboard focus: the focused element is found again by its id. */
+  function keepFocus(render) {
+    const id = document.activeElement && document.activeElement.id;
+    render();
+    if (id && document.activeElement && document.activeElement.id !== id) {
+      const el = document.getElementById(id);
+      if (el) el.focus();
+    }
+  }
+
   function badge(state) {
     return h("span", { class: "badge st-" + state }, state);
   }
@@ -199,6 +209,6 @@ const GP = (() => {
 
   return {
     api, ApiError, h, svg, poll, me, mayAdminister, token, signIn, signOut,
-    fmtQuantity, fmtResources, resourceOrder, fmtTime, ago, colour, badge, errorText,
+    fmtQuantity, fmtResources, resourceOrder, fmtTime, ago, colour, badge, errorText, keepFocus,
   };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, h, poll, colour } = GP;
+  const { api, h, poll, colour, keepFocus } = GP;
   const root = document.getElementById("pools");
   const legend = document.getElementById("node-legend");
   const form = document.getElementById("colour-form");
@@ -48,7 +48,7 @@
       h("p", { class: "node-sum" }, `${used}/${n.gpus} in use · ${n.free} free`),
       holders.size ? h("ul", { class: "holders" }, [...holders.values()].map(({ c, gpus }) => h("li", {},
         h("span", { class: "dot", style: { background: colour(cellKey(c)) } }),
-        c.name ? h("a", { href: `/portal/workloads/${encodeURIComponent(c.workload)}` }, c.workload) : c.workload,
+        c.name ? h("a", { href: `/portal/workloads/${encodeURIComponent(c.workload)}`, id: `on-${n.name}-${c.workload}` }, c.workload) : c.workload,
         c.name ? ` ${c.name}` : "", h("span", { class: "muted" }, ` ${c.queue} ×${gpus}`)))) : null,
     );
   }
@@ -62,7 +62,7 @@
       root.replaceChildren(h("p", { class: "card" }, "No nodes have joined yet."));
       return;
     }
-    root.replaceChildren(...data.map((p) => h("section", { class: "pool card", "aria-labelledby": "pool-" + p.name },
+    keepFocus(() => root.replaceChildren(...data.map((p) => h("section", { class: "pool card", "aria-labelledby": "pool-" + p.name },
       h("div", { class: "pool-head" },
         h("h2", { id: "pool-" + p.name }, `Pool ${p.name}`),
         h("ul", { class: "stats" },
@@ -74,7 +74,7 @@
           p.draining ? h("li", {}, h("b", {}, p.draining), " draining") : null,
           p.headroom_nodes || p.headroom_gpus ? h("li", {}, "headroom ", h("b", {}, `${p.headroom_nodes} nodes / ${p.headroom_gpus} GPUs`)) : null,
         )),
-      h("div", { class: "nodes" }, p.nodes.map(nodeCard)))));
+      h("div", { class: "nodes" }, p.nodes.map(nodeCard))))));
     const seen = new Map();
     for (const p of data) for (const n of p.nodes) for (const c of n.cells) {
       if (c.state === "used") seen.set(cellKey(c), c);

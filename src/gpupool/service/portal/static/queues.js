@@ -160,10 +160,12 @@
     const timeTicks = [];
     const nT = width < 500 ? 3 : 5;
     for (let i = 0; i <= nT; i++) timeTicks.push(x0 + ((x1 - x0) * i) / nT);
+    const span = x1 - x0;
     const fmtT = (t) => {
       const d = new Date(t * 1000);
-      return x1 - x0 > 86400 ? `${d.getMonth() + 1}/${d.getDate()} ${d.getHours()}h` :
-        d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      if (span > 86400) return `${d.getMonth() + 1}/${d.getDate()} ${d.getHours()}h`;
+      const opts = span < 900 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
+      return d.toLocaleTimeString([], opts);
     };
     const dots = pts.length <= 600 ? pts.map((p) =>
       svg("circle", { class: "pt", cx: x(p.at).toFixed(1), cy: y(p.allocated[r] || 0).toFixed(1), r: 2.2 },
@@ -180,7 +182,8 @@
       grid.map((v) => svg("g", { class: "grid" },
         svg("line", { x1: m.l, x2: width - m.r, y1: y(v), y2: y(v) }),
         svg("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmtQuantity(r, v)))),
-      timeTicks.map((t) => svg("text", { class: "tick", x: x(t), y: height - 8, "text-anchor": "middle" }, fmtT(t))),
+      timeTicks.map((t, i) => svg("text", { class: "tick", x: x(t), y: height - 8,
+        "text-anchor": i === 0 ? "start" : i === nT ? "end" : "middle" }, fmtT(t))),
       area ? svg("path", { class: "area-alloc", d: area }) : null,
       svg("path", { class: "line-pending", d: stepPath(pts, x, y, (p) => (p.allocated[r] || 0) + (p.pending[r] || 0)) }),
       svg("path", { class: "line-alloc", d: stepPath(pts, x, y, (p) => p.allocated[r] || 0) }),

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, h, poll, badge, ago, fmtTime } = GP;
+  const { api, h, poll, badge, ago, fmtTime, keepFocus } = GP;
   const form = document.getElementById("filters");
   const body = document.querySelector("#workloads tbody");
   const count = document.getElementById("count");
@@ -35,7 +35,8 @@
     const shown = text
       ? rows.filter((w) => [w.id, w.name, w.entrypoint, w.reason, w.user, w.queue].some((s) => (s || "").toLowerCase().includes(text)))
       : rows;
-    const key = JSON.stringify(shown.map((w) => [w.id, w.state, w.reason, w.queue]));
+    // The time (to 10 s) is part of the key so that "submitted … ago" stays current.
+    const key = JSON.stringify([Math.floor(Date.now() / 10000), shown.map((w) => [w.id, w.state, w.reason, w.queue])]);
     count.textContent = `${shown.length} workload${shown.length === 1 ? "" : "s"}` + (shown.length !== rows.length ? ` of ${rows.length}` : "");
     if (key === lastKey) return;
     lastKey = key;
@@ -43,8 +44,8 @@
       body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No workloads match.")));
       return;
     }
-    body.replaceChildren(...shown.map((w) => h("tr", { dataset: { id: w.id, state: w.state } },
-      h("td", { "data-label": "ID" }, h("a", { href: `/portal/workloads/${encodeURIComponent(w.id)}` }, w.id)),
+    keepFocus(() => body.replaceChildren(...shown.map((w) => h("tr", { dataset: { id: w.id, state: w.state } },
+      h("td", { "data-label": "ID" }, h("a", { href: `/portal/workloads/${encodeURIComponent(w.id)}`, id: "wl-" + w.id }, w.id)),
       h("td", { "data-label": "Name" }, w.name),
       h("td", { "data-label": "State" }, badge(w.state)),
       h("td", { "data-label": "Queue" }, w.queue || "–"),
@@ -52,7 +53,7 @@
       h("td", { "data-label": "GPUs", class: "num" }, w.gpus),
       h("td", { "data-label": "Submitted", title: fmtTime(w.submitted_at) }, ago(w.submitted_at)),
       h("td", { "data-label": "Reason", class: "reason" }, w.reason),
-    )));
+    ))));
   }
 
   async function load() {
