@@ -9,6 +9,7 @@ from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.config_cmd import config_app
 from gpupool.cli.scenario_cmd import scenario_app
 from gpupool.cli.service_cmd import service_app, token_app
+from gpupool.cli.sim_cmd import sim_app
 
 app = typer.Typer(
     name="gpupool",
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(bench_app, name="bench")
+app.add_typer(sim_app, name="sim")
 app.add_typer(service_app)  # up, submit, status, list, logs, cancel, why, queues, nodes
 app.add_typer(token_app, name="token")
 
