@@ -116,6 +116,9 @@ def test_preemption_appears_live_with_chart_and_node_map(portal, open_page):
     shot(watcher, "workloads-preemption")
     page.wait_for_selector("#w-state:has-text('running')", timeout=20_000)
     shot(page, "workload-running-after-preemption")
+    page.goto(f"{portal.url}/portal/workloads/{hogs[0]}")  # alice's: not bob's to see
+    page.wait_for_selector("#w-error:has-text('no workload')")
+    assert page.locator("#cancel").is_hidden()
 
     victim = watcher.locator(
         "#workloads tbody tr[data-state=preempting] a, #workloads tbody tr[data-state=preempted] a"

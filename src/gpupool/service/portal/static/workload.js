@@ -39,7 +39,10 @@
     const key = JSON.stringify(w.history);
     if (key !== lastTimeline) {
       lastTimeline = key;
-      document.getElementById("timeline").replaceChildren(...w.history.map((t) => h("li", { class: "st-" + t.new },
+      const submitted = h("li", { class: "st-pending" },
+        h("time", { datetime: new Date(w.submitted_at * 1000).toISOString() }, fmtTime(w.submitted_at)), " ",
+        badge("pending"), h("div", { class: "reason" }, `submitted by ${w.user}`));
+      document.getElementById("timeline").replaceChildren(submitted, ...w.history.map((t) => h("li", { class: "st-" + t.new },
         h("time", { datetime: new Date(t.at * 1000).toISOString() }, fmtTime(t.at)), " ",
         t.old ? [badge(t.old), " → "] : "", badge(t.new),
         h("div", { class: "reason" }, t.reason))));
