@@ -278,6 +278,7 @@ class App:
         "state",
         "submitted",
         "tags",
+        "top_priority",
         "user",
     )
 
@@ -305,13 +306,16 @@ class App:
         self.allocations: dict[str, Allocation] = {}
         self.running = False  # counts against maxapplications
         self.submitted = float("inf")  # earliest creation time of any ask or allocation
+        self.top_priority: int | None = None  # highest pending ask priority; None = recompute
 
     def submission_time(self) -> float:
         """The earliest creation time of any of its asks or allocations (YuniKorn's FIFO key)."""
         return self.submitted
 
     def max_priority(self) -> int:
-        return max((a.priority for a in self.asks.values()), default=0)
+        if self.top_priority is None:
+            self.top_priority = max((a.priority for a in self.asks.values()), default=0)
+        return self.top_priority
 
     def required_asks(self) -> list[Ask]:
         return [a for a in self.asks.values() if not a.elastic]

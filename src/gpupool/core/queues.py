@@ -98,6 +98,7 @@ class Queue:
         "sort_policy",
         "sort_priority",
         "submit_acl",
+        "version",
     )
 
     def __init__(
@@ -117,6 +118,7 @@ class Queue:
         self.pending_prio: Counter[int] = Counter()  # leaf: priorities of pending asks
         self._prio: int | None = None  # cached dynamic priority; None = recompute
         self.running_apps = 0
+        self.version = 0  # bumped when asks are added: the scheduler's quiet-leaf skip
         self.apps: dict[str, App] = {}
         self.apply(settings)
 
@@ -205,6 +207,7 @@ class Queue:
             q = q.parent
 
     def add_pending(self, res: Resources, priority: int) -> None:
+        self.version += 1
         self.pending_prio[priority] += 1
         q: Queue | None = self
         while q is not None:

@@ -97,6 +97,10 @@ class Scheduler:
         # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
         self._shape_failed: dict[tuple[object, ...], Reason] = {}
         self._run_limits: dict[str, bool] = {}
+        # Bumped whenever room may have appeared (a release, a node, a dropped hold, a new
+        # config): leaves skipped as quiet are looked at again.
+        self._epoch = 0
+        self._quiet: dict[str, tuple[int, int, list[tuple[App, list[Ask]]]]] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -141,6 +145,7 @@ class Scheduler:
             if app.queue is not None:
                 self._app_limits[app.id] = applicable(app.queue, app.user, app.groups)
         self._run_limits.clear()
+        self._epoch += 1
         return changes
 
     def _reindex(self, scorer: NodeScorer) -> None:
@@ -157,6 +162,7 @@ class Scheduler:
             raise SchedulerError(f"node {spec.name!r} is already registered")
         node = Node(spec.name, spec.capacity, spec.labels, spec.schedulable)
         self.nodes[node.name] = node
+        self._epoch += 1
         if node.schedulable:
             add_into(self.capacity, node.capacity)
             self.index.add(node)
@@ -167,6 +173,7 @@ class Scheduler:
         if node.schedulable == schedulable:
             return
         node.schedulable = schedulable
+        self._epoch += 1
         if schedulable:
             add_into(self.capacity, node.capacity)
             self.index.add(node)
@@ -340,6 +347,7 @@ class Scheduler:
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
         self.asks[ask_id] = ask
+        app.top_priority = None
         if self._observe is not None:
             self._observe(ask.resources)
         app.submitted = min(app.submitted, created)
@@ -360,9 +368,11 @@ class Scheduler:
         ask = self.asks.pop(ask_id, None)
         if ask is None:
             raise SchedulerError(f"unknown pending ask {ask_id!r}")
+        self._epoch += 1  # a withdrawn ask may unblock others (maxapplications, gang order)
         self._drop_reservation(ask)
         app = ask.app
         del app.asks[ask_id]
+        app.top_priority = None
         self._ask_order.pop(app.id, None)
         assert app.queue is not None
         app.queue.remove_pending(ask.resources, ask.priority)
@@ -443,6 +453,7 @@ class Scheduler:
         alloc = self.allocations.get(alloc_id)
         if alloc is None:
             raise SchedulerError(f"unknown allocation {alloc_id!r}")
+        self._epoch += 1
         self._detach(alloc)
         if alloc.preempted:
             alloc.queue.remove_preempting(alloc.counted)
@@ -550,6 +561,8 @@ class Scheduler:
             else:
                 app.gang_released = True
                 self._ask_order.pop(app.id, None)
+                if app.queue is not None:
+                    app.queue.version += 1
 
     # 2. reserved asks --------------------------------------------------------------------
 
@@ -585,6 +598,7 @@ class Scheduler:
 
     def _drop_reservation(self, ask: Ask) -> None:
         if ask.reserved_node is not None:
+            self._epoch += 1
             node = self.nodes.get(ask.reserved_node)
             if node is not None:
                 node.unhold(ask.id)
@@ -601,12 +615,28 @@ class Scheduler:
         exhausted: set[str] = set()
         heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
         self._shape_failed = {}
+        # A leaf that placed nothing last time, with nothing freed and nothing new since, would
+        # place nothing again: skip it (its asks keep their reasons) but let its failures try
+        # preemption, which time alone can make possible.
+        for path, (epoch, version, units) in list(self._quiet.items()):
+            leaf = self.queues.get(path)
+            if leaf is None or epoch != self._epoch or version != leaf.version:
+                del self._quiet[path]
+                continue
+            exhausted.add(path)
+            failed.extend(units)
+        placed_in: set[str] = set()
         while True:
             leaf = self._next_leaf(self.root, exhausted)
             if leaf is None:
                 return
-            if not self._allocate_leaf(leaf, heaps, now, result, tried, failed):
+            before = len(failed)
+            if self._allocate_leaf(leaf, heaps, now, result, tried, failed):
+                placed_in.add(leaf.path)
+            else:
                 exhausted.add(leaf.path)
+                if leaf.path not in placed_in:
+                    self._quiet[leaf.path] = (self._epoch, leaf.version, failed[before:])
 
     def _next_leaf(self, q: Queue, exhausted: set[str]) -> Queue | None:
         if q.pending_asks <= 0 or q.path in exhausted:
@@ -966,6 +996,7 @@ class Scheduler:
         )
         del self.asks[ask.id]
         del app.asks[ask.id]
+        app.top_priority = None
         app.queue.remove_pending(ask.resources, ask.priority)
         self._attach(alloc)
         self._assigned[alloc.id] = ask
@@ -978,6 +1009,7 @@ class Scheduler:
         app = ask.app
         self.asks[ask.id] = ask
         app.asks[ask.id] = ask
+        app.top_priority = None
         assert app.queue is not None
         app.queue.add_pending(ask.resources, ask.priority)
 
@@ -1004,6 +1036,22 @@ class Scheduler:
 
     def _phase_preempt(self, now: float, result: CycleResult, failed: list[tuple[App, list[Ask]]]) -> None:
         if not failed:
+            return
+        if not self.preemption_enabled and not self.elastic:
+            # Say so on each waiting ask, cheaply: one annotated reason per distinct reason.
+            noted: dict[int, Reason] = {}
+            for _, asks in failed:
+                for ask in asks:
+                    r = ask.reason
+                    if r is None or "preemption cannot help" in r.message:
+                        continue
+                    if id(r) not in noted:
+                        noted[id(r)] = Reason(
+                            r.code,
+                            f"{r.message}; preemption cannot help: preemption is disabled in this partition",
+                            r.hint,
+                        )
+                    ask.reason = noted[id(r)]
             return
         preemptor = Preemptor(self, now)
         attempts: dict[str, int] = {}
