@@ -105,9 +105,8 @@ def resume_from() -> Path | None:
 
 def placement_group() -> Any:
     """This workload's Ray placement group (connects to Ray with ``ray.init()`` if needed)."""
-    from ray.util.placement_group import PlacementGroup
-
     import ray
+    from ray.util.placement_group import PlacementGroup
 
     pg_id = os.environ.get(ENV_PLACEMENT_GROUP_ID)
     if not pg_id:

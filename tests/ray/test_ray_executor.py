@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from raytest_support import CHECKPOINTING, GANG, Watcher, clock, python, workload, write
 
-import ray
 from gpupool.adapters.ray.cluster import LocalRayCluster, parse_cluster_spec
 from gpupool.adapters.ray.executor import RayExecutor
 from gpupool.engine.model import WorkloadState

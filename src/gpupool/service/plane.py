@@ -229,6 +229,9 @@ class ControlPlane:
         for row in self.journal.active():
             w = workload_from_row(row)
             self.recovered[w.id] = self._restore(driver, w, row.queue, now, adopt=True)
+        reap = getattr(self.executor, "reap_orphans", None)
+        if reap is not None:  # jobs of workloads the database no longer calls live
+            reap(keep={w.id for w in driver.workloads.values() if not w.terminal})
         if self.recovered:
             log.info("recovered %d workloads: %s", len(self.recovered), Counter(self.recovered.values()))
 

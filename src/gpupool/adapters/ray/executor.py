@@ -137,9 +137,8 @@ class RayExecutor:
             # A local cluster lives on 127.0.0.1: keep Ray from resolving that to this machine's
             # IP (see cluster._raystart); child processes inherit the setting.
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-        from ray._private import ray_constants
-
         import ray
+        from ray._private import ray_constants
 
         if host in LOOPBACK:
             ray_constants.ENABLE_RAY_CLUSTER = False

@@ -162,9 +162,8 @@ class JobSupervisor:
     # ------------------------------------------------------------------ internals
 
     def _env(self, gpu_ids: list[int], ckpt_dir: Path) -> dict[str, str]:
-        from ray._private.utils import remove_ray_internal_flags_from_env
-
         import ray
+        from ray._private.utils import remove_ray_internal_flags_from_env
 
         env = dict(os.environ)
         remove_ray_internal_flags_from_env(env)  # ours are a Ray worker's; the job is a driver
