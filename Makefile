@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: install
-	$(BIN)/gpupool scenario run ../shared/scenarios/*.yaml tests/scenarios/*.yaml
+	$(BIN)/gpupool up
 
 test: install
 	$(BIN)/ruff check src tests

@@ -9,9 +9,11 @@ re-adopted. Ray is imported here, lazily, and nowhere else in the service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -32,16 +34,35 @@ def serve(
     *,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Run the HTTP server until interrupted (uvicorn handles SIGINT/SIGTERM)."""
+    """Run the HTTP server until SIGINT or SIGTERM, then shut it down gracefully."""
     app = create_app(settings, executor, config=config, on_ready=on_ready)
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
     )
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True  # a second Ctrl-C stops waiting for open connections
+        if server.started and getattr(stop, "again", False):
+            server.force_exit = True
+        stop.again = True  # type: ignore[attr-defined]
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     write_server_file(settings)
     try:
         server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         settings.server_file.unlink(missing_ok=True)
+
+
+class _QuietServer(uvicorn.Server):
+    """Uvicorn re-raises Ctrl-C after shutting down, which prints a traceback; we handle the
+    signals ourselves (``serve``) and shut down through ``should_exit`` instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def write_server_file(settings: ServiceSettings) -> None:

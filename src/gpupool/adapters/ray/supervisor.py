@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -167,6 +168,9 @@ class JobSupervisor:
 
         env = dict(os.environ)
         remove_ray_internal_flags_from_env(env)  # ours are a Ray worker's; the job is a driver
+        # `python` in an entrypoint is the cluster's own Python (where gpupool and ray live).
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         cfg = self.config
         env.update({str(k): str(v) for k, v in (cfg.get("env") or {}).items()})
         env.update(
