@@ -85,6 +85,7 @@ class _Virtual:
     itype: InstanceType
     free: Resources
     new: bool
+    ready: bool = False  # free room on a ready node (``ready_room``), not a booting or new one
 
 
 def _offer_key(itype: InstanceType, prefs: Sequence[str]) -> tuple[int, float, str, str]:
@@ -118,9 +119,16 @@ def plan_capacity(
     demand: Sequence[Demand],
     blocked: set[tuple[str, str, str]],
     now: float,
+    *,
+    ready_room: bool = False,
 ) -> CapacityPlan:
     """Decide scale-ups and scale-downs. ``blocked`` holds (pool, instance type, region) offers
-    that failed lately."""
+    that failed lately.
+
+    ``ready_room``: demand first takes free room on ready nodes too (as Ray's autoscaler packs
+    its resource demand onto every node's available resources). Only useful when ``demand``
+    holds asks the scheduler could not place for other reasons than room (quota-blocked ones):
+    room-blocked demand does not fit the ready nodes by definition. Off by default."""
     plan = CapacityPlan()
     by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
     for n in nodes:
@@ -136,6 +144,13 @@ def plan_capacity(
         for n in by_pool[p.name]
         if n.state == "booting"
     ]
+    if ready_room:
+        virtual += [
+            _Virtual(n.pool, n.instance_type, dict(n.free), False, ready=True)
+            for p in pools
+            for n in by_pool[p.name]
+            if n.state == "ready"
+        ]
 
     def add(pool: NodePool, itype: InstanceType, n: int, why: str, workload: str | None) -> None:
         key = (pool.name, itype.name)
@@ -168,9 +183,11 @@ def plan_capacity(
     # Headroom: idle (or booting and not spoken for) nodes and GPUs kept warm per pool.
     for pool in pools:
         idle_nodes = sum(1 for n in by_pool[pool.name] if n.state == "ready" and n.idle_since is not None)
-        idle_nodes += sum(1 for v in virtual if v.pool == pool.name and v.free == v.itype.capacity())
+        idle_nodes += sum(
+            1 for v in virtual if v.pool == pool.name and not v.ready and v.free == v.itype.capacity()
+        )
         idle_gpus = sum(gpu_count(n.free) for n in by_pool[pool.name] if n.state == "ready")
-        idle_gpus += sum(gpu_count(v.free) for v in virtual if v.pool == pool.name)
+        idle_gpus += sum(gpu_count(v.free) for v in virtual if v.pool == pool.name and not v.ready)
         cheapest = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
         offers = [
             t

@@ -103,6 +103,7 @@ class Autoscaler:
     idle_gpu_seconds: float = 0.0
     cost: float = 0.0
     _last: float | None = None
+    _rates: tuple[int, int, int, float] = (0, 0, 0, 0.0)  # nodes, GPUs, idle GPUs, cost/h
     # Compaction: every ``compaction_interval`` seconds, move at most ``compaction_budget``
     # checkpointable workloads to free whole nodes (0 = off).
     compaction_budget: int = 0
@@ -110,6 +111,14 @@ class Autoscaler:
     draining: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # node -> (purpose, app)
     moves: int = 0
     _next_compaction: float = 0.0
+    # Which waiting asks count as demand: "needs-node" (default) only those a new node would let
+    # run (no-node, gang-waiting); "all" every waiting ask, quota-blocked ones too, packed first
+    # onto the free room of ready nodes (a Ray-autoscaler-like baseline for the benchmarks).
+    demand: str = "needs-node"
+
+    def __post_init__(self) -> None:
+        if self.demand not in ("needs-node", "all"):
+            raise ValueError(f"unknown demand mode {self.demand!r} (expected needs-node or all)")
 
     def observe(self, driver: Driver, now: float) -> None:
         """Before the scheduling cycles: nodes that booted join, failed launches are recorded."""
@@ -125,7 +134,14 @@ class Autoscaler:
             self._next_compaction = now + self.compaction_interval
             self._compact(driver, now)
         blocked = {k for k, until in self.blocked.items() if until > now}
-        plan = plan_capacity(self.pools, self.nodes.values(), self._demand(driver), blocked, now)
+        plan = plan_capacity(
+            self.pools,
+            self.nodes.values(),
+            self._demand(driver),
+            blocked,
+            now,
+            ready_room=self.demand == "all",
+        )
         self.last_plan = plan
         for up in plan.scale_up:
             for _ in range(up.count):
@@ -142,6 +158,7 @@ class Autoscaler:
             node.state = "terminating"
             driver.journal.event(None, now, "scale-down", f"{down.node}: {down.reason}")
             self.provider.terminate(down.node, now)
+        self._snapshot(driver)
         return plan
 
     # ------------------------------------------------------------------ events
@@ -197,10 +214,14 @@ class Autoscaler:
                 node.idle_since = now
 
     def _demand(self, driver: Driver) -> list[Demand]:
-        """Waiting workloads that a new node would let run, in the order they were submitted."""
+        """Waiting workloads that a new node would let run (with ``demand="all"``: every waiting
+        workload), in the order they were submitted."""
         by_app: dict[str, list[object]] = {}
+        every = self.demand == "all"
         for ask in driver.core.asks.values():
-            if ask.reason is None or ask.reason.code not in _NEEDS_NODE or ask.reserved_node is not None:
+            if ask.reserved_node is not None:
+                continue
+            if not every and (ask.reason is None or ask.reason.code not in _NEEDS_NODE):
                 continue
             by_app.setdefault(ask.app.id, []).append(ask)
         out: list[Demand] = []
@@ -212,18 +233,32 @@ class Autoscaler:
         return out
 
     def _account(self, driver: Driver, now: float) -> None:
+        """Add the time since the last tick at the rates in force since then: the pool as the last
+        ``act`` left it (nodes, GPUs, idle GPUs, cost), not as this tick's observations left it
+        (a job that finished at ``now`` held its GPUs until ``now``)."""
         if self._last is not None and now > self._last:
             dt = now - self._last
-            for node in self.nodes.values():
-                if node.state in ("booting", "ready", "terminating"):
-                    itype = node.instance_type
-                    self.node_seconds += dt
-                    self.gpu_seconds += dt * itype.gpus
-                    self.cost += dt / 3600.0 * itype.hourly_cost
-                    core_node = driver.core.nodes.get(node.name)
-                    free = itype.gpus if core_node is None else max(0, core_node.free_gpus())
-                    self.idle_gpu_seconds += dt * free
+            nodes, gpus, idle, cost = self._rates
+            self.node_seconds += dt * nodes
+            self.gpu_seconds += dt * gpus
+            self.idle_gpu_seconds += dt * idle
+            self.cost += dt / 3600.0 * cost
         self._last = now
+
+    def _snapshot(self, driver: Driver) -> None:
+        """The accounting rates from now until the next tick: every node launched and not yet
+        gone counts (booting ones too); a GPU is idle when nothing is allocated on it (every GPU
+        of a booting node is)."""
+        nodes = gpus = idle = 0
+        cost = 0.0
+        for node in self.nodes.values():
+            itype = node.instance_type
+            nodes += 1
+            gpus += itype.gpus
+            cost += itype.hourly_cost
+            core_node = driver.core.nodes.get(node.name)
+            idle += itype.gpus if core_node is None else max(0, core_node.free_gpus())
+        self._rates = (nodes, gpus, idle, cost)
 
     # ------------------------------------------------------------------ compaction
 
