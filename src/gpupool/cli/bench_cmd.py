@@ -112,6 +112,7 @@ def pack(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
     with progress:
         task = progress.add_task(f"{policy} seed {seed_list[0]}", total=len(seed_list) * 1000)
