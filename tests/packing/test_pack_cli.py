@@ -130,3 +130,10 @@ def test_bad_row_and_skipping(small_trace: tuple[Path, Path], write_pods: Writer
     assert result.exit_code == 0, result.output
     assert "Skipped 1 bad row(s)" in result.stderr
     assert json.loads(result.stdout)["seeds"] == [1]
+
+
+def test_nodes_without_gpus(write_nodes: Writer, small_trace: tuple[Path, Path]) -> None:
+    _, pods = small_trace
+    nodes = write_nodes(["cpu-1,32000,65536,0,"], name="cpu_nodes.csv")
+    args = ["bench", "pack", "--nodes", str(nodes), "--pods", str(pods), "--policy", "fgd"]
+    _fails(args, "no node has a GPU")

@@ -167,3 +167,11 @@ def test_allocation_never_exceeds_capacity(small_trace) -> None:  # type: ignore
         assert result.alloc_pct.max() <= 100.0
         assert np.all(np.diff(result.alloc_pct) >= 0)
         assert result.alloc_pct[-1] <= result.arrived_pct[-1]
+
+
+def test_cpu_only_pods_are_not_inflated(write_nodes: Writer, write_pods: Writer) -> None:
+    nodes = load_nodes(write_nodes(["n1,64000,65536,1,T4"]))
+    pods = load_pods(write_pods([pod_row(f"c{i}", 1000, 1000, 0, 0) for i in range(5)]))
+    result = run_seed(nodes, pods, "gpupool", seed=1)
+    assert result.pods == 5
+    assert result.alloc_pct_at_100 is None and result.alloc_pct_at_130 is None

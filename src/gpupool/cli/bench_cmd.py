@@ -92,6 +92,8 @@ def pack(
             raise UnknownPolicyError(policy)
         node_table = load_nodes(nodes, skip_bad=skip_bad_rows)
         pod_table = load_pods(pods, skip_bad=skip_bad_rows)
+        if node_table.total_gpus == 0:
+            raise UsageProblem(f"{nodes}: no node has a GPU, so there is nothing to pack")
     except (UsageProblem, LoadError, UnknownPolicyError) as exc:
         raise _fail(str(exc)) from None
 

@@ -108,7 +108,7 @@ def workload_order(pods: PodTable, rng: np.random.Generator, ratio: float, capac
     request = pods.gpu_milli_total
     target = ratio * capacity_milli
     total = int(request.sum())
-    if total < target:
+    if total < target and (request > 0).any():  # (a list of CPU-only pods is never inflated)
         extra: list[int] = []
         while True:
             pick = int(base[rng.integers(len(base))])
@@ -116,8 +116,6 @@ def workload_order(pods: PodTable, rng: np.random.Generator, ratio: float, capac
                 break
             extra.append(pick)
             total += int(request[pick])
-            if len(extra) > 100 * len(base) + 1_000_000:
-                break  # only GPU-less pods: the target can never be reached
         order = np.concatenate([order, np.array(extra, dtype=np.int64)])
     elif total > target:
         kept = order.tolist()
@@ -396,7 +394,9 @@ def run_pack(
     *,
     progress: ProgressFn | None = None,
 ) -> PackResult:
-    """The experiment over ``seeds`` (validates the policy name before any work)."""
+    """The experiment over ``seeds`` (validates the policy name and the cluster before any work)."""
+    if nodes.total_gpus == 0:
+        raise ValueError(f"{nodes.file}: the nodes have no GPUs, so there is nothing to pack")
     cluster = cluster_in_order(nodes)
     make_policy(
         policy_name, PolicyContext(cluster.models, cluster.model_gpus, pods, np.random.default_rng(0))

@@ -349,6 +349,8 @@ def fragmentation_from_sums(
     For a typical pod that fits the node, the fragment is the free milli on GPUs too small for
     it; for one that does not fit (CPU, GPU count, GPU model) or asks no GPU, every free milli
     is a fragment. The node's fragmentation is the weighted sum over typical pods."""
+    if typical.thresholds.size == 0:  # only CPU-only shapes: every free milli is a fragment
+        return total * typical.weight.sum()
     gpu_shape = typical.level >= 0
     level = np.maximum(typical.level, 0)
     fits = gpu_shape & access & (usable[..., level] >= typical.num_gpu) & (cpu_free[..., None] >= typical.cpu)
