@@ -66,12 +66,13 @@ class LocalNode:
     gpus: int
     cpus: int
     memory: int
+    pool: str | None = None  # set for a node a node provider launched for a node pool
 
     def node_spec(self) -> NodeSpec:
         return NodeSpec(
             self.name,
             {"gpu": self.gpus, "vcore": self.cpus * 1000, "memory": self.memory},
-            {GPU_TYPE_LABEL: self.gpu_type},
+            {GPU_TYPE_LABEL: self.gpu_type} if self.gpu_type else {},
         )
 
 
@@ -222,10 +223,11 @@ class LocalRayCluster:
 
     def nodes(self) -> list[NodeSpec]:
         """The worker nodes whose Ray processes run, as core NodeSpecs (the head is not one)."""
+        procs = dict(self._procs)  # copies: a node provider adds and removes nodes from threads
         return [
             node.node_spec()
-            for name, node in self._nodes.items()
-            if name in self._procs and self._procs[name].popen.poll() is None
+            for name, node in list(self._nodes.items())
+            if name in procs and procs[name].popen.poll() is None
         ]
 
     def add_node(self, node: LocalNode | str) -> list[str]:
@@ -260,17 +262,20 @@ class LocalRayCluster:
     # ------------------------------------------------------------------ internals
 
     def _spawn_node(self, node: LocalNode) -> None:
-        resources = {
-            naming.node_resource(node.name): naming.NODE_RESOURCE_UNITS,
-            naming.GPU_TYPE_RESOURCE_PREFIX + node.gpu_type: node.gpus,
-        }
+        resources = {naming.node_resource(node.name): naming.NODE_RESOURCE_UNITS}
+        labels = {naming.NODE_LABEL: node.name}
+        if node.gpu_type:
+            resources[naming.GPU_TYPE_RESOURCE_PREFIX + node.gpu_type] = node.gpus
+            labels[naming.GPU_TYPE_LABEL] = node.gpu_type
+        if node.pool:
+            labels[naming.POOL_LABEL] = node.pool
         args = [
             f"--address={self.address}",
             f"--num-cpus={node.cpus}",
             f"--num-gpus={node.gpus}",
             f"--memory={node.memory}",
             f"--resources={json.dumps(resources)}",
-            f"--labels={naming.NODE_LABEL}={node.name},{naming.GPU_TYPE_LABEL}={node.gpu_type}",
+            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
         ]
         self._nodes[node.name] = node
         self._spawn(node.name, args)

@@ -19,7 +19,10 @@ for the reported path until the grace period (in the driver's ``now``) ends, the
 a multi-machine cluster); the next attempt gets the last one as ``resume_from()``.
 
 Nodes: ``poll`` reads Ray's node table (at most every ``node_poll_interval`` seconds) and reports
-``NodeUp``/``NodeDown`` by gpupool node name.
+``NodeUp``/``NodeDown`` by gpupool node name. A node with the ``gpupool.io/pool`` label was
+launched by a node provider (``provider.LocalRayProvider``) for a node pool: the autoscaler
+reports it to the driver, with its pool labels, once it has booted, and reports it gone, so
+the executor never does (nor lists it in ``nodes()``); it still pins bundles to it.
 
 Restart: supervisors and placement groups are detached, so after a control-plane restart
 ``adopt(workload)`` re-attaches to a running attempt by name, and ``reap_orphans`` removes what
@@ -64,6 +67,7 @@ class _RayNode:
     pin: str  # the resource a bundle asks a sliver of to land on this node
     spec: NodeSpec
     message: str = ""
+    managed: bool = False  # launched by a node provider: the autoscaler reports it
 
 
 @dataclass(slots=True)
@@ -291,7 +295,11 @@ class RayExecutor:
         """The live gpupool nodes of the Ray cluster, as core NodeSpecs, by name."""
         with self._lock:
             self._refresh_nodes(None, force=True)
-            return [n.spec for n in sorted(self._table.values(), key=lambda n: n.name) if n.alive]
+            return [
+                n.spec
+                for n in sorted(self._table.values(), key=lambda n: n.name)
+                if n.alive and not n.managed
+            ]
 
     def logs(self, workload_id: str) -> str:
         """The entrypoint's output, every attempt in order (headed ``--- attempt N ---`` if several)."""
@@ -590,12 +598,16 @@ class RayExecutor:
                 table[node.name] = node
         for name, old in self._table.items():
             if name not in table and old.alive:
-                table[name] = _RayNode(name, old.node_id, False, old.pin, old.spec, "left the cluster")
+                table[name] = _RayNode(
+                    name, old.node_id, False, old.pin, old.spec, "left the cluster", old.managed
+                )
         self._table = table
         if now is None:
             return
         self._last_nodes = now
         for name, node in sorted(table.items()):
+            if node.managed:
+                continue
             was = self._reported.get(name)
             if node.alive and was is not True:
                 self._outbox.append(NodeUp(node.spec))
@@ -641,7 +653,8 @@ def _parse_node(raw: dict[str, Any]) -> _RayNode | None:
         "memory": int(resources.get("memory", 0)),
     }
     spec = NodeSpec(name, capacity, {GPU_TYPE_LABEL: gpu_type} if gpu_type else {})
-    return _RayNode(name, str(raw.get("NodeID")), alive, pin, spec, str(raw.get("DeathReasonMessage") or ""))
+    message = str(raw.get("DeathReasonMessage") or "")
+    return _RayNode(name, str(raw.get("NodeID")), alive, pin, spec, message, naming.POOL_LABEL in labels)
 
 
 def _short(exc: BaseException) -> str:

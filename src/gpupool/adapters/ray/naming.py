@@ -29,6 +29,7 @@ NODE_RESOURCE_PREFIX = "gpupool.node."
 GPU_TYPE_RESOURCE_PREFIX = "gpu."
 NODE_LABEL = "gpupool.io/node"
 GPU_TYPE_LABEL = "gpupool.io/gpu-type"
+POOL_LABEL = "gpupool.io/pool"  # on nodes a node provider launched: the autoscaler reports them
 NODE_RESOURCE_UNITS = 1000
 PIN_AMOUNT = 0.001
 

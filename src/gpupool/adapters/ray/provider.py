@@ -1,0 +1,215 @@
+"""``LocalRayProvider``: the autoscaler's node provider on a local Ray cluster.
+
+A pool node is one more Ray worker node on this machine (``LocalRayCluster.add_node``), named
+as the autoscaler names it, declaring the instance type's GPUs as logical ``GPU`` resources of
+its GPU type, its vcore as logical CPUs (rounded up) and its memory as Ray's logical
+``memory`` resource. They are declared as given, not scaled down to this machine: Ray's CPUs
+and memory are bookkeeping, not limits, and the scheduling core places work by the instance
+type's capacity, so Ray must offer the same amounts or the placement groups would never fit.
+What a node really costs is its Ray processes (a raylet and its helpers, ~200 MB).
+
+The node carries the Ray label ``gpupool.io/pool``: the Ray executor leaves such nodes to the
+autoscaler (no ``NodeUp``/``NodeDown`` of its own), which reports the node to the driver with
+its pool, instance type and region labels once this provider says ``Booted``. So the core has
+one node per pool node, with the right labels, and no work lands on it before it has booted.
+
+Events (``poll``):
+
+* ``Booted``: the node's Ray processes run, Ray's node table lists it alive (when this process
+  is connected to Ray), and the boot delay has passed since the launch: the instance type's
+  ``boot_time``, or ``boot_delay`` when given (tests);
+* ``LaunchFailed(kind="boot-failure")``: the node did not start, or died before it booted;
+* ``Terminated``: after ``terminate``, once the node's processes are gone; also for a booted
+  node whose processes died without being asked (a lost machine), so the driver requeues what
+  ran there.
+
+Every call returns at once: starting and stopping a node take seconds, so they run on a few
+background threads and ``poll`` collects what they did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from gpupool.adapters.ray import naming
+from gpupool.adapters.ray.cluster import LocalNode, LocalRayCluster
+from gpupool.core.config import InstanceType
+from gpupool.engine.autoscaler import Booted, LaunchFailed, ProviderEvent, Terminated
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    pool: str
+    ready_at: float  # when the boot delay has passed
+    started: Future[list[str]]
+    stopping: Future[None] | None = None
+    booted: bool = False
+
+
+class LocalRayProvider:
+    """Launches and terminates pool nodes as Ray worker nodes of ``cluster`` (started already).
+
+    ``boot_delay``: seconds from a launch to ``Booted`` at the earliest; None (the default) uses
+    the instance type's ``boot_time``. ``boot_timeout``: seconds after that for Ray to list the
+    node alive, else the launch fails. ``workers``: background threads for starting and stopping
+    nodes.
+    """
+
+    def __init__(
+        self,
+        cluster: LocalRayCluster,
+        *,
+        boot_delay: float | None = None,
+        boot_timeout: float = 60.0,
+        workers: int = 4,
+    ) -> None:
+        self.cluster = cluster
+        self.boot_delay = boot_delay
+        self.boot_timeout = boot_timeout
+        self._nodes: dict[str, _Node] = {}
+        self._events: list[ProviderEvent] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpupool-provider")
+
+    # ------------------------------------------------------------------ NodeProvider port
+
+    def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None:
+        node = local_node(name, pool, itype)
+        delay = itype.boot_time if self.boot_delay is None else self.boot_delay
+        with self._lock:
+            if name in self._nodes:
+                self._events.append(LaunchFailed(name, "boot-failure", f"node {name} is launched already"))
+                return
+            self._nodes[name] = _Node(name, pool, now + delay, self._pool.submit(self.cluster.add_node, node))
+
+    def terminate(self, name: str, now: float) -> None:
+        with self._lock:
+            node = self._nodes.get(name)
+            if node is None:
+                self._events.append(Terminated(name))
+            elif node.stopping is None:
+                node.stopping = self._pool.submit(self._stop, node)
+
+    def poll(self, now: float) -> list[ProviderEvent]:
+        with self._lock:
+            out, self._events = self._events, []
+            running: set[str] | None = None
+            waiting: list[_Node] = []
+            for node in list(self._nodes.values()):
+                if node.stopping is not None:
+                    if node.stopping.done():
+                        del self._nodes[node.name]
+                        out.append(Terminated(node.name))
+                    continue
+                if not node.started.done():
+                    continue
+                error = node.started.exception()
+                if error is not None:
+                    del self._nodes[node.name]
+                    out.append(LaunchFailed(node.name, "boot-failure", _first_line(error)))
+                    self._pool.submit(self._forget, node.name)
+                    continue
+                if running is None:
+                    running = {n.name for n in self.cluster.nodes()}
+                if node.name not in running:  # its processes died
+                    del self._nodes[node.name]
+                    if node.booted:
+                        out.append(Terminated(node.name))
+                    else:
+                        out.append(
+                            LaunchFailed(node.name, "boot-failure", "its Ray node exited while booting")
+                        )
+                    self._pool.submit(self._forget, node.name)
+                    continue
+                if not node.booted and now >= node.ready_at:
+                    waiting.append(node)
+            if waiting:
+                alive = _alive_in_ray()
+                for node in waiting:
+                    if alive is None or node.name in alive:
+                        node.booted = True
+                        out.append(Booted(node.name))
+                    elif now >= node.ready_at + self.boot_timeout:
+                        del self._nodes[node.name]
+                        message = f"Ray did not list it alive within {self.boot_timeout:g}s"
+                        out.append(LaunchFailed(node.name, "boot-failure", message))
+                        self._pool.submit(self._forget, node.name)
+            return out
+
+    def next_time(self) -> float | None:
+        with self._lock:
+            due = [n.ready_at for n in self._nodes.values() if not n.booted and n.stopping is None]
+        return min(due) if due else None
+
+    # ------------------------------------------------------------------ beyond the port
+
+    def owned(self) -> list[str]:
+        """The nodes launched and not yet terminated, by name."""
+        with self._lock:
+            return sorted(self._nodes)
+
+    def close(self, *, stop_nodes: bool = True) -> None:
+        """Wait for starts and stops under way; with ``stop_nodes``, stop every node still owned."""
+        with self._lock:
+            nodes = list(self._nodes.values())
+            self._nodes.clear()
+        if stop_nodes:
+            for node in nodes:
+                if node.stopping is None:
+                    node.stopping = self._pool.submit(self._stop, node)
+        self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ background work
+
+    def _stop(self, node: _Node) -> None:
+        with contextlib.suppress(Exception):  # it never started: what is left of it goes below
+            node.started.result()
+        try:
+            self.cluster.remove_node(node.name)
+        except Exception:
+            log.exception("could not stop pool node %s", node.name)
+
+    def _forget(self, name: str) -> None:
+        try:
+            self.cluster.remove_node(name)  # reaps what is left of its process group
+        except Exception:
+            log.exception("could not clean up pool node %s", name)
+
+
+def local_node(name: str, pool: str, itype: InstanceType) -> LocalNode:
+    """The local Ray node of an instance type: its GPUs, vcore (whole CPUs) and memory, labelled."""
+    return LocalNode(
+        name,
+        itype.gpu_type or "",
+        itype.gpus,
+        max(1, math.ceil(itype.vcore / 1000)),
+        itype.memory,
+        pool=pool,
+    )
+
+
+def _alive_in_ray() -> set[str] | None:
+    """Names of the pool nodes Ray's node table has alive; None when not connected to Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    out: set[str] = set()
+    for raw in ray.nodes():
+        labels = raw.get("Labels") or {}
+        if raw.get("Alive") and naming.POOL_LABEL in labels:
+            out.add(str(labels.get(naming.NODE_LABEL)))
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,133 @@
+"""The local Ray node provider on the real local cluster: launch -> Booted -> terminate ->
+Terminated, and live autoscaling through the driver: a pool grows a Ray node for a waiting
+workload, the job runs there on the node's GPUs, and the idle node goes again.
+
+The pool's GPU type (L4) is one the session cluster has not, so only a pool node serves it;
+every node a test launches is gone when it ends (the cluster is shared by the session)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from raytest_support import clock, python, write
+
+from gpupool.adapters.ray.cluster import LocalRayCluster
+from gpupool.adapters.ray.executor import RayExecutor
+from gpupool.adapters.ray.provider import LocalRayProvider
+from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL
+from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.configparse import parse_config
+from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.scheduler import Scheduler
+from gpupool.engine.autoscaler import Autoscaler, Booted, ProviderEvent, Terminated
+from gpupool.engine.driver import Driver
+from gpupool.engine.model import TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.engine.ports import NodeUp
+
+GIB = 1024**3
+L4 = InstanceType("l4-local", "L4", 2, 2000, 4 * GIB, boot_time=3.0)
+CONFIG = {
+    "partitions": [
+        {"name": "default", "queues": [{"name": "root", "submitacl": "*", "queues": [{"name": "a"}]}]}
+    ]
+}
+
+SHOW_GPUS = """
+import os, time
+from gpupool import runtime
+print("GPUS", runtime.node(), runtime.gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
+time.sleep(3)
+"""
+
+
+@pytest.fixture
+def provider(cluster: LocalRayCluster) -> Iterator[LocalRayProvider]:
+    p = LocalRayProvider(cluster)
+    try:
+        yield p
+    finally:
+        p.close()  # stops whatever a failed test left running
+
+
+def events_until(
+    provider: LocalRayProvider, done: Callable[[ProviderEvent], bool], timeout: float = 60.0
+) -> list[ProviderEvent]:
+    seen: list[ProviderEvent] = []
+    deadline = clock() + timeout
+    while not any(done(e) for e in seen):
+        assert clock() < deadline, f"no matching event within {timeout}s; saw {seen}"
+        seen.extend(provider.poll(clock()))
+        time.sleep(0.1)
+    return seen
+
+
+def test_launch_boots_after_the_delay_then_terminate(
+    provider: LocalRayProvider, executor: RayExecutor, cluster: LocalRayCluster
+):
+    provider.boot_delay = 2.0
+    t0 = clock()
+    provider.launch("l4", L4, "l4-test-0001", t0)
+    assert clock() - t0 < 0.5  # returns at once; the node starts in the background
+    assert provider.poll(clock()) == []
+    seen = events_until(provider, lambda e: isinstance(e, Booted))
+    assert seen == [Booted("l4-test-0001")]
+    assert clock() - t0 >= 2.0
+    assert "l4-test-0001" in {n.name for n in cluster.nodes()}
+    # The executor pins work there but leaves reporting the node to the autoscaler.
+    assert "l4-test-0001" not in {n.name for n in executor.nodes()}
+    time.sleep(0.6)  # past the executor's node poll interval
+    up = [o.node.name for o in executor.poll(clock()) if isinstance(o, NodeUp)]
+    assert "l4-test-0001" not in up and up  # the static nodes, and only those
+
+    provider.terminate("l4-test-0001", clock())
+    seen = events_until(provider, lambda e: isinstance(e, Terminated))
+    assert seen == [Terminated("l4-test-0001")]
+    assert "l4-test-0001" not in {n.name for n in cluster.nodes()}
+    assert provider.owned() == []
+
+
+def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
+    provider: LocalRayProvider, executor: RayExecutor, cluster: LocalRayCluster, tmp_path: Path
+):
+    pool = NodePool("l4", (L4,), min=0, max=1, idle_timeout=2.0)
+    scaler = Autoscaler((pool,), provider)
+    driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
+    t0 = clock()
+
+    def tick_until(done: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = clock() + timeout
+        while not done():
+            assert clock() < deadline and w.state != WorkloadState.FAILED, driver.why(w.id)
+            driver.tick(clock() - t0)
+            time.sleep(0.2)
+
+    script = write(tmp_path, "gpus", SHOW_GPUS)
+    group = TaskGroup("worker", 1, {"gpu": 2, "vcore": 1000, "memory": GIB}, gpu_types=("L4",))
+    w = driver.submit(
+        WorkloadSpec(name="on-l4", queue="root.a", task_groups=(group,), entrypoint=python(script)),
+        now=clock() - t0,
+    )
+    tick_until(lambda: bool(scaler.nodes))
+    [name] = scaler.nodes
+    assert scaler.nodes[name].state == "booting" and name not in driver.core.nodes
+    tick_until(lambda: w.state == WorkloadState.RUNNING)
+    assert w.placement == {"worker-0": name}
+    node = driver.core.nodes[name]
+    assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    assert [a.outcome for a in scaler.history(w.id)] == ["launching", "booted"]
+    boot = next(a for a in scaler.attempts if a.outcome == "booted")
+    assert boot.at - scaler.attempts[0].at >= L4.boot_time
+
+    tick_until(lambda: w.state == WorkloadState.SUCCEEDED)
+    assert scaler.nodes[name].state == "ready"  # never taken away while the job ran
+    finished = clock() - t0
+    assert f"GPUS {name} [0, 1] 0,1" in executor.logs(w.id)
+
+    tick_until(lambda: name not in driver.core.nodes and not scaler.nodes, timeout=30)
+    assert clock() - t0 - finished >= pool.idle_timeout - 0.5
+    assert name not in {n.name for n in cluster.nodes()}
+    assert provider.owned() == []
