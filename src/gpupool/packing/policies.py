@@ -405,10 +405,10 @@ def fragmentation_after(nodes: NodeState, pod: PodRequest, typical: TypicalPods)
     return np.where(free >= m, frag, np.inf)
 
 
-def _sigmoid_score(delta: np.ndarray) -> np.ndarray:
+def _sigmoid_score(delta: np.ndarray, scale: float = 1000.0) -> np.ndarray:
     """The simulator's int64(sigmoid(delta / 1000) * 100); delta = fragmentation decrease."""
     with np.errstate(over="ignore"):
-        return np.trunc(1.0 / (1.0 + np.exp(-delta / 1000.0)) * MAX_NODE_SCORE)
+        return np.trunc(1.0 / (1.0 + np.exp(-delta / scale)) * MAX_NODE_SCORE)
 
 
 def fgd_scores(nodes: NodeState, pod: PodRequest, typical: TypicalPods) -> Scores:
@@ -533,8 +533,8 @@ def gpupool_scores(nodes: NodeState, pod: PodRequest, model: WorkloadModel) -> S
     """gpupool's default packing score (docs/packing.md).
 
     The node score is FGD's: sigmoid of the fragmentation decrease, truncated to an integer so
-    that near-equal nodes tie and go to the first node. Three terms join FGD's fragmentation
-    change (all in milli-GPU): the change in GPU stranded by exhausted CPU or memory, and a
+    that near-equal nodes tie and go to the first node. Two terms join FGD's fragmentation
+    change (all in milli-GPU): the decrease in GPU stranded by exhausted CPU or memory, and a
     charge for using GPUs of a model that model-constrained pods need. For a shared-GPU pod
     the hole it leaves comes first: GPUs are ranked by the expected waste the placement
     removes (``hole_waste``), in steps of HOLE_STEP, and only then by the node score."""
@@ -551,12 +551,10 @@ def gpupool_scores(nodes: NodeState, pod: PodRequest, model: WorkloadModel) -> S
         STRANDED_WEIGHT * (stranded_before - stranded_after) - SCARCITY_WEIGHT * pod.gpu_total * scarce
     )
     if after.ndim == 1:
-        return Scores(
-            _sigmoid_score((before - after + node_terms) * (1000.0 / GPUPOOL_SCALE)), _no_gpu(len(nodes))
-        )
+        return Scores(_sigmoid_score(before - after + node_terms, GPUPOOL_SCALE), _no_gpu(len(nodes)))
     fits = np.isfinite(after)
     delta = np.where(fits, before[:, None] - after + node_terms[:, None], 0.0)
-    node_score = _sigmoid_score(delta * (1000.0 / GPUPOOL_SCALE))
+    node_score = _sigmoid_score(delta, GPUPOOL_SCALE)
     hole_gain = model.hole_waste[free] - model.hole_waste[np.maximum(free - pod.gpu_milli, 0)]
     key = np.where(fits, np.floor(hole_gain / HOLE_STEP) * 1000.0 + node_score, -np.inf)
     gpu = np.argmax(key, axis=1)
