@@ -55,8 +55,11 @@ def test_human_output_and_report(files: list[str], tmp_path: Path) -> None:
     assert "gpupool" in result.stdout
     page = report.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    assert "<svg" in page and "polyline" in page
+    assert page.count("<svg") == 2  # the whole curve and a zoom on 80-100% allocated
+    assert "polyline" in page
     assert "gpupool" in page and "1.5" in page
+    embedded = page.split('<script type="application/json" id="result">')[1].split("</script>")[0]
+    assert json.loads(embedded)["seeds"] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(

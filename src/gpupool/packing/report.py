@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,60 +35,92 @@ def mean_curve(result: PackResult) -> tuple[np.ndarray, np.ndarray]:
     return xs, np.array([np.mean(sums[int(x)]) for x in xs])
 
 
-def _polyline(xs: Sequence[float], ys: Sequence[float], x_max: float, colour: str, width: float) -> str:
-    plot_w = _WIDTH - _LEFT - _RIGHT
-    plot_h = _HEIGHT - _TOP - _BOTTOM
-    points = " ".join(
-        f"{_LEFT + plot_w * x / x_max:.1f},{_TOP + plot_h * (1 - y / 100):.1f}"
-        for x, y in zip(xs, ys, strict=True)
+@dataclass(frozen=True)
+class _Frame:
+    """Axis ranges of a chart, and the mapping from percents to SVG coordinates."""
+
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+
+    def x(self, value: float) -> float:
+        return _LEFT + (_WIDTH - _LEFT - _RIGHT) * (value - self.x_lo) / (self.x_hi - self.x_lo)
+
+    def y(self, value: float) -> float:
+        return _TOP + (_HEIGHT - _TOP - _BOTTOM) * (1 - (value - self.y_lo) / (self.y_hi - self.y_lo))
+
+
+def _polyline(
+    frame: _Frame, clip: str, xs: Sequence[float], ys: Sequence[float], colour: str, width: float
+) -> str:
+    points = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in zip(xs, ys, strict=True))
+    return (
+        f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" clip-path="url(#{clip})" '
+        f'points="{points}"/>'
     )
-    return f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{points}"/>'
 
 
-def svg_chart(result: PackResult) -> str:
+def svg_chart(result: PackResult, *, zoom: bool = False) -> str:
     """Allocated % (y) against arrived % (x): one thin line per seed, the mean in bold, and the
-    diagonal (everything that arrived is allocated)."""
+    diagonal (everything that arrived is allocated). ``zoom``: only allocated 80-100%."""
     x_max = max(130.0, *(float(s.arrived_pct.max(initial=0)) for s in result.per_seed))
     x_max = float(np.ceil(x_max / 10) * 10)
-    plot_w = _WIDTH - _LEFT - _RIGHT
-    plot_h = _HEIGHT - _TOP - _BOTTOM
+    frame = _Frame(60.0, x_max, 80.0, 100.0) if zoom else _Frame(0.0, x_max, 0.0, 100.0)
+    clip = "clip-zoom" if zoom else "clip-full"
+    left, right, top, bottom = (
+        frame.x(frame.x_lo),
+        frame.x(frame.x_hi),
+        frame.y(frame.y_hi),
+        frame.y(frame.y_lo),
+    )
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" '
         f'viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" aria-label="allocated versus arrived GPU percent">',
-        f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#999"/>',
+        f'<defs><clipPath id="{clip}"><rect x="{left}" y="{top}" width="{right - left}" '
+        f'height="{bottom - top}"/></clipPath></defs>',
+        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+        'fill="#fff" stroke="#999"/>',
     ]
-    for tick in range(0, int(x_max) + 1, 10):
-        x = _LEFT + plot_w * tick / x_max
-        parts.append(f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{_TOP + plot_h}" stroke="#eee"/>')
-        parts.append(
-            f'<text x="{x:.1f}" y="{_TOP + plot_h + 18}" font-size="11" text-anchor="middle">{tick}</text>'
-        )
-    for tick in range(0, 101, 10):
-        y = _TOP + plot_h * (1 - tick / 100)
-        parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_LEFT + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{_LEFT - 8}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{tick}</text>')
-    parts.append(_polyline([0, 100], [0, 100], x_max, "#bbb", 1))
+    for tick in range(int(frame.x_lo), int(frame.x_hi) + 1, 10):
+        x = frame.x(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#eee"/>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 18}" font-size="11" text-anchor="middle">{tick}</text>')
+    y_step = 2 if zoom else 10
+    for tick in range(int(frame.y_lo), int(frame.y_hi) + 1, y_step):
+        y = frame.y(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{tick}</text>')
+    parts.append(_polyline(frame, clip, [0, 100], [0, 100], "#bbb", 1))
     for i, seed in enumerate(result.per_seed):
         xs, ys = curve(seed.arrived_pct, seed.alloc_pct)
-        parts.append(_polyline(xs.tolist(), ys.tolist(), x_max, _SEED_COLOURS[i % len(_SEED_COLOURS)], 1))
-    xs, ys = mean_curve(result)
-    parts.append(_polyline(xs.tolist(), ys.tolist(), x_max, "#08519c", 2.5))
-    for point in (100, 130):
-        x = _LEFT + plot_w * point / x_max
         parts.append(
-            f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{_TOP + plot_h}" stroke="#d62728" '
-            'stroke-dasharray="4 3"/>'
+            _polyline(frame, clip, xs.tolist(), ys.tolist(), _SEED_COLOURS[i % len(_SEED_COLOURS)], 1)
+        )
+    xs, ys = mean_curve(result)
+    parts.append(_polyline(frame, clip, xs.tolist(), ys.tolist(), "#08519c", 2.5))
+    for point in (100, 130):
+        x = frame.x(point)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" '
+            'stroke="#d62728" stroke-dasharray="4 3"/>'
         )
     parts.append(
-        f'<text x="{_LEFT + plot_w / 2}" y="{_HEIGHT - 10}" font-size="12" text-anchor="middle">'
+        f'<text x="{(left + right) / 2}" y="{_HEIGHT - 10}" font-size="12" text-anchor="middle">'
         "arrived GPU demand (% of capacity)</text>"
     )
+    middle = (top + bottom) / 2
     parts.append(
-        f'<text x="14" y="{_TOP + plot_h / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 14 {_TOP + plot_h / 2})">allocated GPUs (%)</text>'
+        f'<text x="14" y="{middle}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 14 {middle})">allocated GPUs (%)</text>'
     )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _script_json(payload: object) -> str:
+    """JSON safe to embed in a <script> element (whose text is not HTML-unescaped)."""
+    return json.dumps(payload).replace("</", "<\\/")
 
 
 def _fmt(value: float | None) -> str:
@@ -135,7 +168,9 @@ demand reaches 100% and 130% of capacity (mean over seeds).</p>
 <td>{result.seconds:.1f}</td></tr></table>
 <h2>Allocated versus arrived</h2>
 {svg_chart(result)}
-<p>Thin lines: one per seed; bold: their mean; grey: the diagonal; dashed: the reported points.</p>
+<p>Thin lines: one per seed; bold: their mean; grey: the diagonal; dashed: the reported points.
+The same, allocated 80-100% only:</p>
+{svg_chart(result, zoom=True)}
 <h2>Per seed</h2>
 <table><tr><th>seed</th><th>alloc % at 100</th><th>alloc % at 130</th><th>failed pods</th>
 <th>pods</th><th>seconds</th></tr>
@@ -143,6 +178,6 @@ demand reaches 100% and 130% of capacity (mean over seeds).</p>
 </table>
 <h2>Configuration</h2>
 <table>{config_rows}</table>
-<script type="application/json" id="result">{esc(json.dumps(result.to_json()))}</script>
+<script type="application/json" id="result">{_script_json(result.to_json())}</script>
 </body></html>
 """
