@@ -18,12 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gpupool.core.resources import QuantityError, parse_quantity
 
 __all__ = [
+    "AttemptOut",
     "DisruptionIn",
     "ErrorBody",
     "EventOut",
     "FieldError",
     "LogsOut",
     "NodeOut",
+    "PoolOut",
     "QueueOut",
     "SubmitRequest",
     "TaskGroupIn",
@@ -219,6 +221,38 @@ class NodeOut(BaseModel):
     schedulable: bool
     capacity: dict[str, int]
     allocated: dict[str, int]
+    pool: str | None = None  # the node pool that launched it; None for a static node
+    # booting: launched, not taking work yet; draining: cordoned (compaction empties it);
+    # terminating: being scaled down.
+    state: Literal["booting", "ready", "draining", "terminating"] = "ready"
+
+
+class AttemptOut(BaseModel):
+    """One launch attempt of a node pool: ``outcome`` is launching, booted, stockout or boot-failure."""
+
+    at: float
+    pool: str
+    instance_type: str
+    region: str
+    node: str
+    outcome: str
+    for_workloads: list[str]
+    message: str = ""
+
+
+class PoolOut(BaseModel):
+    """A node pool: its bounds, warm headroom, nodes by state and recent launch attempts."""
+
+    name: str
+    min: int
+    max: int
+    headroom_nodes: int
+    headroom_gpus: int
+    idle_timeout: float
+    instance_types: list[str]
+    nodes: dict[str, int]  # state -> count
+    blocked: list[str]  # offers (instance type in region) skipped after a failure, for now
+    attempts: list[AttemptOut]  # the most recent last
 
 
 class WhoAmI(BaseModel):

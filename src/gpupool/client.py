@@ -27,6 +27,7 @@ from gpupool.api import (
     ErrorBody,
     EventOut,
     NodeOut,
+    PoolOut,
     QueueOut,
     TaskGroupIn,
     WhoAmI,
@@ -248,6 +249,9 @@ class Client:
 
     def nodes(self) -> list[NodeOut]:
         return [NodeOut.model_validate(n) for n in self._call("GET", "/nodes")]
+
+    def pools(self) -> list[PoolOut]:
+        return [PoolOut.model_validate(p) for p in self._call("GET", "/pools")]
 
     def reload_config(self) -> list[QueueOut]:
         return [QueueOut.model_validate(q) for q in self._call("POST", "/config/reload")]

@@ -131,3 +131,74 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
     assert clock() - t0 - finished >= pool.idle_timeout - 0.5
     assert name not in {n.name for n in cluster.nodes()}
     assert provider.owned() == []
+
+
+POOLS_YAML = """
+partitions:
+  - name: default
+    queues:
+      - name: root
+        submitacl: "*"
+        queues:
+          - name: a
+nodepools:
+  - name: l4
+    min: 0
+    max: 1
+    idletimeout: 2s
+    instancetypes:
+      - {name: l4-local, gputype: L4, gpus: 2, vcore: 2, memory: 4Gi, boottime: 2s}
+"""
+
+
+def test_the_service_scales_a_pool_live_and_shows_it(
+    executor: RayExecutor, cluster: LocalRayCluster, tmp_path: Path
+):
+    from fastapi.testclient import TestClient
+
+    from gpupool.service.app import create_app
+    from gpupool.service.settings import ServiceSettings
+
+    (tmp_path / "queues.yaml").write_text(POOLS_YAML)
+    settings = ServiceSettings(
+        data_dir=tmp_path / "svc", config_path=tmp_path / "queues.yaml", tick_interval=0.2
+    )
+    provider = LocalRayProvider(cluster)
+    try:
+        with TestClient(create_app(settings, executor, provider=provider)) as client:
+            token = settings.admin_token_file.read_text().strip()
+            client.headers["Authorization"] = f"Bearer {token}"
+            body = {
+                "name": "svc-l4",
+                "queue": "root.a",
+                "task_groups": [{"gpus": 2, "gpu_types": ["L4"], "cpu": 1, "memory": "1Gi"}],
+                "entrypoint": "sleep 1",
+            }
+            r = client.post("/workloads", json=body)
+            assert r.status_code in (200, 201), r.text
+            wid = r.json()["id"]
+
+            def wait(done: Callable[[], bool], timeout: float = 45.0) -> None:
+                deadline = clock() + timeout
+                while not done():
+                    assert clock() < deadline, client.get(f"/workloads/{wid}/why").json()
+                    time.sleep(0.2)
+
+            def pool_nodes() -> list[dict]:
+                return [n for n in client.get("/nodes").json() if n["pool"] == "l4"]
+
+            wait(lambda: [n["state"] for n in pool_nodes()] == ["booting"])
+            static = [n for n in client.get("/nodes").json() if n["pool"] is None]
+            assert static and all(n["state"] == "ready" for n in static)
+            portal = client.get("/portal/api/nodes").json()
+            assert [n["state"] for p in portal if p["name"] == "l4" for n in p["nodes"]] == ["booting"]
+            wait(lambda: client.get(f"/workloads/{wid}").json()["state"] == "succeeded")
+            [pool] = client.get("/pools").json()
+            assert (pool["name"], pool["min"], pool["max"]) == ("l4", 0, 1)
+            assert [a["outcome"] for a in pool["attempts"]] == ["launching", "booted"]
+            assert pool["attempts"][0]["for_workloads"] == [wid]
+            wait(lambda: not pool_nodes())  # idle for 2 s: scaled down
+            assert client.get("/pools").json()[0]["nodes"] == {}
+    finally:
+        provider.close()
+    assert provider.owned() == [] and not [n for n in cluster.nodes() if n.name.startswith("l4")]

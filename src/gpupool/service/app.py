@@ -3,7 +3,8 @@
 Startup (the app's lifespan) migrates the database, creates the bootstrap admin token on first
 start, recovers the driver from the database and starts its loop; shutdown stops the loop. The
 executor is given by the caller (the Ray executor in ``gpupool up``, a small real one in tests),
-which also closes it.
+which also closes it. With a node ``provider`` and ``nodepools:`` in the config, the node pools
+grow and shrink live through it (``ControlPlane``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
+from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.db import Database
 from gpupool.service.history import HistorySampler
 from gpupool.service.history import router as history_router
@@ -42,12 +44,15 @@ def create_app(
     config: Config | None = None,
     db: Database | None = None,
     on_ready: Callable[[], None] | None = None,
+    provider: NodeProvider | None = None,
 ) -> FastAPI:
     config = config or load_queue_config(settings.config_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = db or Database(settings.db_url)
     metrics = Metrics()
-    plane = ControlPlane(settings, config, database, executor, on_transition=metrics.on_transition)
+    plane = ControlPlane(
+        settings, config, database, executor, on_transition=metrics.on_transition, provider=provider
+    )
     metrics.attach(plane)
     sampler = HistorySampler(plane)
 

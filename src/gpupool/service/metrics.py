@@ -86,6 +86,8 @@ class _PlaneCollector(Collector):
             "gpupool_node_gpus_used", "GPUs allocated on a node", labels=["node", "gpu_type"]
         )
         for n in self.plane.nodes():
+            if n.state == "booting":
+                continue  # not in the cluster yet
             capacity.add_metric([n.name, n.gpu_type or ""], gpu_count(n.capacity))
             used.add_metric([n.name, n.gpu_type or ""], gpu_count(n.allocated))
         yield capacity

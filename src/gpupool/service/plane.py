@@ -13,7 +13,11 @@ nodes they hold (``Scheduler.submit(forced=True)`` + ``Scheduler.restore``) and 
 twice at once: the executor is asked to start only what the core admits, and a restored
 workload is admitted already.
 
-A configuration reload rebuilds the driver the same way from the workloads in memory.
+A configuration reload updates the core in place.
+
+Node pools: given a node provider (``gpupool up`` gives its local Ray cluster's) and a config with
+``nodepools:``, the plane makes one ``Autoscaler`` that every driver it builds uses, so the pools
+grow and shrink live; a reload takes the new pools. ``nodes()`` and ``pools()`` show its state.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from typing import Protocol
 from sqlalchemy import func, or_, select
 
 from gpupool.api import (
+    AttemptOut,
     EventOut,
     LogsOut,
     NodeOut,
+    PoolOut,
     QueueOut,
     SubmitRequest,
     TaskGroupOut,
@@ -39,6 +45,7 @@ from gpupool.api import (
     WorkloadOut,
 )
 from gpupool.configfile import load_config
+from gpupool.core.capacity import POOL_LABEL
 from gpupool.core.config import Config, Size
 from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
@@ -47,6 +54,7 @@ from gpupool.core.placement import Request, may_administer
 from gpupool.core.queues import Queue
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
+from gpupool.engine.autoscaler import Autoscaler, NodeProvider
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import (
     Disruption,
@@ -155,11 +163,15 @@ class ControlPlane:
         *,
         clock: Callable[[], float] = wall_clock,
         on_transition: Callable[[Workload, Transition, str | None], None] | None = None,
+        provider: NodeProvider | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.db = db
         self.executor = executor
+        self.provider = provider
+        self.autoscaler: Autoscaler | None = None
+        self._sync_pools(config)
         self.clock = clock
         self.lock = threading.RLock()
         self.journal = DbJournal(db, queue_of=self._queue_of)
@@ -212,13 +224,26 @@ class ControlPlane:
 
     def _new_driver(self, config: Config) -> Driver:
         core = Scheduler(config.partition(self.settings.partition))
-        return Driver(core, self.executor, _Observed(self.journal, self))
+        return Driver(core, self.executor, _Observed(self.journal, self), autoscaler=self.autoscaler)
+
+    def _sync_pools(self, config: Config) -> None:
+        """The autoscaler follows the configured node pools (none without a provider)."""
+        if self.provider is None or not config.nodepools:
+            if self.autoscaler is not None:
+                self.autoscaler.pools = ()  # keeps its nodes until they idle out; launches nothing
+            return
+        if self.autoscaler is None:
+            self.autoscaler = Autoscaler(config.nodepools, self.provider)
+        else:
+            self.autoscaler.pools = config.nodepools
 
     def _queue_of(self, workload_id: str) -> str | None:
         core = self.driver.core
         return core.queue_of(workload_id) if workload_id in core.apps else None
 
     def _recover(self, now: float) -> None:
+        # Before the first tick: the autoscaler has launched nothing yet, so the executor's
+        # nodes are all the nodes there are (it does not list pool nodes: they are the autoscaler's).
         driver = self._new_driver(self.config)
         self.driver = driver
         for node in self.executor.nodes():
@@ -509,17 +534,95 @@ class ControlPlane:
             return [_queue_out(q) for q in self.driver.core.root.walk()]
 
     def nodes(self) -> list[NodeOut]:
+        """The scheduler's nodes, and pool nodes still booting, by name."""
         with self.lock:
-            return [
-                NodeOut(
-                    name=n.name,
-                    gpu_type=n.gpu_type or n.labels.get(GPU_TYPE_LABEL),
-                    schedulable=n.schedulable,
-                    capacity=dict(n.capacity),
-                    allocated={k: v for k, v in n.allocated.items() if v},
+            autoscaler = self.driver.autoscaler
+            pool_nodes = autoscaler.nodes if autoscaler is not None else {}
+            draining = autoscaler.draining if autoscaler is not None else {}
+            out = []
+            for n in self.driver.core.nodes.values():
+                pn = pool_nodes.get(n.name)
+                state = "ready"
+                if pn is not None and pn.state == "terminating":
+                    state = "terminating"
+                elif not n.schedulable or n.name in draining:
+                    state = "draining"
+                out.append(
+                    NodeOut(
+                        name=n.name,
+                        gpu_type=n.gpu_type or n.labels.get(GPU_TYPE_LABEL),
+                        schedulable=n.schedulable,
+                        capacity=dict(n.capacity),
+                        allocated={k: v for k, v in n.allocated.items() if v},
+                        pool=pn.pool if pn is not None else n.labels.get(POOL_LABEL),
+                        state=state,  # type: ignore[arg-type]
+                    )
                 )
-                for n in sorted(self.driver.core.nodes.values(), key=lambda n: n.name)
-            ]
+            for pn in pool_nodes.values():
+                if pn.state == "booting" and pn.name not in self.driver.core.nodes:
+                    out.append(
+                        NodeOut(
+                            name=pn.name,
+                            gpu_type=pn.instance_type.gpu_type,
+                            schedulable=False,
+                            capacity=dict(pn.instance_type.capacity()),
+                            allocated={},
+                            pool=pn.pool,
+                            state="booting",
+                        )
+                    )
+        return sorted(out, key=lambda n: n.name)
+
+    def pools(self, attempts: int = 20) -> list[PoolOut]:
+        """The configured node pools with their nodes by state and their last ``attempts`` launches."""
+        with self.lock:
+            autoscaler = self.driver.autoscaler
+            now = self.clock()
+            out = []
+            for pool in self.config.nodepools:
+                counts: Counter[str] = Counter()
+                history: list[AttemptOut] = []
+                blocked: list[str] = []
+                if autoscaler is not None:
+                    counts.update(
+                        "draining" if n.state == "ready" and n.name in autoscaler.draining else n.state
+                        for n in autoscaler.nodes.values()
+                        if n.pool == pool.name
+                    )
+                    blocked = sorted(
+                        f"{itype} in {region}"
+                        for (p, itype, region), until in autoscaler.blocked.items()
+                        if p == pool.name and until > now
+                    )
+                    history = [
+                        AttemptOut(
+                            at=a.at,
+                            pool=a.pool,
+                            instance_type=a.instance_type,
+                            region=a.region,
+                            node=a.node,
+                            outcome=a.outcome,
+                            for_workloads=list(a.for_workloads),
+                            message=a.message,
+                        )
+                        for a in autoscaler.attempts
+                        if a.pool == pool.name
+                    ][-attempts:]
+                out.append(
+                    PoolOut(
+                        name=pool.name,
+                        min=pool.min,
+                        max=pool.max,
+                        headroom_nodes=pool.headroom_nodes,
+                        headroom_gpus=pool.headroom_gpus,
+                        idle_timeout=pool.idle_timeout,
+                        instance_types=[f"{t.name} in {t.region}" for t in pool.instance_types],
+                        nodes={state: n for state, n in counts.items() if n},
+                        blocked=blocked,
+                        attempts=history,
+                    )
+                )
+        return out
 
     def state_counts(self) -> Counter[str]:
         with self.db.session() as s:
@@ -549,6 +652,8 @@ class ControlPlane:
             # reserved is lost, and queues no longer configured stay while they hold work.
             changes = self.driver.core.update_config(config.partition(self.settings.partition))
             self.config = config
+            self._sync_pools(config)
+            self.driver.autoscaler = self.autoscaler
             summary = "; ".join(changes) if changes else "no structural change"
             self.journal.event(
                 None, now, "config-reloaded", f"configuration reloaded by {principal.user}: {summary}"

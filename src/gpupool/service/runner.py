@@ -5,6 +5,11 @@ local multi-node Ray cluster (skipped with ``--ray-address``), the Ray executor,
 server on 127.0.0.1. Ctrl-C (or SIGTERM) stops them in reverse order. Running ``up`` again on
 the same data dir carries on: workloads are recovered from the database and running jobs
 re-adopted. Ray is imported here, lazily, and nowhere else in the service.
+
+Node pools: when the config has ``nodepools:`` and ``up`` runs its own local cluster, the pools
+grow and shrink live on it: a ``LocalRayProvider`` adds and removes Ray worker nodes for the
+autoscaler. The nodes of ``--cluster`` stay as static nodes. With ``--ray-address`` the pools
+are not scaled (gpupool has no provider for a foreign cluster).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from gpupool.core.config import Config
+from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.app import create_app, prepare
 from gpupool.service.db import Database
 from gpupool.service.plane import ServiceExecutor, load_queue_config
@@ -33,9 +39,10 @@ def serve(
     config: Config | None = None,
     *,
     on_ready: Callable[[], None] | None = None,
+    provider: NodeProvider | None = None,
 ) -> None:
     """Run the HTTP server until SIGINT or SIGTERM, then shut it down gracefully."""
-    app = create_app(settings, executor, config=config, on_ready=on_ready)
+    app = create_app(settings, executor, config=config, on_ready=on_ready, provider=provider)
     server = _QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
     )
@@ -96,8 +103,13 @@ def up(
         cluster = LocalRayCluster(parse_cluster_spec(spec), str(settings.data_dir))
         ray_address = cluster.start()
     executor = None
+    provider = None
     try:
         executor = RayExecutor(ray_address, str(settings.data_dir))
+        if cluster is not None and config.nodepools:
+            from gpupool.adapters.ray.provider import LocalRayProvider
+
+            provider = LocalRayProvider(cluster)
 
         def ready() -> None:
             url = settings.url()
@@ -106,17 +118,24 @@ def up(
             echo(f"  Portal:  {url}/")
             echo(f"  Metrics: {url}/metrics")
             echo(f"  Ray:     {ray_address}")
+            if provider is not None:
+                names = ", ".join(p.name for p in config.nodepools)
+                echo(f"  Pools:   {names} (nodes added and removed on the local Ray cluster)")
+            elif config.nodepools:
+                echo("  Pools:   not scaled (no node provider for a Ray cluster given by address)")
             if token:
                 echo(f"  Admin token (also in {settings.admin_token_file}): {token}")
             else:
                 echo(f"  Admin token: in {settings.admin_token_file}")
             echo("Press Ctrl-C to stop.")
 
-        serve(settings, executor, config, on_ready=ready)
+        serve(settings, executor, config, on_ready=ready, provider=provider)
     finally:
         echo("Stopping ...")
         if executor is not None:
             executor.close()
+        if provider is not None:
+            provider.close(stop_nodes=False)  # cluster.stop() stops its nodes with the others
         if cluster is not None:
             cluster.stop()
         echo("Stopped.")

@@ -1,10 +1,10 @@
-"""``/queues``, ``/nodes``, ``/config/reload``, ``/whoami``."""
+"""``/queues``, ``/nodes``, ``/pools``, ``/config/reload``, ``/whoami``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gpupool.api import NodeOut, QueueOut, WhoAmI
+from gpupool.api import NodeOut, PoolOut, QueueOut, WhoAmI
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep
 
 router = APIRouter(tags=["cluster"])
@@ -18,7 +18,14 @@ def queues(plane: PlaneDep, principal: PrincipalDep) -> list[QueueOut]:
 
 @router.get("/nodes", response_model=list[NodeOut])
 def nodes(plane: PlaneDep, principal: PrincipalDep) -> list[NodeOut]:
+    """Every node with its pool (None: static) and state; pool nodes still booting included."""
     return plane.nodes()
+
+
+@router.get("/pools", response_model=list[PoolOut])
+def pools(plane: PlaneDep, principal: PrincipalDep) -> list[PoolOut]:
+    """The node pools of the config: min, max, headroom, nodes by state, recent launch attempts."""
+    return plane.pools()
 
 
 @router.post("/config/reload", response_model=list[QueueOut])
