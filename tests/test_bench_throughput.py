@@ -71,3 +71,28 @@ def test_workload_matches_the_contract_and_is_seeded():
     first, second = run(cfg), run(cfg)
     for key in ("allocations", "preemptions", "cycles"):
         assert first[key] == second[key]
+
+
+def test_report_is_one_self_contained_page(tmp_path):
+    out = tmp_path / "throughput.html"
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "throughput",
+            "--nodes",
+            "40",
+            "--asks",
+            "300",
+            "--queues",
+            "4",
+            "--churn-steps",
+            "2",
+            "--report",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "Scheduling throughput" in page and "allocations / s" in page
+    assert "data:image/png;base64," in page and "<script src" not in page and "http://" not in page

@@ -137,7 +137,10 @@ def scorer_for(policy: str) -> Any:
     return make_scorer("binpacking" if policy == "gpupool" else policy, None)
 
 
-def run(cfg: ThroughputConfig, progress: Any = None) -> dict[str, Any]:
+def run(
+    cfg: ThroughputConfig, progress: Any = None, series: list[tuple[float, float, int]] | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; ``series`` (if given) collects (simulated time, cycle ms, placements)."""
     start_all = time.perf_counter()
     sched, plans = build(cfg)
     rng = random.Random(cfg.seed + 1)
@@ -157,6 +160,8 @@ def run(cfg: ThroughputConfig, progress: Any = None) -> dict[str, Any]:
         dt = time.perf_counter() - t0
         busy += dt
         cycle_ms.append(dt * 1000.0)
+        if series is not None:
+            series.append((now, dt * 1000.0, len(result.placed())))
         for d in result.decisions:
             if isinstance(d, Place):
                 allocations += 1

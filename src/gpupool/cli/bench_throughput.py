@@ -43,11 +43,12 @@ def throughput(
         disable=as_json,
     ) as bar:
         task = bar.add_task("fill, then churn", total=churn_steps)
-        result = run(cfg, progress=lambda done, total: bar.update(task, completed=done))
+        series: list[tuple[float, float, int]] = []
+        result = run(cfg, progress=lambda done, total: bar.update(task, completed=done), series=series)
     if report is not None:
         from gpupool.bench.report import write_throughput_report
 
-        write_throughput_report(report, cfg, result)
+        write_throughput_report(report, cfg, result, series)
     if as_json:
         print(json.dumps(result))
         return
