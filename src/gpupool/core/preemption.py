@@ -277,11 +277,7 @@ class Preemptor:
                 undo.append(("assign", s._assign(ask, node)))
                 targets.append((ask, node))
         finally:
-            for kind, obj in reversed(undo):
-                if kind == "assign":
-                    s._unassign(obj)
-                else:
-                    s._attach(obj)
+            self._undo(undo)
         if not ok or not victims:
             return None
         what = asks[0].id if len(asks) == 1 else f"gang {asks[0].app.id}"
@@ -289,6 +285,14 @@ class Preemptor:
             Code.PREEMPTED, f"elastic extra member given back so that {what} in {leaf.path} can run"
         )
         return PreemptionPlan(asks, victims, targets, reason)
+
+    def _undo(self, undo: list[tuple[str, Allocation]]) -> None:
+        """Reverse a what-if: unassign the asks placed, attach the victims detached."""
+        for kind, obj in reversed(undo):
+            if kind == "assign":
+                self.s._unassign(obj)
+            else:
+                self.s._attach(obj)
 
     def _clear_extras(
         self, ask: Ask, leaf: Queue, extras: list[Allocation], take: Callable[[Allocation], None]
@@ -352,11 +356,7 @@ class Preemptor:
                 undo.append(("assign", alloc))
                 targets.append((ask, node))
         finally:
-            for kind, obj in reversed(undo):
-                if kind == "assign":
-                    s._unassign(obj)
-                else:
-                    s._attach(obj)
+            self._undo(undo)
         if not victims:
             raise _Cannot("it fits without preemption")
         what = asks[0].id if len(asks) == 1 else f"gang {asks[0].app.id} ({len(asks)} members)"
