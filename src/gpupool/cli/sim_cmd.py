@@ -157,6 +157,37 @@ def replay(
     tenant_skew: Annotated[
         float, typer.Option("--tenant-skew", help="Synthetic: demand skew between tenants.")
     ] = 1.0,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            "--autoscale",
+            help="Elastic pool benchmark: gpupool vs (a) no headroom vs (b) a Ray-like autoscaler.",
+        ),
+    ] = False,
+    headroom: Annotated[
+        int, typer.Option("--headroom", help="Autoscale: warm idle nodes of the gpupool configuration.")
+    ] = 2,
+    headroom_gpus: Annotated[
+        int, typer.Option("--headroom-gpus", help="Autoscale: warm idle GPUs of the gpupool configuration.")
+    ] = 0,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", help="Autoscale: an empty node goes after this (s).")
+    ] = 600.0,
+    boot_time: Annotated[
+        float, typer.Option("--boot-time", help="Autoscale: seconds from launch until a node takes work.")
+    ] = 240.0,
+    compaction_budget: Annotated[
+        int, typer.Option("--compaction-budget", help="Autoscale: workloads one compaction round moves.")
+    ] = 2,
+    cloud_seed: Annotated[
+        int, typer.Option("--cloud-seed", help="Autoscale: the simulated cloud's seed.")
+    ] = 1,
+    stockout_rate: Annotated[
+        float, typer.Option("--stockout-rate", help="Autoscale: chance a launch stocks out.")
+    ] = 0.0,
+    boot_failure_rate: Annotated[
+        float, typer.Option("--boot-failure-rate", help="Autoscale: chance a node fails to boot.")
+    ] = 0.0,
 ) -> None:
     """Replay a trace in one or more modes (benchmarks.md section 3): static per-tenant pools,
     a shared quota pool, or gpupool's full policy."""
@@ -238,6 +269,34 @@ def replay(
         raise _fail(str(exc), hint) from None
     if not tr.jobs:
         raise _fail("the trace window holds no jobs", "widen --days or move --start into the trace's range")
+    if autoscale:
+        from gpupool.sim.autoscale import AutoscaleOptions
+
+        try:
+            if min(headroom, headroom_gpus, compaction_budget) < 0:
+                raise UsageProblem("bad autoscale option: headroom and budgets must not be negative")
+            if idle_timeout < 0 or boot_time < 0:
+                raise UsageProblem("bad --idle-timeout / --boot-time: must not be negative")
+            if not (0 <= stockout_rate <= 1 and 0 <= boot_failure_rate <= 1):
+                raise UsageProblem("bad --stockout-rate / --boot-failure-rate: must be between 0 and 1")
+        except UsageProblem as exc:
+            raise _fail(str(exc), exc.hint) from None
+        aopts = AutoscaleOptions(
+            headroom_nodes=headroom,
+            headroom_gpus=headroom_gpus,
+            idle_timeout=idle_timeout,
+            boot_time=boot_time,
+            compaction_budget=compaction_budget,
+            nodes_scale=nodes_scale,
+            seed=cloud_seed,
+            stockout_rate=stockout_rate,
+            boot_failure_rate=boot_failure_rate,
+            stop_delay=stop_delay,
+            grace=grace,
+            checkpoint_interval=checkpoint_interval,
+        )
+        _autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
+        return
 
     results = _run_modes(tr, modes, options)
     command = "gpupool sim replay " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
@@ -274,6 +333,127 @@ def replay(
         out.print(f"Charts written to {plot}")
     if report is not None:
         out.print(f"Report written to {report}")
+
+
+def _autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: Path | None) -> None:
+    """``sim replay --autoscale``: the three autoscaling configurations on one trace."""
+    from dataclasses import asdict
+
+    from gpupool.sim.autoscale import CONFIGS, LABELS, provisioning_figure, run_elastic, targets
+
+    console = Console(stderr=True)
+    horizon = max((j.arrival + j.duration for j in tr.jobs), default=1.0) or 1.0
+    results = []
+    with _progress(console, horizon, "simulating") as progress:
+        for c in CONFIGS:
+            task = progress.add_task(c, total=horizon)
+            results.append(
+                run_elastic(tr, c, opts, on_progress=lambda t, task=task: progress.update(task, completed=t))
+            )
+            progress.update(task, completed=horizon)
+    configs = [r.figures for r in results]
+    goals = targets({f["name"]: f for f in configs})
+    out_json: dict[str, Any] = {
+        "trace": tr.name,
+        "configs": configs,
+        "targets": goals,
+        "seconds": round(sum(f["seconds"] for f in configs), 3),
+        "options": asdict(opts),
+        "window_s": [0.0, max(j.arrival for j in tr.jobs)],
+        "source": tr.source,
+        "left_out": {
+            "bad_rows": tr.bad_rows,
+            "unknown_tenant_jobs": tr.unknown_tenant_jobs,
+            "too_big_jobs": tr.too_big_jobs,
+            "over_quota_jobs": results[0].settings["over_quota_jobs"],
+        },
+    }
+    command = "gpupool sim replay " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    if plot is not None or report is not None:
+        from gpupool.reporting import figure_png
+
+        try:
+            charts = [("autoscale.png", figure_png(provisioning_figure(results)))]
+            if plot is not None:
+                _write_pngs(plot, charts)
+            if report is not None:
+                from gpupool.reporting import HtmlReport
+
+                rep = HtmlReport(f"gpupool sim replay --autoscale: {tr.name}", subtitle=command)
+                rows = _autoscale_rows()
+                rep.table(
+                    "Configurations side by side (window: 0 to the last arrival)",
+                    ["figure", *(f["name"] for f in configs)],
+                    [[label, *(f.get(k) for f in configs)] for label, k, _ in rows],
+                )
+                rep.table(
+                    "Targets",
+                    ["target", "change of GPU-hours %", "change of p95 wait %", "met"],
+                    [
+                        [g["target"], g["gpu_hours_change_pct"], g["wait_p95_change_pct"], g["met"]]
+                        for g in goals.values()
+                    ],
+                )
+                for _name, png in charts:
+                    rep.figure("Provisioned vs used GPUs", png)
+                rep.config(
+                    "Configuration",
+                    {
+                        "configurations": LABELS,
+                        "options": asdict(opts),
+                        "trace": tr.name,
+                        "source": tr.source,
+                        "jobs": len(tr.jobs),
+                        "runs": [r.settings for r in results],
+                        "whole run (until the last job ended)": {f["name"]: f["whole_run"] for f in configs},
+                    },
+                )
+                rep.write(report)
+        except OSError as exc:
+            raise _fail(
+                f"cannot write {exc.filename}: {exc.strerror}", "check that the folder is writable"
+            ) from None
+    if as_json:
+        typer.echo(json.dumps(out_json, indent=2))
+        return
+    out = Console(highlight=False)
+    table = Table(
+        title=f"sim replay --autoscale: {tr.name}, {len(tr.jobs):,} jobs (window: 0 to the last arrival)",
+        title_justify="left",
+    )
+    table.add_column("figure")
+    for f in configs:
+        table.add_column(f["name"], justify="right")
+    for label, key, fmt in _autoscale_rows():
+        table.add_row(label, *(fmt(f.get(key)) for f in configs))
+    out.print(table)
+    for g in goals.values():
+        verdict = "[green]met[/]" if g["met"] else "[red]not met[/]"
+        out.print(
+            f"{g['target']}: GPU-hours {_fmt(g['gpu_hours_change_pct'], 1)} %, "
+            f"p95 wait {_fmt(g['wait_p95_change_pct'], 1)} % -> {verdict}"
+        )
+    if plot is not None:
+        out.print(f"Charts written to {plot}")
+    if report is not None:
+        out.print(f"Report written to {report}")
+
+
+def _autoscale_rows() -> list[tuple[str, str, Any]]:
+    return [
+        ("GPU-hours provisioned", "gpu_hours", lambda v: _fmt(v, 0)),
+        ("idle GPU-hours", "idle_gpu_hours", lambda v: _fmt(v, 0)),
+        ("idle %", "idle_pct", _fmt),
+        ("cost $", "cost", lambda v: _fmt(v, 0)),
+        ("wait p50", "wait_s_p50", _fmt_s),
+        ("wait p95", "wait_s_p95", _fmt_s),
+        ("preemptions", "preemptions", _fmt),
+        ("compaction moves", "compaction_moves", _fmt),
+        ("launches", "launches", _fmt),
+        ("peak GPUs", "peak_gpus", _fmt),
+        ("jobs", "jobs", _fmt),
+        ("wall seconds", "seconds", lambda v: _fmt(v, 2)),
+    ]
 
 
 def _run_modes(tr: Any, modes: list[str], options: Any) -> list[Any]:

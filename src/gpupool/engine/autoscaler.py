@@ -111,6 +111,10 @@ class Autoscaler:
     draining: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # node -> (purpose, app)
     moves: int = 0
     _next_compaction: float = 0.0
+    # Whether compaction may move work onto an empty node. Moving a light node's work onto an
+    # empty (warm headroom) node frees nothing: one node is emptied, another filled, and the
+    # headroom is then refilled by a launch. False keeps empty nodes out of the what-if targets.
+    compact_onto_empty: bool = True
     # Which waiting asks count as demand: "needs-node" (default) only those a new node would let
     # run (no-node, gang-waiting); "all" every waiting ask, quota-blocked ones too, packed first
     # onto the free room of ready nodes (a Ray-autoscaler-like baseline for the benchmarks).
@@ -287,7 +291,11 @@ class Autoscaler:
             cap = node.instance_type.gpus
             if cap and core_node.free_gpus() * 2 >= cap:  # at most half used: worth emptying
                 candidates.append(node.name)
-        pool_nodes = [n for n in core.nodes.values() if n.schedulable]
+        pool_nodes = [
+            n
+            for n in core.nodes.values()
+            if n.schedulable and (self.compact_onto_empty or n.allocations or n.held)
+        ]
         plan = plan_compaction(
             pool_nodes,
             budget=self.compaction_budget,
