@@ -28,7 +28,8 @@ from gpupool.core.compaction import CompactionPlan, plan_compaction
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.decisions import Code
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.queues import Queue
+from gpupool.core.resources import GPU_TYPE_LABEL, Resources, within_max
 
 if TYPE_CHECKING:
     from gpupool.engine.driver import Driver
@@ -229,12 +230,37 @@ class Autoscaler:
                 continue
             by_app.setdefault(ask.app.id, []).append(ask)
         out: list[Demand] = []
+        # Quota-aware: a queue's demand counts only up to what its max (and its parents') still
+        # allows, so asks submitted together beyond a team's max never launch nodes.
+        planned: dict[str, dict[str, int]] = {}
         for app_id in sorted(by_app, key=lambda a: driver.core.apps[a].seq):
             asks = by_app[app_id]
             members = tuple(a.resources for a in asks)  # type: ignore[attr-defined]
             types = asks[0].gpu_types  # type: ignore[attr-defined]
+            app = driver.core.apps[app_id]
+            if not every and app.queue is not None and not self._within_quota(app.queue, members, planned):
+                continue
             out.append(Demand(app_id, members, types))
         return out
+
+    @staticmethod
+    def _within_quota(
+        leaf: Queue, members: tuple[Resources, ...], planned: dict[str, dict[str, int]]
+    ) -> bool:
+        need: dict[str, int] = {}
+        for m in members:
+            for k, v in m.items():
+                need[k] = need.get(k, 0) + v
+        path = [q for q in leaf.ancestors() if q.max]
+        for q in path:
+            used = planned.setdefault(q.path, dict(q.allocated))
+            if not within_max(used, need, q.max):
+                return False
+        for q in path:
+            used = planned[q.path]
+            for k, v in need.items():
+                used[k] = used.get(k, 0) + v
+        return True
 
     def _account(self, driver: Driver, now: float) -> None:
         """Add the time since the last tick at the rates in force since then: the pool as the last
