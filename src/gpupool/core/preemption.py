@@ -387,13 +387,14 @@ class Preemptor:
             # Nodes holding possible victims, the most free GPUs first (they need the least
             # cleared); stop once enough are feasible.
             free = s.index.free_gpus
-            hosts = [
-                (free(n.name), n)
-                for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible)
-                if n.gpu_type in allowed and free(n.name) + victim_gpus >= gpus
-            ]
-            hosts.sort(key=lambda h: (-h[0], h[1].name))
-            for _, node in hosts:
+            hosts: list[tuple[int, str, Node]] = []
+            for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
+                if n.gpu_type in allowed:
+                    f = free(n.name)
+                    if f + victim_gpus >= gpus:
+                        hosts.append((-f, n.name, n))
+            hosts.sort()
+            for _, _, node in hosts:
                 if node.gpu_type not in allowed or not _fits_capacity(ask.resources, node.capacity):
                     continue
                 local = self._local(ask, node, eligible)
