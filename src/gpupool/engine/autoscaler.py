@@ -115,7 +115,7 @@ class Autoscaler:
     # Whether compaction may move work onto an empty node. Moving a light node's work onto an
     # empty (warm headroom) node frees nothing: one node is emptied, another filled, and the
     # headroom is then refilled by a launch. False keeps empty nodes out of the what-if targets.
-    compact_onto_empty: bool = True
+    compact_onto_empty: bool = False
     # Which waiting asks count as demand: "needs-node" (default) only those a new node would let
     # run (no-node, gang-waiting); "all" every waiting ask, quota-blocked ones too, packed first
     # onto the free room of ready nodes (a Ray-autoscaler-like baseline for the benchmarks).
