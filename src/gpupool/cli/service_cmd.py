@@ -409,16 +409,22 @@ def nodes_command(
     data_dir: DataDirOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """The cluster's nodes: GPU type, capacity and what is allocated."""
+    """The cluster's nodes: GPU type, pool and state (booting, ready, draining), capacity, allocated."""
     with _client(url, token, data_dir) as gp:
         nodes = gp.nodes()
     if json_output:
         _dump(nodes)
         return
-    table = Table("node", "gpu type", "schedulable", "capacity", "allocated")
+    table = Table("node", "gpu type", "pool", "state", "schedulable", "capacity", "allocated")
     for n in nodes:
         table.add_row(
-            n.name, n.gpu_type or "-", "yes" if n.schedulable else "no", _res(n.capacity), _res(n.allocated)
+            n.name,
+            n.gpu_type or "-",
+            n.pool or "-",
+            n.state,
+            "yes" if n.schedulable else "no",
+            _res(n.capacity),
+            _res(n.allocated),
         )
     _console().print(table)
 
