@@ -84,6 +84,7 @@ class Scheduler:
         self.asks: dict[str, Ask] = {}
         self.allocations: dict[str, Allocation] = {}
         self.elastic: dict[str, Allocation] = {}  # extra members of elastic workloads, by id
+        self._elastic_asks: dict[str, Ask] = {}  # pending extra members, for phase 5
         self.limits = LimitTracker()
         self._app_limits: dict[str, tuple[Applied, ...]] = {}
         self._ask_order: dict[str, list[Ask]] = {}
@@ -347,6 +348,8 @@ class Scheduler:
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         app.asks[ask_id] = ask
         self.asks[ask_id] = ask
+        if elastic:
+            self._elastic_asks[ask_id] = ask
         app.top_priority = None
         if self._observe is not None:
             self._observe(ask.resources)
@@ -368,6 +371,7 @@ class Scheduler:
         ask = self.asks.pop(ask_id, None)
         if ask is None:
             raise SchedulerError(f"unknown pending ask {ask_id!r}")
+        self._elastic_asks.pop(ask_id, None)
         self._epoch += 1  # a withdrawn ask may unblock others (maxapplications, gang order)
         self._drop_reservation(ask)
         app = ask.app
@@ -996,6 +1000,7 @@ class Scheduler:
         )
         del self.asks[ask.id]
         del app.asks[ask.id]
+        self._elastic_asks.pop(ask.id, None)
         app.top_priority = None
         app.queue.remove_pending(ask.resources, ask.priority)
         self._attach(alloc)
@@ -1009,6 +1014,8 @@ class Scheduler:
         app = ask.app
         self.asks[ask.id] = ask
         app.asks[ask.id] = ask
+        if ask.elastic:
+            self._elastic_asks[ask.id] = ask
         app.top_priority = None
         assert app.queue is not None
         app.queue.add_pending(ask.resources, ask.priority)
@@ -1075,9 +1082,9 @@ class Scheduler:
     def _phase_grow(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
         """Extra members of running elastic workloads take idle GPUs, the neediest queue first."""
         extras: list[tuple[tuple[object, ...], Ask]] = []
-        for ask in self.asks.values():
+        for ask in self._elastic_asks.values():
             app = ask.app
-            if not ask.elastic or ask.reserved_node is not None or not app.allocations:
+            if ask.reserved_node is not None or not app.allocations:
                 continue
             if any(not a.elastic for a in app.asks.values()):
                 continue  # its required members first
