@@ -17,7 +17,7 @@ walks each from its best node to the first that fits, so full nodes cost nothing
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from gpupool.core.model import Node
@@ -242,26 +242,3 @@ class NodeIndex:
             if by_free:
                 out = max(out, max(by_free))
         return out
-
-    def by_free_desc(self, types: Iterable[str | None], below: int) -> Iterator[Node]:
-        """Nodes of ``types`` with fewer than ``below`` free GPUs, the most free first."""
-        chosen = list(types)
-        frees = sorted({f for t in chosen for f in self._buckets.get(t, {}) if f < below}, reverse=True)
-        for f in frees:
-            entries: list[tuple[NodeKey, Node]] = []
-            for t in chosen:
-                entries.extend(self._buckets.get(t, {}).get(f, ()))
-            entries.sort(key=lambda e: e[0])
-            for _, node in entries:
-                yield node
-
-    def nodes(self, types: Iterable[str | None] | None = None, min_gpus: int = 0) -> list[Node]:
-        """Nodes of ``types`` with at least ``min_gpus`` free, best first."""
-        entries: list[tuple[NodeKey, Node]] = []
-        chosen_types = self._buckets.keys() if types is None else types
-        for t in chosen_types:
-            for free, bucket in self._buckets.get(t, {}).items():
-                if free >= min_gpus:
-                    entries.extend(bucket)
-        entries.sort(key=lambda e: e[0])
-        return [n for _, n in entries]

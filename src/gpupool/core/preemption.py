@@ -44,6 +44,7 @@ from gpupool.core.resources import (
     ordered_key,
     over_max,
     shares_type,
+    total,
     typed,
 )
 
@@ -207,7 +208,7 @@ class Preemptor:
             )
         if required:
             return
-        need = typed_union(asks)
+        need = total(a.resources for a in asks)
         if leaf.guaranteed:
             for t, g in leaf.guaranteed.items():
                 if need.get(t, 0) > 0 and leaf.allocated.get(t, 0) + need[t] > g:
@@ -760,14 +761,6 @@ class Preemptor:
         if not _satisfied(need):
             raise _Cannot(f"the allocations on {node.name} that it may preempt do not make enough room")
         return node, chosen
-
-
-def typed_union(asks: list[Ask]) -> Resources:
-    out: Resources = {}
-    for a in asks:
-        for k, v in a.resources.items():
-            out[k] = out.get(k, 0) + v
-    return out
 
 
 def _fits_capacity(ask: Resources, capacity: Resources) -> bool:

@@ -313,9 +313,6 @@ class Queue:
             q = q.parent
         return out
 
-    def describe(self) -> str:
-        return self.path
-
 
 def settings_from_config(cfg: QueueConfig) -> QueueSettings:
     return QueueSettings(

@@ -145,13 +145,6 @@ def add(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
     return out
 
 
-def sub(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) - v
-    return out
-
-
 def add_into(target: dict[str, int], b: Mapping[str, int]) -> None:
     for k, v in b.items():
         target[k] = target.get(k, 0) + v
@@ -199,14 +192,6 @@ def over_max(usage: Mapping[str, int], ask: Mapping[str, int], limit: Mapping[st
 
 def shares_type(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     return any(v > 0 and b.get(k, 0) > 0 for k, v in a.items())
-
-
-def is_zero(res: Mapping[str, int]) -> bool:
-    return not any(res.values())
-
-
-def positive(res: Mapping[str, int]) -> Resources:
-    return {k: v for k, v in res.items() if v > 0}
 
 
 def total(items: Iterable[Mapping[str, int]]) -> Resources:

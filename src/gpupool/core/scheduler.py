@@ -1157,9 +1157,6 @@ class Scheduler:
         app = self._app(app_id)
         return app.queue.path if app.queue is not None else None
 
-    def pending_asks(self) -> list[Ask]:
-        return list(self.asks.values())
-
 
 def _configured(partition: PartitionConfig) -> dict[str, tuple[str, QueueSettings]]:
     """Every configured queue's path -> (name, settings), parents before children."""
