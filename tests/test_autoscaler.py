@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import copy
+
 from gpupool.adapters.simcloud import SimCloud, Stockout
-from gpupool.core.capacity import POOL_LABEL, REGION_LABEL
+from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL, REGION_LABEL
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.configparse import parse_config
+from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
-from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
+from gpupool.engine.ports import MemoryJournal
 from test_engine import CONFIG, StepExecutor
 
 EAST = InstanceType("h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90, boot_time=100)
 WEST = InstanceType("h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95, boot_time=120)
 
 
-def make(cloud: SimCloud, **pool_kw) -> tuple[Driver, StepExecutor, Autoscaler]:
+class LastingExecutor(StepExecutor):
+    """The step executor as a cluster that outlives the control plane: a new driver re-attaches
+    to the jobs it still runs (``Driver.restore`` calls ``adopt``)."""
+
+    def adopt(self, workload: Workload) -> bool:
+        return self.running.get(workload.id) == workload.attempt
+
+
+def make(
+    cloud: SimCloud, ex: StepExecutor | None = None, **pool_kw
+) -> tuple[Driver, StepExecutor, Autoscaler]:
     pool = NodePool("gpu", (EAST, WEST), **{"max": 6, "idle_timeout": 300, **pool_kw})
     scaler = Autoscaler((pool,), cloud, block_seconds=600)
-    ex = StepExecutor()
+    ex = ex if ex is not None else StepExecutor()
     return Driver(Scheduler(parse_config(CONFIG).partition("default")), ex, autoscaler=scaler), ex, scaler
+
+
+def restart(
+    cloud: SimCloud, old: Driver, ex: StepExecutor, now: float, **pool_kw
+) -> tuple[Driver, Autoscaler, list[str], dict[str, str]]:
+    """A new control plane over the same cloud and cluster, recovering as ``ControlPlane._recover``
+    does: a new driver and autoscaler, the pool nodes adopted, then the workloads restored from
+    (copies of) what the old one had journalled."""
+    d, _, scaler = make(cloud, ex, **pool_kw)
+    adopted = scaler.adopt(d, now)
+    restored = {wid: d.restore(copy.deepcopy(w), now) for wid, w in old.workloads.items()}
+    return d, scaler, adopted, restored
 
 
 def job(gpus: int, members: int = 1, queue: str = "root.a", **kw) -> WorkloadSpec:
@@ -144,3 +170,89 @@ def test_compaction_empties_a_light_node_for_scale_down_but_never_moves_never_wo
     assert scaler.moves >= 1
     assert len(d.core.nodes) == 2  # one light node was emptied and went away
     assert all(w.state == WorkloadState.RUNNING for w in small)
+
+
+def test_a_restarted_autoscaler_adopts_the_pool_nodes_the_cloud_still_runs():
+    cloud = SimCloud(seed=7)
+    d, ex, scaler = make(cloud, ex=LastingExecutor())
+    running = [d.submit(job(8, queue=q), now=0) for q in ("root.a", "root.b")]
+    run_until(d, cloud, 110)
+    assert all(w.state == WorkloadState.RUNNING for w in running)
+    waiting = d.submit(job(8, queue="root.b"), now=120)
+    d.tick(120)  # a third node is launched for it; it boots at 220
+    [booting] = [n for n, pn in scaler.nodes.items() if pn.state == "booting"]
+    # A node of a pool the new config no longer has (launched before a config change).
+    cloud.launch("old", EAST, "old-h100-east-0042", 125)
+    launched = set(scaler.nodes) | {"old-h100-east-0042"}
+    ready = sorted(n for n in scaler.nodes if n != booting)
+    launches = cloud.launches
+
+    d2, scaler2, adopted, restored = restart(cloud, d, ex, 130)
+    assert adopted == sorted([*ready, booting])
+    assert {n: pn.state for n, pn in scaler2.nodes.items()} == {
+        **dict.fromkeys(ready, "ready"),
+        booting: "booting",
+    }
+    assert all(scaler2.nodes[n].launched_at == 0 for n in ready) and scaler2.nodes[booting].launched_at == 120
+    for name in ready:  # in the new core, labelled as a booted node is
+        labels = d2.core.nodes[name].labels
+        assert (labels[POOL_LABEL], labels[INSTANCE_LABEL], labels[REGION_LABEL]) == (
+            "gpu",
+            "h100-east",
+            "east",
+        )
+        assert labels[GPU_TYPE_LABEL] == "H100"
+    assert booting not in d2.core.nodes
+    assert [(a.node, a.outcome) for a in scaler2.attempts] == [(n, "adopted") for n in adopted]
+    # The running work went back onto its nodes; the waiting one waits for the booting node.
+    assert {w.id: restored[w.id] for w in running} == dict.fromkeys((w.id for w in running), "adopted")
+    assert restored[waiting.id] == "requeued"
+    assert {n for w in running for n in d2.workloads[w.id].placement.values()} == set(ready)
+    # The unknown pool's node is left alone, and said so.
+    assert "old-h100-east-0042" not in scaler2.nodes and "old-h100-east-0042" not in d2.core.nodes
+    assert isinstance(d2.journal, MemoryJournal)
+    kinds = {(kind, msg.split(" ")[0]) for _, _, kind, msg in d2.journal.events}
+    assert ("not-adopted", "old-h100-east-0042") in kinds and ("adopted", "adopted") in kinds
+    assert any(msg == "adopted 3 pool nodes" for _, _, _, msg in d2.journal.events)
+
+    t = 130.0
+    while t <= 230:
+        d2.tick(t)
+        t += 10
+    assert cloud.launches == launches  # nothing launched again for work that has its nodes
+    w3 = d2.workloads[waiting.id]
+    assert w3.state == WorkloadState.RUNNING and set(w3.placement.values()) == {booting}
+    assert scaler2.nodes[booting].state == "ready" and d2.core.nodes[booting].labels[POOL_LABEL] == "gpu"
+    assert all(
+        d2.workloads[w.id].state == WorkloadState.RUNNING and d2.workloads[w.id].attempt == 1 for w in running
+    )
+
+    for w in [*running, w3]:
+        ex.finish(w.id)
+    while t <= 600:  # idle past the timeout: the adopted nodes go like any other
+        d2.tick(t)
+        t += 10
+    assert not scaler2.nodes and not d2.core.nodes
+    assert [n.name for n in cloud.inventory()] == ["old-h100-east-0042"]  # still left alone
+
+    d2.submit(job(8), now=t, workload_id="w-000100")  # the plane numbers on after the restored
+    d2.tick(t)
+    [name] = scaler2.nodes
+    assert name not in launched  # a fresh name, past every adopted one
+    assert cloud.launches == launches + 1
+
+
+def test_adopted_nodes_count_against_the_pool_max():
+    cloud = SimCloud(seed=8)
+    d, ex, _ = make(cloud, ex=LastingExecutor(), max=2)
+    running = [d.submit(job(8, queue=q), now=0) for q in ("root.a", "root.b")]
+    run_until(d, cloud, 110)
+    assert all(w.state == WorkloadState.RUNNING for w in running)
+    launches = cloud.launches
+    d2, scaler2, adopted, _ = restart(cloud, d, ex, 120, max=2)
+    assert len(adopted) == 2
+    w = d2.submit(job(8, queue="root.b"), now=120, workload_id="w-000100")
+    d2.tick(120)
+    d2.tick(130)
+    assert cloud.launches == launches and not [n for n in scaler2.nodes.values() if n.state == "booting"]
+    assert scaler2.last_plan is not None and w.id in scaler2.last_plan.unmet

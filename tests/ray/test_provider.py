@@ -202,3 +202,45 @@ def test_the_service_scales_a_pool_live_and_shows_it(
     finally:
         provider.close()
     assert provider.owned() == [] and not [n for n in cluster.nodes() if n.name.startswith("l4")]
+
+
+def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
+    provider: LocalRayProvider, executor: RayExecutor, cluster: LocalRayCluster
+):
+    provider.boot_delay = 1.0
+    pool = NodePool("l4", (L4,), min=1, max=1, idle_timeout=600.0)
+    t0 = clock()
+
+    def driver_with(scaler: Autoscaler) -> Driver:
+        return Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
+
+    first = Autoscaler((pool,), provider)
+    driver = driver_with(first)
+    deadline = clock() + 60
+    while not any(n.state == "ready" for n in first.nodes.values()):  # min 1: one node comes up
+        assert clock() < deadline, first.attempts
+        driver.tick(clock() - t0)
+        time.sleep(0.2)
+    [name] = first.nodes
+    assert [(n.name, n.pool, n.instance_type, n.state) for n in provider.inventory()] == [
+        (name, "l4", "l4-local", "ready")
+    ]
+
+    # The control plane restarts: a new driver and autoscaler over the same provider.
+    second = Autoscaler((pool,), provider)
+    driver = driver_with(second)
+    assert second.adopt(driver, clock() - t0) == [name]
+    assert second.nodes[name].state == "ready"
+    node = driver.core.nodes[name]
+    assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    for _ in range(5):  # the pool is at its min and max with the adopted node: nothing launches
+        driver.tick(clock() - t0)
+        time.sleep(0.1)
+    assert list(second.nodes) == [name] and provider.owned() == [name]
+    assert not [a for a in second.attempts if a.outcome == "launching"]
+    assert name in {n.name for n in cluster.nodes()}
+
+    provider.terminate(name, clock())
+    events_until(provider, lambda e: isinstance(e, Terminated))
+    assert provider.owned() == [] and name not in {n.name for n in cluster.nodes()}

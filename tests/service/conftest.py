@@ -1,6 +1,8 @@
 """Fixtures: a real control plane served by uvicorn on 127.0.0.1 (random free port), a real
 database (SQLite in a temp dir, or PostgreSQL from GPUPOOL_TEST_POSTGRES_URL) and the small
-process executor of ``executors.py``. Servers are always stopped, and their jobs killed."""
+process executor of ``executors.py``; optionally a node provider (a ``SimCloud``, which outlives
+the servers given it, as a cloud outlives a control plane). Servers are always stopped, and their
+jobs killed."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 
 from gpupool.client import Client
+from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.app import create_app
 from gpupool.service.db import normalise_url
 from gpupool.service.settings import ServiceSettings
@@ -36,11 +39,16 @@ class LiveServer:
     """One control plane in a thread of the test process, on a real socket."""
 
     def __init__(
-        self, data_dir: Path, database_url: str | None = None, config: Path | None = TEST_CONFIG
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        config: Path | None = TEST_CONFIG,
+        provider: NodeProvider | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.config = config
+        self.provider = provider
         self.port = free_port()
         self.executor: ProcessExecutor | None = None
         self._server: uvicorn.Server | None = None
@@ -66,7 +74,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.executor = ProcessExecutor(self.data_dir / "jobs")
-        app = create_app(self.settings, self.executor)
+        app = create_app(self.settings, self.executor, provider=self.provider)
         self.app = app
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
@@ -149,9 +157,12 @@ def make_server(tmp_path):
     servers: list[LiveServer] = []
 
     def make(
-        data_dir: Path | None = None, database_url: str | None = None, config: Path | None = TEST_CONFIG
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+        config: Path | None = TEST_CONFIG,
+        provider: NodeProvider | None = None,
     ):
-        server = LiveServer(data_dir or tmp_path / "data", database_url, config)
+        server = LiveServer(data_dir or tmp_path / "data", database_url, config, provider)
         servers.append(server)
         return server.start()
 

@@ -4,6 +4,10 @@ It stands in for a cloud API, which cannot exist here; it is a small real implem
 ``NodeProvider`` port, not a mock. Launches complete after the instance type's boot time; a
 stockout (a scripted window for an instance type and region, or a seeded chance) fails a launch
 after ``stockout_delay``; a boot failure (a seeded chance) fails it after the boot time.
+
+The cloud outlives a control plane: ``inventory`` lists the nodes launched and not terminated
+(booting until their ``Booted`` has been polled, then ready), so a restarted autoscaler over the
+same ``SimCloud`` adopts them; events still due are delivered to whoever polls next.
 """
 
 from __future__ import annotations
@@ -11,10 +15,16 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gpupool.core.config import InstanceType
-from gpupool.engine.autoscaler import Booted, LaunchFailed, ProviderEvent, Terminated
+from gpupool.engine.autoscaler import (
+    Booted,
+    LaunchFailed,
+    ProviderEvent,
+    ProviderNode,
+    Terminated,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +48,14 @@ class SimCloud:
     _rng: random.Random = field(init=False)
     _events: list[tuple[float, int, ProviderEvent]] = field(default_factory=list)
     _seq: int = 0
+    _nodes: dict[str, ProviderNode] = field(default_factory=dict)  # launched, not terminated
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
     def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None:
         self.launches += 1
+        self._nodes[name] = ProviderNode(name, pool, itype.name, "booting", now)
         scripted = any(
             s.instance_type == itype.name and s.region == itype.region and s.start <= now < s.end
             for s in self.stockouts
@@ -59,13 +71,23 @@ class SimCloud:
             self._push(now + itype.boot_time, Booted(name))
 
     def terminate(self, name: str, now: float) -> None:
+        self._nodes.pop(name, None)
         self._push(now, Terminated(name))
 
     def poll(self, now: float) -> list[ProviderEvent]:
         out: list[ProviderEvent] = []
         while self._events and self._events[0][0] <= now:
-            out.append(heapq.heappop(self._events)[2])
+            event = heapq.heappop(self._events)[2]
+            node = self._nodes.get(event.name)
+            if isinstance(event, Booted) and node is not None:
+                self._nodes[event.name] = replace(node, state="ready")
+            elif isinstance(event, LaunchFailed):
+                self._nodes.pop(event.name, None)
+            out.append(event)
         return out
+
+    def inventory(self) -> list[ProviderNode]:
+        return sorted(self._nodes.values(), key=lambda n: n.name)
 
     def next_time(self) -> float | None:
         return self._events[0][0] if self._events else None

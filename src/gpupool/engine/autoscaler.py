@@ -8,6 +8,13 @@ type and region as labels; a node scaled down leaves it after it is cordoned.
 Every launch is an attempt with an outcome. A stockout or a boot failure blocks that offer
 (pool, instance type, region) for ``block_seconds`` so the next plan falls back to the next
 offer, and the history is what ``gpupool why`` shows for the workloads the launch was for.
+
+After a control-plane restart the machines launched before it still run: ``adopt`` (called
+once, before the first tick and before workloads are restored) takes them back from the
+provider's ``inventory``. A ready node joins the scheduler as a booted one does; a booting one
+waits for its ``Booted``; a node of a pool or instance type no longer configured is left alone.
+Adopted nodes count against their pool's max and scale down like any other, and new launches
+never reuse their names.
 """
 
 from __future__ import annotations
@@ -62,6 +69,17 @@ class Terminated:
 ProviderEvent = Booted | LaunchFailed | Terminated
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderNode:
+    """A node the provider launched and has not terminated, as its ``inventory`` lists it."""
+
+    name: str
+    pool: str
+    instance_type: str  # the instance type's name
+    state: str  # "booting" (no Booted reported yet) | "ready"
+    launched_at: float
+
+
 class NodeProvider(Protocol):
     """Launches and terminates machines of a pool. Calls return fast; outcomes come from poll."""
 
@@ -74,6 +92,9 @@ class NodeProvider(Protocol):
     def next_time(self) -> float | None:
         """When the next event is due (the simulator ticks then); None if none is pending."""
 
+    def inventory(self) -> list[ProviderNode]:
+        """The nodes launched and not terminated (a restarted control plane adopts them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -82,7 +103,7 @@ class Attempt:
     instance_type: str
     region: str
     node: str
-    outcome: str  # launching | booted | stockout | boot-failure
+    outcome: str  # launching | booted | stockout | boot-failure | adopted (after a restart)
     for_workloads: tuple[str, ...] = ()
     message: str = ""
 
@@ -166,6 +187,56 @@ class Autoscaler:
         self._snapshot(driver)
         return plan
 
+    def adopt(self, driver: Driver, now: float) -> list[str]:
+        """Take back the nodes the provider still runs (after a control-plane restart).
+
+        Called once, before the first tick and before workloads are restored onto their nodes.
+        A ready node joins the scheduler as a booted one does (idle since ``now``); a booting one
+        stays booting until its ``Booted``. Each is recorded in ``attempts`` as ``adopted``. A
+        node of a pool or instance type not configured is left alone, with a journal event.
+        Returns the names adopted.
+        """
+        self._account(driver, now)
+        adopted: list[str] = []
+        for found in sorted(self.provider.inventory(), key=lambda n: n.name):
+            self._seq = max(self._seq, _seq_of(found.name))  # never launch under its name again
+            known = self.nodes.get(found.name)
+            if known is not None:  # adopted already: only make sure the core has it
+                if known.state == "ready" and found.name not in driver.core.nodes:
+                    self._join(driver, known, now)
+                continue
+            pool = next((p for p in self.pools if p.name == found.pool), None)
+            itype = None
+            if pool is not None:
+                itype = next((t for t in pool.instance_types if t.name == found.instance_type), None)
+            if itype is None:
+                why = (
+                    f"pool {found.pool} is not configured"
+                    if pool is None
+                    else f"pool {found.pool} has no instance type {found.instance_type}"
+                )
+                driver.journal.event(
+                    None,
+                    now,
+                    "not-adopted",
+                    f"{found.name} (pool {found.pool}) not adopted: {why}; left alone",
+                )
+                continue
+            node = PoolNode(
+                found.name, found.pool, itype, "booting", itype.capacity(), launched_at=found.launched_at
+            )
+            self.nodes[found.name] = node
+            if found.state == "ready":
+                self._join(driver, node, now)
+            message = f"{found.state} after a control-plane restart (launched at {found.launched_at:g})"
+            self.attempts.append(
+                Attempt(now, found.pool, itype.name, itype.region, found.name, "adopted", message=message)
+            )
+            adopted.append(found.name)
+        driver.journal.event(None, now, "adopted", f"adopted {len(adopted)} pool nodes")
+        self._snapshot(driver)
+        return adopted
+
     # ------------------------------------------------------------------ events
 
     def _start(self, pool: str, itype: InstanceType, workloads: tuple[str, ...], now: float) -> None:
@@ -183,13 +254,7 @@ class Autoscaler:
             return
         attempt = self._launch.pop(event.name, None)
         if isinstance(event, Booted):
-            node.state = "ready"
-            node.idle_since = now
-            itype = node.instance_type
-            labels = {POOL_LABEL: node.pool, INSTANCE_LABEL: itype.name, REGION_LABEL: itype.region}
-            if itype.gpu_type:
-                labels[GPU_TYPE_LABEL] = itype.gpu_type
-            driver.observe_node_up(NodeSpec(node.name, itype.capacity(), labels), now)
+            self._join(driver, node, now)
             if attempt is not None:
                 self.attempts.append(_with(attempt, now, "booted", f"up after {now - attempt.at:g}s"))
         elif isinstance(event, LaunchFailed):
@@ -203,6 +268,18 @@ class Autoscaler:
             del self.nodes[event.name]
             if event.name in driver.core.nodes:
                 driver.observe_node_gone(event.name, now)
+
+    @staticmethod
+    def _join(driver: Driver, node: PoolNode, now: float) -> None:
+        """A node that is up joins the scheduler, labelled with its pool, instance type, region
+        and GPU type; it is ready and idle from ``now``."""
+        node.state = "ready"
+        node.idle_since = now
+        itype = node.instance_type
+        labels = {POOL_LABEL: node.pool, INSTANCE_LABEL: itype.name, REGION_LABEL: itype.region}
+        if itype.gpu_type:
+            labels[GPU_TYPE_LABEL] = itype.gpu_type
+        driver.observe_node_up(NodeSpec(node.name, itype.capacity(), labels), now)
 
     def _refresh(self, driver: Driver, now: float) -> None:
         """Free room and idle time of ready nodes, from the scheduler's view."""
@@ -363,6 +440,12 @@ class Autoscaler:
 
     def history(self, workload_id: str) -> list[Attempt]:
         return [a for a in self.attempts if workload_id in a.for_workloads]
+
+
+def _seq_of(name: str) -> int:
+    """The launch number at the end of a node name (``gpu-h100-east-0007`` -> 7); 0 if none."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _with(a: Attempt, at: float, outcome: str, message: str) -> Attempt:

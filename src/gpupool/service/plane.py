@@ -18,6 +18,9 @@ A configuration reload updates the core in place.
 Node pools: given a node provider (``gpupool up`` gives its local Ray cluster's) and a config with
 ``nodepools:``, the plane makes one ``Autoscaler`` that every driver it builds uses, so the pools
 grow and shrink live; a reload takes the new pools. ``nodes()`` and ``pools()`` show its state.
+On recovery the autoscaler first adopts the pool nodes the provider still runs
+(``Autoscaler.adopt``), before the workloads are restored, so work that ran on a pool node goes
+back onto it and the node keeps counting against its pool's max and scales down when idle.
 """
 
 from __future__ import annotations
@@ -243,12 +246,19 @@ class ControlPlane:
 
     def _recover(self, now: float) -> None:
         # Before the first tick: the autoscaler has launched nothing yet, so the executor's
-        # nodes are all the nodes there are (it does not list pool nodes: they are the autoscaler's).
+        # nodes and the pool nodes the provider still runs (adopted below; the executor does not
+        # list pool nodes: they are the autoscaler's) are all the nodes there are.
         driver = self._new_driver(self.config)
         self.driver = driver
         for node in self.executor.nodes():
             if node.name not in driver.core.nodes:
                 driver.core.add_node(node)
+        if driver.autoscaler is not None:
+            # The pool nodes launched before the restart still run: take them back from the
+            # provider first, so that work restored onto them finds its node in the core.
+            adopted = driver.autoscaler.adopt(driver, now)
+            if adopted:
+                log.info("adopted %d pool nodes: %s", len(adopted), ", ".join(adopted))
         with self.db.session() as s:
             self._seq = int(s.scalar(select(func.max(WorkloadRow.seq))) or 0)
         for row in self.journal.active():

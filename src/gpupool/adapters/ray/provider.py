@@ -25,6 +25,10 @@ Events (``poll``):
 
 Every call returns at once: starting and stopping a node take seconds, so they run on a few
 background threads and ``poll`` collects what they did.
+
+``inventory`` lists the nodes of its registry not being stopped (ready once ``Booted`` was
+reported, else booting), so a new autoscaler over the same provider (a restarted control plane
+in the same process) adopts them.
 """
 
 from __future__ import annotations
@@ -39,7 +43,13 @@ from dataclasses import dataclass
 from gpupool.adapters.ray import naming
 from gpupool.adapters.ray.cluster import LocalNode, LocalRayCluster
 from gpupool.core.config import InstanceType
-from gpupool.engine.autoscaler import Booted, LaunchFailed, ProviderEvent, Terminated
+from gpupool.engine.autoscaler import (
+    Booted,
+    LaunchFailed,
+    ProviderEvent,
+    ProviderNode,
+    Terminated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,8 @@ log = logging.getLogger(__name__)
 class _Node:
     name: str
     pool: str
+    instance_type: str
+    launched_at: float
     ready_at: float  # when the boot delay has passed
     started: Future[list[str]]
     stopping: Future[None] | None = None
@@ -88,7 +100,8 @@ class LocalRayProvider:
             if name in self._nodes:
                 self._events.append(LaunchFailed(name, "boot-failure", f"node {name} is launched already"))
                 return
-            self._nodes[name] = _Node(name, pool, now + delay, self._pool.submit(self.cluster.add_node, node))
+            started = self._pool.submit(self.cluster.add_node, node)
+            self._nodes[name] = _Node(name, pool, itype.name, now, now + delay, started)
 
     def terminate(self, name: str, now: float) -> None:
         with self._lock:
@@ -148,6 +161,16 @@ class LocalRayProvider:
         with self._lock:
             due = [n.ready_at for n in self._nodes.values() if not n.booted and n.stopping is None]
         return min(due) if due else None
+
+    def inventory(self) -> list[ProviderNode]:
+        with self._lock:
+            return [
+                ProviderNode(
+                    n.name, n.pool, n.instance_type, "ready" if n.booted else "booting", n.launched_at
+                )
+                for n in sorted(self._nodes.values(), key=lambda n: n.name)
+                if n.stopping is None
+            ]
 
     # ------------------------------------------------------------------ beyond the port
 

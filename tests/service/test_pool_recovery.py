@@ -1,0 +1,53 @@
+"""Restarting the control plane keeps its elastic pool: the nodes the cloud still runs are
+adopted, the work on them stays where it is, and nothing is launched again."""
+
+from __future__ import annotations
+
+from gpupool.adapters.simcloud import SimCloud
+
+from .conftest import TEST_CONFIG
+from .test_recovery import _gated_job
+
+POOLS = """
+nodepools:
+  - name: l4
+    min: 0
+    max: 2
+    headroom: {nodes: 0}
+    idletimeout: 10m
+    instancetypes:
+      - {name: l4-sim, gputype: L4, gpus: 4, vcore: 16, memory: 64Gi, region: local, boottime: 200ms}
+"""
+
+
+def test_restart_adopts_the_pool_nodes_the_cloud_still_runs(make_server, tmp_path):
+    config = tmp_path / "queues.yaml"
+    config.write_text(TEST_CONFIG.read_text() + POOLS)
+    cloud = SimCloud(seed=1)  # the cloud outlives the control plane: both servers are given it
+    data = tmp_path / "data"
+    first = make_server(data, config=config, provider=cloud)
+    gp = first.client()
+    cmd, mark, gate = _gated_job(tmp_path, "pool")
+    w = gp.submit("on-l4", queue="root.a", entrypoint=cmd, task_groups=[{"gpus": 4, "gpu_types": ["L4"]}])
+    running = gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+    [node] = set(running.placement.values())
+    assert [n.name for n in gp.nodes() if n.pool == "l4"] == [node]  # it runs on the pool's node
+    assert cloud.launches == 1
+    first.stop()
+
+    second = make_server(data, config=config, provider=cloud)
+    gp2 = second.client()
+    [pool] = gp2.pools()
+    assert pool.nodes == {"ready": 1}
+    assert [(a.node, a.outcome) for a in pool.attempts] == [(node, "adopted")]
+    shown = {n.name: n for n in gp2.nodes()}
+    assert (shown[node].pool, shown[node].state, shown[node].gpu_type) == ("l4", "ready", "L4")
+    assert shown[node].allocated.get("gpu") == 4  # the restored workload holds it again
+    after = gp2.get(w.id)
+    assert (after.state, after.attempt, after.placement) == ("running", 1, running.placement)
+
+    gate.touch()
+    assert gp2.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
+    assert cloud.launches == 1  # no node launched again for it
+    assert second.executor.starts == 0 and mark.read_text().count("start") == 1
+    assert [n.name for n in cloud.inventory()] == [node]  # idle, kept until its idle timeout
