@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpupool.core.capacity import Demand, PoolNode, plan_capacity
+from gpupool.core.capacity import Arrival, Demand, PoolNode, headroom_target, plan_capacity
 from gpupool.core.config import InstanceType, NodePool
 
 H100_EAST = InstanceType(
@@ -91,3 +91,30 @@ def test_an_idle_node_a_waiting_workload_could_use_stays():
     assert not plan.scale_down
     plan = plan_capacity([p], nodes, [Demand("w", (gpus(2),), ("H100",))], set(), 1000)
     assert [d.node for d in plan.scale_down] == ["idle"]
+
+
+def test_burst_headroom_follows_the_gpus_asked_in_its_window():
+    p = pool(types=(A100,), max=20, headroom_nodes=1, headroom_window=900, headroom_max_nodes=4)
+    now = 10_000.0
+    assert headroom_target(p, [], now) == 1  # no arrivals: the floor
+    recent = [Arrival(now - 100, 8), Arrival(now - 800, 4), Arrival(now - 901, 64)]  # the last is too old
+    assert headroom_target(p, recent, now) == 2  # 12 GPUs fill two 8-GPU nodes
+    assert headroom_target(p, [Arrival(now - 10, 200)], now) == 4  # capped at max nodes
+    # Arrivals that may not run on this pool's GPU types do not count.
+    assert headroom_target(p, [Arrival(now - 10, 32, ("H100",))], now) == 1
+    assert headroom_target(p, [Arrival(now - 10, 32, ("H100", "A100"))], now) == 4
+    # Without a window the headroom is fixed.
+    assert headroom_target(pool(types=(A100,), headroom_nodes=2), recent, now) == 2
+
+
+def test_plan_keeps_burst_headroom_warm_and_lets_it_go_when_arrivals_stop():
+    p = pool(types=(A100,), max=20, headroom_window=900, headroom_max_nodes=4, idle_timeout=300)
+    burst = [Arrival(1_000.0, 24)]
+    (up,) = plan_capacity([p], [], [], set(), 1_100.0, arrivals=burst).scale_up
+    assert up.count == 3 and "sized by the last 900s of arrivals" in up.reason
+    idle = [node(f"n{i}", A100, idle_since=1_400.0) for i in range(3)]
+    # Past the idle timeout but the arrivals are recent: the three stay warm.
+    assert not plan_capacity([p], idle, [], set(), 1_800.0, arrivals=burst).scale_down
+    # Once the window has passed with no new arrival, they go.
+    plan = plan_capacity([p], idle, [], set(), 2_000.0, arrivals=burst)
+    assert not plan.scale_up and len(plan.scale_down) == 3

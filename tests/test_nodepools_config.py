@@ -49,6 +49,18 @@ def test_pools_parse_with_units_durations_and_case_insensitive_keys():
     assert cpu.capacity() == {"vcore": 500, "memory": 64 * 2**30} and cpu.region == "local"
 
 
+def test_burst_sized_headroom_parses():
+    raw = {
+        "name": "p",
+        "headroom": {"nodes": 1, "window": "15m", "maxNodes": 6},
+        "instancetypes": [{"name": "x"}],
+    }
+    (pool,) = parse_config(config([raw])).nodepools
+    assert (pool.headroom_nodes, pool.headroom_window, pool.headroom_max_nodes) == (1, 900.0, 6)
+    (fixed,) = parse_config(config([{"name": "p", "instancetypes": [{"name": "x"}]}])).nodepools
+    assert (fixed.headroom_window, fixed.headroom_max_nodes) == (0.0, 0)
+
+
 @pytest.mark.parametrize(
     ("pools", "path", "text"),
     [
@@ -66,6 +78,32 @@ def test_pools_parse_with_units_durations_and_case_insensitive_keys():
             "idletimeout",
         ),
         ([{"name": "p", "colour": "red", "instancetypes": [{"name": "x"}]}], "colour", "unknown"),
+        (
+            [{"name": "p", "headroom": {"window": "15m"}, "instancetypes": [{"name": "x"}]}],
+            "headroom.window",
+            "needs headroom.maxNodes",
+        ),
+        (
+            [{"name": "p", "headroom": {"maxNodes": 4}, "instancetypes": [{"name": "x"}]}],
+            "headroom.maxnodes",
+            "needs headroom.window",
+        ),
+        (
+            [
+                {
+                    "name": "p",
+                    "headroom": {"nodes": 3, "window": 60, "maxNodes": 2},
+                    "instancetypes": [{"name": "x"}],
+                }
+            ],
+            "headroom.maxnodes",
+            "below headroom.nodes 3",
+        ),
+        (
+            [{"name": "p", "headroom": {"window": "often", "maxNodes": 2}, "instancetypes": [{"name": "x"}]}],
+            "headroom.window",
+            "headroom.window",
+        ),
         ("p", "nodepools", "must be a list"),
     ],
 )

@@ -228,7 +228,8 @@ class NodeOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
-    """One launch attempt of a node pool: ``outcome`` is launching, booted, stockout or boot-failure."""
+    """One launch attempt of a node pool: ``outcome`` is launching, booted, stockout, boot-failure,
+    or adopted (a node taken back after a control-plane restart)."""
 
     at: float
     pool: str
@@ -248,6 +249,9 @@ class PoolOut(BaseModel):
     max: int
     headroom_nodes: int
     headroom_gpus: int
+    headroom_window: float = 0.0  # > 0: the GPUs asked in this many seconds size the headroom
+    headroom_max_nodes: int = 0
+    headroom_now: int = 0  # warm nodes the pool keeps at this moment
     idle_timeout: float
     instance_types: list[str]
     nodes: dict[str, int]  # state -> count

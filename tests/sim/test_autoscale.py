@@ -52,7 +52,7 @@ def test_ray_like_scales_up_for_quota_blocked_demand_gpupool_does_not():
     # core checks quota against what is allocated, so the planner would count both.)
     jobs = [TraceJob("j1", 0.0, 3000.0, 8, "a"), TraceJob("j2", 200.0, 3000.0, 8, "a")]
     tr = trace(jobs, {"a": 1, "b": 1})  # pool max 2 nodes
-    opts = AutoscaleOptions(boot_time=100, idle_timeout=300, headroom_nodes=0)
+    opts = AutoscaleOptions(boot_time=100, idle_timeout=300, headroom_nodes=0, headroom_window=0)
     aware = run_elastic(tr, "gpupool", opts).figures
     ray = run_elastic(tr, "ray-like", opts).figures
     assert aware["launches"] == 1 and aware["peak_gpus"] == 8
@@ -64,7 +64,7 @@ def test_ray_like_scales_up_for_quota_blocked_demand_gpupool_does_not():
 def test_headroom_lets_a_burst_start_at_once():
     jobs = [TraceJob("b1", 3000.0, 600.0, 8, "a"), TraceJob("b2", 3000.0, 600.0, 8, "a")]
     tr = trace(jobs, {"a": 4})
-    opts = AutoscaleOptions(boot_time=240, headroom_nodes=2)
+    opts = AutoscaleOptions(boot_time=240, headroom_nodes=2, headroom_window=0)
     warm = run_elastic(tr, "gpupool", opts).figures
     cold = run_elastic(tr, "no-headroom", opts).figures
     assert warm["wait_s_p95"] == 0.0  # two warm nodes booted at 0
@@ -72,6 +72,25 @@ def test_headroom_lets_a_burst_start_at_once():
     assert warm["gpu_hours"] > cold["gpu_hours"]  # warm nodes are paid for
     goals = targets({"gpupool": warm, "no-headroom": cold, "ray-like": cold})
     assert goals["vs_no_headroom"]["wait_p95_change_pct"] == -100.0
+
+
+def test_burst_sized_headroom_warms_up_after_arrivals_and_cools_down():
+    # A first 8-GPU job at 0, then a second one 300 s later: with burst-sized headroom the first
+    # arrival keeps one more node warm, so the second starts at once; with none it waits a boot.
+    jobs = [TraceJob("j1", 0.0, 3000.0, 8, "a"), TraceJob("j2", 300.0, 3000.0, 8, "a")]
+    jobs.append(TraceJob("j3", 20_000.0, 60.0, 1, "a"))  # much later: keeps the window open
+    tr = trace(jobs, {"a": 4})
+    opts = AutoscaleOptions(boot_time=240, idle_timeout=300, headroom_window=900, headroom_max_nodes=2)
+    warm = run_elastic(tr, "gpupool", opts)
+    cold = run_elastic(tr, "no-headroom", opts)
+    assert warm.recorder.jobs["j2"].first_start == 300.0
+    assert cold.recorder.jobs["j2"].first_start == 540.0
+    # After the window the warm node goes: the pool is empty long before j3 arrives.
+    before_j3 = [
+        (t, p) for t, p in zip(warm.series.times, warm.series.provisioned, strict=True) if t < 20_000
+    ]
+    last_change, gpus = before_j3[-1]
+    assert gpus == 0 and last_change < 6_000
 
 
 def small_synthetic() -> Trace:

@@ -12,7 +12,9 @@ region. An offer that stocked out or failed to boot is skipped until its block e
 next one is tried (the engine records each attempt). Pools never go above ``max``.
 
 Headroom. Each pool keeps ``headroom_nodes`` idle nodes (and ``headroom_gpus`` idle GPUs) warm,
-counting nodes that are booting and not spoken for, so a burst starts without a boot.
+counting nodes that are booting and not spoken for, so a burst starts without a boot. With a
+``headroom_window``, the warm nodes follow the arrivals (``headroom_target``): as many as the GPUs
+asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``.
 
 Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
 first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
@@ -22,6 +24,7 @@ by compaction (``plan_compaction``), which frees whole nodes by moving it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -54,6 +57,34 @@ class Demand:
     members: tuple[Resources, ...]
     gpu_types: tuple[str, ...] = ()  # in order of preference; () = any
     regions: tuple[str, ...] = ()  # () = any region
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A workload that arrived: when, the GPUs its members ask for, the GPU types it allows."""
+
+    at: float
+    gpus: int
+    gpu_types: tuple[str, ...] = ()  # () = any
+
+
+def headroom_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> int:
+    """Warm idle nodes ``pool`` keeps now: ``headroom_nodes``, or with a ``headroom_window`` the
+    nodes (of its cheapest instance type) that the GPUs asked by the arrivals of the last window
+    would fill, between ``headroom_nodes`` and ``headroom_max_nodes``."""
+    if pool.headroom_window <= 0 or not pool.instance_types:
+        return pool.headroom_nodes
+    node = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
+    if node.gpus <= 0:
+        return pool.headroom_nodes
+    types = {t.gpu_type for t in pool.instance_types}
+    since = now - pool.headroom_window
+    asked = sum(
+        a.gpus
+        for a in arrivals
+        if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
+    )
+    return max(pool.headroom_nodes, min(pool.headroom_max_nodes, math.ceil(asked / node.gpus)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +152,17 @@ def plan_capacity(
     now: float,
     *,
     ready_room: bool = False,
+    arrivals: Sequence[Arrival] = (),
 ) -> CapacityPlan:
     """Decide scale-ups and scale-downs. ``blocked`` holds (pool, instance type, region) offers
-    that failed lately.
+    that failed lately; ``arrivals`` the recent arrivals that size burst headroom.
 
     ``ready_room``: demand first takes free room on ready nodes too (as Ray's autoscaler packs
     its resource demand onto every node's available resources). Only useful when ``demand``
     holds asks the scheduler could not place for other reasons than room (quota-blocked ones):
     room-blocked demand does not fit the ready nodes by definition. Off by default."""
     plan = CapacityPlan()
+    warm = {p.name: headroom_target(p, arrivals, now) for p in pools}
     by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
     for n in nodes:
         by_pool.setdefault(n.pool, []).append(n)
@@ -195,16 +228,14 @@ def plan_capacity(
             if (pool.name, t.name, t.region) not in blocked
         ] or [cheapest]
         itype = offers[0]
+        keep = warm[pool.name]
+        sized = ""
+        if pool.headroom_window > 0:
+            sized = f" (sized by the last {pool.headroom_window:g}s of arrivals)"
         while count[pool.name] < pool.max and (
-            idle_nodes < pool.headroom_nodes or (pool.headroom_gpus and idle_gpus < pool.headroom_gpus)
+            idle_nodes < keep or (pool.headroom_gpus and idle_gpus < pool.headroom_gpus)
         ):
-            add(
-                pool,
-                itype,
-                1,
-                f"keep headroom of {pool.headroom_nodes} node(s)/{pool.headroom_gpus} GPU(s)",
-                None,
-            )
+            add(pool, itype, 1, f"keep headroom of {keep} node(s)/{pool.headroom_gpus} GPU(s){sized}", None)
             idle_nodes += 1
             idle_gpus += itype.gpus
             if itype.gpus == 0 and pool.headroom_gpus:
@@ -249,7 +280,7 @@ def plan_capacity(
         idle.sort(key=lambda n: (-n.instance_type.hourly_cost, n.idle_since or 0.0, n.name))
         left = count[pool.name]
         for n in idle:
-            if left - 1 < pool.min or idle_total - 1 < pool.headroom_nodes:
+            if left - 1 < pool.min or idle_total - 1 < warm[pool.name]:
                 break
             if (
                 pool.headroom_gpus

@@ -154,6 +154,12 @@ class NodePool:
     ``instance_types`` are tried in order of preference (then by cost) when it grows;
     ``headroom_nodes`` / ``headroom_gpus`` are kept warm and idle so bursts start at once;
     idle nodes beyond those go after ``idle_timeout`` seconds.
+
+    Burst-sized headroom (``headroom_window`` > 0): the pool keeps warm as many nodes as the
+    GPUs asked by the workloads that arrived in the last ``headroom_window`` seconds would fill,
+    at least ``headroom_nodes`` and at most ``headroom_max_nodes``. Arrivals come in runs (in
+    Philly the arrivals of one 5-minute bin and the next correlate at 0.8), so recent arrivals
+    predict the next ones, and when arrivals stop the warm nodes go.
     """
 
     name: str
@@ -163,6 +169,8 @@ class NodePool:
     headroom_nodes: int = 0
     headroom_gpus: int = 0
     idle_timeout: float = 300.0
+    headroom_window: float = 0.0  # seconds of arrivals that size the headroom; 0 = fixed headroom
+    headroom_max_nodes: int = 0  # cap of the burst-sized headroom
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: 
 # Accepted keys per object (lower case). YuniKorn's own keys plus gpupool's `sizes`.
 _TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools")
 _POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes")
-_HEADROOM_KEYS = ("nodes", "gpus")
+_HEADROOM_KEYS = ("nodes", "gpus", "window", "maxnodes")
 _INSTANCE_KEYS = ("name", "gputype", "gpus", "vcore", "memory", "region", "hourlycost", "boottime")
 _PARTITION_KEYS = (
     "name",
@@ -1173,12 +1173,38 @@ class _Parser:
             hi = self.amount(fields["max"], "max") if "max" in fields else 10
             if lo is not None and hi is not None and lo > hi:
                 self.error(at, f"node pool `{name}`: min {lo} is above max {hi}", "make min <= max")
-            headroom_nodes = headroom_gpus = 0
+            headroom_nodes = headroom_gpus = headroom_max = 0
+            window = 0.0
             if "headroom" in fields:
                 hf = self.fields(fields["headroom"].value, fields["headroom"].at, _HEADROOM_KEYS, "headroom")
                 if hf is not None:
                     headroom_nodes = (self.amount(hf["nodes"], "headroom.nodes") or 0) if "nodes" in hf else 0
                     headroom_gpus = (self.amount(hf["gpus"], "headroom.gpus") or 0) if "gpus" in hf else 0
+                    if "window" in hf:
+                        window = self.seconds(hf["window"], "headroom.window") or 0.0
+                    if "maxnodes" in hf:
+                        headroom_max = self.amount(hf["maxnodes"], "headroom.maxNodes") or 0
+                    if window and not headroom_max:
+                        self.error(
+                            hf["window"].at,
+                            f"node pool `{name}`: headroom.window needs headroom.maxNodes, the most "
+                            "nodes a burst may keep warm",
+                            "add maxNodes: 4 next to window",
+                        )
+                    elif headroom_max and not window:
+                        self.error(
+                            hf["maxnodes"].at,
+                            f"node pool `{name}`: headroom.maxNodes caps the burst-sized headroom, "
+                            "which needs headroom.window",
+                            "add window: 15m (arrivals of the last 15 minutes size the headroom)",
+                        )
+                    elif headroom_max and headroom_max < headroom_nodes:
+                        self.error(
+                            hf["maxnodes"].at,
+                            f"node pool `{name}`: headroom.maxNodes {headroom_max} is below "
+                            f"headroom.nodes {headroom_nodes}",
+                            "make maxNodes >= nodes",
+                        )
             idle = self.seconds(fields["idletimeout"], "idletimeout") if "idletimeout" in fields else 300.0
             types: list[InstanceType] = []
             listed = fields["instancetypes"].value if "instancetypes" in fields else None
@@ -1200,6 +1226,8 @@ class _Parser:
                         headroom_nodes=headroom_nodes,
                         headroom_gpus=headroom_gpus,
                         idle_timeout=idle if idle is not None else 300.0,
+                        headroom_window=window,
+                        headroom_max_nodes=headroom_max,
                     )
                 )
         return out

@@ -19,6 +19,7 @@ never reuse their names.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +27,7 @@ from gpupool.core.capacity import (
     INSTANCE_LABEL,
     POOL_LABEL,
     REGION_LABEL,
+    Arrival,
     CapacityPlan,
     Demand,
     PoolNode,
@@ -36,10 +38,11 @@ from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.decisions import Code
 from gpupool.core.model import NodeSpec
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_TYPE_LABEL, Resources, within_max
+from gpupool.core.resources import GPU_TYPE_LABEL, Resources, gpu_count, within_max
 
 if TYPE_CHECKING:
     from gpupool.engine.driver import Driver
+    from gpupool.engine.model import Workload
 
 # Asks waiting for these reasons would run on a new node; quota-blocked ones would not.
 _NEEDS_NODE = frozenset({Code.NO_NODE, Code.GANG_WAITING})
@@ -141,10 +144,26 @@ class Autoscaler:
     # run (no-node, gang-waiting); "all" every waiting ask, quota-blocked ones too, packed first
     # onto the free room of ready nodes (a Ray-autoscaler-like baseline for the benchmarks).
     demand: str = "needs-node"
+    # Recent arrivals, for headroom sized by them (pools with a ``headroom_window``).
+    arrivals: deque[Arrival] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         if self.demand not in ("needs-node", "all"):
             raise ValueError(f"unknown demand mode {self.demand!r} (expected needs-node or all)")
+
+    def arrived(self, workload: Workload, now: float) -> None:
+        """A workload was submitted: remember its GPUs for the pools whose headroom follows
+        arrivals (kept for the longest such window)."""
+        window = max((p.headroom_window for p in self.pools), default=0.0)
+        if window <= 0:
+            return
+        members = workload.spec.members()
+        gpus = sum(gpu_count(g.resources) for _, g in members)
+        if gpus > 0:
+            types = next((g.gpu_types for _, g in members if g.gpu_types), ())
+            self.arrivals.append(Arrival(now, gpus, tuple(types)))
+        while self.arrivals and self.arrivals[0].at < now - window:
+            self.arrivals.popleft()
 
     def observe(self, driver: Driver, now: float) -> None:
         """Before the scheduling cycles: nodes that booted join, failed launches are recorded."""
@@ -167,6 +186,7 @@ class Autoscaler:
             blocked,
             now,
             ready_room=self.demand == "all",
+            arrivals=tuple(self.arrivals),
         )
         self.last_plan = plan
         for up in plan.scale_up:

@@ -103,6 +103,8 @@ class Driver:
             self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
             return w
         self._enqueue(w, now)
+        if self.autoscaler is not None:
+            self.autoscaler.arrived(w, now)
         return w
 
     def _enqueue(self, w: Workload, now: float) -> None:

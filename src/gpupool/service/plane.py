@@ -48,7 +48,7 @@ from gpupool.api import (
     WorkloadOut,
 )
 from gpupool.configfile import load_config
-from gpupool.core.capacity import POOL_LABEL
+from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Config, Size
 from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
@@ -625,6 +625,11 @@ class ControlPlane:
                         max=pool.max,
                         headroom_nodes=pool.headroom_nodes,
                         headroom_gpus=pool.headroom_gpus,
+                        headroom_window=pool.headroom_window,
+                        headroom_max_nodes=pool.headroom_max_nodes,
+                        headroom_now=headroom_target(
+                            pool, autoscaler.arrivals if autoscaler is not None else (), now
+                        ),
                         idle_timeout=pool.idle_timeout,
                         instance_types=[f"{t.name} in {t.region}" for t in pool.instance_types],
                         nodes={state: n for state, n in counts.items() if n},

@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from gpupool.core.capacity import POOL_LABEL
+from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.placement import may_submit
 from gpupool.core.resources import format_resources, gpu_count
 from gpupool.service.plane import ControlPlane, NotFound, ServiceError
@@ -86,8 +86,9 @@ class PoolView(BaseModel):
     largest_free: int  # the most free GPUs on one ready node: the biggest member that fits now
     booting: int
     draining: int
-    headroom_nodes: int = 0
+    headroom_nodes: int = 0  # warm nodes kept now (burst-sized headroom: what recent arrivals ask)
     headroom_gpus: int = 0
+    headroom_follows_arrivals: bool = False
     nodes: list[NodeView]
 
 
@@ -121,6 +122,8 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
         core = driver.core
         autoscaler = driver.autoscaler
         pool_nodes = dict(autoscaler.nodes) if autoscaler is not None else {}
+        arrivals = tuple(autoscaler.arrivals) if autoscaler is not None else ()
+        now = plane.clock()
         for node in sorted(core.nodes.values(), key=lambda n: n.name):
             cells: list[GpuCell] = []
             for alloc in sorted(node.allocations.values(), key=lambda a: a.seq):
@@ -192,8 +195,9 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
                 largest_free=max((n.free for n in ready), default=0),
                 booting=sum(n.state == "booting" for n in members),
                 draining=sum(n.state == "draining" for n in members),
-                headroom_nodes=cfg.headroom_nodes if cfg else 0,
+                headroom_nodes=headroom_target(cfg, arrivals, now) if cfg else 0,
                 headroom_gpus=cfg.headroom_gpus if cfg else 0,
+                headroom_follows_arrivals=bool(cfg and cfg.headroom_window > 0),
                 nodes=members,
             )
         )

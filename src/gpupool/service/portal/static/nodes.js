@@ -72,7 +72,7 @@
           h("li", { title: "the most free GPUs on one node: the biggest member that fits now" }, "largest free block ", h("b", {}, p.largest_free)),
           p.booting ? h("li", {}, h("b", {}, p.booting), " booting") : null,
           p.draining ? h("li", {}, h("b", {}, p.draining), " draining") : null,
-          p.headroom_nodes || p.headroom_gpus ? h("li", {}, "headroom ", h("b", {}, `${p.headroom_nodes} nodes / ${p.headroom_gpus} GPUs`)) : null,
+          p.headroom_nodes || p.headroom_gpus || p.headroom_follows_arrivals ? h("li", p.headroom_follows_arrivals ? { title: "warm nodes follow the GPUs asked by recent arrivals" } : {}, "headroom ", h("b", {}, `${p.headroom_nodes} nodes / ${p.headroom_gpus} GPUs`), p.headroom_follows_arrivals ? " (follows arrivals)" : null) : null,
         )),
       h("div", { class: "nodes" }, p.nodes.map(nodeCard))))));
     const seen = new Map();
