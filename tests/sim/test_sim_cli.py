@@ -81,6 +81,10 @@ def test_bad_inputs_exit_2_with_hint(tmp_path):
         ["replay", "--days", "-1", *files(tmp_path)],
         ["replay", "--trace", "synthetic", "--size-mix", "1:x"],
         ["converge", "--mode", "static"],
+        ["replay", "--trace", "synthetic", "--arrivals", "poisson"],
+        ["replay", "--trace", "synthetic", "--arrivals", "hawkes", "--branching", "1.5"],
+        ["replay", "--autoscale", "--windows", "3", *files(tmp_path)],  # needs --start and --days
+        ["replay", "--autoscale", "--windows", "0", *files(tmp_path)],
     ]
     for args in cases:
         r = runner.invoke(sim_app, args)
@@ -98,3 +102,23 @@ def test_bad_row_exit_2_or_skipped(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["jobs"] == 1 and out["left_out"]["bad_rows"] == 1
+
+
+def test_autoscale_windows_judge_the_targets_per_window(tmp_path):
+    rows = "".join(
+        f"2017-10-0{d} {h:02d}:00:00,{600 + 60 * h},{8 if h % 3 else 16},1,vca\n"
+        for d in (1, 2)
+        for h in range(0, 24, 2)
+    )
+    args = ["replay", "--trace", "philly", "--autoscale", "--start", "2017-10-01", "--days", "1"]
+    args += ["--boot-time", "120", "--windows", "3", "--json", *files(tmp_path, rows)]
+    r = runner.invoke(sim_app, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [w["start"][:10] for w in out["windows"]] == ["2017-10-01", "2017-10-02"]  # the 3rd is empty
+    assert out["met"]["windows"] == 2
+    for w in out["windows"]:
+        assert w["jobs"] == 12 and set(w["configs"]) == {"gpupool", "no-headroom", "ray-like"}
+        assert set(w["targets"]) == {"vs_no_headroom", "vs_ray_like"}
+    counted = sum(w["targets"]["vs_no_headroom"]["met"] for w in out["windows"])
+    assert out["met"]["vs_no_headroom"] == counted

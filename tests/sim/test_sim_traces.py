@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 import pytest
@@ -99,6 +100,41 @@ def test_synthetic_shape():
     assert any(j.gpus > 8 and j.gpus % 8 == 0 for j in tr.jobs)
     assert {j.tenant for j in tr.jobs} <= set(tr.tenants)
     assert [j.arrival for j in tr.jobs] == sorted(j.arrival for j in tr.jobs)
+
+
+def test_hawkes_arrivals_come_in_runs_of_one_tenant_and_keep_the_mean_rate():
+    opts = SyntheticOptions(seed=5, days=20, tenants=4, arrivals="hawkes", branching=0.9, excitation=600)
+    tr = synthetic(opts)
+    assert tr == synthetic(opts)  # same seed, same trace
+    arrivals = [j.arrival for j in tr.jobs]
+    assert arrivals == sorted(arrivals) and all(0 <= a < 20 * 86400 for a in arrivals)
+    # Mean rate: 12 jobs an hour over 20 days, give or take the randomness of a few hundred runs.
+    assert 0.75 * 12 * 480 < len(tr.jobs) < 1.25 * 12 * 480
+    # Runs: a job is followed within 10 minutes by one of the same tenant far more often than
+    # tenants drawn independently (skew 1 over 4 tenants: about 0.35) would give.
+    follows = [
+        b.tenant == a.tenant
+        for a, b in zip(tr.jobs, tr.jobs[1:], strict=False)
+        if b.arrival - a.arrival < 600
+    ]
+    assert sum(follows) / len(follows) > 0.6
+
+    # The counts of arrivals of one 5-minute bin and the next correlate (a renewal process with
+    # gamma gaps does not, whatever its burstiness).
+    def lag1(tr_) -> float:
+        bins = [0] * int(20 * 86400 / 300)
+        for j in tr_.jobs:
+            bins[int(j.arrival // 300)] += 1
+        mean = sum(bins) / len(bins)
+        d = [b - mean for b in bins]
+        return sum(x * y for x, y in itertools.pairwise(d)) / sum(x * x for x in d)
+
+    assert lag1(tr) > 0.4
+    assert lag1(synthetic(SyntheticOptions(seed=5, days=20, tenants=4, burstiness=4.0))) < 0.25
+    with pytest.raises(ValueError, match="branching"):
+        synthetic(SyntheticOptions(arrivals="hawkes", branching=1.0))
+    with pytest.raises(ValueError, match="arrival model"):
+        synthetic(SyntheticOptions(arrivals="poisson"))
 
 
 def test_parse_size_mix():

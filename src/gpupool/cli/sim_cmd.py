@@ -12,7 +12,8 @@ import json
 import os
 import shlex
 import sys
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -157,6 +158,32 @@ def replay(
     tenant_skew: Annotated[
         float, typer.Option("--tenant-skew", help="Synthetic: demand skew between tenants.")
     ] = 1.0,
+    arrivals: Annotated[
+        str,
+        typer.Option(
+            "--arrivals",
+            help="Synthetic: gamma (renewal, --burstiness) or hawkes (self-exciting: jobs bring on "
+            "more jobs of their tenant).",
+        ),
+    ] = "gamma",
+    branching: Annotated[
+        float,
+        typer.Option("--branching", help="Synthetic hawkes: jobs each job brings on, on average (< 1)."),
+    ] = 0.8,
+    excitation: Annotated[
+        float,
+        typer.Option(
+            "--excitation", help="Synthetic hawkes: mean delay (s) from a job to those it brings on."
+        ),
+    ] = 600.0,
+    windows: Annotated[
+        int,
+        typer.Option(
+            "--windows",
+            help="Philly --autoscale: replay this many consecutive windows of --days from --start and "
+            "count where each target is met.",
+        ),
+    ] = 1,
     autoscale: Annotated[
         bool,
         typer.Option(
@@ -165,8 +192,21 @@ def replay(
         ),
     ] = False,
     headroom: Annotated[
-        int, typer.Option("--headroom", help="Autoscale: warm idle nodes of the gpupool configuration.")
-    ] = 2,
+        int,
+        typer.Option("--headroom", help="Autoscale: warm idle nodes the gpupool configuration always keeps."),
+    ] = 0,
+    headroom_window: Annotated[
+        float,
+        typer.Option(
+            "--headroom-window",
+            help="Autoscale: the GPUs asked in the last this many seconds size gpupool's warm nodes "
+            "(0 = fixed --headroom).",
+        ),
+    ] = 900.0,
+    headroom_max: Annotated[
+        int,
+        typer.Option("--headroom-max", help="Autoscale: the most warm nodes --headroom-window may keep."),
+    ] = 4,
     headroom_gpus: Annotated[
         int, typer.Option("--headroom-gpus", help="Autoscale: warm idle GPUs of the gpupool configuration.")
     ] = 0,
@@ -205,6 +245,13 @@ def replay(
             raise UsageProblem(f"bad --nodes-scale {nodes_scale:g}: must be positive", "e.g. 0.25")
         if days is not None and days <= 0:
             raise UsageProblem(f"bad --days {days:g}: must be positive")
+        if windows < 1:
+            raise UsageProblem(f"bad --windows {windows}: must be at least 1")
+        if windows > 1 and not (autoscale and trace.strip().lower() == "philly" and start and days):
+            raise UsageProblem(
+                "--windows needs --autoscale --trace philly with --start and --days",
+                "e.g. --trace philly --start 2017-10-03 --days 3 --windows 26 --autoscale",
+            )
         options = SimOptions(
             interval=interval,
             stop_delay=stop_delay,
@@ -226,13 +273,15 @@ def replay(
                 if begin.tzinfo is not None:
                     begin = begin.replace(tzinfo=None)
             base = data_dir()
-            tr = load_philly(
-                jobs_file or base / "philly/philly.csv",
-                vc_file or base / "helios/philly_vc.csv",
-                start=begin,
-                days=days,
-                skip_bad=skip_bad_rows,
-            )
+            jobs_path = jobs_file or base / "philly/philly.csv"
+            vc_path = vc_file or base / "helios/philly_vc.csv"
+            tr = load_philly(jobs_path, vc_path, start=begin, days=days, skip_bad=skip_bad_rows)
+            if windows > 1 and begin is not None and days is not None:
+                first, span = begin, days
+
+                def window(k: int) -> Any:
+                    at = first + timedelta(days=span * k)
+                    return at, load_philly(jobs_path, vc_path, start=at, days=span, skip_bad=skip_bad_rows)
         elif kind == "synthetic":
             if start is not None:
                 raise UsageProblem("--start applies to --trace philly only", "drop --start")
@@ -249,6 +298,9 @@ def replay(
                         gang_fraction=gang_fraction,
                         duration_median=duration_median,
                         tenant_skew=tenant_skew,
+                        arrivals=arrivals.strip().lower(),
+                        branching=branching,
+                        excitation=excitation,
                     )
                 )
             except ValueError as exc:
@@ -273,7 +325,7 @@ def replay(
         from gpupool.sim.autoscale import AutoscaleOptions
 
         try:
-            if min(headroom, headroom_gpus, compaction_budget) < 0:
+            if min(headroom, headroom_gpus, compaction_budget, headroom_max, headroom_window) < 0:
                 raise UsageProblem("bad autoscale option: headroom and budgets must not be negative")
             if idle_timeout < 0 or boot_time < 0:
                 raise UsageProblem("bad --idle-timeout / --boot-time: must not be negative")
@@ -284,6 +336,8 @@ def replay(
         aopts = AutoscaleOptions(
             headroom_nodes=headroom,
             headroom_gpus=headroom_gpus,
+            headroom_window=headroom_window,
+            headroom_max_nodes=headroom_max,
             idle_timeout=idle_timeout,
             boot_time=boot_time,
             compaction_budget=compaction_budget,
@@ -295,7 +349,10 @@ def replay(
             grace=grace,
             checkpoint_interval=checkpoint_interval,
         )
-        _autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
+        if windows > 1:
+            _autoscale_windows(window, windows, aopts, as_json=as_json)
+        else:
+            _autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
         return
 
     results = _run_modes(tr, modes, options)
@@ -437,6 +494,73 @@ def _autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: 
         out.print(f"Charts written to {plot}")
     if report is not None:
         out.print(f"Report written to {report}")
+
+
+def _autoscale_windows(
+    window: Callable[[int], tuple[datetime, Any]], n: int, opts: Any, *, as_json: bool
+) -> None:
+    """``sim replay --autoscale --windows N``: the three configurations on N consecutive windows,
+    with the targets judged per window and counted."""
+    from dataclasses import asdict
+
+    from gpupool.sim.autoscale import CONFIGS, run_elastic, targets
+
+    console = Console(stderr=True)
+    rows: list[dict[str, Any]] = []
+    keys = ("gpu_hours", "idle_gpu_hours", "cost", "wait_s_p50", "wait_s_p95", "preemptions", "launches")
+    for k in range(n):
+        at, tr = window(k)
+        if not tr.jobs:
+            continue
+        console.print(f"window {k + 1}/{n}: {at:%Y-%m-%d %H:%M}, {len(tr.jobs):,} jobs", highlight=False)
+        figures = {c: run_elastic(tr, c, opts).figures for c in CONFIGS}
+        rows.append(
+            {
+                "start": at.isoformat(),
+                "jobs": len(tr.jobs),
+                "configs": {c: {key: f[key] for key in keys} for c, f in figures.items()},
+                "targets": targets(figures),
+            }
+        )
+    met = {
+        "windows": len(rows),
+        "vs_no_headroom": sum(r["targets"]["vs_no_headroom"]["met"] for r in rows),
+        "vs_ray_like": sum(r["targets"]["vs_ray_like"]["met"] for r in rows),
+        "both": sum(
+            r["targets"]["vs_no_headroom"]["met"] and r["targets"]["vs_ray_like"]["met"] for r in rows
+        ),
+    }
+    if as_json:
+        typer.echo(json.dumps({"windows": rows, "met": met, "options": asdict(opts)}, indent=2))
+        return
+    out = Console(highlight=False)
+    table = Table(title=f"sim replay --autoscale: {met['windows']} windows", title_justify="left")
+    for col in (
+        "window",
+        "jobs",
+        "GPU-h g / a / b",
+        "p95 s g / a / b",
+        "vs (a) p95 / GPU-h %",
+        "vs (b) GPU-h %",
+    ):
+        table.add_column(col, justify="right" if col != "window" else "left")
+    for r in rows:
+        c, t = r["configs"], r["targets"]
+        a, b = t["vs_no_headroom"], t["vs_ray_like"]
+        table.add_row(
+            r["start"][:16].replace("T", " "),
+            f"{r['jobs']:,}",
+            " / ".join(_fmt(c[x]["gpu_hours"], 0) for x in CONFIGS),
+            " / ".join(_fmt(c[x]["wait_s_p95"], 0) for x in CONFIGS),
+            f"{_fmt(a['wait_p95_change_pct'], 1)} / {_fmt(a['gpu_hours_change_pct'], 1)} "
+            + ("[green]met[/]" if a["met"] else "[red]no[/]"),
+            f"{_fmt(b['gpu_hours_change_pct'], 1)} " + ("[green]met[/]" if b["met"] else "[red]no[/]"),
+        )
+    out.print(table)
+    out.print(
+        f"target vs (a) met in {met['vs_no_headroom']} of {met['windows']} windows, "
+        f"vs (b) in {met['vs_ray_like']}, both in {met['both']}"
+    )
 
 
 def _autoscale_rows() -> list[tuple[str, str, Any]]:

@@ -62,8 +62,12 @@ GIB = 2**30
 
 @dataclass(frozen=True, slots=True)
 class AutoscaleOptions:
-    headroom_nodes: int = 2  # warm idle nodes kept by the gpupool configuration
+    headroom_nodes: int = 0  # warm idle nodes the gpupool configuration always keeps
     headroom_gpus: int = 0
+    # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
+    # the last ``headroom_window`` seconds fill, at most ``headroom_max_nodes`` (0 = fixed).
+    headroom_window: float = 900.0
+    headroom_max_nodes: int = 4
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 2  # workloads one compaction round may move (gpupool and (a))
@@ -88,11 +92,21 @@ class ScalerSettings:
     headroom_gpus: int
     compaction_budget: int
     demand: str  # "needs-node" (quota-aware) or "all"
+    headroom_window: float = 0.0
+    headroom_max_nodes: int = 0
 
 
 def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
     if config == "gpupool":
-        return ScalerSettings(opts.headroom_nodes, opts.headroom_gpus, opts.compaction_budget, "needs-node")
+        window = opts.headroom_window if opts.headroom_max_nodes > 0 else 0.0
+        return ScalerSettings(
+            opts.headroom_nodes,
+            opts.headroom_gpus,
+            opts.compaction_budget,
+            "needs-node",
+            window,
+            max(opts.headroom_max_nodes, opts.headroom_nodes) if window > 0 else 0,
+        )
     if config == "no-headroom":
         return ScalerSettings(0, 0, opts.compaction_budget, "needs-node")
     if config == "ray-like":
@@ -145,6 +159,8 @@ def pools(trace: Trace, config: str, opts: AutoscaleOptions) -> tuple[NodePool, 
             headroom_nodes=s.headroom_nodes,
             headroom_gpus=s.headroom_gpus,
             idle_timeout=opts.idle_timeout,
+            headroom_window=s.headroom_window,
+            headroom_max_nodes=s.headroom_max_nodes,
         ),
     )
 

@@ -7,9 +7,14 @@ epoch (the window start, or the first arrival).
 * ``load_philly``: ``philly.csv`` (``timestamp, duration, num_gpus, gpu_time, cluster``;
   timestamps ``YYYY-MM-DD HH:MM:SS``, durations in seconds, ``gpu_time`` in GPU-seconds) and
   ``philly_vc.csv`` (``vc, node num``; 8 GPUs a node). Each virtual cluster is a tenant.
-* ``synthetic``: Poisson-like arrivals with tunable burstiness (gamma inter-arrival times whose
-  coefficient of variation is ``burstiness``), a size mix, log-normal durations, a fraction of
-  multi-node gangs and tenants with skewed demand. Same seed, same trace.
+* ``synthetic``: arrivals with tunable burstiness, a size mix, log-normal durations, a fraction
+  of multi-node gangs and tenants with skewed demand. Same seed, same trace. Two arrival models:
+  ``gamma`` (a renewal process: gamma inter-arrival times whose coefficient of variation is
+  ``burstiness``; with a high one, clumps of jobs arrive at the same instant, independently of
+  what came before) and ``hawkes`` (self-exciting: every job brings on average ``branching``
+  more from the same tenant, each after an exponential delay of mean ``excitation``; the runs of
+  arrivals this gives are correlated in time, as in Philly, where the numbers of arrivals of one
+  5-minute bin and the next correlate at 0.8).
 
 A malformed row raises ``TraceError`` naming the file and line, unless ``skip_bad=True``: then it
 is skipped and counted (``Trace.bad_rows``, with the first few messages in ``bad_examples``).
@@ -20,7 +25,7 @@ from __future__ import annotations
 import csv
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -302,6 +307,9 @@ class SyntheticOptions:
     duration_median: float = 3600.0  # seconds
     duration_sigma: float = 1.0  # of the log-normal
     tenant_skew: float = 1.0  # tenant i gets weight 1 / (i + 1) ** skew
+    arrivals: str = "gamma"  # "gamma" (renewal, ``burstiness``) or "hawkes" (self-exciting)
+    branching: float = 0.8  # hawkes: jobs each job brings on, on average (< 1)
+    excitation: float = 600.0  # hawkes: mean delay (s) from a job to the jobs it brings on
 
 
 def parse_size_mix(text: str) -> tuple[tuple[int, float], ...]:
@@ -338,22 +346,24 @@ def synthetic(opts: SyntheticOptions) -> Trace:
         raise ValueError("the gang fraction must be between 0 and 1")
     if any(g > opts.gpus_per_node for g, _ in opts.size_mix):
         raise ValueError(f"a single-node size in the mix is above {opts.gpus_per_node} GPUs per node")
+    if opts.arrivals not in ("gamma", "hawkes"):
+        raise ValueError(f"unknown arrival model {opts.arrivals!r} (expected gamma or hawkes)")
+    if not 0 <= opts.branching < 1 or opts.excitation <= 0:
+        raise ValueError("hawkes needs 0 <= branching < 1 and a positive excitation time")
     rng = random.Random(opts.seed)
     names = [f"t{i}" for i in range(opts.tenants)]
     weights = [1.0 / (i + 1) ** opts.tenant_skew for i in range(opts.tenants)]
     sizes = [g for g, _ in opts.size_mix]
     size_w = [w for _, w in opts.size_mix]
-    shape = 1.0 / opts.burstiness**2  # gamma shape k: CV = 1/sqrt(k)
-    mean_gap = 3600.0 / opts.rate_per_hour
     horizon = opts.days * 86400.0
     max_gang_nodes = min(4, opts.tenants * opts.nodes_per_tenant)
     jobs: list[TraceJob] = []
-    t = 0.0
-    while True:
-        t += rng.gammavariate(shape, mean_gap / shape)
-        if t >= horizon:
-            break
-        tenant = rng.choices(names, weights)[0]
+    arrivals: Iterable[tuple[float, str]]
+    if opts.arrivals == "hawkes":
+        arrivals = _hawkes(rng, opts, horizon, names, weights)
+    else:
+        arrivals = _gamma(rng, opts, horizon, names, weights)
+    for t, tenant in arrivals:
         if max_gang_nodes >= 2 and rng.random() < opts.gang_fraction:
             gpus = rng.randint(2, max_gang_nodes) * opts.gpus_per_node
         else:
@@ -379,5 +389,61 @@ def synthetic(opts: SyntheticOptions) -> Trace:
             "duration_median_s": opts.duration_median,
             "duration_sigma": opts.duration_sigma,
             "tenant_skew": opts.tenant_skew,
+            "arrivals": opts.arrivals,
+            **(
+                {"branching": opts.branching, "excitation_s": opts.excitation}
+                if opts.arrivals == "hawkes"
+                else {}
+            ),
         },
     )
+
+
+def _gamma(
+    rng: random.Random, opts: SyntheticOptions, horizon: float, names: list[str], weights: list[float]
+) -> Iterator[tuple[float, str]]:
+    """Renewal arrivals: gamma gaps with coefficient of variation ``burstiness``. A generator, so
+    that the caller's draws for each job come between (the traces of earlier versions stay)."""
+    shape = 1.0 / opts.burstiness**2  # gamma shape k: CV = 1/sqrt(k)
+    mean_gap = 3600.0 / opts.rate_per_hour
+    t = 0.0
+    while True:
+        t += rng.gammavariate(shape, mean_gap / shape)
+        if t >= horizon:
+            return
+        yield t, rng.choices(names, weights)[0]
+
+
+def _hawkes(
+    rng: random.Random, opts: SyntheticOptions, horizon: float, names: list[str], weights: list[float]
+) -> list[tuple[float, str]]:
+    """Self-exciting arrivals by their cluster form: first jobs arrive as a Poisson process at
+    ``rate * (1 - branching)`` (so the mean rate is ``rate``), and every job brings on a Poisson
+    number (mean ``branching``) of jobs of its tenant, each after an exponential delay."""
+    base = opts.rate_per_hour * (1.0 - opts.branching) / 3600.0
+    out: list[tuple[float, str]] = []
+    pending: list[tuple[float, str]] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(base)
+        if t >= horizon:
+            break
+        pending.append((t, rng.choices(names, weights)[0]))
+    while pending:
+        at, tenant = pending.pop()
+        out.append((at, tenant))
+        for _ in range(_poisson(rng, opts.branching)):
+            child = at + rng.expovariate(1.0 / opts.excitation)
+            if child < horizon:
+                pending.append((child, tenant))
+    out.sort()
+    return out
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's method; ``mean`` is below 1 here)."""
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
