@@ -256,3 +256,22 @@ def test_adopted_nodes_count_against_the_pool_max():
     d2.tick(130)
     assert cloud.launches == launches and not [n for n in scaler2.nodes.values() if n.state == "booting"]
     assert scaler2.last_plan is not None and w.id in scaler2.last_plan.unmet
+
+
+def test_burst_headroom_counts_arrivals_within_quota_only():
+    cloud = SimCloud(seed=1)
+    d, _, scaler = make(cloud, headroom_window=600, headroom_max_nodes=4, max=10)
+    d.submit(job(8), now=0)  # root.a has a max of 16 GPUs
+    d.submit(job(8), now=0)
+    assert [a.gpus for a in scaler.arrivals] == [8, 8]
+    d.submit(job(8), now=0)  # beyond the max with what waits already: it would not use a warm node
+    assert [a.gpus for a in scaler.arrivals] == [8, 8]
+    d.submit(job(8, queue="root.b"), now=0)
+    assert [a.gpus for a in scaler.arrivals] == [8, 8, 8]
+    d.tick(0)
+    # Two nodes for the two jobs of a that may run and one for b's, plus the warm nodes that
+    # 24 GPUs of recent arrivals fill (3); the third job of a counted would make it 4.
+    assert len(scaler.nodes) == 6
+    # Arrivals older than the window are forgotten; the headroom goes back to none.
+    d.submit(job(1, queue="root.b"), now=700)
+    assert [a.at for a in scaler.arrivals] == [700]

@@ -151,14 +151,20 @@ class Autoscaler:
         if self.demand not in ("needs-node", "all"):
             raise ValueError(f"unknown demand mode {self.demand!r} (expected needs-node or all)")
 
-    def arrived(self, workload: Workload, now: float) -> None:
-        """A workload was submitted: remember its GPUs for the pools whose headroom follows
-        arrivals (kept for the longest such window)."""
+    def arrived(self, workload: Workload, queue: Queue | None, now: float) -> None:
+        """A workload was submitted to ``queue``: remember its GPUs for the pools whose headroom
+        follows arrivals (kept for the longest such window). Quota-aware: a workload that its
+        queue's max (or a parent's) keeps waiting behind what the queue already runs and waits
+        for would not use a warm node, so it does not count."""
         window = max((p.headroom_window for p in self.pools), default=0.0)
         if window <= 0:
             return
         members = workload.spec.members()
         gpus = sum(gpu_count(g.resources) for _, g in members)
+        if queue is not None and any(
+            q.max and not within_max(q.allocated, q.pending, q.max) for q in queue.ancestors()
+        ):
+            gpus = 0  # its queue's pending asks (its own included) are beyond the max
         if gpus > 0:
             types = next((g.gpu_types for _, g in members if g.gpu_types), ())
             self.arrivals.append(Arrival(now, gpus, tuple(types)))

@@ -104,7 +104,8 @@ class Driver:
             return w
         self._enqueue(w, now)
         if self.autoscaler is not None:
-            self.autoscaler.arrived(w, now)
+            app = self.core.apps.get(w.id)
+            self.autoscaler.arrived(w, app.queue if app is not None else None, now)
         return w
 
     def _enqueue(self, w: Workload, now: float) -> None:
