@@ -218,7 +218,7 @@ def replay(
     ] = 240.0,
     compaction_budget: Annotated[
         int, typer.Option("--compaction-budget", help="Autoscale: workloads one compaction round moves.")
-    ] = 2,
+    ] = 4,
     cloud_seed: Annotated[
         int, typer.Option("--cloud-seed", help="Autoscale: the simulated cloud's seed.")
     ] = 1,

@@ -70,7 +70,7 @@ class AutoscaleOptions:
     headroom_max_nodes: int = 4
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
-    compaction_budget: int = 2  # workloads one compaction round may move (gpupool and (a))
+    compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
     compaction_interval: float = 300.0
     compact_onto_empty: bool = False  # see Autoscaler.compact_onto_empty
     pool_min: int = 0
