@@ -51,3 +51,33 @@ def test_restart_adopts_the_pool_nodes_the_cloud_still_runs(make_server, tmp_pat
     assert cloud.launches == 1  # no node launched again for it
     assert second.executor.starts == 0 and mark.read_text().count("start") == 1
     assert [n.name for n in cloud.inventory()] == [node]  # idle, kept until its idle timeout
+
+
+BURST_POOLS = """
+nodepools:
+  - name: l4
+    min: 0
+    max: 4
+    headroom: {nodes: 0, window: 10m, maxNodes: 2}
+    idletimeout: 10m
+    instancetypes:
+      - {name: l4-sim, gputype: L4, gpus: 4, vcore: 16, memory: 64Gi, region: local, boottime: 200ms}
+"""
+
+
+def test_pools_show_the_headroom_recent_arrivals_ask_for(make_server, tmp_path):
+    config = tmp_path / "queues.yaml"
+    config.write_text(TEST_CONFIG.read_text() + BURST_POOLS)
+    cloud = SimCloud(seed=1)
+    gp = make_server(tmp_path / "data", config=config, provider=cloud).client()
+    [pool] = gp.pools()
+    assert (pool.headroom_window, pool.headroom_max_nodes, pool.headroom_now) == (600.0, 2, 0)
+    cmd, _, gate = _gated_job(tmp_path, "burst")
+    w = gp.submit("on-l4", queue="root.a", entrypoint=cmd, task_groups=[{"gpus": 4, "gpu_types": ["L4"]}])
+    gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+    [pool] = gp.pools()
+    assert pool.headroom_now == 1  # 4 GPUs arrived: one 4-GPU node kept warm
+    assert cloud.launches == 2  # the job's node and the warm one
+    assert sum(pool.nodes.values()) == 2
+    gate.touch()
+    assert gp.wait(w.id, timeout=20, interval=0.1).state == "succeeded"

@@ -4,7 +4,8 @@
 times, and compares what each autoscaling policy provisions against how long jobs wait:
 
 * ``gpupool``: the elastic pool, quota-aware scale-up (only asks a new node would let run count),
-  ``headroom`` warm nodes, idle scale-down and compaction;
+  warm headroom sized by the arrivals of the last ``headroom_window`` seconds (at most
+  ``headroom_max_nodes``, at least ``headroom_nodes``), idle scale-down and compaction;
 * ``no-headroom`` (a): the same policy without headroom;
 * ``ray-like`` (b): a Ray-autoscaler-like baseline: every waiting ask counts, quota-blocked ones
   too (packed onto the free room of ready nodes first, as Ray packs its resource demand), idle
