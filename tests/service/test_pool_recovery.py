@@ -8,21 +8,23 @@ from gpupool.adapters.simcloud import SimCloud
 from .conftest import TEST_CONFIG
 from .test_recovery import _gated_job
 
-POOLS = """
+
+def pools(headroom: str = "{nodes: 0}", max_nodes: int = 2) -> str:
+    return f"""
 nodepools:
   - name: l4
     min: 0
-    max: 2
-    headroom: {nodes: 0}
+    max: {max_nodes}
+    headroom: {headroom}
     idletimeout: 10m
     instancetypes:
-      - {name: l4-sim, gputype: L4, gpus: 4, vcore: 16, memory: 64Gi, region: local, boottime: 200ms}
+      - {{name: l4-sim, gputype: L4, gpus: 4, vcore: 16, memory: 64Gi, region: local, boottime: 200ms}}
 """
 
 
 def test_restart_adopts_the_pool_nodes_the_cloud_still_runs(make_server, tmp_path):
     config = tmp_path / "queues.yaml"
-    config.write_text(TEST_CONFIG.read_text() + POOLS)
+    config.write_text(TEST_CONFIG.read_text() + pools())
     cloud = SimCloud(seed=1)  # the cloud outlives the control plane: both servers are given it
     data = tmp_path / "data"
     first = make_server(data, config=config, provider=cloud)
@@ -53,21 +55,9 @@ def test_restart_adopts_the_pool_nodes_the_cloud_still_runs(make_server, tmp_pat
     assert [n.name for n in cloud.inventory()] == [node]  # idle, kept until its idle timeout
 
 
-BURST_POOLS = """
-nodepools:
-  - name: l4
-    min: 0
-    max: 4
-    headroom: {nodes: 0, window: 10m, maxNodes: 2}
-    idletimeout: 10m
-    instancetypes:
-      - {name: l4-sim, gputype: L4, gpus: 4, vcore: 16, memory: 64Gi, region: local, boottime: 200ms}
-"""
-
-
 def test_pools_show_the_headroom_recent_arrivals_ask_for(make_server, tmp_path):
     config = tmp_path / "queues.yaml"
-    config.write_text(TEST_CONFIG.read_text() + BURST_POOLS)
+    config.write_text(TEST_CONFIG.read_text() + pools("{nodes: 0, window: 10m, maxNodes: 2}", 4))
     cloud = SimCloud(seed=1)
     gp = make_server(tmp_path / "data", config=config, provider=cloud).client()
     [pool] = gp.pools()
