@@ -59,10 +59,14 @@ class GangSpec:
     ``style`` is ``soft`` (after ``timeout`` seconds, fall back to placing asks one by one) or
     ``hard`` (after the timeout, the application fails). The timeout counts from the
     application's submission: the creation time of its earliest ask.
+
+    The members of a gang stay in one region (the ``gpupool/region`` label of pool nodes)
+    unless ``span_regions`` allows them to spread over several.
     """
 
     style: str = "soft"
     timeout: float = 900.0
+    span_regions: bool = False
 
 
 class Node:

@@ -483,4 +483,6 @@ class Driver:
 
 def _gang(spec: WorkloadSpec) -> GangSpec | None:
     """A multi-member workload is a gang."""
-    return GangSpec(spec.gang_style, spec.gang_timeout) if len(spec.members()) > 1 else None
+    if len(spec.members()) <= 1:
+        return None
+    return GangSpec(spec.gang_style, spec.gang_timeout, spec.span_regions)

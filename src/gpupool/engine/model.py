@@ -120,6 +120,7 @@ class WorkloadSpec:
     priority: int = 0
     gang_style: str = "soft"
     gang_timeout: float = 900.0
+    span_regions: bool = False  # members of a gang may spread over regions (at a transfer cost)
     disruption: Disruption = field(default_factory=Disruption)
     entrypoint: str | None = None
     working_dir: str | None = None
