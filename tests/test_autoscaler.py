@@ -275,3 +275,22 @@ def test_burst_headroom_counts_arrivals_within_quota_only():
     # Arrivals older than the window are forgotten; the headroom goes back to none.
     d.submit(job(1, queue="root.b"), now=700)
     assert [a.at for a in scaler.arrivals] == [700]
+
+
+A100 = InstanceType("a100-east", "A100", 8, 96_000, 2**40, region="east", hourly_cost=40, boot_time=100)
+
+
+def test_a_sized_workload_falls_back_to_its_next_shape_when_its_first_stocks_out():
+    # Two H100 regions stocked out: the gang of two takes its size's second shape (A100) whole.
+    cloud = SimCloud(seed=1, stockouts=(Stockout("h100-east", "east"), Stockout("h100-west", "west")))
+    pool = NodePool("gpu", (EAST, WEST, A100), max=6, idle_timeout=300)
+    scaler = Autoscaler((pool,), cloud, block_seconds=600)
+    d = Driver(Scheduler(parse_config(CONFIG).partition("default")), StepExecutor(), autoscaler=scaler)
+    group = TaskGroup("w", 2, {"gpu": 8}, ("H100",), alternatives=(({"gpu": 8}, ("A100",)),))
+    w = d.submit(WorkloadSpec(name="large", queue="root.a", task_groups=(group,)), now=0)
+    run_until(d, cloud, 400)
+    assert w.state == WorkloadState.RUNNING
+    assert {d.core.nodes[n].labels[GPU_TYPE_LABEL] for n in w.placement.values()} == {"A100"}
+    tried = [(a.instance_type, a.outcome) for a in scaler.history(w.id)]
+    assert ("h100-east", "stockout") in tried and ("h100-west", "stockout") in tried
+    assert [t for t, o in tried if o == "booted"] == ["a100-east", "a100-east"]

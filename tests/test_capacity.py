@@ -118,3 +118,55 @@ def test_plan_keeps_burst_headroom_warm_and_lets_it_go_when_arrivals_stop():
     # Once the window has passed with no new arrival, they go.
     plan = plan_capacity([p], idle, [], set(), 2_000.0, arrivals=burst)
     assert not plan.scale_up and len(plan.scale_down) == 3
+
+
+def test_a_standard_size_falls_back_through_its_shapes_when_offers_fail():
+    # "large": 8 x H100, else 8 x A100 (the whole gang of two at once).
+    d = Demand("w1", (gpus(8), gpus(8)), ("H100",), alternatives=(((gpus(8), gpus(8)), ("A100",)),))
+    (up,) = plan_capacity([pool(max=10)], [], [d], set(), 0).scale_up
+    assert up.instance_type is H100_EAST and up.count == 2  # the first shape, though it costs more
+    blocked = {("gpu", "h100-east", "east"), ("gpu", "h100-west", "west")}
+    (up,) = plan_capacity([pool(max=10)], [], [d], blocked, 0).scale_up
+    assert up.instance_type is A100 and up.count == 2
+    # A booting A100 node takes one member of the second shape only if the first cannot be had.
+    booting = [node("b1", A100, state="booting")]
+    (up,) = plan_capacity([pool(max=10)], booting, [d], set(), 0).scale_up
+    assert up.instance_type is H100_EAST and up.count == 2
+
+
+def test_booting_room_of_another_gpu_type_does_not_count():
+    booting = [node("b1", A100, state="booting")]
+    (up,) = plan_capacity([pool(max=10)], booting, [Demand("w1", (gpus(8),), ("H100",))], set(), 0).scale_up
+    assert up.instance_type is H100_EAST and up.count == 1
+
+
+def gang4() -> Demand:
+    return Demand("g", (gpus(8),) * 4, ("H100",))
+
+
+def test_a_gang_partly_served_by_booting_nodes_gets_only_the_rest_in_their_region():
+    booting = [node(f"b{i}", H100_EAST, state="booting") for i in range(3)]
+    (up,) = plan_capacity([pool(max=10)], booting, [gang4()], set(), 0).scale_up
+    assert (up.instance_type, up.count) == (H100_EAST, 1)
+    # The east offer has failed since: the gang stays in one region, so all four go west.
+    (up,) = plan_capacity([pool(max=10)], booting, [gang4()], {("gpu", "h100-east", "east")}, 0).scale_up
+    assert (up.instance_type, up.count) == (H100_WEST, 4)
+
+
+def test_a_spanning_gang_uses_room_elsewhere_when_the_transfer_costs_less():
+    booting = [node(f"b{i}", H100_EAST, state="booting") for i in range(3)]
+    east_down = {("gpu", "h100-east", "east")}
+    span = Demand("g", (gpus(8),) * 4, ("H100",), span_regions=True)
+    (up,) = plan_capacity([pool(max=10, transfer_cost=10.0)], booting, [span], east_down, 0).scale_up
+    assert (up.instance_type, up.count) == (H100_WEST, 1)  # 95 + 3 x 10 < 4 x 95
+    (up,) = plan_capacity([pool(max=10, transfer_cost=200.0)], booting, [span], east_down, 0).scale_up
+    assert (up.instance_type, up.count) == (H100_WEST, 4)  # 95 + 3 x 200 > 4 x 95
+
+
+def test_a_gang_is_not_placed_on_booting_room_split_over_regions():
+    booting = [node("e1", H100_EAST, state="booting"), node("w1", H100_WEST, state="booting")]
+    plan = plan_capacity([pool(max=10)], booting, [Demand("g", (gpus(8),) * 2, ("H100",))], set(), 0)
+    (up,) = plan.scale_up
+    assert (up.instance_type, up.count) == (H100_EAST, 1)  # the east booting node and one more
+    span = Demand("g", (gpus(8),) * 2, ("H100",), span_regions=True)
+    assert not plan_capacity([pool(max=10)], booting, [span], set(), 0).scale_up

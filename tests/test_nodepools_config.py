@@ -58,7 +58,11 @@ def test_burst_sized_headroom_parses():
     (pool,) = parse_config(config([raw])).nodepools
     assert (pool.headroom_nodes, pool.headroom_window, pool.headroom_max_nodes) == (1, 900.0, 6)
     (fixed,) = parse_config(config([{"name": "p", "instancetypes": [{"name": "x"}]}])).nodepools
-    assert (fixed.headroom_window, fixed.headroom_max_nodes) == (0.0, 0)
+    assert (fixed.headroom_window, fixed.headroom_max_nodes, fixed.transfer_cost) == (0.0, 0, 0.0)
+    (spans,) = parse_config(
+        config([{"name": "p", "transferCost": 3.5, "instancetypes": [{"name": "x"}]}])
+    ).nodepools
+    assert spans.transfer_cost == 3.5
 
 
 @pytest.mark.parametrize(
@@ -78,6 +82,12 @@ def test_burst_sized_headroom_parses():
             "idletimeout",
         ),
         ([{"name": "p", "colour": "red", "instancetypes": [{"name": "x"}]}], "colour", "unknown"),
+        (
+            [{"name": "p", "transfercost": "cheap", "instancetypes": [{"name": "x"}]}],
+            "transfercost",
+            "number >= 0",
+        ),
+        ([{"name": "p", "instancetypes": [{"name": "x", "hourlycost": -1}]}], "hourlycost", "number >= 0"),
         (
             [{"name": "p", "headroom": {"window": "15m"}, "instancetypes": [{"name": "x"}]}],
             "headroom.window",

@@ -5,11 +5,16 @@ Pure, like the rest of the core: the planner gets the pools, the pool nodes as t
 a node (never demand held back by a queue's max or a user limit: more nodes would not help it),
 the offers that failed lately, and ``now``; it returns decisions as data.
 
-Scale up. Each waiting workload (a gang as a whole) first takes room on nodes already booting.
-What is left is packed onto new nodes: the offer is chosen by the ask's GPU types in order of
-preference, then hourly cost, then region, and all new nodes of one workload come from one
-region. An offer that stocked out or failed to boot is skipped until its block expires; the
-next one is tried (the engine records each attempt). Pools never go above ``max``.
+Scale up. Each waiting workload (a gang as a whole) first takes room on nodes already booting
+or planned, in one region. What is left is packed onto new nodes: the offer is chosen by the
+workload's shapes in order (a standard size falls back through its shapes, the whole gang at
+once), then its GPU types in order of preference, then the hourly cost of what it adds, then
+region. A workload stays in one region: an offer first uses the room booting in its own region
+(a gang partly served by earlier launches gets only the rest), and only a workload that allows
+spanning (``span_regions``) may also use room in other regions, each node there costing the
+pool's ``transfer_cost`` an hour. An offer that stocked out or failed to boot is skipped until
+its block expires; the next one is tried (the engine records each attempt). Pools never go above
+``max``.
 
 Headroom. Each pool keeps ``headroom_nodes`` idle nodes (and ``headroom_gpus`` idle GPUs) warm,
 counting nodes that are booting and not spoken for, so a burst starts without a boot. With a
@@ -51,12 +56,18 @@ class PoolNode:
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """One workload waiting for a node: its members' resources and allowed GPU types."""
+    """One workload waiting for a node: its members' resources and allowed GPU types, then the
+    further shapes of its standard size to fall back through (the whole gang at once)."""
 
     workload: str
     members: tuple[Resources, ...]
     gpu_types: tuple[str, ...] = ()  # in order of preference; () = any
     regions: tuple[str, ...] = ()  # () = any region
+    alternatives: tuple[tuple[tuple[Resources, ...], tuple[str, ...]], ...] = ()
+    span_regions: bool = False  # members may be in several regions (each node outside pays transfer)
+
+    def shapes(self) -> tuple[tuple[tuple[Resources, ...], tuple[str, ...]], ...]:
+        return ((self.members, self.gpu_types), *self.alternatives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,29 +130,53 @@ class _Virtual:
     ready: bool = False  # free room on a ready node (``ready_room``), not a booting or new one
 
 
-def _offer_key(itype: InstanceType, prefs: Sequence[str]) -> tuple[int, float, str, str]:
-    rank = prefs.index(itype.gpu_type) if prefs and itype.gpu_type in prefs else len(prefs)
-    return (rank, itype.hourly_cost, itype.region, itype.name)
+def _fits_type(member: Resources, types: Sequence[str], v: _Virtual) -> bool:
+    return not types or not gpu_count(member) or v.itype.gpu_type in types
 
 
-def _place_all(members: Sequence[Resources], nodes: list[_Virtual]) -> list[_Virtual] | None:
-    """First fit of every member onto ``nodes``; their free room shrinks only if all fit.
-    Returns the nodes used, or None."""
+def _fit(
+    members: Sequence[Resources], types: Sequence[str], nodes: Sequence[_Virtual]
+) -> tuple[list[_Virtual], list[Resources], list[Resources]]:
+    """First fit of as many ``members`` as go onto ``nodes`` (what-if: nothing changes).
+    Returns the nodes used, their free room after, and the members left over."""
     free = [dict(n.free) for n in nodes]
-    used: list[_Virtual] = []
+    used: list[int] = []
+    left: list[Resources] = []
     for m in members:
-        for n, f in zip(nodes, free, strict=True):
-            if fits(m, f):
+        for i, (n, f) in enumerate(zip(nodes, free, strict=True)):
+            if _fits_type(m, types, n) and fits(m, f):
                 for k, v in m.items():
                     f[k] = f.get(k, 0) - v
-                if n not in used:
-                    used.append(n)
+                if i not in used:
+                    used.append(i)
                 break
         else:
-            return None
-    for n, f in zip(nodes, free, strict=True):
+            left.append(m)
+    return [nodes[i] for i in used], [free[i] for i in used], left
+
+
+def _commit(used: list[_Virtual], after: list[Resources]) -> None:
+    for n, f in zip(used, after, strict=True):
         n.free = f
-    return used
+
+
+def _on_existing(d: Demand, virtual: list[_Virtual]) -> list[_Virtual] | None:
+    """Place the whole workload on room that exists or is coming (booting or planned nodes), in
+    one region unless it may span; its shapes in order. Returns the nodes used, or None."""
+    for members, types in d.shapes():
+        if d.span_regions:
+            groups = [virtual]
+        else:
+            regions = sorted({v.itype.region for v in virtual})
+            groups = [[v for v in virtual if v.itype.region == r] for r in regions]
+        for group in groups:
+            used, after, left = _fit(
+                members, types, [v for v in group if not d.regions or v.itype.region in d.regions]
+            )
+            if not left:
+                _commit(used, after)
+                return used
+    return None
 
 
 def plan_capacity(
@@ -196,22 +231,24 @@ def plan_capacity(
             reasons[key].append(why)
 
     for d in demand:
-        used = _place_all(d.members, virtual)
+        used = _on_existing(d, virtual)
         if used is not None:
             # Booting nodes, or nodes planned for earlier workloads, will take it.
             for v in used:
                 if v.new:
                     reasons[(v.pool, v.itype.name)].append(d.workload)
             continue
-        choice = _choose_offer(pools, d, count, blocked)
+        choice = _choose_offer(pools, d, count, blocked, virtual)
         if isinstance(choice, str):
             plan.unmet[d.workload] = choice
             continue
-        pool, itype, needed = choice
-        fresh = [_Virtual(pool.name, itype, itype.capacity(), True) for _ in range(needed)]
-        _place_all(d.members, fresh)
+        pool, itype, fresh, used_room, after = choice
+        _commit(used_room, after)
+        for v in used_room:
+            if v.new:
+                reasons[(v.pool, v.itype.name)].append(d.workload)
         virtual.extend(fresh)
-        add(pool, itype, needed, "", d.workload)
+        add(pool, itype, len(fresh), "", d.workload)
 
     # Headroom: idle (or booting and not spoken for) nodes and GPUs kept warm per pool.
     for pool in pools:
@@ -300,37 +337,77 @@ def plan_capacity(
     return plan
 
 
+_Option = tuple[
+    tuple[int, int, float, str, str],
+    NodePool,
+    InstanceType,
+    list["_Virtual"],
+    list["_Virtual"],
+    list[Resources],
+]
+
+
 def _choose_offer(
-    pools: Sequence[NodePool], d: Demand, count: dict[str, int], blocked: set[tuple[str, str, str]]
-) -> tuple[NodePool, InstanceType, int] | str:
-    """The best (pool, instance type) for a workload and how many nodes it needs, or why none."""
-    options: list[tuple[tuple[int, float, str, str], int, NodePool, InstanceType]] = []
+    pools: Sequence[NodePool],
+    d: Demand,
+    count: dict[str, int],
+    blocked: set[tuple[str, str, str]],
+    virtual: Sequence[_Virtual] = (),
+) -> tuple[NodePool, InstanceType, list[_Virtual], list[_Virtual], list[Resources]] | str:
+    """The best offer for a workload that existing room cannot take whole: (pool, instance type,
+    the new nodes, the existing room it also uses and that room's free resources after), or why
+    no offer can serve it.
+
+    Options are ordered by the workload's shapes (a standard size's fallbacks), then its GPU
+    type preference, then the hourly cost of what it adds, then region. An option first uses
+    room already booting or planned in the offer's region (a gang partly served by earlier
+    launches only needs the rest), then new nodes of the offer. A workload that may span regions
+    can also use such room in other regions; each node it uses outside the offer's region costs
+    the pool's ``transfer_cost`` an hour on top.
+    """
+    options: list[_Option] = []
     why: list[str] = []
-    for pool in pools:
-        for itype in pool.instance_types:
-            if d.gpu_types and itype.gpu_type not in d.gpu_types and any(gpu_count(m) for m in d.members):
-                continue
-            if d.regions and itype.region not in d.regions:
-                continue
-            cap = itype.capacity()
-            if not all(fits(m, cap) for m in d.members):
-                continue
-            if (pool.name, itype.name, itype.region) in blocked:
-                why.append(f"{itype.name} in {itype.region} failed lately")
-                continue
-            fresh = [_Virtual(pool.name, itype, dict(cap), True) for _ in range(len(d.members))]
-            _place_all(d.members, fresh)
-            needed = sum(1 for v in fresh if v.free != cap)
-            if count[pool.name] + needed > pool.max:
-                why.append(f"pool {pool.name} would go above its max of {pool.max} nodes")
-                continue
-            key = _offer_key(itype, d.gpu_types)
-            # The cost of the whole workload, not of one node, decides between offers.
-            options.append(((key[0], key[1] * needed, key[2], key[3]), needed, pool, itype))
+    for s_index, (members, types) in enumerate(d.shapes()):
+        for pool in pools:
+            for itype in pool.instance_types:
+                if types and itype.gpu_type not in types and any(gpu_count(m) for m in members):
+                    continue
+                if d.regions and itype.region not in d.regions:
+                    continue
+                cap = itype.capacity()
+                if not all(fits(m, cap) for m in members):
+                    continue
+                if (pool.name, itype.name, itype.region) in blocked:
+                    why.append(f"{itype.name} in {itype.region} failed lately")
+                    continue
+                rank = types.index(itype.gpu_type) if types and itype.gpu_type in types else len(types)
+                # Room in the offer's region; a spanning workload may also take room elsewhere
+                # (own region first), if that costs less than new nodes.
+                for spread in (False, True) if d.span_regions else (False,):
+                    room = [
+                        v
+                        for v in virtual
+                        if (spread or v.itype.region == itype.region)
+                        and (not d.regions or v.itype.region in d.regions)
+                    ]
+                    room.sort(key=lambda v: v.itype.region != itype.region)
+                    used, after, left = _fit(members, types, room)
+                    fresh = [_Virtual(pool.name, itype, dict(cap), True) for _ in range(len(left))]
+                    placed_fresh, fresh_after, rest = _fit(left, (), fresh)
+                    assert not rest  # every member fits an empty node of this type (checked above)
+                    _commit(placed_fresh, fresh_after)
+                    needed = len(placed_fresh)
+                    if count[pool.name] + needed > pool.max:
+                        why.append(f"pool {pool.name} would go above its max of {pool.max} nodes")
+                        continue
+                    away = sum(1 for v in used if v.itype.region != itype.region)
+                    cost = itype.hourly_cost * needed + pool.transfer_cost * away
+                    key = (s_index, rank, cost, itype.region, itype.name)
+                    options.append((key, pool, itype, placed_fresh, used, after))
     if not options:
         if why:
             return "; ".join(dict.fromkeys(why))
         return "no node pool has an instance type that fits it"
     options.sort(key=lambda o: o[0])
-    _, needed, pool, itype = options[0]
-    return pool, itype, needed
+    _, pool, itype, fresh, used, after = options[0]
+    return pool, itype, fresh, used, after

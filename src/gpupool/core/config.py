@@ -171,6 +171,7 @@ class NodePool:
     idle_timeout: float = 300.0
     headroom_window: float = 0.0  # seconds of arrivals that size the headroom; 0 = fixed headroom
     headroom_max_nodes: int = 0  # cap of the burst-sized headroom
+    transfer_cost: float = 0.0  # $/h for each node a spanning workload uses outside its region
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: 
 
 # Accepted keys per object (lower case). YuniKorn's own keys plus gpupool's `sizes`.
 _TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools")
-_POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes")
+_POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes", "transfercost")
 _HEADROOM_KEYS = ("nodes", "gpus", "window", "maxnodes")
 _INSTANCE_KEYS = ("name", "gputype", "gpus", "vcore", "memory", "region", "hourlycost", "boottime")
 _PARTITION_KEYS = (
@@ -1137,6 +1137,14 @@ class _Parser:
             return None
         return v
 
+    def cost(self, f: _Field, what: str) -> float:
+        """A price per hour: a number >= 0."""
+        v = f.value
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            return float(v)
+        self.error(f.at, f"{what} must be a number >= 0, got {_kind(v)}", "write a price per hour, e.g. 2.5")
+        return 0.0
+
     def seconds(self, f: _Field, what: str) -> float | None:
         v = f.value
         if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
@@ -1206,6 +1214,7 @@ class _Parser:
                             "make maxNodes >= nodes",
                         )
             idle = self.seconds(fields["idletimeout"], "idletimeout") if "idletimeout" in fields else 300.0
+            transfer = self.cost(fields["transfercost"], "transfercost") if "transfercost" in fields else 0.0
             types: list[InstanceType] = []
             listed = fields["instancetypes"].value if "instancetypes" in fields else None
             if not isinstance(listed, list) or not listed:
@@ -1228,6 +1237,7 @@ class _Parser:
                         idle_timeout=idle if idle is not None else 300.0,
                         headroom_window=window,
                         headroom_max_nodes=headroom_max,
+                        transfer_cost=transfer,
                     )
                 )
         return out
@@ -1252,13 +1262,7 @@ class _Parser:
                     quantities[key] = parse_quantity(resource, fields[key].value)
                 except QuantityError as exc:
                     self.error(fields[key].at, str(exc))
-        cost = 0.0
-        if "hourlycost" in fields:
-            v = fields["hourlycost"].value
-            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
-                cost = float(v)
-            else:
-                self.error(fields["hourlycost"].at, f"hourlycost must be a number >= 0, got {_kind(v)}")
+        cost = self.cost(fields["hourlycost"], "hourlycost") if "hourlycost" in fields else 0.0
         boot = self.seconds(fields["boottime"], "boottime") if "boottime" in fields else 60.0
         region = self.string(fields["region"], "region") if "region" in fields else "local"
         return InstanceType(

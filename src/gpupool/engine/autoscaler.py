@@ -36,7 +36,7 @@ from gpupool.core.capacity import (
 from gpupool.core.compaction import CompactionPlan, plan_compaction
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.decisions import Code
-from gpupool.core.model import NodeSpec
+from gpupool.core.model import Ask, NodeSpec
 from gpupool.core.queues import Queue
 from gpupool.core.resources import GPU_TYPE_LABEL, Resources, gpu_count, within_max
 
@@ -324,7 +324,7 @@ class Autoscaler:
     def _demand(self, driver: Driver) -> list[Demand]:
         """Waiting workloads that a new node would let run (with ``demand="all"``: every waiting
         workload), in the order they were submitted."""
-        by_app: dict[str, list[object]] = {}
+        by_app: dict[str, list[Ask]] = {}
         every = self.demand == "all"
         for ask in driver.core.asks.values():
             if ask.reserved_node is not None:
@@ -338,12 +338,22 @@ class Autoscaler:
         planned: dict[str, dict[str, int]] = {}
         for app_id in sorted(by_app, key=lambda a: driver.core.apps[a].seq):
             asks = by_app[app_id]
-            members = tuple(a.resources for a in asks)  # type: ignore[attr-defined]
-            types = asks[0].gpu_types  # type: ignore[attr-defined]
+            members = tuple(a.resources for a in asks)
+            types = asks[0].gpu_types
             app = driver.core.apps[app_id]
             if not every and app.queue is not None and not self._within_quota(app.queue, members, planned):
                 continue
-            out.append(Demand(app_id, members, types))
+            # A standard size's further shapes, the whole gang at once (as the core places it).
+            rounds = max(len(a.shapes) for a in asks)
+            alternatives = tuple(
+                (
+                    tuple(a.shapes[min(i, len(a.shapes) - 1)][0] for a in asks),
+                    asks[0].shapes[min(i, len(asks[0].shapes) - 1)][1],
+                )
+                for i in range(1, rounds)
+            )
+            span = app.gang is not None and app.gang.span_regions
+            out.append(Demand(app_id, members, types, alternatives=alternatives, span_regions=span))
         return out
 
     @staticmethod
