@@ -122,3 +122,18 @@ def test_bad_pools_name_the_place(pools, path, text):
         parse_config(config(pools))
     rendered = err.value.render()
     assert path in rendered and text.lower() in rendered.lower(), rendered
+
+
+def test_compaction_settings_parse_and_are_checked():
+    cfg = parse_config({**BASE, "compaction": {"budget": 3, "interval": "2m"}})
+    assert (cfg.compaction_budget, cfg.compaction_interval) == (3, 120.0)
+    assert parse_config(BASE).compaction_budget == 0  # off unless configured
+    for bad, path, text in (
+        ({"budget": -1}, "compaction.budget", "whole number"),
+        ({"budget": 2, "interval": 0}, "compaction.interval", "above 0"),
+        ({"moves": 2}, "compaction.moves", "unknown"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            parse_config({**BASE, "compaction": bad})
+        rendered = err.value.render()
+        assert path in rendered and text in rendered, rendered

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from raytest_support import clock, python, write
+from raytest_support import CHECKPOINTING, clock, python, write
 
 from gpupool.adapters.ray.cluster import LocalRayCluster
 from gpupool.adapters.ray.executor import RayExecutor
@@ -24,7 +24,7 @@ from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler, Booted, ProviderEvent, Terminated
 from gpupool.engine.driver import Driver
-from gpupool.engine.model import TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.engine.model import TaskGroup, Workload, WorkloadSpec, WorkloadState
 from gpupool.engine.ports import NodeUp
 
 GIB = 1024**3
@@ -131,6 +131,57 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
     assert clock() - t0 - finished >= pool.idle_timeout - 0.5
     assert name not in {n.name for n in cluster.nodes()}
     assert provider.owned() == []
+
+
+def test_compaction_moves_checkpointed_work_live_and_frees_a_pool_node(
+    provider: LocalRayProvider, executor: RayExecutor, tmp_path: Path
+):
+    """Two pool nodes each left with one light job: compaction checkpoints one, stops it, places
+    it again on the other node, where it resumes, and the emptied node is terminated."""
+    pool = NodePool("l4", (L4,), min=0, max=2, idle_timeout=600.0)  # no idle scale-down here
+    scaler = Autoscaler((pool,), provider, compaction_budget=1, compaction_interval=1.0)
+    driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
+    t0 = clock()
+    script = write(tmp_path, "ckpt", CHECKPOINTING)
+    group = TaskGroup("worker", 1, {"gpu": 1, "vcore": 500, "memory": GIB}, gpu_types=("L4",))
+
+    def submit(name: str) -> Workload:
+        spec = WorkloadSpec(name=name, queue="root.a", task_groups=(group,), entrypoint=python(script))
+        return driver.submit(spec, now=clock() - t0)
+
+    def tick_until(done: Callable[[], bool], timeout: float = 90.0) -> None:
+        deadline = clock() + timeout
+        while not done():
+            assert clock() < deadline, [driver.why(w.id) for w in driver.workloads.values()]
+            driver.tick(clock() - t0)
+            time.sleep(0.2)
+
+    def running(*ws: Workload) -> bool:
+        return all(w.state == WorkloadState.RUNNING for w in ws)
+
+    a, b = submit("a"), submit("b")  # one node for both
+    tick_until(lambda: running(a, b))
+    c, d = submit("c"), submit("d")  # the first node is full: a second one for these two
+    tick_until(lambda: running(c, d))
+    first, second = a.placement["worker-0"], c.placement["worker-0"]
+    assert first != second and b.placement["worker-0"] == first and d.placement["worker-0"] == second
+    assert scaler.moves == 0  # two full nodes: nothing to gain
+
+    for w in (b, d):  # each node is left half used
+        driver.cancel(w.id, clock() - t0)
+    tick_until(lambda: scaler.moves == 1)
+    [moved] = [w for w in (a, c) if w.state == WorkloadState.PREEMPTING]  # checkpoint asked
+    stayed = c if moved is a else a
+    tick_until(lambda: len(provider.owned()) == 1 and moved.attempt == 2)
+    [kept] = provider.owned()
+    assert kept == stayed.placement["worker-0"] and moved.placement == {"worker-0": kept}
+    assert (stayed.attempt, moved.preemptions) == (1, 1) and stayed.state == WorkloadState.RUNNING
+    assert set(driver.core.nodes) & {first, second} == {kept}  # the emptied node left the core
+    tick_until(lambda: moved.state == WorkloadState.SUCCEEDED)  # it resumed and finished
+    logs = executor.logs(moved.id)
+    assert "checkpointed at step" in logs and "resumed from step" in logs
+    driver.cancel(stayed.id, clock() - t0)
+    tick_until(lambda: stayed.terminal)
 
 
 POOLS_YAML = """

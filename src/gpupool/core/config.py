@@ -179,6 +179,10 @@ class Config:
     partitions: tuple[PartitionConfig, ...]
     sizes: dict[str, Size] = field(default_factory=dict)
     nodepools: tuple[NodePool, ...] = ()
+    # Compaction of the node pools: every ``compaction_interval`` seconds, move at most
+    # ``compaction_budget`` checkpointable workloads to free whole nodes (0 = off).
+    compaction_budget: int = 0
+    compaction_interval: float = 300.0
 
     def partition(self, name: str = "default") -> PartitionConfig:
         for p in self.partitions:

@@ -83,7 +83,8 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: '*'}]}]"
 
 # Accepted keys per object (lower case). YuniKorn's own keys plus gpupool's `sizes`.
-_TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools")
+_TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools", "compaction")
+_COMPACTION_KEYS = ("budget", "interval")
 _POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes", "transfercost")
 _HEADROOM_KEYS = ("nodes", "gpus", "window", "maxnodes")
 _INSTANCE_KEYS = ("name", "gputype", "gpus", "vcore", "memory", "region", "hourlycost", "boottime")
@@ -482,7 +483,27 @@ class _Parser:
         pools: list[NodePool] = []
         if "nodepools" in fields:
             pools = self.nodepools(fields["nodepools"])
-        return Config(partitions=tuple(partitions), sizes=sizes, nodepools=tuple(pools))
+        budget, interval = 0, 300.0
+        if "compaction" in fields:
+            cf = self.fields(
+                fields["compaction"].value, fields["compaction"].at, _COMPACTION_KEYS, "compaction"
+            )
+            if cf is not None:
+                if "budget" in cf:
+                    budget = self.amount(cf["budget"], "compaction.budget") or 0
+                if "interval" in cf:
+                    interval = self.seconds(cf["interval"], "compaction.interval") or 0.0
+                    if interval <= 0 and "budget" in cf:
+                        self.error(
+                            cf["interval"].at, "compaction.interval must be above 0", "e.g. interval: 5m"
+                        )
+        return Config(
+            partitions=tuple(partitions),
+            sizes=sizes,
+            nodepools=tuple(pools),
+            compaction_budget=budget,
+            compaction_interval=interval,
+        )
 
     def partitions(self, f: _Field) -> list[PartitionConfig]:
         if not isinstance(f.value, list) or not f.value:
