@@ -112,6 +112,9 @@ class SubmitRequest(_Strict):
     gang: bool = Field(True, description="admit all members at once (multi-member workloads)")
     gang_style: Literal["soft", "hard"] = "soft"
     gang_timeout: float = Field(900.0, ge=0, le=7 * 86400)
+    span_regions: bool = Field(
+        False, description="let the members of a gang spread over several regions (default: one region)"
+    )
     disruption: DisruptionIn = Field(default_factory=DisruptionIn)
     entrypoint: str = Field(min_length=1, max_length=16384, description="the command to run")
     working_dir: str | None = Field(None, max_length=4096)
@@ -164,6 +167,7 @@ class WorkloadOut(BaseModel):
     gpus: int = 0
     gang_style: str = "soft"
     gang_timeout: float = 900.0
+    span_regions: bool = False
     disruption: DisruptionIn = Field(default_factory=DisruptionIn)
     entrypoint: str | None = None
     working_dir: str | None = None

@@ -30,7 +30,7 @@ MAX_CYCLES_PER_INSTANT = 100_000
 _TOP = ("name", "description", "config", "nodes", "apps", "running", "pending", "run", "expect")
 _NODE = ("name", "capacity", "labels", "schedulable")
 _APP = ("id", "queue", "user", "groups", "tags", "gang")
-_GANG = ("style", "timeout")
+_GANG = ("style", "timeout", "span_regions")
 _RUNNING = ("id", "app", "queue", "node", "resources", "priority", "age", "preemptible", "originator")
 _PENDING = ("id", "app", "resources", "gpu_types", "priority", "queue", "age", "preempt_others", "node")
 _RUN = ("seconds",)
@@ -266,7 +266,8 @@ def parse_scenario(raw: object, file: str) -> Scenario:
                     raise r.fail(f"{at}.gang.timeout", str(exc)) from None
             else:
                 timeout = r.number(timeout_raw, f"{at}.gang.timeout", DEFAULT_GANG_TIMEOUT)
-            gang = GangSpec(style, timeout)
+            span = r.boolean(g.get("span_regions"), f"{at}.gang.span_regions", False)
+            gang = GangSpec(style, timeout, span)
         tags = r.mapping(a.get("tags"), f"{at}.tags", tuple(a.get("tags") or ()))
         apps.append(
             AppSpec(

@@ -42,6 +42,7 @@ def test_sdk_round_trip(sqlite_server):
     assert gp.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
     assert "sdk-out" in gp.logs(w.id)
     assert gp.get(w.id).priority == 5
+    assert gp.get(w.id).span_regions is False
     assert [x.id for x in gp.list(state="succeeded")] == [w.id]
     assert gp.list(state=["pending", "running"]) == []
     assert {q.path for q in gp.queues()} >= {"root", "root.a"}
@@ -52,6 +53,14 @@ def test_sdk_round_trip(sqlite_server):
     with pytest.raises(ApiError) as exc:
         gp.submit("bad", queue="root.a", entrypoint="true", task_groups=[{"gpus": -1}])
     assert "body.task_groups.0.gpus" in str(exc.value) and "Hint:" in str(exc.value)
+    spread = gp.submit(
+        "spread",
+        queue="root.a",
+        entrypoint="true",
+        task_groups=[{"members": 2, "gpus": 1}],
+        span_regions=True,
+    )
+    assert spread.span_regions is True and gp.get(spread.id).span_regions is True
 
 
 def test_sdk_finds_the_server_from_the_data_dir(sqlite_server, monkeypatch):
@@ -133,7 +142,13 @@ def test_cli_submit_from_file_and_sizes(sqlite_server, tmp_path):
         and w["env"] == {"A": "1"}
     )
     r = cli(sqlite_server, "submit", "sized", "-e", "true", "-q", "root.b", "-s", "medium", "--json")
-    assert json.loads(r.output)["size"] == "medium"
+    assert json.loads(r.output)["size"] == "medium" and json.loads(r.output)["span_regions"] is False
+    r = cli(sqlite_server, "submit", "spread", "-e", "true", "-f", str(spec), "--span-regions", "--json")
+    assert r.exit_code == 0, r.output
+    spread = json.loads(r.output)
+    assert spread["span_regions"] is True
+    r = cli(sqlite_server, "status", spread["id"])
+    assert r.exit_code == 0 and "spans regions" in r.output
 
 
 def test_cli_errors_name_the_field_and_the_fix(sqlite_server):

@@ -31,6 +31,7 @@ def test_restart_restores_states_and_adopts_running_jobs(make_server, database_u
         queue="root.a",
         entrypoint=cmd,
         task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["H100"]}],
+        span_regions=True,
     )
     waiting = gp.submit("waiting", queue="root.a", entrypoint="true", task_groups=[{"gpus": 16}])
     done = gp.submit("done", queue="root.b", entrypoint="echo ok", size="small")
@@ -46,6 +47,8 @@ def test_restart_restores_states_and_adopts_running_jobs(make_server, database_u
         k: (w.state, w.attempt, w.placement) for k, w in before.items()
     }
     assert [t.new for t in gp2.get(running.id).history] == ["admitted", "running"]
+    assert gp2.get(running.id).span_regions is True  # the spec comes back from the journal
+    assert gp2.get(done.id).span_regions is False
     # The core holds the running gang on its recorded nodes again.
     queues = {q.path: q for q in gp2.queues()}
     assert queues["root.a"].allocated["gpu"] == 8
@@ -131,3 +134,15 @@ def test_kill_9_loses_nothing(make_server, tmp_path):
     assert gp2.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
     assert mark.read_text().count("start") == 1
     second.executor.kill_all()
+
+
+def test_journal_spec_round_trips_span_regions_and_reads_rows_without_it():
+    from gpupool.engine.model import TaskGroup, WorkloadSpec
+    from gpupool.service.journal import spec_from_json, spec_to_json
+
+    spec = WorkloadSpec(name="g", task_groups=(TaskGroup("w", 2, {"gpu": 8}),), span_regions=True)
+    raw = spec_to_json(spec)
+    assert raw["span_regions"] is True
+    assert spec_from_json(raw).span_regions is True
+    del raw["span_regions"]  # a row written before the field existed
+    assert spec_from_json(raw).span_regions is False

@@ -30,6 +30,7 @@ def _count(server) -> int:
         ({"env": {"1BAD": "x"}}, "body.env", "not an environment variable name"),
         ({"size": "small"}, "body", "exactly one of `size`"),
         ({"task_groups": [{"members": 2, "max_members": 1}]}, "body.task_groups.0", "at least members"),
+        ({"span_regions": "sometimes"}, "body.span_regions", "valid boolean"),
     ],
 )
 def test_invalid_fields_are_named_and_nothing_is_stored(sqlite_server, patch, field, words):

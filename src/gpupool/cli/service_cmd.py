@@ -190,6 +190,10 @@ def submit_command(
     ] = None,
     priority: Annotated[int, typer.Option("--priority")] = 0,
     no_gang: Annotated[bool, typer.Option("--no-gang", help="Members may start one by one.")] = False,
+    span_regions: Annotated[
+        bool,
+        typer.Option("--span-regions", help="Members may spread over several regions (default: one)."),
+    ] = False,
     disruption: Annotated[str, typer.Option("--disruption", help="never or checkpoint.")] = "checkpoint",
     grace: Annotated[
         float, typer.Option("--grace", help="Seconds to checkpoint before being stopped.")
@@ -237,6 +241,8 @@ def submit_command(
         ]
     if no_gang:
         body["gang"] = False
+    if span_regions:
+        body["span_regions"] = True
     for key, value in (("working_dir", working_dir), ("idempotency_key", idempotency_key)):
         if value is not None:
             body[key] = value
@@ -277,7 +283,10 @@ def _print_workload(w: WorkloadOut) -> None:
     console = _console()
     console.print(f"[bold]{w.id}[/] {w.name}  {_state(w.state)}  {w.reason}")
     console.print(f"  user {w.user}  queue {w.queue or '-'}  priority {w.priority}  attempt {w.attempt}")
-    console.print(f"  disruption {w.disruption.policy} (grace {w.disruption.grace:g}s)  gang {w.gang_style}")
+    console.print(
+        f"  disruption {w.disruption.policy} (grace {w.disruption.grace:g}s)  gang {w.gang_style}"
+        + ("  spans regions" if w.span_regions else "")
+    )
     for g in w.task_groups:
         types = f" of {'/'.join(g.gpu_types)}" if g.gpu_types else ""
         console.print(f"  {g.name}: {g.members} x {_res(g.resources)}{types}")

@@ -13,9 +13,10 @@ One cycle, in numbered phases:
 2. Reserved asks first: asks for which preemption made room are placed as soon as it is free.
 3. Allocation: descend the queue tree in fair-share order to the neediest leaf, take its next
    application (``fifo`` or ``fair``, priority first) and place its next ask on the best node
-   (gangs all at once), then descend again. A queue, application or ask that cannot place
-   anything is skipped for the rest of the cycle, so each cycle costs about one pass over the
-   pending asks plus a short descent per allocation.
+   (gangs all at once, in one region unless they allow ``span_regions``), then descend
+   again. A queue, application or ask that cannot place anything is skipped for the rest of
+   the cycle, so each cycle costs about one pass over the pending asks plus a short descent
+   per allocation.
 4. Preemption: for asks that failed for want of quota or room, in the order they were tried,
    look for victims (``gpupool.core.preemption``). Victims are decisions; the room they leave
    is held for the ask, which phase 2 places once the victims are released.
@@ -27,6 +28,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import replace
 
+from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Code, CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
 from gpupool.core.limits import Applied, LimitTracker, applicable
@@ -58,6 +60,9 @@ from gpupool.core.resources import (
 
 MAX_PREEMPTION_ATTEMPTS_PER_LEAF = 10
 PREEMPTION_CHECK_INTERVAL = 15.0
+# A gang that does not fit in the region its first choice gave is tried in at most this many
+# other regions (those with the most schedulable nodes first).
+MAX_REGION_RETRIES = 8
 
 # Which failures preemption may cure.
 _PREEMPTABLE = frozenset({Code.QUEUE_QUOTA, Code.NO_NODE, Code.GANG_WAITING})
@@ -80,6 +85,9 @@ class Scheduler:
         self.placer = Placer(partition.placement_rules, self.queues.get)
         self.nodes: dict[str, Node] = {}
         self.capacity: Resources = {}
+        # Schedulable nodes per region (the ``gpupool/region`` label); empty when no node has one,
+        # and then the region rule for gangs costs nothing.
+        self._regions: dict[str, int] = {}
         self.apps: dict[str, App] = {}
         self.asks: dict[str, Ask] = {}
         self.allocations: dict[str, Allocation] = {}
@@ -167,6 +175,7 @@ class Scheduler:
         if node.schedulable:
             add_into(self.capacity, node.capacity)
             self.index.add(node)
+            self._count_region(node, 1)
         return node
 
     def set_schedulable(self, name: str, schedulable: bool) -> None:
@@ -181,6 +190,17 @@ class Scheduler:
         else:
             sub_into(self.capacity, node.capacity)
             self.index.remove(node)
+        self._count_region(node, 1 if schedulable else -1)
+
+    def _count_region(self, node: Node, delta: int) -> None:
+        region = node.labels.get(REGION_LABEL)
+        if region is None:
+            return
+        n = self._regions.get(region, 0) + delta
+        if n > 0:
+            self._regions[region] = n
+        else:
+            self._regions.pop(region, None)
 
     def remove_node(self, name: str) -> list[Allocation]:
         """Forget a node (it died or left); returns the allocations it held, now released."""
@@ -767,7 +787,9 @@ class Scheduler:
                 return False
             for a in asks:
                 tried[a.id] = a
-            key = (leaf.path, who, tuple(_shape(a) for a in asks))
+            # Gangs bound to one region fail differently from gangs that may span regions.
+            rule = self._region_rule(app) if self._regions else None
+            key = (leaf.path, who, tuple(_shape(a) for a in asks), rule)
             known = self._shape_failed.get(key)
             if known is None:
                 placements = self._try_place_all(app, asks, leaf)
@@ -788,7 +810,11 @@ class Scheduler:
             if ask.elastic:
                 continue  # extra members grow in phase 5, into what is left
             tried[ask.id] = ask
-            one = (leaf.path, who, _shape(ask))
+            one: tuple[object, ...] = (leaf.path, who, _shape(ask))
+            if app.gang is not None and self._regions:
+                rule = self._region_rule(app)
+                if rule:  # a member that must join its gang's region: not the same failure
+                    one = (*one, rule)
             known = self._shape_failed.get(one)
             if known is None:
                 placements = self._try_place_all(app, [ask], leaf)
@@ -848,9 +874,17 @@ class Scheduler:
         return fits(need, node.avail_for(ask.id) if node.held else node.avail)
 
     def _find_place(
-        self, ask: Ask, leaf: Queue, prefer_reserved: bool = False, shape: int = 0
+        self,
+        ask: Ask,
+        leaf: Queue,
+        prefer_reserved: bool = False,
+        shape: int = 0,
+        region: str | None = None,
     ) -> tuple[Node | None, Reason]:
-        """Best node for shape ``shape`` of ``ask`` within quota and limits, or why there is none."""
+        """Best node for shape ``shape`` of ``ask`` within quota and limits, or why there is none.
+
+        With ``region``, only nodes of that region or of none (no region label) are used.
+        """
         app = ask.app
         res, gpu_types = ask.shapes[shape]
         blocked = self.limits.blocking(self._app_limits.get(app.id, ()), res)
@@ -860,6 +894,8 @@ class Scheduler:
         if prefer_reserved and ask.reserved_node is not None:
             node = self.nodes.get(ask.reserved_node)
             type_ok = node is not None and (not gpu_types or node.gpu_type in gpu_types)
+            if region is not None and node is not None and not _in_region(node, region):
+                type_ok = False
             if node is not None and type_ok and node.schedulable and self._fits_node(ask, node, res):
                 counted = typed(res, node.gpu_type)
                 if self._quota_blocker(leaf, counted) is None:
@@ -883,20 +919,36 @@ class Scheduler:
                     node is not None
                     and node.schedulable
                     and node.gpu_type in allowed
+                    and (region is None or _in_region(node, region))
                     and self._fits_node(ask, node, res)
                 )
                 if ok:
                     return node, Reason(Code.PLACED, "placed")
                 no_node_types.extend(allowed)
                 continue
-            key = (ordered_key(res), tuple(allowed))
-            if key in self._nofit:
+            key: tuple[object, ...] = (ordered_key(res), tuple(allowed))
+            if key in self._nofit:  # no fit anywhere: no fit in one region either
                 no_node_types.extend(allowed)
                 continue
-            node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n, res), res)
+            if region is None:
+                node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n, res), res)
+            else:
+                key = (*key, region)
+                if key in self._nofit:
+                    no_node_types.extend(allowed)
+                    continue
+                node = self.index.best(
+                    gpus,
+                    allowed,
+                    lambda n: _in_region(n, region) and self._fits_node(ask, n, res),
+                    res,
+                )
             if node is not None:
                 return node, Reason(Code.PLACED, "placed")
-            self._nofit[key] = Reason(Code.NO_NODE, "")
+            if not self._assigned:
+                # Only a failure on the committed state is memoised: one that follows what-if
+                # placements of other gang members may succeed once they are undone.
+                self._nofit[key] = Reason(Code.NO_NODE, "")
             no_node_types.extend(allowed)
         if not no_node_types and quota_block is not None:
             q, counted = quota_block
@@ -940,27 +992,54 @@ class Scheduler:
         """Place every ask or none (what-if with undo); sets each ask's reason on failure.
 
         Asks with alternative shapes (standard sizes) fall back through them in order; the
-        members of a gang fall back together, so a gang never mixes shapes.
+        members of a gang fall back together, so a gang never mixes shapes. The members of a
+        gang that does not allow ``span_regions`` share one region (``_try_place_in_region``).
         """
         rounds = max(len(a.shapes) for a in asks)
+        if self._regions:
+            rule = self._region_rule(app)
+            if rule is not None and (rule or len(asks) > 1):
+                return self._try_place_in_region(app, asks, leaf, prefer_reserved, rounds, rule)
         first: tuple[Ask, Reason] | None = None
         for i in range(rounds):
-            placed: list[Allocation] = []
-            failed: tuple[Ask, Reason] | None = None
-            for ask in asks:
-                shape = min(i, len(ask.shapes) - 1)
-                node, reason = self._find_place(ask, leaf, prefer_reserved, shape)
-                if node is None:
-                    failed = (ask, reason)
-                    break
-                placed.append(self._assign(ask, node, ask.shapes[shape][0]))
-            if failed is None:
+            placed, failed, _ = self._place_round(asks, leaf, prefer_reserved, i)
+            if placed is not None:
                 return placed
-            for alloc in reversed(placed):
-                self._unassign(alloc)
             if first is None:
                 first = failed
         assert first is not None
+        self._set_failure(asks, first, rounds)
+        return None
+
+    def _place_round(
+        self,
+        asks: list[Ask],
+        leaf: Queue,
+        prefer_reserved: bool,
+        i: int,
+        region: str | None = None,
+        bind: bool = False,
+    ) -> tuple[list[Allocation] | None, tuple[Ask, Reason] | None, str | None]:
+        """Place every ask in its shape ``i`` (what-if), or undo and say which failed and why.
+
+        Only nodes of ``region`` (or of none) are used; with ``bind``, the region of the first
+        labelled node a member takes binds the members after it. Returns the placements, the
+        failure and the region in force at the end.
+        """
+        placed: list[Allocation] = []
+        for ask in asks:
+            shape = min(i, len(ask.shapes) - 1)
+            node, reason = self._find_place(ask, leaf, prefer_reserved, shape, region)
+            if node is None:
+                for alloc in reversed(placed):
+                    self._unassign(alloc)
+                return None, (ask, reason), region
+            placed.append(self._assign(ask, node, ask.shapes[shape][0]))
+            if bind and region is None:
+                region = node.labels.get(REGION_LABEL)
+        return placed, None, region
+
+    def _set_failure(self, asks: list[Ask], first: tuple[Ask, Reason], rounds: int) -> None:
         ask, reason = first
         if rounds > 1:
             reason = Reason(
@@ -977,6 +1056,82 @@ class Scheduler:
             )
         for a in asks:
             a.reason = reason
+
+    def _region_rule(self, app: App) -> tuple[str, ...] | None:
+        """Whether ``app``'s members must share a region: None if not (no gang, ``span_regions``,
+        or its running members already spread over regions), else the region its running
+        members use (``()`` while none runs on a node with a region)."""
+        gang = app.gang
+        if gang is None or gang.span_regions:
+            return None
+        homes: set[str] = set()
+        for alloc in app.allocations.values():
+            region = alloc.node.labels.get(REGION_LABEL)
+            if region is not None:
+                homes.add(region)
+        if len(homes) > 1:
+            return None
+        return tuple(homes)
+
+    def _try_place_in_region(
+        self,
+        app: App,
+        asks: list[Ask],
+        leaf: Queue,
+        prefer_reserved: bool,
+        rounds: int,
+        home: tuple[str, ...],
+    ) -> list[Allocation] | None:
+        """``_try_place_all`` for members that must share one region.
+
+        Members already running fix the region. Otherwise the first member's best node picks
+        it (nodes without a region go with any); if the gang does not fit there, it is tried
+        whole in each other region, those with the most schedulable nodes first, at most
+        ``MAX_REGION_RETRIES`` of them. Each shape is tried in every region before the next.
+        """
+        others = sorted(self._regions, key=lambda r: (-self._regions[r], r))
+        first: tuple[Ask, Reason] | None = None  # the first failure the region rule did not cause
+        restricted = False  # some shape failed for want of room in one region, maybe
+        for i in range(rounds):
+            if home:
+                placed, failed, bound = self._place_round(asks, leaf, prefer_reserved, i, home[0])
+            else:
+                placed, failed, bound = self._place_round(asks, leaf, prefer_reserved, i, None, True)
+            if placed is not None:
+                return placed
+            assert failed is not None
+            # Not for want of room (quota, limits), or the pass never got bound to a region and
+            # nothing on a node without one could have been placed otherwise: as without the rule.
+            unbound = bound is None and (
+                failed[0] is asks[0] or len(self.index) == sum(self._regions.values())
+            )
+            if failed[1].code != Code.NO_NODE or unbound:
+                if first is None:
+                    first = failed
+                continue
+            restricted = True
+            if home:
+                continue
+            for region in [r for r in others if r != bound][:MAX_REGION_RETRIES]:
+                placed, _, _ = self._place_round(asks, leaf, prefer_reserved, i, region)
+                if placed is not None:
+                    return placed
+        if restricted:
+            # No region has room: say whether spreading over regions would have helped.
+            first = None
+            for i in range(rounds):
+                placed, failed, _ = self._place_round(asks, leaf, prefer_reserved, i)
+                if placed is not None:
+                    for alloc in reversed(placed):
+                        self._unassign(alloc)
+                    reason = _region_reason(asks, home[0] if home else None)
+                    for a in asks:
+                        a.reason = reason
+                    return None
+                if first is None:
+                    first = failed
+        assert first is not None
+        self._set_failure(asks, first, rounds)
         return None
 
     def _assign(self, ask: Ask, node: Node, res: Resources | None = None) -> Allocation:
@@ -1071,11 +1226,41 @@ class Scheduler:
                 continue
             # Extra members of elastic workloads are given back first, whatever their queue.
             plan = preemptor.reclaim(app, asks, leaf)
+            if plan is not None and not self._plan_in_one_region(app, plan):
+                plan = None
             if plan is None:
                 attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
                 plan = preemptor.attempt(app, asks, leaf)
+                if plan is not None and not self._plan_in_one_region(app, plan):
+                    plan = None
+                    for ask in asks:
+                        r = ask.reason or Reason(Code.GANG_WAITING, "gang waits")
+                        ask.reason = Reason(
+                            r.code,
+                            f"{r.message}; preemption cannot help: the room it would make spans "
+                            "regions and the members must share one",
+                            r.hint,
+                        )
             if plan is not None:
                 self._apply_preemption(plan, result)
+
+    def _plan_in_one_region(self, app: App, plan: PreemptionPlan) -> bool:
+        """Whether a preemption plan keeps a gang's members in one region (when they must be).
+
+        Preemption looks for victims node by node, regions aside; a plan that would spread a
+        gang bound to one region is not applied (its room could never be used together).
+        """
+        if not self._regions:
+            return True
+        rule = self._region_rule(app)
+        if rule is None:
+            return True
+        regions = set(rule)
+        for _, node in plan.targets:
+            region = node.labels.get(REGION_LABEL)
+            if region is not None:
+                regions.add(region)
+        return len(regions) <= 1
 
     # 5. elastic growth -----------------------------------------------------------------
 
@@ -1177,6 +1362,31 @@ def _configured(partition: PartitionConfig) -> dict[str, tuple[str, QueueSetting
 
 def _shape(ask: Ask) -> tuple[object, ...]:
     return ask.shape
+
+
+def _in_region(node: Node, region: str) -> bool:
+    """A node of ``region``, or of no region (static nodes go with any)."""
+    return node.labels.get(REGION_LABEL, region) == region
+
+
+def _region_reason(asks: list[Ask], home: str | None) -> Reason:
+    """Why members that would fit across regions wait: they must share one."""
+    hint = "wait for room in one region, or submit with span_regions to let the members spread over regions"
+    n = len(asks)
+    if home is not None:
+        what = asks[0].id if n == 1 else f"{n} more members"
+        return Reason(
+            Code.NO_NODE if n == 1 else Code.GANG_WAITING,
+            f"its gang runs in region {home}, which has no room for {what}; the members must "
+            "share a region (allow span_regions to spread them)",
+            hint,
+        )
+    return Reason(
+        Code.GANG_WAITING,
+        f"gang of {n} waits: its members must share a region and no region has room for all {n}; "
+        "allow span_regions to spread them; nothing is held while it waits",
+        hint,
+    )
 
 
 def _on(used: Resources, counted: Resources) -> Resources:

@@ -27,6 +27,7 @@ def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
         "priority": spec.priority,
         "gang_style": spec.gang_style,
         "gang_timeout": spec.gang_timeout,
+        "span_regions": spec.span_regions,
         "disruption": {"policy": spec.disruption.policy, "grace": spec.disruption.grace},
         "entrypoint": spec.entrypoint,
         "working_dir": spec.working_dir,
@@ -68,6 +69,7 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
         priority=int(raw.get("priority", 0)),
         gang_style=raw.get("gang_style", "soft"),
         gang_timeout=float(raw.get("gang_timeout", 900.0)),
+        span_regions=bool(raw.get("span_regions", False)),  # rows from before it: one region
         disruption=Disruption(**raw.get("disruption", {})),
         entrypoint=raw.get("entrypoint"),
         working_dir=raw.get("working_dir"),

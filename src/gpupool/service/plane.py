@@ -325,6 +325,7 @@ class ControlPlane:
             gang_style=req.gang_style if (req.gang or not many) else "soft",
             # A non-gang multi-member workload is a soft gang that gives up waiting at once.
             gang_timeout=req.gang_timeout if (req.gang or not many) else 0.0,
+            span_regions=req.span_regions,
             disruption=Disruption(req.disruption.policy, req.disruption.grace),
             entrypoint=req.entrypoint,
             working_dir=req.working_dir,
@@ -477,6 +478,7 @@ class ControlPlane:
             gpus=spec.total_gpus(),
             gang_style=spec.gang_style,
             gang_timeout=spec.gang_timeout,
+            span_regions=spec.span_regions,
             disruption={"policy": spec.disruption.policy, "grace": spec.disruption.grace},  # type: ignore[arg-type]
             entrypoint=spec.entrypoint,
             working_dir=spec.working_dir,
