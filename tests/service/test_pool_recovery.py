@@ -3,6 +3,8 @@ adopted, the work on them stays where it is, and nothing is launched again."""
 
 from __future__ import annotations
 
+import time
+
 from gpupool.adapters.simcloud import SimCloud
 
 from .conftest import TEST_CONFIG
@@ -71,3 +73,36 @@ def test_pools_show_the_headroom_recent_arrivals_ask_for(make_server, tmp_path):
     assert sum(pool.nodes.values()) == 2
     gate.touch()
     assert gp.wait(w.id, timeout=20, interval=0.1).state == "succeeded"
+
+
+def test_compaction_from_the_config_moves_work_and_frees_a_pool_node(make_server, tmp_path):
+    config = tmp_path / "queues.yaml"
+    compaction = "compaction: {budget: 1, interval: 1s}\n"
+    config.write_text(TEST_CONFIG.read_text() + pools(max_nodes=2) + compaction)
+    cloud = SimCloud(seed=1)
+    gp = make_server(tmp_path / "data", config=config, provider=cloud).client()
+    cmd, _, gate = _gated_job(tmp_path, "light")
+
+    def submit(name: str):
+        return gp.submit(name, queue="root.a", entrypoint=cmd, task_groups=[{"gpus": 2, "gpu_types": ["L4"]}])
+
+    def wait_running(*ws):
+        return [gp.wait(w.id, states={"running"}, timeout=20, interval=0.1) for w in ws]
+
+    a, b = wait_running(submit("a"), submit("b"))  # one 4-GPU node for both
+    c, d = wait_running(submit("c"), submit("d"))  # a second node for these two
+    first, second = a.placement["worker-0"], c.placement["worker-0"]
+    assert first != second and b.placement["worker-0"] == first and d.placement["worker-0"] == second
+    gp.cancel(b.id)
+    gp.cancel(d.id)  # two half-used nodes: compaction moves one job onto the other node
+    deadline = time.perf_counter() + 30  # a real server on the real clock
+    while len(cloud.inventory()) != 1 or {gp.get(a.id).attempt, gp.get(c.id).attempt} != {1, 2}:
+        assert time.perf_counter() < deadline, [gp.get(w.id).state for w in (a, c)]
+        time.sleep(0.1)
+    moved, stayed = sorted((gp.get(a.id), gp.get(c.id)), key=lambda w: -w.attempt)
+    gp.wait(moved.id, states={"running"}, timeout=20, interval=0.1)
+    [kept] = [n.name for n in cloud.inventory()]
+    assert gp.get(moved.id).placement == stayed.placement == {"worker-0": kept}
+    assert "moved by compaction" in " ".join(e.message for e in gp.events(moved.id))
+    gate.touch()
+    assert {gp.wait(w.id, timeout=20, interval=0.1).state for w in (a, c)} == {"succeeded"}

@@ -230,15 +230,19 @@ class ControlPlane:
         return Driver(core, self.executor, _Observed(self.journal, self), autoscaler=self.autoscaler)
 
     def _sync_pools(self, config: Config) -> None:
-        """The autoscaler follows the configured node pools (none without a provider)."""
+        """The autoscaler follows the configured node pools and compaction settings (none
+        without a provider)."""
         if self.provider is None or not config.nodepools:
             if self.autoscaler is not None:
                 self.autoscaler.pools = ()  # keeps its nodes until they idle out; launches nothing
+                self.autoscaler.compaction_budget = 0
             return
         if self.autoscaler is None:
             self.autoscaler = Autoscaler(config.nodepools, self.provider)
         else:
             self.autoscaler.pools = config.nodepools
+        self.autoscaler.compaction_budget = config.compaction_budget
+        self.autoscaler.compaction_interval = config.compaction_interval
 
     def _queue_of(self, workload_id: str) -> str | None:
         core = self.driver.core
