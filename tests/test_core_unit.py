@@ -814,3 +814,81 @@ def test_scenario_gang_takes_span_regions_and_refuses_a_non_boolean() -> None:
         parse_scenario(scenario({"span_regions": "yes"}), "s.yaml")
     assert info.value.path == "apps[0].gang.span_regions"
     assert "true or false" in info.value.message
+
+
+def _east_and_west(span: bool) -> World:
+    """batch (no guarantee) holds both east nodes and half of west-1, its newest and cheapest work."""
+    w = World(q("research", guaranteed={"gpu": 16}), q("batch"))
+    w.node("east-1", EAST, gpu=8).node("east-2", EAST, gpu=8).node("west-1", WEST, gpu=8)
+    w.running("b1", "app-batch", "east-1", GPU8, queue="root.batch", start=-600)
+    w.running("b2", "app-batch", "east-2", GPU8, start=-300)
+    w.running("w1", "app-batch", "west-1", {"gpu": 4}, start=-60)
+    _gang(w, 2, span=span, queue="root.research")
+    return w
+
+
+def test_preemption_for_a_one_region_gang_looks_for_room_in_one_region() -> None:
+    # Node by node, west-1 is the cheapest to clear (4 GPUs of the newest work), but west has
+    # one node: the gang can only get its guarantee back in east, by preempting both east nodes.
+    w = _east_and_west(span=False)
+    assert {p.alloc_id for p in preempts(w.settle(60.0))} == {"b1", "b2"}
+    assert {w.node_of("gang-m1"), w.node_of("gang-m2")} == {"east-1", "east-2"}
+    assert w.node_of("w1") == "west-1"
+    assert not w.s.allocations["w1"].preempted
+
+
+def test_preemption_for_a_spanning_gang_takes_the_cheapest_victims_in_any_region() -> None:
+    w = _east_and_west(span=True)
+    assert {p.alloc_id for p in preempts(w.settle(60.0))} == {"w1", "b2"}
+    assert {w.node_of("gang-m1"), w.node_of("gang-m2")} == {"west-1", "east-2"}
+    assert w.node_of("b1") == "east-1"
+
+
+@pytest.mark.parametrize(("west_2_age", "region"), [(1100, "east"), (800, "west")])
+def test_one_region_gang_preempts_in_the_region_where_it_costs_least(west_2_age: int, region: str) -> None:
+    # Regions aside, west-1 (4 GPUs of new work) and east-1 are the cheapest nodes: a plan that
+    # spans. Each region can hold the gang; the one where less work is lost wins.
+    w = World(q("research", guaranteed={"gpu": 16}), q("batch"))
+    for name in ("east-1", "east-2", "east-3"):
+        w.node(name, EAST, gpu=8)
+    w.node("west-1", WEST, gpu=8).node("west-2", WEST, gpu=8)
+    w.running("e1", "app-batch", "east-1", GPU8, queue="root.batch", start=-100)
+    w.running("e2", "app-batch", "east-2", GPU8, start=-900)
+    w.running("e3", "app-batch", "east-3", GPU8, start=-950)
+    w.running("w1", "app-batch", "west-1", {"gpu": 4}, start=-60)
+    w.running("w2", "app-batch", "west-2", GPU8, start=-west_2_age)
+    _gang(w, 2, queue="root.research")
+    victims = {p.alloc_id for p in preempts(w.settle(60.0))}
+    # Work lost at t=60 (age x GPUs): east 160x8 + 960x8 = 8960; west 120x4 + (age + 60) x 8,
+    # 9760 or 7360. West is tried first (member 1 went there regions aside): east wins on cost.
+    assert victims == ({"e1", "e2"} if region == "east" else {"w1", "w2"})
+    nodes = {w.node_of("gang-m1"), w.node_of("gang-m2")}
+    assert {w.s.nodes[n].labels[REGION_LABEL] for n in nodes} == {region}
+
+
+def test_preemption_for_more_members_stays_in_the_region_their_gang_runs_in() -> None:
+    # Member 1 runs in east; the cheapest room for member 2 is on west-1, but it must join east.
+    w = World(q("research", guaranteed={"gpu": 16}), q("batch"))
+    w.node("east-1", EAST, gpu=8).node("east-2", EAST, gpu=8).node("west-1", WEST, gpu=8)
+    w.app("gang", "root.research", gang=GangSpec("soft", 600))
+    w.s.restore("gang-m1", "gang", "east-1", GPU8, start=-600)
+    w.running("b2", "app-batch", "east-2", GPU8, queue="root.batch", start=-300)
+    w.running("w1", "app-batch", "west-1", {"gpu": 4}, start=-60)
+    w.ask("gang-m2", "gang", res=GPU8)
+    assert {p.alloc_id for p in preempts(w.settle(60.0))} == {"b2"}
+    assert w.node_of("gang-m2") == "east-2"
+    assert w.node_of("w1") == "west-1"
+
+
+def test_one_region_gang_waits_when_no_region_can_be_cleared_for_it() -> None:
+    # Room for both members only across regions, even with preemption: nothing is preempted.
+    w = World(q("research", guaranteed={"gpu": 16}), q("batch"))
+    w.node("east-1", EAST, gpu=8).node("west-1", WEST, gpu=8).node("west-2", WEST, gpu=8)
+    w.running("b1", "app-batch", "east-1", GPU8, queue="root.batch", start=-600)
+    w.running("w1", "app-batch", "west-1", {"gpu": 4}, start=-60)
+    w.running("r1", "app-never", "west-2", GPU8, queue="root.batch", disruptible=False)
+    _gang(w, 2, queue="root.research")
+    assert preempts(w.settle(60.0)) == []
+    reason = w.why("gang-m1")
+    assert "spans regions" in reason.message
+    assert all(not n.held for n in w.s.nodes.values())

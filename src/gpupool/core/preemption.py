@@ -23,6 +23,14 @@ headroom count toward the ask, and a reprieve pass drops every victim the rest m
 unnecessary), a gang is solved member by member on one what-if state, and the room made is
 held for the ask until its victims have stopped.
 
+Regions: a gang whose members must share one region (the ``gpupool/region`` node label, see
+``Scheduler._region_rule``) is solved regions aside first; if that plan spreads it over
+regions, it is solved again with the candidate nodes of one region at a time (nodes without a
+region go with any), in the order placement tries regions, and the cheapest plan that keeps
+it in one region is taken. A gang already running in a region is solved in that region only.
+Single asks, gangs that allow ``span_regions`` and clusters without region labels skip all
+of this.
+
 All what-if work mutates the scheduler's state through its own inverse operations and is
 undone before ``attempt`` returns: the caller gets a plan and applies it, or nothing changed.
 """
@@ -34,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import INT32_MAX, Queue, clamp32
@@ -53,6 +62,11 @@ if TYPE_CHECKING:
 
 MAX_NODES_EVALUATED = 64  # feasible nodes collected
 MAX_NODES_SOLVED = 16  # of those, solved exactly
+
+# What a plan costs, summed over its members' nodes: protected victims, originators stopped,
+# workloads stopped, work lost (age x GPUs). Lower is better; compared between regions.
+_Cost = tuple[int, int, int, float]
+_FREE: _Cost = (0, 0, 0, 0.0)
 
 
 @dataclass(slots=True)
@@ -172,15 +186,17 @@ class Preemptor:
         if lead.last_preempt_check is not None and self.now < lead.last_preempt_check + 15.0:
             return None
         lead.last_preempt_check = self.now
+        rule = self._region_bound(app, asks)
         memo = (
             leaf.path,
+            rule,
             tuple((a.priority, ordered_key(a.resources), a.gpu_types, a.required_node) for a in asks),
         )
         if memo in self._failed:
             self._annotate(asks, original, self._failed[memo])
             return None
         try:
-            plan = self._solve_all(asks, leaf)
+            plan = self._solve_in_region(asks, leaf, rule)
         except _Cannot as why:
             # Nothing that happened since in this cycle made victims easier to find.
             self._failed[memo] = str(why)
@@ -331,24 +347,73 @@ class Preemptor:
             take(x)
         return best[2]
 
+    # --------------------------------------------------------------- regions
+
+    def _region_bound(self, app: App, asks: list[Ask]) -> tuple[str, ...] | None:
+        """None if the asks may take nodes of any regions; else the region they must use, or
+        ``()`` for any one region (a gang none of whose members runs in a region yet)."""
+        s = self.s
+        if not s._regions:
+            return None
+        rule = s._region_rule(app)
+        if rule is None or not (rule or len(asks) > 1):
+            return None
+        return rule
+
+    def _solve_in_region(self, asks: list[Ask], leaf: Queue, rule: tuple[str, ...] | None) -> PreemptionPlan:
+        """``_solve_all`` under the region rule ``rule`` (see ``_region_bound``)."""
+        if rule is None:
+            return self._solve_all(asks, leaf)[0]
+        if rule:
+            return self._solve_all(asks, leaf, rule[0])[0]
+        # Regions aside first: the cheapest plan often keeps the gang in one region anyway.
+        plan, _ = self._solve_all(asks, leaf)
+        regions = _regions_of(plan)
+        if len(regions) <= 1:
+            return plan
+        # Then one region at a time, the first member's region first, then as placement tries
+        # them; the cheapest plan wins, ties to the region tried first.
+        best: tuple[_Cost, int, PreemptionPlan] | None = None
+        for i, region in enumerate([regions[0], *self.s._other_regions(regions[0])]):
+            try:
+                plan, cost = self._solve_all(asks, leaf, region)
+            except _Cannot:
+                continue
+            if best is None or (cost, i) < best[:2]:
+                best = (cost, i, plan)
+        if best is None:
+            raise _Cannot("the room it would make spans regions and the members must share one")
+        return best[2]
+
     # --------------------------------------------------------------- what-if over all members
 
-    def _solve_all(self, asks: list[Ask], leaf: Queue) -> PreemptionPlan:
+    def _solve_all(
+        self, asks: list[Ask], leaf: Queue, region: str | None = None
+    ) -> tuple[PreemptionPlan, _Cost]:
+        """Victims for every ask on one what-if state, and what they cost. With ``region``, the
+        asks go to nodes of that region or of none."""
         s = self.s
         undo: list[tuple[str, Allocation]] = []
         victims: list[Allocation] = []
         targets: list[tuple[Ask, Node]] = []
+        cost = _FREE
         try:
             for ask in asks:
                 blocked = s.limits.blocking(s._app_limits.get(ask.app.id, ()), ask.resources)
                 if blocked is not None:
                     raise _Cannot(f"{blocked}: a user or group limit is not restored by preemption")
-                node, _ = s._find_place(ask, leaf)
+                node, _ = s._find_place(ask, leaf, region=region)
                 if node is None:
                     if ask.required_node is not None and len(asks) == 1:
-                        node, chosen = self._solve_required(ask)
+                        node, chosen = self._solve_required(ask, region)
                     else:
-                        node, chosen = self._solve(ask, leaf)
+                        node, chosen, spent = self._solve(ask, leaf, region)
+                        cost = (
+                            cost[0] + spent[0],
+                            cost[1] + spent[1],
+                            cost[2] + spent[2],
+                            cost[3] + spent[3],
+                        )
                     for v in chosen:
                         s._detach(v)
                         undo.append(("detach", v))
@@ -367,11 +432,15 @@ class Preemptor:
             f"preempted so that {what} in {leaf.path} gets its guarantee; "
             f"{', '.join(queues)} above its guarantee",
         )
-        return PreemptionPlan(asks, victims, targets, reason)
+        return PreemptionPlan(asks, victims, targets, reason), cost
 
     # --------------------------------------------------------------- one ask, one node
 
-    def _solve(self, ask: Ask, leaf: Queue) -> tuple[Node, list[Allocation]]:
+    def _solve(
+        self, ask: Ask, leaf: Queue, region: str | None = None
+    ) -> tuple[Node, list[Allocation], _Cost]:
+        """The node where clearing room for ``ask`` costs least (only nodes of ``region`` or of
+        none, if given), the allocations to stop there, and what that costs."""
         s = self.s
         fence = self._fence_root(leaf, ask.resources)
         eligible = self._eligible(ask, leaf, fence)
@@ -380,7 +449,7 @@ class Preemptor:
                 f"no queue under {fence.path} other than {leaf.path} is above its guarantee "
                 "with work of no higher priority"
             )
-        best: tuple[tuple[object, ...], Node, list[Allocation]] | None = None
+        best: tuple[tuple[int, int, int, float, str], Node, list[Allocation]] | None = None
         gpus = gpu_count(ask.resources)
         for types in s._type_options(ask):
             allowed = set(types)
@@ -390,7 +459,7 @@ class Preemptor:
             free = s.index.free_gpus
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
-                if n.gpu_type in allowed:
+                if n.gpu_type in allowed and (region is None or _in_region(n, region)):
                     f = free(n.name)
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
@@ -407,7 +476,10 @@ class Preemptor:
                     if len(ranked) >= MAX_NODES_EVALUATED:
                         break
             # The ask may already fit a node and be held back only by a queue's max.
-            fitting = s.index.best(gpus, types, lambda n: s._fits_node(ask, n))
+            if region is None:
+                fitting = s.index.best(gpus, types, lambda n: s._fits_node(ask, n))
+            else:
+                fitting = s.index.best(gpus, types, lambda n: _in_region(n, region) and s._fits_node(ask, n))
             if fitting is not None:
                 ranked.append((0, fitting.name, fitting, self._local(ask, fitting, eligible)))
             # Solve the most promising nodes: least to clear, then the newest work to clear.
@@ -428,7 +500,7 @@ class Preemptor:
                 if best is None or score < best[0]:
                     best = (score, node, chosen)
             if best is not None:
-                return best[1], best[2]
+                return best[1], best[2], best[0][:4]
         raise _Cannot(
             "no node can be cleared for it without taking a queue below its guarantee "
             "or stopping higher-priority work"
@@ -726,11 +798,13 @@ class Preemptor:
 
     # --------------------------------------------------------------- required node
 
-    def _solve_required(self, ask: Ask) -> tuple[Node, list[Allocation]]:
+    def _solve_required(self, ask: Ask, region: str | None = None) -> tuple[Node, list[Allocation]]:
         """An ask pinned to a node: victims on that node only, queue guarantees aside."""
         node = self.s.nodes.get(ask.required_node or "")
         if node is None or not node.schedulable:
             raise _Cannot(f"required node {ask.required_node} is not schedulable")
+        if region is not None and not _in_region(node, region):
+            raise _Cannot(f"required node {node.name} is not in region {region}, where its gang runs")
         if ask.gpu_types and node.gpu_type not in ask.gpu_types:
             raise _Cannot(
                 f"required node {node.name} has GPU type {node.gpu_type}, not {'/'.join(ask.gpu_types)}"
@@ -765,3 +839,18 @@ class Preemptor:
 
 def _fits_capacity(ask: Resources, capacity: Resources) -> bool:
     return all(capacity.get(k, 0) >= v for k, v in ask.items() if v > 0)
+
+
+def _in_region(node: Node, region: str) -> bool:
+    """A node of ``region``, or of no region (static nodes go with any)."""
+    return node.labels.get(REGION_LABEL, region) == region
+
+
+def _regions_of(plan: PreemptionPlan) -> list[str]:
+    """The regions of the nodes a plan places its asks on, in the order of the asks."""
+    out: list[str] = []
+    for _, node in plan.targets:
+        region = node.labels.get(REGION_LABEL)
+        if region is not None and region not in out:
+            out.append(region)
+    return out

@@ -18,8 +18,9 @@ One cycle, in numbered phases:
    the cycle, so each cycle costs about one pass over the pending asks plus a short descent
    per allocation.
 4. Preemption: for asks that failed for want of quota or room, in the order they were tried,
-   look for victims (``gpupool.core.preemption``). Victims are decisions; the room they leave
-   is held for the ask, which phase 2 places once the victims are released.
+   look for victims (``gpupool.core.preemption``; for a gang that must stay in one region,
+   victims in one region). Victims are decisions; the room they leave is held for the ask,
+   which phase 2 places once the victims are released.
 """
 
 from __future__ import annotations
@@ -1073,6 +1074,12 @@ class Scheduler:
             return None
         return tuple(homes)
 
+    def _other_regions(self, tried: str | None) -> list[str]:
+        """Regions to try a gang in after ``tried``: those with the most schedulable nodes first,
+        at most ``MAX_REGION_RETRIES`` (placement and preemption alike)."""
+        others = sorted(self._regions, key=lambda r: (-self._regions[r], r))
+        return [r for r in others if r != tried][:MAX_REGION_RETRIES]
+
     def _try_place_in_region(
         self,
         app: App,
@@ -1089,7 +1096,6 @@ class Scheduler:
         whole in each other region, those with the most schedulable nodes first, at most
         ``MAX_REGION_RETRIES`` of them. Each shape is tried in every region before the next.
         """
-        others = sorted(self._regions, key=lambda r: (-self._regions[r], r))
         first: tuple[Ask, Reason] | None = None  # the first failure the region rule did not cause
         restricted = False  # some shape failed for want of room in one region, maybe
         for i in range(rounds):
@@ -1112,7 +1118,7 @@ class Scheduler:
             restricted = True
             if home:
                 continue
-            for region in [r for r in others if r != bound][:MAX_REGION_RETRIES]:
+            for region in self._other_regions(bound):
                 placed, _, _ = self._place_round(asks, leaf, prefer_reserved, i, region)
                 if placed is not None:
                     return placed
@@ -1247,8 +1253,9 @@ class Scheduler:
     def _plan_in_one_region(self, app: App, plan: PreemptionPlan) -> bool:
         """Whether a preemption plan keeps a gang's members in one region (when they must be).
 
-        Preemption looks for victims node by node, regions aside; a plan that would spread a
-        gang bound to one region is not applied (its room could never be used together).
+        Preemption itself looks for room in one region for such a gang; this is the safety net:
+        a plan that would spread a gang bound to one region is not applied (its room could
+        never be used together).
         """
         if not self._regions:
             return True
