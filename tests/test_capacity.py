@@ -170,3 +170,11 @@ def test_a_gang_is_not_placed_on_booting_room_split_over_regions():
     assert (up.instance_type, up.count) == (H100_EAST, 1)  # the east booting node and one more
     span = Demand("g", (gpus(8),) * 2, ("H100",), span_regions=True)
     assert not plan_capacity([pool(max=10)], booting, [span], set(), 0).scale_up
+
+
+def test_headroom_launches_are_not_attributed_to_the_workload_that_triggered_them():
+    p = pool(types=(A100,), max=10, headroom_window=900, headroom_max_nodes=2)
+    plan = plan_capacity([p], [], [Demand("w1", (gpus(4),))], set(), 100.0, arrivals=[Arrival(100.0, 4)])
+    by_purpose = {up.for_workloads: up for up in plan.scale_up}
+    assert by_purpose[("w1",)].count == 1  # the workload's node
+    assert by_purpose[()].count == 1 and "keep headroom" in by_purpose[()].reason  # a warm one

@@ -202,8 +202,8 @@ def plan_capacity(
     for n in nodes:
         by_pool.setdefault(n.pool, []).append(n)
     count = {p.name: len(by_pool.get(p.name, [])) for p in pools}
-    planned: dict[tuple[str, str], int] = {}
-    reasons: dict[tuple[str, str], list[str]] = {}
+    planned: dict[tuple[str, str, str], int] = {}
+    reasons: dict[tuple[str, str, str], list[str]] = {}
 
     # Room on nodes that are still booting: the scheduler will place work there once they are up.
     virtual = [
@@ -221,7 +221,9 @@ def plan_capacity(
         ]
 
     def add(pool: NodePool, itype: InstanceType, n: int, why: str, workload: str | None) -> None:
-        key = (pool.name, itype.name)
+        # Launches for waiting workloads and launches to keep headroom or min are separate
+        # scale-ups, so that each launch names only the workloads it is for.
+        key = (pool.name, itype.name, "" if workload else "keep")
         planned[key] = planned.get(key, 0) + n
         count[pool.name] += n
         reasons.setdefault(key, [])
@@ -236,7 +238,7 @@ def plan_capacity(
             # Booting nodes, or nodes planned for earlier workloads, will take it.
             for v in used:
                 if v.new:
-                    reasons[(v.pool, v.itype.name)].append(d.workload)
+                    reasons[(v.pool, v.itype.name, "")].append(d.workload)
             continue
         choice = _choose_offer(pools, d, count, blocked, virtual)
         if isinstance(choice, str):
@@ -246,7 +248,7 @@ def plan_capacity(
         _commit(used_room, after)
         for v in used_room:
             if v.new:
-                reasons[(v.pool, v.itype.name)].append(d.workload)
+                reasons[(v.pool, v.itype.name, "")].append(d.workload)
         virtual.extend(fresh)
         add(pool, itype, len(fresh), "", d.workload)
 
@@ -280,18 +282,16 @@ def plan_capacity(
         while count[pool.name] < pool.min:
             add(pool, itype, 1, f"keep the pool at its min of {pool.min}", None)
 
-    for (pool_name, itype_name), launches in sorted(planned.items()):
+    for (pool_name, itype_name, kind), launches in sorted(planned.items()):
         pool = next(p for p in pools if p.name == pool_name)
         itype = next(t for t in pool.instance_types if t.name == itype_name)
-        why = reasons[(pool_name, itype_name)]
-        workloads = tuple(w for w in why if not w.startswith("keep "))
-        purposes = [w for w in why if w.startswith("keep ")]
+        why = reasons[(pool_name, itype_name, kind)]
         text = f"{launches} x {itype.name} ({itype.region})"
-        if workloads:
-            text += f" for {len(workloads)} waiting workload(s)"
-        if purposes:
-            text += (" and " if workloads else " to ") + "; ".join(purposes)
-        plan.scale_up.append(ScaleUp(pool_name, itype, launches, text, workloads))
+        if kind:
+            plan.scale_up.append(ScaleUp(pool_name, itype, launches, text + " to " + "; ".join(why)))
+        else:
+            text += f" for {len(why)} waiting workload(s)"
+            plan.scale_up.append(ScaleUp(pool_name, itype, launches, text, tuple(why)))
 
     # Scale down idle nodes past their timeout, keeping min and headroom, and any node a waiting
     # workload could use (it has just become ready; the scheduler will place it there).
