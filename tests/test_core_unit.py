@@ -892,3 +892,52 @@ def test_one_region_gang_waits_when_no_region_can_be_cleared_for_it() -> None:
     reason = w.why("gang-m1")
     assert "spans regions" in reason.message
     assert all(not n.held for n in w.s.nodes.values())
+
+
+def _elastic_extras_east_and_west(span: bool) -> World:
+    """flex (elastic, no guarantee) runs its required member on north-1 and borrowed extras on
+    both east nodes (old) and half of west-2 (new); batch holds the other half of west-2 (new).
+    west-1 is free."""
+    w = World(q("research", guaranteed={"gpu": 16}), q("batch"), q("flex"))
+    w.node("east-1", EAST, gpu=8).node("east-2", EAST, gpu=8)
+    w.node("west-1", WEST, gpu=8).node("west-2", WEST, gpu=8)
+    w.node("north-1", {REGION_LABEL: "north"}, gpu=8)
+    w.running("f0", "app-flex", "north-1", GPU8, queue="root.flex", start=-900)
+    w.running("x1", "app-flex", "east-1", GPU8, start=-600, elastic=True)
+    w.running("x2", "app-flex", "east-2", GPU8, start=-600, elastic=True)
+    w.running("x3", "app-flex", "west-2", {"gpu": 4}, start=-60, elastic=True)
+    w.running("w1", "app-batch", "west-2", {"gpu": 4}, queue="root.batch", start=-60)
+    _gang(w, 2, span=span, queue="root.research")
+    return w
+
+
+def test_one_region_gang_gets_elastic_extras_back_in_one_region() -> None:
+    # Regions aside, member 1 takes the free west-1 and member 2 gets east-1 by taking back x1:
+    # a plan that spans. West has room only by preempting batch's ordinary work on west-2, and
+    # that is cheaper than the old east extras; taking back both east extras needs no ordinary
+    # work preempted at all, so it comes first.
+    w = _elastic_extras_east_and_west(span=False)
+    decisions = w.settle(60.0)  # past preemption.delay: ordinary preemption could run too
+    assert {p.alloc_id for p in preempts(decisions)} == {"x1", "x2"}
+    assert all("elastic extra member given back" in p.reason.message for p in preempts(decisions))
+    assert {w.node_of("gang-m1"), w.node_of("gang-m2")} == {"east-1", "east-2"}
+    assert not w.s.allocations["w1"].preempted and not w.s.allocations["x3"].preempted
+
+
+def test_spanning_gang_gets_elastic_extras_back_in_any_region() -> None:
+    w = _elastic_extras_east_and_west(span=True)
+    assert {p.alloc_id for p in preempts(w.settle(60.0))} == {"x1"}
+    assert {w.node_of("gang-m1"), w.node_of("gang-m2")} == {"west-1", "east-1"}
+
+
+def test_one_region_gang_takes_back_the_fewest_elastic_extras_of_any_one_region() -> None:
+    # As above, but an extra holds all of west-2: west needs one extra back, east two.
+    w = _elastic_extras_east_and_west(span=False)
+    w.s.release("w1")
+    w.s.release("x3")
+    w.running("x4", "app-flex", "west-2", GPU8, start=-30, elastic=True)
+    decisions = preempts(w.settle(60.0))
+    assert [(p.alloc_id, "elastic extra member given back" in p.reason.message) for p in decisions] == [
+        ("x4", True)
+    ]
+    assert {w.node_of("gang-m1"), w.node_of("gang-m2")} == {"west-1", "west-2"}

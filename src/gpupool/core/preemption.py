@@ -28,8 +28,8 @@ Regions: a gang whose members must share one region (the ``gpupool/region`` node
 regions, it is solved again with the candidate nodes of one region at a time (nodes without a
 region go with any), in the order placement tries regions, and the cheapest plan that keeps
 it in one region is taken. A gang already running in a region is solved in that region only.
-Single asks, gangs that allow ``span_regions`` and clusters without region labels skip all
-of this.
+Elastic extras are taken back (``reclaim``) under the same rule. Single asks, gangs that allow
+``span_regions`` and clusters without region labels skip all of this.
 
 All what-if work mutates the scheduler's state through its own inverse operations and is
 undone before ``attempt`` returns: the caller gets a plan and applies it, or nothing changed.
@@ -196,7 +196,7 @@ class Preemptor:
             self._annotate(asks, original, self._failed[memo])
             return None
         try:
-            plan = self._solve_in_region(asks, leaf, rule)
+            plan = self._by_region(rule, lambda region: self._solve_all(asks, leaf, region))
         except _Cannot as why:
             # Nothing that happened since in this cycle made victims easier to find.
             self._failed[memo] = str(why)
@@ -251,7 +251,10 @@ class Preemptor:
 
     def reclaim(self, app: App, asks: list[Ask], leaf: Queue) -> PreemptionPlan | None:
         """Take back extra members of elastic workloads (any queue, no waiting, no guarantee
-        rules: they only ever borrowed idle GPUs) if that alone lets the asks run."""
+        rules: they only ever borrowed idle GPUs) if that alone lets the asks run.
+
+        A gang that must stay in one region gets room in one region, as in ``attempt``: the
+        plan regions aside if it keeps the gang in one, else the cheapest plan of one region."""
         s = self.s
         if any(a.elastic or not a.preempt_others for a in asks):
             return None
@@ -259,6 +262,20 @@ class Preemptor:
         if not extras:
             return None
         extras.sort(key=lambda a: (-a.start, a.node.name, a.seq))  # newest first
+        try:
+            return self._by_region(
+                self._region_bound(app, asks),
+                lambda region: self._reclaim_all(asks, leaf, extras, region),
+            )
+        except _Cannot:
+            return None
+
+    def _reclaim_all(
+        self, asks: list[Ask], leaf: Queue, extras: list[Allocation], region: str | None = None
+    ) -> tuple[PreemptionPlan, _Cost]:
+        """Extras to take back for every ask on one what-if state, and what they cost. With
+        ``region``, the asks go to nodes of that region or of none."""
+        s = self.s
         undo: list[tuple[str, Allocation]] = []
         victims: list[Allocation] = []
         targets: list[tuple[Ask, Node]] = []
@@ -271,10 +288,9 @@ class Preemptor:
             undo.append(("detach", a))
             victims.append(a)
 
-        ok = True
         try:
             for ask in asks:
-                node, reason = s._find_place(ask, leaf)
+                node, reason = s._find_place(ask, leaf, region=region)
                 if node is None and reason.code in (Code.QUEUE_QUOTA, Code.GANG_WAITING):
                     for q in leaf.ancestors():
                         over = over_max(q.allocated, ask.resources, q.max)
@@ -285,23 +301,28 @@ class Preemptor:
                                 take(x)
                                 for k in over:
                                     over[k] -= x.resources.get(k, 0)
-                    node, reason = s._find_place(ask, leaf)
+                    node, reason = s._find_place(ask, leaf, region=region)
                 if node is None:
-                    node = self._clear_extras(ask, leaf, [x for x in extras if live(x)], take)
+                    node = self._clear_extras(ask, leaf, [x for x in extras if live(x)], take, region)
                 if node is None:
-                    ok = False
-                    break
+                    raise _Cannot("taking back elastic extra members does not make room")
                 undo.append(("assign", s._assign(ask, node)))
                 targets.append((ask, node))
         finally:
             self._undo(undo)
-        if not ok or not victims:
-            return None
+        if not victims:
+            raise _Cannot("it fits without taking back elastic extra members")
         what = asks[0].id if len(asks) == 1 else f"gang {asks[0].app.id}"
         reason = Reason(
             Code.PREEMPTED, f"elastic extra member given back so that {what} in {leaf.path} can run"
         )
-        return PreemptionPlan(asks, victims, targets, reason)
+        cost = (
+            sum(1 for v in victims if not v.preemptible),
+            sum(1 for v in victims if v.originator),
+            len(victims),
+            sum((self.now - v.start) * max(1, gpu_count(v.resources)) for v in victims),
+        )
+        return PreemptionPlan(asks, victims, targets, reason), cost
 
     def _undo(self, undo: list[tuple[str, Allocation]]) -> None:
         """Reverse a what-if: unassign the asks placed, attach the victims detached."""
@@ -312,9 +333,15 @@ class Preemptor:
                 self.s._attach(obj)
 
     def _clear_extras(
-        self, ask: Ask, leaf: Queue, extras: list[Allocation], take: Callable[[Allocation], None]
+        self,
+        ask: Ask,
+        leaf: Queue,
+        extras: list[Allocation],
+        take: Callable[[Allocation], None],
+        region: str | None = None,
     ) -> Node | None:
-        """The node where the fewest extra members make room for ``ask``; takes them."""
+        """The node (of ``region`` or of none, if given) where the fewest extra members make
+        room for ``ask``; takes them."""
         s = self.s
         by_node: dict[str, list[Allocation]] = {}
         for x in extras:
@@ -324,6 +351,8 @@ class Preemptor:
         for name, xs in by_node.items():
             node = s.nodes[name]
             if not node.schedulable or node.gpu_type not in allowed:
+                continue
+            if region is not None and not _in_region(node, region):
                 continue
             if not _fits_capacity(ask.resources, node.capacity):
                 continue
@@ -360,14 +389,17 @@ class Preemptor:
             return None
         return rule
 
-    def _solve_in_region(self, asks: list[Ask], leaf: Queue, rule: tuple[str, ...] | None) -> PreemptionPlan:
-        """``_solve_all`` under the region rule ``rule`` (see ``_region_bound``)."""
+    def _by_region(
+        self, rule: tuple[str, ...] | None, solve: Callable[[str | None], tuple[PreemptionPlan, _Cost]]
+    ) -> PreemptionPlan:
+        """A plan of ``solve`` (``_solve_all`` or ``_reclaim_all`` bound to the asks, given a
+        region or None) under the region rule ``rule`` (see ``_region_bound``)."""
         if rule is None:
-            return self._solve_all(asks, leaf)[0]
+            return solve(None)[0]
         if rule:
-            return self._solve_all(asks, leaf, rule[0])[0]
+            return solve(rule[0])[0]
         # Regions aside first: the cheapest plan often keeps the gang in one region anyway.
-        plan, _ = self._solve_all(asks, leaf)
+        plan, _ = solve(None)
         regions = _regions_of(plan)
         if len(regions) <= 1:
             return plan
@@ -376,7 +408,7 @@ class Preemptor:
         best: tuple[_Cost, int, PreemptionPlan] | None = None
         for i, region in enumerate([regions[0], *self.s._other_regions(regions[0])]):
             try:
-                plan, cost = self._solve_all(asks, leaf, region)
+                plan, cost = solve(region)
             except _Cannot:
                 continue
             if best is None or (cost, i) < best[:2]:

@@ -1230,7 +1230,8 @@ class Scheduler:
                 continue
             if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
                 continue
-            # Extra members of elastic workloads are given back first, whatever their queue.
+            # Extra members of elastic workloads are given back first, whatever their queue
+            # (in one region for a gang that must stay in one).
             plan = preemptor.reclaim(app, asks, leaf)
             if plan is not None and not self._plan_in_one_region(app, plan):
                 plan = None
