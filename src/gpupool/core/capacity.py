@@ -163,16 +163,15 @@ def _commit(used: list[_Virtual], after: list[Resources]) -> None:
 def _on_existing(d: Demand, virtual: list[_Virtual]) -> list[_Virtual] | None:
     """Place the whole workload on room that exists or is coming (booting or planned nodes), in
     one region unless it may span; its shapes in order. Returns the nodes used, or None."""
+    room = [v for v in virtual if not d.regions or v.itype.region in d.regions]
+    if d.span_regions:
+        groups = [room]
+    else:
+        regions = sorted({v.itype.region for v in room})
+        groups = [[v for v in room if v.itype.region == r] for r in regions]
     for members, types in d.shapes():
-        if d.span_regions:
-            groups = [virtual]
-        else:
-            regions = sorted({v.itype.region for v in virtual})
-            groups = [[v for v in virtual if v.itype.region == r] for r in regions]
         for group in groups:
-            used, after, left = _fit(
-                members, types, [v for v in group if not d.regions or v.itype.region in d.regions]
-            )
+            used, after, left = _fit(members, types, group)
             if not left:
                 _commit(used, after)
                 return used
@@ -338,12 +337,7 @@ def plan_capacity(
 
 
 _Option = tuple[
-    tuple[int, int, float, str, str],
-    NodePool,
-    InstanceType,
-    list["_Virtual"],
-    list["_Virtual"],
-    list[Resources],
+    tuple[int, int, float, str, str], NodePool, InstanceType, list[_Virtual], list[_Virtual], list[Resources]
 ]
 
 

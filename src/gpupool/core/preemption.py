@@ -352,7 +352,7 @@ class Preemptor:
             node = s.nodes[name]
             if not node.schedulable or node.gpu_type not in allowed:
                 continue
-            if region is not None and not _in_region(node, region):
+            if region is not None and not in_region(node, region):
                 continue
             if not _fits_capacity(ask.resources, node.capacity):
                 continue
@@ -400,7 +400,7 @@ class Preemptor:
             return solve(rule[0])[0]
         # Regions aside first: the cheapest plan often keeps the gang in one region anyway.
         plan, _ = solve(None)
-        regions = _regions_of(plan)
+        regions = regions_of(plan)
         if len(regions) <= 1:
             return plan
         # Then one region at a time, the first member's region first, then as placement tries
@@ -491,7 +491,7 @@ class Preemptor:
             free = s.index.free_gpus
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
-                if n.gpu_type in allowed and (region is None or _in_region(n, region)):
+                if n.gpu_type in allowed and (region is None or in_region(n, region)):
                     f = free(n.name)
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
@@ -508,10 +508,7 @@ class Preemptor:
                     if len(ranked) >= MAX_NODES_EVALUATED:
                         break
             # The ask may already fit a node and be held back only by a queue's max.
-            if region is None:
-                fitting = s.index.best(gpus, types, lambda n: s._fits_node(ask, n))
-            else:
-                fitting = s.index.best(gpus, types, lambda n: _in_region(n, region) and s._fits_node(ask, n))
+            fitting = s.index.best(gpus, types, within(region, lambda n: s._fits_node(ask, n)))
             if fitting is not None:
                 ranked.append((0, fitting.name, fitting, self._local(ask, fitting, eligible)))
             # Solve the most promising nodes: least to clear, then the newest work to clear.
@@ -835,7 +832,7 @@ class Preemptor:
         node = self.s.nodes.get(ask.required_node or "")
         if node is None or not node.schedulable:
             raise _Cannot(f"required node {ask.required_node} is not schedulable")
-        if region is not None and not _in_region(node, region):
+        if region is not None and not in_region(node, region):
             raise _Cannot(f"required node {node.name} is not in region {region}, where its gang runs")
         if ask.gpu_types and node.gpu_type not in ask.gpu_types:
             raise _Cannot(
@@ -873,12 +870,19 @@ def _fits_capacity(ask: Resources, capacity: Resources) -> bool:
     return all(capacity.get(k, 0) >= v for k, v in ask.items() if v > 0)
 
 
-def _in_region(node: Node, region: str) -> bool:
+def in_region(node: Node, region: str) -> bool:
     """A node of ``region``, or of no region (static nodes go with any)."""
     return node.labels.get(REGION_LABEL, region) == region
 
 
-def _regions_of(plan: PreemptionPlan) -> list[str]:
+def within(region: str | None, fits: Callable[[Node], bool]) -> Callable[[Node], bool]:
+    """``fits`` limited to the nodes of ``region`` (or of none); ``fits`` itself without one."""
+    if region is None:
+        return fits
+    return lambda n: in_region(n, region) and fits(n)
+
+
+def regions_of(plan: PreemptionPlan) -> list[str]:
     """The regions of the nodes a plan places its asks on, in the order of the asks."""
     out: list[str] = []
     for _, node in plan.targets:

@@ -36,7 +36,7 @@ from gpupool.core.limits import Applied, LimitTracker, applicable
 from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement import Placer, Request
-from gpupool.core.preemption import PreemptionPlan, Preemptor
+from gpupool.core.preemption import PreemptionPlan, Preemptor, in_region, regions_of, within
 from gpupool.core.queues import (
     RECOVERY_QUEUE,
     Queue,
@@ -895,7 +895,7 @@ class Scheduler:
         if prefer_reserved and ask.reserved_node is not None:
             node = self.nodes.get(ask.reserved_node)
             type_ok = node is not None and (not gpu_types or node.gpu_type in gpu_types)
-            if region is not None and node is not None and not _in_region(node, region):
+            if region is not None and node is not None and not in_region(node, region):
                 type_ok = False
             if node is not None and type_ok and node.schedulable and self._fits_node(ask, node, res):
                 counted = typed(res, node.gpu_type)
@@ -920,7 +920,7 @@ class Scheduler:
                     node is not None
                     and node.schedulable
                     and node.gpu_type in allowed
-                    and (region is None or _in_region(node, region))
+                    and (region is None or in_region(node, region))
                     and self._fits_node(ask, node, res)
                 )
                 if ok:
@@ -931,19 +931,12 @@ class Scheduler:
             if key in self._nofit:  # no fit anywhere: no fit in one region either
                 no_node_types.extend(allowed)
                 continue
-            if region is None:
-                node = self.index.best(gpus, allowed, lambda n: self._fits_node(ask, n, res), res)
-            else:
+            if region is not None:
                 key = (*key, region)
                 if key in self._nofit:
                     no_node_types.extend(allowed)
                     continue
-                node = self.index.best(
-                    gpus,
-                    allowed,
-                    lambda n: _in_region(n, region) and self._fits_node(ask, n, res),
-                    res,
-                )
+            node = self.index.best(gpus, allowed, within(region, lambda n: self._fits_node(ask, n, res)), res)
             if node is not None:
                 return node, Reason(Code.PLACED, "placed")
             if not self._assigned:
@@ -1000,7 +993,7 @@ class Scheduler:
         if self._regions:
             rule = self._region_rule(app)
             if rule is not None and (rule or len(asks) > 1):
-                return self._try_place_in_region(app, asks, leaf, prefer_reserved, rounds, rule)
+                return self._try_placein_region(app, asks, leaf, prefer_reserved, rounds, rule)
         first: tuple[Ask, Reason] | None = None
         for i in range(rounds):
             placed, failed, _ = self._place_round(asks, leaf, prefer_reserved, i)
@@ -1080,7 +1073,7 @@ class Scheduler:
         others = sorted(self._regions, key=lambda r: (-self._regions[r], r))
         return [r for r in others if r != tried][:MAX_REGION_RETRIES]
 
-    def _try_place_in_region(
+    def _try_placein_region(
         self,
         app: App,
         asks: list[Ask],
@@ -1263,12 +1256,7 @@ class Scheduler:
         rule = self._region_rule(app)
         if rule is None:
             return True
-        regions = set(rule)
-        for _, node in plan.targets:
-            region = node.labels.get(REGION_LABEL)
-            if region is not None:
-                regions.add(region)
-        return len(regions) <= 1
+        return len(set(rule).union(regions_of(plan))) <= 1
 
     # 5. elastic growth -----------------------------------------------------------------
 
@@ -1370,11 +1358,6 @@ def _configured(partition: PartitionConfig) -> dict[str, tuple[str, QueueSetting
 
 def _shape(ask: Ask) -> tuple[object, ...]:
     return ask.shape
-
-
-def _in_region(node: Node, region: str) -> bool:
-    """A node of ``region``, or of no region (static nodes go with any)."""
-    return node.labels.get(REGION_LABEL, region) == region
 
 
 def _region_reason(asks: list[Ask], home: str | None) -> Reason:
