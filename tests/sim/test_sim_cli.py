@@ -62,6 +62,21 @@ def test_synthetic_human_summary(tmp_path):
     assert "GPU utilisation" in r.stdout and "gpupool" in r.stdout
 
 
+def test_synthetic_with_the_philly_job_mix_and_batches(tmp_path):
+    rows = "2017-10-01 00:00:00,600,1,600,vca\n"
+    rows += "2017-10-01 00:00:10,3000,8,1,vcb\n2017-10-01 00:00:20,900,8,1,vcb\n"  # a batch of two
+    base = ["replay", "--trace", "synthetic", "--days", "0.5", "--tenants", "2", "--autoscale", "--json"]
+    r = runner.invoke(sim_app, [*base, "--job-mix", "philly", *files(tmp_path, rows)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["source"]["job_mix"] == "philly" and out["source"]["job_mix_jobs"] == 3
+    assert out["source"]["job_mix_submissions"] == 3 and out["configs"][0]["jobs"] > 0
+    r = runner.invoke(sim_app, [*base, "--job-mix", "philly-batches", *files(tmp_path, rows)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["source"]["job_mix"] == "philly-batches" and out["source"]["job_mix_submissions"] == 2
+
+
 def test_converge_json_plot_report(tmp_path):
     r = runner.invoke(
         sim_app, ["converge", "--json", "--plot", str(tmp_path), "--report", str(tmp_path / "c.html")]
@@ -85,6 +100,7 @@ def test_bad_inputs_exit_2_with_hint(tmp_path):
         ["replay", "--trace", "synthetic", "--arrivals", "hawkes", "--branching", "1.5"],
         ["replay", "--autoscale", "--windows", "3", *files(tmp_path)],  # needs --start and --days
         ["replay", "--autoscale", "--windows", "0", *files(tmp_path)],
+        ["replay", "--trace", "synthetic", "--job-mix", "alibaba"],
     ]
     for args in cases:
         r = runner.invoke(sim_app, args)

@@ -7,7 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from gpupool.sim.traces import SyntheticOptions, TraceError, load_philly, parse_size_mix, synthetic
+from gpupool.sim.traces import (
+    SyntheticOptions,
+    TraceError,
+    job_mix_of,
+    load_philly,
+    parse_size_mix,
+    synthetic,
+)
 
 HEADER = "timestamp,duration,num_gpus,gpu_time,cluster\n"
 VCS = "vc,node num\nvca,2\nvcb,1\n"
@@ -135,6 +142,62 @@ def test_hawkes_arrivals_come_in_runs_of_one_tenant_and_keep_the_mean_rate():
         synthetic(SyntheticOptions(arrivals="hawkes", branching=1.0))
     with pytest.raises(ValueError, match="arrival model"):
         synthetic(SyntheticOptions(arrivals="poisson"))
+
+
+def test_a_real_job_mix_gives_each_synthetic_job_a_real_jobs_gpus_and_length(tmp_path):
+    rows = "2017-10-01 00:00:00,600,1,600,vca\n2017-10-01 00:05:00,7200,16,1,vcb\n"
+    rows += "2017-10-01 00:09:00,90,2,1,vca\n"
+    real = load_philly(*write(tmp_path, rows))
+    mix = job_mix_of(real)
+    assert sorted(mix) == [((0.0, 1, 600.0),), ((0.0, 2, 90.0),), ((0.0, 16, 7200.0),)]
+    opts = SyntheticOptions(
+        seed=2, days=2, arrivals="hawkes", branching=0.5, job_mix=mix, job_mix_name="philly"
+    )
+    tr = synthetic(opts)
+    assert tr == synthetic(opts) and 0.7 * 12 * 48 < len(tr.jobs) < 1.3 * 12 * 48  # 12 an hour
+    assert {(j.gpus, j.duration) for j in tr.jobs} == {(1, 600.0), (2, 90.0), (16, 7200.0)}
+    assert tr.source["job_mix"] == "philly" and tr.source["job_mix_jobs"] == 3
+    assert "size_mix" not in tr.source
+    with pytest.raises(ValueError, match="job mix"):
+        synthetic(SyntheticOptions(job_mix=(((0.0, 0, 10.0),),)))
+    with pytest.raises(ValueError, match="job mix"):
+        synthetic(SyntheticOptions(job_mix=((),)))
+
+
+def test_a_batch_job_mix_brings_whole_real_batches_at_once(tmp_path):
+    # vca submits three 1-GPU jobs 30 s apart (one batch) and, later, one more; vcb two 8-GPU
+    # jobs at once; vca's 4-GPU job in between is a batch of its own (another size).
+    rows = "".join(
+        f"2017-10-01 {t},{d},{g},1,{vc}\n"
+        for t, d, g, vc in [
+            ("00:00:00", 600, 1, "vca"),
+            ("00:00:30", 700, 1, "vca"),
+            ("00:00:40", 300, 4, "vca"),
+            ("00:01:00", 800, 1, "vca"),
+            ("00:02:00", 900, 8, "vcb"),
+            ("00:02:00", 950, 8, "vcb"),
+            ("03:00:00", 100, 1, "vca"),
+        ]
+    )
+    mix = job_mix_of(load_philly(*write(tmp_path, rows)), batch_gap=60)
+    assert sorted(mix) == sorted(
+        [
+            ((0.0, 1, 600.0), (30.0, 1, 700.0), (60.0, 1, 800.0)),
+            ((0.0, 4, 300.0),),
+            ((0.0, 8, 900.0), (0.0, 8, 950.0)),
+            ((0.0, 1, 100.0),),
+        ]
+    )
+    opts = SyntheticOptions(seed=4, days=10, tenants=3, rate_per_hour=12, job_mix=mix)
+    tr = synthetic(opts)
+    # The process brings submissions at 12 / 2 an hour (2 jobs a submission), so 12 jobs an hour.
+    assert 0.8 * 12 * 240 < len(tr.jobs) < 1.2 * 12 * 240
+    assert [j.arrival for j in tr.jobs] == sorted(j.arrival for j in tr.jobs)
+    assert len({j.id for j in tr.jobs}) == len(tr.jobs)
+    # Every 8-GPU job comes with its twin: same tenant, same instant.
+    eights = [(j.arrival, j.tenant) for j in tr.jobs if j.gpus == 8]
+    assert eights and all(eights.count(e) == 2 for e in eights)
+    assert tr.source["job_mix_submissions"] == 4 and tr.source["job_mix_jobs"] == 7
 
 
 def test_parse_size_mix():

@@ -25,6 +25,7 @@ from rich.table import Table
 sim_app = typer.Typer(help="Simulation: replay traces through the scheduler.", no_args_is_help=True)
 
 MODES = ("static", "quota", "gpupool")
+BATCH_GAP = 60.0  # --job-mix philly-batches: at most this many seconds between a batch's jobs
 
 
 class UsageProblem(ValueError):
@@ -155,6 +156,18 @@ def replay(
     duration_median: Annotated[
         float, typer.Option("--duration-median", help="Synthetic: median job length (s).")
     ] = 3600.0,
+    duration_sigma: Annotated[
+        float, typer.Option("--duration-sigma", help="Synthetic: sigma of the log-normal job length.")
+    ] = 1.0,
+    job_mix: Annotated[
+        str,
+        typer.Option(
+            "--job-mix",
+            help="Synthetic: parametric (--size-mix, --gang-fraction, --duration-*); philly (each "
+            "job's GPUs and length drawn from a real Philly job); philly-batches (each arrival a "
+            "real Philly batch: jobs of one virtual cluster and size submitted within 60 s).",
+        ),
+    ] = "parametric",
     tenant_skew: Annotated[
         float, typer.Option("--tenant-skew", help="Synthetic: demand skew between tenants.")
     ] = 1.0,
@@ -232,7 +245,14 @@ def replay(
     """Replay a trace in one or more modes (benchmarks.md section 3): static per-tenant pools,
     a shared quota pool, or gpupool's full policy."""
     from gpupool.sim.replay import SimOptions
-    from gpupool.sim.traces import SyntheticOptions, TraceError, load_philly, parse_size_mix, synthetic
+    from gpupool.sim.traces import (
+        SyntheticOptions,
+        TraceError,
+        job_mix_of,
+        load_philly,
+        parse_size_mix,
+        synthetic,
+    )
 
     try:
         modes = parse_modes(mode)
@@ -285,6 +305,20 @@ def replay(
         elif kind == "synthetic":
             if start is not None:
                 raise UsageProblem("--start applies to --trace philly only", "drop --start")
+            mix_kind = job_mix.strip().lower()
+            if mix_kind not in ("parametric", "philly", "philly-batches"):
+                raise UsageProblem(
+                    f"bad --job-mix {job_mix!r}", "use --job-mix parametric, philly or philly-batches"
+                )
+            real_mix: tuple[tuple[tuple[float, int, float], ...], ...] = ()
+            if mix_kind != "parametric":
+                base = data_dir()
+                real = load_philly(
+                    jobs_file or base / "philly/philly.csv",
+                    vc_file or base / "helios/philly_vc.csv",
+                    skip_bad=skip_bad_rows,
+                )
+                real_mix = job_mix_of(real, BATCH_GAP if mix_kind == "philly-batches" else None)
             try:
                 tr = synthetic(
                     SyntheticOptions(
@@ -297,7 +331,10 @@ def replay(
                         size_mix=parse_size_mix(size_mix),
                         gang_fraction=gang_fraction,
                         duration_median=duration_median,
+                        duration_sigma=duration_sigma,
                         tenant_skew=tenant_skew,
+                        job_mix=real_mix,
+                        job_mix_name=mix_kind if real_mix else "",
                         arrivals=arrivals.strip().lower(),
                         branching=branching,
                         excitation=excitation,

@@ -26,7 +26,7 @@ import csv
 import math
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -310,6 +310,13 @@ class SyntheticOptions:
     arrivals: str = "gamma"  # "gamma" (renewal, ``burstiness``) or "hawkes" (self-exciting)
     branching: float = 0.8  # hawkes: jobs each job brings on, on average (< 1)
     excitation: float = 600.0  # hawkes: mean delay (s) from a job to the jobs it brings on
+    # Real submissions to draw from instead: each arrival of the process brings one of them, at
+    # random: a batch of jobs as (seconds after the first, GPUs, duration s); a single job is a
+    # batch of one. A real trace's sizes and lengths, how they go together and how they come in
+    # batches, under synthetic arrival times and tenants; ``rate_per_hour`` still counts jobs.
+    # When set, ``size_mix``, ``gang_fraction`` and the durations' parameters are not used.
+    job_mix: tuple[tuple[tuple[float, int, float], ...], ...] = ()
+    job_mix_name: str = ""
 
 
 def parse_size_mix(text: str) -> tuple[tuple[int, float], ...]:
@@ -334,6 +341,28 @@ def parse_size_mix(text: str) -> tuple[tuple[int, float], ...]:
     return tuple(out)
 
 
+def job_mix_of(
+    trace: Trace, batch_gap: float | None = None
+) -> tuple[tuple[tuple[float, int, float], ...], ...]:
+    """The submissions of ``trace`` as a job mix for ``SyntheticOptions.job_mix``: every job on its
+    own, or with ``batch_gap`` its batches: jobs of one tenant and one size, each submitted at
+    most ``batch_gap`` seconds after the one before (a sweep submitted at once)."""
+    if batch_gap is None:
+        return tuple(((0.0, j.gpus, j.duration),) for j in trace.jobs)
+    batches: list[list[TraceJob]] = []
+    open_: dict[tuple[str, int], list[TraceJob]] = {}
+    for j in trace.jobs:  # sorted by arrival
+        key = (j.tenant, j.gpus)
+        run = open_.get(key)
+        if run is not None and j.arrival - run[-1].arrival <= batch_gap:
+            run.append(j)
+            continue
+        run = [j]
+        open_[key] = run
+        batches.append(run)
+    return tuple(tuple((j.arrival - b[0].arrival, j.gpus, j.duration) for j in b) for b in batches)
+
+
 def synthetic(opts: SyntheticOptions) -> Trace:
     """A seeded synthetic trace over ``opts.days`` days."""
     if opts.tenants <= 0 or opts.nodes_per_tenant <= 0 or opts.gpus_per_node <= 0:
@@ -346,6 +375,13 @@ def synthetic(opts: SyntheticOptions) -> Trace:
         raise ValueError("the gang fraction must be between 0 and 1")
     if any(g > opts.gpus_per_node for g, _ in opts.size_mix):
         raise ValueError(f"a single-node size in the mix is above {opts.gpus_per_node} GPUs per node")
+    if any(not b for b in opts.job_mix) or any(
+        g <= 0 or d <= 0 or at < 0 for b in opts.job_mix for at, g, d in b
+    ):
+        raise ValueError(
+            "every submission of the job mix needs at least one job, each with positive GPUs, a "
+            "positive duration and a non-negative offset"
+        )
     if opts.arrivals not in ("gamma", "hawkes"):
         raise ValueError(f"unknown arrival model {opts.arrivals!r} (expected gamma or hawkes)")
     if not 0 <= opts.branching < 1 or opts.excitation <= 0:
@@ -359,17 +395,29 @@ def synthetic(opts: SyntheticOptions) -> Trace:
     max_gang_nodes = min(4, opts.tenants * opts.nodes_per_tenant)
     jobs: list[TraceJob] = []
     arrivals: Iterable[tuple[float, str]]
+    process = opts
+    if opts.job_mix:  # the process brings submissions; the jobs keep coming at ``rate_per_hour``
+        per_submission = sum(len(b) for b in opts.job_mix) / len(opts.job_mix)
+        process = replace(opts, rate_per_hour=opts.rate_per_hour / per_submission)
     if opts.arrivals == "hawkes":
-        arrivals = _hawkes(rng, opts, horizon, names, weights)
+        arrivals = _hawkes(rng, process, horizon, names, weights)
     else:
-        arrivals = _gamma(rng, opts, horizon, names, weights)
+        arrivals = _gamma(rng, process, horizon, names, weights)
     for t, tenant in arrivals:
+        if opts.job_mix:
+            for at, gpus, duration in rng.choice(opts.job_mix):
+                if t + at < horizon:
+                    jobs.append(TraceJob("", round(t + at, 3), float(duration), gpus, tenant))
+            continue
         if max_gang_nodes >= 2 and rng.random() < opts.gang_fraction:
             gpus = rng.randint(2, max_gang_nodes) * opts.gpus_per_node
         else:
             gpus = rng.choices(sizes, size_w)[0]
         duration = max(60.0, rng.lognormvariate(math.log(opts.duration_median), opts.duration_sigma))
         jobs.append(TraceJob(f"syn-{len(jobs) + 1:06d}", round(t, 3), round(duration, 3), gpus, tenant))
+    if opts.job_mix:  # batches overlap: number the jobs in arrival order
+        jobs.sort(key=lambda j: j.arrival)
+        jobs = [replace(j, id=f"syn-{i + 1:06d}") for i, j in enumerate(jobs)]
     return Trace(
         name="synthetic",
         jobs=jobs,
@@ -384,10 +432,20 @@ def synthetic(opts: SyntheticOptions) -> Trace:
             "gpus_per_node": opts.gpus_per_node,
             "rate_per_hour": opts.rate_per_hour,
             "burstiness": opts.burstiness,
-            "size_mix": ",".join(f"{g}:{w:g}" for g, w in opts.size_mix),
-            "gang_fraction": opts.gang_fraction,
-            "duration_median_s": opts.duration_median,
-            "duration_sigma": opts.duration_sigma,
+            **(
+                {
+                    "job_mix": opts.job_mix_name or "given",
+                    "job_mix_submissions": len(opts.job_mix),
+                    "job_mix_jobs": sum(len(b) for b in opts.job_mix),
+                }
+                if opts.job_mix
+                else {
+                    "size_mix": ",".join(f"{g}:{w:g}" for g, w in opts.size_mix),
+                    "gang_fraction": opts.gang_fraction,
+                    "duration_median_s": opts.duration_median,
+                    "duration_sigma": opts.duration_sigma,
+                }
+            ),
             "tenant_skew": opts.tenant_skew,
             "arrivals": opts.arrivals,
             **(
