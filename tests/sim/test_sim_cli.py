@@ -77,6 +77,20 @@ def test_synthetic_with_the_philly_job_mix_and_batches(tmp_path):
     assert out["source"]["job_mix"] == "philly-batches" and out["source"]["job_mix_submissions"] == 2
 
 
+def test_autoscale_seeds_judge_the_targets_per_seed():
+    args = ["replay", "--trace", "synthetic", "--days", "0.3", "--tenants", "2", "--seed", "4"]
+    r = runner.invoke(sim_app, [*args, "--autoscale", "--seeds", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [s["seed"] for s in out["seeds"]] == [4, 5, 6] and out["met"]["seeds"] == 3
+    one = runner.invoke(sim_app, [*args[:-1], "5", "--autoscale", "--json"])
+    assert one.exit_code == 0, one.output
+    alone = json.loads(one.stdout)
+    # The second seed's row is what a run of that seed alone gives.
+    assert out["seeds"][1]["targets"] == alone["targets"]
+    assert out["seeds"][1]["configs"]["gpupool"]["gpu_hours"] == alone["configs"][0]["gpu_hours"]
+
+
 def test_converge_json_plot_report(tmp_path):
     r = runner.invoke(
         sim_app, ["converge", "--json", "--plot", str(tmp_path), "--report", str(tmp_path / "c.html")]
@@ -101,6 +115,8 @@ def test_bad_inputs_exit_2_with_hint(tmp_path):
         ["replay", "--autoscale", "--windows", "3", *files(tmp_path)],  # needs --start and --days
         ["replay", "--autoscale", "--windows", "0", *files(tmp_path)],
         ["replay", "--trace", "synthetic", "--job-mix", "alibaba"],
+        ["replay", "--trace", "synthetic", "--seeds", "3"],  # needs --autoscale
+        ["replay", "--trace", "synthetic", "--autoscale", "--seeds", "0"],
     ]
     for args in cases:
         r = runner.invoke(sim_app, args)

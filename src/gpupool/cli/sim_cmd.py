@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -197,6 +198,14 @@ def replay(
             "count where each target is met.",
         ),
     ] = 1,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Synthetic --autoscale: replay the traces of this many seeds from --seed and count "
+            "where each target is met.",
+        ),
+    ] = 1,
     autoscale: Annotated[
         bool,
         typer.Option(
@@ -267,6 +276,13 @@ def replay(
             raise UsageProblem(f"bad --days {days:g}: must be positive")
         if windows < 1:
             raise UsageProblem(f"bad --windows {windows}: must be at least 1")
+        if seeds < 1:
+            raise UsageProblem(f"bad --seeds {seeds}: must be at least 1")
+        if seeds > 1 and not (autoscale and trace.strip().lower() == "synthetic"):
+            raise UsageProblem(
+                "--seeds needs --autoscale --trace synthetic",
+                "e.g. --trace synthetic --job-mix philly --arrivals hawkes --seeds 5 --autoscale",
+            )
         if windows > 1 and not (autoscale and trace.strip().lower() == "philly" and start and days):
             raise UsageProblem(
                 "--windows needs --autoscale --trace philly with --start and --days",
@@ -299,9 +315,10 @@ def replay(
             if windows > 1 and begin is not None and days is not None:
                 first, span = begin, days
 
-                def window(k: int) -> Any:
+                def window(k: int) -> tuple[Any, Any]:
                     at = first + timedelta(days=span * k)
-                    return at, load_philly(jobs_path, vc_path, start=at, days=span, skip_bad=skip_bad_rows)
+                    trace_k = load_philly(jobs_path, vc_path, start=at, days=span, skip_bad=skip_bad_rows)
+                    return at.isoformat(), trace_k
         elif kind == "synthetic":
             if start is not None:
                 raise UsageProblem("--start applies to --trace philly only", "drop --start")
@@ -320,26 +337,31 @@ def replay(
                 )
                 real_mix = job_mix_of(real, BATCH_GAP if mix_kind == "philly-batches" else None)
             try:
-                tr = synthetic(
-                    SyntheticOptions(
-                        seed=seed,
-                        days=days if days is not None else 2.0,
-                        tenants=tenants,
-                        nodes_per_tenant=nodes_per_tenant,
-                        rate_per_hour=rate,
-                        burstiness=burstiness,
-                        size_mix=parse_size_mix(size_mix),
-                        gang_fraction=gang_fraction,
-                        duration_median=duration_median,
-                        duration_sigma=duration_sigma,
-                        tenant_skew=tenant_skew,
-                        job_mix=real_mix,
-                        job_mix_name=mix_kind if real_mix else "",
-                        arrivals=arrivals.strip().lower(),
-                        branching=branching,
-                        excitation=excitation,
-                    )
+                syn = SyntheticOptions(
+                    seed=seed,
+                    days=days if days is not None else 2.0,
+                    tenants=tenants,
+                    nodes_per_tenant=nodes_per_tenant,
+                    rate_per_hour=rate,
+                    burstiness=burstiness,
+                    size_mix=parse_size_mix(size_mix),
+                    gang_fraction=gang_fraction,
+                    duration_median=duration_median,
+                    duration_sigma=duration_sigma,
+                    tenant_skew=tenant_skew,
+                    job_mix=real_mix,
+                    job_mix_name=mix_kind if real_mix else "",
+                    arrivals=arrivals.strip().lower(),
+                    branching=branching,
+                    excitation=excitation,
                 )
+                tr = synthetic(syn)
+                if seeds > 1:
+                    windows = seeds
+
+                    def window(k: int) -> tuple[Any, Any]:
+                        return seed + k, synthetic(replace(syn, seed=seed + k))
+
             except ValueError as exc:
                 raise UsageProblem(f"bad synthetic trace options: {exc}") from None
         else:
@@ -387,7 +409,7 @@ def replay(
             checkpoint_interval=checkpoint_interval,
         )
         if windows > 1:
-            _autoscale_windows(window, windows, aopts, as_json=as_json)
+            _autoscale_windows(window, windows, aopts, as_json=as_json, unit="seed" if seeds > 1 else "start")
         else:
             _autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
         return
@@ -534,10 +556,11 @@ def _autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: 
 
 
 def _autoscale_windows(
-    window: Callable[[int], tuple[datetime, Any]], n: int, opts: Any, *, as_json: bool
+    window: Callable[[int], tuple[Any, Any]], n: int, opts: Any, *, as_json: bool, unit: str = "start"
 ) -> None:
-    """``sim replay --autoscale --windows N``: the three configurations on N consecutive windows,
-    with the targets judged per window and counted."""
+    """``sim replay --autoscale --windows N`` (or ``--seeds N``): the three configurations on N
+    traces (consecutive Philly windows, or synthetic seeds), with the targets judged per trace
+    and counted. ``unit``: what ``window(k)`` returns first, a window's ``start`` or a ``seed``."""
     from dataclasses import asdict
 
     from gpupool.sim.autoscale import CONFIGS, run_elastic, targets
@@ -546,21 +569,22 @@ def _autoscale_windows(
     rows: list[dict[str, Any]] = []
     keys = ("gpu_hours", "idle_gpu_hours", "cost", "wait_s_p50", "wait_s_p95", "preemptions", "launches")
     for k in range(n):
-        at, tr = window(k)
+        value, tr = window(k)
         if not tr.jobs:
             continue
-        console.print(f"window {k + 1}/{n}: {at:%Y-%m-%d %H:%M}, {len(tr.jobs):,} jobs", highlight=False)
+        console.print(f"{k + 1}/{n}: {unit} {value}, {len(tr.jobs):,} jobs", highlight=False)
         figures = {c: run_elastic(tr, c, opts).figures for c in CONFIGS}
         rows.append(
             {
-                "start": at.isoformat(),
+                unit: value,
                 "jobs": len(tr.jobs),
                 "configs": {c: {key: f[key] for key in keys} for c, f in figures.items()},
                 "targets": targets(figures),
             }
         )
+    runs = "seeds" if unit == "seed" else "windows"
     met = {
-        "windows": len(rows),
+        runs: len(rows),
         "vs_no_headroom": sum(r["targets"]["vs_no_headroom"]["met"] for r in rows),
         "vs_ray_like": sum(r["targets"]["vs_ray_like"]["met"] for r in rows),
         "both": sum(
@@ -568,24 +592,24 @@ def _autoscale_windows(
         ),
     }
     if as_json:
-        typer.echo(json.dumps({"windows": rows, "met": met, "options": asdict(opts)}, indent=2))
+        typer.echo(json.dumps({runs: rows, "met": met, "options": asdict(opts)}, indent=2))
         return
     out = Console(highlight=False)
-    table = Table(title=f"sim replay --autoscale: {met['windows']} windows", title_justify="left")
+    table = Table(title=f"sim replay --autoscale: {met[runs]} {runs}", title_justify="left")
     for col in (
-        "window",
+        "seed" if unit == "seed" else "window",
         "jobs",
         "GPU-h g / a / b",
         "p95 s g / a / b",
         "vs (a) p95 / GPU-h %",
         "vs (b) GPU-h %",
     ):
-        table.add_column(col, justify="right" if col != "window" else "left")
+        table.add_column(col, justify="left" if col in ("window", "seed") else "right")
     for r in rows:
         c, t = r["configs"], r["targets"]
         a, b = t["vs_no_headroom"], t["vs_ray_like"]
         table.add_row(
-            r["start"][:16].replace("T", " "),
+            str(r[unit])[:16].replace("T", " "),
             f"{r['jobs']:,}",
             " / ".join(_fmt(c[x]["gpu_hours"], 0) for x in CONFIGS),
             " / ".join(_fmt(c[x]["wait_s_p95"], 0) for x in CONFIGS),
@@ -595,7 +619,7 @@ def _autoscale_windows(
         )
     out.print(table)
     out.print(
-        f"target vs (a) met in {met['vs_no_headroom']} of {met['windows']} windows, "
+        f"target vs (a) met in {met['vs_no_headroom']} of {met[runs]} {runs}, "
         f"vs (b) in {met['vs_ray_like']}, both in {met['both']}"
     )
 
