@@ -123,6 +123,30 @@ def test_executor_loses_work_since_last_checkpoint_and_resumes():
     assert _drain(events, ex, 10_000.0) == [(800.0, Started("w1", 2)), (1200.0, Finished("w1", 2, True))]
 
 
+def test_a_resumed_job_restores_its_checkpoint_before_its_work_goes_on():
+    events = EventQueue()
+    ex = SimExecutor(events, stop_delay=30.0, resume_delay=120.0, checkpoint_on_preempt=True)
+    w = _workload(1000.0, 300.0)
+    ex.start(w, 0.0)  # a first start has nothing to restore
+    _drain(events, ex, 400.0)
+    ex.preempt(w, grace=60.0, now=400.0)
+    assert _drain(events, ex, 10_000.0) == [
+        (430.0, Stopped("w1", 1, checkpoint="sim://w1@400s", work_done=400.0))
+    ]
+    w.work_done, w.attempt = 400.0, 2
+    ex.start(w, 500.0)
+    # 120 s restoring, then the 600 s of work left.
+    assert _drain(events, ex, 10_000.0) == [(500.0, Started("w1", 2)), (1220.0, Finished("w1", 2, True))]
+    # Preempted while restoring: nothing more was done, nothing is lost.
+    w.attempt = 3
+    ex.start(w, 2000.0)
+    _drain(events, ex, 2050.0)
+    ex.preempt(w, grace=60.0, now=2050.0)
+    assert _drain(events, ex, 10_000.0) == [
+        (2080.0, Stopped("w1", 3, checkpoint="sim://w1@400s", work_done=400.0))
+    ]
+
+
 def test_executor_without_checkpoints_loses_everything_and_short_grace_wins():
     events = EventQueue()
     ex = SimExecutor(events, stop_delay=30.0)

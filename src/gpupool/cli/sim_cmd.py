@@ -139,6 +139,14 @@ def replay(
     stop_delay: Annotated[
         float, typer.Option("--stop-delay", help="A victim stops after min(grace, this) s.")
     ] = 30.0,
+    resume_delay: Annotated[
+        float,
+        typer.Option(
+            "--resume-delay",
+            help="A job resumed from a checkpoint (after preemption or a compaction move) holds its "
+            "GPUs this many s restoring it before its work goes on.",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Synthetic: random seed.")] = 1,
     tenants: Annotated[int, typer.Option("--tenants", help="Synthetic: number of tenants.")] = 4,
     nodes_per_tenant: Annotated[
@@ -265,7 +273,12 @@ def replay(
 
     try:
         modes = parse_modes(mode)
-        for name, value in (("--grace", grace), ("--stop-delay", stop_delay), ("--interval", interval)):
+        for name, value in (
+            ("--grace", grace),
+            ("--stop-delay", stop_delay),
+            ("--interval", interval),
+            ("--resume-delay", resume_delay),
+        ):
             if value < 0:
                 raise UsageProblem(f"bad {name} {value:g}: must not be negative")
         if checkpoint_interval < 0:
@@ -291,6 +304,7 @@ def replay(
         options = SimOptions(
             interval=interval,
             stop_delay=stop_delay,
+            resume_delay=resume_delay,
             grace=grace,
             checkpoint_interval=checkpoint_interval,
             nodes_scale=nodes_scale,
@@ -405,6 +419,7 @@ def replay(
             stockout_rate=stockout_rate,
             boot_failure_rate=boot_failure_rate,
             stop_delay=stop_delay,
+            resume_delay=resume_delay,
             grace=grace,
             checkpoint_interval=checkpoint_interval,
         )

@@ -82,6 +82,7 @@ class AutoscaleOptions:
     # The simulator's own options, as in ``SimOptions``.
     retry: float = 30.0
     stop_delay: float = 30.0
+    resume_delay: float = 0.0  # a job resumed from a checkpoint (a compaction move) restores it first
     grace: float = 60.0
     checkpoint_interval: float = 3600.0
     preemption_delay: float = 30.0
@@ -325,6 +326,7 @@ def build(
         window[1],
         retry=opts.retry,
         stop_delay=opts.stop_delay,
+        resume_delay=opts.resume_delay,
         checkpoint_on_preempt=ms.checkpoint_on_preempt,
     )
     for job in jobs:

@@ -12,7 +12,8 @@ simulated clock; it never schedules anything itself. Pieces:
   ``min(grace, stop_delay)`` and reports ``Stopped(work_done=kept)``: the work since its last
   periodic checkpoint (every ``spec.checkpoint_interval`` seconds of work; 0 = never) is lost,
   unless ``checkpoint_on_preempt`` lets it checkpoint on request (then it keeps everything). It
-  resumes from the kept work when placed again (the driver requeues it).
+  resumes from the kept work when placed again (the driver requeues it), after ``resume_delay``
+  seconds of restoring its checkpoint, on its GPUs, before its work goes on.
 * ``Simulation``: pops all events at the next time, hands them to the cluster/executor/driver,
   then runs ``driver.tick(now)``: at every event time (``interval=0``) or on a grid of
   ``interval`` seconds. While asks wait, a tick also comes at least every ``retry`` seconds, so
@@ -164,8 +165,10 @@ class SimExecutor:
         stop_delay: float = 30.0,
         start_delay: float = 0.0,
         checkpoint_on_preempt: bool = False,
+        resume_delay: float = 0.0,
     ) -> None:
         self.events = events
+        self.resume_delay = resume_delay
         self.stop_delay = stop_delay
         self.start_delay = start_delay
         self.checkpoint_on_preempt = checkpoint_on_preempt
@@ -183,6 +186,8 @@ class SimExecutor:
         if spec.duration is None:
             raise ValueError(f"workload {workload.id} has no duration: the simulator cannot run it")
         begin = now + self.start_delay
+        # Restoring a checkpoint: the run holds its GPUs and its work does not move.
+        restore = self.resume_delay if workload.work_done > 0 else 0.0
         run = _Run(
             workload.id,
             workload.attempt,
@@ -204,7 +209,8 @@ class SimExecutor:
             self.outbox.append(Finished(wid, attempt, True))
 
         self.events.push(begin, started, "exec")
-        run.finish = self.events.push(begin + max(0.0, run.duration - run.base), finished, "exec")
+        run.started = begin + restore
+        run.finish = self.events.push(run.started + max(0.0, run.duration - run.base), finished, "exec")
 
     def preempt(self, workload: Workload, grace: float, now: float) -> None:
         run = self.runs.get(workload.id)
@@ -304,6 +310,7 @@ class Simulation:
         stop_delay: float = 30.0,
         start_delay: float = 0.0,
         checkpoint_on_preempt: bool = False,
+        resume_delay: float = 0.0,
         until: float | None = None,
     ) -> None:
         if interval < 0 or (retry is not None and retry <= 0):
@@ -314,6 +321,7 @@ class Simulation:
             stop_delay=stop_delay,
             start_delay=start_delay,
             checkpoint_on_preempt=checkpoint_on_preempt,
+            resume_delay=resume_delay,
         )
         self.cluster = SimCluster(self.events, self.executor.outbox)
         self.watcher = watcher

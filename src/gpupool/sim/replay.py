@@ -25,6 +25,7 @@ class SimOptions:
     interval: float = 0.0  # scheduling grid in seconds; 0 = a tick at every event time
     retry: float = 30.0  # while asks wait, tick at least this often (preemption delay, gang timeouts)
     stop_delay: float = 30.0  # a preempted job stops after min(grace, stop_delay)
+    resume_delay: float = 0.0  # a job resumed from a checkpoint restores it this long first
     grace: float = 60.0  # the workloads' preemption grace period
     checkpoint_interval: float = 3600.0  # seconds of work between periodic checkpoints; 0 = none
     preemption_delay: float = 30.0  # queue property preemption.delay
@@ -73,6 +74,7 @@ def build(trace: Trace, mode: str, options: SimOptions) -> tuple[Simulation, Rec
         interval=options.interval,
         retry=options.retry if (s.preemption or s.gangs) else None,
         stop_delay=options.stop_delay,
+        resume_delay=options.resume_delay,
         checkpoint_on_preempt=s.checkpoint_on_preempt,
         until=options.until,
     )
