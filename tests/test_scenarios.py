@@ -53,6 +53,7 @@ INVALID_KEY_PATHS = {
     "invalid-queue-config.yaml": "config.partitions[0].queues.root.team.resources.guaranteed.gpu",
     "missing-node.yaml": "running[0].node",
     "missing-required-node.yaml": "pending[0].node",
+    "running-elastic-not-a-boolean.yaml": "running[0].elastic",
     "running-queue-not-in-config.yaml": "running[0].queue",
     "unknown-config-key.yaml": "config.partitions[0].queues.root.a.guaranteed",
     "unknown-key.yaml": "pending[0].gpus",

@@ -31,7 +31,18 @@ _TOP = ("name", "description", "config", "nodes", "apps", "running", "pending", 
 _NODE = ("name", "capacity", "labels", "schedulable")
 _APP = ("id", "queue", "user", "groups", "tags", "gang")
 _GANG = ("style", "timeout", "span_regions")
-_RUNNING = ("id", "app", "queue", "node", "resources", "priority", "age", "preemptible", "originator")
+_RUNNING = (
+    "id",
+    "app",
+    "queue",
+    "node",
+    "resources",
+    "priority",
+    "age",
+    "preemptible",
+    "originator",
+    "elastic",
+)
 _PENDING = ("id", "app", "resources", "gpu_types", "priority", "queue", "age", "preempt_others", "node")
 _RUN = ("seconds",)
 _EXPECT = ("placed", "pending", "preempted", "preempted_count", "placed_count", "rejected", "queue", "state")
@@ -69,6 +80,7 @@ class RunningSpec:
     age: float = 0.0
     preemptible: bool = True
     originator: bool = False
+    elastic: bool = False  # an elastic workload's extra member (given back before any preemption)
 
 
 @dataclass(slots=True)
@@ -299,6 +311,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
                 age=r.number(x.get("age"), f"{at}.age", 0.0),
                 preemptible=r.boolean(x.get("preemptible"), f"{at}.preemptible", True),
                 originator=r.boolean(x.get("originator"), f"{at}.originator", False),
+                elastic=r.boolean(x.get("elastic"), f"{at}.elastic", False),
             )
         )
 
@@ -463,6 +476,7 @@ def run_scenario(sc: Scenario) -> ScenarioResult:
             priority=x.priority,
             preemptible=x.preemptible,
             originator=x.originator,
+            elastic=x.elastic,
         )
 
     # 3. submit apps and asks in file order
