@@ -18,7 +18,7 @@ up: install
 
 test: install
 	$(BIN)/ruff check src tests
-	$(BIN)/mypy src/gpupool/core src/gpupool/engine src/gpupool/scenario.py
+	$(BIN)/mypy src/gpupool/core src/gpupool/engine src/gpupool/sim src/gpupool/scenario.py
 	$(BIN)/python -m pytest
 
 lint: install

@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from gpupool.adapters.simcloud import SimCloud
 from gpupool.core.config import InstanceType, NodePool
@@ -47,7 +47,7 @@ from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
 from gpupool.sim import modes
-from gpupool.sim.engine import SimExecutor, SimJournal, Simulation, Watcher
+from gpupool.sim.engine import SimExecutor, SimJournal, Simulation
 from gpupool.sim.metrics import Recorder
 from gpupool.sim.traces import Trace
 
@@ -223,7 +223,7 @@ class ElasticSimulation(Simulation):
         window_end: float,
         **kw: Any,
     ) -> None:
-        super().__init__(driver_factory, cast(Watcher, watcher), **kw)
+        super().__init__(driver_factory, watcher, **kw)
         self.scaler = scaler
         self.cloud = cloud
         self.recorder = watcher

@@ -28,6 +28,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import gpu_count
@@ -263,7 +264,7 @@ class SimExecutor:
 # ---------------------------------------------------------------- the run
 
 
-class Watcher:
+class Watcher(Protocol):
     """Hooks a simulation calls; the metrics recorder implements them."""
 
     def arriving(self, workload_id: str, spec: WorkloadSpec, tenant: str, now: float) -> None: ...

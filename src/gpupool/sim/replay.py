@@ -78,8 +78,8 @@ def build(trace: Trace, mode: str, options: SimOptions) -> tuple[Simulation, Rec
         checkpoint_on_preempt=s.checkpoint_on_preempt,
         until=options.until,
     )
-    for spec in modes.nodes(mode, tenants, gpn):
-        sim.cluster.add_node(spec, at=0.0, boot_delay=options.boot_delay)
+    for node in modes.nodes(mode, tenants, gpn):
+        sim.cluster.add_node(node, at=0.0, boot_delay=options.boot_delay)
     for job in trace.jobs:
         if job.tenant not in tenants:
             continue
