@@ -49,6 +49,7 @@ from gpupool.engine.driver import Driver
 from gpupool.sim import modes
 from gpupool.sim.engine import SimExecutor, SimJournal, Simulation
 from gpupool.sim.metrics import Recorder
+from gpupool.sim.replay import recorder_for, scaled_tenants, submit_jobs
 from gpupool.sim.traces import Trace
 
 CONFIGS = ("gpupool", "no-headroom", "ray-like")
@@ -144,9 +145,7 @@ def instance_types(gpus_per_node: int, boot_time: float) -> tuple[InstanceType, 
 
 def quotas(trace: Trace, opts: AutoscaleOptions) -> dict[str, int]:
     """Tenant -> nodes of quota (at least one)."""
-    if opts.nodes_scale <= 0:
-        raise ValueError("--nodes-scale must be positive")
-    return {t: max(1, round(n * opts.nodes_scale)) for t, n in trace.tenants.items()}
+    return scaled_tenants(trace, opts.nodes_scale)
 
 
 def pools(trace: Trace, config: str, opts: AutoscaleOptions) -> tuple[NodePool, ...]:
@@ -311,11 +310,8 @@ def build(
 
     jobs = [j for j in trace.jobs if j.tenant in tenants and j.gpus <= tenants[j.tenant] * gpn]
     over_quota = sum(1 for j in trace.jobs if j.tenant in tenants and j.gpus > tenants[j.tenant] * gpn)
-    arrivals = [j.arrival for j in jobs]
-    window = (min(arrivals), max(arrivals)) if arrivals else (0.0, 0.0)
-    recorder = Recorder(
-        {t: modes.queue_path(t) for t in tenants}, {t: n * gpn for t, n in tenants.items()}, window
-    )
+    recorder = recorder_for(tenants, gpn, jobs)
+    window = recorder.window
     ms = modes.settings(SCHEDULER_MODE)
     sim = ElasticSimulation(
         make_driver,
@@ -329,18 +325,7 @@ def build(
         resume_delay=opts.resume_delay,
         checkpoint_on_preempt=ms.checkpoint_on_preempt,
     )
-    for job in jobs:
-        spec = modes.workload_spec(
-            SCHEDULER_MODE,
-            name=job.id,
-            tenant=job.tenant,
-            gpus=job.gpus,
-            duration=job.duration,
-            gpus_per_node=gpn,
-            checkpoint_interval=opts.checkpoint_interval,
-            grace=opts.grace,
-        )
-        sim.submit_at(job.arrival, spec, job.id, job.tenant)
+    submit_jobs(sim, jobs, SCHEDULER_MODE, gpn, opts.checkpoint_interval, opts.grace)
     # Kick the pool at 0 so that its min and headroom boot before the first arrival.
     sim.events.push(0.0, lambda t: None, "provider")
     info = {

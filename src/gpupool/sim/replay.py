@@ -8,7 +8,7 @@ simulation, only for the ``seconds`` and ``sim_seconds_per_wall_second`` figures
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from gpupool.engine.driver import Driver
 from gpupool.sim import modes
 from gpupool.sim.engine import RunStats, SimExecutor, SimJournal, Simulation
 from gpupool.sim.metrics import Recorder
-from gpupool.sim.traces import Trace
+from gpupool.sim.traces import Trace, TraceJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,40 @@ def scaled_tenants(trace: Trace, scale: float) -> dict[str, int]:
     return {t: max(1, round(n * scale)) for t, n in trace.tenants.items()}
 
 
+def recorder_for(tenants: dict[str, int], gpus_per_node: int, jobs: list[TraceJob]) -> Recorder:
+    """A recorder of ``tenants`` (guaranteed their nodes' GPUs) over the window of ``jobs``."""
+    arrivals = [j.arrival for j in jobs]
+    window = (min(arrivals), max(arrivals)) if arrivals else (0.0, 0.0)
+    return Recorder(
+        {t: modes.queue_path(t) for t in tenants},
+        {t: n * gpus_per_node for t, n in tenants.items()},
+        window,
+    )
+
+
+def submit_jobs(
+    sim: Simulation,
+    jobs: Iterable[TraceJob],
+    mode: str,
+    gpus_per_node: int,
+    checkpoint_interval: float,
+    grace: float,
+) -> None:
+    """Queue the arrival of every job in ``jobs`` as a workload of ``mode``."""
+    for job in jobs:
+        spec = modes.workload_spec(
+            mode,
+            name=job.id,
+            tenant=job.tenant,
+            gpus=job.gpus,
+            duration=job.duration,
+            gpus_per_node=gpus_per_node,
+            checkpoint_interval=checkpoint_interval,
+            grace=grace,
+        )
+        sim.submit_at(job.arrival, spec, job.id, job.tenant)
+
+
 def build(trace: Trace, mode: str, options: SimOptions) -> tuple[Simulation, Recorder, dict[str, int]]:
     """The simulation of ``trace`` under ``mode``, with every job's arrival queued."""
     s = modes.settings(mode)
@@ -61,13 +95,7 @@ def build(trace: Trace, mode: str, options: SimOptions) -> tuple[Simulation, Rec
     def make_driver(executor: SimExecutor, journal: SimJournal) -> Driver:
         return Driver(Scheduler(part), executor, journal)
 
-    arrivals = [j.arrival for j in trace.jobs]
-    window = (min(arrivals), max(arrivals)) if arrivals else (0.0, 0.0)
-    recorder = Recorder(
-        {t: modes.queue_path(t) for t in tenants},
-        {t: n * gpn for t, n in tenants.items()},
-        window,
-    )
+    recorder = recorder_for(tenants, gpn, trace.jobs)
     sim = Simulation(
         make_driver,
         recorder,
@@ -80,20 +108,8 @@ def build(trace: Trace, mode: str, options: SimOptions) -> tuple[Simulation, Rec
     )
     for node in modes.nodes(mode, tenants, gpn):
         sim.cluster.add_node(node, at=0.0, boot_delay=options.boot_delay)
-    for job in trace.jobs:
-        if job.tenant not in tenants:
-            continue
-        spec = modes.workload_spec(
-            mode,
-            name=job.id,
-            tenant=job.tenant,
-            gpus=job.gpus,
-            duration=job.duration,
-            gpus_per_node=gpn,
-            checkpoint_interval=options.checkpoint_interval,
-            grace=options.grace,
-        )
-        sim.submit_at(job.arrival, spec, job.id, job.tenant)
+    jobs = (j for j in trace.jobs if j.tenant in tenants)
+    submit_jobs(sim, jobs, mode, gpn, options.checkpoint_interval, options.grace)
     return sim, recorder, tenants
 
 
