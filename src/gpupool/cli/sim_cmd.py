@@ -310,6 +310,7 @@ def replay(
             nodes_scale=nodes_scale,
         )
         kind = trace.strip().lower()
+        runs, unit = windows, "start"  # traces the targets are judged on, and what tells them apart
         if kind == "philly":
             begin = None
             if start is not None:
@@ -331,6 +332,8 @@ def replay(
 
                 def window(k: int) -> tuple[Any, Any]:
                     at = first + timedelta(days=span * k)
+                    if k == 0:
+                        return at.isoformat(), tr
                     trace_k = load_philly(jobs_path, vc_path, start=at, days=span, skip_bad=skip_bad_rows)
                     return at.isoformat(), trace_k
         elif kind == "synthetic":
@@ -371,10 +374,10 @@ def replay(
                 )
                 tr = synthetic(syn)
                 if seeds > 1:
-                    windows = seeds
+                    runs, unit = seeds, "seed"
 
                     def window(k: int) -> tuple[Any, Any]:
-                        return seed + k, synthetic(replace(syn, seed=seed + k))
+                        return seed + k, tr if k == 0 else synthetic(replace(syn, seed=seed + k))
 
             except ValueError as exc:
                 raise UsageProblem(f"bad synthetic trace options: {exc}") from None
@@ -423,8 +426,8 @@ def replay(
             grace=grace,
             checkpoint_interval=checkpoint_interval,
         )
-        if windows > 1:
-            _autoscale_windows(window, windows, aopts, as_json=as_json, unit="seed" if seeds > 1 else "start")
+        if runs > 1:
+            _autoscale_windows(window, runs, aopts, as_json=as_json, unit=unit)
         else:
             _autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
         return
