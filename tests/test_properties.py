@@ -446,3 +446,126 @@ def test_counted_resources_include_the_gpu_type(spec: Spec) -> None:
     sched = build(spec)
     for alloc in sched.allocations.values():
         assert alloc.counted == typed(alloc.resources, alloc.node.gpu_type)
+
+
+# ---- no preemption ping-pong ----------------------------------------------------------------------
+
+PINGPONG_INSTANTS = tuple(float(t) for t in range(0, 400, 20))
+
+
+def no_gangs_no_required(spec: Spec) -> Spec:
+    """The spec without gangs and required-node asks (whose preemption ignores guarantees)."""
+    apps = [dict(a, gang=None) for a in spec.apps]
+    asks = [dict(k, required_node=None) for k in spec.asks]
+    return Spec(spec.config, spec.leaves, spec.nodes, spec.running, apps, asks)
+
+
+def preemptions_between_queues(spec: Spec) -> list[tuple[str, str, float]]:
+    """Runs the spec over many instants; each preempted allocation comes back at once as a new
+    pending ask of its application (a restarted pod), and nothing else changes. Returns
+    (victim queue, preemptor queue, instant) for every preemption, in order."""
+    sched = build(spec)
+    ask_queue = {k["id"]: sched.apps[k["app"]].queue.path for k in spec.asks if sched.apps[k["app"]].queue}
+    out: list[tuple[str, str, float]] = []
+    restarts = 0
+    for now in PINGPONG_INSTANTS:
+        for _ in range(MAX_CYCLES):
+            result = sched.schedule(now)
+            for d in result.decisions:
+                if not isinstance(d, Preempt):
+                    continue
+                out.append((d.queue, ask_queue[d.for_ask], now))
+                gone = sched.release(d.alloc_id)
+                restarts += 1
+                ask_id = f"restart-{restarts}"
+                ask_queue[ask_id] = d.queue
+                sched.add_ask(
+                    d.app_id, ask_id, dict(gone.resources), created=now, priority=gone.priority
+                )
+            if not result.changed:
+                break
+        else:
+            raise AssertionError(f"no steady state at t={now}")
+    return out
+
+
+@st.composite
+def crowded_specs(draw: st.DrawFn) -> Spec:
+    """Two-level trees where guarantees sit on parents, leaves or both, on full nodes: where
+    preemption back and forth would show if the laws allowed it."""
+    leaves: list[str] = []
+    top = []
+    for i in range(draw(st.integers(1, 2))):
+        g = draw(st.sampled_from([None, 2, 4, 8]))
+        children = []
+        claimed = 0
+        for j in range(draw(st.integers(2, 3))):
+            child: dict[str, Any] = {"name": f"c{j}"}
+            cg = draw(st.sampled_from([None, None, 1, 2, 4]))
+            if cg is not None and (g is None or claimed + cg <= g):
+                child["resources"] = {"guaranteed": {"gpu": cg}}
+                claimed += cg
+            children.append(child)
+            leaves.append(f"root.p{i}.c{j}")
+        parent: dict[str, Any] = {"name": f"p{i}", "queues": children}
+        if g is not None:
+            parent["resources"] = {"guaranteed": {"gpu": g}}
+        top.append(parent)
+    partition = {"name": "default", "queues": [{"name": "root", "submitacl": "*", "queues": top}]}
+    nodes = [NodeSpec(f"node-{i}", {"gpu": 4}, {}) for i in range(draw(st.integers(1, 3)))]
+    spec = Spec({"partitions": [partition]}, leaves, nodes)
+    for node in nodes:
+        free = 4
+        k = 0
+        while free > 0:
+            gpu = draw(st.integers(1, free))
+            leaf = draw(st.sampled_from(leaves))
+            spec.running.append(
+                {
+                    "id": f"r-{node.name}-{k}",
+                    "app": f"run-{leaf}",
+                    "queue": leaf,
+                    "node": node.name,
+                    "res": {"gpu": gpu},
+                    "start": -float(draw(st.integers(0, 600))),
+                    "priority": 0,
+                    "preemptible": True,
+                    "originator": False,
+                }
+            )
+            free -= gpu
+            k += 1
+    for a in range(draw(st.integers(1, 4))):
+        app_id = f"app-{a}"
+        spec.apps.append({"id": app_id, "queue": draw(st.sampled_from(leaves)), "gang": None})
+        for m in range(draw(st.integers(1, 2))):
+            spec.asks.append(
+                {
+                    "id": f"{app_id}-m{m}",
+                    "app": app_id,
+                    "res": {"gpu": draw(st.integers(1, 4))},
+                    "created": -float(draw(st.integers(0, 100))),
+                    "priority": 0,
+                    "gpu_types": (),
+                    "preempt_others": True,
+                    "required_node": None,
+                }
+            )
+    return spec
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(specs(), crowded_specs()))
+def test_no_preemption_back_and_forth_between_two_queues(spec: Spec) -> None:
+    """Work of queue A preempted for queue B is never followed by work of B preempted for A
+    (issue 11 item 1; yunikorn-core TestTryPreemption_OnNode_UGParent_With_GNotSetOnBothChilds:
+    two leaves that only share an ancestor's unmet guarantee would preempt each other in turn)."""
+    events = preemptions_between_queues(no_gangs_no_required(spec))
+    seen: dict[tuple[str, str], float] = {}
+    for victim, preemptor, now in events:
+        back = seen.get((preemptor, victim))
+        assert back is None, (
+            f"at t={back:g} work of {preemptor} was preempted for {victim}, "
+            f"and at t={now:g} work of {victim} for {preemptor}"
+        )
+        seen.setdefault((victim, preemptor), now)

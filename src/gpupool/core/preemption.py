@@ -9,8 +9,10 @@ YuniKorn's laws, with gpupool's deliberate improvements (``shared/spec/scenarios
 3. Victims come from leaves under the fence root: the first queue up from the ask's leaf that
    has ``preemption.policy: fence``, is the root, or would exceed its max with the ask ("fence
    by max"). Leaves with ``preemption.policy: disabled`` are skipped.
-4. A victim's queue must be above its guarantee, and no victim may take it (or an ancestor it
-   does not share with the ask) below it.
+4. A victim's queue must be above its guarantee in a type the ask needs, judged by its remaining
+   guarantee along its path (up to the root if the ask's leaf has no guarantee of its own, else
+   below the queue they share), and no victim may take it (or an ancestor it does not share
+   with the ask) below it.
 5. A victim's priority is at most the ask's, translated through ``priority.offset`` and
    priority fences on the way. A victim must share a resource type with the ask.
 6. Victim order: preemptible before opted-out, non-originators before originators, newest
@@ -82,6 +84,15 @@ class _Leaf:
     queue: Queue
     limit: int  # the ask's priority translated into this leaf: victims at most this
     guards: tuple[Queue, ...]  # queues whose guarantee a victim here must not break
+    left: Resources | None  # its remaining guarantee as seen from the ask (None: none applies)
+
+    def over_for(self, counted: Resources) -> bool:
+        """Above its guarantee in a type the ask needs (yunikorn-core
+        ``isVictimQueueOverGuaranteed``); with no guarantee on its path, always."""
+        left = self.left
+        if left is None:
+            return True
+        return any(left[t] < 0 for t, v in counted.items() if v > 0 and t in left)
 
 
 class _Candidate:
@@ -154,6 +165,16 @@ def _reduces(res: Resources, need: Resources) -> bool:
 def _merge(a: list[_Candidate], b: list[_Candidate]) -> Iterator[_Candidate]:
     """Both lists are in victim order; yield their union in that order."""
     return heapq.merge(a, b, key=_victim_order)
+
+
+def _used_up(q: Queue, need: Resources) -> str | None:
+    """The first type ``need`` asks for that ``q`` guarantees and already uses more than, as text."""
+    if not q.guaranteed:
+        return None
+    for t, g in q.guaranteed.items():
+        if need.get(t, 0) > 0 and q.allocated.get(t, 0) - q.preempting.get(t, 0) > g:
+            return f"{g} {t}"
+    return None
 
 
 def _satisfied(need: Resources) -> bool:
@@ -232,6 +253,17 @@ class Preemptor:
                         f"{leaf.path} would go above its own guarantee of {t} "
                         f"({leaf.allocated.get(t, 0)} in use + {need[t]} > {g}); "
                         "preemption only restores guarantees"
+                    )
+        if not leaf.guaranteed:
+            # Its guarantee is inherited: every victim must fit in what is left of it, so an
+            # ancestor already above its guarantee leaves nothing to preempt for (yunikorn-core
+            # checks askQueueRemaining.FitInActual(victim)).
+            for q in leaf.ancestors()[1:]:
+                over = _used_up(q, need)
+                if over is not None:
+                    raise _Cannot(
+                        f"{leaf.path} has no guarantee of its own and {q.path} is already above its "
+                        f"guarantee of {over}, so there is no guarantee left to restore"
                     )
         # Per-GPU-type guarantees count too, for every type the asks may run on.
         for a in asks:
@@ -638,18 +670,23 @@ class Preemptor:
                 shortfalls.append((q, over))
         # Law 4: the ask must fit its own guarantee or, for a type its leaf does not guarantee,
         # the nearest ancestor's; victims under that ancestor count as freed there.
+        # A leaf without a guarantee of its own inherits every ancestor's: the ask must fit in
+        # each (yunikorn-core: the ask queue's remaining guarantee is the least along its path).
         for t, v in counted.items():
             if v <= 0:
                 continue
-            owner = next((q for q in leaf.ancestors() if q.guaranteed and t in q.guaranteed), None)
-            if owner is None:
-                continue
-            assert owner.guaranteed is not None
-            beyond = owner.allocated.get(t, 0) + v - owner.guaranteed[t]
-            if beyond > 0:
-                if owner is leaf:
-                    return None  # the ask alone takes its own queue above its guarantee
-                shortfalls.append((owner, {t: beyond}))
+            owners = [q for q in leaf.ancestors() if q.guaranteed and t in q.guaranteed]
+            if leaf.guaranteed:
+                owners = owners[:1]
+            for owner in owners:
+                assert owner.guaranteed is not None
+                if owner is not leaf and _used_up(owner, {t: v}) is not None:
+                    return None  # no inherited guarantee left for this type
+                beyond = owner.allocated.get(t, 0) + v - owner.guaranteed[t]
+                if beyond > 0:
+                    if owner is leaf:
+                        return None  # the ask alone takes its own queue above its guarantee
+                    shortfalls.append((owner, {t: beyond}))
         if not need_node and not shortfalls:
             return []
         # Victims off this node only help with the queue shortfalls; those that can are the same
@@ -670,6 +707,8 @@ class Preemptor:
         queues_done = not remaining
         for c in _merge(local, qpool):
             if id(c.allocs[0]) in seen or not self._live(c, ask):
+                continue
+            if not eligible[id(c.queue)].over_for(counted):
                 continue
             seen.add(id(c.allocs[0]))
             here = c.on(node)
@@ -759,14 +798,18 @@ class Preemptor:
             if victim_leaf is leaf or victim_leaf.preemption_policy == "disabled" or not victim_leaf.apps:
                 continue
             lca = _common_ancestor(leaf, victim_leaf)
-            left = victim_leaf.remaining_guaranteed(stop=lca)
+            # As yunikorn-core's GetRemainingGuaranteedResource: when the ask's leaf has a
+            # guarantee of its own, the victim's queues are judged below the queue they share;
+            # otherwise the shared ancestors count too, so two leaves that only share an
+            # ancestor's unmet guarantee never preempt each other.
+            left = victim_leaf.remaining_guaranteed(stop=lca if leaf.guaranteed else None)
             if left is not None and not any(x < 0 for x in left.values()):
                 continue  # within its guarantee
             limit = self._translated_priority(ask.priority, leaf, victim_leaf, lca)
             if limit is None:
                 continue
             guards = tuple(q for q in victim_leaf.ancestors() if q.guaranteed and not lca.is_under(q))
-            out[id(victim_leaf)] = _Leaf(victim_leaf, limit, guards)
+            out[id(victim_leaf)] = _Leaf(victim_leaf, limit, guards, left)
         self._cache[key] = out
         return out
 
