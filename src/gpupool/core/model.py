@@ -225,6 +225,7 @@ class Allocation:
         "preemptible",
         "priority",
         "queue",
+        "required_node",
         "resources",
         "seq",
         "start",
@@ -246,10 +247,12 @@ class Allocation:
         originator: bool = False,
         disruptible: bool = True,
         elastic: bool = False,
+        required_node: str | None = None,
     ) -> None:
         self.id = id
         self.app = app
         self.queue = queue
+        self.required_node = required_node  # placed by a required-node ask: never a victim
         self.disruptible = disruptible  # False: never a victim (a `never` workload)
         self.elastic = elastic  # an elastic workload's extra member: the first to be given back
         self.node = node

@@ -204,7 +204,8 @@ class Preemptor:
         except _Cannot as why:
             self._annotate(asks, original, str(why))
             return None
-        if lead.last_preempt_check is not None and self.now < lead.last_preempt_check + 15.0:
+        required = len(asks) == 1 and lead.required_node is not None
+        if not required and lead.last_preempt_check is not None and self.now < lead.last_preempt_check + 15.0:
             return None
         lead.last_preempt_check = self.now
         rule = self._region_bound(app, asks)
@@ -237,14 +238,16 @@ class Preemptor:
             raise _Cannot("preemption is disabled in this partition")
         if any(not a.preempt_others for a in asks):
             raise _Cannot("the ask does not preempt others (preempt_others is false)")
+        if required:
+            # As YuniKorn's required-node (DaemonSet) preemption: at once, whatever the
+            # preemption.delay and the queues' guarantees.
+            return
         created = min(a.created for a in asks)
         if self.now < created + leaf.preemption_delay:
             raise _Cannot(
                 f"it has waited {self.now - created:g}s; {leaf.path} lets an ask preempt after "
                 f"{leaf.preemption_delay:g}s (preemption.delay)"
             )
-        if required:
-            return
         need = total(a.resources for a in asks)
         if leaf.guaranteed:
             for t, g in leaf.guaranteed.items():
@@ -610,6 +613,7 @@ class Preemptor:
                 or not a.disruptible
                 or a.app is ask.app
                 or a.priority > info.limit
+                or a.required_node is not None
             ):
                 continue
             if not shares_type(a.resources, ask.resources):
@@ -633,7 +637,8 @@ class Preemptor:
             return self._units[key]
         allocs = tuple(a for a in app.allocations.values() if not a.elastic)
         ok = bool(allocs) and all(
-            not a.preempted and a.disruptible and a.priority <= info.limit for a in allocs
+            not a.preempted and a.disruptible and a.priority <= info.limit and a.required_node is None
+            for a in allocs
         )
         unit = _Candidate(allocs, info.guards) if ok else None
         self._units[key] = unit
@@ -841,6 +846,7 @@ class Preemptor:
                         a.preempted
                         or not a.disruptible
                         or a.priority > info.limit
+                        or a.required_node is not None
                         or not shares_type(a.resources, ask.resources)
                     ):
                         continue
@@ -871,7 +877,9 @@ class Preemptor:
     # --------------------------------------------------------------- required node
 
     def _solve_required(self, ask: Ask, region: str | None = None) -> tuple[Node, list[Allocation]]:
-        """An ask pinned to a node: victims on that node only, queue guarantees aside."""
+        """An ask pinned to a node: victims on that node only, queue guarantees aside, the ask's
+        own application included; never another required-node allocation (yunikorn-core
+        required_node_preemptor.go filterAllocations)."""
         node = self.s.nodes.get(ask.required_node or "")
         if node is None or not node.schedulable:
             raise _Cannot(f"required node {ask.required_node} is not schedulable")
@@ -889,7 +897,7 @@ class Preemptor:
             if not a.preempted
             and a.disruptible
             and a.priority <= ask.priority
-            and a.app is not ask.app
+            and a.required_node is None
             and shares_type(a.resources, ask.resources)
         ]
         pool.sort(

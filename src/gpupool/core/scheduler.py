@@ -1151,6 +1151,7 @@ class Scheduler:
             originator=ask.originator,
             disruptible=ask.disruptible,
             elastic=ask.elastic,
+            required_node=ask.required_node,
         )
         del self.asks[ask.id]
         del app.asks[ask.id]
