@@ -29,6 +29,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import replace
 
+from gpupool.core.admission import gang_over_max
 from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Code, CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
@@ -52,7 +53,6 @@ from gpupool.core.resources import (
     format_resources,
     gpu_count,
     ordered_key,
-    over_max,
     sub_into,
     total,
     typed,
@@ -409,16 +409,7 @@ class Scheduler:
             [a.resources for a in app.asks.values() if not a.elastic]
             + [a.resources for a in app.allocations.values() if not a.elastic]
         )
-        for q in app.queue.ancestors():
-            over = over_max({}, need, q.max)
-            if over:
-                return Reason(
-                    Code.REJECTED,
-                    f"gang needs {format_resources(need)} in all, more than the max of {q.path} "
-                    f"{format_resources(q.max or {})}: it could never run",
-                    "make the gang smaller or submit it to a queue with a larger max",
-                )
-        return None
+        return gang_over_max(app.queue, need)
 
     # ------------------------------------------------------------------ allocations
 
