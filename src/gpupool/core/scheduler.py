@@ -37,7 +37,15 @@ from gpupool.core.limits import Applied, LimitTracker, applicable
 from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement import Placer, Request
-from gpupool.core.preemption import PreemptionPlan, Preemptor, in_region, regions_of, within
+from gpupool.core.preemption import (
+    CANNOT_HELP,
+    PreemptionPlan,
+    Preemptor,
+    cannot_help,
+    in_region,
+    regions_of,
+    within,
+)
 from gpupool.core.queues import (
     RECOVERY_QUEUE,
     Queue,
@@ -1195,14 +1203,10 @@ class Scheduler:
             for _, asks in failed:
                 for ask in asks:
                     r = ask.reason
-                    if r is None or "preemption cannot help" in r.message:
+                    if r is None or CANNOT_HELP in r.message:
                         continue
                     if id(r) not in noted:
-                        noted[id(r)] = Reason(
-                            r.code,
-                            f"{r.message}; preemption cannot help: preemption is disabled in this partition",
-                            r.hint,
-                        )
+                        noted[id(r)] = cannot_help(r, "preemption is disabled in this partition")
                     ask.reason = noted[id(r)]
             return
         preemptor = Preemptor(self, now)
@@ -1226,11 +1230,8 @@ class Scheduler:
                     plan = None
                     for ask in asks:
                         r = ask.reason or Reason(Code.GANG_WAITING, "gang waits")
-                        ask.reason = Reason(
-                            r.code,
-                            f"{r.message}; preemption cannot help: the room it would make spans "
-                            "regions and the members must share one",
-                            r.hint,
+                        ask.reason = cannot_help(
+                            r, "the room it would make spans regions and the members must share one"
                         )
             if plan is not None:
                 self._apply_preemption(plan, result)

@@ -99,6 +99,21 @@ _ADVICE: dict[Code, str] = {
 }
 
 
+# The headline of a waiting workload, by the reason code of its first waiting member: its
+# stored reason is only the last transition's ("submitted", "preempted by ...").
+_WAITS: dict[Code, str] = {
+    Code.QUEUE_QUOTA: "its queue (or a parent) is at its max",
+    Code.USER_LIMIT: "a user or group limit of its queue is reached",
+    Code.MAX_APPS: "its queue runs as many applications as it may",
+    Code.NO_NODE: "no node has room for it now",
+    Code.GANG_WAITING: "the cluster has no room for the whole gang at once",
+    Code.RESERVED: "room is being made for it (preempted workloads are stopping)",
+    Code.PREEMPTION_WAIT: "too young to preempt yet (preemption.delay)",
+    Code.NO_PREEMPTION: "it waits for running workloads to finish",
+    Code.NOT_TRIED: "submitted; the scheduler has not looked at it yet",
+}
+
+
 class ServiceExecutor(Executor, Protocol):
     """What the control plane needs of a cluster: the engine's Executor port plus these."""
 
@@ -603,6 +618,9 @@ class ControlPlane:
                     if ask_id in self.driver.core.asks:
                         codes.append(self.driver.core.explain(ask_id))
             state = w.state.value
+            if codes and codes[0].code in _WAITS:
+                again = " (requeued)" if w.state == WorkloadState.PREEMPTED else ""
+                lines[0] = f"{w.id} ({w.spec.name}) is {state}{again}: {_WAITS[codes[0].code]}"
         advice = list(dict.fromkeys(_ADVICE[r.code] for r in codes if r.code in _ADVICE))
         if advice:
             lines.append("What would change it:")
