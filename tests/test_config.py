@@ -23,8 +23,8 @@ from gpupool.core.configparse import (
     parse_duration,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-YUNIKORN_CONFIGS = sorted((SHARED / "data" / "yunikorn-configs").glob("*.yaml"))
+YUNIKORN_DIR = Path(__file__).resolve().parents[1] / "data" / "yunikorn-configs"
+YUNIKORN_CONFIGS = sorted(YUNIKORN_DIR.glob("*.yaml"))
 GI = 2**30
 
 
@@ -72,7 +72,7 @@ def paths(raw: object) -> list[str]:
 
 
 def test_real_yunikorn_configs_are_present() -> None:
-    assert len(YUNIKORN_CONFIGS) >= 4, f"expected the YuniKorn sample configs under {SHARED}"
+    assert len(YUNIKORN_CONFIGS) >= 4, f"expected the YuniKorn sample configs under {YUNIKORN_DIR}"
 
 
 @pytest.mark.parametrize("path", YUNIKORN_CONFIGS, ids=lambda p: p.name)
@@ -85,7 +85,7 @@ def test_real_yunikorn_config_loads_unchanged(path: Path) -> None:
 
 
 def test_core_config_queues_yaml_means_what_yunikorn_says() -> None:
-    config = load_config(SHARED / "data" / "yunikorn-configs" / "core-config-queues.yaml")
+    config = load_config(YUNIKORN_DIR / "core-config-queues.yaml")
     assert [p.name for p in config.partitions] == ["default", "gpu"]
     default = config.partition("default")
     assert default.node_sort_policy.type == "binpacking"
@@ -119,7 +119,7 @@ def test_core_config_queues_yaml_means_what_yunikorn_says() -> None:
 
 
 def test_preemption_example_properties() -> None:
-    config = load_config(SHARED / "data" / "yunikorn-configs" / "k8shim-examples-preemption-queues.yaml")
+    config = load_config(YUNIKORN_DIR / "k8shim-examples-preemption-queues.yaml")
     r = config.partition().root
     assert queue(r, "root.sandbox").max == {"memory": 1000 * 2**20, "vcore": 1000}
     tenants = queue(r, "root.sandbox.tenants")
@@ -130,7 +130,7 @@ def test_preemption_example_properties() -> None:
 
 
 def test_tag_rule_from_shim_example() -> None:
-    config = load_config(SHARED / "data" / "yunikorn-configs" / "k8shim-e2e-queues.yaml")
+    config = load_config(YUNIKORN_DIR / "k8shim-e2e-queues.yaml")
     (rule,) = config.partition().placement_rules
     assert (rule.name, rule.value, rule.create) == ("tag", "namespace", True)
     assert config.partition().root.submit_acl == "*"

@@ -1,6 +1,6 @@
-"""Scenario files through the runner, and the ``gpupool scenario run`` contract (shared/spec/scenarios.md).
+"""Scenario files through the runner, and the ``gpupool scenario run`` contract (docs/scenarios.md).
 
-* every shared scenario (``shared/scenarios``) and every file of ``tests/scenarios`` must pass;
+* every shared scenario (``tests/scenarios/shared``) and every file of ``tests/scenarios`` must pass;
 * every file of ``tests/scenarios_invalid`` is invalid: exit code 2, and the message names the file and the
   key path;
 * ``--json`` prints one object per file and line with the documented keys; exit codes 0 / 1 / 2; never a
@@ -22,8 +22,8 @@ from gpupool.cli.main import app
 from gpupool.scenario import ScenarioError, load_scenario, run_scenario
 
 HERE = Path(__file__).resolve().parent
-SHARED_SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
 OWN_SCENARIOS = HERE / "scenarios"
+SHARED_SCENARIOS = OWN_SCENARIOS / "shared"  # the project's shared scenarios, shipped here
 INVALID_SCENARIOS = HERE / "scenarios_invalid"
 
 SHARED_FILES = sorted(SHARED_SCENARIOS.glob("*.yaml"))

@@ -182,6 +182,11 @@ class WorkloadOut(BaseModel):
     preemptions: int = 0
     checkpoint: str | None = None
     history: list[TransitionOut] = Field(default_factory=list)
+    notice: str | None = Field(
+        default=None,
+        description="on a submission's response: where it went and why, when that is not the queue "
+        "it named (a placement rule of the config sent it elsewhere)",
+    )
 
     @property
     def terminal(self) -> bool:

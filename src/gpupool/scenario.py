@@ -1,6 +1,6 @@
 """Scheduling scenarios: load a scenario file, run it on the real scheduling core, check ``expect``.
 
-The file format and the runner contract are in ``shared/spec/scenarios.md``. Loading validates
+The file format and the runner contract are in ``docs/scenarios.md``. Loading validates
 every key (unknown keys, bad quantities, references to missing nodes, apps, asks or queues, an
 invalid queue config) and raises ``ScenarioError`` naming the file, the key path and the fix.
 Running drives ``gpupool.core.scheduler.Scheduler`` exactly as the simulator and the live

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from gpupool.cli.bench_cmd import UsageProblem, parse_seeds
 from gpupool.cli.main import app
+from gpupool.datasets import ALIBABA_NODES, ALIBABA_PODS, ENV_TRACE_DIR, trace_file
 
 from .conftest import POD_HEADER_SHORT, Writer
 
@@ -103,10 +104,24 @@ def test_missing_file(small_trace: tuple[Path, Path], tmp_path: Path) -> None:
     _fails(args, "file not found", "Hint:")
 
 
-def test_missing_option(small_trace: tuple[Path, Path]) -> None:
-    nodes, _ = small_trace
-    result = runner.invoke(app, ["bench", "pack", "--nodes", str(nodes), "--policy", "fgd"])
-    assert result.exit_code == 2
+def test_defaults_are_the_trace_the_repository_ships(
+    small_trace: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --nodes / --pods, the Alibaba files under data/ are read: a clone needs no paths."""
+    assert trace_file(ALIBABA_NODES).is_file() and trace_file(ALIBABA_PODS).is_file()
+    assert trace_file(ALIBABA_NODES).is_relative_to(Path(__file__).resolve().parents[2] / "data")
+    nodes, pods = small_trace
+    folder = tmp_path / "traces" / "alibaba-gpu-v2023"
+    folder.mkdir(parents=True)
+    (folder / Path(ALIBABA_NODES).name).write_bytes(nodes.read_bytes())
+    (folder / Path(ALIBABA_PODS).name).write_bytes(pods.read_bytes())
+    monkeypatch.setenv(ENV_TRACE_DIR, str(tmp_path / "traces"))
+    result = runner.invoke(app, ["bench", "pack", "--seeds", "42", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["policy"] == "gpupool" and Path(payload["pods_file"]).parent == folder
+    monkeypatch.setenv(ENV_TRACE_DIR, str(tmp_path / "nowhere"))
+    _fails(["bench", "pack"], "file not found", ENV_TRACE_DIR)
 
 
 def test_bad_row_and_skipping(small_trace: tuple[Path, Path], write_pods: Writer) -> None:

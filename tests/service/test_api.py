@@ -70,8 +70,9 @@ def test_size_picks_the_first_shape_whose_gpu_type_exists(server):
 
 def test_pending_workload_is_explained_then_cancelled(server):
     gp = server.client()
-    # 16 GPUs on one member: no node has that many.
-    w = gp.submit("too-wide", queue="root.a", entrypoint="sleep 30", task_groups=[{"members": 1, "gpus": 16}])
+    # A gang of 4 x 4 H100 GPUs: within root.a's max, but the cluster has only 8 H100 GPUs.
+    groups = [{"members": 4, "gpus": 4, "gpu_types": ["H100"]}]
+    w = gp.submit("too-wide", queue="root.a", entrypoint="sleep 30", task_groups=groups)
     wait_until(lambda: any("node" in line for line in gp.why(w.id).lines))
     why = gp.why(w.id)
     assert why.state == "pending"

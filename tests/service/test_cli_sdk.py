@@ -48,7 +48,9 @@ def test_sdk_round_trip(sqlite_server):
     assert {q.path for q in gp.queues()} >= {"root", "root.a"}
     assert gp.health()["ok"] is True
     with pytest.raises(TimeoutError):
-        blocked = gp.submit("blocked", queue="root.a", entrypoint="true", task_groups=[{"gpus": 16}])
+        # 16 H100 GPUs at once: within root.a's max, but the cluster has 8 H100 GPUs.
+        wide = [{"members": 4, "gpus": 4, "gpu_types": ["H100"]}]
+        blocked = gp.submit("blocked", queue="root.a", entrypoint="true", task_groups=wide)
         gp.wait(blocked.id, timeout=0.3, interval=0.1)
     with pytest.raises(ApiError) as exc:
         gp.submit("bad", queue="root.a", entrypoint="true", task_groups=[{"gpus": -1}])
@@ -107,7 +109,8 @@ def test_cli_submit_status_list_logs_why_cancel(sqlite_server):
     assert r.exit_code == 0 and "from-cli" in r.output
     assert "from-cli" in json.loads(cli(sqlite_server, "logs", w["id"], "--json").output)["text"]
 
-    r = cli(sqlite_server, "submit", "wide", "-e", "true", "-q", "root.a", "--gpus", "16", "--json")
+    wide_args = ["--gpus", "4", "-n", "4", "--gpu-type", "H100"]  # 16 H100 GPUs at once; there are 8
+    r = cli(sqlite_server, "submit", "wide", "-e", "true", "-q", "root.a", *wide_args, "--json")
     wide = json.loads(r.output)["id"]
     r = cli(sqlite_server, "why", wide)
     assert r.exit_code == 0 and "is pending" in r.output

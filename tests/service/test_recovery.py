@@ -33,7 +33,12 @@ def test_restart_restores_states_and_adopts_running_jobs(make_server, database_u
         task_groups=[{"members": 2, "gpus": 4, "gpu_types": ["H100"]}],
         span_regions=True,
     )
-    waiting = gp.submit("waiting", queue="root.a", entrypoint="true", task_groups=[{"gpus": 16}])
+    waiting = gp.submit(
+        "waiting",
+        queue="root.a",
+        entrypoint="true",
+        task_groups=[{"members": 4, "gpus": 4, "gpu_types": ["H100"]}],
+    )
     done = gp.submit("done", queue="root.b", entrypoint="echo ok", size="small")
     gp.wait(running.id, states={"running"}, timeout=20, interval=0.1)
     gp.wait(done.id, timeout=20, interval=0.1)
@@ -112,7 +117,12 @@ def test_kill_9_loses_nothing(make_server, tmp_path):
         gp = Client(url, token)
         cmd, mark, gate = _gated_job(tmp_path, "k9")
         w = gp.submit("survivor", queue="root.a", entrypoint=cmd, task_groups=[{"members": 2, "gpus": 2}])
-        pend = gp.submit("waiter", queue="root.b", entrypoint="true", task_groups=[{"gpus": 16}])
+        pend = gp.submit(
+            "waiter",
+            queue="root.b",
+            entrypoint="true",
+            task_groups=[{"members": 4, "gpus": 4, "gpu_types": ["H100"]}],
+        )
         key = gp.submit("keyed", queue="root.b", entrypoint="true", size="small", idempotency_key="k9")
         gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
         os.kill(proc.pid, signal.SIGKILL)

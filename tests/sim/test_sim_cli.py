@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from gpupool.cli.sim_cmd import sim_app
+from gpupool.datasets import ENV_TRACE_DIR, PHILLY_JOBS, PHILLY_VCS, trace_file
 
 KEYS = {
     "mode", "jobs", "gpu_utilization_pct", "wait_s_p50", "wait_s_p95", "jct_s_mean", "preemptions",
@@ -154,3 +155,19 @@ def test_autoscale_windows_judge_the_targets_per_window(tmp_path):
         assert set(w["targets"]) == {"vs_no_headroom", "vs_ray_like"}
     counted = sum(w["targets"]["vs_no_headroom"]["met"] for w in out["windows"])
     assert out["met"]["vs_no_headroom"] == counted
+
+
+def test_philly_replay_needs_no_paths_in_a_clone(tmp_path, monkeypatch):
+    """The Philly trace ships in the repository's data/: `sim replay --trace philly` reads it from
+    any working directory, with no file arguments; a wrong $GPUPOOL_TRACE_DIR says where to look."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_TRACE_DIR, raising=False)
+    assert trace_file(PHILLY_JOBS).is_file() and trace_file(PHILLY_VCS).is_file()
+    args = ["replay", "--trace", "philly", "--mode", "quota", "--start", "2017-10-03", "--days", "0.05"]
+    r = runner.invoke(sim_app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["trace"] == "philly" and out["jobs"] > 0 and out["cluster_gpus"] > 0
+    monkeypatch.setenv(ENV_TRACE_DIR, str(tmp_path / "nowhere"))
+    r = runner.invoke(sim_app, args)
+    assert r.exit_code == 2 and ENV_TRACE_DIR in r.stderr and "Traceback" not in r.output

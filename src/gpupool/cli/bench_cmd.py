@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpupool.datasets import ALIBABA_NODES, ALIBABA_PODS, WHERE, trace_file
+
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
 _SEEDS_ITEM = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
@@ -62,11 +64,17 @@ def _fmt(value: float | None) -> str:
 
 @bench_app.command("pack")
 def pack(
-    nodes: Annotated[Path, typer.Option("--nodes", help="Node list CSV (openb_node_list_gpu_node.csv).")],
-    pods: Annotated[Path, typer.Option("--pods", help="Pod list CSV (openb_pod_list_*.csv).")],
+    nodes: Annotated[
+        Path | None,
+        typer.Option("--nodes", help=f"Node list CSV (default: {ALIBABA_NODES} in {WHERE})."),
+    ] = None,
+    pods: Annotated[
+        Path | None,
+        typer.Option("--pods", help=f"Pod list CSV (default: {ALIBABA_PODS} in {WHERE})."),
+    ] = None,
     policy: Annotated[
         str, typer.Option("--policy", help="Packing policy (random, bestfit, fgd, gpupool...).")
-    ],
+    ] = "gpupool",
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds: 42-51 or 42,43,50-51.")] = "42-51",
     ratio: Annotated[float, typer.Option("--ratio", help="Inflate the pods to RATIO x GPU capacity.")] = 1.3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -84,6 +92,8 @@ def pack(
     from gpupool.packing.experiment import run_pack
     from gpupool.packing.policies import UnknownPolicyError, policy_names
 
+    nodes = nodes or trace_file(ALIBABA_NODES)
+    pods = pods or trace_file(ALIBABA_PODS)
     try:
         seed_list = parse_seeds(seeds)
         if not ratio > 0 or ratio > 100:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from gpupool.scenario import ScenarioError, load_scenario, run_scenario
 
-scenario_app = typer.Typer(help="Scheduling scenarios (shared/spec/scenarios.md).", no_args_is_help=True)
+scenario_app = typer.Typer(help="Scheduling scenarios (docs/scenarios.md).", no_args_is_help=True)
 
 
 @scenario_app.command("run")
@@ -47,7 +47,7 @@ def run(
                 )
             else:
                 err.print(f"[red]INVALID[/red] {exc}")
-                err.print("  Hint: the format is described in shared/spec/scenarios.md")
+                err.print("  Hint: the format is described in docs/scenarios.md")
             continue
         result = run_scenario(sc)
         if result.passed:

@@ -252,6 +252,9 @@ def submit_command(
         body["tags"] = {**body.get("tags", {}), **_pairs(tag, "--tag")}
     with _client(url, token, data_dir) as gp:
         w = gp.submit_raw(body)
+        notice = w.notice
+        if notice and not json_output:
+            _console().print(f"Note: {notice}", markup=False)
         if wait:
             w = gp.wait(w.id)
     if json_output:

@@ -9,7 +9,6 @@ exit code 2, never a traceback. JSON goes to stdout only; the human summary is a
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -22,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from gpupool.datasets import ENV_TRACE_DIR, PHILLY_JOBS, PHILLY_VCS, trace_dir
 
 sim_app = typer.Typer(help="Simulation: replay traces through the scheduler.", no_args_is_help=True)
 
@@ -46,15 +47,8 @@ def _fail(message: str, hint: str | None = None) -> typer.Exit:
 
 
 def data_dir() -> Path:
-    """Where the shared traces live: $GPUPOOL_DATA_DIR, else ../shared/data from here or the repo."""
-    env = os.environ.get("GPUPOOL_DATA_DIR")
-    if env:
-        return Path(env)
-    candidates = [Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"]
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
-    return candidates[0]
+    """Where the traces live: the repository's data/ (or $GPUPOOL_TRACE_DIR), see gpupool.datasets."""
+    return trace_dir()
 
 
 def parse_modes(text: str) -> list[str]:
@@ -324,8 +318,8 @@ def replay(
                 if begin.tzinfo is not None:
                     begin = begin.replace(tzinfo=None)
             base = data_dir()
-            jobs_path = jobs_file or base / "philly/philly.csv"
-            vc_path = vc_file or base / "helios/philly_vc.csv"
+            jobs_path = jobs_file or base / PHILLY_JOBS
+            vc_path = vc_file or base / PHILLY_VCS
             tr = load_philly(jobs_path, vc_path, start=begin, days=days, skip_bad=skip_bad_rows)
             if windows > 1 and begin is not None and days is not None:
                 first, span = begin, days
@@ -348,8 +342,8 @@ def replay(
             if mix_kind != "parametric":
                 base = data_dir()
                 real = load_philly(
-                    jobs_file or base / "philly/philly.csv",
-                    vc_file or base / "helios/philly_vc.csv",
+                    jobs_file or base / PHILLY_JOBS,
+                    vc_file or base / PHILLY_VCS,
                     skip_bad=skip_bad_rows,
                 )
                 real_mix = job_mix_of(real, BATCH_GAP if mix_kind == "philly-batches" else None)
@@ -391,8 +385,8 @@ def replay(
         hint = exc.hint or "check the file"
         if exc.path is not None and "not found" in str(exc):
             hint = (
-                "pass --jobs-file / --vc-file, or set GPUPOOL_DATA_DIR to the folder holding "
-                "philly/ and helios/"
+                f"pass --jobs-file / --vc-file, or set {ENV_TRACE_DIR} to a folder holding "
+                "philly/ and helios/ (the repository's data/ has them)"
             )
         raise _fail(str(exc), hint) from None
     if not tr.jobs:

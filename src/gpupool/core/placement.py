@@ -18,6 +18,8 @@ from gpupool.core.config import Filter, PlacementRule
 from gpupool.core.queues import RECOVERY_QUEUE, Queue
 
 IMPLICIT_RULES = (PlacementRule(name="provided"),)
+# The reason given when no rule placed an application and it went to root.default (YuniKorn).
+IMPLICIT_FALLBACK = "no rule matched: placed in root.default"
 _REGEX_CHARS = re.compile(r"[\^$*+?()\[\]{}|\\]")
 
 
@@ -151,7 +153,7 @@ class Placer:
             return path, True, f"placed by rule {rule.name} (queue created)"
         fallback = self.lookup("root.default")
         if fallback is not None and fallback.is_leaf and may_submit(fallback, req.user, req.groups):
-            return fallback.path, False, "no rule matched: placed in root.default"
+            return fallback.path, False, IMPLICIT_FALLBACK
         detail = "; ".join(tried) if tried else "no rules"
         return None, False, f"application rejected: no placement rule matched ({detail})"
 

@@ -144,6 +144,16 @@ class _Cannot(Exception):
     """Preemption cannot help; the message says why."""
 
 
+CANNOT_HELP = "; preemption cannot help: "
+
+
+def cannot_help(reason: Reason, why: str) -> Reason:
+    """``reason`` with why preemption cannot help, in place of any earlier such clause (an ask
+    that keeps waiting is annotated again every cycle: the text must not grow)."""
+    base = reason.message.split(CANNOT_HELP, 1)[0]
+    return Reason(reason.code, f"{base}{CANNOT_HELP}{why}", reason.hint)
+
+
 def _victim_order(c: _Candidate) -> tuple[bool, bool, bool, float, str, int]:
     return c.key
 
@@ -227,7 +237,7 @@ class Preemptor:
         return plan
 
     def _annotate(self, asks: list[Ask], original: Reason, why: str) -> None:
-        reason = Reason(original.code, f"{original.message}; preemption cannot help: {why}", original.hint)
+        reason = cannot_help(original, why)
         for a in asks:
             a.reason = reason
 
@@ -242,12 +252,17 @@ class Preemptor:
             # As YuniKorn's required-node (DaemonSet) preemption: at once, whatever the
             # preemption.delay and the queues' guarantees.
             return
+        # Before the delay: a queue above or without a guarantee is never promised
+        # preemption "after preemption.delay".
+        self._within_guarantee(asks, leaf)
         created = min(a.created for a in asks)
         if self.now < created + leaf.preemption_delay:
             raise _Cannot(
                 f"it has waited {self.now - created:g}s; {leaf.path} lets an ask preempt after "
                 f"{leaf.preemption_delay:g}s (preemption.delay)"
             )
+
+    def _within_guarantee(self, asks: list[Ask], leaf: Queue) -> None:
         need = total(a.resources for a in asks)
         if leaf.guaranteed:
             for t, g in leaf.guaranteed.items():

@@ -29,6 +29,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import replace
 
+from gpupool.core.admission import gang_over_max
 from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Code, CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
@@ -36,7 +37,15 @@ from gpupool.core.limits import Applied, LimitTracker, applicable
 from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement import Placer, Request
-from gpupool.core.preemption import PreemptionPlan, Preemptor, in_region, regions_of, within
+from gpupool.core.preemption import (
+    CANNOT_HELP,
+    PreemptionPlan,
+    Preemptor,
+    cannot_help,
+    in_region,
+    regions_of,
+    within,
+)
 from gpupool.core.queues import (
     RECOVERY_QUEUE,
     Queue,
@@ -52,7 +61,6 @@ from gpupool.core.resources import (
     format_resources,
     gpu_count,
     ordered_key,
-    over_max,
     sub_into,
     total,
     typed,
@@ -409,16 +417,7 @@ class Scheduler:
             [a.resources for a in app.asks.values() if not a.elastic]
             + [a.resources for a in app.allocations.values() if not a.elastic]
         )
-        for q in app.queue.ancestors():
-            over = over_max({}, need, q.max)
-            if over:
-                return Reason(
-                    Code.REJECTED,
-                    f"gang needs {format_resources(need)} in all, more than the max of {q.path} "
-                    f"{format_resources(q.max or {})}: it could never run",
-                    "make the gang smaller or submit it to a queue with a larger max",
-                )
-        return None
+        return gang_over_max(app.queue, need)
 
     # ------------------------------------------------------------------ allocations
 
@@ -1205,14 +1204,10 @@ class Scheduler:
             for _, asks in failed:
                 for ask in asks:
                     r = ask.reason
-                    if r is None or "preemption cannot help" in r.message:
+                    if r is None or CANNOT_HELP in r.message:
                         continue
                     if id(r) not in noted:
-                        noted[id(r)] = Reason(
-                            r.code,
-                            f"{r.message}; preemption cannot help: preemption is disabled in this partition",
-                            r.hint,
-                        )
+                        noted[id(r)] = cannot_help(r, "preemption is disabled in this partition")
                     ask.reason = noted[id(r)]
             return
         preemptor = Preemptor(self, now)
@@ -1236,11 +1231,8 @@ class Scheduler:
                     plan = None
                     for ask in asks:
                         r = ask.reason or Reason(Code.GANG_WAITING, "gang waits")
-                        ask.reason = Reason(
-                            r.code,
-                            f"{r.message}; preemption cannot help: the room it would make spans "
-                            "regions and the members must share one",
-                            r.hint,
+                        ask.reason = cannot_help(
+                            r, "the room it would make spans regions and the members must share one"
                         )
             if plan is not None:
                 self._apply_preemption(plan, result)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpupool.datasets import WHERE
+
 MILLI = 1000
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
@@ -135,7 +137,7 @@ def _rows(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[in
             path,
             0,
             f"{what} file not found",
-            "check the path (the trace lives in shared/data/alibaba-gpu-v2023/)",
+            f"check the path (the trace lives in alibaba-gpu-v2023/ of {WHERE})",
         )
     if not path.is_file():
         raise LoadError(path, 0, f"{what} path is not a file", f"give the path of a {what} CSV file")

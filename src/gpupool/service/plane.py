@@ -48,14 +48,15 @@ from gpupool.api import (
     WorkloadOut,
 )
 from gpupool.configfile import load_config
+from gpupool.core.admission import Host, gang_over_max, never_fits
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Config, Size
 from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import NodeSpec
-from gpupool.core.placement import Request, may_administer
+from gpupool.core.placement import IMPLICIT_FALLBACK, Request, may_administer, may_submit
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.resources import GPU_TYPE_LABEL, total
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler, NodeProvider
 from gpupool.engine.driver import Driver
@@ -95,6 +96,21 @@ _ADVICE: dict[Code, str] = {
     Code.PREEMPTION_WAIT: "it is younger than its queue's preemption.delay; preemption is tried after that",
     Code.NO_PREEMPTION: "preemption cannot help; it waits for running workloads to finish",
     Code.NOT_TRIED: "the scheduler has not looked at it yet; ask again in a second",
+}
+
+
+# The headline of a waiting workload, by the reason code of its first waiting member: its
+# stored reason is only the last transition's ("submitted", "preempted by ...").
+_WAITS: dict[Code, str] = {
+    Code.QUEUE_QUOTA: "its queue (or a parent) is at its max",
+    Code.USER_LIMIT: "a user or group limit of its queue is reached",
+    Code.MAX_APPS: "its queue runs as many applications as it may",
+    Code.NO_NODE: "no node has room for it now",
+    Code.GANG_WAITING: "the cluster has no room for the whole gang at once",
+    Code.RESERVED: "room is being made for it (preempted workloads are stopping)",
+    Code.PREEMPTION_WAIT: "too young to preempt yet (preemption.delay)",
+    Code.NO_PREEMPTION: "it waits for running workloads to finish",
+    Code.NOT_TRIED: "submitted; the scheduler has not looked at it yet",
 }
 
 
@@ -294,7 +310,7 @@ class ControlPlane:
                         )
                     return self._out(existing, history=True), False
             spec = self._spec(principal, req)
-            self._check_submit(principal, spec)
+            notice = self._check_submit(principal, spec)
             now = self.clock()
             self._seq += 1
             wid = f"w-{self._seq:06d}"
@@ -306,8 +322,12 @@ class ControlPlane:
             queue = self._queue_of(w.id)
             if queue:
                 self.journal.set_queue(w.id, queue)
+            if notice:
+                self.journal.event(w.id, now, "placed", notice)
         self.wake()
-        return self.get(principal, w.id), True
+        out = self.get(principal, w.id)
+        out.notice = notice
+        return out, True
 
     def _spec(self, principal: Principal, req: SubmitRequest) -> WorkloadSpec:
         if req.size is not None:
@@ -356,28 +376,97 @@ class ControlPlane:
         usable = tuple(s for s in chosen.shapes if not s.gpu_types or present.intersection(s.gpu_types))
         return TaskGroup.from_size("main", 1, Size(chosen.name, usable or chosen.shapes, chosen.description))
 
-    def _check_submit(self, principal: Principal, spec: WorkloadSpec) -> None:
-        """Refuse, before anything is stored, a submission the placement rules or ACLs reject."""
+    def _check_submit(self, principal: Principal, spec: WorkloadSpec) -> str | None:
+        """Refuse, before anything is stored, a submission that could never run here: a queue
+        that does not exist or that the user may not submit to (unless a placement rule of the
+        config sends it elsewhere), a gang above its queue's max, a member no node could hold.
+        Returns where it went and why when that is not the queue it named (None otherwise)."""
         core = self.driver.core
         path, _create, why = core.placer.place(
             Request(user=principal.user, groups=principal.groups, queue=spec.queue, tags=spec.tags)
         )
-        if path is not None:
-            return
-        name = (spec.queue or "").lower()
-        known = name in core.queues or f"root.{name}" in core.queues
-        if spec.queue and not known:
+        named = _full_path(spec.queue) if spec.queue else None
+        if path is None or (named is not None and why == IMPLICIT_FALLBACK and path != named):
+            # YuniKorn would put a named queue's refused submission in root.default; here it is
+            # refused, unless a rule of the config redirects it (docs/scheduling.md).
+            self._refuse_queue(principal, spec.queue, why)
+        assert path is not None
+        notice = None
+        if named is not None and path != named:
+            notice = f"{spec.queue} {self._not_usable(principal, named)}: placed in {path} ({why})"
+        elif named is None and why == IMPLICIT_FALLBACK:
+            notice = f"no queue named and {why}"
+        members = spec.members()
+        if len(members) > 1:
+            # A queue the rules will create is bounded by the max of its existing ancestors.
+            parts = path.split(".")
+            paths = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
+            leaf = next((q for p in paths if (q := core.queues.get(p)) is not None), None)
+            if leaf is not None:
+                need = total(group.resources for _, group in members)
+                too_big = gang_over_max(leaf, need)
+                if too_big is not None:
+                    raise Invalid(
+                        f"refused: {too_big.message}",
+                        fields=[("body.task_groups", too_big.message)],
+                        hint=too_big.hint,
+                    )
+        hosts = self._hosts()
+        for i, group in enumerate(spec.task_groups):
+            never = never_fits(((group.resources, group.gpu_types), *group.alternatives), hosts)
+            if never is not None:
+                field = "body.size" if spec.size is not None else f"body.task_groups.{i}"
+                raise Invalid(
+                    f"refused: {never}",
+                    fields=[(field, never)],
+                    hint="ask for a shape that one node can hold (fewer GPUs per member, more members), "
+                    "or a GPU type that exists; `gpupool nodes` lists the nodes",
+                )
+        return notice
+
+    def _refuse_queue(self, principal: Principal, queue: str | None, why: str) -> None:
+        core = self.driver.core
+        named = _full_path(queue) if queue else None
+        target = core.queues.get(named) if named else None
+        if queue and (target is None or not target.is_leaf):
             leaves = sorted(q.path for q in core.queues.values() if q.is_leaf and not q.dynamic)
+            what = f"no queue {queue!r}" if target is None else f"{target.path} is a parent queue"
             raise Invalid(
-                f"no queue {spec.queue!r}",
-                fields=[("body.queue", f"no queue {spec.queue!r}; leaf queues: {', '.join(leaves)}")],
+                what,
+                fields=[("body.queue", f"{what}; leaf queues: {', '.join(leaves)}")],
                 hint="give the full path of a leaf queue (see `gpupool queues`)",
             )
+        message = f"{principal.user} may not submit here: {why}"
+        if target is not None:
+            why = (
+                f"its submitacl allows {target.submit_acl.describe()}; submit or admin access on it "
+                "or a parent queue is needed"
+            )
+            message = f"{principal.user} may not submit to {target.path}: {why}"
         raise Forbidden(
-            f"{principal.user} may not submit here: {why}",
+            message,
             fields=[("body.queue", why)],
             hint="ask an admin of the queue to add you (or one of your groups) to its submitacl",
         )
+
+    def _not_usable(self, principal: Principal, path: str) -> str:
+        q = self.driver.core.queues.get(path)
+        if q is None:
+            return "does not exist"
+        if not q.is_leaf:
+            return "is a parent queue"
+        if not may_submit(q, principal.user, principal.groups):
+            return f"does not take submissions from {principal.user}"
+        return "was not used by the placement rules"
+
+    def _hosts(self) -> list[Host]:
+        """Every node of the cluster, and every machine a configured node pool can launch."""
+        core = self.driver.core
+        hosts = [Host(dict(n.capacity), n.gpu_type, f"node {n.name}") for n in core.nodes.values()]
+        for pool in self.config.nodepools:
+            for t in pool.instance_types:
+                hosts.append(Host(t.capacity(), t.gpu_type, f"pool {pool.name}: {t.name}"))
+        return hosts
 
     def _by_key(self, key: str) -> WorkloadRow | None:
         with self.db.session() as s:
@@ -529,6 +618,9 @@ class ControlPlane:
                     if ask_id in self.driver.core.asks:
                         codes.append(self.driver.core.explain(ask_id))
             state = w.state.value
+            if codes and codes[0].code in _WAITS:
+                again = " (requeued)" if w.state == WorkloadState.PREEMPTED else ""
+                lines[0] = f"{w.id} ({w.spec.name}) is {state}{again}: {_WAITS[codes[0].code]}"
         advice = list(dict.fromkeys(_ADVICE[r.code] for r in codes if r.code in _ADVICE))
         if advice:
             lines.append("What would change it:")
@@ -716,6 +808,12 @@ class _Observed:
 
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
         self.journal.event(workload_id, at, kind, message)
+
+
+def _full_path(queue: str) -> str:
+    """A queue name as the ``provided`` rule reads it: lower-case, under root."""
+    name = queue.lower()
+    return name if name == "root" or name.startswith("root.") else f"root.{name}"
 
 
 def _queue_out(q: Queue) -> QueueOut:
