@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE
 from gpupool.core.resources import QuantityError, parse_quantity
 
 __all__ = [
@@ -97,7 +98,7 @@ class DisruptionIn(_Strict):
     """``never``: never preempted. ``checkpoint``: asked to checkpoint, stopped after ``grace`` seconds."""
 
     policy: Literal["never", "checkpoint"] = "checkpoint"
-    grace: float = Field(60.0, ge=0, le=86400)
+    grace: float = Field(DEFAULT_GRACE, ge=0, le=86400)
 
 
 class SubmitRequest(_Strict):
@@ -111,7 +112,7 @@ class SubmitRequest(_Strict):
     priority: int = Field(0, ge=-_INT32, le=_INT32)
     gang: bool = Field(True, description="admit all members at once (multi-member workloads)")
     gang_style: Literal["soft", "hard"] = "soft"
-    gang_timeout: float = Field(900.0, ge=0, le=7 * 86400)
+    gang_timeout: float = Field(DEFAULT_GANG_TIMEOUT, ge=0, le=7 * 86400)
     span_regions: bool = Field(
         False, description="let the members of a gang spread over several regions (default: one region)"
     )
@@ -166,7 +167,7 @@ class WorkloadOut(BaseModel):
     task_groups: list[TaskGroupOut] = Field(default_factory=list)
     gpus: int = 0
     gang_style: str = "soft"
-    gang_timeout: float = 900.0
+    gang_timeout: float = DEFAULT_GANG_TIMEOUT
     span_regions: bool = False
     disruption: DisruptionIn = Field(default_factory=DisruptionIn)
     entrypoint: str | None = None

@@ -148,10 +148,10 @@ class Client:
         priority: int = 0,
         gang: bool = True,
         gang_style: str = "soft",
-        gang_timeout: float = 900.0,
+        gang_timeout: float | None = None,
         span_regions: bool = False,
         disruption: str = "checkpoint",
-        grace: float = 60.0,
+        grace: float | None = None,
         working_dir: str | None = None,
         env: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
@@ -160,6 +160,7 @@ class Client:
         """Submit a workload: a standard ``size`` or explicit ``task_groups`` (dicts or TaskGroupIn).
 
         Validation is the server's: an invalid field comes back as an ``ApiError`` naming it.
+        ``gang_timeout`` and ``grace`` left out take the server's defaults.
         """
         payload: dict[str, Any] = {
             "name": name,
@@ -167,9 +168,8 @@ class Client:
             "priority": priority,
             "gang": gang,
             "gang_style": gang_style,
-            "gang_timeout": gang_timeout,
             "span_regions": span_regions,
-            "disruption": {"policy": disruption, "grace": grace},
+            "disruption": {"policy": disruption},
             "env": dict(env or {}),
             "tags": dict(tags or {}),
         }
@@ -180,6 +180,10 @@ class Client:
             "idempotency_key": idempotency_key,
         }
         payload.update({k: v for k, v in optional.items() if v is not None})
+        if gang_timeout is not None:
+            payload["gang_timeout"] = gang_timeout
+        if grace is not None:
+            payload["disruption"]["grace"] = grace
         if task_groups is not None:
             payload["task_groups"] = [
                 g.model_dump(mode="json") if isinstance(g, TaskGroupIn) else dict(g) for g in task_groups

@@ -121,7 +121,7 @@ def _submit(sched: Scheduler, plan: _AppPlan, created: float) -> None:
         plan.app_id,
         queue=plan.leaf,
         user=f"user-{plan.leaf}",
-        gang=GangSpec("soft", 900.0) if plan.gang else None,
+        gang=GangSpec("soft") if plan.gang else None,
     )
     for ask_id, res in plan.asks:
         sched.add_ask(plan.app_id, ask_id, res, created=created, priority=plan.priority, gpu_types=plan.types)

@@ -196,8 +196,9 @@ def submit_command(
     ] = False,
     disruption: Annotated[str, typer.Option("--disruption", help="never or checkpoint.")] = "checkpoint",
     grace: Annotated[
-        float, typer.Option("--grace", help="Seconds to checkpoint before being stopped.")
-    ] = 60.0,
+        float | None,
+        typer.Option("--grace", help="Seconds to checkpoint before being stopped (default: the server's)."),
+    ] = None,
     working_dir: Annotated[str | None, typer.Option("--working-dir")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Placement tag KEY=VALUE (repeat).")] = None,
@@ -221,7 +222,7 @@ def submit_command(
             raise typer.Exit(2)
         body.update(loaded)
     body.update(name=name, entrypoint=entrypoint, priority=priority)
-    body["disruption"] = {"policy": disruption, "grace": grace}
+    body["disruption"] = {"policy": disruption} | ({"grace": grace} if grace is not None else {})
     if queue is not None:
         body["queue"] = queue
     if size is not None:

@@ -28,7 +28,8 @@ PROP_PREEMPTION_POLICY = "preemption.policy"
 PROP_PREEMPTION_DELAY = "preemption.delay"
 
 DEFAULT_PREEMPTION_DELAY = 30.0
-DEFAULT_GANG_TIMEOUT = 900.0
+DEFAULT_GANG_TIMEOUT = 900.0  # seconds a gang waits for all its members (YuniKorn's default)
+DEFAULT_GRACE = 60.0  # seconds a preempted workload gets to checkpoint before it is stopped
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from gpupool.core.config import DEFAULT_GANG_TIMEOUT
 from gpupool.core.decisions import Reason
 from gpupool.core.resources import GPU_TYPE_LABEL, Resources, add, add_into, gpu_count, sub_into
 
@@ -65,7 +66,7 @@ class GangSpec:
     """
 
     style: str = "soft"
-    timeout: float = 900.0
+    timeout: float = DEFAULT_GANG_TIMEOUT
     span_regions: bool = False
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gpupool.core.config import Size
+from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE, Size
 from gpupool.core.resources import Resources, gpu_count
 
 
@@ -106,7 +106,7 @@ class Disruption:
     stopped after at most ``grace`` seconds."""
 
     policy: str = "checkpoint"
-    grace: float = 60.0
+    grace: float = DEFAULT_GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ class WorkloadSpec:
     tags: dict[str, str] = field(default_factory=dict)
     priority: int = 0
     gang_style: str = "soft"
-    gang_timeout: float = 900.0
+    gang_timeout: float = DEFAULT_GANG_TIMEOUT
     span_regions: bool = False  # members of a gang may spread over regions (at a transfer cost)
     disruption: Disruption = field(default_factory=Disruption)
     entrypoint: str | None = None

@@ -8,6 +8,7 @@ included) knows every decision that may have been acted on. Each call is one sho
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from typing import Any
 
 from sqlalchemy import select
@@ -18,35 +19,45 @@ from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
 
 
 def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name,
-        "queue": spec.queue,
-        "user": spec.user,
-        "groups": list(spec.groups),
-        "tags": dict(spec.tags),
-        "priority": spec.priority,
-        "gang_style": spec.gang_style,
-        "gang_timeout": spec.gang_timeout,
-        "span_regions": spec.span_regions,
-        "disruption": {"policy": spec.disruption.policy, "grace": spec.disruption.grace},
-        "entrypoint": spec.entrypoint,
-        "working_dir": spec.working_dir,
-        "env": dict(spec.env),
-        "idempotency_key": spec.idempotency_key,
-        "size": spec.size,
-        "task_groups": [
-            {
-                "name": g.name,
-                "members": g.members,
-                "resources": dict(g.resources),
-                "gpu_types": list(g.gpu_types),
-            }
-            for g in spec.task_groups
-        ],
-    }
+    """Every field of ``spec`` as JSON (the one codec of workload specs; ``spec_from_json`` inverts it)."""
+    out: dict[str, Any] = {}
+    for f in fields(WorkloadSpec):
+        value = getattr(spec, f.name)
+        if f.name == "task_groups":
+            value = [_group_to_json(g) for g in value]
+        elif f.name == "disruption":
+            value = {d.name: getattr(value, d.name) for d in fields(Disruption)}
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def _group_to_json(g: TaskGroup) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(TaskGroup):
+        value = getattr(g, f.name)
+        if f.name == "resources":
+            value = dict(value)
+        elif f.name == "gpu_types":
+            value = list(value)
+        elif f.name == "alternatives":
+            value = [{"resources": dict(r), "gpu_types": list(t)} for r, t in value]
+        out[f.name] = value
+    return out
 
 
 def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
+    """The spec ``spec_to_json`` wrote; a field missing (a row from an older version) takes its default."""
+    defaults = WorkloadSpec(name="", task_groups=())
+    disruption = {**asdict(defaults.disruption), **raw.get("disruption", {})}
+
+    def opt_float(key: str) -> float | None:
+        value = raw.get(key, getattr(defaults, key))
+        return None if value is None else float(value)
+
     return WorkloadSpec(
         name=raw["name"],
         task_groups=tuple(
@@ -58,24 +69,26 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
                 tuple(
                     (dict(a["resources"]), tuple(a.get("gpu_types", ()))) for a in g.get("alternatives", ())
                 ),
-                g.get("max_members"),
+                None if g.get("max_members") is None else int(g["max_members"]),
             )
             for g in raw["task_groups"]
         ),
         queue=raw.get("queue"),
-        user=raw.get("user", "anonymous"),
+        user=raw.get("user", defaults.user),
         groups=tuple(raw.get("groups", ())),
         tags=dict(raw.get("tags", {})),
-        priority=int(raw.get("priority", 0)),
-        gang_style=raw.get("gang_style", "soft"),
-        gang_timeout=float(raw.get("gang_timeout", 900.0)),
-        span_regions=bool(raw.get("span_regions", False)),  # rows from before it: one region
-        disruption=Disruption(**raw.get("disruption", {})),
+        priority=int(raw.get("priority", defaults.priority)),
+        gang_style=raw.get("gang_style", defaults.gang_style),
+        gang_timeout=float(raw.get("gang_timeout", defaults.gang_timeout)),
+        span_regions=bool(raw.get("span_regions", defaults.span_regions)),
+        disruption=Disruption(str(disruption["policy"]), float(disruption["grace"])),
         entrypoint=raw.get("entrypoint"),
         working_dir=raw.get("working_dir"),
         env=dict(raw.get("env", {})),
         idempotency_key=raw.get("idempotency_key"),
         size=raw.get("size"),
+        duration=opt_float("duration"),
+        checkpoint_interval=float(raw.get("checkpoint_interval", defaults.checkpoint_interval)),
     )
 
 

@@ -335,7 +335,8 @@ class ControlPlane:
         else:
             assert req.task_groups is not None
             groups = tuple(
-                TaskGroup(g.name, g.members, g.resources(), tuple(g.gpu_types)) for g in req.task_groups
+                TaskGroup(g.name, g.members, g.resources(), tuple(g.gpu_types), max_members=g.max_members)
+                for g in req.task_groups
             )
         many = sum(g.members for g in groups) > 1
         return WorkloadSpec(
