@@ -658,7 +658,7 @@ def test_bad_acl_is_an_error() -> None:
 
 def test_limits_parse() -> None:
     limits = [
-        {"limit": "team", "groups": ["ml", "ml"], "maxresources": {"gpu": 8}},
+        {"limit": "team", "groups": ["ml"], "maxresources": {"gpu": 8}},
         {"limit": "per user", "users": ["*"], "maxresources": {"gpu": 2, "vcore": 0}, "maxapplications": 3},
         {"groups": ["*"], "maxapplications": 10},
     ]
@@ -666,6 +666,14 @@ def test_limits_parse() -> None:
     assert lim_g.groups == ("ml",) and lim_g.max_resources == {"gpu": 8} and lim_g.max_applications is None
     assert lim_u.description == "per user" and lim_u.max_resources == {"gpu": 2, "vcore": 0}
     assert lim_w.groups == ("*",)
+
+
+def test_a_name_listed_twice_in_one_limit_is_refused() -> None:
+    """YuniKorn's checkLimit: "duplicated group name 'ml'" (configvalidator_test.go TestCheckQueues)."""
+    limits = [{"limit": "team", "groups": ["ml", "ml"], "maxresources": {"gpu": 8}}]
+    issue = only_issue(cfg([{"name": "a", "limits": limits}]))
+    assert issue.path == "partitions[0].queues.root.a.limits[0].groups[1]"
+    assert "`ml` is listed twice" in issue.message
 
 
 @pytest.mark.parametrize(

@@ -592,7 +592,7 @@ class _Parser:
         if root is None:
             return None
 
-        if partition_limits is not None:
+        if partition_limits:  # an empty list sets nothing (YuniKorn)
             if root.limits and [x.limit for x in root.limits] != [x.limit for x in partition_limits]:
                 self.error(
                     fields["limits"].at,
@@ -944,6 +944,8 @@ class _Parser:
             for i, name in enumerate(names):
                 if name != WILDCARD and not pattern.match(name):
                     self.error(fields[key].at.index(i), f"`{name}` is not a valid {what} name")
+                if name in names[:i]:
+                    self.error(fields[key].at.index(i), f"{what} `{name}` is listed twice", "list it once")
             lists[key] = tuple(dict.fromkeys(names))
         if not lists["users"] and not lists["groups"]:
             self.error(
@@ -1070,8 +1072,8 @@ class _Parser:
             if names is None:
                 continue
             # One entry is a name or a regexp; in longer lists bad names are ignored (YuniKorn).
-            one = names[0] if len(names) == 1 else ""
-            if one and not pattern.match(one) and not (_SPECIAL.search(one) and _compiles(one)):
+            one = names[0] if len(names) == 1 else None
+            if one is not None and not pattern.match(one) and not (_SPECIAL.search(one) and _compiles(one)):
                 self.error(
                     fields[key].at,
                     f"`{one}` is neither a valid name nor a regular expression",
@@ -1527,6 +1529,12 @@ class _Parser:
                 for name in getattr(lim, key):
                     if name in table:
                         self.compare_limits(entry, name, key[:-1], table[name], q.qpath)
+                    elif WILDCARD in table:
+                        # YuniKorn: a name without a limit above is held to the ancestors' wildcard limit
+                        up, owner = table[WILDCARD]
+                        self.compare_limits(
+                            entry, name, key[:-1], (up, f"{owner} (its wildcard limit)"), q.qpath
+                        )
         for entry in q.limits:
             lim = entry.limit
             for key, table in (("users", users), ("groups", groups)):

@@ -41,6 +41,9 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?\s*$")
 
 
+INT64_MAX = 2**63 - 1  # YuniKorn's quantities are int64; larger ones overflow there
+
+
 class QuantityError(ValueError):
     """A quantity that cannot be parsed; the message says what was wrong."""
 
@@ -78,6 +81,9 @@ def parse_quantity(name: str, value: object) -> int:
         scaled = _exact(number, _SUFFIX[suffix] * (1000 if milli else 1))
     if scaled is None:
         raise QuantityError(f"{text!r} is not a whole number of {name}")
+    if scaled > INT64_MAX:
+        unit = " milli-cores" if milli else ""
+        raise QuantityError(f"{text!r} overflows: a quantity of {name} is at most {INT64_MAX}{unit}")
     return scaled
 
 
