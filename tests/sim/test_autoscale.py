@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpupool.cli.sim_cmd import sim_app
-from gpupool.sim.autoscale import CONFIGS, AutoscaleOptions, run_elastic, targets
+from gpupool.sim.autoscale import CONFIGS, AutoscaleOptions, run_elastic, target_fields, targets
 from gpupool.sim.traces import SyntheticOptions, Trace, TraceJob, synthetic
 
 COST = 24.48  # $/h of the cheapest 8-GPU instance type
@@ -93,6 +93,48 @@ def test_burst_sized_headroom_warms_up_after_arrivals_and_cools_down():
     assert gpus == 0 and last_change < 6_000
 
 
+def test_targets_are_the_ratios_of_issue_18():
+    def figures(p95: float, gpu_hours: float, idle: float) -> dict[str, float]:
+        return {"wait_s_p95": p95, "gpu_hours": gpu_hours, "idle_gpu_hours": idle}
+
+    a = figures(240.0, 1000.0, 30.0)
+    b = figures(200.0, 1200.0, 1000.0)
+
+    def judge(g: dict[str, float]) -> dict[str, object]:
+        return target_fields(targets({"gpupool": g, "no-headroom": a, "ray-like": b}))
+
+    # At the bounds: p95 0.7x (a)'s for 1.05x its GPU-hours; idle 0.4x (b)'s at the same p95.
+    edge = judge(figures(168.0, 1050.0, 400.0))
+    assert edge == {
+        "target1_p95_ratio": 0.7,
+        "target1_gpu_hours_ratio": 1.05,
+        "target1_met": True,
+        "target2_idle_ratio": 0.4,
+        "target2_p95_ok": True,
+        "target2_met": True,
+    }
+    assert not judge(figures(168.0, 1070.0, 400.0))["target1_met"]  # +7 % GPU-hours is too much
+    assert not judge(figures(170.0, 1000.0, 400.0))["target1_met"]
+    assert not judge(figures(168.0, 1000.0, 410.0))["target2_met"]
+    worse = judge(figures(201.0, 1000.0, 100.0))  # idles little, but waits longer than (b)
+    assert worse["target2_p95_ok"] is False and worse["target2_met"] is False
+    # Target 2 is about idle GPU-hours, not GPU-hours: 0.35x (b)'s idle with only 4 % fewer
+    # GPU-hours meets it.
+    assert judge(figures(150.0, 1150.0, 350.0))["target2_met"]
+    # A ratio to zero is undefined and meets nothing.
+    none = target_fields(
+        targets(
+            {
+                "gpupool": figures(0.0, 10.0, 0.0),
+                "no-headroom": figures(0.0, 10.0, 0.0),
+                "ray-like": figures(0.0, 10.0, 0.0),
+            }
+        )
+    )
+    assert none["target1_p95_ratio"] is None and none["target1_met"] is False
+    assert none["target2_idle_ratio"] is None and none["target2_met"] is False
+
+
 def small_synthetic() -> Trace:
     return synthetic(SyntheticOptions(seed=3, days=0.3, tenants=3, nodes_per_tenant=4, burstiness=3.0))
 
@@ -134,6 +176,14 @@ def test_cli_contract(tmp_path):
         }
     assert set(out["targets"]) == {"vs_no_headroom", "vs_ray_like"}
     assert all(isinstance(t["met"], bool) for t in out["targets"].values())
+    # Both targets' figures and verdicts at the top level, from the same run's configurations.
+    g, a, b = out["configs"]
+    assert out["target1_p95_ratio"] == pytest.approx(g["wait_s_p95"] / a["wait_s_p95"], abs=1e-4)
+    assert out["target1_gpu_hours_ratio"] == pytest.approx(g["gpu_hours"] / a["gpu_hours"], abs=1e-4)
+    assert out["target2_idle_ratio"] == pytest.approx(g["idle_gpu_hours"] / b["idle_gpu_hours"], abs=1e-4)
+    assert out["target2_p95_ok"] == (g["wait_s_p95"] <= b["wait_s_p95"])
+    assert out["target1_met"] == out["targets"]["vs_no_headroom"]["met"]
+    assert out["target2_met"] == out["targets"]["vs_ray_like"]["met"]
     assert (tmp_path / "autoscale.png").stat().st_size > 1000
     assert "Targets" in (tmp_path / "r.html").read_text()
     table = CliRunner().invoke(sim_app, args)

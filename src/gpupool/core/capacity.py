@@ -30,7 +30,8 @@ by compaction (``plan_compaction``), which frees whole nodes by moving it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpupool.core.config import InstanceType, NodePool
@@ -72,17 +73,79 @@ class Demand:
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
-    """A workload that arrived: when, the GPUs its members ask for, the GPU types it allows."""
+    """A workload that arrived: when, the GPUs its members ask for, the GPU types it allows, and
+    its queue (whose bursts the series memory tracks)."""
 
     at: float
     gpus: int
     gpu_types: tuple[str, ...] = ()  # () = any
+    queue: str = ""
 
 
-def headroom_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> int:
-    """Warm idle nodes ``pool`` keeps now: ``headroom_nodes``, or with a ``headroom_window`` the
-    nodes (of its cheapest instance type) that the GPUs asked by the arrivals of the last window
-    would fill, between ``headroom_nodes`` and ``headroom_max_nodes``."""
+SeriesKey = tuple[str, tuple[str, ...]]  # (queue, GPU types allowed)
+
+
+class BurstMemory:
+    """Per queue (and GPU types asked): the GPUs it asked in the last ``window`` seconds, and the
+    largest such sum reached in the last ``memory`` seconds (its recent *burst peak*).
+
+    Fed one arrival at a time, time passed in; each update and query is amortised O(1): a
+    running sum over the window and a monotonic deque of window sums for the sliding maximum.
+    """
+
+    __slots__ = ("_peaks", "_recent", "_sums", "memory", "window")
+
+    def __init__(self, window: float, memory: float) -> None:
+        self.window = window
+        self.memory = memory
+        self._recent: dict[SeriesKey, deque[Arrival]] = {}
+        self._sums: dict[SeriesKey, int] = {}
+        self._peaks: dict[SeriesKey, deque[tuple[float, int]]] = {}
+
+    def add(self, a: Arrival) -> None:
+        key = (a.queue, a.gpu_types)
+        recent = self._recent.setdefault(key, deque())
+        total = self._sums.get(key, 0)
+        while recent and recent[0].at < a.at - self.window:
+            total -= recent.popleft().gpus
+        recent.append(a)
+        total += a.gpus
+        self._sums[key] = total
+        peaks = self._peaks.setdefault(key, deque())
+        while peaks and peaks[-1][1] <= total:
+            peaks.pop()
+        peaks.append((a.at, total))
+
+    def peaks(self, now: float) -> dict[SeriesKey, int]:
+        """Each queue's burst peak over the last ``memory`` seconds (queues with none left out)."""
+        out: dict[SeriesKey, int] = {}
+        for key, peaks in list(self._peaks.items()):
+            while peaks and peaks[0][0] < now - self.memory:
+                peaks.popleft()
+            if peaks:
+                out[key] = peaks[0][1]
+            else:
+                del self._peaks[key]
+                self._recent.pop(key, None)
+                self._sums.pop(key, None)
+        return out
+
+
+def headroom_target(
+    pool: NodePool,
+    arrivals: Iterable[Arrival],
+    now: float,
+    peaks: Mapping[SeriesKey, int] | None = None,
+) -> int:
+    """Warm idle nodes ``pool`` keeps now (of its cheapest instance type).
+
+    * ``headroom_nodes`` always;
+    * with a ``headroom_window``, as many as the GPUs asked by the arrivals of the last window
+      would fill, at most ``headroom_max_nodes`` (the *rate* part);
+    * with a ``headroom_memory`` (``series_headroom``), between bursts: a ``headroom_series``
+      share of the burst peak of each queue that had one in the last ``headroom_memory``
+      seconds, so that a queue submitting batches in series finds room for the start of its next
+    """
     if pool.headroom_window <= 0 or not pool.instance_types:
         return pool.headroom_nodes
     node = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
@@ -95,7 +158,25 @@ def headroom_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> 
         for a in arrivals
         if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
     )
-    return max(pool.headroom_nodes, min(pool.headroom_max_nodes, math.ceil(asked / node.gpus)))
+    rate = min(pool.headroom_max_nodes, math.ceil(asked / node.gpus))
+    series = series_headroom(pool, peaks or {}, node.gpus)
+    return max(pool.headroom_nodes, rate, series)
+
+
+def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, int], node_gpus: int) -> int:
+    """The warm nodes that anticipate the next burst of queues submitting batches in series:
+    ``headroom_series`` of each such queue's burst peak (GPUs asked within one
+    ``headroom_window``) over the last ``headroom_memory`` seconds, counted only for peaks of at
+    least ``headroom_series_min`` GPUs (a queue of scattered small jobs keeps nothing warm)."""
+    if pool.headroom_memory <= 0 or pool.headroom_series <= 0 or node_gpus <= 0:
+        return 0
+    types = {t.gpu_type for t in pool.instance_types}
+    gpus = sum(
+        peak
+        for (_queue, gpu_types), peak in peaks.items()
+        if peak >= pool.headroom_series_min and (not gpu_types or not types.isdisjoint(gpu_types))
+    )
+    return math.ceil(pool.headroom_series * gpus / node_gpus - 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +268,7 @@ def plan_capacity(
     *,
     ready_room: bool = False,
     arrivals: Sequence[Arrival] = (),
+    peaks: Mapping[SeriesKey, int] | None = None,
 ) -> CapacityPlan:
     """Decide scale-ups and scale-downs. ``blocked`` holds (pool, instance type, region) offers
     that failed lately; ``arrivals`` the recent arrivals that size burst headroom.
@@ -196,7 +278,7 @@ def plan_capacity(
     holds asks the scheduler could not place for other reasons than room (quota-blocked ones):
     room-blocked demand does not fit the ready nodes by definition. Off by default."""
     plan = CapacityPlan()
-    warm = {p.name: headroom_target(p, arrivals, now) for p in pools}
+    warm = {p.name: headroom_target(p, arrivals, now, peaks) for p in pools}
     by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
     for n in nodes:
         by_pool.setdefault(n.pool, []).append(n)

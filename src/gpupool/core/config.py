@@ -172,6 +172,12 @@ class NodePool:
     idle_timeout: float = 300.0
     headroom_window: float = 0.0  # seconds of arrivals that size the headroom; 0 = fixed headroom
     headroom_max_nodes: int = 0  # cap of the burst-sized headroom
+    # Series headroom (``capacity.series_headroom``): between bursts, keep warm this share of the
+    # burst peak of each queue that reached at least ``headroom_series_min`` GPUs within one
+    # window in the last ``headroom_memory`` seconds (0 = off).
+    headroom_memory: float = 0.0
+    headroom_series: float = 0.0
+    headroom_series_min: int = 0
     transfer_cost: float = 0.0  # $/h for each node a spanning workload uses outside its region
 
 

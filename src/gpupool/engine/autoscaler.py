@@ -28,6 +28,7 @@ from gpupool.core.capacity import (
     POOL_LABEL,
     REGION_LABEL,
     Arrival,
+    BurstMemory,
     CapacityPlan,
     Demand,
     PoolNode,
@@ -146,10 +147,22 @@ class Autoscaler:
     demand: str = "needs-node"
     # Recent arrivals, for headroom sized by them (pools with a ``headroom_window``).
     arrivals: deque[Arrival] = field(default_factory=deque)
+    # Each queue's recent burst peaks, for pools with series headroom (a ``headroom_memory``).
+    bursts: BurstMemory | None = None
 
     def __post_init__(self) -> None:
         if self.demand not in ("needs-node", "all"):
             raise ValueError(f"unknown demand mode {self.demand!r} (expected needs-node or all)")
+        series = [p for p in self.pools if p.headroom_window > 0 and p.headroom_memory > 0]
+        if series and self.bursts is None:
+            # One memory for all pools: the longest; each pool reads only its own GPU types.
+            self.bursts = BurstMemory(
+                max(p.headroom_window for p in series), max(p.headroom_memory for p in series)
+            )
+
+    def peaks(self, now: float) -> dict[tuple[str, tuple[str, ...]], int]:
+        """Each queue's burst peak in the series memory (empty without series headroom)."""
+        return self.bursts.peaks(now) if self.bursts is not None else {}
 
     def arrived(self, workload: Workload, queue: Queue | None, now: float) -> None:
         """A workload was submitted to ``queue``: remember its GPUs for the pools whose headroom
@@ -167,7 +180,10 @@ class Autoscaler:
             gpus = 0  # its queue's pending asks (its own included) are beyond the max
         if gpus > 0:
             types = next((g.gpu_types for _, g in members if g.gpu_types), ())
-            self.arrivals.append(Arrival(now, gpus, tuple(types)))
+            arrival = Arrival(now, gpus, tuple(types), queue.path if queue is not None else "")
+            self.arrivals.append(arrival)
+            if self.bursts is not None:
+                self.bursts.add(arrival)
         while self.arrivals and self.arrivals[0].at < now - window:
             self.arrivals.popleft()
 
@@ -193,6 +209,7 @@ class Autoscaler:
             now,
             ready_room=self.demand == "all",
             arrivals=tuple(self.arrivals),
+            peaks=self.peaks(now),
         )
         self.last_plan = plan
         for up in plan.scale_up:
