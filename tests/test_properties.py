@@ -314,13 +314,22 @@ def check_guarantees(
     victims: list[Preempt],
     ask_queue: dict[str, str],
     required: set[str],
+    taken: dict[str, dict[str, int]],
 ) -> None:
     """No queue holding victims (and not also holding their preemptor) ends below its guarantee.
 
     Victims of a required-node ask are left out: that preemption ignores queue guarantees by design
-    (YuniKorn's DaemonSet preemption, required_node_preemptor.go). A gang stops as a whole, so a
-    gang victim only needs its queue to have been above its guarantee before.
+    (YuniKorn's DaemonSet preemption, required_node_preemptor.go), and what they held (``taken``,
+    by allocation id) is added back to their queues' usage. A gang stops as a whole, so a gang
+    victim only needs its queue to have been above its guarantee before.
     """
+    aside: dict[str, dict[str, int]] = {}
+    for v in victims:
+        if v.for_ask in required:
+            for path in sched.queues:
+                if v.queue == path or v.queue.startswith(path + "."):
+                    for k, x in taken[v.alloc_id].items():
+                        aside.setdefault(path, {})[k] = aside.setdefault(path, {}).get(k, 0) + x
     victims = [v for v in victims if v.for_ask not in required]
     gang_victims = [v for v in victims if v.app_id in sched.apps and sched.apps[v.app_id].gang is not None]
     for v in gang_victims:
@@ -331,7 +340,8 @@ def check_guarantees(
             ):
                 for t, floor in q.guaranteed.items():
                     was = start.get(q.path, {}).get(t, 0)
-                    assert was > floor or q.allocated.get(t, 0) >= floor or t not in _counted(sched, v), (
+                    now = q.allocated.get(t, 0) + aside.get(q.path, {}).get(t, 0)
+                    assert was > floor or now >= floor or t not in _counted(sched, v), (
                         f"gang {v.app_id} preempted while {q.path} was not above its guarantee of {t}"
                     )
     victims = [v for v in victims if v not in gang_victims]
@@ -347,7 +357,7 @@ def check_guarantees(
             continue
         for t, floor in queue.guaranteed.items():
             was = start.get(path, {}).get(t, 0)
-            now = queue.allocated.get(t, 0)
+            now = queue.allocated.get(t, 0) + aside.get(path, {}).get(t, 0)
             if was >= floor:
                 assert now >= floor, (
                     f"preemption took {path} to {t}={now}, below its guarantee {floor} (was {was})"
@@ -398,6 +408,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
     }
     log: list[tuple[Any, ...]] = []
     lost: set[str] = set()
+    taken: dict[str, dict[str, int]] = {}
     check_bookkeeping(sched)
     for now in INSTANTS:
         start = usage(sched)
@@ -410,7 +421,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
                 if isinstance(d, Preempt):
                     victims.append(d)
                     lost.add(d.alloc_id)
-                    sched.release(d.alloc_id)
+                    taken[d.alloc_id] = dict(sched.release(d.alloc_id).counted)
                 assert not isinstance(d, Reject | Fail) or d.reason.message
             check_bookkeeping(sched)
             check_max(sched, before)
@@ -420,7 +431,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
                 break
         else:
             raise AssertionError(f"no steady state at t={now}")
-        check_guarantees(sched, start, victims, ask_queue, required)
+        check_guarantees(sched, start, victims, ask_queue, required, taken)
         check_preemption_laws(spec, sched, victims, info)
     return log
 
