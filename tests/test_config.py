@@ -658,7 +658,7 @@ def test_bad_acl_is_an_error() -> None:
 
 def test_limits_parse() -> None:
     limits = [
-        {"limit": "team", "groups": ["ml", "ml"], "maxresources": {"gpu": 8}},
+        {"limit": "team", "groups": ["ml"], "maxresources": {"gpu": 8}},
         {"limit": "per user", "users": ["*"], "maxresources": {"gpu": 2, "vcore": 0}, "maxapplications": 3},
         {"groups": ["*"], "maxapplications": 10},
     ]
@@ -673,7 +673,7 @@ def test_limits_parse() -> None:
     [
         (
             [{"users": ["*"], "maxapplications": 1}, {"users": ["bob"], "maxapplications": 1}],
-            "limits[1].users",
+            "limits[1].users[0]",
             "after the wildcard",
         ),
         ([{"groups": ["*"], "maxapplications": 1}], "limits[0].groups", "named group"),
@@ -681,12 +681,20 @@ def test_limits_parse() -> None:
         ([{"maxapplications": 1}], "limits[0]", "no users and no groups"),
         ([{"users": ["bob"]}], "limits[0]", "limits nothing"),
         ([{"users": ["bob"], "maxapplications": 0}], "limits[0].maxapplications", "at least 1"),
-        ([{"users": ["bob", "*"], "maxapplications": 1}], "limits[0].users", "together"),
+        # yunikorn-core configvalidator_test.go::TestCheckLimits: the wildcard comes last, in an
+        # entry too, and no name is listed twice.
+        ([{"users": ["*", "bob"], "maxapplications": 1}], "limits[0].users[1]", "after the wildcard"),
+        (
+            [{"users": ["bob", "*"], "maxapplications": 1}, {"groups": ["*", "dev"], "maxapplications": 1}],
+            "limits[1].groups[1]",
+            "after the wildcard",
+        ),
+        ([{"groups": ["ml", "ml"], "maxapplications": 1}], "limits[0].groups[1]", "already"),
         ([{"users": ["-bob"], "maxapplications": 1}], "limits[0].users[0]", "not a valid user"),
         ([{"groups": ["d@v"], "maxapplications": 1}], "limits[0].groups[0]", "not a valid group"),
         (
             [{"users": ["bob"], "maxapplications": 1}, {"users": ["bob"], "maxapplications": 2}],
-            "limits[1].users",
+            "limits[1].users[0]",
             "already",
         ),
     ],
@@ -695,6 +703,16 @@ def test_bad_limits(limits: list[dict[str, Any]], path: str, text: str) -> None:
     issue = only_issue(cfg([{"name": "a", "limits": limits}]))
     assert issue.path == f"partitions[0].queues.root.a.{path}"
     assert text in issue.message
+
+
+def test_wildcard_last_in_an_entry_with_named_ones_is_valid() -> None:
+    """yunikorn-core configvalidator_test.go::TestCheckLimits, the first (valid) case."""
+    limits = [
+        {"limit": "user-limit", "users": ["test-user", "*"], "maxresources": {"memory": "100"}, "maxapplications": 100},
+        {"limit": "group-limit", "groups": ["test-group", "*"], "maxresources": {"memory": "100"}, "maxapplications": 100},
+    ]
+    lim_u, lim_g = queue(root(cfg([{"name": "a", "limits": limits}])), "root.a").limits
+    assert lim_u.users == ("test-user", "*") and lim_g.groups == ("test-group", "*")
 
 
 def test_wildcard_group_with_a_named_group_is_fine() -> None:

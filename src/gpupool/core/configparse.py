@@ -935,16 +935,10 @@ class _Parser:
             names = self.names(fields[key], key)
             if names is None:
                 continue
-            if WILDCARD in names and len(set(names)) > 1:
-                self.error(
-                    fields[key].at,
-                    f"`*` cannot be listed together with other {key}",
-                    f"put the wildcard {what} in a limit entry of its own, after the named ones",
-                )
             for i, name in enumerate(names):
                 if name != WILDCARD and not pattern.match(name):
                     self.error(fields[key].at.index(i), f"`{name}` is not a valid {what} name")
-            lists[key] = tuple(dict.fromkeys(names))
+            lists[key] = tuple(names)
         if not lists["users"] and not lists["groups"]:
             self.error(
                 at, "the limit applies to nobody: it has no users and no groups", 'add users: ["*"] or groups'
@@ -972,27 +966,30 @@ class _Parser:
         )
 
     def check_limit_list(self, limits: list[_Limit]) -> None:
-        """YuniKorn's list rules: no name twice, wildcards last, a wildcard group needs a named group."""
+        """YuniKorn's list rules (configvalidator.go checkLimit): no name twice, in one entry or
+        across entries; the wildcard after every named one (it may end an entry that lists named
+        ones: ``users: [alice, "*"]``); a wildcard group needs a named group."""
         for key in ("users", "groups"):
             what = key[:-1]
             seen: dict[str, int] = {}
-            wildcard_at: int | None = None
+            wildcard = False
             for i, entry in enumerate(limits):
-                for name in getattr(entry.limit, key):
-                    if name in seen and seen[name] != i:
+                for j, name in enumerate(getattr(entry.limit, key)):
+                    if name in seen:
+                        where = "this entry" if seen[name] == i else f"entry {seen[name]}"
                         self.error(
-                            entry.at.key(key),
-                            f"{what} `{name}` already has a limit in this list (entry {seen[name]})",
-                            "merge the two entries",
+                            entry.at.key(key).index(j),
+                            f"{what} `{name}` already has a limit in this list ({where})",
+                            "list each name once",
                         )
                     seen.setdefault(name, i)
                     if name == WILDCARD:
-                        wildcard_at = i
-                    elif wildcard_at is not None and wildcard_at != i:
+                        wildcard = True
+                    elif wildcard:
                         self.error(
-                            entry.at.key(key),
+                            entry.at.key(key).index(j),
                             f"named {what} `{name}` comes after the wildcard {what} limit",
-                            f"move the `*` {what} limit to the end of the list",
+                            f"move the `*` {what} to the end of the list",
                         )
             if key == "groups" and WILDCARD in seen and len(seen) == 1:
                 entry = limits[seen[WILDCARD]]
