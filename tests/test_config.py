@@ -708,8 +708,18 @@ def test_bad_limits(limits: list[dict[str, Any]], path: str, text: str) -> None:
 def test_wildcard_last_in_an_entry_with_named_ones_is_valid() -> None:
     """yunikorn-core configvalidator_test.go::TestCheckLimits, the first (valid) case."""
     limits = [
-        {"limit": "user-limit", "users": ["test-user", "*"], "maxresources": {"memory": "100"}, "maxapplications": 100},
-        {"limit": "group-limit", "groups": ["test-group", "*"], "maxresources": {"memory": "100"}, "maxapplications": 100},
+        {
+            "limit": "user-limit",
+            "users": ["test-user", "*"],
+            "maxresources": {"memory": "100"},
+            "maxapplications": 100,
+        },
+        {
+            "limit": "group-limit",
+            "groups": ["test-group", "*"],
+            "maxresources": {"memory": "100"},
+            "maxapplications": 100,
+        },
     ]
     lim_u, lim_g = queue(root(cfg([{"name": "a", "limits": limits}])), "root.a").limits
     assert lim_u.users == ("test-user", "*") and lim_g.groups == ("test-group", "*")

@@ -490,9 +490,7 @@ def preemptions_between_queues(spec: Spec) -> list[tuple[str, str, float]]:
                 restarts += 1
                 ask_id = f"restart-{restarts}"
                 ask_queue[ask_id] = d.queue
-                sched.add_ask(
-                    d.app_id, ask_id, dict(gone.resources), created=now, priority=gone.priority
-                )
+                sched.add_ask(d.app_id, ask_id, dict(gone.resources), created=now, priority=gone.priority)
             if not result.changed:
                 break
         else:
