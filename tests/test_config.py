@@ -541,12 +541,44 @@ def test_maxapplications_must_be_a_positive_integer(value: object) -> None:
 
 def test_child_maxapplications_must_not_exceed_parent() -> None:
     raw = cfg(
-        [{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 6}, {"name": "d"}]}]
+        [
+            {
+                "name": "p",
+                "maxapplications": 5,
+                "queues": [{"name": "c", "maxapplications": 6}, {"name": "d", "maxapplications": 2}],
+            }
+        ]
     )
     issue = only_issue(raw)
     assert issue.path == "partitions[0].queues.root.p.c.maxapplications"
     ok = cfg([{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 5}]}])
     assert queue(root(ok), "root.p.c").max_applications == 5
+
+
+def test_child_must_set_maxapplications_when_its_parent_does() -> None:
+    """yunikorn-core configvalidator.go checkQueueMaxApplications: "maxApplications is either
+    undefined or zero, which is not allowed when parent queue's maxApplications is defined"."""
+    raw = cfg(
+        [{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 2}, {"name": "d"}]}]
+    )
+    issue = only_issue(raw)
+    assert issue.path == "partitions[0].queues.root.p.d"
+    assert "maxapplications" in issue.message and "root.p" in issue.message
+    assert "at most 5" in issue.hint
+    # The rule holds at every level: a grandchild under a child that sets it must set it too.
+    deep = cfg(
+        [
+            {
+                "name": "p",
+                "maxapplications": 5,
+                "queues": [{"name": "c", "maxapplications": 3, "queues": [{"name": "g"}]}],
+            }
+        ]
+    )
+    assert only_issue(deep).path == "partitions[0].queues.root.p.c.g"
+    # A parent without maxapplications asks nothing of its children.
+    free = cfg([{"name": "p", "queues": [{"name": "c", "maxapplications": 3}, {"name": "d"}]}])
+    assert queue(root(free), "root.p.d").max_applications is None
 
 
 # ---- properties -------------------------------------------------------------------------------

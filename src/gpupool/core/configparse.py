@@ -1433,17 +1433,24 @@ class _Parser:
         return dict(g) if any(g.values()) else children_g
 
     def check_max_apps(self, q: _Queue, parent: tuple[int, str] | None) -> None:
-        mine = parent
-        if q.max_applications is not None:
-            if parent is not None and q.max_applications > parent[0]:
+        """YuniKorn's checkQueueMaxApplications: under a parent that sets maxapplications, each
+        child sets it too, and not above the parent's (``parent``: the direct parent's)."""
+        if parent is not None:
+            if q.max_applications is None:
+                self.error(
+                    q.at,
+                    f"queue {q.qpath} sets no maxapplications, but its parent {parent[1]} does "
+                    f"({parent[0]}); YuniKorn requires it on every child of such a parent",
+                    f"set maxapplications on {q.qpath} to at most {parent[0]}",
+                )
+            elif q.max_applications > parent[0]:
                 self.error(
                     q.max_applications_at or q.at,
                     f"maxapplications {q.max_applications} of queue {q.qpath} is more than "
                     f"maxapplications {parent[0]} of {parent[1]}",
                     f"lower it to at most {parent[0]}",
                 )
-            if parent is None or q.max_applications < parent[0]:
-                mine = (q.max_applications, q.qpath)
+        mine = (q.max_applications, q.qpath) if q.max_applications is not None else None
         for child in q.children:
             self.check_max_apps(child, mine)
 
