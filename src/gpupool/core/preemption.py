@@ -685,7 +685,7 @@ class Preemptor:
                 owners = owners[:1]
             for owner in owners:
                 assert owner.guaranteed is not None
-                if owner is not leaf and _used_up(owner, {t: v}) is not None:
+                if not leaf.guaranteed and _used_up(owner, {t: v}) is not None:
                     return None  # no inherited guarantee left for this type
                 beyond = owner.allocated.get(t, 0) + v - owner.guaranteed[t]
                 if beyond > 0:
