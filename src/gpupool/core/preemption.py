@@ -512,8 +512,9 @@ class Preemptor:
         fence = self._fence_root(leaf, ask.resources)
         eligible = self._eligible(ask, leaf, fence)
         if not eligible:
+            shared = "" if leaf.guaranteed else " (counting the guarantees it shares with them)"
             raise _Cannot(
-                f"no queue under {fence.path} other than {leaf.path} is above its guarantee "
+                f"no queue under {fence.path} other than {leaf.path} is above its guarantee{shared} "
                 "with work of no higher priority"
             )
         best: tuple[tuple[int, int, int, float, str], Node, list[Allocation]] | None = None
