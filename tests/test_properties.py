@@ -11,7 +11,9 @@ preemption delays pass). After every cycle and instant it checks:
 * a preemption never takes a victim's queue below its guarantee (for queues at or above it);
 * a gang is placed whole or not at all (until a soft gang times out);
 * placements respect allowed GPU types and required nodes;
-* the same input gives the same decisions.
+* the same input gives the same decisions;
+* with preempted work coming back as new asks and nothing else changing, no queue's work is
+  preempted for another queue and later that queue's work for it (no preemption back and forth).
 """
 
 from __future__ import annotations
