@@ -541,12 +541,44 @@ def test_maxapplications_must_be_a_positive_integer(value: object) -> None:
 
 def test_child_maxapplications_must_not_exceed_parent() -> None:
     raw = cfg(
-        [{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 6}, {"name": "d"}]}]
+        [
+            {
+                "name": "p",
+                "maxapplications": 5,
+                "queues": [{"name": "c", "maxapplications": 6}, {"name": "d", "maxapplications": 2}],
+            }
+        ]
     )
     issue = only_issue(raw)
     assert issue.path == "partitions[0].queues.root.p.c.maxapplications"
     ok = cfg([{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 5}]}])
     assert queue(root(ok), "root.p.c").max_applications == 5
+
+
+def test_child_must_set_maxapplications_when_its_parent_does() -> None:
+    """yunikorn-core configvalidator.go checkQueueMaxApplications: "maxApplications is either
+    undefined or zero, which is not allowed when parent queue's maxApplications is defined"."""
+    raw = cfg(
+        [{"name": "p", "maxapplications": 5, "queues": [{"name": "c", "maxapplications": 2}, {"name": "d"}]}]
+    )
+    issue = only_issue(raw)
+    assert issue.path == "partitions[0].queues.root.p.d"
+    assert "maxapplications" in issue.message and "root.p" in issue.message
+    assert "at most 5" in issue.hint
+    # The rule holds at every level: a grandchild under a child that sets it must set it too.
+    deep = cfg(
+        [
+            {
+                "name": "p",
+                "maxapplications": 5,
+                "queues": [{"name": "c", "maxapplications": 3, "queues": [{"name": "g"}]}],
+            }
+        ]
+    )
+    assert only_issue(deep).path == "partitions[0].queues.root.p.c.g"
+    # A parent without maxapplications asks nothing of its children.
+    free = cfg([{"name": "p", "queues": [{"name": "c", "maxapplications": 3}, {"name": "d"}]}])
+    assert queue(root(free), "root.p.d").max_applications is None
 
 
 # ---- properties -------------------------------------------------------------------------------
@@ -681,7 +713,7 @@ def test_a_name_listed_twice_in_one_limit_is_refused() -> None:
     [
         (
             [{"users": ["*"], "maxapplications": 1}, {"users": ["bob"], "maxapplications": 1}],
-            "limits[1].users",
+            "limits[1].users[0]",
             "after the wildcard",
         ),
         ([{"groups": ["*"], "maxapplications": 1}], "limits[0].groups", "named group"),
@@ -689,12 +721,20 @@ def test_a_name_listed_twice_in_one_limit_is_refused() -> None:
         ([{"maxapplications": 1}], "limits[0]", "no users and no groups"),
         ([{"users": ["bob"]}], "limits[0]", "limits nothing"),
         ([{"users": ["bob"], "maxapplications": 0}], "limits[0].maxapplications", "at least 1"),
-        ([{"users": ["bob", "*"], "maxapplications": 1}], "limits[0].users", "together"),
+        # yunikorn-core configvalidator_test.go::TestCheckLimits: the wildcard comes last, in an
+        # entry too, and no name is listed twice.
+        ([{"users": ["*", "bob"], "maxapplications": 1}], "limits[0].users[1]", "after the wildcard"),
+        (
+            [{"users": ["bob", "*"], "maxapplications": 1}, {"groups": ["*", "dev"], "maxapplications": 1}],
+            "limits[1].groups[1]",
+            "after the wildcard",
+        ),
+        ([{"groups": ["ml", "ml"], "maxapplications": 1}], "limits[0].groups[1]", "already"),
         ([{"users": ["-bob"], "maxapplications": 1}], "limits[0].users[0]", "not a valid user"),
         ([{"groups": ["d@v"], "maxapplications": 1}], "limits[0].groups[0]", "not a valid group"),
         (
             [{"users": ["bob"], "maxapplications": 1}, {"users": ["bob"], "maxapplications": 2}],
-            "limits[1].users",
+            "limits[1].users[0]",
             "already",
         ),
     ],
@@ -703,6 +743,26 @@ def test_bad_limits(limits: list[dict[str, Any]], path: str, text: str) -> None:
     issue = only_issue(cfg([{"name": "a", "limits": limits}]))
     assert issue.path == f"partitions[0].queues.root.a.{path}"
     assert text in issue.message
+
+
+def test_wildcard_last_in_an_entry_with_named_ones_is_valid() -> None:
+    """yunikorn-core configvalidator_test.go::TestCheckLimits, the first (valid) case."""
+    limits = [
+        {
+            "limit": "user-limit",
+            "users": ["test-user", "*"],
+            "maxresources": {"memory": "100"},
+            "maxapplications": 100,
+        },
+        {
+            "limit": "group-limit",
+            "groups": ["test-group", "*"],
+            "maxresources": {"memory": "100"},
+            "maxapplications": 100,
+        },
+    ]
+    lim_u, lim_g = queue(root(cfg([{"name": "a", "limits": limits}])), "root.a").limits
+    assert lim_u.users == ("test-user", "*") and lim_g.groups == ("test-group", "*")
 
 
 def test_wildcard_group_with_a_named_group_is_fine() -> None:

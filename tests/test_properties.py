@@ -11,7 +11,9 @@ preemption delays pass). After every cycle and instant it checks:
 * a preemption never takes a victim's queue below its guarantee (for queues at or above it);
 * a gang is placed whole or not at all (until a soft gang times out);
 * placements respect allowed GPU types and required nodes;
-* the same input gives the same decisions.
+* the same input gives the same decisions;
+* with preempted work coming back as new asks and nothing else changing, no queue's work is
+  preempted for another queue and later that queue's work for it (no preemption back and forth).
 """
 
 from __future__ import annotations
@@ -314,13 +316,22 @@ def check_guarantees(
     victims: list[Preempt],
     ask_queue: dict[str, str],
     required: set[str],
+    taken: dict[str, dict[str, int]],
 ) -> None:
     """No queue holding victims (and not also holding their preemptor) ends below its guarantee.
 
     Victims of a required-node ask are left out: that preemption ignores queue guarantees by design
-    (YuniKorn's DaemonSet preemption, required_node_preemptor.go). A gang stops as a whole, so a
-    gang victim only needs its queue to have been above its guarantee before.
+    (YuniKorn's DaemonSet preemption, required_node_preemptor.go), and what they held (``taken``,
+    by allocation id) is added back to their queues' usage. A gang stops as a whole, so a gang
+    victim only needs its queue to have been above its guarantee before.
     """
+    aside: dict[str, dict[str, int]] = {}
+    for v in victims:
+        if v.for_ask in required:
+            for path in sched.queues:
+                if v.queue == path or v.queue.startswith(path + "."):
+                    for k, x in taken[v.alloc_id].items():
+                        aside.setdefault(path, {})[k] = aside.setdefault(path, {}).get(k, 0) + x
     victims = [v for v in victims if v.for_ask not in required]
     gang_victims = [v for v in victims if v.app_id in sched.apps and sched.apps[v.app_id].gang is not None]
     for v in gang_victims:
@@ -331,7 +342,8 @@ def check_guarantees(
             ):
                 for t, floor in q.guaranteed.items():
                     was = start.get(q.path, {}).get(t, 0)
-                    assert was > floor or q.allocated.get(t, 0) >= floor or t not in _counted(sched, v), (
+                    now = q.allocated.get(t, 0) + aside.get(q.path, {}).get(t, 0)
+                    assert was > floor or now >= floor or t not in _counted(sched, v), (
                         f"gang {v.app_id} preempted while {q.path} was not above its guarantee of {t}"
                     )
     victims = [v for v in victims if v not in gang_victims]
@@ -347,7 +359,7 @@ def check_guarantees(
             continue
         for t, floor in queue.guaranteed.items():
             was = start.get(path, {}).get(t, 0)
-            now = queue.allocated.get(t, 0)
+            now = queue.allocated.get(t, 0) + aside.get(path, {}).get(t, 0)
             if was >= floor:
                 assert now >= floor, (
                     f"preemption took {path} to {t}={now}, below its guarantee {floor} (was {was})"
@@ -398,6 +410,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
     }
     log: list[tuple[Any, ...]] = []
     lost: set[str] = set()
+    taken: dict[str, dict[str, int]] = {}
     check_bookkeeping(sched)
     for now in INSTANTS:
         start = usage(sched)
@@ -410,7 +423,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
                 if isinstance(d, Preempt):
                     victims.append(d)
                     lost.add(d.alloc_id)
-                    sched.release(d.alloc_id)
+                    taken[d.alloc_id] = dict(sched.release(d.alloc_id).counted)
                 assert not isinstance(d, Reject | Fail) or d.reason.message
             check_bookkeeping(sched)
             check_max(sched, before)
@@ -420,7 +433,7 @@ def simulate(spec: Spec) -> list[tuple[Any, ...]]:
                 break
         else:
             raise AssertionError(f"no steady state at t={now}")
-        check_guarantees(sched, start, victims, ask_queue, required)
+        check_guarantees(sched, start, victims, ask_queue, required, taken)
         check_preemption_laws(spec, sched, victims, info)
     return log
 
@@ -479,9 +492,7 @@ def preemptions_between_queues(spec: Spec) -> list[tuple[str, str, float]]:
                 restarts += 1
                 ask_id = f"restart-{restarts}"
                 ask_queue[ask_id] = d.queue
-                sched.add_ask(
-                    d.app_id, ask_id, dict(gone.resources), created=now, priority=gone.priority
-                )
+                sched.add_ask(d.app_id, ask_id, dict(gone.resources), created=now, priority=gone.priority)
             if not result.changed:
                 break
         else:

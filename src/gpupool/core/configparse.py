@@ -935,18 +935,10 @@ class _Parser:
             names = self.names(fields[key], key)
             if names is None:
                 continue
-            if WILDCARD in names and len(set(names)) > 1:
-                self.error(
-                    fields[key].at,
-                    f"`*` cannot be listed together with other {key}",
-                    f"put the wildcard {what} in a limit entry of its own, after the named ones",
-                )
             for i, name in enumerate(names):
                 if name != WILDCARD and not pattern.match(name):
                     self.error(fields[key].at.index(i), f"`{name}` is not a valid {what} name")
-                if name in names[:i]:
-                    self.error(fields[key].at.index(i), f"{what} `{name}` is listed twice", "list it once")
-            lists[key] = tuple(dict.fromkeys(names))
+            lists[key] = tuple(names)
         if not lists["users"] and not lists["groups"]:
             self.error(
                 at, "the limit applies to nobody: it has no users and no groups", 'add users: ["*"] or groups'
@@ -974,27 +966,30 @@ class _Parser:
         )
 
     def check_limit_list(self, limits: list[_Limit]) -> None:
-        """YuniKorn's list rules: no name twice, wildcards last, a wildcard group needs a named group."""
+        """YuniKorn's list rules (configvalidator.go checkLimit): no name twice, in one entry or
+        across entries; the wildcard after every named one (it may end an entry that lists named
+        ones: ``users: [alice, "*"]``); a wildcard group needs a named group."""
         for key in ("users", "groups"):
             what = key[:-1]
             seen: dict[str, int] = {}
-            wildcard_at: int | None = None
+            wildcard = False
             for i, entry in enumerate(limits):
-                for name in getattr(entry.limit, key):
-                    if name in seen and seen[name] != i:
+                for j, name in enumerate(getattr(entry.limit, key)):
+                    if name in seen:
+                        where = "this entry" if seen[name] == i else f"entry {seen[name]}"
                         self.error(
-                            entry.at.key(key),
-                            f"{what} `{name}` already has a limit in this list (entry {seen[name]})",
-                            "merge the two entries",
+                            entry.at.key(key).index(j),
+                            f"{what} `{name}` already has a limit in this list ({where})",
+                            "list each name once",
                         )
                     seen.setdefault(name, i)
                     if name == WILDCARD:
-                        wildcard_at = i
-                    elif wildcard_at is not None and wildcard_at != i:
+                        wildcard = True
+                    elif wildcard:
                         self.error(
-                            entry.at.key(key),
+                            entry.at.key(key).index(j),
                             f"named {what} `{name}` comes after the wildcard {what} limit",
-                            f"move the `*` {what} limit to the end of the list",
+                            f"move the `*` {what} to the end of the list",
                         )
             if key == "groups" and WILDCARD in seen and len(seen) == 1:
                 entry = limits[seen[WILDCARD]]
@@ -1438,17 +1433,24 @@ class _Parser:
         return dict(g) if any(g.values()) else children_g
 
     def check_max_apps(self, q: _Queue, parent: tuple[int, str] | None) -> None:
-        mine = parent
-        if q.max_applications is not None:
-            if parent is not None and q.max_applications > parent[0]:
+        """YuniKorn's checkQueueMaxApplications: under a parent that sets maxapplications, each
+        child sets it too, and not above the parent's (``parent``: the direct parent's)."""
+        if parent is not None:
+            if q.max_applications is None:
+                self.error(
+                    q.at,
+                    f"queue {q.qpath} sets no maxapplications, but its parent {parent[1]} does "
+                    f"({parent[0]}); YuniKorn requires it on every child of such a parent",
+                    f"set maxapplications on {q.qpath} to at most {parent[0]}",
+                )
+            elif q.max_applications > parent[0]:
                 self.error(
                     q.max_applications_at or q.at,
                     f"maxapplications {q.max_applications} of queue {q.qpath} is more than "
                     f"maxapplications {parent[0]} of {parent[1]}",
                     f"lower it to at most {parent[0]}",
                 )
-            if parent is None or q.max_applications < parent[0]:
-                mine = (q.max_applications, q.qpath)
+        mine = (q.max_applications, q.qpath) if q.max_applications is not None else None
         for child in q.children:
             self.check_max_apps(child, mine)
 

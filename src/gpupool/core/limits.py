@@ -1,9 +1,13 @@
 """User and group limits (YuniKorn ``limits``): resources and running applications per user/group.
 
 A limit entry applies at its queue to the allocations of that queue's subtree. For a user, the
-entry naming the user wins, else the wildcard user entry; for a group, the first of the user's
-groups that an entry names, else the wildcard group entry. Both the user and the group limit are
-enforced, at every queue on the path: the effective headroom is the least of them.
+entry naming the user wins, else the wildcard user entry. An application counts against exactly
+one group (yunikorn-core ``ugm/manager.go`` ``ensureGroupInternal``): walking up from its leaf,
+the first queue with a group limit that names one of the user's groups (in the order the
+entries name them) gives that group; a queue with only a wildcard group entry gives ``*``; the
+group's own entries (``*``'s for the wildcard) then apply at every queue on the path; a user
+in no group counts against no group. Both the
+user and the group limit are enforced: the effective headroom is the least of them.
 """
 
 from __future__ import annotations
@@ -27,8 +31,25 @@ class Applied:
         return f"{kind} {name!r} limit on {path}"
 
 
+def app_group(leaf: Queue, groups: tuple[str, ...]) -> str | None:
+    """The one group an application in ``leaf`` counts against, ``*`` or None (a user in no
+    group counts against none, not even the wildcard, as in yunikorn-core ``ensureGroup``)."""
+    if not groups:
+        return None
+    member = set(groups)
+    for q in leaf.ancestors():
+        for lim in q.limits:
+            for g in lim.groups:
+                if g != "*" and g in member:
+                    return g
+        if any("*" in lim.groups for lim in q.limits):
+            return "*"
+    return None
+
+
 def applicable(leaf: Queue, user: str, groups: tuple[str, ...]) -> tuple[Applied, ...]:
     out: list[Applied] = []
+    group = app_group(leaf, groups)
     for q in leaf.ancestors():
         if not q.limits:
             continue
@@ -37,18 +58,10 @@ def applicable(leaf: Queue, user: str, groups: tuple[str, ...]) -> tuple[Applied
             user_entry = next((lim for lim in q.limits if "*" in lim.users), None)
         if user_entry is not None:
             out.append(Applied((q.path, "user", user), user_entry))
-        group_entry: Limit | None = None
-        group_name = ""
-        for g in groups:
-            group_entry = next((lim for lim in q.limits if g in lim.groups), None)
+        if group is not None:
+            group_entry = next((lim for lim in q.limits if group in lim.groups), None)
             if group_entry is not None:
-                group_name = g
-                break
-        if group_entry is None:
-            group_entry = next((lim for lim in q.limits if "*" in lim.groups), None)
-            group_name = "*"
-        if group_entry is not None:
-            out.append(Applied((q.path, "group", group_name), group_entry))
+                out.append(Applied((q.path, "group", group), group_entry))
     return tuple(out)
 
 

@@ -6,6 +6,11 @@ may submit to it (submit or admin ACL on the queue or any ancestor). ``parent`` 
 that names the parent; ``filter`` allows or denies users and groups. With no rules configured,
 the queue the application names is used (an implicit ``provided`` rule). If nothing matches,
 ``root.default`` is used when it exists and the user may submit there.
+
+A ``provided``, ``user`` or ``tag`` rule whose queue name is not a valid queue name (YuniKorn's
+``IsQueueNameValid``: 1 to 64 of letters, digits and ``_ : # / @ -``; a short name has its dots
+replaced by ``_dot_`` first, each part of a fully qualified one is checked) rejects the
+application at once, as in yunikorn-core, whatever later rules would say.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gpupool.core.config import Filter, PlacementRule
+from gpupool.core.configparse import QUEUE_NAME
 from gpupool.core.queues import RECOVERY_QUEUE, Queue
 
 IMPLICIT_RULES = (PlacementRule(name="provided"),)
@@ -80,6 +86,20 @@ def _clean(name: str) -> str:
     return name.replace(".", "_dot_")
 
 
+class InvalidQueueName(Exception):
+    """A rule produced a queue name YuniKorn would refuse: the application is rejected."""
+
+
+def _valid(rule: str, name: str) -> None:
+    """Raise ``InvalidQueueName`` unless every part of ``name`` is a valid queue name."""
+    for part in name.split("."):
+        if not QUEUE_NAME.fullmatch(part):
+            raise InvalidQueueName(
+                f"rule {rule}: {name!r} is not a valid queue name (each part 1 to 64 of letters, "
+                "digits and _ : # / @ -)"
+            )
+
+
 class Placer:
     """Evaluates rules against the live tree; ``lookup`` finds a queue by path."""
 
@@ -91,17 +111,21 @@ class Placer:
         if not filter_allows(rule.filter, req.user, req.groups):
             return None
         name: str | None
-        if rule.name == "provided":
-            name = req.queue or None
+        if rule.name in ("provided", "tag"):
+            value = req.queue if rule.name == "provided" else _tag(req.tags, rule.value)
+            if not value:
+                return None
+            if value.lower().startswith("root."):
+                _valid(rule.name, value)
+                return value.lower()  # fully qualified: used as it is, the parent rule ignored
+            name = _clean(value)
+            _valid(rule.name, name)
         elif rule.name == "user":
             name = _clean(req.user) if req.user else None
+            if name:
+                _valid(rule.name, name)
         elif rule.name == "fixed":
             name = rule.value or None
-        elif rule.name == "tag":
-            value = _tag(req.tags, rule.value)
-            if value and value.lower().startswith("root."):
-                return value.lower()  # fully qualified: used as it is, the parent rule ignored
-            name = _clean(value) if value else None
         else:
             return None
         if not name:
@@ -126,7 +150,10 @@ class Placer:
         """Returns (queue path, needs creating, explanation)."""
         tried: list[str] = []
         for rule in self.rules:
-            path = self._path(rule, req)
+            try:
+                path = self._path(rule, req)
+            except InvalidQueueName as bad:
+                return None, False, f"application rejected: {bad}"
             if path is None:
                 tried.append(f"{rule.name}: no queue")
                 continue

@@ -487,7 +487,7 @@ class Preemptor:
                 node, _ = s._find_place(ask, leaf, region=region)
                 if node is None:
                     if ask.required_node is not None and len(asks) == 1:
-                        node, chosen = self._solve_required(ask, region)
+                        node, chosen = self._solve_required(ask, leaf, region)
                     else:
                         node, chosen, spent = self._solve(ask, leaf, region)
                         cost = (
@@ -527,8 +527,9 @@ class Preemptor:
         fence = self._fence_root(leaf, ask.resources)
         eligible = self._eligible(ask, leaf, fence)
         if not eligible:
+            shared = "" if leaf.guaranteed else " (counting the guarantees it shares with them)"
             raise _Cannot(
-                f"no queue under {fence.path} other than {leaf.path} is above its guarantee "
+                f"no queue under {fence.path} other than {leaf.path} is above its guarantee{shared} "
                 "with work of no higher priority"
             )
         best: tuple[tuple[int, int, int, float, str], Node, list[Allocation]] | None = None
@@ -700,7 +701,7 @@ class Preemptor:
                 owners = owners[:1]
             for owner in owners:
                 assert owner.guaranteed is not None
-                if owner is not leaf and _used_up(owner, {t: v}) is not None:
+                if not leaf.guaranteed and _used_up(owner, {t: v}) is not None:
                     return None  # no inherited guarantee left for this type
                 beyond = owner.allocated.get(t, 0) + v - owner.guaranteed[t]
                 if beyond > 0:
@@ -891,7 +892,9 @@ class Preemptor:
 
     # --------------------------------------------------------------- required node
 
-    def _solve_required(self, ask: Ask, region: str | None = None) -> tuple[Node, list[Allocation]]:
+    def _solve_required(
+        self, ask: Ask, leaf: Queue, region: str | None = None
+    ) -> tuple[Node, list[Allocation]]:
         """An ask pinned to a node: victims on that node only, queue guarantees aside, the ask's
         own application included; never another required-node allocation (yunikorn-core
         required_node_preemptor.go filterAllocations)."""
@@ -904,6 +907,11 @@ class Preemptor:
             raise _Cannot(
                 f"required node {node.name} has GPU type {node.gpu_type}, not {'/'.join(ask.gpu_types)}"
             )
+        # As YuniKorn's checkHeadRooms before required-node preemption: room on the node does
+        # not help an ask its queue's max holds back.
+        blocker = self.s._quota_blocker(leaf, typed(ask.resources, node.gpu_type))
+        if blocker is not None:
+            raise _Cannot(f"{blocker.path} is at its max, and preemption on {node.name} does not change that")
         avail = node.avail_for(ask.id)
         need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
         pool = [
