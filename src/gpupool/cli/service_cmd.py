@@ -146,7 +146,7 @@ def up_command(
 ) -> None:
     """Start the control plane (API, portal, metrics) and a local multi-node Ray cluster; Ctrl-C stops all."""
     from gpupool.configfile import ConfigError
-    from gpupool.service.runner import up
+    from gpupool.service.runner import StartError, up
     from gpupool.service.settings import ServiceSettings, default_data_dir
 
     settings = ServiceSettings(
@@ -157,6 +157,10 @@ def up_command(
     except ConfigError as exc:
         for line in exc.lines():
             typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+    except StartError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"Hint: {exc.hint}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
