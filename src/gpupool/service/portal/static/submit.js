@@ -88,7 +88,8 @@
     const state = badge(w.state);
     state.id = "created-state";
     const reason = h("p", { class: "muted", id: "created-reason" }, w.reason);
-    created.replaceChildren(h("p", {}, link, " ", state), h("p", {}, `Queue ${w.queue || "–"}, ${w.gpus} GPU(s)`), reason);
+    created.replaceChildren(h("p", {}, link, " ", state), h("p", {}, `Queue ${w.queue || "–"}, ${w.gpus} GPU(s)`),
+      w.notice ? h("p", { id: "created-notice" }, w.notice) : null, reason);
     card.hidden = false;
     following = w.id;
   }
