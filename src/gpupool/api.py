@@ -41,6 +41,7 @@ WorkloadState = Literal[
     "pending", "admitted", "running", "preempting", "preempted", "succeeded", "failed", "cancelled"
 ]
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+LIST_MAX = 5000  # the largest page of GET /workloads (?limit=)
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _GROUP_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"

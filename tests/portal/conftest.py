@@ -59,12 +59,12 @@ def portal_nodes() -> list[NodeSpec]:
 
 
 class PortalServer:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: Path = CONFIG) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = ServiceSettings(
-            data_dir=data_dir, config_path=CONFIG, port=self.port, tick_interval=0.1
+            data_dir=data_dir, config_path=config, port=self.port, tick_interval=0.1
         )
         self.executor = ProcessExecutor(data_dir / "jobs", portal_nodes())
         self.app = create_app(self.settings, self.executor)

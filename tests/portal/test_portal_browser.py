@@ -28,7 +28,7 @@ def test_sign_in_submit_and_watch_it_run(portal, open_page):
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#submit-form")  # back where it was going
     assert page.locator("#s-queue option").all_inner_texts() == ["root.a", "root.open"]
-    assert page.locator("input[name=size]").count() == 3
+    assert page.locator("input[name=size]").count() == 4  # the three sizes and a custom shape
 
     # A refused submission shows what is wrong next to the field.
     page.get_by_role("button", name="Submit").click()
@@ -166,7 +166,7 @@ def test_keyboard_reaches_every_control_and_every_control_has_a_label(portal, op
     sign_in(page, portal.url, alice, "/portal/submit")
     page.wait_for_selector("#submit-form")
     reached = []
-    for _ in range(25):
+    for _ in range(32):
         page.keyboard.press("Tab")
         reached.append(
             page.evaluate(
@@ -181,6 +181,9 @@ def test_keyboard_reaches_every_control_and_every_control_has_a_label(portal, op
         "s-name",
         "s-queue",
         "size:small",
+        "s-gpus",
+        "s-members",
+        "s-gpu-type",
         "s-entry",
         "s-priority",
         "s-policy",

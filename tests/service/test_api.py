@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .executors import wait_until
 
 
@@ -135,6 +137,11 @@ def test_queues_nodes_and_metrics(server):
     assert 'gpupool_queue_guaranteed{queue="root.a",resource="gpu"} 8.0' in text
     assert 'gpupool_queue_max{queue="root.b",resource="gpu"} 16.0' in text
     assert "gpupool_node_gpus_used{" in text and "gpupool_scheduling_latency_seconds_bucket" in text
+    # Prometheus' naming rule: a counter's samples end in _total, and no _created gauges.
+    counters = [f for f in text_string_to_metric_families(text) if f.type == "counter"]
+    assert {f.name for f in counters} >= {"gpupool_driver_tick_errors", "gpupool_workload_transitions"}
+    assert all(s.name.endswith("_total") for f in counters for s in f.samples)
+    assert "gpupool_driver_tick_errors_total 0.0" in text and "_created" not in text
     gp.cancel(w.id)
 
 

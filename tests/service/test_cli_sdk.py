@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -196,4 +197,26 @@ def test_up_refuses_a_bad_config_before_starting_anything(tmp_path):
     bad.write_text("partitions: [{name: default, queues: [{name: root, resources: {max: {gpu: x}}}]}]\n")
     r = runner.invoke(app, ["up", "--config", str(bad), "--data-dir", str(tmp_path / "d")])
     assert r.exit_code == 2 and "queues.yaml" in r.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_up_on_a_port_in_use_fails_at_once_and_starts_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = runner.invoke(app, ["up", "--port", str(port), "--data-dir", str(tmp_path / "d")])
+    assert r.exit_code == 2, r.output
+    assert f"Error: cannot listen on 127.0.0.1:{port}" in r.output and "Hint:" in r.output
+    assert "Starting" not in r.output and "is up" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("spec", ["2xH100", "2xH100:4:gpus=3", ",", "2xH100:4:memory=lots"])
+def test_up_with_a_bad_cluster_spec_says_so_in_one_line(tmp_path, spec):
+    r = runner.invoke(app, ["up", "--cluster", spec, "--port", "1", "--data-dir", str(tmp_path / "d")])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith(f"Error: --cluster {spec!r}: ") and lines[1].startswith("Hint: "), lines
+    assert len(lines) == 2 and "Traceback" not in r.output
     assert not (tmp_path / "d").exists()

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from gpupool.api import WorkloadOut
+from gpupool.api import LIST_MAX, WorkloadOut
 from gpupool.client import ApiError, Client, ClientConfigError
 from gpupool.core.resources import format_quantity
 
@@ -146,7 +146,7 @@ def up_command(
 ) -> None:
     """Start the control plane (API, portal, metrics) and a local multi-node Ray cluster; Ctrl-C stops all."""
     from gpupool.configfile import ConfigError
-    from gpupool.service.runner import up
+    from gpupool.service.runner import StartError, up
     from gpupool.service.settings import ServiceSettings, default_data_dir
 
     settings = ServiceSettings(
@@ -157,6 +157,10 @@ def up_command(
     except ConfigError as exc:
         for line in exc.lines():
             typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+    except StartError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"Hint: {exc.hint}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
@@ -308,7 +312,9 @@ def list_command(
     state: Annotated[str | None, typer.Option("--state", help="Comma-separated states.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
     user: Annotated[str | None, typer.Option("--user")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=LIST_MAX, help="Show at most this many (newest first).")
+    ] = 50,
     url: UrlOpt = None,
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
@@ -316,9 +322,18 @@ def list_command(
 ) -> None:
     """List workloads you may see (yours, and those in queues you administer), newest first."""
     with _client(url, token, data_dir) as gp:
-        items = gp.list(state=state, queue=queue, user=user, limit=limit)
+        # One more than shown tells whether more exist (the API's limit is at most LIST_MAX).
+        items = gp.list(state=state, queue=queue, user=user, limit=min(limit + 1, LIST_MAX))
+    more = len(items) > limit
+    items = items[:limit]
+    note = (
+        f"showing the newest {limit}; more workloads match: pass --limit (up to {LIST_MAX}) "
+        "or narrow with --state / --queue / --user"
+    )
     if json_output:
         _dump(items)
+        if more:
+            typer.echo(f"Note: {note}", err=True)
         return
     table = Table("id", "name", "user", "queue", "state", "gpus", "submitted", "reason")
     for w in items:
@@ -333,6 +348,8 @@ def list_command(
             w.reason,
         )
     _console().print(table)
+    if more:
+        _console().print(f"Note: {note}", markup=False)
 
 
 @service_app.command("logs")

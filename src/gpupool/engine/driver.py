@@ -384,9 +384,9 @@ class Driver:
     def _finish(self, w: Workload, obs: Finished, now: float) -> None:
         self._release_all(w)
         self._drop_from_core(w)
-        w.finished_at = now
         if w.state == WorkloadState.CANCELLED:
-            return
+            return  # finished when it was cancelled (its finished_at is journaled)
+        w.finished_at = now
         if obs.ok:
             self._move(w, WorkloadState.SUCCEEDED, now, obs.message or "its job exited 0")
         else:
@@ -405,7 +405,6 @@ class Driver:
             self._move(w, WorkloadState.PREEMPTED, now, f"stopped for preemption and requeued{kept}")
             self._enqueue(w, now)
         elif w.state == WorkloadState.CANCELLED:
-            w.finished_at = now
             self._drop_from_core(w)
 
     def _node_down(self, obs: NodeDown, now: float) -> None:

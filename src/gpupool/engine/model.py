@@ -191,6 +191,8 @@ class Workload:
         t = Transition(at, self.state, new, reason)
         self.state = new
         self.reason = reason
+        if new in TERMINAL and self.finished_at is None:
+            self.finished_at = at  # cancelled or refused ones too: the journal writes it now
         self.history.append(t)
         return t
 

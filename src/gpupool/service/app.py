@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
@@ -71,7 +72,9 @@ def create_app(
             if db is None:
                 database.close()
 
-    app = FastAPI(title="gpupool", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from the package (fastapi-offline), not from a
+    # CDN: they work on a machine without internet.
+    app = FastAPIOffline(title="gpupool", version="0.1.0", lifespan=lifespan)
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.settings = settings

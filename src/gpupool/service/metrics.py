@@ -2,7 +2,8 @@
 
 Gauges are read from the scheduling core when scraped (per queue: guaranteed, max, allocated,
 pending by resource; per node: GPU capacity and use; workloads by state). Counters and the
-scheduling-latency histogram are fed by every transition the driver journals.
+scheduling-latency histogram are fed by every transition the driver journals. Every counter's
+name ends in ``_total`` (Prometheus' rule); the driver's tick errors are one too.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gpupool.core.resources import gpu_count
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from gpupool.service.plane import ControlPlane
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Counters are exposed as ``<name>_total`` only: no ``<name>_created`` gauge beside each one.
+disable_created_metrics()
 _LATENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 
 
@@ -96,6 +99,7 @@ class _PlaneCollector(Collector):
         for state, count in sorted(self.plane.state_counts().items()):
             states.add_metric([state], count)
         yield states
-        errors = GaugeMetricFamily("gpupool_driver_tick_errors", "Driver ticks that raised")
-        errors.add_metric([], self.plane.tick_errors)
-        yield errors
+        # A count since start: a counter, exposed as gpupool_driver_tick_errors_total.
+        yield CounterMetricFamily(
+            "gpupool_driver_tick_errors", "Driver ticks that raised", value=self.plane.tick_errors
+        )

@@ -460,6 +460,11 @@ class ControlPlane:
             return f"does not take submissions from {principal.user}"
         return "was not used by the placement rules"
 
+    def gpu_types(self) -> list[str]:
+        """The GPU types of the cluster's nodes and of what its node pools can launch."""
+        with self.lock:
+            return sorted({h.gpu_type for h in self._hosts() if h.gpu_type})
+
     def _hosts(self) -> list[Host]:
         """Every node of the cluster, and every machine a configured node pool can launch."""
         core = self.driver.core

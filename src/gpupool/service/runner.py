@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 
 import uvicorn
@@ -33,6 +34,31 @@ from gpupool.service.settings import ServiceSettings
 DEFAULT_CLUSTER_SPEC = "2xH100:4,2xA100:4"
 
 
+class StartError(Exception):
+    """``gpupool up`` cannot start; nothing was started. ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def listen(settings: ServiceSettings) -> socket.socket:
+    """Take the HTTP port now, before anything starts, or say why not (the server then serves
+    on this socket: nobody can take the port in between)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
+    try:
+        sock.bind((settings.host, settings.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise StartError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            "another program (perhaps another `gpupool up`) uses that port: stop it, or pass --port",
+        ) from None
+    return sock
+
+
 def serve(
     settings: ServiceSettings,
     executor: ServiceExecutor,
@@ -40,8 +66,9 @@ def serve(
     *,
     on_ready: Callable[[], None] | None = None,
     provider: NodeProvider | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run the HTTP server until SIGINT or SIGTERM, then shut it down gracefully."""
+    """Run the HTTP server (on ``sock`` if given) until SIGINT or SIGTERM, then shut it down."""
     app = create_app(settings, executor, config=config, on_ready=on_ready, provider=provider)
     server = _QuietServer(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
@@ -56,7 +83,7 @@ def serve(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     write_server_file(settings)
     try:
-        server.run()
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -84,27 +111,43 @@ def up(
     echo: Callable[[str], None] = print,
 ) -> None:
     """Start everything, serve until interrupted, stop everything."""
-    config = load_queue_config(settings.config_path)  # fail fast on a bad config, before Ray
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
+    # Fail fast, before anything starts: a bad config, a bad cluster spec, a port in use.
+    config = load_queue_config(settings.config_path)
+    nodes = None
+    if ray_address is None:
+        from gpupool.adapters.ray.cluster import parse_cluster_spec
+
+        spec = cluster_spec or DEFAULT_CLUSTER_SPEC
+        try:
+            nodes = parse_cluster_spec(spec)
+        except ValueError as exc:
+            message, _, hint = str(exc).partition("\nHint: ")
+            raise StartError(f"--cluster {spec!r}: {message}", hint or "e.g. 2xH100:4,1xA100:8") from None
+    sock = listen(settings)
     try:
-        token = prepare(settings, db)
-    finally:
-        db.close()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        try:
+            token = prepare(settings, db)
+        finally:
+            db.close()
+    except BaseException:
+        sock.close()
+        raise
 
     from gpupool.adapters.ray.executor import RayExecutor  # lazily: the service does not need Ray
 
     cluster = None
-    if ray_address is None:
-        from gpupool.adapters.ray.cluster import LocalRayCluster, parse_cluster_spec
-
-        spec = cluster_spec or DEFAULT_CLUSTER_SPEC
-        echo(f"Starting a local Ray cluster: {spec}")
-        cluster = LocalRayCluster(parse_cluster_spec(spec), str(settings.data_dir))
-        ray_address = cluster.start()
     executor = None
     provider = None
     try:
+        if nodes is not None:
+            from gpupool.adapters.ray.cluster import LocalRayCluster
+
+            echo(f"Starting a local Ray cluster: {spec}")
+            cluster = LocalRayCluster(nodes, str(settings.data_dir))
+            ray_address = cluster.start()
+        assert ray_address is not None
         executor = RayExecutor(ray_address, str(settings.data_dir))
         if cluster is not None and config.nodepools:
             from gpupool.adapters.ray.provider import LocalRayProvider
@@ -129,8 +172,9 @@ def up(
                 echo(f"  Admin token: in {settings.admin_token_file}")
             echo("Press Ctrl-C to stop.")
 
-        serve(settings, executor, config, on_ready=ready, provider=provider)
+        serve(settings, executor, config, on_ready=ready, provider=provider, sock=sock)
     finally:
+        sock.close()
         echo("Stopping ...")
         if executor is not None:
             executor.close()

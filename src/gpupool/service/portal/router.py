@@ -297,7 +297,7 @@ def submit_page(request: Request) -> Response:
         }
         for s in plane.sizes().values()
     ]
-    return _page(request, "submit.html", "Submit", "submit", sizes=sizes)
+    return _page(request, "submit.html", "Submit", "submit", sizes=sizes, gpu_types=plane.gpu_types())
 
 
 @router.get("/portal/reports", response_class=HTMLResponse)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from gpupool.api import EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
+from gpupool.api import LIST_MAX, EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep
 
 router = APIRouter(prefix="/workloads", tags=["workloads"])
@@ -28,7 +28,7 @@ def list_workloads(
     state: Annotated[str | None, Query(description="comma-separated states")] = None,
     queue: str | None = None,
     user: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+    limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 200,
 ) -> list[WorkloadOut]:
     """Your workloads, and those in queues you administer (newest first)."""
     return plane.list(principal, state=state, queue=queue, user=user, limit=limit)

@@ -174,7 +174,19 @@ const GP = (() => {
     return `${(s / 86400).toFixed(1)} d ago`;
   }
 
-  /* A stable colour for a key (queue path or workload id). */
+  /* Colours for the keys shown together (queue paths or workload ids), told apart at a glance:
+     in sorted order, ten well-separated colours (Tableau 10), then golden-angle hues by
+     position, alternating lightness. A hash of the key gave nearby keys nearly the same hue
+     (root.training, root.inference and root.default: three olives). */
+  const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+    "#b07aa1", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"];
+  function palette(keys) {
+    const sorted = [...new Set(keys.map(String))].sort((a, b) => a.localeCompare(b));
+    return new Map(sorted.map((k, i) => [k, i < PALETTE.length ? PALETTE[i] :
+      `hsl(${((i * 137.508) % 360).toFixed(0)} 65% ${i % 2 ? 38 : 55}%)`]));
+  }
+
+  /* A stable colour for one key on its own (hatching of reserved cells). */
   function colour(key, light) {
     let hash = 0;
     for (const ch of String(key)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
@@ -209,6 +221,6 @@ const GP = (() => {
 
   return {
     api, ApiError, h, svg, poll, me, mayAdminister, token, signIn, signOut,
-    fmtQuantity, fmtResources, resourceOrder, fmtTime, ago, colour, badge, errorText, keepFocus,
+    fmtQuantity, fmtResources, resourceOrder, fmtTime, ago, colour, palette, badge, errorText, keepFocus,
   };
 })();

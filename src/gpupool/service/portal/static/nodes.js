@@ -2,12 +2,13 @@
 "use strict";
 
 (() => {
-  const { api, h, poll, colour, keepFocus } = GP;
+  const { api, h, poll, colour, palette, keepFocus } = GP;
   const root = document.getElementById("pools");
   const legend = document.getElementById("node-legend");
   const form = document.getElementById("colour-form");
   let data = null;
   let lastKey = "";
+  let colours = new Map();  // key -> colour, for the keys on the map now (see GP.palette)
 
   const by = () => form.querySelector("input[name=colour]:checked").value;
 
@@ -42,12 +43,12 @@
         n.cells.map((c, i) => h("span", {
           class: "cell cell-" + c.state,
           title: cellLabel(c, i),
-          style: c.state === "used" ? { background: colour(cellKey(c)) } :
+          style: c.state === "used" ? { background: colours.get(cellKey(c)) } :
             c.state === "reserved" ? { "--res": colour(by() === "workload" ? c.workload : "reserved", true) } : null,
         }))),
       h("p", { class: "node-sum" }, `${used}/${n.gpus} in use · ${n.free} free`),
       holders.size ? h("ul", { class: "holders" }, [...holders.values()].map(({ c, gpus }) => h("li", {},
-        h("span", { class: "dot", style: { background: colour(cellKey(c)) } }),
+        h("span", { class: "dot", style: { background: colours.get(cellKey(c)) } }),
         c.name ? h("a", { href: `/portal/workloads/${encodeURIComponent(c.workload)}`, id: `on-${n.name}-${c.workload}` }, c.workload) : c.workload,
         c.name ? ` ${c.name}` : "", h("span", { class: "muted" }, ` ${c.queue} ×${gpus}`)))) : null,
     );
@@ -58,6 +59,11 @@
     if (key === lastKey) return;
     lastKey = key;
     root.setAttribute("aria-busy", "false");
+    const seen = new Map();
+    for (const p of data) for (const n of p.nodes) for (const c of n.cells) {
+      if (c.state === "used") seen.set(cellKey(c), c);
+    }
+    colours = palette([...seen.keys()]);
     if (!data.length) {
       root.replaceChildren(h("p", { class: "card" }, "No nodes have joined yet."));
       return;
@@ -75,13 +81,9 @@
           p.headroom_nodes || p.headroom_gpus || p.headroom_follows_arrivals ? h("li", p.headroom_follows_arrivals ? { title: "warm nodes follow the GPUs asked by recent arrivals" } : {}, "headroom ", h("b", {}, `${p.headroom_nodes} nodes / ${p.headroom_gpus} GPUs`), p.headroom_follows_arrivals ? " (follows arrivals)" : null) : null,
         )),
       h("div", { class: "nodes" }, p.nodes.map(nodeCard))))));
-    const seen = new Map();
-    for (const p of data) for (const n of p.nodes) for (const c of n.cells) {
-      if (c.state === "used") seen.set(cellKey(c), c);
-    }
     legend.replaceChildren(
       ...[...seen.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, c]) => h("li", {},
-        h("span", { class: "swatch", style: { background: colour(k) } }),
+        h("span", { class: "swatch", style: { background: colours.get(k) } }),
         by() === "workload" && c.name ? `${k} ${c.name}` : k)),
       h("li", {}, h("span", { class: "swatch cell-reserved" }), "reserved for a waiting workload"),
       h("li", {}, h("span", { class: "swatch cell-free" }), "free"),

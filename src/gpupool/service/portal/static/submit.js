@@ -19,6 +19,10 @@
   }
 
   policy.addEventListener("change", () => { grace.disabled = policy.value === "never"; });
+  // Choosing GPUs, members or a GPU type is choosing the custom shape.
+  for (const id of ["s-gpus", "s-members", "s-gpu-type"]) {
+    document.getElementById(id).addEventListener("input", () => { document.getElementById("s-custom").checked = true; });
+  }
 
   function clearErrors() {
     error.textContent = "";
@@ -26,31 +30,53 @@
     form.querySelectorAll(".error[data-field]").forEach((el) => { el.textContent = ""; });
   }
 
+  /* The message goes to the slot of the most specific field it names (body.task_groups.0.gpus
+     before body.task_groups), next to that field; its input is marked invalid. */
   function showFieldError(field, message) {
-    const slot = [...form.querySelectorAll(".error[data-field]")].find((el) => field.startsWith(el.dataset.field));
+    const slots = [...form.querySelectorAll(".error[data-field]")]
+      .filter((el) => field === el.dataset.field || field.startsWith(el.dataset.field + "."))
+      .sort((a, b) => b.dataset.field.length - a.dataset.field.length);
+    const slot = slots[0];
     if (!slot) return null;
-    slot.textContent = message;
-    const input = slot.closest(".field, fieldset").querySelector("input, select, textarea");
+    slot.textContent = slot.textContent ? slot.textContent + " " + message : message;
+    const input = slot.dataset.input ? document.getElementById(slot.dataset.input)
+      : slot.closest(".field, fieldset").querySelector("input, select, textarea");
     if (input) input.setAttribute("aria-invalid", "true");
     return input;
   }
 
   function request() {
     const data = new FormData(form);
-    return {
+    const req = {
       name: String(data.get("name") || "").trim(),
       queue: data.get("queue") || null,
-      size: data.get("size"),
       entrypoint: String(data.get("entrypoint") || "").trim(),
       priority: Number(data.get("priority") || 0),
       disruption: { policy: data.get("policy"), grace: Number(grace.value || 0) },
       idempotency_key: key,
     };
+    if (data.get("size") === "custom") {
+      const type = data.get("gpu_type");
+      req.task_groups = [{
+        name: "worker",
+        gpus: Number(data.get("gpus") === "" ? NaN : data.get("gpus")),
+        members: Number(data.get("members") === "" ? NaN : data.get("members")),
+        gpu_types: type ? [type] : [],
+      }];
+    } else {
+      req.size = data.get("size");
+    }
+    return req;
   }
 
   function validate(req) {
     const problems = [];
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(req.name)) problems.push(["body.name", "Give a name: letters, digits, . _ - (up to 63)."]);
+    if (req.task_groups) {
+      const g = req.task_groups[0];
+      if (!(Number.isInteger(g.gpus) && g.gpus >= 0 && g.gpus <= 64)) problems.push(["body.task_groups.0.gpus", "A whole number of GPUs, 0 to 64."]);
+      if (!(Number.isInteger(g.members) && g.members >= 1 && g.members <= 4096)) problems.push(["body.task_groups.0.members", "A whole number of members, 1 to 4096."]);
+    }
     if (!req.entrypoint) problems.push(["body.entrypoint", "Give the command to run."]);
     if (!Number.isInteger(req.priority)) problems.push(["body.priority", "A whole number."]);
     if (!(req.disruption.grace >= 0)) problems.push(["body.disruption.grace", "Seconds, 0 or more."]);
@@ -62,7 +88,8 @@
     const state = badge(w.state);
     state.id = "created-state";
     const reason = h("p", { class: "muted", id: "created-reason" }, w.reason);
-    created.replaceChildren(h("p", {}, link, " ", state), h("p", {}, `Queue ${w.queue || "–"}, ${w.gpus} GPU(s)`), reason);
+    created.replaceChildren(h("p", {}, link, " ", state), h("p", {}, `Queue ${w.queue || "–"}, ${w.gpus} GPU(s)`),
+      w.notice ? h("p", { id: "created-notice" }, w.notice) : null, reason);
     card.hidden = false;
     following = w.id;
   }
@@ -74,7 +101,7 @@
     const problems = validate(req);
     if (problems.length) {
       const first = problems.map(([f, m]) => showFieldError(f, m)).find(Boolean);
-      error.textContent = "Please fix the fields marked below.";
+      error.textContent = "Please fix the fields marked above.";
       if (first) first.focus();
       return;
     }
@@ -85,8 +112,12 @@
       follow(w);
       document.getElementById("created-link").focus();
     } catch (e) {
-      error.textContent = errorText(e);
-      const first = ((e.body && e.body.fields) || []).map((f) => showFieldError(f.field, f.message)).find(Boolean);
+      const fields = (e.body && e.body.fields) || [];
+      const marked = fields.map((f) => showFieldError(f.field, f.message));
+      const first = marked.find(Boolean);
+      // The details sit next to the fields they name; here only what is not shown there.
+      const placed = marked.some(Boolean);
+      error.textContent = placed ? "Not submitted: see the fields marked above." + (e.body && e.body.hint ? " Hint: " + e.body.hint : "") : errorText(e);
       if (first) first.focus();
     } finally {
       button.disabled = false;
