@@ -49,6 +49,18 @@ if TYPE_CHECKING:
 
 MAX_CYCLES_PER_TICK = 4
 
+# A job that could not start is retried after a back-off that doubles each time (from
+# START_BACKOFF up to START_BACKOFF_MAX seconds); after START_ATTEMPTS attempts in a row that
+# could not start, the workload fails with the last cause.
+START_ATTEMPTS = 5
+START_BACKOFF = 2.0
+START_BACKOFF_MAX = 60.0
+
+
+def start_backoff(failures: int) -> float:
+    """Seconds to wait before the next start after ``failures`` starts in a row failed."""
+    return float(min(START_BACKOFF * 2 ** (failures - 1), START_BACKOFF_MAX))
+
 
 @dataclass(slots=True)
 class TickReport:
@@ -76,6 +88,8 @@ class Driver:
         self._seq = 0
         self._partial: dict[str, dict[str, str]] = {}  # workload -> member -> node, until all placed
         self.preemptions = 0
+        self._start_failures: dict[str, int] = {}  # workload -> starts in a row that failed
+        self._retry_at: dict[str, float] = {}  # workload -> when it may be queued again
 
     # ------------------------------------------------------------------ submissions
 
@@ -240,6 +254,12 @@ class Driver:
         report = TickReport(now)
         for obs in self.executor.poll(now):
             self.observe(obs, now, report)
+        for wid, at in sorted(self._retry_at.items()):
+            if at <= now:
+                del self._retry_at[wid]
+                w = self.workloads.get(wid)
+                if w is not None and w.state == WorkloadState.PENDING:
+                    self._enqueue(w, now)
         if self.autoscaler is not None:
             self.autoscaler.observe(self, now)
         for _ in range(MAX_CYCLES_PER_TICK):
@@ -361,6 +381,7 @@ class Driver:
         if w is None or obs.attempt != w.attempt:
             return  # about an attempt that is over
         if isinstance(obs, Started):
+            self._start_failures.pop(w.id, None)
             if w.state == WorkloadState.ADMITTED:
                 w.started_at = now
                 self._move(w, WorkloadState.RUNNING, now, "its job started")
@@ -375,9 +396,26 @@ class Driver:
             if w.state == WorkloadState.CANCELLED:
                 self._drop_from_core(w)
             elif obs.retry and w.state == WorkloadState.ADMITTED:
-                self._move(w, WorkloadState.PENDING, now, f"could not start: {obs.message}; requeued")
-                self._enqueue(w, now)
+                failures = self._start_failures.get(w.id, 0) + 1
+                self._start_failures[w.id] = failures
+                if failures >= START_ATTEMPTS:
+                    self._start_failures.pop(w.id, None)
+                    self._drop_from_core(w)
+                    self._move(
+                        w, WorkloadState.FAILED, now, f"could not start ({failures} attempts): {obs.message}"
+                    )
+                    return
+                delay = start_backoff(failures)
+                self._move(
+                    w,
+                    WorkloadState.PENDING,
+                    now,
+                    f"could not start: {obs.message}; retried in {delay:g}s"
+                    f" (attempt {failures} of {START_ATTEMPTS})",
+                )
+                self._retry_at[w.id] = now + delay
             elif not w.terminal:
+                self._start_failures.pop(w.id, None)
                 self._drop_from_core(w)
                 self._move(w, WorkloadState.FAILED, now, f"could not start: {obs.message}")
 
