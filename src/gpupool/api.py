@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE
 from gpupool.core.resources import QuantityError, parse_quantity
@@ -125,9 +125,22 @@ class SubmitRequest(_Strict):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
+        for k, value in v.items():
             if not _ENV_NAME.match(k):
                 raise ValueError(f"{k!r} is not an environment variable name")
+            if "\x00" in value:
+                raise ValueError(
+                    f"the value of {k} contains a NUL byte, which no process environment can hold"
+                )
+        return v
+
+    @field_validator("entrypoint", "working_dir")
+    @classmethod
+    def _runnable(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError(f"{info.field_name} contains a NUL byte, which no command line or path can hold")
+        if info.field_name == "working_dir" and v is not None and not v.startswith("/"):
+            raise ValueError(f"working_dir must be an absolute path on the cluster's nodes, got {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -228,8 +241,11 @@ class NodeOut(BaseModel):
     allocated: dict[str, int]
     pool: str | None = None  # the node pool that launched it; None for a static node
     # booting: launched, not taking work yet; draining: cordoned (compaction empties it);
-    # terminating: being scaled down.
-    state: Literal["booting", "ready", "draining", "terminating"] = "ready"
+    # terminating: being scaled down; lost: died or left without being scaled down (until it
+    # comes back, then ready again).
+    state: Literal["booting", "ready", "draining", "terminating", "lost"] = "ready"
+    lost_at: float | None = None  # when it was lost (seconds since the epoch)
+    lost_reason: str | None = None  # why, as Ray told it
 
 
 class AttemptOut(BaseModel):

@@ -62,6 +62,15 @@ def start_backoff(failures: int) -> float:
     return float(min(START_BACKOFF * 2 ** (failures - 1), START_BACKOFF_MAX))
 
 
+@dataclass(frozen=True, slots=True)
+class LostNode:
+    """A node that died or left the cluster without being scaled down: shown until it returns."""
+
+    spec: NodeSpec
+    at: float
+    reason: str
+
+
 @dataclass(slots=True)
 class TickReport:
     now: float
@@ -90,6 +99,7 @@ class Driver:
         self.preemptions = 0
         self._start_failures: dict[str, int] = {}  # workload -> starts in a row that failed
         self._retry_at: dict[str, float] = {}  # workload -> when it may be queued again
+        self.lost: dict[str, LostNode] = {}  # nodes lost (not scaled down), until they come back
 
     # ------------------------------------------------------------------ submissions
 
@@ -282,7 +292,7 @@ class Driver:
         self.observe(NodeUp(spec), now)
 
     def observe_node_gone(self, name: str, now: float) -> None:
-        self.observe(NodeDown(name, "scaled down"), now)
+        self._node_down(NodeDown(name, "scaled down"), now, lost=False)
 
     def _act(self, result: CycleResult, now: float, report: TickReport) -> None:
         for d in result.decisions:
@@ -368,6 +378,7 @@ class Driver:
 
     def observe(self, obs: Observation, now: float, report: TickReport | None = None) -> None:
         if isinstance(obs, NodeUp):
+            self.lost.pop(obs.node.name, None)
             if obs.node.name in self.core.nodes:
                 self.core.set_schedulable(obs.node.name, True)
             else:
@@ -446,12 +457,16 @@ class Driver:
             w.finished_at = now
             self._drop_from_core(w)
 
-    def _node_down(self, obs: NodeDown, now: float) -> None:
-        if obs.name not in self.core.nodes:
+    def _node_down(self, obs: NodeDown, now: float, lost: bool = True) -> None:
+        node = self.core.nodes.get(obs.name)
+        if node is None:
             return
-        lost = self.core.remove_node(obs.name)
+        if lost:
+            spec = NodeSpec(node.name, dict(node.capacity), dict(node.labels))
+            self.lost[obs.name] = LostNode(spec, now, obs.message or "its node died")
+        hit_allocs = self.core.remove_node(obs.name)
         self.journal.event(None, now, "node-down", f"node {obs.name} left: {obs.message}".rstrip(": "))
-        hit = sorted({member_of(a.id)[0] for a in lost})
+        hit = sorted({member_of(a.id)[0] for a in hit_allocs})
         for wid in hit:
             w = self.workloads.get(wid)
             if w is None:
