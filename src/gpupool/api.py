@@ -46,6 +46,9 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _GROUP_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32 = 2**31 - 1
+# The most members (counting elastic ones up to max_members) one submission may have, over all
+# its task groups: bigger requests are refused (docs/service.md, "Limits").
+MAX_MEMBERS_PER_SUBMISSION = 1024
 
 
 class _Strict(BaseModel):
@@ -151,6 +154,13 @@ class SubmitRequest(_Strict):
             names = [g.name for g in self.task_groups]
             if len(set(names)) != len(names):
                 raise ValueError(f"task group names must be unique, got {names}")
+            members = sum(max(g.members, g.max_members or 0) for g in self.task_groups)
+            if members > MAX_MEMBERS_PER_SUBMISSION:
+                raise ValueError(
+                    f"{members} members in all (max_members counted) is more than the"
+                    f" {MAX_MEMBERS_PER_SUBMISSION} one submission may have; split the job"
+                    " or give each member more GPUs"
+                )
         return self
 
 

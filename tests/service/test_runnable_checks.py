@@ -25,3 +25,31 @@ def test_a_job_that_could_never_start_is_refused_at_submission(sqlite_server, pa
         match = [f for f in err["fields"] if f["field"] == field]
         assert match and words in match[0]["message"], err
         assert http.get("/workloads").json() == []
+
+
+def test_a_submission_above_the_member_limit_is_refused(sqlite_server):
+    from gpupool.api import MAX_MEMBERS_PER_SUBMISSION as LIMIT
+
+    half = LIMIT // 2
+    too_many = {
+        **GOOD,
+        "task_groups": [
+            {"name": "a", "members": half},
+            {"name": "b", "members": half, "max_members": half + 1},
+        ],
+    }
+    with sqlite_server.http() as http:
+        r = http.post("/workloads", json=too_many)
+        assert r.status_code == 422, r.text
+        assert f"{LIMIT + 1} members in all" in r.json()["message"]
+        assert http.get("/workloads").json() == []
+        at_limit = {
+            **GOOD,
+            "task_groups": [
+                {"name": "a", "members": half, "gpus": 0, "cpu": 0.001, "memory": "1Mi"},
+                {"name": "b", "members": half, "gpus": 0, "cpu": 0.001, "memory": "1Mi"},
+            ],
+        }
+        r = http.post("/workloads", json=at_limit)
+        assert r.status_code == 201, r.text
+        http.post(f"/workloads/{r.json()['id']}/cancel")

@@ -146,6 +146,7 @@ class Driver:
                 alternatives=group.alternatives,
                 disruptible=spec.disruption.policy != "never",
                 originator=i == 0 and len(members) > 1,  # the head of a multi-member job
+                check_gang_max=i == len(members) - 1,  # once, for the whole gang: linear
             )
             if rejected is not None:
                 self._drop_from_core(w)
@@ -301,18 +302,18 @@ class Driver:
                 w = self.workloads.get(wid)
                 if w is None:
                     continue
-                if member in self._extras(w):
+                if w.spec.has_extras() and member in self._extras(w):
                     self._grow(w, member, d.node, dict(d.resources), now)
                     continue
                 placed = self._partial.setdefault(wid, {})
                 placed[member] = d.node
                 w.assigned[member] = dict(d.resources)
-                if len(placed) == len(w.spec.members()):
+                if len(placed) == w.spec.member_count():
                     self._admit(w, now, report)
             elif isinstance(d, Preempt):
                 wid, member = member_of(d.alloc_id)
                 w = self.workloads.get(wid)
-                if w is not None and member in self._extras(w):
+                if w is not None and w.spec.has_extras() and member in self._extras(w):
                     self._shrink(w, member, d.alloc_id, now, str(d.reason))
                 elif w is not None:
                     self._preempt(w, now, str(d.reason), report)
