@@ -155,6 +155,8 @@ class RayExecutor:
         self._last_nodes: float | None = None
         self._last_escape_check: float | None = None
         self._foreign_reported: set[str] = set()
+        self._foreign_usage: dict[str, float] = {}  # node id -> GPUs used outside, nobody's
+        self._foreign_since = 0.0
         self._owns_connection = False
         self._connect()
 
@@ -641,13 +643,17 @@ class RayExecutor:
             nodes = self._gpus_outside_pgs()
             if not nodes:
                 self._foreign_reported.clear()
+                self._foreign_usage = {}
                 return
+            if nodes == self._foreign_usage and now - self._foreign_since > FOREIGN_SETTLE:
+                return  # the same use nobody could be held to, for a while: nothing new
             jobs: dict[str, _Run] = {}
-            refs = {r.workload_id: r.actor.driver_jobs.remote() for r in runs}
-            for run in runs:
+            refs = {r.actor.driver_jobs.remote(): r for r in runs}
+            done, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=2.0) if refs else ([], [])
+            for ref in done:
                 with contextlib.suppress(Exception):
-                    for job in self._ray.get(refs[run.workload_id], timeout=5):
-                        jobs[job] = run
+                    for job in self._ray.get(ref):
+                        jobs[job] = refs[ref]
             escapes = self._escaped_work(jobs) if jobs else {}
         except Exception as exc:  # a check that cannot run now runs again next time
             log.warning("checking for work outside reservations failed: %s", _short(exc))
@@ -660,7 +666,9 @@ class RayExecutor:
                 )
                 log.warning("%s: %s", run.workload_id, run.failure)
                 self._begin_stop(run, now)
-        if not escapes:
+        if not escapes and nodes != self._foreign_usage:
+            self._foreign_usage, self._foreign_since = nodes, now
+        elif not escapes and now - self._foreign_since > FOREIGN_SETTLE:
             for node_id, gpus in nodes.items():
                 name = next((n.name for n in self._table.values() if n.node_id == node_id), node_id)
                 if name not in self._foreign_reported:
@@ -835,6 +843,10 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+# Ray's task events reach the GCS about every second: GPU use outside placement groups that no
+# workload's task events explain for this long is someone else's, and is only looked at again
+# when it changes.
+FOREIGN_SETTLE = 5.0
 _PG_GPUS = re.compile(r"GPU_group_[0-9a-f]+")  # all GPUs a placement group holds on a node
 _ACTOR_CREATION = 1  # common_pb2.TaskType.ACTOR_CREATION_TASK
 
