@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from gpupool.core.configparse import parse_config
 from gpupool.core.model import NodeSpec
 from gpupool.core.scheduler import Scheduler
@@ -204,3 +206,51 @@ def test_elastic_workload_grows_into_idle_gpus_and_gives_extras_back_first():
     d.tick(4)
     d.tick(5)
     assert len(elastic.placement) == 4
+
+
+def test_a_job_that_cannot_start_is_retried_with_back_off_then_fails():
+    from gpupool.engine.driver import START_ATTEMPTS, start_backoff
+    from gpupool.engine.ports import StartFailed
+
+    d, ex = make()
+    starts: list[float] = []
+
+    def refuse(workload, now):
+        starts.append(now)
+        ex.outbox.append(StartFailed(workload.id, workload.attempt, "its working_dir /nope does not exist"))
+
+    ex.start = refuse
+    w = d.submit(spec("root.a", 4), now=0)
+    t = 0.0
+    while not w.terminal and t < 1000:
+        d.tick(t)
+        t += 0.5
+    assert w.state == WorkloadState.FAILED
+    assert len(starts) == START_ATTEMPTS == w.attempt  # bounded: not one start per tick
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= start_backoff(i + 1) for i, gap in enumerate(gaps))  # backs off, doubling
+    assert w.reason == f"could not start ({START_ATTEMPTS} attempts): its working_dir /nope does not exist"
+    assert not d.core.apps and not d.core.allocations
+
+
+def test_a_start_that_succeeds_resets_the_count_of_failed_starts():
+    from gpupool.engine.ports import StartFailed
+
+    d, ex = make()
+    real_start = ex.start
+    failing = {"left": 2}
+
+    def flaky(workload, now):
+        if failing["left"]:
+            failing["left"] -= 1
+            ex.outbox.append(StartFailed(workload.id, workload.attempt, "reservation not ready"))
+        else:
+            real_start(workload, now)
+
+    ex.start = flaky
+    w = d.submit(spec("root.a", 4), now=0)
+    for t in range(0, 30):
+        d.tick(float(t))
+    assert w.state == WorkloadState.RUNNING and w.attempt == 3
+    assert "retried in 2s (attempt 1 of 5)" in w.history[1].reason
+    assert "retried in 4s (attempt 2 of 5)" in w.history[3].reason

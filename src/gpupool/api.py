@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE
 from gpupool.core.resources import QuantityError, parse_quantity
@@ -47,6 +47,9 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _GROUP_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32 = 2**31 - 1
+# The most members (counting elastic ones up to max_members) one submission may have, over all
+# its task groups: bigger requests are refused (docs/service.md, "Limits").
+MAX_MEMBERS_PER_SUBMISSION = 1024
 
 
 class _Strict(BaseModel):
@@ -126,9 +129,22 @@ class SubmitRequest(_Strict):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
+        for k, value in v.items():
             if not _ENV_NAME.match(k):
                 raise ValueError(f"{k!r} is not an environment variable name")
+            if "\x00" in value:
+                raise ValueError(
+                    f"the value of {k} contains a NUL byte, which no process environment can hold"
+                )
+        return v
+
+    @field_validator("entrypoint", "working_dir")
+    @classmethod
+    def _runnable(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError(f"{info.field_name} contains a NUL byte, which no command line or path can hold")
+        if info.field_name == "working_dir" and v is not None and not v.startswith("/"):
+            raise ValueError(f"working_dir must be an absolute path on the cluster's nodes, got {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -139,6 +155,13 @@ class SubmitRequest(_Strict):
             names = [g.name for g in self.task_groups]
             if len(set(names)) != len(names):
                 raise ValueError(f"task group names must be unique, got {names}")
+            members = sum(max(g.members, g.max_members or 0) for g in self.task_groups)
+            if members > MAX_MEMBERS_PER_SUBMISSION:
+                raise ValueError(
+                    f"{members} members in all (max_members counted) is more than the"
+                    f" {MAX_MEMBERS_PER_SUBMISSION} one submission may have; split the job"
+                    " or give each member more GPUs"
+                )
         return self
 
 
@@ -234,8 +257,11 @@ class NodeOut(BaseModel):
     allocated: dict[str, int]
     pool: str | None = None  # the node pool that launched it; None for a static node
     # booting: launched, not taking work yet; draining: cordoned (compaction empties it);
-    # terminating: being scaled down.
-    state: Literal["booting", "ready", "draining", "terminating"] = "ready"
+    # terminating: being scaled down; lost: died or left without being scaled down (until it
+    # comes back, then ready again).
+    state: Literal["booting", "ready", "draining", "terminating", "lost"] = "ready"
+    lost_at: float | None = None  # when it was lost (seconds since the epoch)
+    lost_reason: str | None = None  # why, as Ray told it
 
 
 class AttemptOut(BaseModel):

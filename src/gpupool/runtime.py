@@ -1,9 +1,20 @@
 """The job side of gpupool: what a workload's entrypoint asks about its own run.
 
 A workload's entrypoint runs as member 0 of its gang: on member 0's node, holding member 0's
-CPUs, memory and GPUs (``CUDA_VISIBLE_DEVICES`` is set, ``gpu_ids()`` lists Ray's ids). The
-other members' reservations are bundles 1..n-1 of ``placement_group()``; start work there with
-``Task.options(**member_options("worker-0")).remote(...)`` (needs ``ray``).
+GPUs (``CUDA_VISIBLE_DEVICES`` is set, ``gpu_ids()`` lists Ray's ids). The other members'
+reservations are bundles 1..n-1 of ``placement_group()``; start work there with
+``Task.options(**member_options("worker-1")).remote(...)`` (needs ``ray``; member 0 is the
+entrypoint itself: ``member_options`` of it is refused at once, it would wait forever).
+
+Work stays inside the reservation: a Ray task or actor the job starts without naming a
+placement group runs in this workload's placement group (Ray's
+``placement_group_capture_child_tasks``, applied to the job's driver when it calls
+``ray.init``), in any bundle with room. Work that names another strategy escapes: the control
+plane sees it within a tick, stops the job and says so in its events. ``docs/runtime.md``.
+
+Elastic workloads: members beyond ``members`` (up to ``max_members``) come and go while the job
+runs; ``placement()`` lists the current ones, and each extra member has a placement group of
+its own (``member_options`` knows which).
 
 Preemption: when the scheduler wants the GPUs back, ``checkpoint_requested()`` turns True. The
 job then writes a checkpoint under ``checkpoint_dir()``, calls ``report_checkpoint(path)`` and
@@ -36,9 +47,14 @@ ENV_CONTROL_DIR = "GPUPOOL_CONTROL_DIR"
 ENV_CHECKPOINT_DIR = "GPUPOOL_CHECKPOINT_DIR"
 ENV_CHECKPOINT_ROOT = "GPUPOOL_CHECKPOINT_ROOT"
 ENV_RESUME_FROM = "GPUPOOL_RESUME_FROM"
+ENV_CAPTURE = "GPUPOOL_CAPTURE"  # "0" in a workload's env: its driver's tasks are not captured
+ENV_NEXT_HOOK = "GPUPOOL_NEXT_RUNTIME_ENV_HOOK"  # the job's own RAY_RUNTIME_ENV_HOOK, chained
+RAY_HOOK_ENV = "RAY_RUNTIME_ENV_HOOK"  # Ray calls it in ray.init (ray._private.worker)
+CAPTURE_HOOK = "gpupool.runtime.capture_hook"
 
 REQUEST_FILE = "checkpoint.requested"
 REPORT_FILE = "checkpoint.json"
+MEMBERS_FILE = "members.json"  # the current members while an elastic workload grows and shrinks
 LATEST_FILE = "latest.json"
 
 
@@ -58,9 +74,23 @@ def node() -> str | None:
 
 
 def placement() -> list[tuple[str, str]]:
-    """(member, node) for every member, in bundle order: bundle i of ``placement_group()``."""
+    """(member, node) for every current member: the gang's in bundle order (bundle i of
+    ``placement_group()``), then an elastic workload's extra members."""
+    return [(m, n) for m, n, _, _ in _members()]
+
+
+def _members() -> list[tuple[str, str, str, int]]:
+    """(member, node, placement group id, bundle index) of every current member."""
+    control = os.environ.get(ENV_CONTROL_DIR)
+    if control:
+        try:
+            rows = json.loads((Path(control) / MEMBERS_FILE).read_text())
+            return [(str(m), str(n), str(pg), int(i)) for m, n, pg, i in rows]
+        except (OSError, ValueError):
+            pass
     raw = os.environ.get(ENV_PLACEMENT)
-    return [(str(m), str(n)) for m, n in json.loads(raw)] if raw else []
+    pg_id = os.environ.get(ENV_PLACEMENT_GROUP_ID, "")
+    return [(str(m), str(n), pg_id, i) for i, (m, n) in enumerate(json.loads(raw))] if raw else []
 
 
 def gpu_ids() -> list[int]:
@@ -103,29 +133,54 @@ def resume_from() -> Path | None:
     return Path(raw) if raw else None
 
 
-def placement_group() -> Any:
-    """This workload's Ray placement group (connects to Ray with ``ray.init()`` if needed)."""
+def placement_group(member: str | int | None = None) -> Any:
+    """This workload's Ray placement group (of ``member`` if given: an extra member has its own).
+
+    Connects to Ray with ``ray.init()`` if needed.
+    """
     import ray
     from ray.util.placement_group import PlacementGroup
 
     pg_id = os.environ.get(ENV_PLACEMENT_GROUP_ID)
     if not pg_id:
         raise RuntimeError("not running as a gpupool workload\nHint: submit it with gpupool")
+    if member is not None:
+        pg_id = _member(member)[2]
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
     return PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id)))
 
 
+def _member(member: str | int) -> tuple[str, str, str, int]:
+    rows = _members()
+    names = [m for m, _, _, _ in rows]
+    if isinstance(member, int):
+        if not 0 <= member < len(rows):
+            raise ValueError(f"no member {member}: this workload has members 0..{len(rows) - 1} ({names})")
+        return rows[member]
+    for row in rows:
+        if row[0] == member:
+            return row
+    raise ValueError(f"no member {member!r}: this workload's members are {names}")
+
+
 def member_options(member: str | int) -> dict[str, Any]:
     """``.options(...)`` for a Ray task or actor that fills ``member``'s whole reservation.
 
-    ``member`` is a name (``worker-1``) or a bundle index. Bundle 0 is held by the entrypoint.
+    ``member`` is a name (``worker-1``) or an index into ``placement()``. Member 0 is the
+    entrypoint itself (its GPUs are this process's, ``gpu_ids()``): asking for it raises
+    ValueError at once instead of waiting forever for GPUs it already holds.
     """
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    members = [m for m, _ in placement()]
-    index = member if isinstance(member, int) else members.index(member)
-    pg = placement_group()
+    name, _node, _pg, index = _member(member)
+    if _members()[0][0] == name:
+        raise ValueError(
+            f"{name} is the member this entrypoint runs as: its GPUs are this process's own"
+            f" (gpupool.runtime.gpu_ids()); start Ray work on the other members"
+            f" ({', '.join(m for m, _ in placement()[1:]) or 'there are none'})"
+        )
+    pg = placement_group(name)
     bundle = pg.bundle_specs[index]
     options: dict[str, Any] = {
         "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index),
@@ -135,6 +190,47 @@ def member_options(member: str | int) -> dict[str, Any]:
     if bundle.get("memory"):
         options["memory"] = bundle["memory"]
     return options
+
+
+def capture_hook(runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Ray's ``RAY_RUNTIME_ENV_HOOK`` in a job's driver: capture its tasks in its placement group.
+
+    The supervisor sets it in the entrypoint's environment, so it runs when the job's driver
+    calls ``ray.init``. From then on, a task or actor of this driver that names no placement
+    group (nor another scheduling strategy) goes to this workload's placement group, exactly as
+    a child of a task started with ``placement_group_capture_child_tasks=True`` would. A hook the
+    job had set itself is called after it.
+    """
+    pg_id = os.environ.get(ENV_PLACEMENT_GROUP_ID)
+    if pg_id and os.environ.get(ENV_CAPTURE, "1") != "0":
+        _capture_driver(pg_id)
+    chained = os.environ.get(ENV_NEXT_HOOK)
+    if chained:
+        from ray._common.utils import load_class
+
+        return load_class(chained)(runtime_env)  # type: ignore[no-any-return]
+    return runtime_env
+
+
+def _capture_driver(pg_id: str) -> None:
+    import ray
+    from ray._private import worker as ray_worker
+
+    cls = ray_worker.Worker
+    if getattr(cls, "_gpupool_captured", False):
+        return
+    own_pg, own_capture = cls.placement_group_id, cls.should_capture_child_tasks_in_placement_group
+    captured = ray.PlacementGroupID(bytes.fromhex(pg_id))
+
+    def placement_group_id(self: Any) -> Any:
+        return captured if self.mode == ray_worker.SCRIPT_MODE else own_pg.fget(self)  # type: ignore[attr-defined]
+
+    def should_capture(self: Any) -> bool:
+        return True if self.mode == ray_worker.SCRIPT_MODE else bool(own_capture.fget(self))  # type: ignore[attr-defined]
+
+    cls.placement_group_id = property(placement_group_id)  # type: ignore[method-assign,assignment]
+    cls.should_capture_child_tasks_in_placement_group = property(should_capture)  # type: ignore[method-assign,assignment]
+    cls._gpupool_captured = True  # type: ignore[attr-defined]
 
 
 def _write_atomic(path: Path, text: str) -> None:

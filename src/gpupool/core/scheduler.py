@@ -348,9 +348,13 @@ class Scheduler:
         disruptible: bool = True,
         alternatives: Iterable[tuple[Resources, Iterable[str]]] = (),
         elastic: bool = False,
+        check_gang_max: bool = True,
     ) -> Reject | None:
         """Add an ask. ``alternatives`` are further (resources, GPU types) shapes to fall back
-        through, in order, when the first (``resources``, ``gpu_types``) does not fit."""
+        through, in order, when the first (``resources``, ``gpu_types``) does not fit.
+
+        ``check_gang_max=False`` while adding the members of a gang but the last: the gang's
+        total is checked against its queues' max once, on the last (linear in its members)."""
         app = self._app(app_id)
         if ask_id in self.asks or ask_id in self.allocations:
             raise SchedulerError(f"ask {ask_id!r} already exists")
@@ -388,7 +392,7 @@ class Scheduler:
         if app.state == AppState.COMPLETED:
             self._transition(app, AppState.WAITING)
         if app.gang is not None and not app.gang_released and not elastic:
-            too_big = self._gang_above_max(app)
+            too_big = self._gang_above_max(app) if check_gang_max else None
             if too_big is not None:
                 return self._reject(app, too_big)
             if not app.allocations:

@@ -49,6 +49,27 @@ if TYPE_CHECKING:
 
 MAX_CYCLES_PER_TICK = 4
 
+# A job that could not start is retried after a back-off that doubles each time (from
+# START_BACKOFF up to START_BACKOFF_MAX seconds); after START_ATTEMPTS attempts in a row that
+# could not start, the workload fails with the last cause.
+START_ATTEMPTS = 5
+START_BACKOFF = 2.0
+START_BACKOFF_MAX = 60.0
+
+
+def start_backoff(failures: int) -> float:
+    """Seconds to wait before the next start after ``failures`` starts in a row failed."""
+    return float(min(START_BACKOFF * 2 ** (failures - 1), START_BACKOFF_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class LostNode:
+    """A node that died or left the cluster without being scaled down: shown until it returns."""
+
+    spec: NodeSpec
+    at: float
+    reason: str
+
 
 @dataclass(slots=True)
 class TickReport:
@@ -76,6 +97,9 @@ class Driver:
         self._seq = 0
         self._partial: dict[str, dict[str, str]] = {}  # workload -> member -> node, until all placed
         self.preemptions = 0
+        self._start_failures: dict[str, int] = {}  # workload -> starts in a row that failed
+        self._retry_at: dict[str, float] = {}  # workload -> when it may be queued again
+        self.lost: dict[str, LostNode] = {}  # nodes lost (not scaled down), until they come back
 
     # ------------------------------------------------------------------ submissions
 
@@ -122,6 +146,7 @@ class Driver:
                 alternatives=group.alternatives,
                 disruptible=spec.disruption.policy != "never",
                 originator=i == 0 and len(members) > 1,  # the head of a multi-member job
+                check_gang_max=i == len(members) - 1,  # once, for the whole gang: linear
             )
             if rejected is not None:
                 self._drop_from_core(w)
@@ -240,6 +265,12 @@ class Driver:
         report = TickReport(now)
         for obs in self.executor.poll(now):
             self.observe(obs, now, report)
+        for wid, at in sorted(self._retry_at.items()):
+            if at <= now:
+                del self._retry_at[wid]
+                w = self.workloads.get(wid)
+                if w is not None and w.state == WorkloadState.PENDING:
+                    self._enqueue(w, now)
         if self.autoscaler is not None:
             self.autoscaler.observe(self, now)
         for _ in range(MAX_CYCLES_PER_TICK):
@@ -262,7 +293,7 @@ class Driver:
         self.observe(NodeUp(spec), now)
 
     def observe_node_gone(self, name: str, now: float) -> None:
-        self.observe(NodeDown(name, "scaled down"), now)
+        self._node_down(NodeDown(name, "scaled down"), now, lost=False)
 
     def _act(self, result: CycleResult, now: float, report: TickReport) -> None:
         for d in result.decisions:
@@ -271,18 +302,18 @@ class Driver:
                 w = self.workloads.get(wid)
                 if w is None:
                     continue
-                if member in self._extras(w):
+                if w.spec.has_extras() and member in self._extras(w):
                     self._grow(w, member, d.node, dict(d.resources), now)
                     continue
                 placed = self._partial.setdefault(wid, {})
                 placed[member] = d.node
                 w.assigned[member] = dict(d.resources)
-                if len(placed) == len(w.spec.members()):
+                if len(placed) == w.spec.member_count():
                     self._admit(w, now, report)
             elif isinstance(d, Preempt):
                 wid, member = member_of(d.alloc_id)
                 w = self.workloads.get(wid)
-                if w is not None and member in self._extras(w):
+                if w is not None and w.spec.has_extras() and member in self._extras(w):
                     self._shrink(w, member, d.alloc_id, now, str(d.reason))
                 elif w is not None:
                     self._preempt(w, now, str(d.reason), report)
@@ -348,6 +379,7 @@ class Driver:
 
     def observe(self, obs: Observation, now: float, report: TickReport | None = None) -> None:
         if isinstance(obs, NodeUp):
+            self.lost.pop(obs.node.name, None)
             if obs.node.name in self.core.nodes:
                 self.core.set_schedulable(obs.node.name, True)
             else:
@@ -361,6 +393,7 @@ class Driver:
         if w is None or obs.attempt != w.attempt:
             return  # about an attempt that is over
         if isinstance(obs, Started):
+            self._start_failures.pop(w.id, None)
             if w.state == WorkloadState.ADMITTED:
                 w.started_at = now
                 self._move(w, WorkloadState.RUNNING, now, "its job started")
@@ -375,9 +408,26 @@ class Driver:
             if w.state == WorkloadState.CANCELLED:
                 self._drop_from_core(w)
             elif obs.retry and w.state == WorkloadState.ADMITTED:
-                self._move(w, WorkloadState.PENDING, now, f"could not start: {obs.message}; requeued")
-                self._enqueue(w, now)
+                failures = self._start_failures.get(w.id, 0) + 1
+                self._start_failures[w.id] = failures
+                if failures >= START_ATTEMPTS:
+                    self._start_failures.pop(w.id, None)
+                    self._drop_from_core(w)
+                    self._move(
+                        w, WorkloadState.FAILED, now, f"could not start ({failures} attempts): {obs.message}"
+                    )
+                    return
+                delay = start_backoff(failures)
+                self._move(
+                    w,
+                    WorkloadState.PENDING,
+                    now,
+                    f"could not start: {obs.message}; retried in {delay:g}s"
+                    f" (attempt {failures} of {START_ATTEMPTS})",
+                )
+                self._retry_at[w.id] = now + delay
             elif not w.terminal:
+                self._start_failures.pop(w.id, None)
                 self._drop_from_core(w)
                 self._move(w, WorkloadState.FAILED, now, f"could not start: {obs.message}")
 
@@ -407,12 +457,16 @@ class Driver:
         elif w.state == WorkloadState.CANCELLED:
             self._drop_from_core(w)
 
-    def _node_down(self, obs: NodeDown, now: float) -> None:
-        if obs.name not in self.core.nodes:
+    def _node_down(self, obs: NodeDown, now: float, lost: bool = True) -> None:
+        node = self.core.nodes.get(obs.name)
+        if node is None:
             return
-        lost = self.core.remove_node(obs.name)
+        if lost:
+            spec = NodeSpec(node.name, dict(node.capacity), dict(node.labels))
+            self.lost[obs.name] = LostNode(spec, now, obs.message or "its node died")
+        hit_allocs = self.core.remove_node(obs.name)
         self.journal.event(None, now, "node-down", f"node {obs.name} left: {obs.message}".rstrip(": "))
-        hit = sorted({member_of(a.id)[0] for a in lost})
+        hit = sorted({member_of(a.id)[0] for a in hit_allocs})
         for wid in hit:
             w = self.workloads.get(wid)
             if w is None:

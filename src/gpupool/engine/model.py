@@ -135,6 +135,14 @@ class WorkloadSpec:
         """(member name, group) for every required member: ``head-0``, ``worker-0`` ..."""
         return [(f"{g.name}-{i}", g) for g in self.task_groups for i in range(g.members)]
 
+    def member_count(self) -> int:
+        """How many required members: ``len(members())`` without building the list."""
+        return sum(g.members for g in self.task_groups)
+
+    def has_extras(self) -> bool:
+        """Whether an elastic group may grow beyond its members."""
+        return any(g.max_members is not None and g.max_members > g.members for g in self.task_groups)
+
     def extra_members(self) -> list[tuple[str, TaskGroup]]:
         """The optional members of elastic groups, beyond ``members`` up to ``max_members``."""
         return [

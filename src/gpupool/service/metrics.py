@@ -88,13 +88,26 @@ class _PlaneCollector(Collector):
         used = GaugeMetricFamily(
             "gpupool_node_gpus_used", "GPUs allocated on a node", labels=["node", "gpu_type"]
         )
+        node_state = GaugeMetricFamily(
+            "gpupool_node_state", "1 for the state a node is in", labels=["node", "gpu_type", "state"]
+        )
+        lost = GaugeMetricFamily(
+            "gpupool_node_lost_timestamp_seconds",
+            "When a node was lost (it died or left without being scaled down), until it returns",
+            labels=["node", "gpu_type", "reason"],
+        )
         for n in self.plane.nodes():
-            if n.state == "booting":
-                continue  # not in the cluster yet
+            node_state.add_metric([n.name, n.gpu_type or "", n.state], 1)
+            if n.state == "lost":
+                lost.add_metric([n.name, n.gpu_type or "", n.lost_reason or ""], n.lost_at or 0)
+            if n.state in ("booting", "lost"):
+                continue  # not (or no longer) in the cluster
             capacity.add_metric([n.name, n.gpu_type or ""], gpu_count(n.capacity))
             used.add_metric([n.name, n.gpu_type or ""], gpu_count(n.allocated))
         yield capacity
         yield used
+        yield node_state
+        yield lost
         states = GaugeMetricFamily("gpupool_workloads", "Workloads by state", labels=["state"])
         for state, count in sorted(self.plane.state_counts().items()):
             states.add_metric([state], count)

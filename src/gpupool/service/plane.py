@@ -672,6 +672,21 @@ class ControlPlane:
                         state=state,  # type: ignore[arg-type]
                     )
                 )
+            for lost in self.driver.lost.values():
+                if lost.spec.name not in self.driver.core.nodes:
+                    out.append(
+                        NodeOut(
+                            name=lost.spec.name,
+                            gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
+                            schedulable=False,
+                            capacity=dict(lost.spec.capacity),
+                            allocated={},
+                            pool=lost.spec.labels.get(POOL_LABEL),
+                            state="lost",
+                            lost_at=lost.at,
+                            lost_reason=lost.reason,
+                        )
+                    )
             for pn in pool_nodes.values():
                 if pn.state == "booting" and pn.name not in self.driver.core.nodes:
                     out.append(

@@ -6,7 +6,25 @@ One workload attempt on Ray is:
   (its CPUs, GPUs and memory), each bundle pinned to the node the scheduling core chose by a
   sliver of that node's ``gpupool.node.<name>`` resource (``naming``); Ray decides nothing;
 * a detached supervisor actor ``gpupool.job.<workload>.<attempt>`` in bundle 0 that runs the
-  entrypoint as member 0 (``supervisor``), the job's side being ``gpupool.runtime``.
+  entrypoint as member 0 (``supervisor``), the job's side being ``gpupool.runtime``. It holds
+  bundle 0's GPUs (so Ray gives the entrypoint its GPU ids) and leaves its CPUs and memory to
+  the job's own tasks;
+* for an elastic workload, one more placement group per extra member
+  (``gpupool.pgx.<workload>.<attempt>.<member>``), made and removed by ``resize`` as the
+  scheduler grows and shrinks it; the job reads its current members from the supervisor.
+
+Bundles have the shape the scheduling core assigned each member (a size that fell back to
+another shape runs with that shape's GPUs).
+
+Work stays inside the reservation: the job's driver is captured in its placement group
+(``gpupool.runtime.capture_hook``). ``poll`` checks, at most every ``node_poll_interval``,
+that no node uses GPUs outside placement groups; if one does, it finds the tasks and actors
+behind it in Ray's task events, and stops the job they belong to (``Finished`` failed, saying
+what escaped where). Use nobody can be held to (another Ray job) is logged.
+
+Failures: an entrypoint that cannot start (no such working_dir, a NUL byte) is reported as
+``StartFailed(retry=False)`` with the cause in plain words; Ray's error texts lose their ANSI
+colour codes.
 
 Every call returns at once: Ray's creation calls are asynchronous, and ``poll`` looks at the
 pending calls with ``ray.wait(timeout=0)`` and turns what finished into observations.
@@ -34,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +111,10 @@ class _Run:
     requested: bool = False  # a checkpoint was requested for this attempt
     lost_since: float | None = None
     shared_fs: bool = True  # the supervisor's log file is visible here too
+    bundles: list[dict[str, float]] = field(default_factory=list)
+    placement: list[tuple[str, str]] = field(default_factory=list)  # the gang's (member, node)
+    extras: dict[str, tuple[Any, str]] = field(default_factory=dict)  # member -> (pg, node)
+    failure: str | None = None  # set when stopped for escaping its reservation
     refs: list[Any] = field(default_factory=list)
 
     def pending(self) -> list[Any]:
@@ -130,6 +153,10 @@ class RayExecutor:
         self._table: dict[str, _RayNode] = {}
         self._reported: dict[str, bool] = {}  # node -> alive, as last reported by poll
         self._last_nodes: float | None = None
+        self._last_escape_check: float | None = None
+        self._foreign_reported: set[str] = set()
+        self._foreign_usage: dict[str, float] = {}  # node id -> GPUs used outside, nobody's
+        self._foreign_since = 0.0
         self._owns_connection = False
         self._connect()
 
@@ -197,15 +224,7 @@ class RayExecutor:
                     )
                 )
                 return
-            res = group.resources
-            bundle: dict[str, float] = {node.pin: naming.PIN_AMOUNT}
-            if res.get("vcore"):
-                bundle["CPU"] = res["vcore"] / 1000
-            if gpu_count(res):
-                bundle["GPU"] = float(gpu_count(res))
-            if res.get("memory"):
-                bundle["memory"] = float(res["memory"])
-            bundles.append(bundle)
+            bundles.append(self._bundle(node, w.assigned.get(member) or group.resources))
             placement.append((member, node.name))
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -221,7 +240,8 @@ class RayExecutor:
             "working_dir": w.spec.working_dir,
             "env": dict(w.spec.env),
             "data_dir": str(self.data_dir),
-            "resume_from": w.checkpoint or naming.latest_checkpoint(self.data_dir, w.id),
+            # The newest checkpoint of any attempt (latest.json), else the one last reported to us.
+            "resume_from": naming.latest_checkpoint(self.data_dir, w.id) or w.checkpoint,
             "placement": placement,
             "placement_group_id": pg.id.hex(),
         }
@@ -231,24 +251,72 @@ class RayExecutor:
             "lifetime": "detached",
             "max_restarts": 0,
             "max_concurrency": 8,
-            "num_cpus": first.get("CPU", 0),
+            # The GPUs, for their ids; bundle 0's CPUs and memory stay free for the job's tasks.
+            "num_cpus": 0,
             "num_gpus": first.get("GPU", 0),
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
         }
-        if first.get("memory"):
-            options["memory"] = first["memory"]
-        actor = self._supervisor.options(**options).remote(config)
         run = _Run(
             w.id,
             w.attempt,
             tuple(sorted({n for _, n in placement})),
             pg,
-            actor,
+            None,
             has_entrypoint=bool(w.spec.entrypoint),
             start_deadline=now + self.start_timeout,
+            bundles=bundles,
+            placement=placement,
         )
-        run.launch_ref = actor.launch.remote()
+        self._sync_extras(run, w)
+        config["members"] = self._member_rows(run)
+        run.actor = self._supervisor.options(**options).remote(config)
+        run.launch_ref = run.actor.launch.remote()
         self._runs[w.id] = run
+
+    def _bundle(self, node: _RayNode, res: dict[str, int]) -> dict[str, float]:
+        bundle: dict[str, float] = {node.pin: naming.PIN_AMOUNT}
+        if res.get("vcore"):
+            bundle["CPU"] = res["vcore"] / 1000
+        if gpu_count(res):
+            bundle["GPU"] = float(gpu_count(res))
+        if res.get("memory"):
+            bundle["memory"] = float(res["memory"])
+        return bundle
+
+    def resize(self, workload: Workload, now: float) -> None:
+        """An elastic workload grew or shrank (``workload.placement``): make or remove the
+        placement groups of its extra members and tell the job its members."""
+        with self._lock:
+            run = self._current(workload)
+            if run is None or run.phase not in ("starting", "running"):
+                return
+            self._refresh_nodes(now, force=True)
+            self._sync_extras(run, workload)
+            with contextlib.suppress(Exception):
+                run.actor.set_members.remote(self._member_rows(run))
+
+    def _sync_extras(self, run: _Run, w: Workload) -> None:
+        from ray.util.placement_group import placement_group
+
+        gang = {m for m, _ in run.placement}
+        want = {m: n for m, n in w.placement.items() if m not in gang}
+        for member in list(run.extras):
+            if want.get(member) != run.extras[member][1]:
+                self._remove_pg(run.extras.pop(member)[0])
+        groups = dict(w.spec.extra_members())
+        for member, node_name in sorted(want.items()):
+            node = self._table.get(node_name)
+            if member in run.extras or member not in groups or node is None or not node.alive:
+                continue
+            bundle = self._bundle(node, w.assigned.get(member) or groups[member].resources)
+            name = naming.extra_pg_name(w.id, w.attempt, member)
+            run.extras[member] = (placement_group([bundle], name=name, lifetime="detached"), node_name)
+
+    def _member_rows(self, run: _Run) -> list[list[Any]]:
+        """What the job reads as its members: (member, node, placement group id, bundle index)."""
+        rows: list[list[Any]] = [[m, n, run.pg.id.hex(), i] for i, (m, n) in enumerate(run.placement)]
+        rows += [[m, n, pg.id.hex(), 0] for m, (pg, n) in sorted(run.extras.items())]
+        return rows
 
     def preempt(self, workload: Workload, grace: float, now: float) -> None:
         with self._lock:
@@ -286,6 +354,7 @@ class RayExecutor:
                 ready = set(done)
             for run in list(self._runs.values()):
                 self._advance(run, now, ready)
+            self._check_escapes(now)
             out, self._outbox = self._outbox, []
             return out
 
@@ -362,6 +431,11 @@ class RayExecutor:
                 actor,
                 has_entrypoint=bool(workload.spec.entrypoint),
             )
+            gang = {m for m, _ in workload.spec.members()}
+            for member, node in workload.placement.items():
+                extra = self._named_pg(naming.extra_pg_name(workload.id, workload.attempt, member))
+                if member not in gang and extra is not None:
+                    run.extras[member] = (extra, node)
             run.launch_ref = actor.launch.remote()  # idempotent: answers at once if launched
             if workload.state == WorkloadState.PREEMPTING:
                 run.requested = True
@@ -389,11 +463,12 @@ class RayExecutor:
                     self._kill_actor(ray.get_actor(entry["name"], namespace=naming.NAMESPACE))
                     removed.append(entry["name"])
             live_pgs = {naming.pg_name(w, a) for w, a in live}
+            live_pgs |= {pg.name for r in self._runs.values() for pg, _ in r.extras.values() if pg.name}
             for pg_id, info in ray.util.placement_group_table().items():
                 name = info.get("name") or ""
-                if not name.startswith("gpupool.pg.") or info.get("state") == "REMOVED" or name in live_pgs:
+                wid = naming.pg_workload(name)
+                if wid is None or info.get("state") == "REMOVED" or name in live_pgs:
                     continue
-                wid = name.removeprefix("gpupool.pg.").rpartition(".")[0]
                 if wid in keep:
                     continue
                 self._remove_pg(self._pg_from_hex(pg_id))
@@ -413,6 +488,10 @@ class RayExecutor:
                     self._lost_or_failed(run, now, f"its supervisor could not start: {_short(exc)}")
                     return
                 run.launch_ref = None
+                if info.get("error"):
+                    self._cleanup(run)
+                    self._outbox.append(StartFailed(run.workload_id, run.attempt, info["error"], retry=False))
+                    return
                 run.shared_fs = Path(info["log_path"]).exists()
                 run.exit_ref = run.actor.wait_exit.remote(with_log=not run.shared_fs)
                 run.phase = "checkpointing" if run.requested else "running"
@@ -441,7 +520,9 @@ class RayExecutor:
                 code = result.get("code")
                 reported = self._reported_checkpoint(run, ready)
                 self._cleanup(run)
-                if run.phase == "checkpointing" and reported:
+                if run.failure is not None:
+                    self._outbox.append(Finished(run.workload_id, run.attempt, False, run.failure))
+                elif run.phase == "checkpointing" and reported:
                     self._outbox.append(Stopped(run.workload_id, run.attempt, reported))
                 elif code == 0:
                     self._outbox.append(Finished(run.workload_id, run.attempt, True, "its job exited 0"))
@@ -502,6 +583,9 @@ class RayExecutor:
         if checkpoint is None and workload is not None:
             checkpoint = workload.checkpoint
         self._cleanup(run)
+        if run.failure is not None:
+            self._outbox.append(Finished(run.workload_id, run.attempt, False, run.failure))
+            return
         self._outbox.append(Stopped(run.workload_id, run.attempt, checkpoint))
 
     def _reported_checkpoint(self, run: _Run, ready: set[Any]) -> str | None:
@@ -516,6 +600,9 @@ class RayExecutor:
     def _cleanup(self, run: _Run) -> None:
         self._kill_actor(run.actor)
         self._remove_pg(run.pg)
+        for pg, _node in run.extras.values():
+            self._remove_pg(pg)
+        run.extras.clear()
         run.launch_ref = run.exit_ref = run.ckpt_ref = run.stop_ref = None
         if self._runs.get(run.workload_id) is run:
             del self._runs[run.workload_id]
@@ -536,6 +623,100 @@ class RayExecutor:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+
+    # ------------------------------------------------------------------ escapes
+
+    def _check_escapes(self, now: float) -> None:
+        """Stop a job whose tasks or actors hold GPUs outside its placement groups.
+
+        Cheap first: Ray's per-node resources say whether any node uses GPUs outside placement
+        groups at all; only then are Ray's task events read to find what and whose.
+        """
+        last = self._last_escape_check
+        if last is not None and now - last < self.node_poll_interval:
+            return
+        self._last_escape_check = now
+        runs = [
+            r for r in self._runs.values() if r.phase in ("running", "checkpointing") and r.has_entrypoint
+        ]
+        try:
+            nodes = self._gpus_outside_pgs()
+            if not nodes:
+                self._foreign_reported.clear()
+                self._foreign_usage = {}
+                return
+            if nodes == self._foreign_usage and now - self._foreign_since > FOREIGN_SETTLE:
+                return  # the same use nobody could be held to, for a while: nothing new
+            jobs: dict[str, _Run] = {}
+            refs = {r.actor.driver_jobs.remote(): r for r in runs}
+            done, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=2.0) if refs else ([], [])
+            for ref in done:
+                with contextlib.suppress(Exception):
+                    for job in self._ray.get(ref):
+                        jobs[job] = refs[ref]
+            escapes = self._escaped_work(jobs) if jobs else {}
+        except Exception as exc:  # a check that cannot run now runs again next time
+            log.warning("checking for work outside reservations failed: %s", _short(exc))
+            return
+        for run, what in escapes.values():
+            if run.failure is None and run.phase in ("running", "checkpointing"):
+                run.failure = (
+                    f"its job started {what} outside its reservation; stopped"
+                    " (Ray work must stay in the workload's placement group: see docs/runtime.md)"
+                )
+                log.warning("%s: %s", run.workload_id, run.failure)
+                self._begin_stop(run, now)
+        if not escapes and nodes != self._foreign_usage:
+            self._foreign_usage, self._foreign_since = nodes, now
+        elif not escapes and now - self._foreign_since > FOREIGN_SETTLE:
+            for node_id, gpus in nodes.items():
+                name = next((n.name for n in self._table.values() if n.node_id == node_id), node_id)
+                if name not in self._foreign_reported:
+                    self._foreign_reported.add(name)
+                    log.warning("%g GPU(s) of node %s are used outside any placement group", gpus, name)
+
+    def _gpus_outside_pgs(self) -> dict[str, float]:
+        """Node id -> GPUs in use there that no placement group reserved."""
+        from ray._private.state import state
+
+        total = state.total_resources_per_node()
+        available = state.available_resources_per_node()
+        out: dict[str, float] = {}
+        for node_id, res in total.items():
+            used = res.get("GPU", 0) - available.get(node_id, {}).get("GPU", 0)
+            reserved = sum(v for k, v in res.items() if _PG_GPUS.fullmatch(k))
+            if used - reserved > 1e-6:
+                out[node_id] = used - reserved
+        return out
+
+    def _escaped_work(self, jobs: dict[str, _Run]) -> dict[str, tuple[_Run, str]]:
+        """The workload runs whose Ray jobs have live tasks or actors holding GPUs outside any
+        placement group, with what and where."""
+        from ray._private.state import state
+
+        alive_actors = {a["ActorID"] for a in state.actor_table(None).values() if a.get("State") != "DEAD"}
+        found: dict[str, tuple[_Run, str]] = {}
+        for event in state._get_all_task_events():
+            run = jobs.get(event.job_id.hex())
+            info = event.task_info
+            if run is None or run.workload_id in found or info.placement_group_id:
+                continue
+            gpus = dict(info.required_resources).get("GPU", 0)
+            if gpus <= 0:
+                continue
+            states = {common_status(k) for k in event.state_updates.state_ts_ns}
+            if info.actor_id and info.type == _ACTOR_CREATION:
+                if info.actor_id.hex() not in alive_actors:
+                    continue
+                kind = f"actor {info.name or '?'}"
+            elif states & {"FINISHED", "FAILED"}:
+                continue
+            else:
+                kind = f"task {info.name or '?'}"
+            node_id = event.state_updates.node_id.hex() if event.state_updates.node_id else ""
+            where = next((n.name for n in self._table.values() if n.node_id == node_id), None)
+            found[run.workload_id] = (run, f"{kind} with {gpus:g} GPU(s)" + (f" on {where}" if where else ""))
+        return found
 
     # ------------------------------------------------------------------ Ray objects
 
@@ -658,5 +839,32 @@ def _parse_node(raw: dict[str, Any]) -> _RayNode | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = plain(str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+# Ray's task events reach the GCS about every second: GPU use outside placement groups that no
+# workload's task events explain for this long is someone else's, and is only looked at again
+# when it changes.
+FOREIGN_SETTLE = 5.0
+_PG_GPUS = re.compile(r"GPU_group_[0-9a-f]+")  # all GPUs a placement group holds on a node
+_ACTOR_CREATION = 1  # common_pb2.TaskType.ACTOR_CREATION_TASK
+
+
+def common_status(value: int) -> str:
+    """The name of a Ray task status number (``common_pb2.TaskStatus``)."""
+    from ray.core.generated import common_pb2
+
+    try:
+        return str(common_pb2.TaskStatus.Name(value))
+    except ValueError:
+        return str(value)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences (Ray colours its error texts) or other control characters."""
+    text = _ANSI.sub("", text)
+    return "".join(c for c in text if c in "\n\t" or c.isprintable())

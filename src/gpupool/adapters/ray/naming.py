@@ -14,7 +14,8 @@ multi-machine cluster ``checkpoints/`` must be shared storage, like Ray Train's 
 * ``jobs/<workload>/attempt-<n>/control/``: the node-local mailbox between a job's supervisor
   and the job (``checkpoint.requested``, ``checkpoint.json``);
 * ``checkpoints/<workload>/attempt-<n>/``: where attempt n writes its checkpoints;
-  ``checkpoints/<workload>/latest.json``: the last one reported, by any attempt.
+  ``checkpoints/<workload>/latest.json``: the last one reported, by any attempt (the newest:
+  the next attempt resumes from it).
 
 No ``ray`` import here: the runtime and the cluster helpers use it too.
 """
@@ -32,6 +33,8 @@ GPU_TYPE_LABEL = "gpupool.io/gpu-type"
 POOL_LABEL = "gpupool.io/pool"  # on nodes a node provider launched: the autoscaler reports them
 NODE_RESOURCE_UNITS = 1000
 PIN_AMOUNT = 0.001
+PG_PREFIX = "gpupool.pg."
+EXTRA_PG_PREFIX = "gpupool.pgx."
 
 
 def node_resource(name: str) -> str:
@@ -43,7 +46,22 @@ def actor_name(workload_id: str, attempt: int) -> str:
 
 
 def pg_name(workload_id: str, attempt: int) -> str:
-    return f"gpupool.pg.{workload_id}.{attempt}"
+    return f"{PG_PREFIX}{workload_id}.{attempt}"
+
+
+def extra_pg_name(workload_id: str, attempt: int, member: str) -> str:
+    """The placement group of one extra member of an elastic workload (a bundle of its own)."""
+    return f"{EXTRA_PG_PREFIX}{workload_id}.{attempt}.{member}"
+
+
+def pg_workload(name: str) -> str | None:
+    """The workload a placement group name of ours belongs to; None for other names."""
+    if name.startswith(EXTRA_PG_PREFIX):
+        rest = name.removeprefix(EXTRA_PG_PREFIX).rpartition(".")[0]  # drop the member
+        return rest.rpartition(".")[0] or None  # drop the attempt
+    if name.startswith(PG_PREFIX):
+        return name.removeprefix(PG_PREFIX).rpartition(".")[0] or None
+    return None
 
 
 def parse_actor_name(name: str) -> tuple[str, int] | None:

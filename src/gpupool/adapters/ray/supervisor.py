@@ -64,23 +64,30 @@ class JobSupervisor:
             self.control_dir.mkdir(parents=True, exist_ok=True)
             ckpt_dir = self.checkpoint_root / f"attempt-{self.attempt}"
             entrypoint = self.config.get("entrypoint")
+            self.set_members(self.config.get("members") or [])
+            error = None
             if entrypoint and not self._stopped.is_set():
                 env = self._env(gpu_ids, ckpt_dir)
                 cwd = self.config.get("working_dir") or str(self.log_path.parent)
-                with self.log_path.open("ab") as out:
-                    self._proc = subprocess.Popen(
-                        ["/bin/bash", "-c", entrypoint],
-                        cwd=cwd,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                self._watch(self._proc.pid)
+                try:
+                    with self.log_path.open("ab") as out:
+                        self._proc = subprocess.Popen(
+                            ["/bin/bash", "-c", entrypoint],
+                            cwd=cwd,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL,
+                            start_new_session=True,
+                        )
+                except (OSError, ValueError) as exc:  # no such working_dir, a NUL byte ...
+                    error = _launch_error(exc, cwd)
+                else:
+                    self._watch(self._proc.pid)
             else:
                 self.log_path.touch()
             self._launched = {
+                "error": error,
                 "pid": self._proc.pid if self._proc else None,
                 "gpu_ids": gpu_ids,
                 "node_id": ray.get_runtime_context().get_node_id(),
@@ -140,6 +147,28 @@ class JobSupervisor:
         code = proc.returncode if proc is not None else 0
         return {"code": code, "log": self.logs() if with_log else None}
 
+    def set_members(self, rows: list[list[Any]]) -> None:
+        """Tell the job its current members: [[member, node, placement group id, bundle], ...]."""
+        if rows:
+            self.control_dir.mkdir(parents=True, exist_ok=True)
+            runtime._write_atomic(self.control_dir / runtime.MEMBERS_FILE, json.dumps(rows))
+
+    def driver_jobs(self) -> list[str]:
+        """The Ray job ids (hex) of the drivers the entrypoint started (its process group's)."""
+        proc = self._proc
+        if proc is None:
+            return []
+        from ray._private.state import state
+
+        out = []
+        for job in state.job_table():
+            if job.get("IsDead"):
+                continue
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                if os.getpgid(int(job["DriverPid"])) == proc.pid:
+                    out.append(str(job["JobID"]))
+        return out
+
     def logs(self) -> str:
         try:
             with self.log_path.open("rb") as f:
@@ -173,6 +202,11 @@ class JobSupervisor:
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         cfg = self.config
         env.update({str(k): str(v) for k, v in (cfg.get("env") or {}).items()})
+        # The job's driver is captured in its placement group when it calls ray.init (runtime).
+        own_hook = env.get(runtime.RAY_HOOK_ENV)
+        if own_hook and own_hook != runtime.CAPTURE_HOOK:
+            env[runtime.ENV_NEXT_HOOK] = own_hook
+        env[runtime.RAY_HOOK_ENV] = runtime.CAPTURE_HOOK
         env.update(
             {
                 "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
@@ -205,3 +239,12 @@ class JobSupervisor:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+def _launch_error(exc: BaseException, cwd: str) -> str:
+    """Why the entrypoint could not be started, in plain words."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError) and not Path(cwd).is_dir():
+        return f"its working_dir {cwd} does not exist on this node"
+    if isinstance(exc, ValueError) and "null" in str(exc):
+        return "its entrypoint, env or working_dir contains a NUL byte"
+    return f"its entrypoint could not be started: {type(exc).__name__}: {exc}"

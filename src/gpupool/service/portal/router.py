@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.placement import may_submit
-from gpupool.core.resources import format_resources, gpu_count
+from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, gpu_count
 from gpupool.service.plane import ControlPlane, NotFound, ServiceError
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep
 from gpupool.service.security import Principal, administers, may_see
@@ -71,12 +71,13 @@ class NodeView(BaseModel):
     name: str
     pool: str
     gpu_type: str | None
-    state: Literal["ready", "draining", "booting"]
+    state: Literal["ready", "draining", "booting", "lost"]
     gpus: int
     free: int
     cells: list[GpuCell]
     capacity: str
     allocated: str
+    note: str = ""  # why a lost node was lost, and when
 
 
 class PoolView(BaseModel):
@@ -162,6 +163,23 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
                     allocated=format_resources({k: v for k, v in node.allocated.items() if v}),
                 )
             )
+        for name, lost in sorted(driver.lost.items()):
+            if name in core.nodes:
+                continue
+            nodes.append(
+                NodeView(
+                    name=name,
+                    pool=lost.spec.labels.get(POOL_LABEL) or DEFAULT_POOL,
+                    gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
+                    state="lost",
+                    gpus=gpu_count(lost.spec.capacity),
+                    free=0,
+                    cells=[],
+                    capacity=format_resources(lost.spec.capacity),
+                    allocated="",
+                    note=f"lost at {datetime.fromtimestamp(lost.at, UTC):%H:%M:%S} UTC: {lost.reason}",
+                )
+            )
         for name, pn in sorted(pool_nodes.items()):
             if pn.state != "booting" or name in core.nodes:
                 continue
@@ -190,7 +208,7 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
         out.append(
             PoolView(
                 name=name,
-                gpus=sum(n.gpus for n in members if n.state != "booting"),
+                gpus=sum(n.gpus for n in members if n.state not in ("booting", "lost")),
                 free=sum(n.free for n in ready),
                 largest_free=max((n.free for n in ready), default=0),
                 booting=sum(n.state == "booting" for n in members),

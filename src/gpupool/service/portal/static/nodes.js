@@ -46,7 +46,8 @@
           style: c.state === "used" ? { background: colours.get(cellKey(c)) } :
             c.state === "reserved" ? { "--res": colour(by() === "workload" ? c.workload : "reserved", true) } : null,
         }))),
-      h("p", { class: "node-sum" }, `${used}/${n.gpus} in use · ${n.free} free`),
+      n.note ? h("p", { class: "node-note" }, n.note) : null,
+      n.state === "lost" ? null : h("p", { class: "node-sum" }, `${used}/${n.gpus} in use · ${n.free} free`),
       holders.size ? h("ul", { class: "holders" }, [...holders.values()].map(({ c, gpus }) => h("li", {},
         h("span", { class: "dot", style: { background: colours.get(cellKey(c)) } }),
         c.name ? h("a", { href: `/portal/workloads/${encodeURIComponent(c.workload)}`, id: `on-${n.name}-${c.workload}` }, c.workload) : c.workload,
