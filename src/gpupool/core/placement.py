@@ -58,8 +58,10 @@ def _matches(patterns: tuple[str, ...], names: tuple[str, ...]) -> bool:
 
 
 def filter_allows(flt: Filter | None, user: str, groups: tuple[str, ...]) -> bool:
-    if flt is None or (not flt.users and not flt.groups):
+    if flt is None:
         return True
+    if not flt.users and not flt.groups:
+        return flt.type == "allow"  # YuniKorn: a filter without lists allows, or denies, everyone
     hit = _matches(flt.users, (user,)) or _matches(flt.groups, groups)
     return hit if flt.type == "allow" else not hit
 
@@ -104,7 +106,7 @@ class Placer:
             return None
         if not name:
             return None
-        if name == "root" or name.startswith("root."):
+        if name.startswith("root.") or (rule.name == "fixed" and name == "root"):
             return name
         if rule.name == "fixed" and "." in name:
             return "root." + name
@@ -113,9 +115,13 @@ class Placer:
             if parent is None:
                 return None
             existing = self.lookup(parent.lower())
-            if existing is not None and existing.is_leaf:
-                return None
             if existing is None and not rule.parent.create:
+                return None
+            if not parent.startswith("root."):
+                # YuniKorn qualifies a parent only by "root.": `fixed root` as a parent gives root.root
+                parent = "root." + parent
+                existing = self.lookup(parent.lower())
+            if existing is not None and existing.is_leaf:
                 return None
             return f"{parent}.{name}"
         return f"root.{name}"
