@@ -18,7 +18,7 @@ from gpupool.core.config import Filter, PlacementRule
 from gpupool.core.queues import RECOVERY_QUEUE, Queue
 
 IMPLICIT_RULES = (PlacementRule(name="provided"),)
-_REGEX_CHARS = re.compile(r"[\^$*+?()\[\]{}|\\]")
+_REGEX_CHARS = re.compile(r"[\^$*+?()\[{}|]")  # YuniKorn's SpecialRegExp
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +51,15 @@ def may_administer(queue: Queue, user: str, groups: tuple[str, ...]) -> bool:
 
 
 def _matches(patterns: tuple[str, ...], names: tuple[str, ...]) -> bool:
-    if len(patterns) == 1 and _REGEX_CHARS.search(patterns[0]) and patterns[0] != "*":
-        rx = re.compile(patterns[0])
-        return any(rx.fullmatch(n) for n in names)
-    return any(p == "*" or p in names for p in patterns)
+    """YuniKorn's filter lists: one entry with a regexp character is an expression, matched anywhere
+    in the name (Go's MatchString); otherwise the entries are names, and `*` is not special."""
+    if len(patterns) == 1 and _REGEX_CHARS.search(patterns[0]):
+        try:
+            rx = re.compile(patterns[0])
+        except re.error:  # refused by the config check; an expression that does not compile matches nobody
+            return False
+        return any(rx.search(n) for n in names)
+    return any(p in names for p in patterns)
 
 
 def filter_allows(flt: Filter | None, user: str, groups: tuple[str, ...]) -> bool:
