@@ -85,6 +85,10 @@ def _clean(name: str) -> str:
     return name.replace(".", "_dot_")
 
 
+class _RuleFailed(Exception):
+    """A rule that fails (not merely matches nothing): YuniKorn rejects the application at once."""
+
+
 class Placer:
     """Evaluates rules against the live tree; ``lookup`` finds a queue by path."""
 
@@ -127,7 +131,7 @@ class Placer:
                 parent = "root." + parent
                 existing = self.lookup(parent.lower())
             if existing is not None and existing.is_leaf:
-                return None
+                raise _RuleFailed(f"{rule.name}: its parent rule gave the leaf queue {parent}")
             return f"{parent}.{name}"
         return f"root.{name}"
 
@@ -135,7 +139,10 @@ class Placer:
         """Returns (queue path, needs creating, explanation)."""
         tried: list[str] = []
         for rule in self.rules:
-            path = self._path(rule, req)
+            try:
+                path = self._path(rule, req)
+            except _RuleFailed as exc:
+                return None, False, f"application rejected: placement rule failed ({exc})"
             if path is None:
                 tried.append(f"{rule.name}: no queue")
                 continue
