@@ -1,6 +1,8 @@
 """yunikorn-core's own config-validator tests, translated into ``gpupool config check`` verdicts.
 
-Source: apache/yunikorn-core ``pkg/common/configs/configvalidator_test.go``. Every case below names
+Source: apache/yunikorn-core ``pkg/common/configs/configvalidator_test.go``, and the sub-cases of
+``pkg/scheduler/placement/*_rule_test.go`` whose rule chain YuniKorn refuses when it loads the
+configuration (the rest of those tests are the ``yk-place-*`` scenarios). Every case below names
 its Go test and sub-case. Each builds a complete ``queues.yaml`` and runs it through
 ``load_config_text`` (the function behind ``gpupool config check``; a sample of cases also goes
 through the CLI itself) and asserts the verdict: accepted, or refused with a clear one-line error
@@ -1395,6 +1397,112 @@ QUEUE_NAME_CASES = [
     bad(QN, "root.parent (a dot in a name)", conf(q("root.parent")), "root.parent"),
 ]
 
+# The placement rule tests whose rule chain YuniKorn refuses when it loads the configuration (the
+# validator's checkPlacementRules, or the placement manager building the rule); the other sub-cases of
+# these tests are the yk-place-* scenarios.
+PL = "placement/"
+TEST_QUEUE = [q("testqueue"), q("testparent", q("testchild"))]  # confTestQueue
+PARENT_CHILD = [q("testchild"), q("testparent", parent=True)]  # confParentChild
+
+
+def rules_over(tree: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, Any]:
+    return conf(*tree, placementrules=[rule])
+
+
+FIXED_LEAF_CHAIN = {"name": "fixed", "value": "testchild", "parent": {"name": "fixed", "value": "testchild"}}
+RULE_TEST_CASES = [
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRulePlace",
+        "invalid queue name",
+        rules_over(TEST_QUEUE, {"name": "fixed", "value": "testqueue!>invalid<"}),
+        "testqueue!>invalid<",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRulePlace",
+        "invalid queue name with full queue hierarchy",
+        rules_over(TEST_QUEUE, {"name": "fixed", "value": "root.testparent!>invalid<test.testqueue"}),
+        "root.testparent!>invalid<test.testqueue",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRulePlace",
+        "place in a parent queue (refused by checkPlacementRules: not a leaf)",
+        rules_over(TEST_QUEUE, {"name": "fixed", "value": "root.testparent"}),
+        "root.testparent",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRuleParent",
+        "fail to create child (refused by checkPlacementRules: non-existing, create false)",
+        rules_over(
+            PARENT_CHILD,
+            {"name": "fixed", "value": "nonexist", "parent": {"name": "fixed", "value": "testparent"}},
+        ),
+        "root.testparent.nonexist",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRuleParent",
+        "trying to place in invalid child using a creatable parent",
+        rules_over(
+            PARENT_CHILD,
+            {
+                "name": "fixed",
+                "value": "testchild",
+                "create": True,
+                "parent": {"name": "fixed", "value": "test!invalid<tes>t", "create": True},
+            },
+        ),
+        "test!invalid<tes>t",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRuleParent",
+        "parent which is defined as a leaf",
+        rules_over(
+            PARENT_CHILD,
+            {
+                "name": "fixed",
+                "value": "nonexist",
+                "create": True,
+                "parent": {"name": "fixed", "value": "testchild"},
+            },
+        ),
+        "root.testchild",
+    ),
+    bad(
+        PL + "fixed_rule_test.go::TestFixedRuleParent",
+        "failed parent rule",
+        rules_over(PARENT_CHILD, {"name": "fixed", "value": "testchild", "parent": FIXED_LEAF_CHAIN}),
+        "root.testchild",
+    ),
+    bad(
+        PL + "provided_rule_test.go::TestProvidedRuleParent",
+        "parent which is defined as a leaf",
+        rules_over(
+            PARENT_CHILD,
+            {"name": "provided", "create": True, "parent": {"name": "fixed", "value": "testchild"}},
+        ),
+        "root.testchild",
+    ),
+    bad(
+        PL + "provided_rule_test.go::TestProvidedRuleParent",
+        "failed parent rule",
+        rules_over(PARENT_CHILD, {"name": "provided", "create": True, "parent": FIXED_LEAF_CHAIN}),
+        "root.testchild",
+    ),
+    bad(
+        PL + "user_rule_test.go::TestUserRuleParent",
+        "parent which is defined as a leaf",
+        rules_over(
+            PARENT_CHILD, {"name": "user", "create": True, "parent": {"name": "fixed", "value": "testchild"}}
+        ),
+        "root.testchild",
+    ),
+    bad(
+        PL + "user_rule_test.go::TestUserRuleParent",
+        "failed parent rule",
+        rules_over(PARENT_CHILD, {"name": "user", "create": True, "parent": FIXED_LEAF_CHAIN}),
+        "root.testchild",
+    ),
+]
+
 CASES: list[Case] = [
     *RESOURCE_CASES,
     *MAXAPPS_CASES,
@@ -1409,6 +1517,7 @@ CASES: list[Case] = [
     *QUEUES_CASES,
     *NODE_SORT_CASES,
     *QUEUE_NAME_CASES,
+    *RULE_TEST_CASES,
 ]
 
 DIVERGENCE = {

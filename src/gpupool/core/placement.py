@@ -26,7 +26,7 @@ from gpupool.core.queues import RECOVERY_QUEUE, Queue
 IMPLICIT_RULES = (PlacementRule(name="provided"),)
 # The reason given when no rule placed an application and it went to root.default (YuniKorn).
 IMPLICIT_FALLBACK = "no rule matched: placed in root.default"
-_REGEX_CHARS = re.compile(r"[\^$*+?()\[\]{}|\\]")
+_REGEX_CHARS = re.compile(r"[\^$*+?()\[{}|]")  # YuniKorn's SpecialRegExp
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +59,22 @@ def may_administer(queue: Queue, user: str, groups: tuple[str, ...]) -> bool:
 
 
 def _matches(patterns: tuple[str, ...], names: tuple[str, ...]) -> bool:
-    if len(patterns) == 1 and _REGEX_CHARS.search(patterns[0]) and patterns[0] != "*":
-        rx = re.compile(patterns[0])
-        return any(rx.fullmatch(n) for n in names)
-    return any(p == "*" or p in names for p in patterns)
+    """YuniKorn's filter lists: one entry with a regexp character is an expression, matched anywhere
+    in the name (Go's MatchString); otherwise the entries are names, and `*` is not special."""
+    if len(patterns) == 1 and _REGEX_CHARS.search(patterns[0]):
+        try:
+            rx = re.compile(patterns[0])
+        except re.error:  # refused by the config check; an expression that does not compile matches nobody
+            return False
+        return any(rx.search(n) for n in names)
+    return any(p in names for p in patterns)
 
 
 def filter_allows(flt: Filter | None, user: str, groups: tuple[str, ...]) -> bool:
-    if flt is None or (not flt.users and not flt.groups):
+    if flt is None:
         return True
+    if not flt.users and not flt.groups:
+        return flt.type == "allow"  # YuniKorn: a filter without lists allows, or denies, everyone
     hit = _matches(flt.users, (user,)) or _matches(flt.groups, groups)
     return hit if flt.type == "allow" else not hit
 
@@ -86,7 +93,11 @@ def _clean(name: str) -> str:
     return name.replace(".", "_dot_")
 
 
-class InvalidQueueName(Exception):
+class _RuleFailed(Exception):
+    """A rule that fails (not merely matches nothing): YuniKorn rejects the application at once."""
+
+
+class InvalidQueueName(_RuleFailed):
     """A rule produced a queue name YuniKorn would refuse: the application is rejected."""
 
 
@@ -130,7 +141,7 @@ class Placer:
             return None
         if not name:
             return None
-        if name == "root" or name.startswith("root."):
+        if name.startswith("root.") or (rule.name == "fixed" and name == "root"):
             return name
         if rule.name == "fixed" and "." in name:
             return "root." + name
@@ -139,10 +150,14 @@ class Placer:
             if parent is None:
                 return None
             existing = self.lookup(parent.lower())
-            if existing is not None and existing.is_leaf:
-                return None
             if existing is None and not rule.parent.create:
                 return None
+            if not parent.startswith("root."):
+                # YuniKorn qualifies a parent only by "root.": `fixed root` as a parent gives root.root
+                parent = "root." + parent
+                existing = self.lookup(parent.lower())
+            if existing is not None and existing.is_leaf:
+                raise _RuleFailed(f"{rule.name}: its parent rule gave the leaf queue {parent}")
             return f"{parent}.{name}"
         return f"root.{name}"
 
@@ -154,6 +169,8 @@ class Placer:
                 path = self._path(rule, req)
             except InvalidQueueName as bad:
                 return None, False, f"application rejected: {bad}"
+            except _RuleFailed as exc:
+                return None, False, f"application rejected: placement rule failed ({exc})"
             if path is None:
                 tried.append(f"{rule.name}: no queue")
                 continue
