@@ -76,6 +76,7 @@ class AutoscaleOptions:
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    headroom_fit: bool = False
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
@@ -106,6 +107,7 @@ class ScalerSettings:
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    headroom_fit: bool = False
 
 
 def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
@@ -121,6 +123,7 @@ def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
             opts.headroom_memory if window > 0 else 0.0,
             opts.headroom_series if window > 0 else 0.0,
             opts.headroom_series_min if window > 0 else 0,
+            opts.headroom_fit and window > 0,
         )
     if config == "no-headroom":
         return ScalerSettings(0, 0, opts.compaction_budget, "needs-node")
@@ -177,6 +180,7 @@ def pools(trace: Trace, config: str, opts: AutoscaleOptions) -> tuple[NodePool, 
             headroom_memory=s.headroom_memory,
             headroom_series=s.headroom_series,
             headroom_series_min=s.headroom_series_min,
+            headroom_fit=s.headroom_fit,
         ),
     )
 
