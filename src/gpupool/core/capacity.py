@@ -19,7 +19,11 @@ its block expires; the next one is tried (the engine records each attempt). Pool
 Headroom. Each pool keeps ``headroom_nodes`` idle nodes (and ``headroom_gpus`` idle GPUs) warm,
 counting nodes that are booting and not spoken for, so a burst starts without a boot. With a
 ``headroom_window``, the warm nodes follow the arrivals (``headroom_target``): as many as the GPUs
-asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``.
+asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``; with
+``headroom_fit`` that room is counted in GPUs and free GPUs of ready nodes count
+(``headroom_gpus_target``). Series headroom (``series_headroom``) anticipates the next burst of a
+queue that sent large ones lately: a share of each such queue's burst peak (``BurstMemory``) stays
+warm for ``headroom_memory`` seconds.
 
 Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
 first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
