@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from gpupool.core.capacity import Arrival, Demand, PoolNode, headroom_target, plan_capacity
+from gpupool.core.capacity import (
+    Arrival,
+    BurstMemory,
+    Demand,
+    PoolNode,
+    headroom_gpus_target,
+    headroom_target,
+    plan_capacity,
+)
 from gpupool.core.config import InstanceType, NodePool
 
 H100_EAST = InstanceType(
@@ -105,6 +113,61 @@ def test_burst_headroom_follows_the_gpus_asked_in_its_window():
     assert headroom_target(p, [Arrival(now - 10, 32, ("H100", "A100"))], now) == 4
     # Without a window the headroom is fixed.
     assert headroom_target(pool(types=(A100,), headroom_nodes=2), recent, now) == 2
+
+
+def test_burst_memory_keeps_each_queues_peak_over_its_memory():
+    m = BurstMemory(window=900, memory=3_600)
+    for k in range(10):  # root.b: a batch of 10 x 8 GPUs within 90 s
+        m.add(Arrival(1_000.0 + 10 * k, 8, (), "root.b"))
+    m.add(Arrival(1_050.0, 4, (), "root.a"))
+    m.add(Arrival(1_500.0, 2, (), "root.a"))  # within root.a's window: 6 GPUs
+    assert m.peaks(1_600.0) == {("root.b", ()): 80, ("root.a", ()): 6}
+    # root.b's small job later does not lower its peak; the peak lasts the memory, then goes.
+    m.add(Arrival(3_000.0, 1, (), "root.b"))
+    assert m.peaks(4_000.0)[("root.b", ())] == 80
+    assert m.peaks(4_700.0) == {("root.b", ()): 1, ("root.a", ()): 6}  # the batch is an hour old
+    assert m.peaks(5_200.0) == {("root.b", ()): 1}
+    assert m.peaks(7_000.0) == {}
+
+
+def test_series_headroom_keeps_a_share_of_big_recent_bursts_warm_between_them():
+    p = pool(
+        types=(A100,),
+        max=40,
+        headroom_window=900,
+        headroom_max_nodes=4,
+        headroom_memory=14_400,
+        headroom_series=0.25,
+        headroom_series_min=256,
+    )
+    now = 50_000.0
+    peaks = {("root.b", ()): 384, ("root.c", ()): 200, ("root.d", ("H100",)): 512}
+    # No arrival in the window, but root.b sent 384 GPUs within one window lately: a quarter of
+    # that (96 GPUs) is kept warm, 12 nodes, beyond the rate part's cap. root.c's peak is under
+    # seriesMin and root.d's jobs cannot run on A100s: neither counts.
+    assert headroom_target(p, [], now, peaks) == 12
+    assert headroom_target(p, [Arrival(now - 10, 8)], now, peaks) == 12
+    assert headroom_target(p, [Arrival(now - 10, 8)], now, {}) == 1  # the rate part alone
+    without = pool(types=(A100,), max=40, headroom_window=900, headroom_max_nodes=4)
+    assert headroom_target(without, [], now, peaks) == 0  # series headroom off: nothing warm
+    plan = plan_capacity([p], [], [], set(), now, peaks=peaks)
+    assert sum(u.count for u in plan.scale_up) == 12
+
+
+def test_fit_headroom_counts_free_gpus_of_ready_nodes():
+    p = pool(types=(A100,), max=20, headroom_window=900, headroom_max_nodes=4, headroom_fit=True)
+    now = 1_000.0
+    burst = [Arrival(now - 60, 3)]
+    assert headroom_target(p, burst, now) == 0 and headroom_gpus_target(p, burst, now) == 3
+    # A ready node with 4 free GPUs already holds the 3 GPUs asked lately: nothing to launch.
+    part_used = [node("n1", A100, used=4)]
+    assert not plan_capacity([p], part_used, [], set(), now, arrivals=burst).scale_up
+    # With 2 free GPUs it does not, and one node is launched.
+    full = [node("n1", A100, used=6)]
+    (up,) = plan_capacity([p], full, [], set(), now, arrivals=burst).scale_up
+    assert up.count == 1
+    # Capped at maxNodes' worth of GPUs.
+    assert headroom_gpus_target(p, [Arrival(now - 60, 500)], now) == 32
 
 
 def test_plan_keeps_burst_headroom_warm_and_lets_it_go_when_arrivals_stop():

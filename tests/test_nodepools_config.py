@@ -65,6 +65,30 @@ def test_burst_sized_headroom_parses():
     assert spans.transfer_cost == 3.5
 
 
+def test_series_and_fit_headroom_parse():
+    raw = {
+        "name": "p",
+        "headroom": {
+            "window": "15m",
+            "maxNodes": 8,
+            "memory": "4h",
+            "series": 0.3,
+            "seriesMin": 256,
+            "fit": True,
+        },
+        "instancetypes": [{"name": "x"}],
+    }
+    (pool,) = parse_config(config([raw])).nodepools
+    assert (pool.headroom_memory, pool.headroom_series, pool.headroom_series_min, pool.headroom_fit) == (
+        14_400.0,
+        0.3,
+        256,
+        True,
+    )
+    (plain,) = parse_config(config([{"name": "p", "instancetypes": [{"name": "x"}]}])).nodepools
+    assert (plain.headroom_memory, plain.headroom_series, plain.headroom_fit) == (0.0, 0.0, False)
+
+
 @pytest.mark.parametrize(
     ("pools", "path", "text"),
     [
@@ -113,6 +137,33 @@ def test_burst_sized_headroom_parses():
             [{"name": "p", "headroom": {"window": "often", "maxNodes": 2}, "instancetypes": [{"name": "x"}]}],
             "headroom.window",
             "headroom.window",
+        ),
+        (
+            [{"name": "p", "headroom": {"memory": "4h", "series": 0.3}, "instancetypes": [{"name": "x"}]}],
+            "headroom.memory",
+            "needs headroom.window",
+        ),
+        (
+            [
+                {
+                    "name": "p",
+                    "headroom": {"window": "15m", "maxNodes": 4, "memory": "4h"},
+                    "instancetypes": [{"name": "x"}],
+                }
+            ],
+            "headroom.memory",
+            "needs both headroom.memory and headroom.series",
+        ),
+        (
+            [
+                {
+                    "name": "p",
+                    "headroom": {"window": "15m", "maxNodes": 4, "memory": "4h", "series": 2},
+                    "instancetypes": [{"name": "x"}],
+                }
+            ],
+            "headroom.series",
+            "share between 0 and 1",
         ),
         ("p", "nodepools", "must be a list"),
     ],

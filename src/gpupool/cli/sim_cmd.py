@@ -228,9 +228,43 @@ def replay(
         ),
     ] = 900.0,
     headroom_max: Annotated[
-        int,
-        typer.Option("--headroom-max", help="Autoscale: the most warm nodes --headroom-window may keep."),
-    ] = 4,
+        int | None,
+        typer.Option(
+            "--headroom-max",
+            help="Autoscale: the most warm nodes (GPUs' worth with --headroom-fit) the arrivals of "
+            "--headroom-window may keep [default: 8].",
+        ),
+    ] = None,
+    headroom_fit: Annotated[
+        bool | None,
+        typer.Option(
+            "--headroom-fit/--no-headroom-fit",
+            help="Autoscale: count the free GPUs of ready nodes as warm room, not only idle nodes "
+            "[default: fit].",
+        ),
+    ] = None,
+    headroom_memory: Annotated[
+        float | None,
+        typer.Option(
+            "--headroom-memory",
+            help="Autoscale: series headroom remembers each queue's burst peak this long (s; 0 = off) "
+            "[default: 14400].",
+        ),
+    ] = None,
+    headroom_series: Annotated[
+        float | None,
+        typer.Option(
+            "--headroom-series",
+            help="Autoscale: share of a remembered burst peak kept warm between bursts [default: 0.3].",
+        ),
+    ] = None,
+    headroom_series_min: Annotated[
+        int | None,
+        typer.Option(
+            "--headroom-series-min",
+            help="Autoscale: only burst peaks of at least this many GPUs count [default: 256].",
+        ),
+    ] = None,
     headroom_gpus: Annotated[
         int, typer.Option("--headroom-gpus", help="Autoscale: warm idle GPUs of the gpupool configuration.")
     ] = 0,
@@ -395,8 +429,22 @@ def replay(
         from gpupool.sim.autoscale import AutoscaleOptions
 
         try:
-            if min(headroom, headroom_gpus, compaction_budget, headroom_max, headroom_window) < 0:
+            given = {
+                "headroom_max_nodes": headroom_max,
+                "headroom_fit": headroom_fit,
+                "headroom_memory": headroom_memory,
+                "headroom_series": headroom_series,
+                "headroom_series_min": headroom_series_min,
+            }
+            series_options = {k: v for k, v in given.items() if v is not None}
+            numbers = [headroom, headroom_gpus, compaction_budget, headroom_window]
+            numbers += [v for v in series_options.values() if not isinstance(v, bool)]
+            if min(numbers) < 0:
                 raise UsageProblem("bad autoscale option: headroom and budgets must not be negative")
+            if headroom_series is not None and headroom_series > 1:
+                raise UsageProblem(
+                    f"bad --headroom-series {headroom_series:g}: a share between 0 and 1", "e.g. 0.3"
+                )
             if idle_timeout < 0 or boot_time < 0:
                 raise UsageProblem("bad --idle-timeout / --boot-time: must not be negative")
             if not (0 <= stockout_rate <= 1 and 0 <= boot_failure_rate <= 1):
@@ -407,7 +455,6 @@ def replay(
             headroom_nodes=headroom,
             headroom_gpus=headroom_gpus,
             headroom_window=headroom_window,
-            headroom_max_nodes=headroom_max,
             idle_timeout=idle_timeout,
             boot_time=boot_time,
             compaction_budget=compaction_budget,
@@ -420,6 +467,7 @@ def replay(
             grace=grace,
             checkpoint_interval=checkpoint_interval,
         )
+        aopts = replace(aopts, **series_options)
         if runs > 1:
             _autoscale_windows(window, runs, aopts, as_json=as_json, unit=unit)
         else:

@@ -19,7 +19,11 @@ its block expires; the next one is tried (the engine records each attempt). Pool
 Headroom. Each pool keeps ``headroom_nodes`` idle nodes (and ``headroom_gpus`` idle GPUs) warm,
 counting nodes that are booting and not spoken for, so a burst starts without a boot. With a
 ``headroom_window``, the warm nodes follow the arrivals (``headroom_target``): as many as the GPUs
-asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``.
+asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``; with
+``headroom_fit`` that room is counted in GPUs and free GPUs of ready nodes count
+(``headroom_gpus_target``). Series headroom (``series_headroom``) anticipates the next burst of a
+queue that sent large ones lately: a share of each such queue's burst peak (``BurstMemory``) stays
+warm for ``headroom_memory`` seconds.
 
 Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
 first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
@@ -158,9 +162,26 @@ def headroom_target(
         for a in arrivals
         if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
     )
-    rate = min(pool.headroom_max_nodes, math.ceil(asked / node.gpus))
+    rate = 0 if pool.headroom_fit else min(pool.headroom_max_nodes, math.ceil(asked / node.gpus))
     series = series_headroom(pool, peaks or {}, node.gpus)
     return max(pool.headroom_nodes, rate, series)
+
+
+def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> int:
+    """Free GPUs ``pool`` keeps now: ``headroom_gpus``, or with ``headroom_fit`` the GPUs asked by
+    the arrivals of the last ``headroom_window`` (at most ``headroom_max_nodes`` nodes' worth),
+    counting the free GPUs of ready nodes too, not only whole idle nodes."""
+    if not pool.headroom_fit or pool.headroom_window <= 0 or not pool.instance_types:
+        return pool.headroom_gpus
+    node = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
+    types = {t.gpu_type for t in pool.instance_types}
+    since = now - pool.headroom_window
+    asked = sum(
+        a.gpus
+        for a in arrivals
+        if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
+    )
+    return max(pool.headroom_gpus, min(pool.headroom_max_nodes * node.gpus, asked))
 
 
 def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, int], node_gpus: int) -> int:
@@ -279,6 +300,7 @@ def plan_capacity(
     room-blocked demand does not fit the ready nodes by definition. Off by default."""
     plan = CapacityPlan()
     warm = {p.name: headroom_target(p, arrivals, now, peaks) for p in pools}
+    warm_gpus = {p.name: headroom_gpus_target(p, arrivals, now) for p in pools}
     by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
     for n in nodes:
         by_pool.setdefault(n.pool, []).append(n)
@@ -349,16 +371,15 @@ def plan_capacity(
         ] or [cheapest]
         itype = offers[0]
         keep = warm[pool.name]
+        keep_gpus = warm_gpus[pool.name]
         sized = ""
         if pool.headroom_window > 0:
             sized = f" (sized by the last {pool.headroom_window:g}s of arrivals)"
-        while count[pool.name] < pool.max and (
-            idle_nodes < keep or (pool.headroom_gpus and idle_gpus < pool.headroom_gpus)
-        ):
-            add(pool, itype, 1, f"keep headroom of {keep} node(s)/{pool.headroom_gpus} GPU(s){sized}", None)
+        while count[pool.name] < pool.max and (idle_nodes < keep or (keep_gpus and idle_gpus < keep_gpus)):
+            add(pool, itype, 1, f"keep headroom of {keep} node(s)/{keep_gpus} GPU(s){sized}", None)
             idle_nodes += 1
             idle_gpus += itype.gpus
-            if itype.gpus == 0 and pool.headroom_gpus:
+            if itype.gpus == 0 and keep_gpus:
                 break
         while count[pool.name] < pool.min:
             add(pool, itype, 1, f"keep the pool at its min of {pool.min}", None)
@@ -401,9 +422,9 @@ def plan_capacity(
             if left - 1 < pool.min or idle_total - 1 < warm[pool.name]:
                 break
             if (
-                pool.headroom_gpus
+                warm_gpus[pool.name]
                 and sum(gpu_count(m.free) for m in by_pool[pool.name] if m.state == "ready" and m is not n)
-                < pool.headroom_gpus
+                < warm_gpus[pool.name]
             ):
                 continue
             plan.scale_down.append(

@@ -178,6 +178,8 @@ class NodePool:
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    # The rate part in GPUs: free GPUs of ready nodes count, not only whole idle nodes.
+    headroom_fit: bool = False
     transfer_cost: float = 0.0  # $/h for each node a spanning workload uses outside its region
 
 

@@ -86,7 +86,7 @@ MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: 
 _TOP_KEYS = ("partitions", "checksum", "sizes", "nodepools", "compaction")
 _COMPACTION_KEYS = ("budget", "interval")
 _POOL_KEYS = ("name", "min", "max", "headroom", "idletimeout", "instancetypes", "transfercost")
-_HEADROOM_KEYS = ("nodes", "gpus", "window", "maxnodes")
+_HEADROOM_KEYS = ("nodes", "gpus", "window", "maxnodes", "memory", "series", "seriesmin", "fit")
 _INSTANCE_KEYS = ("name", "gputype", "gpus", "vcore", "memory", "region", "hourlycost", "boottime")
 _PARTITION_KEYS = (
     "name",
@@ -1176,6 +1176,47 @@ class _Parser:
         self.error(f.at, f"{what} must be a duration such as 90s or 5m, got {_kind(v)}")
         return None
 
+    def series_headroom(
+        self, name: str, hf: dict[str, _Field], window: float
+    ) -> tuple[float, float, int, bool]:
+        """A pool's ``headroom.memory``, ``series``, ``seriesMin`` and ``fit`` (see
+        ``capacity.series_headroom``): all need the burst-sized headroom's ``window``."""
+        memory = series = 0.0
+        series_min = 0
+        fit = False
+        if "memory" in hf:
+            memory = self.seconds(hf["memory"], "headroom.memory") or 0.0
+        if "series" in hf:
+            v = hf["series"].value
+            if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1:
+                series = float(v)
+            else:
+                self.error(
+                    hf["series"].at,
+                    f"node pool `{name}`: headroom.series must be a share between 0 and 1, got {_kind(v)}",
+                    "e.g. series: 0.25 (a quarter of a queue's recent burst peak)",
+                )
+        if "seriesmin" in hf:
+            series_min = self.amount(hf["seriesmin"], "headroom.seriesMin") or 0
+        if "fit" in hf:
+            fit = bool(self.boolean(hf["fit"], "headroom.fit"))
+        for key in ("memory", "series", "seriesmin", "fit"):
+            if key in hf and not window:
+                self.error(
+                    hf[key].at,
+                    f"node pool `{name}`: headroom.{key.replace('min', 'Min')} needs headroom.window",
+                    "add window: 15m and maxNodes: 4",
+                )
+                break
+        if (memory > 0) != (series > 0):
+            missing = "series" if memory > 0 else "memory"
+            self.error(
+                hf["memory" if memory > 0 else "series"].at,
+                f"node pool `{name}`: series headroom needs both headroom.memory and headroom.series",
+                f"add {missing}: " + ("0.25" if missing == "series" else "4h"),
+            )
+        return memory, series, series_min, fit
+
     def nodepools(self, f: _Field) -> list[NodePool]:
         if not isinstance(f.value, list):
             self.error(f.at, f"nodepools must be a list of pools, got {_kind(f.value)}")
@@ -1199,8 +1240,9 @@ class _Parser:
             hi = self.amount(fields["max"], "max") if "max" in fields else 10
             if lo is not None and hi is not None and lo > hi:
                 self.error(at, f"node pool `{name}`: min {lo} is above max {hi}", "make min <= max")
-            headroom_nodes = headroom_gpus = headroom_max = 0
-            window = 0.0
+            headroom_nodes = headroom_gpus = headroom_max = series_min = 0
+            window = memory = series = 0.0
+            fit = False
             if "headroom" in fields:
                 hf = self.fields(fields["headroom"].value, fields["headroom"].at, _HEADROOM_KEYS, "headroom")
                 if hf is not None:
@@ -1231,6 +1273,7 @@ class _Parser:
                             f"headroom.nodes {headroom_nodes}",
                             "make maxNodes >= nodes",
                         )
+                    memory, series, series_min, fit = self.series_headroom(name, hf, window)
             idle = self.seconds(fields["idletimeout"], "idletimeout") if "idletimeout" in fields else 300.0
             transfer = self.cost(fields["transfercost"], "transfercost") if "transfercost" in fields else 0.0
             types: list[InstanceType] = []
@@ -1255,6 +1298,10 @@ class _Parser:
                         idle_timeout=idle if idle is not None else 300.0,
                         headroom_window=window,
                         headroom_max_nodes=headroom_max,
+                        headroom_memory=memory,
+                        headroom_series=series,
+                        headroom_series_min=series_min,
+                        headroom_fit=fit,
                         transfer_cost=transfer,
                     )
                 )

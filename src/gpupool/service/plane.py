@@ -747,7 +747,10 @@ class ControlPlane:
                         headroom_window=pool.headroom_window,
                         headroom_max_nodes=pool.headroom_max_nodes,
                         headroom_now=headroom_target(
-                            pool, autoscaler.arrivals if autoscaler is not None else (), now
+                            pool,
+                            autoscaler.arrivals if autoscaler is not None else (),
+                            now,
+                            autoscaler.peaks(now) if autoscaler is not None else None,
                         ),
                         idle_timeout=pool.idle_timeout,
                         instance_types=[f"{t.name} in {t.region}" for t in pool.instance_types],

@@ -5,7 +5,10 @@ times, and compares what each autoscaling policy provisions against how long job
 
 * ``gpupool``: the elastic pool, quota-aware scale-up (only asks a new node would let run count),
   warm headroom sized by the arrivals of the last ``headroom_window`` seconds (at most
-  ``headroom_max_nodes``, at least ``headroom_nodes``), idle scale-down and compaction;
+  ``headroom_max_nodes`` nodes' worth, at least ``headroom_nodes``; with ``headroom_fit`` counted
+  in GPUs, free GPUs of ready nodes included) and by each queue's recent burst peaks (series
+  headroom: ``headroom_series`` of peaks of ``headroom_series_min`` GPUs or more within the last
+  ``headroom_memory`` seconds), idle scale-down and compaction;
 * ``no-headroom`` (a): the same policy without headroom;
 * ``ray-like`` (b): a Ray-autoscaler-like baseline: every waiting ask counts, quota-blocked ones
   too (packed onto the free room of ready nodes first, as Ray packs its resource demand), idle
@@ -69,13 +72,15 @@ class AutoscaleOptions:
     # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
     # the last ``headroom_window`` seconds fill, at most ``headroom_max_nodes`` (0 = fixed).
     headroom_window: float = 900.0
-    headroom_max_nodes: int = 4
+    headroom_max_nodes: int = 8
     # Series headroom (``capacity.series_headroom``): between bursts, keep warm
     # ``headroom_series`` of the burst peak of each queue whose arrivals within one window reached
     # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off).
-    headroom_memory: float = 0.0
-    headroom_series: float = 0.0
-    headroom_series_min: int = 0
+    headroom_memory: float = 14_400.0
+    headroom_series: float = 0.3
+    headroom_series_min: int = 256
+    # The rate part in GPUs: the free GPUs of ready nodes count as warm room (``headroom_fit``).
+    headroom_fit: bool = True
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
@@ -106,6 +111,7 @@ class ScalerSettings:
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    headroom_fit: bool = False
 
 
 def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
@@ -121,6 +127,7 @@ def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
             opts.headroom_memory if window > 0 else 0.0,
             opts.headroom_series if window > 0 else 0.0,
             opts.headroom_series_min if window > 0 else 0,
+            opts.headroom_fit and window > 0,
         )
     if config == "no-headroom":
         return ScalerSettings(0, 0, opts.compaction_budget, "needs-node")
@@ -177,6 +184,7 @@ def pools(trace: Trace, config: str, opts: AutoscaleOptions) -> tuple[NodePool, 
             headroom_memory=s.headroom_memory,
             headroom_series=s.headroom_series,
             headroom_series_min=s.headroom_series_min,
+            headroom_fit=s.headroom_fit,
         ),
     )
 

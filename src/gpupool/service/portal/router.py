@@ -124,6 +124,7 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
         autoscaler = driver.autoscaler
         pool_nodes = dict(autoscaler.nodes) if autoscaler is not None else {}
         arrivals = tuple(autoscaler.arrivals) if autoscaler is not None else ()
+        peaks = autoscaler.peaks(plane.clock()) if autoscaler is not None else None
         now = plane.clock()
         for node in sorted(core.nodes.values(), key=lambda n: n.name):
             cells: list[GpuCell] = []
@@ -213,7 +214,7 @@ def occupancy(plane: ControlPlane, principal: Principal) -> list[PoolView]:
                 largest_free=max((n.free for n in ready), default=0),
                 booting=sum(n.state == "booting" for n in members),
                 draining=sum(n.state == "draining" for n in members),
-                headroom_nodes=headroom_target(cfg, arrivals, now) if cfg else 0,
+                headroom_nodes=headroom_target(cfg, arrivals, now, peaks) if cfg else 0,
                 headroom_gpus=cfg.headroom_gpus if cfg else 0,
                 headroom_follows_arrivals=bool(cfg and cfg.headroom_window > 0),
                 nodes=members,
