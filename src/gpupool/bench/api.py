@@ -81,6 +81,7 @@ class _Run:
     errors: dict[str, int] = field(default_factory=dict)  # "submit 500" -> count
     accepted: list[str] = field(default_factory=list)
     first_error: str = ""
+    any_accepted: asyncio.Event = field(default_factory=asyncio.Event)
 
     def error(self, key: str, detail: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -105,7 +106,11 @@ def run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
 
 
 async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+    # Idle connections are dropped before the server would (uvicorn: after 5 s), so that a request
+    # is never sent on a connection the server is closing.
+    limits = httpx.Limits(
+        max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT, keepalive_expiry=2.0
+    )
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "gpupool-bench-api"}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60.0) as http:
         r = await http.get("/whoami")
@@ -122,7 +127,7 @@ async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            kind = "submit" if i % 2 == 0 or not state.accepted else "read"
+            kind = KINDS[i % 2]
             tasks.append(asyncio.create_task(_one(http, gate, state, load, kind, due, f"{tag}-{i}")))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
@@ -182,10 +187,13 @@ async def _one(
                 ok = r.status_code == 201
                 if ok:
                     state.accepted.append(r.json()["id"])
+                    state.any_accepted.set()
             else:
+                if not state.accepted:  # the first submission is still on its way
+                    await asyncio.wait_for(state.any_accepted.wait(), timeout=60.0)
                 r = await http.get(f"/workloads/{state.accepted[-1]}")
                 ok = r.status_code == 200
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             state.error(f"{kind} {type(exc).__name__}", str(exc))
             return
     state.latencies[kind].append(time.perf_counter() - due)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.db import Database
@@ -121,8 +121,34 @@ def _state_values(w: Workload) -> dict[str, Any]:
 
 
 _WORKLOADS = WorkloadRow.__table__
-_TRANSITIONS = TransitionRow.__table__
-_EVENTS = EventRow.__table__
+_STATE_COLUMNS = (
+    "state",
+    "reason",
+    "attempt",
+    "placement",
+    "assigned",
+    "started_at",
+    "finished_at",
+    "preemptions",
+    "checkpoint",
+)
+# Statements built once: executed with a dict of values, they compile once and are cached, where
+# a statement built per call (``.values(...)``) costs more than the database's own work.
+_INSERT_WORKLOAD = insert(_WORKLOADS)
+_UPDATE_STATE = (
+    update(_WORKLOADS)
+    .where(_WORKLOADS.c.id == bindparam("wid"))
+    .values({c: bindparam(c) for c in _STATE_COLUMNS})
+)
+_UPDATE_STATE_QUEUE = _UPDATE_STATE.values(queue=bindparam("queue"))
+_SET_QUEUE = (
+    update(_WORKLOADS)
+    .where(_WORKLOADS.c.id == bindparam("wid"))
+    .where(or_(_WORKLOADS.c.queue.is_(None), _WORKLOADS.c.queue != bindparam("queue")))
+    .values(queue=bindparam("queue"))
+)
+_INSERT_TRANSITION = insert(TransitionRow.__table__)
+_INSERT_EVENT = insert(EventRow.__table__)
 
 
 class DbJournal:
@@ -178,48 +204,42 @@ class DbJournal:
             **_state_values(workload),
         }
         with self._write() as conn:
-            conn.execute(insert(_WORKLOADS).values(values))
+            conn.execute(_INSERT_WORKLOAD, values)
 
     def transition(self, workload: Workload, transition: Transition) -> None:
-        values = _state_values(workload)
+        values = {"wid": workload.id, **_state_values(workload)}
         queue = self.queue_of(workload.id)
         if queue:
             values["queue"] = queue
         with self._write() as conn:
-            updated = conn.execute(update(_WORKLOADS).where(_WORKLOADS.c.id == workload.id).values(values))
+            updated = conn.execute(_UPDATE_STATE_QUEUE if queue else _UPDATE_STATE, values)
             if updated.rowcount == 0:  # never happens for workloads the plane submitted
                 raise LookupError(f"workload {workload.id} is not in the database")
             conn.execute(
-                insert(_TRANSITIONS).values(
-                    workload_id=workload.id,
-                    at=transition.at,
-                    old=transition.old.value if transition.old is not None else None,
-                    new=transition.new.value,
-                    reason=transition.reason,
-                )
+                _INSERT_TRANSITION,
+                {
+                    "workload_id": workload.id,
+                    "at": transition.at,
+                    "old": transition.old.value if transition.old is not None else None,
+                    "new": transition.new.value,
+                    "reason": transition.reason,
+                },
             )
 
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
         with self._write() as conn:
-            conn.execute(insert(_EVENTS).values(workload_id=workload_id, at=at, kind=kind, message=message))
+            conn.execute(
+                _INSERT_EVENT, {"workload_id": workload_id, "at": at, "kind": kind, "message": message}
+            )
 
     def set_queue(self, workload_id: str, queue: str) -> None:
         with self._write() as conn:
-            conn.execute(
-                update(_WORKLOADS)
-                .where(
-                    _WORKLOADS.c.id == workload_id,
-                    or_(_WORKLOADS.c.queue.is_(None), _WORKLOADS.c.queue != queue),
-                )
-                .values(queue=queue)
-            )
+            conn.execute(_SET_QUEUE, {"wid": workload_id, "queue": queue})
 
     def sync(self, workload: Workload) -> None:
         """Store bookkeeping that changed without a transition (checkpoint, work done)."""
         with self._write() as conn:
-            conn.execute(
-                update(_WORKLOADS).where(_WORKLOADS.c.id == workload.id).values(_state_values(workload))
-            )
+            conn.execute(_UPDATE_STATE, {"wid": workload.id, **_state_values(workload)})
 
     def active(self) -> list[WorkloadRow]:
         with self.db.session() as s:

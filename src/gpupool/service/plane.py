@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Row, func, or_, select
+from sqlalchemy import Connection, Row, bindparam, func, or_, select
 
 from gpupool.api import (
     AttemptOut,
@@ -410,12 +410,11 @@ class ControlPlane:
 
     def _row(self, principal: Principal, workload_id: str, conn: Connection | None = None) -> Row[Any]:
         """The stored row of a workload the principal may see (plain SQL: this runs on every read)."""
-        query = select(_ROW).where(_ROW.c.id == workload_id)
         if conn is None:
             with self.db.engine.connect() as c:
-                row = c.execute(query).first()
+                row = c.execute(_SELECT_ROW, {"wid": workload_id}).first()
         else:
-            row = conn.execute(query).first()
+            row = conn.execute(_SELECT_ROW, {"wid": workload_id}).first()
         if row is None or not may_see(principal, row.user, self._queue(row.queue)):
             # Someone else's workload is reported as missing: ids are not secrets, but contents are.
             raise NotFound(f"no workload {workload_id!r}", hint="list yours with `gpupool list`")
@@ -715,13 +714,20 @@ _ROW = WorkloadRow.__table__
 _TRANSITIONS = TransitionRow.__table__
 
 
+# Built once, executed with a dict: compiled once and cached (these run on every read).
+_SELECT_ROW = select(_ROW).where(_ROW.c.id == bindparam("wid"))
+_SELECT_HISTORY = (
+    select(_TRANSITIONS.c.at, _TRANSITIONS.c.old, _TRANSITIONS.c.new, _TRANSITIONS.c.reason)
+    .where(_TRANSITIONS.c.workload_id == bindparam("wid"))
+    .order_by(_TRANSITIONS.c.id)
+)
+
+
 def _history(conn: Connection, workload_id: str) -> list[TransitionOut]:
-    query = (
-        select(_TRANSITIONS.c.at, _TRANSITIONS.c.old, _TRANSITIONS.c.new, _TRANSITIONS.c.reason)
-        .where(_TRANSITIONS.c.workload_id == workload_id)
-        .order_by(_TRANSITIONS.c.id)
-    )
-    return [TransitionOut(at=t.at, old=t.old, new=t.new, reason=t.reason) for t in conn.execute(query)]
+    return [
+        TransitionOut(at=t.at, old=t.old, new=t.new, reason=t.reason)
+        for t in conn.execute(_SELECT_HISTORY, {"wid": workload_id})
+    ]
 
 
 def _row_out(row: Any, history: list[TransitionOut]) -> WorkloadOut:
