@@ -45,6 +45,9 @@ class QuantityError(ValueError):
     """A quantity that cannot be parsed; the message says what was wrong."""
 
 
+MAX_QUANTITY = 2**63 - 1  # the largest quantity: a signed 64-bit integer, as in Kubernetes and YuniKorn
+
+
 def parse_quantity(name: str, value: object) -> int:
     """Parse one quantity of resource ``name`` into the core's integer unit.
 
@@ -55,6 +58,8 @@ def parse_quantity(name: str, value: object) -> int:
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
     if isinstance(value, int):
+        if value > MAX_QUANTITY:  # before str(): a huge int cannot even be printed
+            raise QuantityError(f"too large: a quantity of {name} is at most {MAX_QUANTITY}")
         text = str(value)
     elif isinstance(value, float):
         text = repr(value)
@@ -62,10 +67,10 @@ def parse_quantity(name: str, value: object) -> int:
         text = value
     else:
         raise QuantityError(f"{value!r} is not a quantity (expected a number or a string like 16Gi)")
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.match(text) if len(text) <= 64 else None
     if match is None:
         raise QuantityError(
-            f"{text!r} is not a quantity (expected a non-negative number with an optional suffix "
+            f"{text[:64]!r} is not a quantity (expected a non-negative number with an optional suffix "
             "m, k, M, G, T, Ki, Mi, Gi, Ti)"
         )
     number, suffix = match.group(1), match.group(2) or ""
@@ -78,6 +83,11 @@ def parse_quantity(name: str, value: object) -> int:
         scaled = _exact(number, _SUFFIX[suffix] * (1000 if milli else 1))
     if scaled is None:
         raise QuantityError(f"{text!r} is not a whole number of {name}")
+    if scaled > MAX_QUANTITY:
+        raise QuantityError(
+            f"{text!r} is too large: a quantity of {name} is at most {MAX_QUANTITY} "
+            f"({'milli-cores' if milli else 'units'}, a signed 64-bit integer)"
+        )
     return scaled
 
 
