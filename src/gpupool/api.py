@@ -11,9 +11,17 @@ offending fields (``body.task_groups.0.gpus``) and a hint on what to do.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE
 from gpupool.core.resources import QuantityError, parse_quantity
@@ -52,8 +60,24 @@ _INT32 = 2**31 - 1
 MAX_MEMBERS_PER_SUBMISSION = 1024
 
 
+# Bounds of the free-form maps of a submission: a tag or an environment that large is a mistake.
+MAX_TAGS = 32
+MAX_TAG_KEY = 63
+MAX_TAG_VALUE = 256
+MAX_ENV = 128
+MAX_ENV_NAME = 256
+MAX_ENV_VALUE = 32768
+
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_KEY)]
+TagValue = Annotated[str, StringConstraints(max_length=MAX_TAG_VALUE)]
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENV_NAME)]
+EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are refused and types are strict: ``"2"`` or ``true`` is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TaskGroupIn(_Strict):
@@ -108,9 +132,22 @@ class DisruptionIn(_Strict):
 class SubmitRequest(_Strict):
     """A workload to run. Give either a standard ``size`` or explicit ``task_groups``."""
 
+    # The rule "exactly one of size or task_groups" (a null one counts as not given), stated in
+    # the schema too, so that clients and schema-driven tools know it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["size"], "properties": {"size": {"type": "string"}}},
+                {"required": ["task_groups"], "properties": {"task_groups": {"type": "array"}}},
+            ]
+        }
+    )
+
     name: str = Field(pattern=_NAME)
     queue: str | None = Field(None, max_length=255, description="leaf queue path, e.g. root.research.vision")
-    tags: dict[str, str] = Field(default_factory=dict, description="placement tags (tag rules)")
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict, max_length=MAX_TAGS, description="placement tags (tag rules)"
+    )
     size: str | None = Field(None, max_length=64, description="a standard size from the config: small ...")
     task_groups: list[TaskGroupIn] | None = Field(None, min_length=1, max_length=16)
     priority: int = Field(0, ge=-_INT32, le=_INT32)
@@ -123,7 +160,7 @@ class SubmitRequest(_Strict):
     disruption: DisruptionIn = Field(default_factory=DisruptionIn)
     entrypoint: str = Field(min_length=1, max_length=16384, description="the command to run")
     working_dir: str | None = Field(None, max_length=4096)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ENV)
     idempotency_key: str | None = Field(None, min_length=1, max_length=128)
 
     @field_validator("env")
@@ -196,7 +233,7 @@ class WorkloadOut(BaseModel):
     disruption: DisruptionIn = Field(default_factory=DisruptionIn)
     entrypoint: str | None = None
     working_dir: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ENV)
     tags: dict[str, str] = Field(default_factory=dict)
     idempotency_key: str | None = None
     attempt: int = 0

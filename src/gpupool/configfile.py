@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -66,7 +67,11 @@ def read_yaml(text: str, source: str = "<config>") -> tuple[object, yaml.Node | 
 
     Raises ConfigError on a syntax error, with its line and column.
     """
+    if len(text) > MAX_TEXT:
+        issue = ConfigIssue("", f"the file is {len(text)} characters long, more than {MAX_TEXT}")
+        raise ConfigError([issue], source)
     try:
+        _check_shape(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -77,7 +82,73 @@ def read_yaml(text: str, source: str = "<config>") -> tuple[object, yaml.Node | 
         raise ConfigError([issue], source) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue("", f"YAML error: {exc}")], source) from None
+    except _TooBig as exc:
+        raise ConfigError([ConfigIssue(exc.where, str(exc), exc.hint)], source) from None
+    except ValueError as exc:  # a scalar the YAML constructor cannot hold (an integer of 5000 digits)
+        raise ConfigError([ConfigIssue("", f"YAML error: {exc}")], source) from None
     return raw, node
+
+
+# Limits of a configuration document, checked on the parser's events before anything is built:
+# PyYAML builds nested collections recursively (a few hundred levels end in a RecursionError),
+# and aliases let a small file stand for an exponentially large document (a "billion laughs").
+MAX_TEXT = 4 * 1024 * 1024  # characters
+MAX_DEPTH = 64  # nested mappings and sequences
+MAX_NODES = 200_000  # nodes of the document with every alias expanded
+
+
+class _TooBig(Exception):
+    def __init__(self, message: str, where: str, hint: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.hint = hint
+
+
+def _check_shape(text: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or larger than MAX_NODES once its aliases
+    are expanded; both without recursion and without expanding anything."""
+    sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+    stack: list[list[Any]] = []  # open collections: [anchor, expanded size so far]
+    total = 0
+
+    def count(n: int, mark: yaml.Mark | None) -> None:
+        nonlocal total
+        total += n
+        if stack:
+            stack[-1][1] += n
+        if total > MAX_NODES:
+            raise _TooBig(
+                f"the document expands to more than {MAX_NODES} values (through its aliases *name)",
+                _where(mark),
+                "a queue configuration needs no aliases that repeat large parts; write it out",
+            )
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                raise _TooBig(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    _where(event.start_mark),
+                    "a queue configuration is a few levels of queues: check the indentation",
+                )
+            count(1, event.start_mark)
+            stack.append([event.anchor, 1])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            if stack:
+                stack[-1][1] += size
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            count(1, event.start_mark)
+        elif isinstance(event, yaml.AliasEvent):
+            count(sizes.get(event.anchor or "", 1), event.start_mark)
+
+
+def _where(mark: yaml.Mark | None) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def _read(path: Path, source: str) -> str:

@@ -3,6 +3,10 @@ views, page access, reports, and static assets."""
 
 from __future__ import annotations
 
+import html
+
+import pytest
+
 from service.executors import wait_until
 
 
@@ -86,3 +90,24 @@ def test_pages_need_a_token_and_reports_are_served(portal):
         assert http.get("/portal/reports/notes.txt").status_code == 404
         assert http.get("/portal/reports/..%2Fgpupool.db").status_code == 404
         assert 'id="queue-tree"' in http.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("next_param", "expected"),
+    [
+        ("/\\evil.example/b", "/"),
+        ("/\t/evil.example/b", "/"),
+        ("/\n/evil.example", "/"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/portal/../\\evil.example", "/"),
+        ("/portal/signin?next=//evil.example", "/"),
+        ("/portal/workloads?state=running", "/portal/workloads?state=running"),
+        ("/?queue=root.a", "/?queue=root.a"),
+    ],
+)
+def test_signin_next_is_only_ever_a_portal_path(portal, next_param, expected):
+    with portal.http("") as anonymous:
+        page = anonymous.get("/portal/signin", params={"next": next_param})
+    assert page.status_code == 200
+    assert f'data-next="{html.escape(expected)}"' in page.text, page.text[:2000]

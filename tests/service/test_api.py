@@ -156,3 +156,25 @@ def test_config_reload_keeps_running_workloads(server):
     assert gp.get(w.id).state == "running"
     gp.cancel(w.id)
     assert gp.wait(w.id, timeout=20, interval=0.1).state == "cancelled"
+
+
+def test_the_answer_to_a_submission_is_what_is_stored(sqlite_server):
+    """The submission's answer is built from memory (no re-read): it must equal a later read."""
+    with sqlite_server.http() as http:
+        first = {"name": "hog", "queue": "root.open", "entrypoint": "sleep 30", "task_groups": [{"gpus": 4}]}
+        assert http.post("/workloads", json=first).status_code == 201
+        body = {
+            "name": "waits",
+            "queue": "root.open",
+            "entrypoint": "true",
+            "tags": {"team": "x"},
+            "env": {"A": "1"},
+            "idempotency_key": "k-1",
+            "task_groups": [{"gpus": 1, "gpu_types": ["H100"], "memory": "1Gi"}],
+        }
+        posted = http.post("/workloads", json=body)
+        assert posted.status_code == 201, posted.text
+        read = http.get(f"/workloads/{posted.json()['id']}")
+        again = http.post("/workloads", json=body)
+    assert read.json() == posted.json()
+    assert again.status_code == 200 and again.json() == read.json()

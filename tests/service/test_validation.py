@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 GOOD = {"name": "ok", "queue": "root.a", "entrypoint": "true", "task_groups": [{"gpus": 1}]}
@@ -71,3 +73,77 @@ def test_unknown_workload_is_404(sqlite_server):
     with sqlite_server.http() as http:
         r = http.get("/workloads/w-999999")
         assert r.status_code == 404 and r.json()["code"] == "not-found"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "words"),
+    [
+        ({"task_groups": [{"gpus": "2"}]}, "body.task_groups.0.gpus", "valid integer"),
+        ({"task_groups": [{"gpus": True}]}, "body.task_groups.0.gpus", "valid integer"),
+        ({"task_groups": [{"gpus": 1, "cpu": "2"}]}, "body.task_groups.0.cpu", "valid number"),
+        ({"priority": "5"}, "body.priority", "valid integer"),
+        ({"gang": "yes"}, "body.gang", "valid boolean"),
+        (
+            {"task_groups": [{"gpus": 1, "memory": "99999999999999999999Ei"}]},
+            "body.task_groups.0.memory",
+            "too large",
+        ),
+        ({"tags": {"team": "x" * 1000}}, "body.tags.team", "at most 256 characters"),
+        ({"tags": {f"k{i}": "v" for i in range(33)}}, "body.tags", "at most 32 items"),
+        ({"env": {f"V{i}": "v" for i in range(129)}}, "body.env", "at most 128 items"),
+        ({"env": {"BIG": "x" * 40000}}, "body.env.BIG", "at most 32768 characters"),
+    ],
+)
+def test_lax_and_unbounded_values_are_refused(sqlite_server, patch, field, words):
+    body = {**GOOD, **patch}
+    with sqlite_server.http() as http:
+        r = http.post("/workloads", json=body)
+    assert r.status_code == 422, r.text
+    match = [f for f in r.json()["fields"] if f["field"] == field]
+    assert match and words in match[0]["message"], r.json()
+    assert _count(sqlite_server) == 0
+
+
+def test_a_body_over_the_limit_is_refused_with_an_error_body(sqlite_server):
+    with sqlite_server.http() as http:
+        r = http.post("/workloads", json={**GOOD, "tags": {"team": "x" * (10 << 20)}})
+        assert r.status_code == 413, r.text[:300]
+        assert r.json()["code"] == "too-large" and r.json()["hint"]
+    assert _count(sqlite_server) == 0
+
+
+def test_the_routers_own_errors_are_error_bodies(sqlite_server):
+    with sqlite_server.http() as http:
+        r = http.get("/no/such/path")
+        assert r.status_code == 404 and r.json()["code"] == "not-found" and r.json()["hint"]
+        r = http.delete("/workloads")
+        assert r.status_code == 405 and r.json()["code"] == "method-not-allowed"
+        assert r.headers["allow"] == "GET, POST"
+        r = http.get("/queues/root.a/history", params={"since": "nan"})
+        assert r.status_code == 422 and r.json()["fields"][0]["field"] == "query.since"
+        r = http.get("/workloads", params={"limit": "lots"})
+        assert r.status_code == 422 and r.json()["code"] == "invalid"
+
+
+def test_every_documented_error_is_an_error_body(sqlite_server):
+    with sqlite_server.http() as http:
+        schema = http.get("/openapi.json").json()
+    submit = schema["paths"]["/workloads"]["post"]
+    assert {"200", "201", "401", "403", "409", "413", "422"} <= set(submit["responses"])
+    for status in ("401", "403", "409", "422"):
+        ref = submit["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorBody")
+    assert "404" in schema["paths"]["/workloads/{workload_id}"]["get"]["responses"]
+    rule = schema["components"]["schemas"]["SubmitRequest"]["oneOf"]
+    assert [r["required"] for r in rule] == [["size"], ["task_groups"]]
+
+
+def test_a_reload_of_a_hostile_config_is_a_422_error_body(tmp_path, make_server):
+    config = tmp_path / "queues.yaml"
+    config.write_text((Path(__file__).parent / "queues.yaml").read_text())
+    server = make_server(config=config)
+    config.write_text("partitions: " + "[" * 243 + "]" * 243 + "\n")
+    with server.http() as http:
+        r = http.post("/config/reload")
+    assert r.status_code == 422, r.text[:300]
+    assert "nested more than" in r.json()["fields"][0]["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gpupool.cli import bench_api as _bench_api  # noqa: F401  (registers `bench api`)
 from gpupool.cli import bench_throughput as _bench_throughput  # noqa: F401  (registers `bench throughput`)
 from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.config_cmd import config_app

@@ -41,11 +41,13 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?\s*$")
 
 
-INT64_MAX = 2**63 - 1  # YuniKorn's quantities are int64; larger ones overflow there
 
 
 class QuantityError(ValueError):
     """A quantity that cannot be parsed; the message says what was wrong."""
+
+
+MAX_QUANTITY = 2**63 - 1  # the largest quantity: a signed 64-bit integer, as in Kubernetes and YuniKorn
 
 
 def parse_quantity(name: str, value: object) -> int:
@@ -58,6 +60,8 @@ def parse_quantity(name: str, value: object) -> int:
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
     if isinstance(value, int):
+        if value > MAX_QUANTITY:  # before str(): a huge int cannot even be printed
+            raise QuantityError(f"too large: a quantity of {name} is at most {MAX_QUANTITY}")
         text = str(value)
     elif isinstance(value, float):
         text = repr(value)
@@ -65,10 +69,10 @@ def parse_quantity(name: str, value: object) -> int:
         text = value
     else:
         raise QuantityError(f"{value!r} is not a quantity (expected a number or a string like 16Gi)")
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.match(text) if len(text) <= 64 else None
     if match is None:
         raise QuantityError(
-            f"{text!r} is not a quantity (expected a non-negative number with an optional suffix "
+            f"{text[:64]!r} is not a quantity (expected a non-negative number with an optional suffix "
             "m, k, M, G, T, Ki, Mi, Gi, Ti)"
         )
     number, suffix = match.group(1), match.group(2) or ""
@@ -81,9 +85,11 @@ def parse_quantity(name: str, value: object) -> int:
         scaled = _exact(number, _SUFFIX[suffix] * (1000 if milli else 1))
     if scaled is None:
         raise QuantityError(f"{text!r} is not a whole number of {name}")
-    if scaled > INT64_MAX:
-        unit = " milli-cores" if milli else ""
-        raise QuantityError(f"{text!r} overflows: a quantity of {name} is at most {INT64_MAX}{unit}")
+    if scaled > MAX_QUANTITY:
+        raise QuantityError(
+            f"{text!r} is too large: a quantity of {name} is at most {MAX_QUANTITY} "
+            f"({'milli-cores' if milli else 'units'}, a signed 64-bit integer)"
+        )
     return scaled
 
 

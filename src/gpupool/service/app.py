@@ -9,6 +9,8 @@ grow and shrink live through it (``ControlPlane``).
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,6 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
@@ -29,6 +33,8 @@ from gpupool.service.portal import router as portal_router
 from gpupool.service.routers import cluster, system, workloads
 from gpupool.service.security import bootstrap_admin
 from gpupool.service.settings import ServiceSettings
+
+log = logging.getLogger("gpupool.service")
 
 
 def prepare(settings: ServiceSettings, db: Database) -> str | None:
@@ -86,7 +92,99 @@ def create_app(
     app.include_router(portal_router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
+
+
+MAX_BODY = 1 << 20  # bytes: the largest request body (a submission is a few KB)
+
+_HTTP_CODES = {
+    400: ("bad-request", "check the request's syntax"),
+    404: ("not-found", "the API's paths are listed at /docs"),
+    405: ("method-not-allowed", "the methods this path takes are in the Allow header and at /docs"),
+    413: ("too-large", f"a request body may hold at most {MAX_BODY} bytes"),
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The router's own refusals (no such path, wrong method, unreadable request) as ErrorBody."""
+    assert isinstance(exc, StarletteHTTPException)
+    code, hint = _HTTP_CODES.get(exc.status_code, (f"http-{exc.status_code}", ""))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    body = ErrorBody(code=code, message=message, hint=hint)
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for this path (the router names only its first route's)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(request.app.state, "allowed", None)
+    if table is None:
+        table = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"), sorted(ops))
+            for path, ops in request.app.openapi().get("paths", {}).items()
+        ]
+        table = [(pattern, [m.upper() for m in methods]) for pattern, methods in table]
+        request.app.state.allowed = table
+    return sorted({m for pattern, methods in table if pattern.match(request.url.path) for m in methods})
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unexpected: logged with its traceback, answered with an ErrorBody, never text."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    body = ErrorBody(
+        code="internal",
+        message=f"the control plane failed on {request.method} {request.url.path}: {type(exc).__name__}",
+        hint="this is a defect; the server's log has the details",
+    )
+    return JSONResponse(body.model_dump(), status_code=500)
+
+
+class BodyLimit:
+    """Refuse a request body above ``limit`` bytes with 413, before anything reads it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _too_large(scope, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise StarletteHTTPException(413, "request body too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(scope: Scope, send: Send) -> None:
+    code, hint = _HTTP_CODES[413]
+    body = ErrorBody(
+        code=code, message=f"{scope.get('method')} {scope.get('path')}: request body too large", hint=hint
+    )
+    await JSONResponse(body.model_dump(), status_code=413)(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:

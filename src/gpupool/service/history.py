@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gpupool.service.models import Base
 from gpupool.service.plane import ControlPlane, NotFound
-from gpupool.service.routers.deps import PlaneDep, PrincipalDep
+from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 log = logging.getLogger("gpupool.service.history")
 
@@ -162,14 +162,18 @@ def _out(row: QueueSampleRow) -> QueueSampleOut:
 router = APIRouter(tags=["cluster"])
 
 
-@router.get("/queues/{path}/history", response_model=QueueHistoryOut)
+@router.get("/queues/{path}/history", response_model=QueueHistoryOut, responses=errors(404))
 def queue_history(
     path: str,
     request: Request,
     plane: PlaneDep,
     principal: PrincipalDep,
-    since: Annotated[float | None, Query(description="epoch seconds; default: an hour ago")] = None,
-    until: Annotated[float | None, Query(description="epoch seconds; default: now")] = None,
+    since: Annotated[
+        float | None, Query(description="epoch seconds; default: an hour ago", allow_inf_nan=False)
+    ] = None,
+    until: Annotated[
+        float | None, Query(description="epoch seconds; default: now", allow_inf_nan=False)
+    ] = None,
 ) -> QueueHistoryOut:
     """The queue's guaranteed, max, allocated and pending over time, oldest first (at most 2000)."""
     sampler: HistorySampler | None = getattr(request.app.state, "history", None)

@@ -7,11 +7,13 @@ included) knows every decision that may have been acted on. Each call is one sho
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.db import Database
@@ -116,16 +118,50 @@ def workload_from_row(row: WorkloadRow) -> Workload:
     )
 
 
-def _copy_state(row: WorkloadRow, w: Workload) -> None:
-    row.state = w.state.value
-    row.reason = w.reason
-    row.attempt = w.attempt
-    row.placement = dict(w.placement)
-    row.assigned = {m: dict(r) for m, r in w.assigned.items()}
-    row.started_at = w.started_at
-    row.finished_at = w.finished_at
-    row.preemptions = w.preemptions
-    row.checkpoint = w.checkpoint
+def _state_values(w: Workload) -> dict[str, Any]:
+    """The columns of a workload row that follow its state (everything but the spec)."""
+    return {
+        "state": w.state.value,
+        "reason": w.reason,
+        "attempt": w.attempt,
+        "placement": dict(w.placement),
+        "assigned": {m: dict(r) for m, r in w.assigned.items()},
+        "started_at": w.started_at,
+        "finished_at": w.finished_at,
+        "preemptions": w.preemptions,
+        "checkpoint": w.checkpoint,
+    }
+
+
+_WORKLOADS = WorkloadRow.__table__
+_STATE_COLUMNS = (
+    "state",
+    "reason",
+    "attempt",
+    "placement",
+    "assigned",
+    "started_at",
+    "finished_at",
+    "preemptions",
+    "checkpoint",
+)
+# Statements built once: executed with a dict of values, they compile once and are cached, where
+# a statement built per call (``.values(...)``) costs more than the database's own work.
+_INSERT_WORKLOAD = insert(_WORKLOADS)
+_UPDATE_STATE = (
+    update(_WORKLOADS)
+    .where(_WORKLOADS.c.id == bindparam("wid"))
+    .values({c: bindparam(c) for c in _STATE_COLUMNS})
+)
+_UPDATE_STATE_QUEUE = _UPDATE_STATE.values(queue=bindparam("queue"))
+_SET_QUEUE = (
+    update(_WORKLOADS)
+    .where(_WORKLOADS.c.id == bindparam("wid"))
+    .where(or_(_WORKLOADS.c.queue.is_(None), _WORKLOADS.c.queue != bindparam("queue")))
+    .values(queue=bindparam("queue"))
+)
+_INSERT_TRANSITION = insert(TransitionRow.__table__)
+_INSERT_EVENT = insert(EventRow.__table__)
 
 
 class DbJournal:
@@ -133,62 +169,90 @@ class DbJournal:
 
     ``queue_of`` resolves a workload's leaf queue from the scheduling core when it is known
     (the driver journals a submission before the core has placed it in a queue).
+
+    Writes are plain SQL statements (no ORM unit of work: they run on every request and every
+    transition). Inside ``batch()`` the writes of the calling thread share one transaction,
+    committed when the batch ends: a submission's row, its event and its queue are one commit.
+    Only work that acts on nothing outside the database may be batched (the driver journals a
+    transition before the executor acts on it, so ticks are not batched).
     """
 
     def __init__(self, db: Database, queue_of: Callable[[str], str | None] | None = None) -> None:
         self.db = db
         self.queue_of = queue_of or (lambda _wid: None)
+        self._local = threading.local()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Gather this thread's writes into one transaction (nested batches join the outer one)."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self.db.engine.begin() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.db.engine.begin() as conn:
+            yield conn
 
     def submitted(self, workload: Workload) -> None:
-        row = WorkloadRow(
-            id=workload.id,
-            seq=seq_of(workload.id),
-            name=workload.spec.name,
-            user=workload.spec.user,
-            queue=workload.spec.queue,
-            spec=spec_to_json(workload.spec),
-            submitted_at=workload.submitted_at,
-            idempotency_key=workload.spec.idempotency_key,
-        )
-        _copy_state(row, workload)
-        with self.db.session() as s:
-            s.add(row)
+        values = {
+            "id": workload.id,
+            "seq": seq_of(workload.id),
+            "name": workload.spec.name,
+            "user": workload.spec.user,
+            "queue": workload.spec.queue,
+            "spec": spec_to_json(workload.spec),
+            "submitted_at": workload.submitted_at,
+            "idempotency_key": workload.spec.idempotency_key,
+            **_state_values(workload),
+        }
+        with self._write() as conn:
+            conn.execute(_INSERT_WORKLOAD, values)
 
     def transition(self, workload: Workload, transition: Transition) -> None:
-        with self.db.session() as s:
-            row = s.get(WorkloadRow, workload.id)
-            if row is None:  # never happens for workloads the plane submitted; keep the record anyway
+        values = {"wid": workload.id, **_state_values(workload)}
+        queue = self.queue_of(workload.id)
+        if queue:
+            values["queue"] = queue
+        with self._write() as conn:
+            updated = conn.execute(_UPDATE_STATE_QUEUE if queue else _UPDATE_STATE, values)
+            if updated.rowcount == 0:  # never happens for workloads the plane submitted
                 raise LookupError(f"workload {workload.id} is not in the database")
-            _copy_state(row, workload)
-            queue = self.queue_of(workload.id)
-            if queue:
-                row.queue = queue
-            s.add(
-                TransitionRow(
-                    workload_id=workload.id,
-                    at=transition.at,
-                    old=transition.old.value if transition.old is not None else None,
-                    new=transition.new.value,
-                    reason=transition.reason,
-                )
+            conn.execute(
+                _INSERT_TRANSITION,
+                {
+                    "workload_id": workload.id,
+                    "at": transition.at,
+                    "old": transition.old.value if transition.old is not None else None,
+                    "new": transition.new.value,
+                    "reason": transition.reason,
+                },
             )
 
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
-        with self.db.session() as s:
-            s.add(EventRow(workload_id=workload_id, at=at, kind=kind, message=message))
+        with self._write() as conn:
+            conn.execute(
+                _INSERT_EVENT, {"workload_id": workload_id, "at": at, "kind": kind, "message": message}
+            )
 
     def set_queue(self, workload_id: str, queue: str) -> None:
-        with self.db.session() as s:
-            row = s.get(WorkloadRow, workload_id)
-            if row is not None and row.queue != queue:
-                row.queue = queue
+        with self._write() as conn:
+            conn.execute(_SET_QUEUE, {"wid": workload_id, "queue": queue})
 
     def sync(self, workload: Workload) -> None:
         """Store bookkeeping that changed without a transition (checkpoint, work done)."""
-        with self.db.session() as s:
-            row = s.get(WorkloadRow, workload.id)
-            if row is not None:
-                _copy_state(row, workload)
+        with self._write() as conn:
+            conn.execute(_UPDATE_STATE, {"wid": workload.id, **_state_values(workload)})
 
     def active(self) -> list[WorkloadRow]:
         with self.db.session() as s:

@@ -30,12 +30,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Connection, Row, bindparam, func, or_, select
 
 from gpupool.api import (
     AttemptOut,
+    DisruptionIn,
     EventOut,
     LogsOut,
     NodeOut,
@@ -79,6 +80,8 @@ from gpupool.service.settings import ServiceSettings
 log = logging.getLogger("gpupool.service")
 
 DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
+TICK_GAP = 0.05  # seconds: the least time between two driver ticks
+TOKEN_CACHE = 4096  # principals of tokens seen, kept in memory (tokens never change once made)
 _LIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING)
 _WAITING = (WorkloadState.PENDING, WorkloadState.PREEMPTED)
 
@@ -202,6 +205,8 @@ class ControlPlane:
         self._thread: threading.Thread | None = None
         self.tick_errors = 0
         self.recovered: dict[str, str] = {}  # workload -> what recovery did with it
+        # Token -> its principal: a token is stored once and never altered, so a hit is final.
+        self._principals: dict[str, Principal] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,6 +235,9 @@ class ControlPlane:
             if self._stop.is_set():
                 return
             self.tick()
+            # A burst of submissions shares the next tick instead of one tick each: every tick
+            # walks all waiting work under the lock, which API calls then wait for.
+            self._stop.wait(TICK_GAP)
 
     def tick(self) -> None:
         try:
@@ -315,19 +323,30 @@ class ControlPlane:
             self._seq += 1
             wid = f"w-{self._seq:06d}"
             try:
-                w = self.driver.submit(spec, now, workload_id=wid)
+                # The row, its event and its queue: one commit, before the answer.
+                with self.journal.batch():
+                    w = self.driver.submit(spec, now, workload_id=wid)
+                    queue = self._queue_of(w.id)
+                    if queue:
+                        self.journal.set_queue(w.id, queue)
+                    if notice:
+                        self.journal.event(w.id, now, "placed", notice)
             except Exception:
-                self.driver.workloads.pop(wid, None)
+                self._forget(wid)
                 raise
-            queue = self._queue_of(w.id)
-            if queue:
-                self.journal.set_queue(w.id, queue)
-            if notice:
-                self.journal.event(w.id, now, "placed", notice)
+            out = _workload_out(w, queue or w.spec.queue)
         self.wake()
-        out = self.get(principal, w.id)
         out.notice = notice
         return out, True
+
+    def _forget(self, wid: str) -> None:
+        """Undo a submission whose journal write failed (nothing of it was committed)."""
+        w = self.driver.workloads.pop(wid, None)
+        if w is None:
+            return
+        if w.spec.idempotency_key:
+            self.driver._by_key.pop(w.spec.idempotency_key, None)
+        self.driver._drop_from_core(w)
 
     def _spec(self, principal: Principal, req: SubmitRequest) -> WorkloadSpec:
         if req.size is not None:
@@ -483,16 +502,23 @@ class ControlPlane:
     def _queue(self, path: str | None) -> Queue | None:
         return self.driver.core.queues.get(path) if path else None
 
-    def _row(self, principal: Principal, workload_id: str) -> WorkloadRow:
-        with self.db.session() as s:
-            row = s.get(WorkloadRow, workload_id)
+    def _row(self, principal: Principal, workload_id: str, conn: Connection | None = None) -> Row[Any]:
+        """The stored row of a workload the principal may see (plain SQL: this runs on every read)."""
+        if conn is None:
+            with self.db.engine.connect() as c:
+                row = c.execute(_SELECT_ROW, {"wid": workload_id}).first()
+        else:
+            row = conn.execute(_SELECT_ROW, {"wid": workload_id}).first()
         if row is None or not may_see(principal, row.user, self._queue(row.queue)):
             # Someone else's workload is reported as missing: ids are not secrets, but contents are.
             raise NotFound(f"no workload {workload_id!r}", hint="list yours with `gpupool list`")
         return row
 
     def get(self, principal: Principal, workload_id: str) -> WorkloadOut:
-        return self._out(self._row(principal, workload_id), history=True)
+        with self.db.engine.connect() as conn:
+            row = self._row(principal, workload_id, conn)
+            history = _history(conn, workload_id)
+        return _row_out(row, history)
 
     def list(
         self,
@@ -503,7 +529,7 @@ class ControlPlane:
         user: str | None = None,
         limit: int = 200,
     ) -> list[WorkloadOut]:
-        q = select(WorkloadRow).order_by(WorkloadRow.seq.desc()).limit(limit)
+        q = select(_ROW).order_by(WorkloadRow.seq.desc()).limit(limit)
         if not principal.admin:
             with self.lock:  # the driver thread may add dynamic queues meanwhile
                 administered = [
@@ -518,9 +544,9 @@ class ControlPlane:
             q = q.where(WorkloadRow.queue == queue)
         if user:
             q = q.where(WorkloadRow.user == user)
-        with self.db.session() as s:
-            rows = list(s.scalars(q))
-        return [self._out(r, history=False) for r in rows]
+        with self.db.engine.connect() as conn:
+            rows = list(conn.execute(q))
+        return [_row_out(r, []) for r in rows]
 
     def events(self, principal: Principal, workload_id: str) -> list[EventOut]:
         self._row(principal, workload_id)
@@ -546,53 +572,11 @@ class ControlPlane:
             ]
         return sorted(events + transitions, key=lambda e: e.at)
 
-    def _out(self, row: WorkloadRow, *, history: bool) -> WorkloadOut:
-        spec = spec_from_json(row.spec)
-        transitions: list[TransitionOut] = []
-        if history:
-            with self.db.session() as s:
-                transitions = [
-                    TransitionOut(at=t.at, old=t.old, new=t.new, reason=t.reason)
-                    for t in s.scalars(
-                        select(TransitionRow)
-                        .where(TransitionRow.workload_id == row.id)
-                        .order_by(TransitionRow.id)
-                    )
-                ]
-        return WorkloadOut(
-            id=row.id,
-            name=row.name,
-            user=row.user,
-            queue=row.queue,
-            state=row.state,  # type: ignore[arg-type]
-            reason=row.reason,
-            priority=spec.priority,
-            size=spec.size,
-            task_groups=[
-                TaskGroupOut(
-                    name=g.name, members=g.members, resources=dict(g.resources), gpu_types=list(g.gpu_types)
-                )
-                for g in spec.task_groups
-            ],
-            gpus=spec.total_gpus(),
-            gang_style=spec.gang_style,
-            gang_timeout=spec.gang_timeout,
-            span_regions=spec.span_regions,
-            disruption={"policy": spec.disruption.policy, "grace": spec.disruption.grace},  # type: ignore[arg-type]
-            entrypoint=spec.entrypoint,
-            working_dir=spec.working_dir,
-            env=dict(spec.env),
-            tags=dict(spec.tags),
-            idempotency_key=spec.idempotency_key,
-            attempt=row.attempt,
-            placement=dict(row.placement or {}),
-            submitted_at=row.submitted_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            preemptions=row.preemptions,
-            checkpoint=row.checkpoint,
-            history=transitions,
-        )
+    def _out(self, row: Any, *, history: bool) -> WorkloadOut:
+        if not history:
+            return _row_out(row, [])
+        with self.db.engine.connect() as conn:
+            return _row_out(row, _history(conn, row.id))
 
     # ------------------------------------------------------------------ actions
 
@@ -803,7 +787,14 @@ class ControlPlane:
             raise Unauthorized(
                 "missing API token", hint="send `Authorization: Bearer <token>`; see `gpupool token create`"
             )
+        cached = self._principals.get(token)
+        if cached is not None:
+            return cached
         principal = authenticate(self.db, token)
+        if principal is not None:
+            if len(self._principals) >= TOKEN_CACHE:
+                self._principals.clear()
+            self._principals[token] = principal
         if principal is None:
             raise Unauthorized(
                 "unknown API token", hint="check GPUPOOL_TOKEN or create one with `gpupool token create`"
@@ -838,6 +829,94 @@ def _full_path(queue: str) -> str:
     """A queue name as the ``provided`` rule reads it: lower-case, under root."""
     name = queue.lower()
     return name if name == "root" or name.startswith("root.") else f"root.{name}"
+
+
+_ROW = WorkloadRow.__table__
+_TRANSITIONS = TransitionRow.__table__
+
+
+# Built once, executed with a dict: compiled once and cached (these run on every read).
+_SELECT_ROW = select(_ROW).where(_ROW.c.id == bindparam("wid"))
+_SELECT_HISTORY = (
+    select(_TRANSITIONS.c.at, _TRANSITIONS.c.old, _TRANSITIONS.c.new, _TRANSITIONS.c.reason)
+    .where(_TRANSITIONS.c.workload_id == bindparam("wid"))
+    .order_by(_TRANSITIONS.c.id)
+)
+
+
+def _history(conn: Connection, workload_id: str) -> list[TransitionOut]:
+    return [
+        TransitionOut(at=t.at, old=t.old, new=t.new, reason=t.reason)
+        for t in conn.execute(_SELECT_HISTORY, {"wid": workload_id})
+    ]
+
+
+def _row_out(row: Any, history: list[TransitionOut]) -> WorkloadOut:
+    """A stored workload row (ORM or plain SQL: the same column names) on the wire."""
+    return _wire(
+        row.id,
+        spec_from_json(row.spec),
+        queue=row.queue,
+        state=row.state,
+        reason=row.reason,
+        attempt=row.attempt,
+        placement=dict(row.placement or {}),
+        submitted_at=row.submitted_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        preemptions=row.preemptions,
+        checkpoint=row.checkpoint,
+        history=history,
+    )
+
+
+def _workload_out(w: Workload, queue: str | None) -> WorkloadOut:
+    """A workload in memory on the wire: what ``_row_out`` gives once its rows are committed."""
+    return _wire(
+        w.id,
+        w.spec,
+        queue=queue,
+        state=w.state.value,
+        reason=w.reason,
+        attempt=w.attempt,
+        placement=dict(w.placement),
+        submitted_at=w.submitted_at,
+        started_at=w.started_at,
+        finished_at=w.finished_at,
+        preemptions=w.preemptions,
+        checkpoint=w.checkpoint,
+        history=[
+            TransitionOut(at=t.at, old=t.old.value if t.old else None, new=t.new.value, reason=t.reason)
+            for t in w.history
+        ],
+    )
+
+
+def _wire(wid: str, spec: WorkloadSpec, **state: Any) -> WorkloadOut:
+    return WorkloadOut(
+        id=wid,
+        name=spec.name,
+        user=spec.user,
+        priority=spec.priority,
+        size=spec.size,
+        task_groups=[
+            TaskGroupOut(
+                name=g.name, members=g.members, resources=dict(g.resources), gpu_types=list(g.gpu_types)
+            )
+            for g in spec.task_groups
+        ],
+        gpus=spec.total_gpus(),
+        gang_style=spec.gang_style,
+        gang_timeout=spec.gang_timeout,
+        span_regions=spec.span_regions,
+        disruption=DisruptionIn(policy=spec.disruption.policy, grace=spec.disruption.grace),  # type: ignore[arg-type]
+        entrypoint=spec.entrypoint,
+        working_dir=spec.working_dir,
+        env=dict(spec.env),
+        tags=dict(spec.tags),
+        idempotency_key=spec.idempotency_key,
+        **state,
+    )
 
 
 def _queue_out(q: Queue) -> QueueOut:

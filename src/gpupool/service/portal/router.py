@@ -264,8 +264,7 @@ def _signin(request: Request) -> Response:
     next_url = request.url.path
     if request.url.query:
         next_url += "?" + request.url.query
-    if next_url.startswith("/portal/signin"):
-        next_url = "/"
+    next_url = portal_next(next_url)
     return templates.TemplateResponse(
         request, "signin.html", {"title": "Sign in", "nav": "", "me": None, "next": next_url}
     )
@@ -276,11 +275,22 @@ def queues_page(request: Request) -> Response:
     return _page(request, "queues.html", "Queues", "queues", selected=request.query_params.get("queue"))
 
 
+# Where a sign-in may go next: the portal's own pages, by path, with an optional query. No
+# backslash, whitespace or control character anywhere: browsers read `/\host` and `/<tab>/host`
+# as `//host`, another site.
+_PORTAL_NEXT = re.compile(r"^/(?:portal/(?!signin)[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[^\s\\#]*)?$")
+
+
+def portal_next(value: str | None) -> str:
+    """``value`` if it is a path of the portal, else ``/`` (a sign-in never leads elsewhere)."""
+    if value and _PORTAL_NEXT.match(value) and not value.startswith("//"):
+        return value
+    return "/"
+
+
 @router.get("/portal/signin", response_class=HTMLResponse)
 def signin_page(request: Request) -> Response:
-    next_url = request.query_params.get("next", "/")
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/"  # never send a fresh sign-in to another site
+    next_url = portal_next(request.query_params.get("next"))
     return templates.TemplateResponse(
         request, "signin.html", {"title": "Sign in", "nav": "", "me": None, "next": next_url}
     )

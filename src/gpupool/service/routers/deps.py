@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from gpupool.api import ErrorBody
 from gpupool.service.plane import ControlPlane
 from gpupool.service.security import Principal
 
@@ -23,6 +24,26 @@ def get_principal(
         scheme, _, value = authorization.partition(" ")
         token = value.strip() if scheme.lower() == "bearer" else None
     return plane.authenticate(token)
+
+
+_WHY = {
+    400: "The request cannot be read",
+    401: "No token, or an unknown one",
+    403: "The caller may not do this",
+    404: "No such workload or queue (or one the caller may not see)",
+    409: "Conflicts with what exists (an idempotency key of another user)",
+    413: "The request body is too large",
+    422: "A field is invalid; `fields` names each one",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation may give, for its OpenAPI entry: each an ``ErrorBody``.
+
+    Every operation that reads a body or parameters lists 422 and 413 (validation, body size),
+    and every authenticated one 401, so give only the others.
+    """
+    return {s: {"model": ErrorBody, "description": _WHY[s]} for s in sorted({400, 401, 413, 422, *statuses})}
 
 
 PlaneDep = Annotated[ControlPlane, Depends(get_plane)]

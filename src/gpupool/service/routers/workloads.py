@@ -7,12 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from gpupool.api import LIST_MAX, EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
-from gpupool.service.routers.deps import PlaneDep, PrincipalDep
+from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 router = APIRouter(prefix="/workloads", tags=["workloads"])
 
 
-@router.post("", response_model=WorkloadOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=WorkloadOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": WorkloadOut, "description": "Already submitted with this idempotency key"},
+        **errors(403, 409),
+    },
+)
 def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep, response: Response) -> WorkloadOut:
     """Submit a workload. Resubmitting with the same idempotency key returns the first (200)."""
     workload, created = plane.submit(principal, req)
@@ -21,7 +29,7 @@ def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep, respons
     return workload
 
 
-@router.get("", response_model=list[WorkloadOut])
+@router.get("", response_model=list[WorkloadOut], responses=errors())
 def list_workloads(
     plane: PlaneDep,
     principal: PrincipalDep,
@@ -34,28 +42,28 @@ def list_workloads(
     return plane.list(principal, state=state, queue=queue, user=user, limit=limit)
 
 
-@router.get("/{workload_id}", response_model=WorkloadOut)
+@router.get("/{workload_id}", response_model=WorkloadOut, responses=errors(404))
 def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
     return plane.get(principal, workload_id)
 
 
-@router.post("/{workload_id}/cancel", response_model=WorkloadOut)
+@router.post("/{workload_id}/cancel", response_model=WorkloadOut, responses=errors(403, 404))
 def cancel(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
     return plane.cancel(principal, workload_id)
 
 
-@router.get("/{workload_id}/why", response_model=WhyOut)
+@router.get("/{workload_id}/why", response_model=WhyOut, responses=errors(404))
 def why(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WhyOut:
     """Why it is in its state; for a waiting workload, what holds it back and what would change it."""
     return plane.why(principal, workload_id)
 
 
-@router.get("/{workload_id}/logs", response_model=LogsOut)
+@router.get("/{workload_id}/logs", response_model=LogsOut, responses=errors(404))
 def logs(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> LogsOut:
     return plane.logs(principal, workload_id)
 
 
-@router.get("/{workload_id}/events", response_model=list[EventOut])
+@router.get("/{workload_id}/events", response_model=list[EventOut], responses=errors(404))
 def events(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> list[EventOut]:
     """Its transitions (with reasons) and events, oldest first."""
     return plane.events(principal, workload_id)
