@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,12 +43,13 @@ from gpupool.adapters.ray import naming, procs
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_TYPE_LABEL, QuantityError, parse_quantity
 
+log = logging.getLogger(__name__)
+
 GIB = 1024**3
 DEFAULT_OBJECT_STORE_BYTES = 100 * 1000 * 1000
 DEFAULT_ORPHAN_TIMEOUT = 300.0  # seconds a cluster waits to be adopted after its owner died
 RECORD_FILE = "cluster.json"
-START_RETRIES = 2  # starts of a node that Ray gave up on as "timed out during startup"
-_OVERLOADED = "timed out during startup"
+START_RETRIES = 2  # more starts of a node whose Ray processes exited while starting
 
 # Environment of every node's Ray processes (and so of Ray's workers and the jobs' drivers).
 # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray resolve 127.0.0.1 to itself: see _raystart.
@@ -528,7 +530,7 @@ class LocalRayCluster:
         self._record()
 
     def _wait_started(self, names: list[str]) -> None:
-        deadline = time.perf_counter() + self.start_timeout
+        deadline = time.perf_counter() + self.start_timeout  # for each go, so pushed on by a retry
         waiting = set(names)
         retries = dict.fromkeys(names, START_RETRIES)
         while waiting:
@@ -537,10 +539,14 @@ class LocalRayCluster:
                 text = proc.out_path.read_text(errors="replace")
                 if "Ray runtime started" in text:
                     waiting.discard(name)
-                elif not proc.alive() and retries[name] and _OVERLOADED in text:
-                    retries[name] -= 1  # Ray gives a raylet 30 s to register: a busy machine may need more
+                elif not proc.alive() and retries[name]:
+                    # Ray gives a raylet fixed times to come up (30 s to register, a few seconds for
+                    # its metrics agent): on a busy machine a node may need another go.
+                    retries[name] -= 1
+                    log.warning("Ray node %s exited while starting; starting it again", name)
                     self._terminate_many([name], graceful=False)
                     self._spawn(name, self._spawn_args[name])
+                    deadline = time.perf_counter() + self.start_timeout
                 elif not proc.alive():
                     tail = "\n".join(text.splitlines()[-15:])
                     raise ClusterError(
