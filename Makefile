@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint demo clean
+.PHONY: install up test reliability lint demo clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ up: install
 test: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src/gpupool/core src/gpupool/engine src/gpupool/sim src/gpupool/scenario.py
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/reliability
+
+# Crash and restart of the real `gpupool up` with its own Ray cluster (a few minutes; CI runs it).
+reliability: install
+	$(BIN)/python -m pytest -s tests/reliability
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -295,3 +295,53 @@ def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
     provider.terminate(name, clock())
     events_until(provider, lambda e: isinstance(e, Terminated))
     assert provider.owned() == [] and name not in {n.name for n in cluster.nodes()}
+
+
+def test_a_restarted_provider_takes_its_nodes_back_from_the_store(
+    executor: RayExecutor, cluster: LocalRayCluster, tmp_path: Path
+):
+    """A control plane killed with a pool node up: the next provider over the same cluster and
+    database keeps the node that still runs, forgets one that is gone, and stops a pool node the
+    store never heard of; the autoscaler adopts the node once and terminating it clears the row."""
+    from gpupool.adapters.ray.cluster import LocalNode
+    from gpupool.engine.autoscaler import ProviderNode
+    from gpupool.service.db import Database
+    from gpupool.service.poolnodes import DbPoolNodeStore
+
+    db = Database(f"sqlite:///{tmp_path / 'gpupool.db'}")
+    db.migrate()
+    store = DbPoolNodeStore(db)
+    first = LocalRayProvider(cluster, boot_delay=0.5, store=store)
+    t0 = clock()
+    first.launch("l4", L4, "l4-store-0001", t0)
+    events_until(first, lambda e: isinstance(e, Booted))
+    assert [(n.name, n.state) for n in store.load()] == [("l4-store-0001", "ready")]
+    # What a crash leaves: a record of a node that is gone, and a pool node without a record.
+    store.save(ProviderNode("l4-store-0002", "l4", "l4-local", "ready", t0))
+    cluster.add_node(LocalNode("l4-store-0003", "L4", 2, 2, 4 * GIB, pool="l4"))
+    first._pool.shutdown(wait=True)  # the old control plane is gone; its nodes are not
+
+    second = LocalRayProvider(cluster, store=store)
+    try:
+        assert second.recovered == {
+            "l4-store-0001": "kept",
+            "l4-store-0002": "gone",
+            "l4-store-0003": "stopped (no record)",
+        }
+        assert [(n.name, n.state) for n in second.inventory()] == [("l4-store-0001", "ready")]
+        deadline = clock() + 30
+        while "l4-store-0003" in {n.name for n in cluster.nodes()}:
+            assert clock() < deadline
+            time.sleep(0.2)
+        pool = NodePool("l4", (L4,), min=0, max=1, idle_timeout=600.0)
+        scaler = Autoscaler((pool,), second)
+        driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
+        assert scaler.adopt(driver, clock()) == ["l4-store-0001"]
+        assert "l4-store-0001" in driver.core.nodes
+        second.terminate("l4-store-0001", clock())
+        events_until(second, lambda e: isinstance(e, Terminated))
+        assert store.load() == []
+        assert not [n for n in cluster.nodes() if n.name.startswith("l4-store")]
+    finally:
+        second.close()
+        db.close()

@@ -145,6 +145,7 @@ def up_command(
     ] = None,
 ) -> None:
     """Start the control plane (API, portal, metrics) and a local multi-node Ray cluster; Ctrl-C stops all."""
+    from gpupool.adapters.ray.cluster import ClusterError
     from gpupool.configfile import ConfigError
     from gpupool.service.runner import StartError, up
     from gpupool.service.settings import ServiceSettings, default_data_dir
@@ -161,6 +162,9 @@ def up_command(
     except StartError as exc:
         typer.echo(f"Error: {exc}", err=True)
         typer.echo(f"Hint: {exc.hint}", err=True)
+        raise typer.Exit(2) from None
+    except ClusterError as exc:  # e.g. another `gpupool up` runs this data dir's cluster
+        typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass

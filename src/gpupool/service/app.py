@@ -75,6 +75,8 @@ def create_app(
         finally:
             sampler.stop()
             plane.stop()
+            if settings.checkpoint_on_stop is not None:
+                plane.checkpoint_running(settings.checkpoint_on_stop)
             if db is None:
                 database.close()
 

@@ -1,4 +1,4 @@
-"""ORM tables (SQLAlchemy 2): workloads, their transitions and events, and API tokens.
+"""ORM tables (SQLAlchemy 2): workloads, their transitions and events, API tokens, pool nodes.
 
 A workload row holds the submitted spec (JSON) and its current state; every state change is
 also a ``transitions`` row with its reason, written before the executor acts on it. The schema
@@ -73,3 +73,15 @@ class TokenRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class PoolNodeRow(Base):
+    """A node a node provider launched and has not terminated (``service.poolnodes``)."""
+
+    __tablename__ = "pool_nodes"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(255))
+    instance_type: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(32))  # booting | ready | terminating
+    launched_at: Mapped[float] = mapped_column(Float)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -227,6 +228,35 @@ class ControlPlane:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def checkpoint_running(self, timeout: float) -> dict[str, str]:
+        """Before the cluster goes away with the control plane (a graceful stop of ``gpupool up``
+        on its own local cluster): ask every running workload that may be disrupted to
+        checkpoint and stop, and tick until each has stopped (within its grace) or ``timeout``
+        seconds have passed. Each is then stored as preempted with its checkpoint, so the next
+        start resumes it from there. Nothing starts meanwhile: the nodes are cordoned and the
+        autoscaler paused. Call it after ``stop``. Returns the workloads asked and their state.
+        """
+        with self.lock:
+            driver = self.driver
+            now = self.clock()
+            for name in list(driver.core.nodes):
+                driver.core.set_schedulable(name, False)
+            driver.autoscaler = None
+            asked = [
+                w
+                for w in driver.workloads.values()
+                if w.state == WorkloadState.RUNNING and w.spec.disruption.policy != "never"
+            ]
+            for w in asked:
+                driver.move(w.id, now, "the control plane is stopping: checkpoint and requeue")
+        deadline = time.monotonic() + timeout
+        while any(w.state == WorkloadState.PREEMPTING for w in asked) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            self.tick()
+        if asked:
+            log.info("checkpointed before stopping: %s", Counter(w.state.value for w in asked))
+        return {w.id: w.state.value for w in asked}
 
     def _run(self) -> None:
         while not self._stop.is_set():

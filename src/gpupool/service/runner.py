@@ -2,9 +2,13 @@
 
 ``up`` starts, in order: the database (migrated; bootstrap admin token on first start), the
 local multi-node Ray cluster (skipped with ``--ray-address``), the Ray executor, and the HTTP
-server on 127.0.0.1. Ctrl-C (or SIGTERM) stops them in reverse order. Running ``up`` again on
-the same data dir carries on: workloads are recovered from the database and running jobs
-re-adopted. Ray is imported here, lazily, and nowhere else in the service.
+server on 127.0.0.1. Ctrl-C (or SIGTERM) stops them in reverse order, after asking the running
+workloads to checkpoint (their local cluster goes away with the control plane, so they resume
+from that checkpoint on the next start). Running ``up`` again on the same data dir carries on:
+workloads are recovered from the database and running jobs re-adopted. After a crash (``kill
+-9``) the local Ray cluster it left running is adopted, with its jobs and pool nodes, instead
+of a second one being started (``LocalRayCluster.start``); without ``--cluster`` the recorded
+cluster's nodes are kept. Ray is imported here, lazily, and nowhere else in the service.
 
 Node pools: when the config has ``nodepools:`` and ``up`` runs its own local cluster, the pools
 grow and shrink live on it: a ``LocalRayProvider`` adds and removes Ray worker nodes for the
@@ -32,6 +36,8 @@ from gpupool.service.settings import ServiceSettings
 
 # Two nodes of each GPU type with 4 logical GPUs each: 16 GPUs that fit a laptop (no hardware).
 DEFAULT_CLUSTER_SPEC = "2xH100:4,2xA100:4"
+# On Ctrl-C / SIGTERM, how long running work gets to checkpoint before the local cluster stops.
+STOP_CHECKPOINT_TIMEOUT = 30.0
 
 
 class StartError(Exception):
@@ -138,21 +144,39 @@ def up(
     from gpupool.adapters.ray.executor import RayExecutor  # lazily: the service does not need Ray
 
     cluster = None
+    if nodes is not None:
+        from gpupool.adapters.ray.cluster import LocalRayCluster
+
+        recorded = LocalRayCluster.recorded_spec(settings.data_dir)
+        if cluster_spec is None and recorded:
+            nodes = recorded  # carry on with the cluster this data dir has
+        cluster = LocalRayCluster(nodes, str(settings.data_dir))
+        if recorded is None:
+            echo(f"Starting a local Ray cluster: {spec}")
+        try:
+            # Outside the try below: a cluster that did not start (or is another `gpupool up`'s)
+            # is not ours to stop.
+            ray_address = cluster.start()
+        except BaseException:
+            sock.close()
+            raise
+        if cluster.recovery:
+            echo(cluster.recovery[0].upper() + cluster.recovery[1:])
+        settings.checkpoint_on_stop = STOP_CHECKPOINT_TIMEOUT  # the cluster goes when we go
     executor = None
     provider = None
+    store_db = None
     try:
-        if nodes is not None:
-            from gpupool.adapters.ray.cluster import LocalRayCluster
-
-            echo(f"Starting a local Ray cluster: {spec}")
-            cluster = LocalRayCluster(nodes, str(settings.data_dir))
-            ray_address = cluster.start()
         assert ray_address is not None
         executor = RayExecutor(ray_address, str(settings.data_dir))
         if cluster is not None and config.nodepools:
             from gpupool.adapters.ray.provider import LocalRayProvider
+            from gpupool.service.poolnodes import DbPoolNodeStore
 
-            provider = LocalRayProvider(cluster)
+            store_db = Database(settings.db_url)
+            provider = LocalRayProvider(cluster, store=DbPoolNodeStore(store_db))
+            for name, what in sorted(provider.recovered.items()):
+                echo(f"  pool node {name}: {what}")
 
         def ready() -> None:
             url = settings.url()
@@ -179,7 +203,9 @@ def up(
         if executor is not None:
             executor.close()
         if provider is not None:
-            provider.close(stop_nodes=False)  # cluster.stop() stops its nodes with the others
+            provider.close(stop_nodes=True)  # and forgets them: nothing to adopt next time
+        if store_db is not None:
+            store_db.close()
         if cluster is not None:
             cluster.stop()
         echo("Stopped.")

@@ -25,6 +25,10 @@ class ServiceSettings:
     port: int = DEFAULT_PORT
     tick_interval: float = 0.5  # seconds between driver ticks (submissions wake it early)
     partition: str = "default"
+    # Seconds a graceful stop waits for running work to checkpoint and stop (None: it is left
+    # running, for a cluster that outlives the control plane). ``gpupool up`` sets it when it
+    # runs its own local cluster.
+    checkpoint_on_stop: float | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

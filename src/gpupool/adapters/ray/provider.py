@@ -29,6 +29,14 @@ background threads and ``poll`` collects what they did.
 ``inventory`` lists the nodes of its registry not being stopped (ready once ``Booted`` was
 reported, else booting), so a new autoscaler over the same provider (a restarted control plane
 in the same process) adopts them.
+
+Restart: with a ``store`` (``gpupool up`` gives the database's, ``service.poolnodes``), every
+node is written there when launched, booted and asked to terminate, and deleted once gone. A
+new provider over the same (adopted) local cluster reads them back: a node whose Ray processes
+still run is kept (and listed by ``inventory``, so the restarted control plane's autoscaler adopts
+it), one being terminated is stopped, one that is gone is forgotten, and a pool node running on
+the cluster that the store does not know (launched just before a crash) is stopped: none is
+leaked or counted twice.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from gpupool.adapters.ray import naming
 from gpupool.adapters.ray.cluster import LocalNode, LocalRayCluster
@@ -52,6 +61,17 @@ from gpupool.engine.autoscaler import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class NodeStore(Protocol):
+    """Where the provider keeps its nodes across control-plane restarts (state ``booting``,
+    ``ready`` or ``terminating``)."""
+
+    def load(self) -> list[ProviderNode]: ...
+
+    def save(self, node: ProviderNode) -> None: ...
+
+    def delete(self, name: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -72,7 +92,8 @@ class LocalRayProvider:
     ``boot_delay``: seconds from a launch to ``Booted`` at the earliest; None (the default) uses
     the instance type's ``boot_time``. ``boot_timeout``: seconds after that for Ray to list the
     node alive, else the launch fails. ``workers``: background threads for starting and stopping
-    nodes.
+    nodes. ``store``: keeps the nodes across restarts (see the module doc); ``recovered`` says
+    what the provider found there when it was made.
     """
 
     def __init__(
@@ -82,14 +103,51 @@ class LocalRayProvider:
         boot_delay: float | None = None,
         boot_timeout: float = 60.0,
         workers: int = 4,
+        store: NodeStore | None = None,
     ) -> None:
         self.cluster = cluster
         self.boot_delay = boot_delay
         self.boot_timeout = boot_timeout
+        self.store = store
         self._nodes: dict[str, _Node] = {}
         self._events: list[ProviderEvent] = []
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpupool-provider")
+        self.recovered: dict[str, str] = {}  # node -> kept | stopping | gone | stopped (unknown)
+        if store is not None:
+            self._recover(store)
+
+    def _recover(self, store: NodeStore) -> None:
+        running = {n.name: n for n in self.cluster.pool_nodes()}
+        for rec in store.load():
+            node = running.pop(rec.name, None)
+            if node is None:
+                store.delete(rec.name)  # it died while nobody watched: nothing left to stop
+                self.recovered[rec.name] = "gone"
+                continue
+            started: Future[list[str]] = Future()
+            started.set_result([rec.name])
+            booted = rec.state == "ready"
+            n = _Node(rec.name, rec.pool, rec.instance_type, rec.launched_at, rec.launched_at, started)
+            n.booted = booted
+            if rec.state == "terminating":
+                n.stopping = self._pool.submit(self._stop, n)
+                self.recovered[rec.name] = "stopping"
+            else:
+                self.recovered[rec.name] = "kept"
+            self._nodes[rec.name] = n
+        for name in running:  # launched, but its record never made it: not ours to keep
+            log.warning("stopping pool node %s: it runs but no record of it was kept", name)
+            self.recovered[name] = "stopped (no record)"
+            self._pool.submit(self._forget, name)
+
+    def _save(self, node: _Node, state: str) -> None:
+        if self.store is not None:
+            self.store.save(ProviderNode(node.name, node.pool, node.instance_type, state, node.launched_at))
+
+    def _delete(self, name: str) -> None:
+        if self.store is not None:
+            self.store.delete(name)
 
     # ------------------------------------------------------------------ NodeProvider port
 
@@ -100,6 +158,9 @@ class LocalRayProvider:
             if name in self._nodes:
                 self._events.append(LaunchFailed(name, "boot-failure", f"node {name} is launched already"))
                 return
+            record = ProviderNode(name, pool, itype.name, "booting", now)
+            if self.store is not None:
+                self.store.save(record)  # before the node exists: a crash never leaves one unrecorded
             started = self._pool.submit(self.cluster.add_node, node)
             self._nodes[name] = _Node(name, pool, itype.name, now, now + delay, started)
 
@@ -109,6 +170,7 @@ class LocalRayProvider:
             if node is None:
                 self._events.append(Terminated(name))
             elif node.stopping is None:
+                self._save(node, "terminating")
                 node.stopping = self._pool.submit(self._stop, node)
 
     def poll(self, now: float) -> list[ProviderEvent]:
@@ -120,6 +182,7 @@ class LocalRayProvider:
                 if node.stopping is not None:
                     if node.stopping.done():
                         del self._nodes[node.name]
+                        self._delete(node.name)
                         out.append(Terminated(node.name))
                     continue
                 if not node.started.done():
@@ -127,6 +190,7 @@ class LocalRayProvider:
                 error = node.started.exception()
                 if error is not None:
                     del self._nodes[node.name]
+                    self._delete(node.name)
                     out.append(LaunchFailed(node.name, "boot-failure", _first_line(error)))
                     self._pool.submit(self._forget, node.name)
                     continue
@@ -134,6 +198,7 @@ class LocalRayProvider:
                     running = {n.name for n in self.cluster.nodes()}
                 if node.name not in running:  # its processes died
                     del self._nodes[node.name]
+                    self._delete(node.name)
                     if node.booted:
                         out.append(Terminated(node.name))
                     else:
@@ -149,9 +214,11 @@ class LocalRayProvider:
                 for node in waiting:
                     if alive is None or node.name in alive:
                         node.booted = True
+                        self._save(node, "ready")
                         out.append(Booted(node.name))
                     elif now >= node.ready_at + self.boot_timeout:
                         del self._nodes[node.name]
+                        self._delete(node.name)
                         message = f"Ray did not list it alive within {self.boot_timeout:g}s"
                         out.append(LaunchFailed(node.name, "boot-failure", message))
                         self._pool.submit(self._forget, node.name)
@@ -189,6 +256,9 @@ class LocalRayProvider:
                 if node.stopping is None:
                     node.stopping = self._pool.submit(self._stop, node)
         self._pool.shutdown(wait=True)
+        if stop_nodes:
+            for node in nodes:
+                self._delete(node.name)
 
     # ------------------------------------------------------------------ background work
 
