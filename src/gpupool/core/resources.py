@@ -41,8 +41,6 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?\s*$")
 
 
-
-
 class QuantityError(ValueError):
     """A quantity that cannot be parsed; the message says what was wrong."""
 
