@@ -258,6 +258,9 @@ def test_an_elastic_workload_grows_and_shrinks_live(executor: RayExecutor, tmp_p
     grown = seen(lambda o: o["ran"].get("worker-1") == "a100-0")
     assert grown["members"] == [["worker-0", "h100-0"], ["worker-1", "a100-0"]]
     assert any(v["name"] == "gpupool.pgx.elastic-1.1.worker-1" and v["state"] == "CREATED" for v in _pgs())
+    removed = executor.reap_orphans(keep=set())  # what a restart does: the running extra stays
+    assert not any("elastic-1" in name for name in removed)
+    assert any(v["name"] == "gpupool.pgx.elastic-1.1.worker-1" and v["state"] == "CREATED" for v in _pgs())
     # It is given back: the job sees one member again and the reservation is gone.
     del w.placement["worker-1"], w.assigned["worker-1"]
     executor.resize(w, clock())
@@ -265,3 +268,35 @@ def test_an_elastic_workload_grows_and_shrinks_live(executor: RayExecutor, tmp_p
     assert not any(v["name"].startswith("gpupool.pgx.elastic-1.") and v["state"] != "REMOVED" for v in _pgs())
     executor.cancel(w, clock())
     assert isinstance(watch.until(ended(w.id), timeout=60), Stopped)
+
+
+def test_placement_group_names_map_back_to_their_workload():
+    from gpupool.adapters.ray import naming
+
+    assert naming.pg_workload(naming.pg_name("w-000007", 3)) == "w-000007"
+    assert naming.pg_workload(naming.extra_pg_name("w-000007", 3, "worker-2")) == "w-000007"
+    assert naming.pg_workload("someone.elses.pg") is None
+
+
+def test_the_next_attempt_resumes_from_the_newest_checkpoint_of_any_attempt(
+    executor: RayExecutor, tmp_path: Path
+):
+    # Attempt 1 was preempted with a checkpoint (the driver keeps it as w.checkpoint); attempt 2
+    # reported a newer one, then its node died before it could say so: attempt 3 takes that one.
+    from gpupool.adapters.ray import naming
+
+    older, newer = tmp_path / "step-16.json", tmp_path / "step-24.json"
+    root = naming.checkpoint_root(executor.data_dir, "newest-1")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "latest.json").write_text(json.dumps({"path": str(newer), "attempt": 2}))
+    w = workload(
+        "newest-1",
+        {"worker-0": "h100-1"},
+        "python -c \"from gpupool import runtime; print('FROM', runtime.resume_from())\"",
+        attempt=3,
+    )
+    w.checkpoint = str(older)
+    watch = Watcher(executor)
+    executor.start(w, clock())
+    assert watch.until(ended(w.id), timeout=60) == Finished(w.id, 3, True, "its job exited 0")
+    assert f"FROM {newer}" in executor.logs(w.id)

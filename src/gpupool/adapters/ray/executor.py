@@ -206,7 +206,7 @@ class RayExecutor:
                 self._start(workload, now)
             except Exception as exc:  # Ray refused the request itself
                 log.exception("could not start %s", workload.id)
-                self._outbox.append(StartFailed(workload.id, workload.attempt, f"{exc}", retry=False))
+                self._outbox.append(StartFailed(workload.id, workload.attempt, _short(exc), retry=False))
 
     def _start(self, w: Workload, now: float) -> None:
         members = w.spec.members()
@@ -463,7 +463,8 @@ class RayExecutor:
                     self._kill_actor(ray.get_actor(entry["name"], namespace=naming.NAMESPACE))
                     removed.append(entry["name"])
             live_pgs = {naming.pg_name(w, a) for w, a in live}
-            live_pgs |= {pg.name for r in self._runs.values() for pg, _ in r.extras.values() if pg.name}
+            for r in self._runs.values():
+                live_pgs |= {naming.extra_pg_name(r.workload_id, r.attempt, m) for m in r.extras}
             for pg_id, info in ray.util.placement_group_table().items():
                 name = info.get("name") or ""
                 wid = naming.pg_workload(name)
