@@ -109,6 +109,15 @@ def test_a_body_over_the_limit_is_refused_with_an_error_body(sqlite_server):
         r = http.post("/workloads", json={**GOOD, "tags": {"team": "x" * (10 << 20)}})
         assert r.status_code == 413, r.text[:300]
         assert r.json()["code"] == "too-large" and r.json()["hint"]
+
+        def chunks():  # no Content-Length: the limit is counted as the body arrives
+            yield b'{"name": "x", "tags": {"a": "'
+            for _ in range(200):
+                yield b"x" * 10000
+            yield b'"}}'
+
+        r = http.post("/workloads", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "too-large", r.text[:300]
     assert _count(sqlite_server) == 0
 
 

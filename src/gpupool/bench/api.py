@@ -11,6 +11,10 @@ Afterwards the run is checked: every accepted submission must be stored (``lost`
 the server no longer knows), and for a sample of them the time from submission to the
 scheduler's first decision (the first transition out of ``pending``) is reported.
 
+Each submission carries an idempotency key, so one whose connection closed under it (a server
+dropping a keep-alive connection as the request was sent) is sent once more, safely; such retries
+are counted (``retries``), not hidden.
+
 The load is bounded (rate, duration and requests in flight) and sent only to a loopback
 address: this is a measuring tool, not a load generator for someone else's server.
 """
@@ -82,6 +86,7 @@ class _Run:
     accepted: list[str] = field(default_factory=list)
     first_error: str = ""
     any_accepted: asyncio.Event = field(default_factory=asyncio.Event)
+    retries: int = 0  # submissions sent again after their connection closed under them
 
     def error(self, key: str, detail: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -116,7 +121,7 @@ async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
         r = await http.get("/whoami")
         if r.status_code != 200:
             raise BenchError(f"the server at {url} refused the token: {r.status_code} {r.text[:200]}")
-        tag = f"bench-{int(time.time())}"
+        tag = f"bench-{time.time_ns():x}"  # names and idempotency keys unique to this run
         state = _Run()
         total = max(1, round(load.rate * load.seconds))
         gate = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -147,6 +152,7 @@ async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
         "errors": sum(state.errors.values()),
         "errors_by_kind": dict(sorted(state.errors.items())),
         "first_error": state.first_error,
+        "retries": state.retries,
         "lost": lost,
         "p50_ms": {k: _ms(percentile(state.latencies[k], 50)) for k in KINDS},
         "p99_ms": {k: _ms(percentile(state.latencies[k], 99)) for k in KINDS},
@@ -178,13 +184,21 @@ async def _one(
             if kind == "submit":
                 body: dict[str, Any] = {
                     "name": name,
+                    "idempotency_key": name,
                     "entrypoint": load.entrypoint,
                     "task_groups": [{"gpus": load.gpus, "cpu": 0.1, "memory": "64Mi"}],
                 }
                 if load.queue:
                     body["queue"] = load.queue
-                r = await http.post("/workloads", json=body)
-                ok = r.status_code == 201
+                try:
+                    r = await http.post("/workloads", json=body)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # The connection closed under the request (the server dropped it as idle as
+                    # it was sent). The idempotency key makes a second try safe: it answers 200
+                    # with the first if that one was stored.
+                    state.retries += 1
+                    r = await http.post("/workloads", json=body)
+                ok = r.status_code in (200, 201)
                 if ok:
                     state.accepted.append(r.json()["id"])
                     state.any_accepted.set()

@@ -2,7 +2,8 @@
 
 The driver calls ``transition`` before it tells the executor to act, so once a start or a
 preemption has been asked of the cluster, the database already says so: a restart (kill -9
-included) knows every decision that may have been acted on. Each call is one short transaction.
+included) knows every decision that may have been acted on. Each call is one short transaction,
+except inside ``DbJournal.batch()``, where one thread's calls share one (a submission's rows).
 """
 
 from __future__ import annotations

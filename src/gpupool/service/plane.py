@@ -81,7 +81,7 @@ from gpupool.service.settings import ServiceSettings
 log = logging.getLogger("gpupool.service")
 
 DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
-TICK_GAP = 0.05  # seconds: the least time between two driver ticks
+TICK_GAP = 0.2  # seconds: the least time between two driver ticks (at most the tick interval)
 TOKEN_CACHE = 4096  # principals of tokens seen, kept in memory (tokens never change once made)
 _LIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING)
 _WAITING = (WorkloadState.PENDING, WorkloadState.PREEMPTED)
@@ -266,8 +266,9 @@ class ControlPlane:
                 return
             self.tick()
             # A burst of submissions shares the next tick instead of one tick each: every tick
-            # walks all waiting work under the lock, which API calls then wait for.
-            self._stop.wait(TICK_GAP)
+            # walks all waiting work under the lock, which API calls then wait for. A decision
+            # still comes within TICK_GAP (or the tick interval, if shorter) of a submission.
+            self._stop.wait(min(TICK_GAP, self.settings.tick_interval))
 
     def tick(self) -> None:
         try:

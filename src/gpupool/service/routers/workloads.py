@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel
 
 from gpupool.api import LIST_MAX, EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 router = APIRouter(prefix="/workloads", tags=["workloads"])
+
+
+def _json(out: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
+    """An answer the plane built already typed: serialised once, here, on the request's thread
+    (FastAPI would validate it again against the response model, on another trip to the pool)."""
+    return Response(out.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 @router.post(
@@ -21,12 +28,10 @@ router = APIRouter(prefix="/workloads", tags=["workloads"])
         **errors(403, 409),
     },
 )
-def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep, response: Response) -> WorkloadOut:
+def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep) -> Response:
     """Submit a workload. Resubmitting with the same idempotency key returns the first (200)."""
     workload, created = plane.submit(principal, req)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return workload
+    return _json(workload, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.get("", response_model=list[WorkloadOut], responses=errors())
@@ -43,8 +48,8 @@ def list_workloads(
 
 
 @router.get("/{workload_id}", response_model=WorkloadOut, responses=errors(404))
-def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
-    return plane.get(principal, workload_id)
+def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> Response:
+    return _json(plane.get(principal, workload_id))
 
 
 @router.post("/{workload_id}/cancel", response_model=WorkloadOut, responses=errors(403, 404))
