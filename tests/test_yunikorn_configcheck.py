@@ -156,7 +156,6 @@ class Case:
     raw: dict[str, Any]
     refused: bool
     where: str = ""  # refused: a fragment the error must contain (the queue or rule at fault)
-    pending: int = 0  # issue 11 divergence being fixed on branch conf-fix (xfail until merged)
     marks: list[Any] = field(default_factory=list)
 
     @property
@@ -164,12 +163,12 @@ class Case:
         return f"{self.go}/{self.sub}"
 
 
-def ok(go: str, sub: str, raw: dict[str, Any], pending: int = 0) -> Case:
-    return Case(go, sub, raw, refused=False, pending=pending)
+def ok(go: str, sub: str, raw: dict[str, Any]) -> Case:
+    return Case(go, sub, raw, refused=False)
 
 
-def bad(go: str, sub: str, raw: dict[str, Any], where: str, pending: int = 0) -> Case:
-    return Case(go, sub, raw, refused=True, where=where, pending=pending)
+def bad(go: str, sub: str, raw: dict[str, Any], where: str) -> Case:
+    return Case(go, sub, raw, refused=True, where=where)
 
 
 def max_apps_tree(r: int, p: int, p1: int, c: int) -> dict[str, Any]:
@@ -341,7 +340,6 @@ MAXAPPS_CASES = [
         "InValid maxApplication settings: child maxRunningApps cannot be 0",
         max_apps_tree(4, 3, 2, 0),
         "root.parent.parent1.child1",
-        pending=6,
     ),
 ]
 
@@ -1100,7 +1098,6 @@ LIMITS_CASES = [
             mem="100",
             apps=100,
         ),
-        pending=5,
     ),
     ok(
         CL,
@@ -1520,18 +1517,8 @@ CASES: list[Case] = [
     *RULE_TEST_CASES,
 ]
 
-DIVERGENCE = {
-    5: "issue 11 divergence 5 (wildcards after named entries in limits lists), fixed on branch conf-fix",
-    6: "issue 11 divergence 6 (child maxapplications required / not above the parent's), "
-    "fixed on branch conf-fix",
-}
-
-
 def _param(case: Case) -> Any:
-    marks = list(case.marks)
-    if case.pending:
-        marks.append(pytest.mark.xfail(strict=True, reason=DIVERGENCE[case.pending]))
-    return pytest.param(case, id=case.id, marks=marks)
+    return pytest.param(case, id=case.id, marks=list(case.marks))
 
 
 def _text(raw: dict[str, Any]) -> str:

@@ -1,8 +1,7 @@
 """The table "Conformance with yunikorn-core's tests" in docs/scheduling.md matches the translations.
 
-Counts per yunikorn-core test file: the ``yk-*`` scenario files (``tests/scenarios`` and
-``tests/scenarios_pending_conf_fix``) whose description names the file, plus the cases of
-``tests/test_yunikorn_configcheck.py``.
+Counts per yunikorn-core test file: the ``yk-*`` scenario files of ``tests/scenarios`` whose
+description names the file, plus the cases of ``tests/test_yunikorn_configcheck.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from test_yunikorn_configcheck import CASES
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "scheduling.md"
-FOLDERS = (HERE / "scenarios", HERE / "scenarios_pending_conf_fix")
+FOLDERS = (HERE / "scenarios",)
 
 
 def _translated() -> Counter[str]:
