@@ -1517,6 +1517,7 @@ CASES: list[Case] = [
     *RULE_TEST_CASES,
 ]
 
+
 def _param(case: Case) -> Any:
     return pytest.param(case, id=case.id, marks=list(case.marks))
 
