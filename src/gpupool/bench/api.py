@@ -26,8 +26,10 @@ import contextlib
 import ipaddress
 import math
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,6 +39,7 @@ MAX_SECONDS = 600.0
 MAX_IN_FLIGHT = 256
 DECISION_SAMPLE = 200
 KINDS = ("submit", "read")
+T = TypeVar("T")
 
 
 class BenchError(ValueError):
@@ -107,7 +110,18 @@ def run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
     """Drive ``load`` against the server at ``url``; returns the figures (see the module doc)."""
     load.check()
     check_loopback(url)
-    return asyncio.run(_run(url.rstrip("/"), token, load))
+    return _in_own_loop(lambda: _run(url.rstrip("/"), token, load))
+
+
+def _in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to the end, also from a thread that already runs an event loop (a notebook,
+    a Playwright session), where ``asyncio.run`` refuses: then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
