@@ -30,9 +30,10 @@ CONFIG = {
 }
 
 # Checkpoints every step (reporting it), and logs a heartbeat line per step to a shared ledger:
-# "<attempt> <time> <step>". Resumed, it goes on from the checkpoint's step.
+# "<attempt> <time> <step>". Resumed, it goes on from the checkpoint's step. It exits 0 once the
+# file named by its second argument exists (the test says when).
 STEPPER = """
-import json, sys, time
+import json, os, sys, time
 from gpupool import runtime
 
 ledger = open(sys.argv[1], "a")
@@ -40,7 +41,7 @@ step = 0
 if runtime.resume_from() is not None:
     step = json.loads(runtime.resume_from().read_text())["step"]
 ledger.write(f"resume {runtime.attempt()} {step}\\n"); ledger.flush()
-while step < int(sys.argv[2]):
+while not os.path.exists(sys.argv[2]):
     step += 1
     path = runtime.checkpoint_dir() / f"step-{step}.json"
     path.write_text(json.dumps({"step": step}))
@@ -60,18 +61,22 @@ def test_a_gang_survives_two_node_losses_resuming_from_its_newest_checkpoint(
     def tick_until(done: Callable[[], bool], timeout: float = 90.0) -> None:
         deadline = clock() + timeout
         while not done():
-            assert clock() < deadline, [driver.why(w) for w in driver.workloads]
+            assert clock() < deadline, (
+                [driver.why(w) for w in driver.workloads],
+                [[(t.new.value, t.reason) for t in w.history] for w in driver.workloads.values()],
+                ledger.read_text()[-2000:] if ledger.exists() else "",
+            )
             driver.tick(clock() - t0)
             time.sleep(0.2)
 
     tick_until(lambda: all(n in driver.core.nodes for n in added))
-    ledger = tmp_path / "ledger"
+    ledger, finish = tmp_path / "ledger", tmp_path / "finish"
     gang = driver.submit(
         WorkloadSpec(
             name="gang",
             queue="root.a",
             task_groups=(TaskGroup("worker", 2, {"gpu": 1, "vcore": 1000}, gpu_types=("L4",)),),
-            entrypoint=python(write(tmp_path, "stepper", STEPPER), str(ledger), "90"),
+            entrypoint=python(write(tmp_path, "stepper", STEPPER), str(ledger), str(finish)),
         ),
         now=clock() - t0,
     )
@@ -92,6 +97,8 @@ def test_a_gang_survives_two_node_losses_resuming_from_its_newest_checkpoint(
             added += cluster.add_node("1xL4:2")  # room for the third attempt
         tick_until(lambda a=attempt: gang.attempt > a and gang.state == WorkloadState.RUNNING, timeout=120)
         assert any(f"node {node} was lost; requeued as a whole" in t.reason for t in gang.history)
+    tick_until(lambda: gang.state == WorkloadState.RUNNING and len(beats(3)) >= 3)
+    finish.touch()
     tick_until(lambda: gang.terminal, timeout=120)
     assert gang.state == WorkloadState.SUCCEEDED, gang.reason
     assert gang.attempt == 3
@@ -107,7 +114,6 @@ def test_a_gang_survives_two_node_losses_resuming_from_its_newest_checkpoint(
     assert resumed[3] >= beats(2)[-1][1] - 1 and resumed[3] > beats(1)[-1][1]
     # Never two attempts at once: each attempt's last heartbeat precedes the next one's first.
     assert beats(1)[-1][0] < beats(2)[0][0] and beats(2)[-1][0] < beats(3)[0][0]
-    assert beats(3)[-1][1] == 90
     assert set(lost) <= set(driver.lost) and all(driver.lost[n].reason for n in lost)
     for name in added:
         if name not in lost:
