@@ -26,11 +26,15 @@ import contextlib
 import ipaddress
 import math
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+
+T = TypeVar("T")
 
 MAX_RATE = 1000.0
 MAX_SECONDS = 600.0
@@ -107,7 +111,14 @@ def run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
     """Drive ``load`` against the server at ``url``; returns the figures (see the module doc)."""
     load.check()
     check_loopback(url)
-    return asyncio.run(_run(url.rstrip("/"), token, load))
+    return in_own_loop(_run(url.rstrip("/"), token, load))
+
+
+def in_own_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop in a thread of its own, so that a caller already inside
+    an event loop (a notebook, a test framework's browser driver) can still call ``run``."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-bench") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
