@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import delete
 from typer.testing import CliRunner
 
-from gpupool.bench.api import _in_own_loop, _lost, percentile
+from gpupool.bench.api import _lost, in_own_loop, percentile
 from gpupool.cli.main import app
 from gpupool.service.db import Database
 from gpupool.service.models import WorkloadRow
@@ -61,7 +61,7 @@ def test_bench_api_counts_a_submission_the_server_lost(sqlite_server):
         async with httpx.AsyncClient(base_url=sqlite_server.url, headers=headers) as http:
             return await _lost(http, ids)
 
-    assert _in_own_loop(lost) == 1  # the portal tests may leave a loop running in this thread
+    assert in_own_loop(lost()) == 1
 
 
 def test_bench_api_refuses_a_server_elsewhere_and_bad_bounds():

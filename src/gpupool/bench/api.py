@@ -26,7 +26,7 @@ import contextlib
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+T = TypeVar("T")
+
 MAX_RATE = 1000.0
 MAX_SECONDS = 600.0
 MAX_IN_FLIGHT = 256
 DECISION_SAMPLE = 200
 KINDS = ("submit", "read")
-T = TypeVar("T")
 
 
 class BenchError(ValueError):
@@ -110,18 +111,14 @@ def run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
     """Drive ``load`` against the server at ``url``; returns the figures (see the module doc)."""
     load.check()
     check_loopback(url)
-    return _in_own_loop(lambda: _run(url.rstrip("/"), token, load))
+    return in_own_loop(_run(url.rstrip("/"), token, load))
 
 
-def _in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to the end, also from a thread that already runs an event loop (a notebook,
-    a Playwright session), where ``asyncio.run`` refuses: then in a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
+def in_own_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop in a thread of its own, so that a caller already inside
+    an event loop (a notebook, a test framework's browser driver) can still call ``run``."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpupool-bench") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
