@@ -240,8 +240,7 @@ class RayExecutor:
             "working_dir": w.spec.working_dir,
             "env": dict(w.spec.env),
             "data_dir": str(self.data_dir),
-            # The newest checkpoint of any attempt (latest.json), else the one last reported to us.
-            "resume_from": naming.latest_checkpoint(self.data_dir, w.id) or w.checkpoint,
+            "resume_from": self._latest(w),
             "placement": placement,
             "placement_group_id": pg.id.hex(),
         }
@@ -613,7 +612,10 @@ class RayExecutor:
         return run if run is not None and run.attempt == workload.attempt else None
 
     def _latest(self, workload: Workload) -> str | None:
-        return naming.latest_checkpoint(self.data_dir, workload.id) or workload.checkpoint
+        """The newest checkpoint of any earlier attempt (latest.json), else the one last reported to
+        us. A first attempt has no earlier one: a latest.json there is another's (a reused id)."""
+        newest = naming.latest_checkpoint(self.data_dir, workload.id) if workload.attempt > 1 else None
+        return newest or workload.checkpoint
 
     def _keep_log(self, run: _Run, result: dict[str, Any]) -> None:
         """Copy a log shipped back from another machine into our own data_dir."""
