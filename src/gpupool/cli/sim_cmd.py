@@ -232,7 +232,7 @@ def replay(
         typer.Option(
             "--headroom-max",
             help="Autoscale: the most warm nodes (GPUs' worth with --headroom-fit) the arrivals of "
-            "--headroom-window may keep [default: 8].",
+            "--headroom-window may keep [default: 4].",
         ),
     ] = None,
     headroom_fit: Annotated[
@@ -240,7 +240,7 @@ def replay(
         typer.Option(
             "--headroom-fit/--no-headroom-fit",
             help="Autoscale: count the free GPUs of ready nodes as warm room, not only idle nodes "
-            "[default: fit].",
+            "[default: no fit].",
         ),
     ] = None,
     headroom_memory: Annotated[
@@ -248,7 +248,7 @@ def replay(
         typer.Option(
             "--headroom-memory",
             help="Autoscale: series headroom remembers each queue's burst peak this long (s; 0 = off) "
-            "[default: 14400].",
+            "[default: 0].",
         ),
     ] = None,
     headroom_series: Annotated[

@@ -72,15 +72,16 @@ class AutoscaleOptions:
     # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
     # the last ``headroom_window`` seconds fill, at most ``headroom_max_nodes`` (0 = fixed).
     headroom_window: float = 900.0
-    headroom_max_nodes: int = 8
+    headroom_max_nodes: int = 4
     # Series headroom (``capacity.series_headroom``): between bursts, keep warm
     # ``headroom_series`` of the burst peak of each queue whose arrivals within one window reached
-    # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off).
-    headroom_memory: float = 14_400.0
+    # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off). Off by
+    # default: measured with 4 h, 0.3 and 256 (docs/elastic.md) it cost more than it saved.
+    headroom_memory: float = 0.0
     headroom_series: float = 0.3
     headroom_series_min: int = 256
     # The rate part in GPUs: the free GPUs of ready nodes count as warm room (``headroom_fit``).
-    headroom_fit: bool = True
+    headroom_fit: bool = False
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
