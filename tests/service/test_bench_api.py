@@ -78,3 +78,18 @@ def test_percentile_is_nearest_rank():
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+
+
+def test_bench_api_stops_reading_when_every_submission_is_refused(sqlite_server):
+    # A queue that does not exist: every submission is refused (422). The reads have nothing to
+    # read and say so at once, instead of each waiting a minute for an accepted submission.
+    result = runner.invoke(
+        app,
+        ["bench", "api", "--rate", "20", "--seconds", "1", "--queue", "root.nope", "--json"],
+        env={"GPUPOOL_URL": sqlite_server.url, "GPUPOOL_TOKEN": sqlite_server.admin_token},
+    )
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert out["submitted"] == 0 and out["errors"] == out["requests"] == 20, out
+    assert out["first_error"].startswith("submit 422"), out["first_error"]
+    assert out["errors_by_kind"] == {"submit 422": 10, "read skipped": 10}, out["errors_by_kind"]

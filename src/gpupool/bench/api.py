@@ -89,7 +89,7 @@ class _Run:
     errors: dict[str, int] = field(default_factory=dict)  # "submit 500" -> count
     accepted: list[str] = field(default_factory=list)
     first_error: str = ""
-    any_accepted: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # a submission got an answer
     retries: int = 0  # submissions sent again after their connection closed under them
 
     def error(self, key: str, detail: str) -> None:
@@ -212,10 +212,13 @@ async def _one(
                 ok = r.status_code in (200, 201)
                 if ok:
                     state.accepted.append(r.json()["id"])
-                    state.any_accepted.set()
+                state.answered.set()
             else:
                 if not state.accepted:  # the first submission is still on its way
-                    await asyncio.wait_for(state.any_accepted.wait(), timeout=60.0)
+                    await asyncio.wait_for(state.answered.wait(), timeout=60.0)
+                if not state.accepted:  # refused (the error names why): nothing to read
+                    state.error("read skipped", "no submission was accepted, so there is nothing to read")
+                    return
                 r = await http.get(f"/workloads/{state.accepted[-1]}")
                 ok = r.status_code == 200
         except (httpx.HTTPError, TimeoutError) as exc:
