@@ -20,8 +20,9 @@ test: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src/gpupool/core src/gpupool/engine src/gpupool/sim src/gpupool/scenario.py
 	$(BIN)/python -m pytest --ignore=tests/reliability
+	$(BIN)/python -m pytest -s tests/reliability
 
-# Crash and restart of the real `gpupool up` with its own Ray cluster (a few minutes; CI runs it).
+# Only the crash and restart tests of the real `gpupool up` with its own Ray cluster (a few minutes).
 reliability: install
 	$(BIN)/python -m pytest -s tests/reliability
 
