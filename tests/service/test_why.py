@@ -13,8 +13,17 @@ def test_why_is_brief_stable_and_true(sqlite_server):
     for i in range(4):  # root.a fills the cluster (16 GPUs, its max)
         gp.submit(f"fill-{i}", queue="root.a", entrypoint="sleep 60", task_groups=[{"gpus": 4}])
     above = gp.submit("above", queue="root.a", entrypoint="true", task_groups=[{"gpus": 4}])
+    # Steady state first: all four fills placed (until then `above` may wait for room, not quota).
+    wait_until(
+        lambda: all(
+            "preemption cannot help" in " ".join(lines) and "at its max" in lines[0]
+            for lines in [gp.why(above.id).lines]
+        ),
+        timeout=20,
+    )
+    # Submitted once root.a holds every GPU: earlier, fair share could place it before a fill.
     free = gp.submit("free", queue="root.open", entrypoint="true", task_groups=[{"gpus": 2}])
-    wait_until(lambda: "preemption cannot help" in " ".join(gp.why(above.id).lines), timeout=20)
+    wait_until(lambda: "preemption cannot help" in " ".join(gp.why(free.id).lines), timeout=20)
     first = {w.id: gp.why(w.id).lines for w in (above, free)}
     time.sleep(1.5)  # 15 ticks of 0.1 s
     for w, headline, words in (
