@@ -18,7 +18,8 @@ up: install
 
 test: install
 	$(BIN)/ruff check src tests
-	$(BIN)/mypy src/gpupool/core src/gpupool/engine src/gpupool/sim src/gpupool/scenario.py
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest --ignore=tests/reliability
 	$(BIN)/python -m pytest -s tests/reliability
 

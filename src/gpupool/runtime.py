@@ -106,7 +106,7 @@ def gpu_ids() -> list[int]:
 def checkpoint_requested() -> bool:
     """True once the scheduler asked this job to checkpoint (it is about to be stopped)."""
     control = os.environ.get(ENV_CONTROL_DIR)
-    return bool(control) and (Path(control) / REQUEST_FILE).exists()
+    return control is not None and control != "" and (Path(control) / REQUEST_FILE).exists()
 
 
 def checkpoint_dir() -> Path:
@@ -208,7 +208,7 @@ def capture_hook(runtime_env: dict[str, Any] | None) -> dict[str, Any] | None:
     if chained:
         from ray._common.utils import load_class
 
-        return load_class(chained)(runtime_env)  # type: ignore[no-any-return]
+        return load_class(chained)(runtime_env)
     return runtime_env
 
 

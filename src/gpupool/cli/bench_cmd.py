@@ -108,11 +108,11 @@ def pack(
         raise _fail(str(exc)) from None
 
     err = Console(stderr=True, highlight=False)
-    for table in (node_table, pod_table):
-        if table.skipped:
-            first = table.skipped[0]
+    for loaded in (node_table, pod_table):
+        if loaded.skipped:
+            first = loaded.skipped[0]
             err.print(
-                f"Skipped {len(table.skipped)} bad row(s) of {table.file} "
+                f"Skipped {len(loaded.skipped)} bad row(s) of {loaded.file} "
                 f"(first: line {first.line}: {first.what})",
                 markup=False,
             )
