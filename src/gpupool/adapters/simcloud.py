@@ -39,6 +39,8 @@ class Stockout:
 
 @dataclass(slots=True)
 class SimCloud:
+    """A seeded fake cloud for the node provider: launches boot after a delay, may stock out or fail."""
+
     seed: int = 0
     stockouts: tuple[Stockout, ...] = ()
     stockout_rate: float = 0.0

@@ -32,6 +32,8 @@ ASK_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
 
 @dataclass(frozen=True, slots=True)
 class ThroughputConfig:
+    """The size and shape of one `bench throughput` run (nodes, asks, queues, policy, churn)."""
+
     nodes: int = 5000
     asks: int = 50_000
     queues: int = 100

@@ -294,6 +294,8 @@ def alloc_at(arrived_pct: np.ndarray, alloc_pct: np.ndarray, point: int) -> floa
 
 @dataclass(frozen=True)
 class SeedResult:
+    """One seed of the packing experiment: allocation at 100 % and 130 % of capacity, failures."""
+
     seed: int
     alloc_pct_at_100: float | None
     alloc_pct_at_130: float | None
@@ -306,6 +308,8 @@ class SeedResult:
 
 @dataclass(frozen=True)
 class PackResult:
+    """A whole `bench pack` run: the policy, the trace files, and every seed's result."""
+
     policy: str
     nodes_file: str
     pods_file: str

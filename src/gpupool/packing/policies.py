@@ -114,6 +114,8 @@ class PolicyContext:
 
 
 class UnknownPolicyError(KeyError):
+    """A packing policy name that is not registered; its message lists the valid names."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(name)
@@ -189,6 +191,8 @@ def bestfit_scores(nodes: NodeState, pod: PodRequest) -> np.ndarray:
 
 
 class BestFitPolicy:
+    """Best fit: prefer the node whose free resources the pod fills the most."""
+
     name: ClassVar[str] = "bestfit"
     cacheable: ClassVar[bool] = True
 
@@ -206,6 +210,8 @@ def dotprod_scores(nodes: NodeState, pod: PodRequest) -> np.ndarray:
 
 
 class DotProdPolicy:
+    """Dot product: prefer the node whose free resources point most like the pod's request."""
+
     name: ClassVar[str] = "dotprod"
     cacheable: ClassVar[bool] = True
 
@@ -241,6 +247,8 @@ def gpupacking_scores(nodes: NodeState, pod: PodRequest) -> np.ndarray:
 
 
 class GpuPackingPolicy:
+    """GPU packing: prefer nodes with GPUs already in use, keeping whole GPUs and nodes free."""
+
     name: ClassVar[str] = "gpupacking"
     cacheable: ClassVar[bool] = True
 
@@ -424,6 +432,8 @@ def fgd_scores(nodes: NodeState, pod: PodRequest, typical: TypicalPods) -> Score
 
 
 class FgdPolicy:
+    """Fragmentation gradient descent (the FGD paper): least growth of expected GPU fragmentation."""
+
     name: ClassVar[str] = "fgd"
     cacheable: ClassVar[bool] = True
 
@@ -562,6 +572,8 @@ def gpupool_scores(nodes: NodeState, pod: PodRequest, model: WorkloadModel) -> S
 
 
 class GpupoolPolicy:
+    """gpupool's policy: FGD's fragmentation change plus stranded-GPU and scarce-model terms (docs/packing.md)."""
+
     name: ClassVar[str] = "gpupool"
     cacheable: ClassVar[bool] = True
 
