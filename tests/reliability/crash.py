@@ -225,15 +225,19 @@ def run(
                     accepted[name] = r.json()["id"]
                     to_submit.remove(name)
 
+    def start() -> tuple[Plane, str]:
+        """Start the control plane, note its Ray head, and read its admin token."""
+        plane = Plane(gpupool, data, config, spec, plane_log)
+        plane.wait_up()
+        head = _head_pid(data)
+        if head is not None:
+            heads.add(head)
+        return plane, (data / "admin.token").read_text().strip()
+
     plane: Plane | None = None
     try:
         for cycle in range(cycles):
-            plane = Plane(gpupool, data, config, spec, plane_log)
-            plane.wait_up()
-            head = _head_pid(data)
-            if head is not None:
-                heads.add(head)
-            token = (data / "admin.token").read_text().strip()
+            plane, token = start()
             to_submit.extend(batches[cycle])
             submit(plane, token)
             wait = rng.uniform(1.0, 8.0)
@@ -248,12 +252,7 @@ def run(
                 say(f"  left by the kill: {len(left)} processes, {sum(left.values()) // 1024} MB; killed")
                 _kill(left)
                 time.sleep(1.0)
-        plane = Plane(gpupool, data, config, spec, plane_log)
-        plane.wait_up()
-        head = _head_pid(data)
-        if head is not None:
-            heads.add(head)
-        token = (data / "admin.token").read_text().strip()
+        plane, token = start()
         submit(plane, token)
         deadline = time.perf_counter() + 600
         states: dict[str, str] = {}

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import httpx
-from crash import Plane, owned_pids, run
+from crash import QUEUES, Plane, owned_pids, run
 
 from gpupool.adapters.ray import procs
 
@@ -41,15 +41,9 @@ def test_kill_9_at_random_moments_runs_no_job_twice_and_leaves_nothing(tmp_path:
     assert figures.clusters == 1  # the first cluster was adopted by every restart
 
 
-POOL_QUEUES = """
-partitions:
-  - name: default
-    queues:
-      - name: root
-        submitacl: "*"
-        queues:
-          - name: a
-nodepools:
+POOL_QUEUES = (
+    QUEUES
+    + """nodepools:
   - name: l4
     min: 0
     max: 1
@@ -57,6 +51,7 @@ nodepools:
     instancetypes:
       - {name: l4-local, gputype: L4, gpus: 2, vcore: 2, memory: 4Gi, boottime: 1s}
 """
+)
 
 CHECKPOINTING = """
 import json, sys, time
@@ -102,6 +97,14 @@ class Api:
         while not done():
             assert time.perf_counter() < deadline, f"not {what} within {timeout:.0f}s"
             time.sleep(0.3)
+
+    def run_one(self, name: str, gpus: int, gpu_type: str, entrypoint: str) -> str:
+        """Submit one single-member job to root.a and wait until it runs."""
+        task_group = {"gpus": gpus, "gpu_types": [gpu_type], "cpu": 1, "memory": "1Gi"}
+        body = {"name": name, "queue": "root.a", "task_groups": [task_group], "entrypoint": entrypoint}
+        wid = self.submit(body)
+        self.wait("running", lambda: self.state(wid) == "running", timeout=180)
+        return wid
 
     def state(self, wid: str) -> str:
         body = self.get(f"/workloads/{wid}")
@@ -150,15 +153,7 @@ def test_a_pool_node_survives_a_kill_9_is_adopted_once_and_scaled_down_later(tmp
     try:
         plane.wait_up()
         api = Api(plane, data)
-        wid = api.submit(
-            {
-                "name": "on-l4",
-                "queue": "root.a",
-                "task_groups": [{"gpus": 2, "gpu_types": ["L4"], "cpu": 1, "memory": "1Gi"}],
-                "entrypoint": f"echo start >> {runs}; sleep 25; echo end >> {runs}",
-            }
-        )
-        api.wait("running", lambda: api.state(wid) == "running", timeout=180)
+        wid = api.run_one("on-l4", 2, "L4", f"echo start >> {runs}; sleep 25; echo end >> {runs}")
         [node] = api.pool_nodes()
         assert node["state"] == "ready"
         name = node["name"]
@@ -204,15 +199,7 @@ def test_a_graceful_stop_checkpoints_running_work_and_the_restart_resumes_it(tmp
     try:
         plane.wait_up()
         api = Api(plane, data)
-        wid = api.submit(
-            {
-                "name": "ckpt",
-                "queue": "root.a",
-                "task_groups": [{"gpus": 1, "gpu_types": ["H100"], "cpu": 1, "memory": "1Gi"}],
-                "entrypoint": f"python {script}",
-            }
-        )
-        api.wait("running", lambda: api.state(wid) == "running", timeout=180)
+        wid = api.run_one("ckpt", 1, "H100", f"python {script}")
         time.sleep(2.0)
         assert plane.stop() == 0  # SIGTERM
         plane = None
@@ -247,15 +234,7 @@ def test_a_cluster_that_died_with_the_control_plane_is_replaced_and_its_work_req
     try:
         plane.wait_up()
         api = Api(plane, data)
-        wid = api.submit(
-            {
-                "name": "long",
-                "queue": "root.a",
-                "task_groups": [{"gpus": 1, "gpu_types": ["H100"], "cpu": 1, "memory": "1Gi"}],
-                "entrypoint": f"echo start >> {runs}; sleep 8",
-            }
-        )
-        api.wait("running", lambda: api.state(wid) == "running", timeout=180)
+        wid = api.run_one("long", 1, "H100", f"echo start >> {runs}; sleep 8")
         old = _record(data)
         plane.kill9()
         # The watchdog would clean up a cluster whose owner and head are both gone: without it,
