@@ -1,6 +1,6 @@
 """The scheduling core's state objects: nodes, applications, asks and allocations.
 
-These are mutable, slotted records owned by ``gpupool.core.scheduler.Scheduler``: only the
+These are mutable, slotted records owned by ``gpupool.core.state.State``: only the
 scheduler changes them, so that every index it keeps (queue usage, node order, sorted asks)
 stays consistent. Code outside the core reads them and talks to the scheduler's methods.
 """
