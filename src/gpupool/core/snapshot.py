@@ -11,7 +11,6 @@ a ``Snapshot``, as Kueue's scheduler does on its cache snapshot: every edit retu
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 from gpupool.core import fit
 from gpupool.core.capacity import REGION_LABEL
@@ -128,7 +127,7 @@ class Snapshot:
         app.queue.remove_pending(ask.resources, ask.priority)
         state.attach(alloc)
         self._trial[alloc.id] = ask
-        return alloc, partial(self._unassign, alloc)
+        return alloc, lambda: self._unassign(alloc)
 
     def _unassign(self, alloc: Allocation) -> None:
         """Undo ``assign``: the ask goes back exactly as it was."""
@@ -150,8 +149,9 @@ class Snapshot:
 
     def remove(self, alloc: Allocation) -> Undo:
         """Take a running allocation away as a trial (a victim that would stop)."""
-        self._state.detach(alloc)
-        return partial(self._state.attach, alloc)
+        state = self._state
+        state.detach(alloc)
+        return lambda: state.attach(alloc)
 
     # ------------------------------------------------------------------ several asks at once
 
