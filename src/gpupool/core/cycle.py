@@ -59,12 +59,12 @@ class Cycle:
         self.snap.new_cycle()
         result = CycleResult(now)
         tried: dict[str, Ask] = {}
-        self.phase_1_gang_timeouts(now, result)  # 1
-        self.phase_2_reserved(now, result, tried)  # 2
+        self.phase_1_gang_timeouts(now, result)
+        self.phase_2_reserved(now, result, tried)
         failed: list[tuple[App, list[Ask]]] = []
-        self.phase_3_allocate(now, result, tried, failed)  # 3
-        self.phase_4_preempt(now, result, failed)  # 4
-        self.phase_5_grow(now, result, tried)  # 5
+        self.phase_3_allocate(now, result, tried, failed)
+        self.phase_4_preempt(now, result, failed)
+        self.phase_5_grow(now, result, tried)
         for ask in tried.values():
             if ask.id in self.state.asks and ask.reason is not None:
                 result.pending[ask.id] = ask.reason
@@ -73,6 +73,7 @@ class Cycle:
     # 1. gang timeouts --------------------------------------------------------------------
 
     def phase_1_gang_timeouts(self, now: float, result: CycleResult) -> None:
+        """A gang waiting past its timeout falls back to one-by-one (soft) or fails (hard)."""
         for app in list(self.state.waiting_gangs.values()):
             assert app.gang is not None
             if not app.asks or app.allocations:
@@ -107,6 +108,7 @@ class Cycle:
     # 2. reserved asks --------------------------------------------------------------------
 
     def phase_2_reserved(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
+        """Asks holding room that preemption (or compaction) made are placed there first."""
         by_app: dict[str, list[Ask]] = {}
         for ask in self.state.reserved.values():
             by_app.setdefault(ask.app.id, []).append(ask)
@@ -141,6 +143,10 @@ class Cycle:
     def phase_3_allocate(
         self, now: float, result: CycleResult, tried: dict[str, Ask], failed: list[tuple[App, list[Ask]]]
     ) -> None:
+        """Descend to the neediest leaf, place its next application's next ask (or gang), repeat.
+
+        Asks that failed for want of quota or room are appended to ``failed``, for phase 4.
+        """
         exhausted: set[str] = set()
         heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
         self._shape_failed = {}
@@ -374,6 +380,7 @@ class Cycle:
     # 4. preemption ---------------------------------------------------------------------
 
     def phase_4_preempt(self, now: float, result: CycleResult, failed: list[tuple[App, list[Ask]]]) -> None:
+        """Victims for the asks phase 3 could not place, in the order they were tried."""
         if not failed:
             return
         if not self.state.preemption_enabled and not self.state.elastic:
@@ -429,6 +436,22 @@ class Cycle:
             return True
         return len(set(rule).union(regions_of(plan))) <= 1
 
+    def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
+        for alloc in plan.victims:
+            alloc.preempted = True
+            alloc.queue.add_preempting(alloc.counted)
+            result.decisions.append(
+                Preempt(
+                    alloc.id, alloc.app.id, alloc.queue.path, alloc.node.name, plan.asks[0].id, plan.reason
+                )
+            )
+        victim_ids = tuple(v.id for v in plan.victims)
+        for ask, node in plan.targets:
+            ask.victims = victim_ids
+            self.state.hold(
+                ask, node, f"preempting {len(victim_ids)} allocation(s) to make room on {node.name}"
+            )
+
     # 5. elastic growth -----------------------------------------------------------------
 
     def phase_5_grow(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
@@ -458,19 +481,3 @@ class Cycle:
                     ask.reason.code if ask.reason else Code.NO_NODE,
                     f"elastic extra member: runs only on idle GPUs ({why})",
                 )
-
-    def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
-        for alloc in plan.victims:
-            alloc.preempted = True
-            alloc.queue.add_preempting(alloc.counted)
-            result.decisions.append(
-                Preempt(
-                    alloc.id, alloc.app.id, alloc.queue.path, alloc.node.name, plan.asks[0].id, plan.reason
-                )
-            )
-        victim_ids = tuple(v.id for v in plan.victims)
-        for ask, node in plan.targets:
-            ask.victims = victim_ids
-            self.state.hold(
-                ask, node, f"preempting {len(victim_ids)} allocation(s) to make room on {node.name}"
-            )

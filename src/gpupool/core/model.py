@@ -18,6 +18,8 @@ from gpupool.core.resources import GPU_TYPE_LABEL, Resources, add, add_into, gpu
 if TYPE_CHECKING:
     from gpupool.core.queues import Queue
 
+DEFAULT_USER = "anonymous"  # who submits an application that names no user
+
 
 class AppState(StrEnum):
     """Lifecycle of an application, YuniKorn's names where they exist.

@@ -64,6 +64,7 @@ from gpupool.core.victims import (
 # An ask that preemption could not help is looked at again at most this often (seconds).
 PREEMPTION_CHECK_INTERVAL = 15.0
 
+
 @dataclass(slots=True)
 class PreemptionPlan:
     """What preemption decided for some asks: the victims to stop, and where each ask goes."""
@@ -72,7 +73,6 @@ class PreemptionPlan:
     victims: list[Allocation]
     targets: list[tuple[Ask, Node]]
     reason: Reason
-
 
 
 CANNOT_HELP = "; preemption cannot help: "
@@ -85,7 +85,6 @@ def cannot_help(reason: Reason, why: str) -> Reason:
     if reason.preemption:
         base = base[: len(base) - len(CANNOT_HELP) - len(reason.preemption)]
     return Reason(reason.code, f"{base}{CANNOT_HELP}{why}", reason.hint, preemption=why)
-
 
 
 class Preemptor:

@@ -19,7 +19,7 @@ from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.cycle import Cycle
 from gpupool.core.decisions import Code, CycleResult, Decision, Reason, Reject
 from gpupool.core.limits import LimitTracker, applicable
-from gpupool.core.model import Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
+from gpupool.core.model import DEFAULT_USER, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement import Placer, Request
 from gpupool.core.queues import (
@@ -189,7 +189,7 @@ class Scheduler:
         app_id: str,
         *,
         queue: str | None = None,
-        user: str = "anonymous",
+        user: str = DEFAULT_USER,
         groups: Iterable[str] = (),
         tags: dict[str, str] | None = None,
         gang: GangSpec | None = None,

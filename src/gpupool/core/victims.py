@@ -143,9 +143,7 @@ class VictimSearch:
         self._units: dict[int, _Candidate | None] = {}
         self._qpool: dict[tuple[str, str | None], list[_Candidate]] = {}
 
-    def solve(
-        self, ask: Ask, leaf: Queue, region: str | None = None
-    ) -> tuple[Node, list[Allocation], Cost]:
+    def solve(self, ask: Ask, leaf: Queue, region: str | None = None) -> tuple[Node, list[Allocation], Cost]:
         """The node where clearing room for ``ask`` costs least (only nodes of ``region`` or of
         none, if given), the allocations to stop there, and what that costs."""
         s = self.s
@@ -563,7 +561,6 @@ class VictimSearch:
         if not satisfied(need):
             raise Cannot(f"the allocations on {node.name} that it may preempt do not make enough room")
         return node, chosen
-
 
 
 def fits_capacity(ask: Resources, capacity: Resources) -> bool:
