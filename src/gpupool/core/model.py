@@ -274,6 +274,8 @@ class Allocation:
 
 
 class App:
+    """An application (a workload) in its leaf queue: its pending asks, its allocations, its state."""
+
     __slots__ = (
         "allocations",
         "asks",
