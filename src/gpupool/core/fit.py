@@ -1,10 +1,11 @@
 """Fit: where one ask can go, and why not. Shapes, GPU types, regions and the reasons asks wait.
 
-Functions here only read a ``State``: the best node for one shape of an ask within its queues'
-max and its user and group limits (``find_place``), the sentence that says why there is none,
-and the region rule for gangs (members share one region, ``gpupool/region``, unless the
-workload allows ``span_regions``). Placing several asks at once (a gang) is a what-if edit and
-lives in ``gpupool.core.snapshot``.
+Functions here read a ``State`` and change nothing in it (they write only asks' reasons and the
+cycle's no-fit memo): the best node for one shape of an ask within its queues' max and its user
+and group limits (``find_place``), the sentence that says why there is none, and the region
+rule for gangs (members share one region, ``gpupool/region``, unless the workload allows
+``span_regions``). Placing several asks at once (a gang) is a what-if edit and lives in
+``gpupool.core.snapshot``.
 """
 
 from __future__ import annotations
