@@ -18,6 +18,7 @@ from gpupool.core.model import Allocation, GangSpec, NodeSpec
 from gpupool.core.scheduler import Scheduler
 
 MAX_CYCLES = 10_000
+GPU8 = {"gpu": 8}
 
 
 def config_dict(
@@ -59,14 +60,16 @@ class World:
 
     # ---- setup -----------------------------------------------------------------------------
 
-    def node(self, name: str, labels: dict[str, str] | None = None, schedulable: bool = True, **cap: int):
+    def node(
+        self, name: str, labels: dict[str, str] | None = None, schedulable: bool = True, **cap: int
+    ) -> World:
         self.s.add_node(NodeSpec(name, dict(cap), dict(labels or {}), schedulable))
         return self
 
     def nodes(self, count: int, prefix: str = "node", gpu_type: str | None = None, **cap: int) -> World:
         labels = {"gpu-type": gpu_type} if gpu_type else None
         for i in range(1, count + 1):
-            self.node(f"{prefix}-{i}", labels, **cap)
+            self.node(f"{prefix}-{i}", labels, True, **cap)
         return self
 
     def app(
@@ -165,3 +168,13 @@ def preempts(decisions: Iterable[Decision]) -> list[Preempt]:
 
 def fails(decisions: Iterable[Decision]) -> list[Fail]:
     return [d for d in decisions if isinstance(d, Fail)]
+
+
+def two_teams(**partition_keys: Any) -> World:
+    """research (guaranteed 8) and batch (no guarantee) on two 8-GPU nodes, both held by batch."""
+    w = World(q("research", guaranteed={"gpu": 8}), q("batch"), **partition_keys)
+    w.nodes(2, gpu=8)
+    w.running("b1", "app-batch", "node-1", GPU8, queue="root.batch", start=-600)
+    w.running("b2", "app-batch", "node-2", GPU8, start=-300)
+    w.app("app-train", "root.research")
+    return w

@@ -23,6 +23,8 @@ from gpupool.core.resources import Resources, fits, gpu_count
 
 @dataclass(frozen=True, slots=True)
 class Move:
+    """Move application ``app`` off ``from_node`` (it restarts elsewhere); ``reason`` says why."""
+
     app: str
     from_node: str
     reason: str
@@ -40,6 +42,8 @@ class FreeNode:
 
 @dataclass(slots=True)
 class CompactionPlan:
+    """The nodes compaction would empty, each with the moves that empty it."""
+
     frees: list[FreeNode] = field(default_factory=list)
 
     @property

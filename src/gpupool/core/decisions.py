@@ -35,9 +35,16 @@ class Code(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reason:
+    """Why: a stable ``code`` for programs, a ``message`` (and maybe a ``hint``) for people.
+
+    ``preemption`` is why preemption cannot help, when the message says so (set by
+    ``gpupool.core.preemption.cannot_help``; it plays no part in equality).
+    """
+
     code: Code
     message: str
     hint: str = ""
+    preemption: str = field(default="", compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"

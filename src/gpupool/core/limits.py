@@ -23,6 +23,8 @@ LimitKey = tuple[str, str, str]  # (queue path, "user" | "group", name)
 
 @dataclass(frozen=True, slots=True)
 class Applied:
+    """A user or group limit that applies to an application, with where it is set (``key``)."""
+
     key: LimitKey
     limit: Limit
 

@@ -1,6 +1,6 @@
 """The scheduling core's state objects: nodes, applications, asks and allocations.
 
-These are mutable, slotted records owned by ``gpupool.core.scheduler.Scheduler``: only the
+These are mutable, slotted records owned by ``gpupool.core.state.State``: only the
 scheduler changes them, so that every index it keeps (queue usage, node order, sorted asks)
 stays consistent. Code outside the core reads them and talks to the scheduler's methods.
 """
@@ -17,6 +17,8 @@ from gpupool.core.resources import GPU_TYPE_LABEL, Resources, add, add_into, gpu
 
 if TYPE_CHECKING:
     from gpupool.core.queues import Queue
+
+DEFAULT_USER = "anonymous"  # who submits an application that names no user
 
 
 class AppState(StrEnum):
@@ -272,6 +274,8 @@ class Allocation:
 
 
 class App:
+    """An application (a workload) in its leaf queue: its pending asks, its allocations, its state."""
+
     __slots__ = (
         "allocations",
         "asks",

@@ -31,6 +31,8 @@ _REGEX_CHARS = re.compile(r"[\^$*+?()\[{}|]")  # YuniKorn's SpecialRegExp
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """What the placement rules look at: who submits, their groups, the queue named, the tags."""
+
     user: str
     groups: tuple[str, ...]
     queue: str | None

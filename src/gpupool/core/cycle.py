@@ -1,0 +1,483 @@
+"""The scheduling cycle: one function per phase, in the order ``docs/scheduling.md`` numbers them.
+
+1. Gang timeouts: a waiting gang past its timeout falls back to one-by-one (``soft``) or fails
+   (``hard``).
+2. Reserved asks first: asks for which preemption made room are placed as soon as it is free.
+3. Allocation: descend the queue tree in fair-share order to the neediest leaf, take its next
+   application (``fifo`` or ``fair``, priority first) and place its next ask on the best node
+   (gangs all at once, in one region unless they allow ``span_regions``), then descend
+   again. A queue, application or ask that cannot place anything is skipped for the rest of
+   the cycle, so each cycle costs about one pass over the pending asks plus a short descent
+   per allocation.
+4. Preemption: for asks that failed for want of quota or room, in the order they were tried,
+   look for victims (``gpupool.core.preemption``; for a gang that must stay in one region,
+   victims in one region). Victims are decisions; the room they leave is held for the ask,
+   which phase 2 places once the victims are released.
+5. Elastic growth: extra members of running elastic workloads take the GPUs left idle.
+
+Placements are tried on the ``Snapshot`` and committed when they hold; nothing here reads a
+clock, does I/O or draws random numbers.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from gpupool.core import fit
+from gpupool.core.decisions import Code, CycleResult, Fail, Place, Preempt, Reason
+from gpupool.core.fit import PREEMPTABLE
+from gpupool.core.model import Allocation, App, AppState, Ask
+from gpupool.core.preemption import PreemptionPlan, Preemptor, cannot_help, regions_of
+from gpupool.core.queues import Queue
+from gpupool.core.resources import total
+from gpupool.core.snapshot import Snapshot
+from gpupool.core.state import State
+
+MAX_PREEMPTION_ATTEMPTS_PER_LEAF = 10
+
+
+class Cycle:
+    """Runs scheduling cycles over one partition's state, and keeps what they learn in between."""
+
+    def __init__(self, state: State, snap: Snapshot) -> None:
+        self.state = state
+        self.snap = snap
+        self.count = 0
+        # Within the allocation phase usage only grows: a shape that failed in a leaf (for a
+        # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
+        self._shape_failed: dict[tuple[object, ...], Reason] = {}
+        self._run_limits: dict[str, bool] = {}
+        self._quiet: dict[str, tuple[int, int, list[tuple[App, list[Ask]]]]] = {}
+
+    def config_changed(self) -> None:
+        """The queues' settings changed: what limits running applications must be looked at again."""
+        self._run_limits.clear()
+
+    def run(self, now: float) -> CycleResult:
+        """Run one scheduling cycle at time ``now`` (seconds) and return its decisions."""
+        self.count += 1
+        self.snap.new_cycle()
+        result = CycleResult(now)
+        tried: dict[str, Ask] = {}
+        self.phase_1_gang_timeouts(now, result)
+        self.phase_2_reserved(now, result, tried)
+        failed: list[tuple[App, list[Ask]]] = []
+        self.phase_3_allocate(now, result, tried, failed)
+        self.phase_4_preempt(now, result, failed)
+        self.phase_5_grow(now, result, tried)
+        for ask in tried.values():
+            if ask.id in self.state.asks and ask.reason is not None:
+                result.pending[ask.id] = ask.reason
+        return result
+
+    # 1. gang timeouts --------------------------------------------------------------------
+
+    def phase_1_gang_timeouts(self, now: float, result: CycleResult) -> None:
+        """A gang waiting past its timeout falls back to one-by-one (soft) or fails (hard)."""
+        for app in list(self.state.waiting_gangs.values()):
+            assert app.gang is not None
+            if not app.asks or app.allocations:
+                self.state.waiting_gangs.pop(app.id, None)
+                continue
+            required = app.required_asks()
+            if not required:
+                continue
+            # From the earliest pending ask: its submission, or its requeue after a preemption.
+            deadline = min(a.created for a in required) + app.gang.timeout
+            if now < deadline:
+                continue
+            self.state.waiting_gangs.pop(app.id, None)
+            if app.gang.style == "hard":
+                reason = Reason(
+                    Code.FAILED,
+                    f"hard gang could not be placed whole within its timeout of {app.gang.timeout:g}s",
+                    "ask for fewer or smaller members, or use a soft gang",
+                )
+                for ask in list(app.asks.values()):
+                    self.state.remove_ask(ask.id)
+                app.reason = reason
+                app.state = AppState.FAILED
+                self.state.set_running(app, False)
+                result.decisions.append(Fail(app.id, reason))
+            else:
+                app.gang_released = True
+                self.state.ask_order.pop(app.id, None)
+                if app.queue is not None:
+                    app.queue.version += 1
+
+    # 2. reserved asks --------------------------------------------------------------------
+
+    def phase_2_reserved(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
+        """Asks holding room that preemption (or compaction) made are placed there first."""
+        by_app: dict[str, list[Ask]] = {}
+        for ask in self.state.reserved.values():
+            by_app.setdefault(ask.app.id, []).append(ask)
+        for app_id in sorted(by_app, key=lambda a: self.state.apps[a].seq):
+            asks = sorted(by_app[app_id], key=Ask.sort_key)
+            app = self.state.apps[app_id]
+            leaf = app.queue
+            assert leaf is not None
+            for ask in asks:
+                tried[ask.id] = ask
+            placements = self.snap.place_all(app, asks, leaf, prefer_reserved=True)
+            if placements is not None:
+                for ask in asks:
+                    self.state.drop_reservation(ask)
+                self._commit(placements, result, "placed on the room its preemption made")
+                continue
+            stopping = [v for ask in asks for v in ask.victims if v in self.state.allocations]
+            if stopping:
+                for ask in asks:
+                    ask.reason = Reason(
+                        Code.RESERVED,
+                        f"preemption made room on {ask.reserved_node}; waiting for "
+                        f"{len(stopping)} preempted allocation(s) to stop",
+                    )
+                continue
+            # The victims are gone and it still does not fit: let it compete (and preempt) again.
+            for ask in asks:
+                self.state.drop_reservation(ask)
+
+    # 3. allocation ----------------------------------------------------------------------
+
+    def phase_3_allocate(
+        self, now: float, result: CycleResult, tried: dict[str, Ask], failed: list[tuple[App, list[Ask]]]
+    ) -> None:
+        """Descend to the neediest leaf, place its next application's next ask (or gang), repeat.
+
+        Asks that failed for want of quota or room are appended to ``failed``, for phase 4.
+        """
+        exhausted: set[str] = set()
+        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
+        self._shape_failed = {}
+        # A leaf that placed nothing last time, with nothing freed and nothing new since, would
+        # place nothing again: skip it (its asks keep their reasons) but let its failures try
+        # preemption, which time alone can make possible.
+        for path, (epoch, version, units) in list(self._quiet.items()):
+            leaf = self.state.queues.get(path)
+            if leaf is None or epoch != self.state.epoch or version != leaf.version:
+                del self._quiet[path]
+                continue
+            exhausted.add(path)
+            failed.extend(units)
+        placed_in: set[str] = set()
+        while True:
+            leaf = self._next_leaf(self.state.root, exhausted)
+            if leaf is None:
+                return
+            before = len(failed)
+            if self._allocate_leaf(leaf, heaps, now, result, tried, failed):
+                placed_in.add(leaf.path)
+            else:
+                exhausted.add(leaf.path)
+                if leaf.path not in placed_in:
+                    self._quiet[leaf.path] = (self.state.epoch, leaf.version, failed[before:])
+
+    def _next_leaf(self, q: Queue, exhausted: set[str]) -> Queue | None:
+        if q.pending_asks <= 0 or q.path in exhausted:
+            return None
+        if q.is_leaf:
+            return q
+        candidates = [c for c in q.children.values() if c.pending_asks > 0 and c.path not in exhausted]
+        if len(candidates) > 1:
+            capacity = self.state.capacity
+            if q.sort_priority:
+                candidates.sort(
+                    key=lambda c: (-c.priority(), c.fair_share(capacity), -c.pending_share(capacity), c.name)
+                )
+            else:
+                candidates.sort(
+                    key=lambda c: (c.fair_share(capacity), -c.priority(), -c.pending_share(capacity), c.name)
+                )
+        for child in candidates:
+            leaf = self._next_leaf(child, exhausted)
+            if leaf is not None:
+                return leaf
+        exhausted.add(q.path)
+        return None
+
+    def _app_key(self, leaf: Queue, app: App) -> tuple[object, ...]:
+        prio = -app.max_priority()
+        if leaf.sort_policy == "fair":
+            shares = self._app_shares(leaf, app)
+            if leaf.sort_priority:
+                return (prio, shares, app.submission_time())
+            return (shares, prio, app.submission_time())
+        if leaf.sort_priority:
+            return (prio, app.submission_time())
+        return (app.submission_time(), prio)
+
+    def _app_shares(self, leaf: Queue, app: App) -> tuple[float, ...]:
+        """DRF share vector of the app over its queue's guarantee, largest share first."""
+        used = total(a.counted for a in app.allocations.values())
+        guaranteed = leaf.guaranteed or {}
+        shares = []
+        for t, v in used.items():
+            if v <= 0:
+                continue
+            g = guaranteed.get(t)
+            shares.append(v / g if g else float(v))
+        return tuple(sorted(shares, reverse=True))
+
+    def _allocate_leaf(
+        self,
+        leaf: Queue,
+        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]],
+        now: float,
+        result: CycleResult,
+        tried: dict[str, Ask],
+        failed: list[tuple[App, list[Ask]]],
+    ) -> bool:
+        heap = heaps.get(leaf.path)
+        if heap is None:
+            heap = [(self._app_key(leaf, app), app.seq, app) for app in leaf.apps.values() if app.asks]
+            heapq.heapify(heap)
+            heaps[leaf.path] = heap
+        shape_failed = self._shape_failed
+        while heap:
+            app = heap[0][2]
+            if len(app.asks) == 1 and not app.is_gang() and (app.running or not self._run_limited(leaf)):
+                # Fast path: a one-ask app whose shape already failed in this leaf this cycle.
+                ask = next(iter(app.asks.values()))
+                known = shape_failed.get(
+                    (leaf.path, app.user if self.state.app_limits.get(app.id) else "", ask.shape)
+                )
+                if ask.elastic:
+                    heapq.heappop(heap)  # extra members grow in phase 5, into what is left
+                    continue
+                if known is not None and ask.reserved_node is None:
+                    ask.reason = known
+                    ask.failed_cycle = self.count
+                    tried[ask.id] = ask
+                    if known.code in PREEMPTABLE:
+                        failed.append((app, [ask]))
+                    heapq.heappop(heap)
+                    continue
+            if self._allocate_app(app, leaf, now, result, tried, failed):
+                if app.asks:
+                    heapq.heapreplace(heap, (self._app_key(leaf, app), app.seq, app))
+                else:
+                    heapq.heappop(heap)
+                return True
+            heapq.heappop(heap)
+        return False
+
+    def _allocate_app(
+        self,
+        app: App,
+        leaf: Queue,
+        now: float,
+        result: CycleResult,
+        tried: dict[str, Ask],
+        failed: list[tuple[App, list[Ask]]],
+    ) -> bool:
+        if not app.asks:
+            return False
+        if not app.running:
+            blocked = self._run_blocker(app, leaf)
+            if blocked is not None:
+                for ask in app.asks.values():
+                    ask.reason = blocked
+                    tried[ask.id] = ask
+                return False
+        who = app.user if self.state.app_limits.get(app.id) else ""
+        if app.is_gang():
+            asks = [
+                a
+                for a in self.state.ordered_asks(app)
+                if a.id in app.asks and a.reserved_node is None and not a.elastic
+            ]
+            if not asks or any(a.failed_cycle == self.count for a in asks):
+                return False
+            for a in asks:
+                tried[a.id] = a
+            # Gangs bound to one region fail differently from gangs that may span regions.
+            rule = fit.region_rule(app) if self.state.regions else None
+            key = (leaf.path, who, tuple(a.shape for a in asks), rule)
+            known = self._shape_failed.get(key)
+            if known is None:
+                placements = self.snap.place_all(app, asks, leaf)
+                if placements is not None:
+                    self._commit(placements, result, f"gang of {len(asks)} placed whole")
+                    return True
+                self._shape_failed[key] = asks[0].reason or Reason(Code.GANG_WAITING, "gang waits")
+            for a in asks:
+                a.failed_cycle = self.count
+                if known is not None:
+                    a.reason = known
+            if asks[0].reason is not None and asks[0].reason.code in PREEMPTABLE:
+                failed.append((app, asks))
+            return False
+        for ask in self.state.ordered_asks(app):
+            if ask.id not in app.asks or ask.failed_cycle == self.count or ask.reserved_node is not None:
+                continue
+            if ask.elastic:
+                continue  # extra members grow in phase 5, into what is left
+            tried[ask.id] = ask
+            one: tuple[object, ...] = (leaf.path, who, ask.shape)
+            if app.gang is not None and self.state.regions:
+                rule = fit.region_rule(app)
+                if rule:  # a member that must join its gang's region: not the same failure
+                    one = (*one, rule)
+            known = self._shape_failed.get(one)
+            if known is None:
+                placements = self.snap.place_all(app, [ask], leaf)
+                if placements is not None:
+                    self._commit(placements, result, "placed")
+                    return True
+                if ask.reason is not None:
+                    self._shape_failed[one] = ask.reason
+            else:
+                ask.reason = known
+            ask.failed_cycle = self.count
+            if ask.reason is not None and ask.reason.code in PREEMPTABLE:
+                failed.append((app, [ask]))
+        return False
+
+    def _run_limited(self, leaf: Queue) -> bool:
+        """Whether anything on the leaf's path limits running applications (cached)."""
+        known = self._run_limits.get(leaf.path)
+        if known is None:
+            known = any(
+                q.max_applications is not None or any(lim.max_applications is not None for lim in q.limits)
+                for q in leaf.ancestors()
+            )
+            self._run_limits[leaf.path] = known
+        return known
+
+    def _run_blocker(self, app: App, leaf: Queue) -> Reason | None:
+        for q in leaf.ancestors():
+            if q.max_applications is not None and q.running_apps >= q.max_applications:
+                return Reason(
+                    Code.MAX_APPS,
+                    f"{q.path} already runs {q.running_apps} application(s), its maxapplications",
+                    "wait for one to finish, or raise maxapplications",
+                )
+        blocked = self.state.limits.blocking_run(self.state.app_limits.get(app.id, ()))
+        if blocked is not None:
+            return Reason(Code.MAX_APPS, blocked, "wait for one of your applications to finish")
+        return None
+
+    def _commit(self, placements: list[Allocation], result: CycleResult, why: str) -> None:
+        for alloc in placements:
+            alloc.start = result.now
+            app = alloc.app
+            self.snap.commit(alloc)
+            self.state.waiting_gangs.pop(app.id, None)
+            self.state.set_running(app, True)
+            result.decisions.append(
+                Place(
+                    alloc.id,
+                    app.id,
+                    alloc.queue.path,
+                    alloc.node.name,
+                    dict(alloc.resources),
+                    alloc.node.gpu_type,
+                    Reason(Code.PLACED, f"{why} on {alloc.node.name}"),
+                )
+            )
+
+    # 4. preemption ---------------------------------------------------------------------
+
+    def phase_4_preempt(self, now: float, result: CycleResult, failed: list[tuple[App, list[Ask]]]) -> None:
+        """Victims for the asks phase 3 could not place, in the order they were tried."""
+        if not failed:
+            return
+        if not self.state.preemption_enabled and not self.state.elastic:
+            # Say so on each waiting ask, cheaply: one annotated reason per distinct reason.
+            noted: dict[int, Reason] = {}
+            for _, asks in failed:
+                for ask in asks:
+                    r = ask.reason
+                    if r is None or r.preemption:
+                        continue
+                    if id(r) not in noted:
+                        noted[id(r)] = cannot_help(r, "preemption is disabled in this partition")
+                    ask.reason = noted[id(r)]
+            return
+        preemptor = Preemptor(self.snap, now)
+        attempts: dict[str, int] = {}
+        for app, asks in failed:
+            leaf = app.queue
+            assert leaf is not None
+            if any(a.id not in self.state.asks or a.reserved_node is not None for a in asks):
+                continue
+            if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
+                continue
+            # Extra members of elastic workloads are given back first, whatever their queue
+            # (in one region for a gang that must stay in one).
+            plan = preemptor.reclaim(app, asks, leaf)
+            if plan is not None and not self._plan_in_one_region(app, plan):
+                plan = None
+            if plan is None:
+                attempts[leaf.path] = attempts.get(leaf.path, 0) + 1
+                plan = preemptor.attempt(app, asks, leaf)
+                if plan is not None and not self._plan_in_one_region(app, plan):
+                    plan = None
+                    for ask in asks:
+                        r = ask.reason or Reason(Code.GANG_WAITING, "gang waits")
+                        ask.reason = cannot_help(
+                            r, "the room it would make spans regions and the members must share one"
+                        )
+            if plan is not None:
+                self._apply_preemption(plan, result)
+
+    def _plan_in_one_region(self, app: App, plan: PreemptionPlan) -> bool:
+        """Whether a preemption plan keeps a gang's members in one region (when they must be).
+
+        Preemption itself looks for room in one region for such a gang; this is the safety net:
+        a plan that would spread a gang bound to one region is not applied (its room could
+        never be used together).
+        """
+        if not self.state.regions:
+            return True
+        rule = fit.region_rule(app)
+        if rule is None:
+            return True
+        return len(set(rule).union(regions_of(plan))) <= 1
+
+    def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
+        for alloc in plan.victims:
+            alloc.preempted = True
+            alloc.queue.add_preempting(alloc.counted)
+            result.decisions.append(
+                Preempt(
+                    alloc.id, alloc.app.id, alloc.queue.path, alloc.node.name, plan.asks[0].id, plan.reason
+                )
+            )
+        victim_ids = tuple(v.id for v in plan.victims)
+        for ask, node in plan.targets:
+            ask.victims = victim_ids
+            self.state.hold(
+                ask, node, f"preempting {len(victim_ids)} allocation(s) to make room on {node.name}"
+            )
+
+    # 5. elastic growth -----------------------------------------------------------------
+
+    def phase_5_grow(self, now: float, result: CycleResult, tried: dict[str, Ask]) -> None:
+        """Extra members of running elastic workloads take idle GPUs, the neediest queue first."""
+        extras: list[tuple[tuple[object, ...], Ask]] = []
+        for ask in self.state.elastic_asks.values():
+            app = ask.app
+            if ask.reserved_node is not None or not app.allocations:
+                continue
+            if any(not a.elastic for a in app.asks.values()):
+                continue  # its required members first
+            assert app.queue is not None
+            extras.append(((app.queue.fair_share(self.state.capacity), app.seq, ask.sort_key()), ask))
+        extras.sort(key=lambda e: e[0])
+        for _, ask in extras:
+            if ask.id not in self.state.asks:
+                continue
+            app = ask.app
+            assert app.queue is not None
+            placements = self.snap.place_all(app, [ask], app.queue)
+            if placements is not None:
+                self._commit(placements, result, "elastic member grew into idle GPUs")
+            else:
+                tried[ask.id] = ask
+                why = ask.reason.message if ask.reason else "no room"
+                ask.reason = Reason(
+                    ask.reason.code if ask.reason else Code.NO_NODE,
+                    f"elastic extra member: runs only on idle GPUs ({why})",
+                )
