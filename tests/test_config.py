@@ -12,9 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gpupool.cli.main import app
-from gpupool.configfile import load_config, load_config_text
-from gpupool.core.config import Config, PartitionConfig, QueueConfig
-from gpupool.core.configparse import (
+from gpupool.config import (
     DEFAULT_SIZES,
     ConfigError,
     ConfigIssue,
@@ -22,6 +20,8 @@ from gpupool.core.configparse import (
     parse_config,
     parse_duration,
 )
+from gpupool.configfile import load_config, load_config_text
+from gpupool.core.config import Config, PartitionConfig, QueueConfig
 
 YUNIKORN_DIR = Path(__file__).resolve().parents[1] / "data" / "yunikorn-configs"
 YUNIKORN_CONFIGS = sorted(YUNIKORN_DIR.glob("*.yaml"))

@@ -44,8 +44,8 @@ import yaml
 from typer.testing import CliRunner
 
 from gpupool.cli.main import app
+from gpupool.config import ConfigError
 from gpupool.configfile import load_config_text
-from gpupool.core.configparse import ConfigError
 
 VT = "configvalidator_test.go"
 

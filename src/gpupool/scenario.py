@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from gpupool.config import ConfigError, parse_config, parse_duration
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT
-from gpupool.core.configparse import ConfigError, parse_config, parse_duration
 from gpupool.core.decisions import Preempt, Reject
 from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.resources import QuantityError, Resources, parse_resources
