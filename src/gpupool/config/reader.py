@@ -117,6 +117,22 @@ class Reader:
             return None
         return v
 
+    def integer(self, f: RawField, what: str) -> int | None:
+        """A whole number, of any sign (a priority)."""
+        v = f.value
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        self.error(f.at, f"{what} must be a whole number, got {_kind(v)}")
+        return None
+
+    def number(self, f: RawField, what: str) -> float | None:
+        """A number >= 0 (seconds, an age)."""
+        v = f.value
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            return float(v)
+        self.error(f.at, f"{what} must be a number >= 0, got {_kind(v)}")
+        return None
+
     def cost(self, f: RawField, what: str) -> float:
         """A price per hour: a number >= 0."""
         v = f.value
