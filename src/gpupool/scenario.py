@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -128,6 +128,12 @@ class ScenarioResult:
 # unknown keys refused, as in the queue configuration.
 
 
+_HINTS = {
+    "gpus": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
+    "gpu": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
+}
+
+
 class ScenarioKeys(Keys):
     name: Any = None
     description: Any = None
@@ -163,6 +169,7 @@ class GangKeys(Keys):
 
 
 class RunningKeys(Keys):
+    hints: ClassVar[dict[str, str]] = _HINTS
     id: Any = None
     app: Any = None
     queue: Any = None
@@ -176,6 +183,7 @@ class RunningKeys(Keys):
 
 
 class PendingKeys(Keys):
+    hints: ClassVar[dict[str, str]] = _HINTS
     id: Any = None
     app: Any = None
     resources: Any = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -32,10 +32,32 @@ class RawField:
     at: At
 
 
+# Keys people often write in the wrong place, with what to do instead.
+KEY_HINTS = {
+    "guaranteed": "guaranteed and max go under `resources:`, e.g. resources: {guaranteed: {gpu: 4}}",
+    "max": "guaranteed and max go under `resources:`, e.g. resources: {max: {gpu: 8}}",
+    "maxapps": "the key is `maxapplications`",
+    "maxrunningapps": "the key is `maxapplications`",
+    "acl": "use `submitacl` (who may submit) or `adminacl` (who may administer)",
+    "children": "child queues go under `queues:`",
+    "placement_rules": "the key is `placementrules`",
+    "node_sort_policy": "the key is `nodesortpolicy`",
+    "child_template": "the key is `childtemplate`",
+    "max_applications": "the key is `maxapplications`",
+    "submit_acl": "the key is `submitacl`",
+    "admin_acl": "the key is `adminacl`",
+    "gputypes": "the key is `gpu_types`",
+}
+
+
 class Keys(BaseModel):
-    """The keys of one kind of object; every field is one accepted key (lower case)."""
+    """The keys of one kind of object; every field is one accepted key (lower case).
+
+    ``hints``: what to do instead of an unknown key that people often write.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    hints: ClassVar[dict[str, str]] = KEY_HINTS
 
     @classmethod
     def allowed(cls) -> tuple[str, ...]:
@@ -166,24 +188,6 @@ class ShapeKeys(Keys):
     gpu_types: Any = None
 
 
-# Keys people often write in the wrong place, with what to do instead.
-KEY_HINTS = {
-    "guaranteed": "guaranteed and max go under `resources:`, e.g. resources: {guaranteed: {gpu: 4}}",
-    "max": "guaranteed and max go under `resources:`, e.g. resources: {max: {gpu: 8}}",
-    "maxapps": "the key is `maxapplications`",
-    "maxrunningapps": "the key is `maxapplications`",
-    "acl": "use `submitacl` (who may submit) or `adminacl` (who may administer)",
-    "children": "child queues go under `queues:`",
-    "placement_rules": "the key is `placementrules`",
-    "node_sort_policy": "the key is `nodesortpolicy`",
-    "child_template": "the key is `childtemplate`",
-    "max_applications": "the key is `maxapplications`",
-    "submit_acl": "the key is `submitacl`",
-    "admin_acl": "the key is `adminacl`",
-    "gputypes": "the key is `gpu_types`",
-}
-
-
 def read_keys(
     model: type[Keys], raw: object, at: At, what: str, issues: list[ConfigIssue]
 ) -> dict[str, RawField] | None:
@@ -210,7 +214,7 @@ def read_keys(
         key = raw_key.lower()
         kat = at.key(key, raw_key)
         if key in unknown:
-            hint = KEY_HINTS.get(key, "")
+            hint = model.hints.get(key, "")
             if not hint:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean `{close[0]}`?" if close else ""
