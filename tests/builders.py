@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gpupool.config import parse_config
 from gpupool.core.config import PartitionConfig
-from gpupool.core.configparse import parse_config
 from gpupool.core.decisions import CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
 from gpupool.core.model import Allocation, GangSpec, NodeSpec
 from gpupool.core.scheduler import Scheduler

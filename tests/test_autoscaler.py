@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 
 from gpupool.adapters.simcloud import SimCloud, Stockout
+from gpupool.config import parse_config
 from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL, REGION_LABEL
 from gpupool.core.config import InstanceType, NodePool
-from gpupool.core.configparse import parse_config
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler

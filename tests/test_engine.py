@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from gpupool.core.configparse import parse_config
+from gpupool.config import parse_config
 from gpupool.core.model import NodeSpec
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.driver import Driver

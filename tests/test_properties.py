@@ -24,7 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpupool.core.configparse import parse_config
+from gpupool.config import parse_config
 from gpupool.core.decisions import Decision, Fail, Place, Preempt, Reject
 from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.resources import typed

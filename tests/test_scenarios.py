@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gpupool.cli.main import app
-from gpupool.scenario import ScenarioError, load_scenario, run_scenario
+from gpupool.scenario import ScenarioError, load_scenario, parse_scenario, run_scenario
 
 HERE = Path(__file__).resolve().parent
 OWN_SCENARIOS = HERE / "scenarios"
@@ -119,6 +119,21 @@ def test_invalid_scenario_is_rejected_with_file_and_key_path(path: Path) -> None
 
 def test_every_invalid_file_has_an_expected_key_path() -> None:
     assert {p.name for p in INVALID_FILES} == set(INVALID_KEY_PATHS)
+
+
+def test_scenario_keys_are_read_as_the_queue_configuration_reads_them() -> None:
+    """The config's readers: keys ignore case, an unknown key gets a hint, the rest is counted."""
+    config = {"partitions": [{"name": "default", "queues": [{"name": "root", "submitacl": "*"}]}]}
+    node = {"Name": "n1", "Capacity": {"gpu": 8}}
+    assert parse_scenario({"config": config, "Nodes": [node]}, "s.yaml").nodes[0].name == "n1"
+    ask = {"id": "a1", "app": "app-1", "gpus": 1, "priority": "high"}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({"config": config, "pending": [ask]}, "s.yaml")
+    assert info.value.path == "pending[0].gpus"
+    assert info.value.message == (
+        "unknown key `gpus` in a pending ask (and 2 more). Hint: an ask's or allocation's size goes "
+        "under `resources:`, e.g. resources: {gpu: 1}"
+    )
 
 
 # ---- the CLI contract ------------------------------------------------------------------------

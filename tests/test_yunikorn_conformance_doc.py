@@ -1,7 +1,7 @@
 """The table "Conformance with yunikorn-core's tests" in docs/scheduling.md matches the translations.
 
 Counts per yunikorn-core test file: the ``yk-*`` scenario files of ``tests/scenarios`` whose
-description names the file, plus the cases of ``tests/test_yunikorn_configcheck.py``.
+description names the file, plus the cases of ``tests/config/test_yunikorn_configcheck.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from test_yunikorn_configcheck import CASES
+from config.test_yunikorn_configcheck import CASES
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "scheduling.md"

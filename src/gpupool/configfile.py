@@ -2,7 +2,7 @@
 
 Everything that can go wrong comes out as one ``ConfigError`` naming the file: a missing or
 unreadable file, a YAML syntax error (with its line and column), a key given twice, and every
-validation issue of ``gpupool.core.configparse`` with the line of the offending key when it can be
+validation issue of ``gpupool.config`` with the line of the offending key when it can be
 found. This is the only module of the config path that imports ``yaml``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from gpupool.config import ConfigError, ConfigIssue, parse_config
 from gpupool.core.config import Config
-from gpupool.core.configparse import ConfigError, ConfigIssue, parse_config
 
 __all__ = [
     "ConfigError",

@@ -14,38 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
+from gpupool.config import ConfigError, parse_config
+from gpupool.config.reader import Reader
+from gpupool.config.schema import Keys, RawField
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT
-from gpupool.core.configparse import ConfigError, parse_config, parse_duration
+from gpupool.core.configerror import At
+from gpupool.core.configerror import kind as _kind
 from gpupool.core.decisions import Preempt, Reject
 from gpupool.core.model import GangSpec, NodeSpec
-from gpupool.core.resources import QuantityError, Resources, parse_resources
+from gpupool.core.resources import Resources
 from gpupool.core.scheduler import Scheduler
 
 MAX_CYCLES_PER_INSTANT = 100_000
 
-_TOP = ("name", "description", "config", "nodes", "apps", "running", "pending", "run", "expect")
-_NODE = ("name", "capacity", "labels", "schedulable")
-_APP = ("id", "queue", "user", "groups", "tags", "gang")
-_GANG = ("style", "timeout", "span_regions")
-_RUNNING = (
-    "id",
-    "app",
-    "queue",
-    "node",
-    "resources",
-    "priority",
-    "age",
-    "preemptible",
-    "originator",
-    "elastic",
-)
-_PENDING = ("id", "app", "resources", "gpu_types", "priority", "queue", "age", "preempt_others", "node")
-_RUN = ("seconds",)
-_EXPECT = ("placed", "pending", "preempted", "preempted_count", "placed_count", "rejected", "queue", "state")
 _STATES = ("running", "waiting", "failed", "completed", "rejected")
 
 
@@ -139,79 +124,182 @@ class ScenarioResult:
 
 
 # ---------------------------------------------------------------------------- loading
+# The keys of each part of a scenario file (see ``gpupool.config.schema``): case-insensitive,
+# unknown keys refused, as in the queue configuration.
 
 
-class _Reader:
+_HINTS = {
+    "gpus": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
+    "gpu": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
+}
+
+
+class ScenarioKeys(Keys):
+    name: Any = None
+    description: Any = None
+    config: Any = None
+    nodes: Any = None
+    apps: Any = None
+    running: Any = None
+    pending: Any = None
+    run: Any = None
+    expect: Any = None
+
+
+class NodeKeys(Keys):
+    name: Any = None
+    capacity: Any = None
+    labels: Any = None
+    schedulable: Any = None
+
+
+class AppKeys(Keys):
+    id: Any = None
+    queue: Any = None
+    user: Any = None
+    groups: Any = None
+    tags: Any = None
+    gang: Any = None
+
+
+class GangKeys(Keys):
+    style: Any = None
+    timeout: Any = None
+    span_regions: Any = None
+
+
+class RunningKeys(Keys):
+    hints: ClassVar[dict[str, str]] = _HINTS
+    id: Any = None
+    app: Any = None
+    queue: Any = None
+    node: Any = None
+    resources: Any = None
+    priority: Any = None
+    age: Any = None
+    preemptible: Any = None
+    originator: Any = None
+    elastic: Any = None
+
+
+class PendingKeys(Keys):
+    hints: ClassVar[dict[str, str]] = _HINTS
+    id: Any = None
+    app: Any = None
+    resources: Any = None
+    gpu_types: Any = None
+    priority: Any = None
+    queue: Any = None
+    age: Any = None
+    preempt_others: Any = None
+    node: Any = None
+
+
+class RunKeys(Keys):
+    seconds: Any = None
+
+
+class ExpectKeys(Keys):
+    placed: Any = None
+    pending: Any = None
+    preempted: Any = None
+    preempted_count: Any = None
+    placed_count: Any = None
+    rejected: Any = None
+    queue: Any = None
+    state: Any = None
+
+
+class CountKeys(Keys):
+    count: Any = None
+    among: Any = None
+
+
+Fields = dict[str, RawField]
+
+
+class _Reader(Reader):
+    """The queue configuration's readers, plus what a scenario needs: optional parts, defaults."""
+
     def __init__(self, file: str) -> None:
+        super().__init__()
         self.file = file
 
+    def first(self) -> ScenarioError:
+        """The first issue found, as the error of the file."""
+        issue = self.issues[0]
+        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        hint = f". Hint: {issue.hint}" if issue.hint else ""
+        return ScenarioError(self.file, issue.path, f"{issue.message}{more}{hint}")
+
     def fail(self, path: str, message: str) -> ScenarioError:
-        return ScenarioError(self.file, path, message)
+        """An error of the file: an issue found earlier in the file if any, else this one."""
+        return self.first() if self.issues else ScenarioError(self.file, path, message)
 
-    def mapping(self, raw: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if raw is None:
+    def check(self) -> None:
+        if self.issues:
+            raise self.first()
+
+    @staticmethod
+    def get(fields: Fields, key: str, at: At) -> RawField:
+        return fields.get(key) or RawField(None, at.key(key))
+
+    def section(self, f: RawField, keys: type[Keys], what: str) -> Fields:
+        """An optional mapping of known keys; absent or null is empty."""
+        return {} if f.value is None else self.fields(f.value, f.at, keys, what) or {}
+
+    def table(self, f: RawField, what: str) -> dict[Any, Any]:
+        """An optional mapping of any keys (labels, tags, expectations by id)."""
+        if f.value is None:
             return {}
-        if not isinstance(raw, Mapping):
-            raise self.fail(path, f"expected a mapping, got {type(raw).__name__}")
-        for key in raw:
-            if key not in allowed:
-                raise self.fail(
-                    f"{path}.{key}" if path else str(key),
-                    f"unknown key (allowed here: {', '.join(allowed)})",
-                )
-        return dict(raw)
+        if not isinstance(f.value, Mapping):
+            self.error(f.at, f"{what} must be a mapping (key: value), got {_kind(f.value)}")
+            return {}
+        return dict(f.value)
 
-    def items(self, raw: object, path: str) -> list[Any]:
-        if raw is None:
+    def items(self, f: RawField, what: str) -> list[RawField]:
+        """An optional list; absent or null is empty."""
+        if f.value is None:
             return []
-        if not isinstance(raw, list):
-            raise self.fail(path, f"expected a list, got {type(raw).__name__}")
-        return raw
+        if not isinstance(f.value, list):
+            self.error(f.at, f"{what} must be a list, got {_kind(f.value)}")
+            return []
+        return [RawField(v, f.at.index(i)) for i, v in enumerate(f.value)]
 
-    def text(self, raw: object, path: str, *, required: bool = False) -> str | None:
-        if raw is None:
+    def text(self, f: RawField, what: str, *, required: bool = False) -> str | None:
+        if f.value is None:
             if required:
-                raise self.fail(path, "is required")
+                self.error(f.at, f"{what} is required")
             return None
-        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            raise self.fail(path, f"expected a string, got {type(raw).__name__}")
-        return str(raw)
+        return self.string(f, what, scalar_ok=True)
 
-    def number(self, raw: object, path: str, default: float) -> float:
-        if raw is None:
+    def texts(self, f: RawField, what: str) -> tuple[str, ...]:
+        return tuple(self.text(x, f"{what} entries", required=True) or "" for x in self.items(f, what))
+
+    def number_or(self, f: RawField, what: str, default: float) -> float:
+        if f.value is None:
             return default
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise self.fail(path, f"expected a number, got {raw!r}")
-        if raw < 0:
-            raise self.fail(path, f"must not be negative, got {raw!r}")
-        return float(raw)
+        value = self.number(f, what)
+        return default if value is None else value
 
-    def integer(self, raw: object, path: str, default: int) -> int:
-        if raw is None:
+    def integer_or(self, f: RawField, what: str, default: int) -> int:
+        if f.value is None:
             return default
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise self.fail(path, f"expected an integer, got {raw!r}")
-        return raw
+        value = self.integer(f, what)
+        return default if value is None else value
 
-    def boolean(self, raw: object, path: str, default: bool) -> bool:
-        if raw is None:
+    def flag(self, f: RawField, what: str, default: bool) -> bool:
+        if f.value is None:
             return default
-        if not isinstance(raw, bool):
-            raise self.fail(path, f"expected true or false, got {raw!r}")
-        return raw
+        value = self.boolean(f, what)
+        return default if value is None else value
 
-    def resources(self, raw: object, path: str) -> Resources:
-        if not isinstance(raw, Mapping) or not raw:
-            raise self.fail(path, "expected a non-empty map of resource -> quantity")
-        try:
-            return parse_resources(raw)
-        except QuantityError as exc:
-            raise self.fail(path, str(exc)) from None
-
-    def strings(self, raw: object, path: str) -> tuple[str, ...]:
-        return tuple(
-            self.text(x, f"{path}[{i}]", required=True) or "" for i, x in enumerate(self.items(raw, path))
-        )
+    def amounts(self, f: RawField, what: str) -> Resources:
+        if not isinstance(f.value, Mapping) or not f.value:
+            got = "an empty mapping" if isinstance(f.value, Mapping) else _kind(f.value)
+            self.error(f.at, f"{what} must be a non-empty map of resource: quantity, got {got}")
+            return {}
+        return self.resources(f, what) or {}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -231,12 +319,14 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def parse_scenario(raw: object, file: str) -> Scenario:
     r = _Reader(file)
-    top = r.mapping(raw, "", _TOP)
-    name = r.text(top.get("name"), "name") or Path(file).stem
+    top_at = At("")
+    top = r.section(RawField(raw, top_at), ScenarioKeys, "the scenario")
+    name = r.text(r.get(top, "name", top_at), "name") or Path(file).stem
+    r.check()
     if "config" not in top:
         raise r.fail("config", "is required: the queue configuration (YuniKorn queues.yaml schema)")
     try:
-        config = parse_config(top["config"], source=f"{file}: config")
+        config = parse_config(top["config"].value, source=f"{file}: config")
     except ConfigError as exc:
         first = exc.issues[0]
         more = f" (and {len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
@@ -244,94 +334,90 @@ def parse_scenario(raw: object, file: str) -> Scenario:
         raise r.fail(f"config.{first.path}", f"{first.message}{more}.{hint}") from None
 
     nodes: list[NodeSpec] = []
-    for i, item in enumerate(r.items(top.get("nodes"), "nodes")):
-        at = f"nodes[{i}]"
-        n = r.mapping(item, at, _NODE)
-        node_name = r.text(n.get("name"), f"{at}.name", required=True) or ""
-        labels = r.mapping(n.get("labels"), f"{at}.labels", tuple(n.get("labels") or ()))
+    for item in r.items(r.get(top, "nodes", top_at), "nodes"):
+        n = r.section(item, NodeKeys, "a node")
+        at = item.at
         nodes.append(
             NodeSpec(
-                node_name,
-                r.resources(n.get("capacity"), f"{at}.capacity"),
-                {str(k): str(v) for k, v in labels.items()},
-                r.boolean(n.get("schedulable"), f"{at}.schedulable", True),
+                r.text(r.get(n, "name", at), "name", required=True) or "",
+                r.amounts(r.get(n, "capacity", at), "capacity"),
+                {str(k): str(v) for k, v in r.table(r.get(n, "labels", at), "labels").items()},
+                r.flag(r.get(n, "schedulable", at), "schedulable", True),
             )
         )
     node_names = [n.name for n in nodes]
     _unique(r, node_names, "nodes", "node")
 
     apps: list[AppSpec] = []
-    for i, item in enumerate(r.items(top.get("apps"), "apps")):
-        at = f"apps[{i}]"
-        a = r.mapping(item, at, _APP)
+    for item in r.items(r.get(top, "apps", top_at), "apps"):
+        a = r.section(item, AppKeys, "an app")
+        at = item.at
         gang = None
-        if a.get("gang") is not None:
-            g = r.mapping(a["gang"], f"{at}.gang", _GANG)
-            style = (r.text(g.get("style"), f"{at}.gang.style") or "soft").lower()
+        if r.get(a, "gang", at).value is not None:
+            g = r.section(a["gang"], GangKeys, "a gang")
+            style = (r.text(r.get(g, "style", a["gang"].at), "gang.style") or "soft").lower()
             if style not in ("soft", "hard"):
-                raise r.fail(f"{at}.gang.style", f"must be soft or hard, got {style!r}")
-            timeout_raw = g.get("timeout")
-            if isinstance(timeout_raw, str):
-                try:
-                    timeout = parse_duration(timeout_raw)
-                except ValueError as exc:
-                    raise r.fail(f"{at}.gang.timeout", str(exc)) from None
-            else:
-                timeout = r.number(timeout_raw, f"{at}.gang.timeout", DEFAULT_GANG_TIMEOUT)
-            span = r.boolean(g.get("span_regions"), f"{at}.gang.span_regions", False)
+                r.error(r.get(g, "style", a["gang"].at).at, f"gang.style must be soft or hard, got {style!r}")
+            timeout_f = r.get(g, "timeout", a["gang"].at)
+            timeout = DEFAULT_GANG_TIMEOUT
+            if timeout_f.value is not None:
+                seconds = r.seconds(timeout_f, "gang.timeout")
+                timeout = DEFAULT_GANG_TIMEOUT if seconds is None else seconds
+            span = r.flag(r.get(g, "span_regions", a["gang"].at), "gang.span_regions", False)
             gang = GangSpec(style, timeout, span)
-        tags = r.mapping(a.get("tags"), f"{at}.tags", tuple(a.get("tags") or ()))
         apps.append(
             AppSpec(
-                r.text(a.get("id"), f"{at}.id", required=True) or "",
-                r.text(a.get("queue"), f"{at}.queue"),
-                r.text(a.get("user"), f"{at}.user") or "anonymous",
-                r.strings(a.get("groups"), f"{at}.groups"),
-                {str(k): str(v) for k, v in tags.items()},
+                r.text(r.get(a, "id", at), "id", required=True) or "",
+                r.text(r.get(a, "queue", at), "queue"),
+                r.text(r.get(a, "user", at), "user") or "anonymous",
+                r.texts(r.get(a, "groups", at), "groups"),
+                {str(k): str(v) for k, v in r.table(r.get(a, "tags", at), "tags").items()},
                 gang,
             )
         )
     _unique(r, [a.id for a in apps], "apps", "app")
 
     running: list[RunningSpec] = []
-    for i, item in enumerate(r.items(top.get("running"), "running")):
-        at = f"running[{i}]"
-        x = r.mapping(item, at, _RUNNING)
-        node = r.text(x.get("node"), f"{at}.node", required=True) or ""
+    for item in r.items(r.get(top, "running", top_at), "running"):
+        x = r.section(item, RunningKeys, "a running allocation")
+        at = item.at
+        node_f = r.get(x, "node", at)
+        node = r.text(node_f, "node", required=True) or ""
         if node not in node_names:
-            raise r.fail(f"{at}.node", f"refers to node {node!r}, which is not in nodes")
+            raise r.fail(node_f.at.path, f"refers to node {node!r}, which is not in nodes")
         running.append(
             RunningSpec(
-                id=r.text(x.get("id"), f"{at}.id", required=True) or "",
-                app=r.text(x.get("app"), f"{at}.app", required=True) or "",
+                id=r.text(r.get(x, "id", at), "id", required=True) or "",
+                app=r.text(r.get(x, "app", at), "app", required=True) or "",
                 node=node,
-                resources=r.resources(x.get("resources"), f"{at}.resources"),
-                queue=r.text(x.get("queue"), f"{at}.queue"),
-                priority=r.integer(x.get("priority"), f"{at}.priority", 0),
-                age=r.number(x.get("age"), f"{at}.age", 0.0),
-                preemptible=r.boolean(x.get("preemptible"), f"{at}.preemptible", True),
-                originator=r.boolean(x.get("originator"), f"{at}.originator", False),
-                elastic=r.boolean(x.get("elastic"), f"{at}.elastic", False),
+                resources=r.amounts(r.get(x, "resources", at), "resources"),
+                queue=r.text(r.get(x, "queue", at), "queue"),
+                priority=r.integer_or(r.get(x, "priority", at), "priority", 0),
+                age=r.number_or(r.get(x, "age", at), "age", 0.0),
+                preemptible=r.flag(r.get(x, "preemptible", at), "preemptible", True),
+                originator=r.flag(r.get(x, "originator", at), "originator", False),
+                elastic=r.flag(r.get(x, "elastic", at), "elastic", False),
             )
         )
 
     pending: list[PendingSpec] = []
-    for i, item in enumerate(r.items(top.get("pending"), "pending")):
-        at = f"pending[{i}]"
-        x = r.mapping(item, at, _PENDING)
-        required = r.text(x.get("node"), f"{at}.node")
+    for item in r.items(r.get(top, "pending", top_at), "pending"):
+        x = r.section(item, PendingKeys, "a pending ask")
+        at = item.at
+        node_f = r.get(x, "node", at)
+        required = r.text(node_f, "node")
         if required is not None and required not in node_names:
-            raise r.fail(f"{at}.node", f"refers to node {required!r}, which is not in nodes")
+            raise r.fail(node_f.at.path, f"refers to node {required!r}, which is not in nodes")
         pending.append(
             PendingSpec(
-                id=r.text(x.get("id"), f"{at}.id", required=True) or "",
-                app=r.text(x.get("app"), f"{at}.app", required=True) or "",
-                resources=r.resources(x.get("resources"), f"{at}.resources"),
-                gpu_types=r.strings(x.get("gpu_types"), f"{at}.gpu_types"),
-                priority=r.integer(x.get("priority"), f"{at}.priority", 0),
-                queue=r.text(x.get("queue"), f"{at}.queue"),
-                age=r.number(x.get("age"), f"{at}.age", 0.0),
-                preempt_others=r.boolean(x.get("preempt_others"), f"{at}.preempt_others", True),
+                id=r.text(r.get(x, "id", at), "id", required=True) or "",
+                app=r.text(r.get(x, "app", at), "app", required=True) or "",
+                resources=r.amounts(r.get(x, "resources", at), "resources"),
+                gpu_types=r.texts(r.get(x, "gpu_types", at), "gpu_types"),
+                priority=r.integer_or(r.get(x, "priority", at), "priority", 0),
+                queue=r.text(r.get(x, "queue", at), "queue"),
+                age=r.number_or(r.get(x, "age", at), "age", 0.0),
+                preempt_others=r.flag(r.get(x, "preempt_others", at), "preempt_others", True),
                 node=required,
             )
         )
@@ -339,23 +425,26 @@ def parse_scenario(raw: object, file: str) -> Scenario:
 
     _check_running_queues(r, config, apps, running)
 
-    run = r.mapping(top.get("run"), "run", _RUN)
-    seconds = r.integer(run.get("seconds"), "run.seconds", 0)
+    run = r.section(r.get(top, "run", top_at), RunKeys, "run")
+    seconds_f = r.get(run, "seconds", At("run"))
+    seconds = r.integer_or(seconds_f, "run.seconds", 0)
     if seconds < 0:
-        raise r.fail("run.seconds", "must not be negative")
-    expect = r.mapping(top.get("expect"), "expect", _EXPECT)
+        r.error(seconds_f.at, f"run.seconds must not be negative, got {seconds}")
+    expect = r.section(r.get(top, "expect", top_at), ExpectKeys, "expect")
     _check_expect(r, expect, apps, running, pending)
+    description = r.text(r.get(top, "description", top_at), "description") or ""
+    r.check()
     return Scenario(
         name=name,
         file=file,
-        description=r.text(top.get("description"), "description") or "",
+        description=description,
         config=config,
         nodes=nodes,
         apps=apps,
         running=running,
         pending=pending,
         seconds=seconds,
-        expect=expect,
+        expect={key: f.value for key, f in expect.items()},
     )
 
 
@@ -399,7 +488,7 @@ def _check_running_queues(r: _Reader, config: Any, apps: list[AppSpec], running:
 
 def _check_expect(
     r: _Reader,
-    expect: dict[str, Any],
+    expect: Fields,
     apps: list[AppSpec],
     running: list[RunningSpec],
     pending: list[PendingSpec],
@@ -413,25 +502,24 @@ def _check_expect(
             if str(x) not in known:
                 raise r.fail(path, f"refers to {what} {x!r}, which the scenario does not define")
 
+    def values(f: RawField, what: str) -> list[object]:
+        return [x.value for x in r.items(f, what)]
+
     if "placed" in expect:
-        placed = r.mapping(expect["placed"], "expect.placed", tuple(expect["placed"] or ()))
-        need(placed.keys(), ask_ids, "expect.placed", "pending ask")
+        need(r.table(expect["placed"], "expect.placed"), ask_ids, "expect.placed", "pending ask")
     if "pending" in expect:
-        need(r.items(expect["pending"], "expect.pending"), ask_ids, "expect.pending", "pending ask")
+        need(values(expect["pending"], "expect.pending"), ask_ids, "expect.pending", "pending ask")
     if "preempted" in expect:
-        need(r.items(expect["preempted"], "expect.preempted"), alloc_ids, "expect.preempted", "allocation")
+        need(values(expect["preempted"], "expect.preempted"), alloc_ids, "expect.preempted", "allocation")
     if "preempted_count" in expect:
-        pc = r.mapping(expect["preempted_count"], "expect.preempted_count", ("count", "among"))
-        r.integer(pc.get("count"), "expect.preempted_count.count", 0)
-        need(
-            r.items(pc.get("among"), "expect.preempted_count.among"),
-            alloc_ids,
-            "expect.preempted_count.among",
-            "allocation",
-        )
+        pc_f = expect["preempted_count"]
+        pc = r.section(pc_f, CountKeys, "expect.preempted_count")
+        r.integer_or(r.get(pc, "count", pc_f.at), "expect.preempted_count.count", 0)
+        among = values(r.get(pc, "among", pc_f.at), "expect.preempted_count.among")
+        need(among, alloc_ids, "expect.preempted_count.among", "allocation")
     for key in ("placed_count", "rejected", "queue", "state"):
         if key in expect:
-            m = r.mapping(expect[key], f"expect.{key}", tuple(expect[key] or ()))
+            m = r.table(expect[key], f"expect.{key}")
             need(m.keys(), app_ids, f"expect.{key}", "app")
             if key == "state":
                 for app_id, st in m.items():

@@ -390,7 +390,7 @@ def test_decisions_are_values() -> None:
 
 
 def test_update_config_keeps_state_and_applies_new_quotas():
-    from gpupool.core.configparse import parse_config
+    from gpupool.config import parse_config
     from gpupool.core.model import NodeSpec
     from gpupool.core.scheduler import Scheduler
 

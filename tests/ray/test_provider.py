@@ -17,9 +17,9 @@ from raytest_support import CHECKPOINTING, clock, python, write
 from gpupool.adapters.ray.cluster import LocalRayCluster
 from gpupool.adapters.ray.executor import RayExecutor
 from gpupool.adapters.ray.provider import LocalRayProvider
+from gpupool.config import parse_config
 from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL
 from gpupool.core.config import InstanceType, NodePool
-from gpupool.core.configparse import parse_config
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler, Booted, ProviderEvent, Terminated

@@ -10,7 +10,7 @@ from pathlib import Path
 from raytest_support import CHECKPOINTING, clock, python, write
 
 from gpupool.adapters.ray.executor import RayExecutor
-from gpupool.core.configparse import parse_config
+from gpupool.config import parse_config
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState

@@ -15,7 +15,7 @@ from raytest_support import clock, python, write
 
 from gpupool.adapters.ray.cluster import LocalRayCluster
 from gpupool.adapters.ray.executor import RayExecutor
-from gpupool.core.configparse import parse_config
+from gpupool.config import parse_config
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import TaskGroup, WorkloadSpec, WorkloadState

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
+from gpupool.config import ConfigError
 from gpupool.configfile import load_config
 from gpupool.core.acl import ACL
 from gpupool.core.config import Config, Limit, PartitionConfig, PlacementRule, QueueConfig, Size
-from gpupool.core.configparse import ConfigError
 from gpupool.core.resources import format_resources
 
 config_app = typer.Typer(help="Queue configuration (YuniKorn queues.yaml).", no_args_is_help=True)

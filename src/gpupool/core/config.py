@@ -1,9 +1,11 @@
 """The queue configuration as data: Apache YuniKorn's ``queues.yaml`` schema plus gpupool's additions.
 
 These frozen dataclasses are what the scheduling core consumes. They are built and validated by
-``gpupool.core.configparse.parse_config`` from a plain mapping (the YAML is read at the edge, in
+``gpupool.config.parse_config`` from a plain mapping (the YAML is read at the edge, in
 ``gpupool.configfile``). Names of properties are lower-cased; resource quantities are already in
-the core's integer units (see ``gpupool.core.resources``).
+the core's integer units (see ``gpupool.core.resources``). The properties the core acts on are
+parsed once, when a ``QueueConfig`` or ``ChildTemplate`` is built, into a typed
+``QueueProperties`` (``settings``); a value the core could not act on is a ``ConfigError``.
 
 gpupool's additions to the YuniKorn schema:
 
@@ -15,8 +17,11 @@ gpupool's additions to the YuniKorn schema:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gpupool.core.configerror import ConfigError, ConfigIssue, DurationError, parse_duration
 from gpupool.core.resources import Resources
 
 # Queue properties the core understands (YuniKorn names).
@@ -30,6 +35,103 @@ PROP_PREEMPTION_DELAY = "preemption.delay"
 DEFAULT_PREEMPTION_DELAY = 30.0
 DEFAULT_GANG_TIMEOUT = 900.0  # seconds a gang waits for all its members (YuniKorn's default)
 DEFAULT_GRACE = 60.0  # seconds a preempted workload gets to checkpoint before it is stopped
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_SORT_POLICIES = {"fifo": "fifo", "fair": "fair", "stateaware": "fifo"}
+_ENUM_PROPERTIES = {
+    PROP_APP_SORT_PRIORITY: ("enabled", "disabled"),
+    PROP_PRIORITY_POLICY: ("default", "fence"),
+    PROP_PREEMPTION_POLICY: ("default", "fence", "disabled"),
+}
+
+
+class PropertyError(ValueError):
+    """A queue property value the core cannot act on: ``message`` and a ``hint``."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class QueueProperties:
+    """The queue properties the core acts on, typed. None: not set on this queue (inherited or default)."""
+
+    sort_policy: str | None = None  # fifo | fair
+    sort_priority: bool | None = None
+    priority_policy: str | None = None  # default | fence
+    priority_offset: int | None = None
+    preemption_policy: str | None = None  # default | fence | disabled
+    preemption_delay: float | None = None  # seconds
+
+
+def check_property(key: str, text: str) -> tuple[str, object]:
+    """A property value as the config keeps it (normalised text) and as the core uses it (typed).
+
+    ``key`` is lower-cased. Properties the core does not know keep their text and type as it.
+    Raises PropertyError.
+    """
+    value = text.strip()
+    if key == PROP_APP_SORT_POLICY:
+        policy = _SORT_POLICIES.get(value.lower())
+        if policy is None:
+            raise PropertyError(f"unknown application sort policy `{text}`", "use `fifo` or `fair`")
+        return policy, policy
+    if key in _ENUM_PROPERTIES:
+        allowed = _ENUM_PROPERTIES[key]
+        if value.lower() not in allowed:
+            raise PropertyError(f"unknown {key} `{text}`", "use one of: " + ", ".join(allowed))
+        if key == PROP_APP_SORT_PRIORITY:
+            return value.lower(), value.lower() != "disabled"
+        return value.lower(), value.lower()
+    if key == PROP_PRIORITY_OFFSET:
+        if not re.fullmatch(r"[+-]?[0-9]+", value):
+            raise PropertyError(
+                f"priority.offset `{text}` is not a whole number", 'write e.g. priority.offset: "10"'
+            )
+        if not INT32_MIN <= int(value) <= INT32_MAX:
+            raise PropertyError(f"priority.offset {value} is out of range", f"use {INT32_MIN} .. {INT32_MAX}")
+        return str(int(value)), int(value)
+    if key == PROP_PREEMPTION_DELAY:
+        try:
+            seconds = parse_duration(value)
+        except DurationError as exc:
+            raise PropertyError(f"invalid preemption.delay: {exc}") from None
+        if seconds <= 0:
+            raise PropertyError(
+                f"preemption.delay must be more than 0, got `{text}`", "e.g. 30s (the default)"
+            )
+        return value, seconds
+    return text, text
+
+
+_TYPED = {
+    PROP_APP_SORT_POLICY: "sort_policy",
+    PROP_APP_SORT_PRIORITY: "sort_priority",
+    PROP_PRIORITY_POLICY: "priority_policy",
+    PROP_PRIORITY_OFFSET: "priority_offset",
+    PROP_PREEMPTION_POLICY: "preemption_policy",
+    PROP_PREEMPTION_DELAY: "preemption_delay",
+}
+
+
+def typed_properties(properties: Mapping[str, str], owner: str) -> QueueProperties:
+    """The typed settings of a property map; raises ConfigError (one line per bad value)."""
+    typed: dict[str, object] = {}
+    issues: list[ConfigIssue] = []
+    for key, text in properties.items():
+        name = _TYPED.get(key)
+        if name is None:
+            continue
+        try:
+            typed[name] = check_property(key, str(text))[1]
+        except PropertyError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            issues.append(ConfigIssue(owner, f"{exc.message}{hint}"))
+    if issues:
+        raise ConfigError(issues)
+    return QueueProperties(**typed)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +173,16 @@ class ChildTemplate:
     properties: dict[str, str] = field(default_factory=dict)
     guaranteed: Resources | None = None
     max: Resources | None = None
+    settings: QueueProperties = field(init=False, repr=False, compare=False, default=QueueProperties())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", typed_properties(self.properties, "the child template"))
 
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
+    """One configured queue and its children; ``settings`` are its properties, typed."""
+
     name: str
     parent: bool = False
     guaranteed: Resources | None = None
@@ -86,6 +194,10 @@ class QueueConfig:
     limits: tuple[Limit, ...] = ()
     child_template: ChildTemplate | None = None
     queues: tuple[QueueConfig, ...] = ()
+    settings: QueueProperties = field(init=False, repr=False, compare=False, default=QueueProperties())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", typed_properties(self.properties, f"queue {self.name}"))
 
 
 @dataclass(frozen=True, slots=True)

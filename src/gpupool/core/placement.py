@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gpupool.core.config import Filter, PlacementRule
-from gpupool.core.configparse import QUEUE_NAME
+from gpupool.core.configcheck import QUEUE_NAME
 from gpupool.core.queues import RECOVERY_QUEUE, Queue
 
 IMPLICIT_RULES = (PlacementRule(name="provided"),)

@@ -20,23 +20,20 @@ Semantics follow Apache YuniKorn (see ``shared/research/yunikorn.md``):
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gpupool.core.acl import ACL
 from gpupool.core.config import (
     DEFAULT_PREEMPTION_DELAY,
-    PROP_APP_SORT_POLICY,
-    PROP_APP_SORT_PRIORITY,
-    PROP_PREEMPTION_DELAY,
     PROP_PREEMPTION_POLICY,
     PROP_PRIORITY_OFFSET,
     PROP_PRIORITY_POLICY,
     ChildTemplate,
     Limit,
     QueueConfig,
+    QueueProperties,
 )
-from gpupool.core.configparse import parse_duration
 from gpupool.core.resources import Resources, add_into, sub_into
 
 if TYPE_CHECKING:
@@ -65,6 +62,7 @@ class QueueSettings:
     limits: tuple[Limit, ...] = ()
     child_template: ChildTemplate | None = None
     is_parent: bool = False
+    typed: QueueProperties = field(default_factory=QueueProperties)  # parsed once with the config
 
 
 class Queue:
@@ -143,21 +141,23 @@ class Queue:
                 inherited[PROP_PREEMPTION_POLICY] = "disabled"
         inherited.update(own)
         self.properties: dict[str, str] = inherited
-        self.refresh_properties()
+        self.refresh_properties(settings.typed)
 
-    def refresh_properties(self) -> None:
-        props = self.properties
-        policy = props.get(PROP_APP_SORT_POLICY, "fifo").lower()
-        self.sort_policy = "fair" if policy == "fair" else "fifo"
-        self.sort_priority = props.get(PROP_APP_SORT_PRIORITY, "enabled").lower() != "disabled"
-        self.priority_policy = props.get(PROP_PRIORITY_POLICY, "default").lower()
-        try:
-            self.priority_offset = clamp32(int(props.get(PROP_PRIORITY_OFFSET, "0")))
-        except ValueError:
-            self.priority_offset = 0
-        self.preemption_policy: str = props.get(PROP_PREEMPTION_POLICY, "default").lower()
-        delay = props.get(PROP_PREEMPTION_DELAY)
-        self.preemption_delay = parse_duration(delay) if delay else DEFAULT_PREEMPTION_DELAY
+    def refresh_properties(self, own: QueueProperties) -> None:
+        """The typed properties: own, else inherited as ``properties`` are, else the defaults."""
+        up = self.parent
+        self.sort_policy: str = own.sort_policy or (up.sort_policy if up is not None else "fifo")
+        self.sort_priority: bool = (
+            own.sort_priority if own.sort_priority is not None else up is None or up.sort_priority
+        )
+        self.priority_policy = own.priority_policy or "default"
+        self.priority_offset = clamp32(own.priority_offset or 0)
+        disabled = up is not None and up.preemption_policy == "disabled"
+        self.preemption_policy: str = own.preemption_policy or ("disabled" if disabled else "default")
+        if own.preemption_delay is not None:
+            self.preemption_delay = own.preemption_delay
+        else:
+            self.preemption_delay = up.preemption_delay if up is not None else DEFAULT_PREEMPTION_DELAY
 
     # --- tree -----------------------------------------------------------------------------
 
@@ -325,6 +325,7 @@ def settings_from_config(cfg: QueueConfig) -> QueueSettings:
         limits=cfg.limits,
         child_template=cfg.child_template,
         is_parent=cfg.parent or bool(cfg.queues),
+        typed=cfg.settings,
     )
 
 
@@ -337,6 +338,7 @@ def settings_from_template(template: ChildTemplate | None, *, is_parent: bool) -
         properties=template.properties,
         max_applications=template.max_applications,
         is_parent=is_parent,
+        typed=template.settings,
     )
 
 

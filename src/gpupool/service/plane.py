@@ -49,11 +49,11 @@ from gpupool.api import (
     WhyOut,
     WorkloadOut,
 )
+from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.configfile import load_config
 from gpupool.core.admission import Host, gang_over_max, never_fits
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Config, Size
-from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import NodeSpec
 from gpupool.core.placement import IMPLICIT_FALLBACK, Request, may_administer, may_submit

@@ -44,8 +44,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpupool.adapters.simcloud import SimCloud
+from gpupool.config import parse_config
 from gpupool.core.config import InstanceType, NodePool
-from gpupool.core.configparse import parse_config
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver

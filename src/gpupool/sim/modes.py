@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpupool.config import parse_config
 from gpupool.core.config import PartitionConfig
-from gpupool.core.configparse import parse_config
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpupool.core.configparse import ConfigError, parse_config
+from gpupool.config import ConfigError, parse_config
 
 BASE = {"partitions": [{"name": "default", "queues": [{"name": "root", "submitacl": "*"}]}]}
 

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpupool.cli.main import app
+from gpupool.config import ConfigError
 from gpupool.configfile import MAX_DEPTH, load_config_text
-from gpupool.core.configparse import ConfigError
 
 runner = CliRunner()
 
