@@ -44,7 +44,7 @@ def restart(
     does: a new driver and autoscaler, the pool nodes adopted, then the workloads restored from
     (copies of) what the old one had journalled."""
     d, _, scaler = make(cloud, ex, **pool_kw)
-    adopted = scaler.adopt(d, now)
+    adopted = d.adopt_pool_nodes(now)
     restored = {wid: d.restore(copy.deepcopy(w), now) for wid, w in old.workloads.items()}
     return d, scaler, adopted, restored
 
