@@ -13,14 +13,14 @@ from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import MemoryJournal
+from gpupool.engine.ports import Adoptable, MemoryJournal
 from test_engine import CONFIG, StepExecutor
 
 EAST = InstanceType("h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90, boot_time=100)
 WEST = InstanceType("h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95, boot_time=120)
 
 
-class LastingExecutor(StepExecutor):
+class LastingExecutor(StepExecutor, Adoptable):
     """The step executor as a cluster that outlives the control plane: a new driver re-attaches
     to the jobs it still runs (``Driver.restore`` calls ``adopt``)."""
 

@@ -9,10 +9,10 @@ from gpupool.core.model import NodeSpec
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import Finished, NodeDown, Observation, Started, Stopped
+from gpupool.engine.ports import Executor, Finished, NodeDown, Observation, Started, Stopped
 
 
-class StepExecutor:
+class StepExecutor(Executor):
     """Starts every job at once; stops preempted ones at their deadline; finishes on request."""
 
     def __init__(self) -> None:
