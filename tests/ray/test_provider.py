@@ -280,7 +280,7 @@ def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
     # The control plane restarts: a new driver and autoscaler over the same provider.
     second = Autoscaler((pool,), provider)
     driver = driver_with(second)
-    assert second.adopt(driver, clock() - t0) == [name]
+    assert driver.adopt_pool_nodes(clock() - t0) == [name]
     assert second.nodes[name].state == "ready"
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
