@@ -282,7 +282,7 @@ class Driver:
                 if w is not None and w.state == WorkloadState.PENDING:
                     self._enqueue(w, now)
         if self.autoscaler is not None:
-            self._carry_out(self.autoscaler.observe(now), now)
+            self.carry_out(self.autoscaler.observe(now), now)
         for _ in range(MAX_CYCLES_PER_TICK):
             result = self.core.schedule(now)
             report.cycles.append(result)
@@ -291,8 +291,8 @@ class Driver:
                 break
         if self.autoscaler is not None:
             view = self.pool_view(now)
-            self._carry_out(self.autoscaler.drain(view), now)
-            self._carry_out(self.autoscaler.plan(view), now)
+            self.carry_out(self.autoscaler.drain(view), now)
+            self.carry_out(self.autoscaler.plan(view), now)
         return report
 
     def adopt_pool_nodes(self, now: float) -> list[str]:
@@ -301,7 +301,7 @@ class Driver:
         if self.autoscaler is None:
             return []
         reply = self.autoscaler.adopt(self.pool_view(now))
-        self._carry_out(reply.actions, now)
+        self.carry_out(reply.actions, now)
         return reply.adopted
 
     def pool_view(self, now: float) -> PoolView:
@@ -317,7 +317,7 @@ class Driver:
             if w.state == WorkloadState.RUNNING and w.spec.disruption.policy != "never"
         }
 
-    def _carry_out(self, actions: list[Action], now: float) -> None:
+    def carry_out(self, actions: list[Action], now: float) -> None:
         """Do what the autoscaler replied, in order."""
         for a in actions:
             if isinstance(a, Note):
