@@ -171,6 +171,8 @@ class Adoption:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """One launch and what came of it (what ``gpupool why`` shows for its workloads)."""
+
     at: float
     pool: str
     instance_type: str
@@ -183,6 +185,10 @@ class Attempt:
 
 @dataclass(slots=True)
 class Autoscaler:
+    """Keeps the node pools sized for the demand: plans launches, scale-downs and compaction
+    from a ``PoolView`` and replies with actions; holds the pool nodes, launch attempts, blocked
+    offers and the provisioning accounting (GPU-hours, idle GPU-hours, cost)."""
+
     pools: tuple[NodePool, ...]
     provider: NodeProvider
     block_seconds: float = 600.0

@@ -84,6 +84,9 @@ class LostNode:
 
 @dataclass(slots=True)
 class TickReport:
+    """What one tick did: the scheduling cycles it ran and the workloads admitted, asked to
+    stop and finished."""
+
     now: float
     cycles: list[CycleResult] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
@@ -92,6 +95,9 @@ class TickReport:
 
 
 class Driver:
+    """The observe -> decide -> act loop over one scheduler, executor, journal and (optional)
+    autoscaler; see the module docstring."""
+
     def __init__(
         self,
         scheduler: Scheduler,
