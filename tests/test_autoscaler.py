@@ -8,19 +8,20 @@ from gpupool.adapters.simcloud import SimCloud, Stockout
 from gpupool.config import parse_config
 from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL, REGION_LABEL
 from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.demand import waiting_demand
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
-from gpupool.engine.autoscaler import Autoscaler
+from gpupool.engine.autoscaler import Autoscaler, JoinNode, Launch
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import MemoryJournal
+from gpupool.engine.ports import Adoptable, MemoryJournal
 from test_engine import CONFIG, StepExecutor
 
 EAST = InstanceType("h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90, boot_time=100)
 WEST = InstanceType("h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95, boot_time=120)
 
 
-class LastingExecutor(StepExecutor):
+class LastingExecutor(StepExecutor, Adoptable):
     """The step executor as a cluster that outlives the control plane: a new driver re-attaches
     to the jobs it still runs (``Driver.restore`` calls ``adopt``)."""
 
@@ -44,7 +45,7 @@ def restart(
     does: a new driver and autoscaler, the pool nodes adopted, then the workloads restored from
     (copies of) what the old one had journalled."""
     d, _, scaler = make(cloud, ex, **pool_kw)
-    adopted = scaler.adopt(d, now)
+    adopted = d.adopt_pool_nodes(now)
     restored = {wid: d.restore(copy.deepcopy(w), now) for wid, w in old.workloads.items()}
     return d, scaler, adopted, restored
 
@@ -294,3 +295,34 @@ def test_a_sized_workload_falls_back_to_its_next_shape_when_its_first_stocks_out
     tried = [(a.instance_type, a.outcome) for a in scaler.history(w.id)]
     assert ("h100-east", "stockout") in tried and ("h100-west", "stockout") in tried
     assert [t for t, o in tried if o == "booted"] == ["a100-east", "a100-east"]
+
+
+def test_the_autoscaler_replies_with_actions_and_the_driver_carries_them_out():
+    """Request in, reply out: the autoscaler reads a view and replies; the cloud and the scheduler
+    change only when the driver carries the reply out."""
+    cloud = SimCloud(seed=1)
+    d, _, scaler = make(cloud)
+    d.submit(job(8, members=2), now=0)
+    d.core.schedule(0)  # the gang waits for nodes nobody has
+    view = d.pool_view(0)
+    assert scaler.drain(view) == []
+    actions = scaler.plan(view)
+    assert [type(a) for a in actions] == [Launch, Launch]
+    assert not cloud.inventory() and len(scaler.nodes) == 2  # planned, not launched yet
+    d.carry_out(actions, 0)
+    assert [n.state for n in cloud.inventory()] == ["booting", "booting"]
+    joins = scaler.observe(EAST.boot_time)
+    assert [type(a) for a in joins] == [JoinNode, JoinNode] and not d.core.nodes
+    d.carry_out(joins, EAST.boot_time)
+    assert sorted(d.core.nodes) == sorted(scaler.nodes)
+
+
+def test_demand_counts_a_queue_only_up_to_its_max():
+    cloud = SimCloud(seed=1)
+    d, _, _ = make(cloud)
+    ws = [d.submit(job(8), now=0) for _ in range(3)]  # root.a's max is 16 GPUs
+    d.core.schedule(0)
+    view = d.pool_view(0)
+    assert [x.workload for x in waiting_demand(view.asks.values(), view.apps)] == [ws[0].id, ws[1].id]
+    everything = waiting_demand(view.asks.values(), view.apps, every=True)
+    assert [x.workload for x in everything] == [w.id for w in ws]

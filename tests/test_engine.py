@@ -9,10 +9,10 @@ from gpupool.core.model import NodeSpec
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import Finished, NodeDown, Observation, Started, Stopped
+from gpupool.engine.ports import Executor, Finished, NodeDown, Observation, Resizable, Started, Stopped
 
 
-class StepExecutor:
+class StepExecutor(Executor):
     """Starts every job at once; stops preempted ones at their deadline; finishes on request."""
 
     def __init__(self) -> None:
@@ -43,6 +43,17 @@ class StepExecutor:
                 self.outbox.append(Stopped(wid, attempt, checkpoint=f"/ckpt/{wid}"))
         out, self.outbox = self.outbox, []
         return out
+
+
+class ResizingExecutor(StepExecutor, Resizable):
+    """The step executor, declaring that running jobs can grow and shrink: records each resize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resized: list[tuple[str, list[str]]] = []
+
+    def resize(self, workload, now):
+        self.resized.append((workload.id, sorted(workload.placement)))
 
 
 CONFIG = {
@@ -182,9 +193,11 @@ def test_standard_size_falls_back_through_its_shapes_and_a_gang_falls_back_toget
 
 
 def test_elastic_workload_grows_into_idle_gpus_and_gives_extras_back_first():
-    d, ex = make(nodes=2)
-    ex.resized = []
-    ex.resize = lambda w, now: ex.resized.append((w.id, sorted(w.placement)))
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    for i in range(2):
+        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8, "vcore": 64000}))
+    ex = ResizingExecutor()
+    d = Driver(sched, ex)
     group = TaskGroup("worker", 1, {"gpu": 4}, max_members=4)
     elastic = d.submit(WorkloadSpec("elastic", (group,), queue="root.a"), now=0)
     d.tick(0)

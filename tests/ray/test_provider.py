@@ -22,10 +22,10 @@ from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.core.scheduler import Scheduler
-from gpupool.engine.autoscaler import Autoscaler, Booted, ProviderEvent, Terminated
+from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import TaskGroup, Workload, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import NodeUp
+from gpupool.engine.ports import Booted, NodeUp, ProviderEvent, Terminated
 
 GIB = 1024**3
 L4 = InstanceType("l4-local", "L4", 2, 2000, 4 * GIB, boot_time=3.0)
@@ -280,7 +280,7 @@ def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
     # The control plane restarts: a new driver and autoscaler over the same provider.
     second = Autoscaler((pool,), provider)
     driver = driver_with(second)
-    assert second.adopt(driver, clock() - t0) == [name]
+    assert driver.adopt_pool_nodes(clock() - t0) == [name]
     assert second.nodes[name].state == "ready"
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
@@ -336,7 +336,7 @@ def test_a_restarted_provider_takes_its_nodes_back_from_the_store(
         pool = NodePool("l4", (L4,), min=0, max=1, idle_timeout=600.0)
         scaler = Autoscaler((pool,), second)
         driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
-        assert scaler.adopt(driver, clock()) == ["l4-store-0001"]
+        assert driver.adopt_pool_nodes(clock()) == ["l4-store-0001"]
         assert "l4-store-0001" in driver.core.nodes
         second.terminate("l4-store-0001", clock())
         events_until(second, lambda e: isinstance(e, Terminated))

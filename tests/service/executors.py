@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpupool.core.model import NodeSpec
-from gpupool.engine.ports import Finished, Observation, Started, Stopped
+from gpupool.engine.ports import Adoptable, Executor, Finished, Observation, Started, Stopped
 
 GI = 2**30
 
@@ -42,7 +42,7 @@ class _Job:
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
-class ProcessExecutor:
+class ProcessExecutor(Executor, Adoptable):
     def __init__(self, root: Path, nodes: list[NodeSpec] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from gpupool.core.config import InstanceType
-from gpupool.engine.autoscaler import (
+from gpupool.engine.ports import (
     Booted,
     LaunchFailed,
     ProviderEvent,

@@ -1,9 +1,16 @@
 """The autoscaler: grows and shrinks node pools through a node provider, every driver tick.
 
-It keeps the pool nodes (booting, ready), asks the pure planner (``gpupool.core.capacity``) what
-to launch and what may go, and carries that out through a ``NodeProvider`` (the simulated cloud,
-or local Ray nodes). A node that finished booting joins the scheduler with its pool, instance
-type and region as labels; a node scaled down leaves it after it is cordoned.
+Request in, reply out: the driver hands it a ``PoolView`` (the scheduler's nodes, asks and
+applications, read only) and gets back actions as data (``JoinNode``, ``Cordon``, ``HoldFor``,
+``MoveWorkload``, ``Launch``, ``Terminate``, ``Note``...) that the driver carries out in order.
+The autoscaler never calls the driver nor changes the scheduler; it keeps only its own state:
+the pool nodes (booting, ready), launch attempts and blocked offers, and the accounting.
+
+Each tick the driver asks ``observe`` (before the scheduling cycles: what the provider
+reported), then ``drain`` and ``plan`` (after them). The demand comes from the core
+(``gpupool.core.demand``), the plan from the pure planners (``gpupool.core.capacity``,
+``gpupool.core.compaction``). A node that finished booting joins the scheduler with its pool,
+instance type and region as labels; a node scaled down leaves it after it is cordoned.
 
 Every launch is an attempt with an outcome. A stockout or a boot failure blocks that offer
 (pool, instance type, region) for ``block_seconds`` so the next plan falls back to the next
@@ -20,8 +27,8 @@ never reuse their names.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 from gpupool.core.capacity import (
     INSTANCE_LABEL,
@@ -30,78 +37,142 @@ from gpupool.core.capacity import (
     Arrival,
     BurstMemory,
     CapacityPlan,
-    Demand,
     PoolNode,
     plan_capacity,
 )
 from gpupool.core.compaction import CompactionPlan, plan_compaction
 from gpupool.core.config import InstanceType, NodePool
-from gpupool.core.decisions import Code
-from gpupool.core.model import Ask, NodeSpec
+from gpupool.core.demand import beyond_max, waiting_demand, wanted_gangs
+from gpupool.core.model import App, Ask, Node, NodeSpec
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_TYPE_LABEL, Resources, gpu_count, within_max
+from gpupool.core.resources import GPU_TYPE_LABEL, gpu_count
+from gpupool.engine.model import Workload
+from gpupool.engine.ports import (
+    Booted,
+    LaunchFailed,
+    NodeProvider,
+    ProviderEvent,
+    ProviderNode,
+    Terminated,
+)
 
-if TYPE_CHECKING:
-    from gpupool.engine.driver import Driver
-    from gpupool.engine.model import Workload
-
-# Asks waiting for these reasons would run on a new node; quota-blocked ones would not.
-_NEEDS_NODE = frozenset({Code.NO_NODE, Code.GANG_WAITING})
+__all__ = [  # the provider's types are re-exported: they used to live here
+    "Action",
+    "Adoption",
+    "Attempt",
+    "Autoscaler",
+    "Booted",
+    "Cordon",
+    "HoldFor",
+    "JoinNode",
+    "Launch",
+    "LaunchFailed",
+    "MoveWorkload",
+    "NodeProvider",
+    "Note",
+    "PoolView",
+    "ProviderEvent",
+    "ProviderNode",
+    "RemoveNode",
+    "Terminate",
+    "Terminated",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class Booted:
-    """A launched node is up and can take work."""
+class PoolView:
+    """What the autoscaler reads of the scheduler at one instant (the request).
+
+    The mappings are the scheduler's own, read only: the autoscaler never changes them, it
+    replies with actions. ``movable`` lists the running workloads compaction may move; it is a
+    function because only a compaction round needs it.
+    """
+
+    now: float
+    nodes: Mapping[str, Node]
+    asks: Mapping[str, Ask]
+    apps: Mapping[str, App]
+    movable: Callable[[], set[str]] = set
+
+
+@dataclass(frozen=True, slots=True)
+class JoinNode:
+    """A pool node is up: it joins the scheduler (``NodeUp``)."""
+
+    spec: NodeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveNode:
+    """A pool node was terminated: it leaves the scheduler, if it is there (not a loss)."""
 
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class LaunchFailed:
-    """A launch did not give a node: ``kind`` is ``stockout`` or ``boot-failure``."""
+class Cordon:
+    """Take ``node`` out of scheduling (``schedulable=False``) or put it back (``True``)."""
 
-    name: str
+    node: str
+    schedulable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HoldFor:
+    """Hold the freed ``node`` for the waiting gang ``app``."""
+
+    app: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoveWorkload:
+    """Checkpoint, stop and requeue the running ``workload`` so it is placed elsewhere."""
+
+    workload: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A journal event."""
+
+    workload: str | None
     kind: str
     message: str
 
 
 @dataclass(frozen=True, slots=True)
-class Terminated:
+class Launch:
+    """Ask the node provider for a machine of ``itype`` in ``pool``, named ``name``."""
+
+    pool: str
+    itype: InstanceType
     name: str
-
-
-ProviderEvent = Booted | LaunchFailed | Terminated
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderNode:
-    """A node the provider launched and has not terminated, as its ``inventory`` lists it."""
+class Terminate:
+    """Ask the node provider to let ``name`` go."""
 
     name: str
-    pool: str
-    instance_type: str  # the instance type's name
-    state: str  # "booting" (no Booted reported yet) | "ready"
-    launched_at: float
 
 
-class NodeProvider(Protocol):
-    """Launches and terminates machines of a pool. Calls return fast; outcomes come from poll."""
+Action = JoinNode | RemoveNode | Cordon | HoldFor | MoveWorkload | Note | Launch | Terminate
 
-    def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None: ...
 
-    def terminate(self, name: str, now: float) -> None: ...
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """The reply to ``adopt``: the node names taken back, and the actions that carry it out."""
 
-    def poll(self, now: float) -> list[ProviderEvent]: ...
-
-    def next_time(self) -> float | None:
-        """When the next event is due (the simulator ticks then); None if none is pending."""
-
-    def inventory(self) -> list[ProviderNode]:
-        """The nodes launched and not terminated (a restarted control plane adopts them)."""
+    adopted: list[str]
+    actions: list[Action]
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """One launch and what came of it (what ``gpupool why`` shows for its workloads)."""
+
     at: float
     pool: str
     instance_type: str
@@ -114,6 +185,10 @@ class Attempt:
 
 @dataclass(slots=True)
 class Autoscaler:
+    """Keeps the node pools sized for the demand: plans launches, scale-downs and compaction
+    from a ``PoolView`` and replies with actions; holds the pool nodes, launch attempts, blocked
+    offers and the provisioning accounting (GPU-hours, idle GPU-hours, cost)."""
+
     pools: tuple[NodePool, ...]
     provider: NodeProvider
     block_seconds: float = 600.0
@@ -174,9 +249,7 @@ class Autoscaler:
             return
         members = workload.spec.members()
         gpus = sum(gpu_count(g.resources) for _, g in members)
-        if queue is not None and any(
-            q.max and not within_max(q.allocated, q.pending, q.max) for q in queue.ancestors()
-        ):
+        if queue is not None and beyond_max(queue):
             gpus = 0  # its queue's pending asks (its own included) are beyond the max
         if gpus > 0:
             types = next((g.gpu_types for _, g in members if g.gpu_types), ())
@@ -187,24 +260,36 @@ class Autoscaler:
         while self.arrivals and self.arrivals[0].at < now - window:
             self.arrivals.popleft()
 
-    def observe(self, driver: Driver, now: float) -> None:
+    def observe(self, now: float) -> list[Action]:
         """Before the scheduling cycles: nodes that booted join, failed launches are recorded."""
-        self._account(driver, now)
+        self._account(now)
+        actions: list[Action] = []
         for event in self.provider.poll(now):
-            self._observe(driver, event, now)
+            self._observe(event, now, actions)
+        return actions
 
-    def act(self, driver: Driver, now: float) -> CapacityPlan:
-        """After the scheduling cycles: plan with the demand they left, and carry it out."""
-        self._refresh(driver, now)
-        self._drained(driver, now)
+    def drain(self, view: PoolView) -> list[Action]:
+        """After the scheduling cycles, first: note the ready nodes' free room and idle time,
+        and give cordoned nodes that are empty now to their gang, or let them go. The driver
+        carries this out before ``plan`` (a node held for a gang is no longer free room)."""
+        self._refresh(view)
+        actions: list[Action] = []
+        self._drained(view, actions)
+        return actions
+
+    def plan(self, view: PoolView) -> list[Action]:
+        """After ``drain``: compact if it is time, plan with the demand the cycles left, and
+        reply with what to do (in the order to do it)."""
+        now = view.now
+        actions: list[Action] = []
         if self.compaction_budget and now >= self._next_compaction:
             self._next_compaction = now + self.compaction_interval
-            self._compact(driver, now)
+            self._compact(view, actions)
         blocked = {k for k, until in self.blocked.items() if until > now}
         plan = plan_capacity(
             self.pools,
             self.nodes.values(),
-            self._demand(driver),
+            waiting_demand(view.asks.values(), view.apps, every=self.demand == "all"),
             blocked,
             now,
             ready_room=self.demand == "all",
@@ -214,39 +299,40 @@ class Autoscaler:
         self.last_plan = plan
         for up in plan.scale_up:
             for _ in range(up.count):
-                self._start(up.pool, up.instance_type, up.for_workloads, now)
+                self._start(up.pool, up.instance_type, up.for_workloads, now, actions)
         for down in plan.scale_down:
             node = self.nodes.get(down.node)
             if node is None or node.state != "ready":
                 continue
-            core_node = driver.core.nodes.get(down.node)
+            core_node = view.nodes.get(down.node)
             if core_node is not None and core_node.allocations:
                 continue  # something landed on it since the plan
             if core_node is not None:
-                driver.core.set_schedulable(down.node, False)  # cordon, then terminate
+                actions.append(Cordon(down.node))  # cordon, then terminate
             node.state = "terminating"
-            driver.journal.event(None, now, "scale-down", f"{down.node}: {down.reason}")
-            self.provider.terminate(down.node, now)
-        self._snapshot(driver)
-        return plan
+            actions.append(Note(None, "scale-down", f"{down.node}: {down.reason}"))
+            actions.append(Terminate(down.node))
+        self._snapshot(view)
+        return actions
 
-    def adopt(self, driver: Driver, now: float) -> list[str]:
+    def adopt(self, view: PoolView) -> Adoption:
         """Take back the nodes the provider still runs (after a control-plane restart).
 
-        Called once, before the first tick and before workloads are restored onto their nodes.
+        Asked once, before the first tick and before workloads are restored onto their nodes.
         A ready node joins the scheduler as a booted one does (idle since ``now``); a booting one
         stays booting until its ``Booted``. Each is recorded in ``attempts`` as ``adopted``. A
         node of a pool or instance type not configured is left alone, with a journal event.
-        Returns the names adopted.
         """
-        self._account(driver, now)
+        now = view.now
+        self._account(now)
         adopted: list[str] = []
+        actions: list[Action] = []
         for found in sorted(self.provider.inventory(), key=lambda n: n.name):
             self._seq = max(self._seq, _seq_of(found.name))  # never launch under its name again
             known = self.nodes.get(found.name)
             if known is not None:  # adopted already: only make sure the core has it
-                if known.state == "ready" and found.name not in driver.core.nodes:
-                    self._join(driver, known, now)
+                if known.state == "ready" and found.name not in view.nodes:
+                    actions.append(self._join(known, now))
                 continue
             pool = next((p for p in self.pools if p.name == found.pool), None)
             itype = None
@@ -258,11 +344,12 @@ class Autoscaler:
                     if pool is None
                     else f"pool {found.pool} has no instance type {found.instance_type}"
                 )
-                driver.journal.event(
-                    None,
-                    now,
-                    "not-adopted",
-                    f"{found.name} (pool {found.pool}) not adopted: {why}; left alone",
+                actions.append(
+                    Note(
+                        None,
+                        "not-adopted",
+                        f"{found.name} (pool {found.pool}) not adopted: {why}; left alone",
+                    )
                 )
                 continue
             node = PoolNode(
@@ -270,34 +357,37 @@ class Autoscaler:
             )
             self.nodes[found.name] = node
             if found.state == "ready":
-                self._join(driver, node, now)
+                actions.append(self._join(node, now))
             message = f"{found.state} after a control-plane restart (launched at {found.launched_at:g})"
             self.attempts.append(
                 Attempt(now, found.pool, itype.name, itype.region, found.name, "adopted", message=message)
             )
             adopted.append(found.name)
-        driver.journal.event(None, now, "adopted", f"adopted {len(adopted)} pool nodes")
-        self._snapshot(driver)
-        return adopted
+        actions.append(Note(None, "adopted", f"adopted {len(adopted)} pool nodes"))
+        # A node joining here is empty: counted idle whether or not the scheduler has it yet.
+        self._snapshot(view)
+        return Adoption(adopted, actions)
 
     # ------------------------------------------------------------------ events
 
-    def _start(self, pool: str, itype: InstanceType, workloads: tuple[str, ...], now: float) -> None:
+    def _start(
+        self, pool: str, itype: InstanceType, workloads: tuple[str, ...], now: float, actions: list[Action]
+    ) -> None:
         self._seq += 1
         name = f"{pool}-{itype.name}-{self._seq:04d}"
         self.nodes[name] = PoolNode(name, pool, itype, "booting", itype.capacity(), launched_at=now)
         attempt = Attempt(now, pool, itype.name, itype.region, name, "launching", workloads)
         self._launch[name] = attempt
         self.attempts.append(attempt)
-        self.provider.launch(pool, itype, name, now)
+        actions.append(Launch(pool, itype, name))
 
-    def _observe(self, driver: Driver, event: ProviderEvent, now: float) -> None:
+    def _observe(self, event: ProviderEvent, now: float, actions: list[Action]) -> None:
         node = self.nodes.get(event.name)
         if node is None:
             return
         attempt = self._launch.pop(event.name, None)
         if isinstance(event, Booted):
-            self._join(driver, node, now)
+            actions.append(self._join(node, now))
             if attempt is not None:
                 self.attempts.append(_with(attempt, now, "booted", f"up after {now - attempt.at:g}s"))
         elif isinstance(event, LaunchFailed):
@@ -306,14 +396,13 @@ class Autoscaler:
             self.blocked[(node.pool, itype.name, itype.region)] = now + self.block_seconds
             if attempt is not None:
                 self.attempts.append(_with(attempt, now, event.kind, event.message))
-            driver.journal.event(None, now, event.kind, f"{itype.name} in {itype.region}: {event.message}")
+            actions.append(Note(None, event.kind, f"{itype.name} in {itype.region}: {event.message}"))
         elif isinstance(event, Terminated):
             del self.nodes[event.name]
-            if event.name in driver.core.nodes:
-                driver.observe_node_gone(event.name, now)
+            actions.append(RemoveNode(event.name))
 
     @staticmethod
-    def _join(driver: Driver, node: PoolNode, now: float) -> None:
+    def _join(node: PoolNode, now: float) -> JoinNode:
         """A node that is up joins the scheduler, labelled with its pool, instance type, region
         and GPU type; it is ready and idle from ``now``."""
         node.state = "ready"
@@ -322,79 +411,25 @@ class Autoscaler:
         labels = {POOL_LABEL: node.pool, INSTANCE_LABEL: itype.name, REGION_LABEL: itype.region}
         if itype.gpu_type:
             labels[GPU_TYPE_LABEL] = itype.gpu_type
-        driver.observe_node_up(NodeSpec(node.name, itype.capacity(), labels), now)
+        return JoinNode(NodeSpec(node.name, itype.capacity(), labels))
 
-    def _refresh(self, driver: Driver, now: float) -> None:
+    def _refresh(self, view: PoolView) -> None:
         """Free room and idle time of ready nodes, from the scheduler's view."""
         for node in self.nodes.values():
             if node.state != "ready":
                 continue
-            core_node = driver.core.nodes.get(node.name)
+            core_node = view.nodes.get(node.name)
             if core_node is None:
                 continue
             node.free = {k: max(0, v) for k, v in core_node.avail.items()}
             if core_node.allocations or core_node.held:
                 node.idle_since = None
             elif node.idle_since is None:
-                node.idle_since = now
+                node.idle_since = view.now
 
-    def _demand(self, driver: Driver) -> list[Demand]:
-        """Waiting workloads that a new node would let run (with ``demand="all"``: every waiting
-        workload), in the order they were submitted."""
-        by_app: dict[str, list[Ask]] = {}
-        every = self.demand == "all"
-        for ask in driver.core.asks.values():
-            if ask.reserved_node is not None:
-                continue
-            if not every and (ask.reason is None or ask.reason.code not in _NEEDS_NODE):
-                continue
-            by_app.setdefault(ask.app.id, []).append(ask)
-        out: list[Demand] = []
-        # Quota-aware: a queue's demand counts only up to what its max (and its parents') still
-        # allows, so asks submitted together beyond a team's max never launch nodes.
-        planned: dict[str, dict[str, int]] = {}
-        for app_id in sorted(by_app, key=lambda a: driver.core.apps[a].seq):
-            asks = by_app[app_id]
-            members = tuple(a.resources for a in asks)
-            types = asks[0].gpu_types
-            app = driver.core.apps[app_id]
-            if not every and app.queue is not None and not self._within_quota(app.queue, members, planned):
-                continue
-            # A standard size's further shapes, the whole gang at once (as the core places it).
-            rounds = max(len(a.shapes) for a in asks)
-            alternatives = tuple(
-                (
-                    tuple(a.shapes[min(i, len(a.shapes) - 1)][0] for a in asks),
-                    asks[0].shapes[min(i, len(asks[0].shapes) - 1)][1],
-                )
-                for i in range(1, rounds)
-            )
-            span = app.gang is not None and app.gang.span_regions
-            out.append(Demand(app_id, members, types, alternatives=alternatives, span_regions=span))
-        return out
-
-    @staticmethod
-    def _within_quota(
-        leaf: Queue, members: tuple[Resources, ...], planned: dict[str, dict[str, int]]
-    ) -> bool:
-        need: dict[str, int] = {}
-        for m in members:
-            for k, v in m.items():
-                need[k] = need.get(k, 0) + v
-        path = [q for q in leaf.ancestors() if q.max]
-        for q in path:
-            used = planned.setdefault(q.path, dict(q.allocated))
-            if not within_max(used, need, q.max):
-                return False
-        for q in path:
-            used = planned[q.path]
-            for k, v in need.items():
-                used[k] = used.get(k, 0) + v
-        return True
-
-    def _account(self, driver: Driver, now: float) -> None:
+    def _account(self, now: float) -> None:
         """Add the time since the last tick at the rates in force since then: the pool as the last
-        ``act`` left it (nodes, GPUs, idle GPUs, cost), not as this tick's observations left it
+        ``plan`` left it (nodes, GPUs, idle GPUs, cost), not as this tick's observations left it
         (a job that finished at ``now`` held its GPUs until ``now``)."""
         if self._last is not None and now > self._last:
             dt = now - self._last
@@ -405,7 +440,7 @@ class Autoscaler:
             self.cost += dt / 3600.0 * cost
         self._last = now
 
-    def _snapshot(self, driver: Driver) -> None:
+    def _snapshot(self, view: PoolView) -> None:
         """The accounting rates from now until the next tick: every node launched and not yet
         gone counts (booting ones too); a GPU is idle when nothing is allocated on it (every GPU
         of a booting node is)."""
@@ -416,30 +451,16 @@ class Autoscaler:
             nodes += 1
             gpus += itype.gpus
             cost += itype.hourly_cost
-            core_node = driver.core.nodes.get(node.name)
+            core_node = view.nodes.get(node.name)
             idle += itype.gpus if core_node is None else max(0, core_node.free_gpus())
         self._rates = (nodes, gpus, idle, cost)
 
     # ------------------------------------------------------------------ compaction
 
-    def _compact(self, driver: Driver, now: float) -> CompactionPlan:
-        core = driver.core
-        movable = {
-            w.id
-            for w in driver.workloads.values()
-            if w.state.value == "running" and w.spec.disruption.policy != "never"
-        }
-        wanted: list[tuple[str, dict[str, int], tuple[str, ...]]] = []
-        for app in core.apps.values():
-            if not app.asks or app.gang is None:
-                continue
-            ask = next(iter(app.asks.values()))
-            if ask.reason is None or ask.reason.code not in _NEEDS_NODE or ask.reserved_node is not None:
-                continue
-            wanted.append((app.id, ask.resources, ask.gpu_types))
+    def _compact(self, view: PoolView, actions: list[Action]) -> CompactionPlan:
         candidates = []
         for node in self.nodes.values():
-            core_node = core.nodes.get(node.name)
+            core_node = view.nodes.get(node.name)
             if node.state != "ready" or core_node is None or not core_node.allocations:
                 continue
             if node.name in self.draining:
@@ -449,47 +470,47 @@ class Autoscaler:
                 candidates.append(node.name)
         pool_nodes = [
             n
-            for n in core.nodes.values()
+            for n in view.nodes.values()
             if n.schedulable and (self.compact_onto_empty or n.allocations or n.held)
         ]
+        wanted = wanted_gangs(view.apps.values())
         plan = plan_compaction(
             pool_nodes,
             budget=self.compaction_budget,
             wanted_gangs=wanted,
             scale_down_candidates=candidates if not wanted else (),
-            movable=movable,
+            movable=view.movable(),
         )
         for free in plan.frees:
-            core.set_schedulable(free.node, False)  # cordon: nothing lands back on it
+            actions.append(Cordon(free.node))  # nothing lands back on it
             self.draining[free.node] = (free.purpose, free.for_app)
-            driver.journal.event(None, now, "compaction", f"cordon {free.node} to {free.moves[0].reason}")
+            actions.append(Note(None, "compaction", f"cordon {free.node} to {free.moves[0].reason}"))
             for move in free.moves:
                 self.moves += 1
-                driver.move(move.app, now, f"moved by compaction: {move.reason}")
+                actions.append(MoveWorkload(move.app, f"moved by compaction: {move.reason}"))
         return plan
 
-    def _drained(self, driver: Driver, now: float) -> None:
+    def _drained(self, view: PoolView, actions: list[Action]) -> None:
         """Cordoned nodes that are empty now: give them to their gang, or let them go."""
-        core = driver.core
         for name, (purpose, app_id) in list(self.draining.items()):
-            core_node = core.nodes.get(name)
+            core_node = view.nodes.get(name)
             if core_node is None:
                 del self.draining[name]
                 continue
             if core_node.allocations:
                 continue
             del self.draining[name]
-            if purpose == "gang" and app_id is not None and app_id in core.apps:
-                core.set_schedulable(name, True)
-                core.reserve_for(app_id, name)
-                driver.journal.event(app_id, now, "compaction", f"{name} is free and held for {app_id}")
+            if purpose == "gang" and app_id is not None and app_id in view.apps:
+                actions.append(Cordon(name, schedulable=True))
+                actions.append(HoldFor(app_id, name))
+                actions.append(Note(app_id, "compaction", f"{name} is free and held for {app_id}"))
             elif name in self.nodes:
                 node = self.nodes[name]
                 node.state = "terminating"
-                driver.journal.event(None, now, "scale-down", f"{name}: emptied by compaction")
-                self.provider.terminate(name, now)
+                actions.append(Note(None, "scale-down", f"{name}: emptied by compaction"))
+                actions.append(Terminate(name))
             else:
-                core.set_schedulable(name, True)
+                actions.append(Cordon(name, schedulable=True))
 
     def history(self, workload_id: str) -> list[Attempt]:
         return [a for a in self.attempts if workload_id in a.for_workloads]

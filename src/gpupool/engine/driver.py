@@ -18,11 +18,23 @@ and the journal are the edges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gpupool.core.decisions import CycleResult, Fail, Place, Preempt, Reject
 from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.scheduler import Scheduler, SchedulerError
+from gpupool.engine.autoscaler import (
+    Action,
+    Autoscaler,
+    Cordon,
+    HoldFor,
+    JoinNode,
+    Launch,
+    MoveWorkload,
+    Note,
+    PoolView,
+    RemoveNode,
+    Terminate,
+)
 from gpupool.engine.model import (
     TERMINAL,
     TaskGroup,
@@ -32,6 +44,7 @@ from gpupool.engine.model import (
     member_of,
 )
 from gpupool.engine.ports import (
+    Adoptable,
     Executor,
     Finished,
     Journal,
@@ -39,13 +52,11 @@ from gpupool.engine.ports import (
     NodeDown,
     NodeUp,
     Observation,
+    Resizable,
     Started,
     StartFailed,
     Stopped,
 )
-
-if TYPE_CHECKING:
-    from gpupool.engine.autoscaler import Autoscaler
 
 MAX_CYCLES_PER_TICK = 4
 
@@ -73,6 +84,9 @@ class LostNode:
 
 @dataclass(slots=True)
 class TickReport:
+    """What one tick did: the scheduling cycles it ran and the workloads admitted, asked to
+    stop and finished."""
+
     now: float
     cycles: list[CycleResult] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
@@ -81,6 +95,9 @@ class TickReport:
 
 
 class Driver:
+    """The observe -> decide -> act loop over one scheduler, executor, journal and (optional)
+    autoscaler; see the module docstring."""
+
     def __init__(
         self,
         scheduler: Scheduler,
@@ -218,8 +235,7 @@ class Driver:
                     self._add_extra(w, member, group, now)
         if not adopt:
             return "restored"
-        attach = getattr(self.executor, "adopt", None)
-        alive = bool(attach(w)) if attach is not None else False
+        alive = bool(self.executor.adopt(w)) if isinstance(self.executor, Adoptable) else False
         if placed and alive:
             if w.state == WorkloadState.PREEMPTING:
                 # The executor does not know a stop was asked: ask again (idempotent).
@@ -272,7 +288,7 @@ class Driver:
                 if w is not None and w.state == WorkloadState.PENDING:
                     self._enqueue(w, now)
         if self.autoscaler is not None:
-            self.autoscaler.observe(self, now)
+            self.carry_out(self.autoscaler.observe(now), now)
         for _ in range(MAX_CYCLES_PER_TICK):
             result = self.core.schedule(now)
             report.cycles.append(result)
@@ -280,8 +296,54 @@ class Driver:
             if not result.placed():
                 break
         if self.autoscaler is not None:
-            self.autoscaler.act(self, now)
+            view = self.pool_view(now)
+            self.carry_out(self.autoscaler.drain(view), now)
+            self.carry_out(self.autoscaler.plan(view), now)
         return report
+
+    def adopt_pool_nodes(self, now: float) -> list[str]:
+        """Take back the pool nodes the provider still runs (after a control-plane restart):
+        once, before the first tick and before workloads are restored. Returns their names."""
+        if self.autoscaler is None:
+            return []
+        reply = self.autoscaler.adopt(self.pool_view(now))
+        self.carry_out(reply.actions, now)
+        return reply.adopted
+
+    def pool_view(self, now: float) -> PoolView:
+        """The autoscaler's request: the scheduler's nodes, asks and applications (read only,
+        and live: a second request in the same tick sees what the first reply changed)."""
+        return PoolView(now, self.core.nodes, self.core.asks, self.core.apps, self._movable)
+
+    def _movable(self) -> set[str]:
+        """Running workloads compaction may move (not ``never`` disruptible)."""
+        return {
+            w.id
+            for w in self.workloads.values()
+            if w.state == WorkloadState.RUNNING and w.spec.disruption.policy != "never"
+        }
+
+    def carry_out(self, actions: list[Action], now: float) -> None:
+        """Do what the autoscaler replied, in order."""
+        for a in actions:
+            if isinstance(a, Note):
+                self.journal.event(a.workload, now, a.kind, a.message)
+            elif isinstance(a, Cordon):
+                self.core.set_schedulable(a.node, a.schedulable)
+            elif isinstance(a, MoveWorkload):
+                self.move(a.workload, now, a.reason)
+            elif isinstance(a, Launch):
+                assert self.autoscaler is not None
+                self.autoscaler.provider.launch(a.pool, a.itype, a.name, now)
+            elif isinstance(a, Terminate):
+                assert self.autoscaler is not None
+                self.autoscaler.provider.terminate(a.name, now)
+            elif isinstance(a, JoinNode):
+                self.observe_node_up(a.spec, now)
+            elif isinstance(a, RemoveNode):
+                self.observe_node_gone(a.name, now)
+            elif isinstance(a, HoldFor):
+                self.core.reserve_for(a.app, a.node)
 
     def move(self, workload_id: str, now: float, reason: str) -> None:
         """Checkpoint, stop and requeue a running workload so that it is placed elsewhere."""
@@ -332,9 +394,11 @@ class Driver:
         w.placement[member] = node
         w.assigned[member] = resources
         self.journal.event(w.id, now, "grew", f"extra member {member} on {node}")
-        resize = getattr(self.executor, "resize", None)
-        if resize is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
-            resize(w, now)
+        if isinstance(self.executor, Resizable) and w.state in (
+            WorkloadState.ADMITTED,
+            WorkloadState.RUNNING,
+        ):
+            self.executor.resize(w, now)
 
     def _shrink(self, w: Workload, member: str, alloc_id: str, now: float, reason: str) -> None:
         """Give an extra member back at once (the job keeps running smaller) and wait again."""
@@ -343,9 +407,11 @@ class Driver:
         w.placement.pop(member, None)
         w.assigned.pop(member, None)
         self.journal.event(w.id, now, "shrank", f"extra member {member} given back: {reason}")
-        resize = getattr(self.executor, "resize", None)
-        if resize is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
-            resize(w, now)
+        if isinstance(self.executor, Resizable) and w.state in (
+            WorkloadState.ADMITTED,
+            WorkloadState.RUNNING,
+        ):
+            self.executor.resize(w, now)
         if not w.terminal and w.id in self.core.apps:
             self._add_extra(w, member, self._extras(w)[member], now)
 

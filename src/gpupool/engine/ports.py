@@ -10,13 +10,20 @@ journal. Semantics every implementation keeps:
   does nothing more.
 * The journal is written before the executor acts: the driver records a transition, then
   calls the executor, so a restart never loses a decision it already acted on.
+
+Optional executor capabilities are protocols an executor declares by subclassing them (and that
+the driver checks with ``isinstance``): ``Adoptable`` (re-attach to a job after a restart),
+``Resizable`` (an elastic job grows or shrinks while it runs), ``ReapsOrphans`` (stop jobs the
+journal no longer calls live). The node provider (``NodeProvider``), through which the
+autoscaler launches and terminates pool machines, and the events it reports live here too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from gpupool.core.config import InstanceType
 from gpupool.core.model import NodeSpec
 from gpupool.engine.model import Transition, Workload
 
@@ -61,6 +68,8 @@ class StartFailed:
 
 @dataclass(frozen=True, slots=True)
 class NodeUp:
+    """A node joined the cluster (or came back) and can take work."""
+
     node: NodeSpec
 
 
@@ -91,6 +100,33 @@ class Executor(Protocol):
         """What happened since the last poll."""
 
 
+@runtime_checkable
+class Adoptable(Protocol):
+    """An executor that can re-attach to a workload's job after a control-plane restart."""
+
+    def adopt(self, workload: Workload) -> bool:
+        """Re-attach to ``workload``'s running job; False if the job (or a member) is gone."""
+        ...
+
+
+@runtime_checkable
+class Resizable(Protocol):
+    """An executor whose running jobs can grow or shrink (elastic workloads' extra members)."""
+
+    def resize(self, workload: Workload, now: float) -> None:
+        """``workload.placement`` changed while it runs: start or stop the members it names."""
+        ...
+
+
+@runtime_checkable
+class ReapsOrphans(Protocol):
+    """An executor that can find and stop jobs no live workload owns (after a restart)."""
+
+    def reap_orphans(self, keep: set[str]) -> list[str]:
+        """Remove the jobs of workloads not in ``keep`` (nor followed); returns what was removed."""
+        ...
+
+
 class Journal(Protocol):
     """Records submissions and transitions (the database in live mode; a list in simulation)."""
 
@@ -118,3 +154,59 @@ class MemoryJournal:
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
         if self.keep_events:
             self.events.append((workload_id, at, kind, message))
+
+
+# ---------------------------------------------------------------------- node provider
+
+
+@dataclass(frozen=True, slots=True)
+class Booted:
+    """A launched node is up and can take work."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchFailed:
+    """A launch did not give a node: ``kind`` is ``stockout`` or ``boot-failure``."""
+
+    name: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """A node the autoscaler let go is gone."""
+
+    name: str
+
+
+ProviderEvent = Booted | LaunchFailed | Terminated
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderNode:
+    """A node the provider launched and has not terminated, as its ``inventory`` lists it."""
+
+    name: str
+    pool: str
+    instance_type: str  # the instance type's name
+    state: str  # "booting" (no Booted reported yet) | "ready"
+    launched_at: float
+
+
+class NodeProvider(Protocol):
+    """Launches and terminates machines of a pool. Calls return fast; outcomes come from poll."""
+
+    def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None: ...
+
+    def terminate(self, name: str, now: float) -> None: ...
+
+    def poll(self, now: float) -> list[ProviderEvent]: ...
+
+    def next_time(self) -> float | None:
+        """When the next event is due (the simulator ticks then); None if none is pending."""
+
+    def inventory(self) -> list[ProviderNode]:
+        """The nodes launched and not terminated (a restarted control plane adopts them)."""

@@ -315,7 +315,7 @@ class ControlPlane:
         if driver.autoscaler is not None:
             # The pool nodes launched before the restart still run: take them back from the
             # provider first, so that work restored onto them finds its node in the core.
-            adopted = driver.autoscaler.adopt(driver, now)
+            adopted = driver.adopt_pool_nodes(now)
             if adopted:
                 log.info("adopted %d pool nodes: %s", len(adopted), ", ".join(adopted))
         with self.db.session() as s:

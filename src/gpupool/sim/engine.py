@@ -34,7 +34,7 @@ from gpupool.core.model import NodeSpec
 from gpupool.core.resources import gpu_count
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import TERMINAL, Transition, Workload, WorkloadSpec, WorkloadState
-from gpupool.engine.ports import Finished, NodeDown, NodeUp, Observation, Started, Stopped
+from gpupool.engine.ports import Executor, Finished, NodeDown, NodeUp, Observation, Started, Stopped
 
 # ---------------------------------------------------------------- events
 
@@ -156,7 +156,7 @@ class ExecutorStats:
     lost_by_workload: dict[str, float] = field(default_factory=dict)
 
 
-class SimExecutor:
+class SimExecutor(Executor):
     """Runs workloads on the simulated cluster; see the module docstring for the rules."""
 
     def __init__(

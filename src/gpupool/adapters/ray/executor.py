@@ -17,10 +17,8 @@ Bundles have the shape the scheduling core assigned each member (a size that fel
 another shape runs with that shape's GPUs).
 
 Work stays inside the reservation: the job's driver is captured in its placement group
-(``gpupool.runtime.capture_hook``). ``poll`` checks, at most every ``node_poll_interval``,
-that no node uses GPUs outside placement groups; if one does, it finds the tasks and actors
-behind it in Ray's task events, and stops the job they belong to (``Finished`` failed, saying
-what escaped where). Use nobody can be held to (another Ray job) is logged.
+(``gpupool.runtime.capture_hook``); ``poll`` stops a job whose tasks or actors hold GPUs outside
+it (``Finished`` failed, saying what escaped where), as ``raystate.EscapeWatch`` finds them.
 
 Failures: an entrypoint that cannot start (no such working_dir, a NUL byte) is reported as
 ``StartFailed(retry=False)`` with the cause in plain words; Ray's error texts lose their ANSI
@@ -52,22 +50,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpupool.adapters.ray import naming
+from gpupool.adapters.ray.raystate import (
+    EscapeWatch,
+    RayNode,
+    named_pg,
+    pg_from_hex,
+    read_node_table,
+    short,
+)
 from gpupool.adapters.ray.supervisor import JobSupervisor
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL, gpu_count
+from gpupool.core.resources import gpu_count
 from gpupool.engine.model import Workload, WorkloadState
 from gpupool.engine.ports import (
+    Adoptable,
+    Executor,
     Finished,
     NodeDown,
     NodeUp,
     Observation,
+    ReapsOrphans,
+    Resizable,
     Started,
     StartFailed,
     Stopped,
@@ -76,17 +85,6 @@ from gpupool.engine.ports import (
 log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "localhost")
-
-
-@dataclass(slots=True)
-class _RayNode:
-    name: str
-    node_id: str
-    alive: bool
-    pin: str  # the resource a bundle asks a sliver of to land on this node
-    spec: NodeSpec
-    message: str = ""
-    managed: bool = False  # launched by a node provider: the autoscaler reports it
 
 
 @dataclass(slots=True)
@@ -121,7 +119,7 @@ class _Run:
         return [r for r in (self.launch_ref, self.exit_ref, self.ckpt_ref, self.stop_ref) if r is not None]
 
 
-class RayExecutor:
+class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
     """Runs admitted workloads on the Ray cluster at ``address``; files under ``data_dir``.
 
     Optional arguments (defaults): ``start_timeout`` (120 s for a reservation to be granted and
@@ -150,13 +148,9 @@ class RayExecutor:
         self._lock = threading.RLock()
         self._runs: dict[str, _Run] = {}
         self._outbox: list[Observation] = []
-        self._table: dict[str, _RayNode] = {}
+        self._table: dict[str, RayNode] = {}
         self._reported: dict[str, bool] = {}  # node -> alive, as last reported by poll
         self._last_nodes: float | None = None
-        self._last_escape_check: float | None = None
-        self._foreign_reported: set[str] = set()
-        self._foreign_usage: dict[str, float] = {}  # node id -> GPUs used outside, nobody's
-        self._foreign_since = 0.0
         self._owns_connection = False
         self._connect()
 
@@ -183,6 +177,7 @@ class RayExecutor:
             self._owns_connection = True
         self._ray = ray
         self._supervisor = ray.remote(JobSupervisor)
+        self._escapes = EscapeWatch(ray, self.node_poll_interval)
 
     def close(self) -> None:
         """Disconnect from Ray. Running jobs keep running (they are detached): ``adopt`` them later."""
@@ -206,7 +201,7 @@ class RayExecutor:
                 self._start(workload, now)
             except Exception as exc:  # Ray refused the request itself
                 log.exception("could not start %s", workload.id)
-                self._outbox.append(StartFailed(workload.id, workload.attempt, _short(exc), retry=False))
+                self._outbox.append(StartFailed(workload.id, workload.attempt, short(exc), retry=False))
 
     def _start(self, w: Workload, now: float) -> None:
         members = w.spec.members()
@@ -272,7 +267,7 @@ class RayExecutor:
         run.launch_ref = run.actor.launch.remote()
         self._runs[w.id] = run
 
-    def _bundle(self, node: _RayNode, res: dict[str, int]) -> dict[str, float]:
+    def _bundle(self, node: RayNode, res: dict[str, int]) -> dict[str, float]:
         bundle: dict[str, float] = {node.pin: naming.PIN_AMOUNT}
         if res.get("vcore"):
             bundle["CPU"] = res["vcore"] / 1000
@@ -411,7 +406,7 @@ class RayExecutor:
                 )
             except ValueError:
                 actor = None
-            pg = self._named_pg(naming.pg_name(workload.id, workload.attempt))
+            pg = named_pg(self._ray, naming.pg_name(workload.id, workload.attempt))
             info: dict[str, Any] | None = None
             if actor is not None:
                 try:
@@ -432,7 +427,7 @@ class RayExecutor:
             )
             gang = {m for m, _ in workload.spec.members()}
             for member, node in workload.placement.items():
-                extra = self._named_pg(naming.extra_pg_name(workload.id, workload.attempt, member))
+                extra = named_pg(self._ray, naming.extra_pg_name(workload.id, workload.attempt, member))
                 if member not in gang and extra is not None:
                     run.extras[member] = (extra, node)
             run.launch_ref = actor.launch.remote()  # idempotent: answers at once if launched
@@ -471,7 +466,7 @@ class RayExecutor:
                     continue
                 if wid in keep:
                     continue
-                self._remove_pg(self._pg_from_hex(pg_id))
+                self._remove_pg(pg_from_hex(self._ray, pg_id))
                 removed.append(name)
         return removed
 
@@ -485,7 +480,7 @@ class RayExecutor:
                 try:
                     info = self._ray.get(run.launch_ref)
                 except Exception as exc:
-                    self._lost_or_failed(run, now, f"its supervisor could not start: {_short(exc)}")
+                    self._lost_or_failed(run, now, f"its supervisor could not start: {short(exc)}")
                     return
                 run.launch_ref = None
                 if info.get("error"):
@@ -514,7 +509,7 @@ class RayExecutor:
                 try:
                     result = self._ray.get(run.exit_ref)
                 except Exception as exc:
-                    self._lost_or_failed(run, now, f"its supervisor was lost: {_short(exc)}")
+                    self._lost_or_failed(run, now, f"its supervisor was lost: {short(exc)}")
                     return
                 self._keep_log(run, result)
                 code = result.get("code")
@@ -630,38 +625,15 @@ class RayExecutor:
     # ------------------------------------------------------------------ escapes
 
     def _check_escapes(self, now: float) -> None:
-        """Stop a job whose tasks or actors hold GPUs outside its placement groups.
-
-        Cheap first: Ray's per-node resources say whether any node uses GPUs outside placement
-        groups at all; only then are Ray's task events read to find what and whose.
-        """
-        last = self._last_escape_check
-        if last is not None and now - last < self.node_poll_interval:
-            return
-        self._last_escape_check = now
-        runs = [
-            r for r in self._runs.values() if r.phase in ("running", "checkpointing") and r.has_entrypoint
-        ]
-        try:
-            nodes = self._gpus_outside_pgs()
-            if not nodes:
-                self._foreign_reported.clear()
-                self._foreign_usage = {}
-                return
-            if nodes == self._foreign_usage and now - self._foreign_since > FOREIGN_SETTLE:
-                return  # the same use nobody could be held to, for a while: nothing new
-            jobs: dict[str, _Run] = {}
-            refs = {r.actor.driver_jobs.remote(): r for r in runs}
-            done, _ = self._ray.wait(list(refs), num_returns=len(refs), timeout=2.0) if refs else ([], [])
-            for ref in done:
-                with contextlib.suppress(Exception):
-                    for job in self._ray.get(ref):
-                        jobs[job] = refs[ref]
-            escapes = self._escaped_work(jobs) if jobs else {}
-        except Exception as exc:  # a check that cannot run now runs again next time
-            log.warning("checking for work outside reservations failed: %s", _short(exc))
-            return
-        for run, what in escapes.values():
+        """Stop a job whose tasks or actors hold GPUs outside its placement groups."""
+        runs = {
+            r.workload_id: r
+            for r in self._runs.values()
+            if r.phase in ("running", "checkpointing") and r.has_entrypoint
+        }
+        escapes = self._escapes.check(now, {wid: r.actor for wid, r in runs.items()}, self._table)
+        for wid, what in escapes.items():
+            run = runs[wid]
             if run.failure is None and run.phase in ("running", "checkpointing"):
                 run.failure = (
                     f"its job started {what} outside its reservation; stopped"
@@ -669,57 +641,6 @@ class RayExecutor:
                 )
                 log.warning("%s: %s", run.workload_id, run.failure)
                 self._begin_stop(run, now)
-        if not escapes and nodes != self._foreign_usage:
-            self._foreign_usage, self._foreign_since = nodes, now
-        elif not escapes and now - self._foreign_since > FOREIGN_SETTLE:
-            for node_id, gpus in nodes.items():
-                name = next((n.name for n in self._table.values() if n.node_id == node_id), node_id)
-                if name not in self._foreign_reported:
-                    self._foreign_reported.add(name)
-                    log.warning("%g GPU(s) of node %s are used outside any placement group", gpus, name)
-
-    def _gpus_outside_pgs(self) -> dict[str, float]:
-        """Node id -> GPUs in use there that no placement group reserved."""
-        from ray._private.state import state
-
-        total = state.total_resources_per_node()
-        available = state.available_resources_per_node()
-        out: dict[str, float] = {}
-        for node_id, res in total.items():
-            used = res.get("GPU", 0) - available.get(node_id, {}).get("GPU", 0)
-            reserved = sum(v for k, v in res.items() if _PG_GPUS.fullmatch(k))
-            if used - reserved > 1e-6:
-                out[node_id] = used - reserved
-        return out
-
-    def _escaped_work(self, jobs: dict[str, _Run]) -> dict[str, tuple[_Run, str]]:
-        """The workload runs whose Ray jobs have live tasks or actors holding GPUs outside any
-        placement group, with what and where."""
-        from ray._private.state import state
-
-        alive_actors = {a["ActorID"] for a in state.actor_table(None).values() if a.get("State") != "DEAD"}
-        found: dict[str, tuple[_Run, str]] = {}
-        for event in state._get_all_task_events():
-            run = jobs.get(event.job_id.hex())
-            info = event.task_info
-            if run is None or run.workload_id in found or info.placement_group_id:
-                continue
-            gpus = dict(info.required_resources).get("GPU", 0)
-            if gpus <= 0:
-                continue
-            states = {common_status(k) for k in event.state_updates.state_ts_ns}
-            if info.actor_id and info.type == _ACTOR_CREATION:
-                if info.actor_id.hex() not in alive_actors:
-                    continue
-                kind = f"actor {info.name or '?'}"
-            elif states & {"FINISHED", "FAILED"}:
-                continue
-            else:
-                kind = f"task {info.name or '?'}"
-            node_id = event.state_updates.node_id.hex() if event.state_updates.node_id else ""
-            where = next((n.name for n in self._table.values() if n.node_id == node_id), None)
-            found[run.workload_id] = (run, f"{kind} with {gpus:g} GPU(s)" + (f" on {where}" if where else ""))
-        return found
 
     # ------------------------------------------------------------------ Ray objects
 
@@ -735,17 +656,6 @@ class RayExecutor:
             with contextlib.suppress(Exception):
                 remove_placement_group(pg)
 
-    def _pg_from_hex(self, pg_id: str) -> Any:
-        from ray.util.placement_group import PlacementGroup
-
-        return PlacementGroup(self._ray.PlacementGroupID(bytes.fromhex(pg_id)))
-
-    def _named_pg(self, name: str) -> Any:
-        for pg_id, info in self._ray.util.placement_group_table().items():
-            if info.get("name") == name and info.get("state") != "REMOVED":
-                return self._pg_from_hex(pg_id)
-        return None
-
     def _kill_stale(self, workload_id: str, keep: int) -> None:
         """Kill supervisors of other attempts of this workload (left by a crash, say)."""
         for entry in self._ray.util.list_named_actors(all_namespaces=True):
@@ -755,7 +665,7 @@ class RayExecutor:
             if parsed is not None and parsed[0] == workload_id and parsed[1] != keep:
                 with contextlib.suppress(ValueError):
                     self._kill_actor(self._ray.get_actor(entry["name"], namespace=naming.NAMESPACE))
-                pg = self._named_pg(naming.pg_name(workload_id, parsed[1]))
+                pg = named_pg(self._ray, naming.pg_name(workload_id, parsed[1]))
                 self._remove_pg(pg)
 
     # ------------------------------------------------------------------ nodes
@@ -772,19 +682,7 @@ class RayExecutor:
         )
         if recent and not force:
             return
-        table: dict[str, _RayNode] = {}
-        for raw in self._ray.nodes():
-            node = _parse_node(raw)
-            if node is None:
-                continue
-            old = table.get(node.name)
-            if old is None or (node.alive and not old.alive):
-                table[node.name] = node
-        for name, old in self._table.items():
-            if name not in table and old.alive:
-                table[name] = _RayNode(
-                    name, old.node_id, False, old.pin, old.spec, "left the cluster", old.managed
-                )
+        table = read_node_table(self._ray.nodes(), self._table)
         self._table = table
         if now is None:
             return
@@ -798,76 +696,3 @@ class RayExecutor:
             elif not node.alive and was is True:
                 self._outbox.append(NodeDown(name, node.message or "its Ray node died"))
             self._reported[name] = node.alive
-
-
-def _parse_node(raw: dict[str, Any]) -> _RayNode | None:
-    """A gpupool node from one entry of ``ray.nodes()``; None for a head without CPUs or GPUs."""
-    resources: dict[str, float] = raw.get("Resources") or {}
-    labels: dict[str, str] = raw.get("Labels") or {}
-    name = labels.get(naming.NODE_LABEL)
-    if name is None:
-        name = next(
-            (
-                k.removeprefix(naming.NODE_RESOURCE_PREFIX)
-                for k in resources
-                if k.startswith(naming.NODE_RESOURCE_PREFIX)
-            ),
-            None,
-        )
-    alive = bool(raw.get("Alive"))
-    if name is not None:
-        pin = naming.node_resource(name)
-    else:
-        if alive and not resources.get("CPU") and not resources.get("GPU"):
-            return None  # a head node that only runs Ray's own services
-        if not alive and not resources:
-            return None
-        name = str(raw.get("NodeName") or raw.get("NodeManagerAddress"))
-        pin = f"node:{raw.get('NodeManagerAddress')}"
-    gpu_type = labels.get(naming.GPU_TYPE_LABEL) or labels.get("ray.io/accelerator-type")
-    if gpu_type is None:
-        for key in resources:
-            if key.startswith(naming.GPU_TYPE_RESOURCE_PREFIX):
-                gpu_type = key.removeprefix(naming.GPU_TYPE_RESOURCE_PREFIX)
-            elif key.startswith("accelerator_type:"):
-                gpu_type = key.removeprefix("accelerator_type:")
-    capacity = {
-        "gpu": int(resources.get("GPU", 0)),
-        "vcore": round(resources.get("CPU", 0) * 1000),
-        "memory": int(resources.get("memory", 0)),
-    }
-    spec = NodeSpec(name, capacity, {GPU_TYPE_LABEL: gpu_type} if gpu_type else {})
-    message = str(raw.get("DeathReasonMessage") or "")
-    return _RayNode(name, str(raw.get("NodeID")), alive, pin, spec, message, naming.POOL_LABEL in labels)
-
-
-def _short(exc: BaseException) -> str:
-    text = plain(str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-# Ray's task events reach the GCS about every second: GPU use outside placement groups that no
-# workload's task events explain for this long is someone else's, and is only looked at again
-# when it changes.
-FOREIGN_SETTLE = 5.0
-_PG_GPUS = re.compile(r"GPU_group_[0-9a-f]+")  # all GPUs a placement group holds on a node
-_ACTOR_CREATION = 1  # common_pb2.TaskType.ACTOR_CREATION_TASK
-
-
-def common_status(value: int) -> str:
-    """The name of a Ray task status number (``common_pb2.TaskStatus``)."""
-    from ray.core.generated import common_pb2
-
-    try:
-        return str(common_pb2.TaskStatus.Name(value))
-    except ValueError:
-        return str(value)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-
-
-def plain(text: str) -> str:
-    """``text`` without ANSI escape sequences (Ray colours its error texts) or other control characters."""
-    text = _ANSI.sub("", text)
-    return "".join(c for c in text if c in "\n\t" or c.isprintable())

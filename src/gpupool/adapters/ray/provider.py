@@ -52,7 +52,7 @@ from typing import Protocol
 from gpupool.adapters.ray import naming
 from gpupool.adapters.ray.cluster import LocalNode, LocalRayCluster
 from gpupool.core.config import InstanceType
-from gpupool.engine.autoscaler import (
+from gpupool.engine.ports import (
     Booted,
     LaunchFailed,
     ProviderEvent,
