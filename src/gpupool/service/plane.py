@@ -524,9 +524,10 @@ class ControlPlane:
                 hosts.append(Host(t.capacity(), t.gpu_type, f"pool {pool.name}: {t.name}"))
         return hosts
 
-    def _by_key(self, key: str) -> WorkloadRow | None:
-        with self.db.session() as s:
-            return s.scalar(select(WorkloadRow).where(WorkloadRow.idempotency_key == key))
+    def _by_key(self, key: str) -> Row[Any] | None:
+        """The stored workload with this idempotency key (plain SQL: this runs on every submission)."""
+        with self.db.engine.connect() as conn:
+            return conn.execute(_SELECT_BY_KEY, {"key": key}).first()
 
     # ------------------------------------------------------------------ reads
 
@@ -813,6 +814,10 @@ class ControlPlane:
         self.wake()
         return self.queues()
 
+    def known_principal(self, token: str | None) -> Principal | None:
+        """The principal of a token already authenticated (no I/O); None if not seen yet."""
+        return self._principals.get(token) if token else None
+
     def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized(
@@ -868,6 +873,7 @@ _TRANSITIONS = TransitionRow.__table__
 
 # Built once, executed with a dict: compiled once and cached (these run on every read).
 _SELECT_ROW = select(_ROW).where(_ROW.c.id == bindparam("wid"))
+_SELECT_BY_KEY = select(_ROW).where(_ROW.c.idempotency_key == bindparam("key"))
 _SELECT_HISTORY = (
     select(_TRANSITIONS.c.at, _TRANSITIONS.c.old, _TRANSITIONS.c.new, _TRANSITIONS.c.reason)
     .where(_TRANSITIONS.c.workload_id == bindparam("wid"))

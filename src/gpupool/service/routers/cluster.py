@@ -35,5 +35,5 @@ def reload_config(plane: PlaneDep, principal: PrincipalDep) -> list[QueueOut]:
 
 
 @router.get("/whoami", response_model=WhoAmI, responses=errors())
-def whoami(principal: PrincipalDep) -> WhoAmI:
+async def whoami(principal: PrincipalDep) -> WhoAmI:
     return WhoAmI(user=principal.user, groups=list(principal.groups), admin=principal.admin)

@@ -48,7 +48,7 @@ def list_workloads(
 
 
 @router.get("/{workload_id}", response_model=WorkloadOut, responses=errors(404))
-def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> Response:
+async def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> Response:
     return _json(plane.get(principal, workload_id))
 
 
