@@ -52,7 +52,7 @@ from gpupool.api import (
 from gpupool.configfile import load_config
 from gpupool.core.admission import Host, gang_over_max, never_fits
 from gpupool.core.capacity import POOL_LABEL, headroom_target
-from gpupool.core.config import Config, Size
+from gpupool.core.config import Config, InstanceType, Size
 from gpupool.core.configparse import DEFAULT_SIZES, ConfigError
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import NodeSpec
@@ -60,7 +60,7 @@ from gpupool.core.placement import IMPLICIT_FALLBACK, Request, may_administer, m
 from gpupool.core.queues import Queue
 from gpupool.core.resources import GPU_TYPE_LABEL, total
 from gpupool.core.scheduler import Scheduler
-from gpupool.engine.autoscaler import Autoscaler, NodeProvider
+from gpupool.engine.autoscaler import Autoscaler, NodeProvider, ProviderEvent, ProviderNode
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import (
     Disruption,
@@ -70,7 +70,7 @@ from gpupool.engine.model import (
     WorkloadSpec,
     WorkloadState,
 )
-from gpupool.engine.ports import Executor
+from gpupool.engine.ports import Executor, Observation
 from gpupool.service.clock import wall_clock
 from gpupool.service.db import Database
 from gpupool.service.journal import DbJournal, spec_from_json, workload_from_row
@@ -81,7 +81,8 @@ from gpupool.service.settings import ServiceSettings
 log = logging.getLogger("gpupool.service")
 
 DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
-TICK_GAP = 0.2  # seconds: the least time between two driver ticks (at most the tick interval)
+TICK_GAP = 0.2  # seconds: the least time between the starts of two ticks (at most the tick interval)
+TICK_PAUSE = 0.02  # seconds: the least time between the end of a tick and the start of the next
 TOKEN_CACHE = 4096  # principals of tokens seen, kept in memory (tokens never change once made)
 _LIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING, WorkloadState.PREEMPTING)
 _WAITING = (WorkloadState.PENDING, WorkloadState.PREEMPTED)
@@ -193,11 +194,11 @@ class ControlPlane:
         self.db = db
         self.executor = executor
         self.provider = provider
+        self.journal = DbJournal(db, queue_of=self._queue_of)
         self.autoscaler: Autoscaler | None = None
         self._sync_pools(config)
         self.clock = clock
         self.lock = threading.RLock()
-        self.journal = DbJournal(db, queue_of=self._queue_of)
         self._on_transition = on_transition
         self.driver = self._new_driver(config)
         self._seq = 0
@@ -264,15 +265,21 @@ class ControlPlane:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            began = time.monotonic()
             self.tick()
             # A burst of submissions shares the next tick instead of one tick each: every tick
-            # walks all waiting work under the lock, which API calls then wait for. A decision
-            # still comes within TICK_GAP (or the tick interval, if shorter) of a submission.
-            self._stop.wait(min(TICK_GAP, self.settings.tick_interval))
+            # walks all waiting work under the lock, which API calls then wait for. Ticks begin
+            # at least TICK_GAP (or the tick interval, if shorter) apart, so a decision still
+            # comes within that of a submission; and the API has the lock for at least
+            # TICK_PAUSE between two ticks.
+            gap = min(TICK_GAP, self.settings.tick_interval)
+            self._stop.wait(max(TICK_PAUSE, gap - (time.monotonic() - began)))
 
     def tick(self) -> None:
         try:
-            with self.lock:
+            # One transaction for the tick's writes, committed before each executor call
+            # (``_JournalFirst``) and at the end, instead of one per transition.
+            with self.lock, self.journal.batch(on_error="commit"):
                 self.driver.tick(self.clock())
         except Exception:  # the loop must outlive one bad tick; the error is logged and counted
             self.tick_errors += 1
@@ -282,7 +289,8 @@ class ControlPlane:
 
     def _new_driver(self, config: Config) -> Driver:
         core = Scheduler(config.partition(self.settings.partition))
-        return Driver(core, self.executor, _Observed(self.journal, self), autoscaler=self.autoscaler)
+        executor = _JournalFirst(self.executor, self.journal)
+        return Driver(core, executor, _Observed(self.journal, self), autoscaler=self.autoscaler)
 
     def _sync_pools(self, config: Config) -> None:
         """The autoscaler follows the configured node pools and compaction settings (none
@@ -293,7 +301,7 @@ class ControlPlane:
                 self.autoscaler.compaction_budget = 0
             return
         if self.autoscaler is None:
-            self.autoscaler = Autoscaler(config.nodepools, self.provider)
+            self.autoscaler = Autoscaler(config.nodepools, _ProviderJournalFirst(self.provider, self.journal))
         else:
             self.autoscaler.pools = config.nodepools
         self.autoscaler.compaction_budget = config.compaction_budget
@@ -836,6 +844,71 @@ class ControlPlane:
                 "unknown API token", hint="check GPUPOOL_TOKEN or create one with `gpupool token create`"
             )
         return principal
+
+
+class _JournalFirst:
+    """The executor as the driver sees it: every call first commits the journal writes the
+    calling thread has batched (a driver tick's), so nothing reaches the cluster before the
+    transitions it acts on are stored. Optional hooks (``adopt``, ``resize``) stay optional."""
+
+    def __init__(self, executor: ServiceExecutor, journal: DbJournal) -> None:
+        self._executor = executor
+        self._journal = journal
+
+    def start(self, workload: Workload, now: float) -> None:
+        self._journal.flush()
+        self._executor.start(workload, now)
+
+    def preempt(self, workload: Workload, grace: float, now: float) -> None:
+        self._journal.flush()
+        self._executor.preempt(workload, grace, now)
+
+    def cancel(self, workload: Workload, now: float) -> None:
+        self._journal.flush()
+        self._executor.cancel(workload, now)
+
+    def poll(self, now: float) -> list[Observation]:
+        self._journal.flush()
+        return self._executor.poll(now)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._executor, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._journal.flush()
+            return attr(*args, **kwargs)
+
+        return call
+
+
+class _ProviderJournalFirst:
+    """The node provider as the autoscaler sees it: as ``_JournalFirst``, the batched journal
+    writes are committed before each call (the provider's own store writes to the database too)."""
+
+    def __init__(self, provider: NodeProvider, journal: DbJournal) -> None:
+        self._provider = provider
+        self._journal = journal
+
+    def launch(self, pool: str, itype: InstanceType, name: str, now: float) -> None:
+        self._journal.flush()
+        self._provider.launch(pool, itype, name, now)
+
+    def terminate(self, name: str, now: float) -> None:
+        self._journal.flush()
+        self._provider.terminate(name, now)
+
+    def poll(self, now: float) -> list[ProviderEvent]:
+        self._journal.flush()
+        return self._provider.poll(now)
+
+    def next_time(self) -> float | None:
+        return self._provider.next_time()
+
+    def inventory(self) -> list[ProviderNode]:
+        self._journal.flush()
+        return self._provider.inventory()
 
 
 class _Observed:
