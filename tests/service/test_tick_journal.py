@@ -8,9 +8,9 @@ from gpupool.api import SubmitRequest, TaskGroupIn
 from gpupool.service.app import prepare
 from gpupool.service.db import Database
 from gpupool.service.models import TransitionRow, WorkloadRow
-from gpupool.service.plane import ControlPlane, load_queue_config
+from gpupool.service.plane import ControlPlane
 from gpupool.service.security import Principal
-from gpupool.service.settings import ServiceSettings
+from gpupool.service.settings import ServiceSettings, load_queue_config
 
 from .conftest import TEST_CONFIG
 from .executors import wait_until
@@ -44,7 +44,7 @@ def test_each_start_finds_its_admission_committed_and_the_tick_commits_the_rest(
     plane.start()
     try:
         ids = [
-            plane.submit(
+            plane.workloads.submit(
                 ADMIN,
                 SubmitRequest(
                     name=f"w{i}", queue="root.a", entrypoint="true", task_groups=[TaskGroupIn(gpus=1)]

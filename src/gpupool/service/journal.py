@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
 from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.db import Database
@@ -135,7 +135,7 @@ def _state_values(w: Workload) -> dict[str, Any]:
     }
 
 
-_WORKLOADS = WorkloadRow.__table__
+_WORKLOADS = cast(Table, WorkloadRow.__table__)
 _STATE_COLUMNS = (
     "state",
     "reason",
@@ -162,8 +162,8 @@ _SET_QUEUE = (
     .where(or_(_WORKLOADS.c.queue.is_(None), _WORKLOADS.c.queue != bindparam("queue")))
     .values(queue=bindparam("queue"))
 )
-_INSERT_TRANSITION = insert(TransitionRow.__table__)
-_INSERT_EVENT = insert(EventRow.__table__)
+_INSERT_TRANSITION = insert(cast(Table, TransitionRow.__table__))
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
 
 
 class DbJournal:
