@@ -69,35 +69,51 @@ class WorkloadService:
 
     def submit(self, principal: Principal, req: SubmitRequest) -> tuple[WorkloadOut, bool]:
         """Accept a workload; returns it and whether it is new (False: same idempotency key)."""
-        with self.plane.lock:
-            if req.idempotency_key:
-                existing = self.store.by_key(req.idempotency_key)
-                if existing is not None:
-                    if existing.user != principal.user:
-                        raise Conflict(
-                            f"idempotency key {req.idempotency_key!r} belongs to another user's workload",
-                            fields=[("body.idempotency_key", "already used by another user")],
-                            hint="use a key unique to you, e.g. prefixed with your user name",
-                        )
-                    return row_out(existing, history_out(self.store.history(existing.id))), False
-            spec = self._spec(principal, req)
-            notice = self._check_submit(principal, spec)
-            now = self.plane.clock()
-            wid = self.plane.next_id()
-            try:
-                # The row, its event and its queue: one commit, before the answer.
-                with self.plane.journal.batch():
-                    w = self.plane.driver.submit(spec, now, workload_id=wid)
-                    queue = self.plane.queue_of(w.id)
-                    if queue:
-                        self.plane.journal.set_queue(w.id, queue)
-                    if notice:
-                        self.plane.journal.event(w.id, now, "placed", notice)
-            except Exception:
-                self._forget(wid)
-                raise
-            out = workload_out(w, queue or w.spec.queue)
+        answer = self.try_submit(principal, req, wait=True)
+        assert answer is not None
+        return answer
+
+    def try_submit(
+        self, principal: Principal, req: SubmitRequest, *, wait: bool = False
+    ) -> tuple[WorkloadOut, bool] | None:
+        """As ``submit``; without ``wait``, None at once when the lock is taken (a tick runs)."""
+        if not self.plane.lock.acquire(blocking=wait):
+            return None
+        try:
+            answer = self._submit(principal, req)
+        finally:
+            self.plane.lock.release()
         self.plane.wake()
+        return answer
+
+    def _submit(self, principal: Principal, req: SubmitRequest) -> tuple[WorkloadOut, bool]:
+        if req.idempotency_key:
+            existing = self.store.by_key(req.idempotency_key)
+            if existing is not None:
+                if existing.user != principal.user:
+                    raise Conflict(
+                        f"idempotency key {req.idempotency_key!r} belongs to another user's workload",
+                        fields=[("body.idempotency_key", "already used by another user")],
+                        hint="use a key unique to you, e.g. prefixed with your user name",
+                    )
+                return row_out(existing, history_out(self.store.history(existing.id))), False
+        spec = self._spec(principal, req)
+        notice = self._check_submit(principal, spec)
+        now = self.plane.clock()
+        wid = self.plane.next_id()
+        try:
+            # The row, its event and its queue: one commit, before the answer.
+            with self.plane.journal.batch():
+                w = self.plane.driver.submit(spec, now, workload_id=wid)
+                queue = self.plane.queue_of(w.id)
+                if queue:
+                    self.plane.journal.set_queue(w.id, queue)
+                if notice:
+                    self.plane.journal.event(w.id, now, "placed", notice)
+        except Exception:
+            self._forget(wid)
+            raise
+        out = workload_out(w, queue or w.spec.queue)
         out.notice = notice
         return out, True
 

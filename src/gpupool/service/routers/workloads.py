@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from gpupool.api import LIST_MAX, EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
@@ -28,9 +29,14 @@ def _json(out: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
         **errors(403, 409),
     },
 )
-def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep) -> Response:
+async def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep) -> Response:
     """Submit a workload. Resubmitting with the same idempotency key returns the first (200)."""
-    workload, created = plane.workloads.submit(principal, req)
+    # On the event loop when the plane's lock is free (a submission is a few short statements;
+    # the trip to the thread pool would cost more); on the thread pool while a tick holds it.
+    answer = plane.workloads.try_submit(principal, req)
+    if answer is None:
+        answer = await run_in_threadpool(plane.workloads.submit, principal, req)
+    workload, created = answer
     return _json(workload, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
