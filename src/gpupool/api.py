@@ -157,7 +157,7 @@ class SubmitRequest(_Strict):
     span_regions: bool = Field(
         False, description="let the members of a gang spread over several regions (default: one region)"
     )
-    disruption: DisruptionIn = Field(default_factory=DisruptionIn)
+    disruption: DisruptionIn = Field(default_factory=DisruptionIn.model_construct)
     entrypoint: str = Field(min_length=1, max_length=16384, description="the command to run")
     working_dir: str | None = Field(None, max_length=4096)
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ENV)
@@ -230,7 +230,7 @@ class WorkloadOut(BaseModel):
     gang_style: str = "soft"
     gang_timeout: float = DEFAULT_GANG_TIMEOUT
     span_regions: bool = False
-    disruption: DisruptionIn = Field(default_factory=DisruptionIn)
+    disruption: DisruptionIn = Field(default_factory=DisruptionIn.model_construct)
     entrypoint: str | None = None
     working_dir: str | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ENV)

@@ -13,6 +13,7 @@ It speaks HTTP only (httpx) and never imports the server. Errors from the API ar
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -204,7 +205,7 @@ class Client:
         queue: str | None = None,
         user: str | None = None,
         limit: int = 200,
-    ) -> list[WorkloadOut]:
+    ) -> builtins.list[WorkloadOut]:
         params: dict[str, Any] = {"limit": limit}
         if state:
             params["state"] = state if isinstance(state, str) else ",".join(state)
@@ -223,7 +224,7 @@ class Client:
     def logs(self, workload_id: str) -> str:
         return str(self._call("GET", f"/workloads/{workload_id}/logs")["text"])
 
-    def events(self, workload_id: str) -> list[EventOut]:
+    def events(self, workload_id: str) -> builtins.list[EventOut]:
         return [EventOut.model_validate(e) for e in self._call("GET", f"/workloads/{workload_id}/events")]
 
     def wait(
@@ -250,16 +251,16 @@ class Client:
 
     # ---- cluster
 
-    def queues(self) -> list[QueueOut]:
+    def queues(self) -> builtins.list[QueueOut]:
         return [QueueOut.model_validate(q) for q in self._call("GET", "/queues")]
 
-    def nodes(self) -> list[NodeOut]:
+    def nodes(self) -> builtins.list[NodeOut]:
         return [NodeOut.model_validate(n) for n in self._call("GET", "/nodes")]
 
-    def pools(self) -> list[PoolOut]:
+    def pools(self) -> builtins.list[PoolOut]:
         return [PoolOut.model_validate(p) for p in self._call("GET", "/pools")]
 
-    def reload_config(self) -> list[QueueOut]:
+    def reload_config(self) -> builtins.list[QueueOut]:
         return [QueueOut.model_validate(q) for q in self._call("POST", "/config/reload")]
 
     def whoami(self) -> WhoAmI:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import httpx
 from sqlalchemy import delete
 from typer.testing import CliRunner
 
 from gpupool.bench.api import _lost, in_own_loop, percentile
+from gpupool.bench.http import Client
 from gpupool.cli.main import app
 from gpupool.service.db import Database
 from gpupool.service.models import WorkloadRow
@@ -58,7 +58,7 @@ def test_bench_api_counts_a_submission_the_server_lost(sqlite_server):
 
     async def lost() -> int:
         headers = {"Authorization": f"Bearer {sqlite_server.admin_token}"}
-        async with httpx.AsyncClient(base_url=sqlite_server.url, headers=headers) as http:
+        async with Client(sqlite_server.url, headers) as http:
             return await _lost(http, ids)
 
     assert in_own_loop(lost()) == 1

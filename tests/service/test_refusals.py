@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from gpupool.cli.service_cmd import service_app
 from gpupool.service.db import Database
 from gpupool.service.models import WorkloadRow
-from gpupool.service.plane import DEFAULT_CONFIG
+from gpupool.service.settings import DEFAULT_CONFIG
 
 app = typer.Typer()
 app.add_typer(service_app)

@@ -12,11 +12,13 @@ the server no longer knows), and for a sample of them the time from submission t
 scheduler's first decision (the first transition out of ``pending``) is reported.
 
 Each submission carries an idempotency key, so one whose connection closed under it (a server
-dropping a keep-alive connection as the request was sent) is sent once more, safely; such retries
-are counted (``retries``), not hidden.
+dropping a keep-alive connection as the request was sent) is sent once more, safely, and so is a
+read; such retries are counted (``retries``), not hidden.
 
 The load is bounded (rate, duration and requests in flight) and sent only to a loopback
-address: this is a measuring tool, not a load generator for someone else's server.
+address: this is a measuring tool, not a load generator for someone else's server. It goes
+through a small HTTP client of its own (``gpupool.bench.http``) that costs the machine far less
+CPU than httpx, so that the client, sharing the machine, does not set the rate it measures.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
+from gpupool.bench.http import Client, ConnectionClosed, HttpError
 
 T = TypeVar("T")
 
@@ -90,7 +92,7 @@ class _Run:
     accepted: list[str] = field(default_factory=list)
     first_error: str = ""
     answered: asyncio.Event = field(default_factory=asyncio.Event)  # a submission got an answer
-    retries: int = 0  # submissions sent again after their connection closed under them
+    retries: int = 0  # requests sent again after their connection closed under them
 
     def error(self, key: str, detail: str) -> None:
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -122,13 +124,8 @@ def in_own_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _run(url: str, token: str, load: ApiLoad) -> dict[str, Any]:
-    # Idle connections are dropped before the server would (uvicorn: after 5 s), so that a request
-    # is never sent on a connection the server is closing.
-    limits = httpx.Limits(
-        max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT, keepalive_expiry=2.0
-    )
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "gpupool-bench-api"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60.0) as http:
+    async with Client(url, headers, timeout=60.0) as http:
         r = await http.get("/whoami")
         if r.status_code != 200:
             raise BenchError(f"the server at {url} refused the token: {r.status_code} {r.text[:200]}")
@@ -182,7 +179,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def _one(
-    http: httpx.AsyncClient,
+    http: Client,
     gate: asyncio.Semaphore,
     state: _Run,
     load: ApiLoad,
@@ -202,13 +199,13 @@ async def _one(
                 if load.queue:
                     body["queue"] = load.queue
                 try:
-                    r = await http.post("/workloads", json=body)
-                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    r = await http.post("/workloads", body)
+                except ConnectionClosed:
                     # The connection closed under the request (the server dropped it as idle as
                     # it was sent). The idempotency key makes a second try safe: it answers 200
                     # with the first if that one was stored.
                     state.retries += 1
-                    r = await http.post("/workloads", json=body)
+                    r = await http.post("/workloads", body)
                 ok = r.status_code in (200, 201)
                 if ok:
                     state.accepted.append(r.json()["id"])
@@ -219,9 +216,13 @@ async def _one(
                 if not state.accepted:  # refused (the error names why): nothing to read
                     state.error("read skipped", "no submission was accepted, so there is nothing to read")
                     return
-                r = await http.get(f"/workloads/{state.accepted[-1]}")
+                try:
+                    r = await http.get(f"/workloads/{state.accepted[-1]}")
+                except ConnectionClosed:  # as above; a read is safe to send again
+                    state.retries += 1
+                    r = await http.get(f"/workloads/{state.accepted[-1]}")
                 ok = r.status_code == 200
-        except (httpx.HTTPError, TimeoutError) as exc:
+        except (HttpError, OSError, TimeoutError) as exc:
             state.error(f"{kind} {type(exc).__name__}", str(exc))
             return
     state.latencies[kind].append(time.perf_counter() - due)
@@ -229,12 +230,13 @@ async def _one(
         state.error(f"{kind} {r.status_code}", r.text)
 
 
-async def _lost(http: httpx.AsyncClient, accepted: list[str]) -> int:
+async def _lost(http: Client, accepted: list[str]) -> int:
     """Accepted submissions the server does not list (newest first) nor find one by one."""
     if not accepted:
         return 0
     r = await http.get("/workloads", params={"limit": min(5000, len(accepted) + 100)})
-    r.raise_for_status()
+    if r.status_code != 200:
+        raise BenchError(f"listing the workloads failed: {r.status_code} {r.text[:200]}")
     listed = {w["id"] for w in r.json()}
     missing = [wid for wid in accepted if wid not in listed]
     lost = 0
@@ -245,7 +247,7 @@ async def _lost(http: httpx.AsyncClient, accepted: list[str]) -> int:
     return lost
 
 
-async def _decisions(http: httpx.AsyncClient, accepted: list[str]) -> tuple[list[float], int]:
+async def _decisions(http: Client, accepted: list[str]) -> tuple[list[float], int]:
     """Seconds from submission to the first transition out of pending, for an even sample of the
     accepted submissions; and how many of the sample are still waiting for one."""
     if not accepted:
@@ -267,11 +269,11 @@ async def _decisions(http: httpx.AsyncClient, accepted: list[str]) -> tuple[list
     return out, waiting
 
 
-async def _cancel_all(http: httpx.AsyncClient, gate: asyncio.Semaphore, accepted: list[str]) -> None:
+async def _cancel_all(http: Client, gate: asyncio.Semaphore, accepted: list[str]) -> None:
     async def cancel(wid: str) -> None:
         async with gate:
             # Best effort: what is left is visible with `gpupool list`.
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(HttpError, OSError):
                 await http.post(f"/workloads/{wid}/cancel")
 
     for start in range(0, len(accepted), 64):

@@ -62,7 +62,7 @@ def _print(result: dict[str, object]) -> None:
     for kind in KINDS:
         table.add_row(f"{kind} p50 / p99 (ms)", f"{p50[kind]} / {p99[kind]}")
     table.add_row("errors", str(result["errors"]))
-    table.add_row("submissions sent again (connection closed)", str(result["retries"]))
+    table.add_row("requests sent again (connection closed)", str(result["retries"]))
     table.add_row("lost submissions", str(result["lost"]))
     decision = result["decision_ms"]
     assert isinstance(decision, dict)

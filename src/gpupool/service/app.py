@@ -25,14 +25,15 @@ from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
 from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.db import Database
+from gpupool.service.errors import ServiceError
 from gpupool.service.history import HistorySampler
 from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
-from gpupool.service.plane import ControlPlane, ServiceError, ServiceExecutor, load_queue_config
+from gpupool.service.plane import ControlPlane, ServiceExecutor
 from gpupool.service.portal import router as portal_router
 from gpupool.service.routers import cluster, system, workloads
 from gpupool.service.security import bootstrap_admin
-from gpupool.service.settings import ServiceSettings
+from gpupool.service.settings import ServiceSettings, load_queue_config
 
 log = logging.getLogger("gpupool.service")
 

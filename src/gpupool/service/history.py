@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Float, Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gpupool.service.errors import NotFound
 from gpupool.service.models import Base
-from gpupool.service.plane import ControlPlane, NotFound
+from gpupool.service.plane import ControlPlane
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 log = logging.getLogger("gpupool.service.history")
@@ -103,7 +104,7 @@ class HistorySampler:
     def sample(self, now: float | None = None) -> int:
         """Record one sample of every queue; returns the number of rows written."""
         at = self.plane.clock() if now is None else now
-        queues = self.plane.queues()
+        queues = self.plane.cluster.queues()
         with self.plane.db.session() as s:
             s.add_all(
                 QueueSampleRow(
@@ -133,7 +134,7 @@ def history(
     )
     with plane.db.session() as s:
         rows = list(s.scalars(query))
-    if not rows and path not in {q.path for q in plane.queues()}:
+    if not rows and path not in {q.path for q in plane.cluster.queues()}:
         raise NotFound(f"no queue {path!r}", hint="list the queues with `gpupool queues` or GET /queues")
     return QueueHistoryOut(
         queue=path, since=since, until=until, interval=interval, points=[_out(r) for r in _thin(rows)]

@@ -3,7 +3,8 @@
 The driver calls ``transition`` before it tells the executor to act, so once a start or a
 preemption has been asked of the cluster, the database already says so: a restart (kill -9
 included) knows every decision that may have been acted on. Each call is one short transaction,
-except inside ``DbJournal.batch()``, where one thread's calls share one (a submission's rows).
+except inside ``DbJournal.batch()``, where one thread's calls share one (a submission's rows, or
+a driver tick's, committed by ``flush`` before each call that reaches the cluster).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
 from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.db import Database
@@ -134,7 +135,7 @@ def _state_values(w: Workload) -> dict[str, Any]:
     }
 
 
-_WORKLOADS = WorkloadRow.__table__
+_WORKLOADS = cast(Table, WorkloadRow.__table__)
 _STATE_COLUMNS = (
     "state",
     "reason",
@@ -161,8 +162,8 @@ _SET_QUEUE = (
     .where(or_(_WORKLOADS.c.queue.is_(None), _WORKLOADS.c.queue != bindparam("queue")))
     .values(queue=bindparam("queue"))
 )
-_INSERT_TRANSITION = insert(TransitionRow.__table__)
-_INSERT_EVENT = insert(EventRow.__table__)
+_INSERT_TRANSITION = insert(cast(Table, TransitionRow.__table__))
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
 
 
 class DbJournal:
@@ -174,8 +175,8 @@ class DbJournal:
     Writes are plain SQL statements (no ORM unit of work: they run on every request and every
     transition). Inside ``batch()`` the writes of the calling thread share one transaction,
     committed when the batch ends: a submission's row, its event and its queue are one commit.
-    Only work that acts on nothing outside the database may be batched (the driver journals a
-    transition before the executor acts on it, so ticks are not batched).
+    Work that acts outside the database inside a batch calls ``flush`` first, so that what it
+    acts on is committed (the control plane's driver ticks do, before each executor call).
     """
 
     def __init__(self, db: Database, queue_of: Callable[[str], str | None] | None = None) -> None:
@@ -184,23 +185,40 @@ class DbJournal:
         self._local = threading.local()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Gather this thread's writes into one transaction (nested batches join the outer one)."""
-        if getattr(self._local, "conn", None) is not None:
+    def batch(self, on_error: Literal["rollback", "commit"] = "rollback") -> Iterator[None]:
+        """Gather this thread's writes into one transaction (nested batches join the outer one).
+
+        On an exception the batch's writes are rolled back, or with ``on_error="commit"``
+        committed (a driver tick that failed half-way keeps the transitions it made in memory).
+        """
+        if getattr(self._local, "batch", None) is not None:
             yield
             return
-        with self.db.engine.begin() as conn:
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
+        batch = _Batch(self.db)
+        self._local.batch = batch
+        try:
+            yield
+        except BaseException:
+            if on_error == "commit":
+                batch.commit_or_rollback()
+            raise
+        else:
+            batch.commit()
+        finally:
+            self._local.batch = None
+            batch.close()
+
+    def flush(self) -> None:
+        """Commit what this thread's batch wrote so far (nothing to do outside a batch)."""
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.commit()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            yield conn
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        if batch is not None:
+            yield batch.connection()
             return
         with self.db.engine.begin() as conn:
             yield conn
@@ -264,3 +282,33 @@ class DbJournal:
                     .order_by(WorkloadRow.seq)
                 )
             )
+
+
+@dataclass
+class _Batch:
+    """One thread's batch: a connection taken on its first write, a transaction begun by it."""
+
+    db: Database
+    conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        if self.conn is None:
+            self.conn = self.db.engine.connect()
+        return self.conn  # the next statement begins a transaction if none is open
+
+    def commit(self) -> None:
+        if self.conn is not None and self.conn.in_transaction():
+            self.conn.commit()
+
+    def commit_or_rollback(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.commit()
+        except Exception:
+            self.conn.rollback()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()  # rolls back what was not committed
+            self.conn = None

@@ -77,7 +77,7 @@ class _PlaneCollector(Collector):
         running = GaugeMetricFamily(
             "gpupool_queue_running_applications", "Running workloads", labels=["queue"]
         )
-        for q in self.plane.queues():
+        for q in self.plane.cluster.queues():
             for name, family in families.items():
                 for resource, value in getattr(q, name).items():
                     family.add_metric([q.path, resource], value)
@@ -96,7 +96,7 @@ class _PlaneCollector(Collector):
             "When a node was lost (it died or left without being scaled down), until it returns",
             labels=["node", "gpu_type", "reason"],
         )
-        for n in self.plane.nodes():
+        for n in self.plane.cluster.nodes():
             node_state.add_metric([n.name, n.gpu_type or "", n.state], 1)
             if n.state == "lost":
                 lost.add_metric([n.name, n.gpu_type or "", n.lost_reason or ""], n.lost_at or 0)
@@ -109,7 +109,7 @@ class _PlaneCollector(Collector):
         yield node_state
         yield lost
         states = GaugeMetricFamily("gpupool_workloads", "Workloads by state", labels=["state"])
-        for state, count in sorted(self.plane.state_counts().items()):
+        for state, count in sorted(self.plane.workloads.state_counts().items()):
             states.add_metric([state], count)
         yield states
         # A count since start: a counter, exposed as gpupool_driver_tick_errors_total.

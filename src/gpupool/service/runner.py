@@ -31,8 +31,8 @@ from gpupool.core.config import Config
 from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.app import create_app, prepare
 from gpupool.service.db import Database
-from gpupool.service.plane import ServiceExecutor, load_queue_config
-from gpupool.service.settings import ServiceSettings
+from gpupool.service.plane import ServiceExecutor
+from gpupool.service.settings import ServiceSettings, load_queue_config
 
 # Two nodes of each GPU type with 4 logical GPUs each: 16 GPUs that fit a laptop (no hardware).
 DEFAULT_CLUSTER_SPEC = "2xH100:4,2xA100:4"

@@ -1,4 +1,4 @@
-"""Settings of one control-plane process, built once and passed down explicitly."""
+"""Settings of one control-plane process, built once and passed down explicitly; its queue config."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpupool.configfile import load_config
+from gpupool.core.config import Config
+
 DEFAULT_PORT = 8080
 ENV_DATA_DIR = "GPUPOOL_DATA_DIR"
+DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
+
+
+def load_queue_config(path: Path | None) -> Config:
+    """The configuration file, or the packaged default. Raises ConfigError."""
+    return load_config(path or DEFAULT_CONFIG)
 
 
 def default_data_dir() -> Path:

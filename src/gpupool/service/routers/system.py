@@ -11,7 +11,7 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", responses=errors())
-def healthz(plane: PlaneDep) -> dict[str, object]:
+async def healthz(plane: PlaneDep) -> dict[str, object]:
     return {"ok": True, "tick_errors": plane.tick_errors}
 
 

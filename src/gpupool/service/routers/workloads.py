@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from gpupool.api import LIST_MAX, EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
@@ -28,9 +29,14 @@ def _json(out: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
         **errors(403, 409),
     },
 )
-def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep) -> Response:
+async def submit(req: SubmitRequest, plane: PlaneDep, principal: PrincipalDep) -> Response:
     """Submit a workload. Resubmitting with the same idempotency key returns the first (200)."""
-    workload, created = plane.submit(principal, req)
+    # On the event loop when the plane's lock is free (a submission is a few short statements;
+    # the trip to the thread pool would cost more); on the thread pool while a tick holds it.
+    answer = plane.workloads.try_submit(principal, req)
+    if answer is None:
+        answer = await run_in_threadpool(plane.workloads.submit, principal, req)
+    workload, created = answer
     return _json(workload, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -44,31 +50,31 @@ def list_workloads(
     limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 200,
 ) -> list[WorkloadOut]:
     """Your workloads, and those in queues you administer (newest first)."""
-    return plane.list(principal, state=state, queue=queue, user=user, limit=limit)
+    return plane.workloads.list_visible(principal, state=state, queue=queue, user=user, limit=limit)
 
 
 @router.get("/{workload_id}", response_model=WorkloadOut, responses=errors(404))
-def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> Response:
-    return _json(plane.get(principal, workload_id))
+async def get_workload(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> Response:
+    return _json(plane.workloads.get(principal, workload_id))
 
 
 @router.post("/{workload_id}/cancel", response_model=WorkloadOut, responses=errors(403, 404))
 def cancel(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WorkloadOut:
-    return plane.cancel(principal, workload_id)
+    return plane.workloads.cancel(principal, workload_id)
 
 
 @router.get("/{workload_id}/why", response_model=WhyOut, responses=errors(404))
 def why(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> WhyOut:
     """Why it is in its state; for a waiting workload, what holds it back and what would change it."""
-    return plane.why(principal, workload_id)
+    return plane.workloads.why(principal, workload_id)
 
 
 @router.get("/{workload_id}/logs", response_model=LogsOut, responses=errors(404))
 def logs(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> LogsOut:
-    return plane.logs(principal, workload_id)
+    return plane.workloads.logs(principal, workload_id)
 
 
 @router.get("/{workload_id}/events", response_model=list[EventOut], responses=errors(404))
 def events(workload_id: str, plane: PlaneDep, principal: PrincipalDep) -> list[EventOut]:
     """Its transitions (with reasons) and events, oldest first."""
-    return plane.events(principal, workload_id)
+    return plane.workloads.events(principal, workload_id)

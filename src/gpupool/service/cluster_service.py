@@ -1,0 +1,371 @@
+"""The cluster use cases of the control plane: queues, nodes, pools, GPU types and sizes, the
+configuration reload, and the portal's views (who the caller is, GPU-level occupancy).
+
+``ClusterService`` reads the scheduling core, the driver and the autoscaler under the plane's
+lock and answers with plain models (``gpupool.api``, and the portal's ``MeOut`` and ``PoolView``
+here), so that routers and pages never walk the core themselves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from gpupool.api import AttemptOut, NodeOut, PoolOut, QueueOut
+from gpupool.core.admission import Host
+from gpupool.core.capacity import POOL_LABEL, headroom_target
+from gpupool.core.config import Size
+from gpupool.config import DEFAULT_SIZES, ConfigError
+from gpupool.core.placement import may_submit
+from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, gpu_count
+from gpupool.service.errors import Forbidden, Invalid
+from gpupool.service.security import Principal, administers, may_see
+from gpupool.service.settings import load_queue_config
+from gpupool.service.views import queue_out
+
+if TYPE_CHECKING:
+    from gpupool.service.plane import ControlPlane
+
+DEFAULT_POOL = "default"  # the portal's pool of nodes no node pool launched
+
+
+class MeOut(BaseModel):
+    """The caller and what the portal should offer it (the API enforces the same rules)."""
+
+    user: str
+    groups: list[str]
+    admin: bool
+    submit_queues: list[str]
+    admin_queues: list[str]
+    may_reload: bool
+
+
+class GpuCell(BaseModel):
+    state: Literal["used", "reserved", "free"]
+    workload: str | None = None
+    queue: str | None = None
+    name: str | None = None  # only for workloads the caller may see
+    user: str | None = None
+
+
+class NodeView(BaseModel):
+    name: str
+    pool: str
+    gpu_type: str | None
+    state: Literal["ready", "draining", "booting", "lost"]
+    gpus: int
+    free: int
+    cells: list[GpuCell]
+    capacity: str
+    allocated: str
+    note: str = ""  # why a lost node was lost, and when
+
+
+class PoolView(BaseModel):
+    name: str
+    gpus: int
+    free: int
+    largest_free: int  # the most free GPUs on one ready node: the biggest member that fits now
+    booting: int
+    draining: int
+    headroom_nodes: int = 0  # warm nodes kept now (burst-sized headroom: what recent arrivals ask)
+    headroom_gpus: int = 0
+    headroom_follows_arrivals: bool = False
+    nodes: list[NodeView]
+
+
+class ClusterService:
+    """What the cluster and its queues look like now, and the configuration reload."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def queues(self) -> list[QueueOut]:
+        with self.plane.lock:
+            return [queue_out(q) for q in self.plane.driver.core.root.walk()]
+
+    def nodes(self) -> list[NodeOut]:
+        """The scheduler's nodes, and pool nodes still booting, by name."""
+        with self.plane.lock:
+            autoscaler = self.plane.driver.autoscaler
+            pool_nodes = autoscaler.nodes if autoscaler is not None else {}
+            draining = autoscaler.draining if autoscaler is not None else {}
+            out = []
+            for n in self.plane.driver.core.nodes.values():
+                pn = pool_nodes.get(n.name)
+                state = "ready"
+                if pn is not None and pn.state == "terminating":
+                    state = "terminating"
+                elif not n.schedulable or n.name in draining:
+                    state = "draining"
+                out.append(
+                    NodeOut(
+                        name=n.name,
+                        gpu_type=n.gpu_type or n.labels.get(GPU_TYPE_LABEL),
+                        schedulable=n.schedulable,
+                        capacity=dict(n.capacity),
+                        allocated={k: v for k, v in n.allocated.items() if v},
+                        pool=pn.pool if pn is not None else n.labels.get(POOL_LABEL),
+                        state=state,  # type: ignore[arg-type]
+                    )
+                )
+            for lost in self.plane.driver.lost.values():
+                if lost.spec.name not in self.plane.driver.core.nodes:
+                    out.append(
+                        NodeOut(
+                            name=lost.spec.name,
+                            gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
+                            schedulable=False,
+                            capacity=dict(lost.spec.capacity),
+                            allocated={},
+                            pool=lost.spec.labels.get(POOL_LABEL),
+                            state="lost",
+                            lost_at=lost.at,
+                            lost_reason=lost.reason,
+                        )
+                    )
+            for pn in pool_nodes.values():
+                if pn.state == "booting" and pn.name not in self.plane.driver.core.nodes:
+                    out.append(
+                        NodeOut(
+                            name=pn.name,
+                            gpu_type=pn.instance_type.gpu_type,
+                            schedulable=False,
+                            capacity=dict(pn.instance_type.capacity()),
+                            allocated={},
+                            pool=pn.pool,
+                            state="booting",
+                        )
+                    )
+        return sorted(out, key=lambda n: n.name)
+
+    def pools(self, attempts: int = 20) -> list[PoolOut]:
+        """The configured node pools with their nodes by state and their last ``attempts`` launches."""
+        with self.plane.lock:
+            autoscaler = self.plane.driver.autoscaler
+            now = self.plane.clock()
+            out = []
+            for pool in self.plane.config.nodepools:
+                counts: Counter[str] = Counter()
+                history: list[AttemptOut] = []
+                blocked: list[str] = []
+                if autoscaler is not None:
+                    counts.update(
+                        "draining" if n.state == "ready" and n.name in autoscaler.draining else n.state
+                        for n in autoscaler.nodes.values()
+                        if n.pool == pool.name
+                    )
+                    blocked = sorted(
+                        f"{itype} in {region}"
+                        for (p, itype, region), until in autoscaler.blocked.items()
+                        if p == pool.name and until > now
+                    )
+                    history = [
+                        AttemptOut(
+                            at=a.at,
+                            pool=a.pool,
+                            instance_type=a.instance_type,
+                            region=a.region,
+                            node=a.node,
+                            outcome=a.outcome,
+                            for_workloads=list(a.for_workloads),
+                            message=a.message,
+                        )
+                        for a in autoscaler.attempts
+                        if a.pool == pool.name
+                    ][-attempts:]
+                out.append(
+                    PoolOut(
+                        name=pool.name,
+                        min=pool.min,
+                        max=pool.max,
+                        headroom_nodes=pool.headroom_nodes,
+                        headroom_gpus=pool.headroom_gpus,
+                        headroom_window=pool.headroom_window,
+                        headroom_max_nodes=pool.headroom_max_nodes,
+                        headroom_now=headroom_target(
+                            pool,
+                            autoscaler.arrivals if autoscaler is not None else (),
+                            now,
+                            autoscaler.peaks(now) if autoscaler is not None else None,
+                        ),
+                        idle_timeout=pool.idle_timeout,
+                        instance_types=[f"{t.name} in {t.region}" for t in pool.instance_types],
+                        nodes={state: n for state, n in counts.items() if n},
+                        blocked=blocked,
+                        attempts=history,
+                    )
+                )
+        return out
+
+    def sizes(self) -> dict[str, Size]:
+        """The standard sizes of the configuration (the packaged ones if it names none)."""
+        return self.plane.config.sizes or DEFAULT_SIZES
+
+    def gpu_types(self) -> list[str]:
+        """The GPU types of the cluster's nodes and of what its node pools can launch."""
+        with self.plane.lock:
+            return sorted({h.gpu_type for h in self.hosts() if h.gpu_type})
+
+    def hosts(self) -> list[Host]:
+        """Every node of the cluster, and every machine a configured node pool can launch."""
+        core = self.plane.driver.core
+        hosts = [Host(dict(n.capacity), n.gpu_type, f"node {n.name}") for n in core.nodes.values()]
+        for pool in self.plane.config.nodepools:
+            for t in pool.instance_types:
+                hosts.append(Host(t.capacity(), t.gpu_type, f"pool {pool.name}: {t.name}"))
+        return hosts
+
+    def reload(self, principal: Principal) -> list[QueueOut]:
+        if not administers(principal, self.plane.driver.core.root):
+            raise Forbidden(
+                f"{principal.user} may not reload the configuration",
+                hint="reloading needs admin access on root (its adminacl)",
+            )
+        try:
+            config = load_queue_config(self.plane.settings.config_path)
+        except ConfigError as exc:
+            raise Invalid(
+                f"the configuration is invalid; nothing was changed ({len(exc.issues)} problem(s))",
+                fields=[
+                    (i.path or exc.source, i.message + (f" (line {i.line})" if i.line else ""))
+                    for i in exc.issues
+                ],
+                hint="run `gpupool config check FILE`, fix it, and reload again",
+            ) from None
+        self.plane.apply_config(config, f"configuration reloaded by {principal.user}")
+        return self.queues()
+
+    def me(self, principal: Principal) -> MeOut:
+        """The caller and the queues it may submit to and administer (for the portal)."""
+        with self.plane.lock:
+            core = self.plane.driver.core
+            queues = list(core.queues.values())
+            submit = sorted(
+                q.path
+                for q in queues
+                if q.is_leaf and not q.dynamic and may_submit(q, principal.user, principal.groups)
+            )
+            admin = sorted(q.path for q in queues if administers(principal, q))
+            may_reload = administers(principal, core.root)
+        return MeOut(
+            user=principal.user,
+            groups=list(principal.groups),
+            admin=principal.admin,
+            submit_queues=submit,
+            admin_queues=admin,
+            may_reload=may_reload,
+        )
+
+    def occupancy(self, principal: Principal) -> list[PoolView]:
+        """Every node's GPUs one by one, grouped by pool; booting nodes from the autoscaler if any."""
+        headroom = {p.name: p for p in self.plane.config.nodepools}
+        nodes: list[NodeView] = []
+        with self.plane.lock:
+            driver = self.plane.driver
+            core = driver.core
+            autoscaler = driver.autoscaler
+            pool_nodes = dict(autoscaler.nodes) if autoscaler is not None else {}
+            arrivals = tuple(autoscaler.arrivals) if autoscaler is not None else ()
+            peaks = autoscaler.peaks(self.plane.clock()) if autoscaler is not None else None
+            now = self.plane.clock()
+            for node in sorted(core.nodes.values(), key=lambda n: n.name):
+                cells: list[GpuCell] = []
+                for alloc in sorted(node.allocations.values(), key=lambda a: a.seq):
+                    w = driver.workloads.get(alloc.app.id)
+                    visible = w is not None and may_see(principal, w.spec.user, alloc.queue)
+                    cell = GpuCell(
+                        state="used",
+                        workload=alloc.app.id,
+                        queue=alloc.queue.path,
+                        name=w.spec.name if visible and w else None,
+                        user=w.spec.user if visible and w else None,
+                    )
+                    cells.extend(cell.model_copy() for _ in range(gpu_count(alloc.resources)))
+                for ask_id, held in sorted(node.held.items()):
+                    # GPUs kept for a waiting workload after preemption made room for it.
+                    cells.extend(
+                        GpuCell(state="reserved", workload=ask_id.split("/", 1)[0])
+                        for _ in range(gpu_count(held))
+                    )
+                total = gpu_count(node.capacity)
+                cells = cells[:total]
+                free = total - len(cells)
+                cells.extend(GpuCell(state="free") for _ in range(free))
+                pool_node = pool_nodes.get(node.name)
+                draining = not node.schedulable or (
+                    pool_node is not None and pool_node.state == "terminating"
+                )
+                nodes.append(
+                    NodeView(
+                        name=node.name,
+                        pool=node.labels.get(POOL_LABEL) or (pool_node.pool if pool_node else DEFAULT_POOL),
+                        gpu_type=node.gpu_type,
+                        state="draining" if draining else "ready",
+                        gpus=total,
+                        free=free,
+                        cells=cells,
+                        capacity=format_resources(node.capacity),
+                        allocated=format_resources({k: v for k, v in node.allocated.items() if v}),
+                    )
+                )
+            for name, lost in sorted(driver.lost.items()):
+                if name in core.nodes:
+                    continue
+                nodes.append(
+                    NodeView(
+                        name=name,
+                        pool=lost.spec.labels.get(POOL_LABEL) or DEFAULT_POOL,
+                        gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
+                        state="lost",
+                        gpus=gpu_count(lost.spec.capacity),
+                        free=0,
+                        cells=[],
+                        capacity=format_resources(lost.spec.capacity),
+                        allocated="",
+                        note=f"lost at {datetime.fromtimestamp(lost.at, UTC):%H:%M:%S} UTC: {lost.reason}",
+                    )
+                )
+            for name, pn in sorted(pool_nodes.items()):
+                if pn.state != "booting" or name in core.nodes:
+                    continue
+                gpus = pn.instance_type.gpus
+                nodes.append(
+                    NodeView(
+                        name=name,
+                        pool=pn.pool,
+                        gpu_type=pn.instance_type.gpu_type,
+                        state="booting",
+                        gpus=gpus,
+                        free=gpus,
+                        cells=[GpuCell(state="free") for _ in range(gpus)],
+                        capacity=format_resources(pn.instance_type.capacity()),
+                        allocated="",
+                    )
+                )
+        pools: dict[str, list[NodeView]] = {}
+        for n in nodes:
+            pools.setdefault(n.pool, []).append(n)
+        out = []
+        for name in sorted(pools, key=lambda p: (p != DEFAULT_POOL, p)):
+            members = pools[name]
+            ready = [n for n in members if n.state == "ready"]
+            cfg = headroom.get(name)
+            out.append(
+                PoolView(
+                    name=name,
+                    gpus=sum(n.gpus for n in members if n.state not in ("booting", "lost")),
+                    free=sum(n.free for n in ready),
+                    largest_free=max((n.free for n in ready), default=0),
+                    booting=sum(n.state == "booting" for n in members),
+                    draining=sum(n.state == "draining" for n in members),
+                    headroom_nodes=headroom_target(cfg, arrivals, now, peaks) if cfg else 0,
+                    headroom_gpus=cfg.headroom_gpus if cfg else 0,
+                    headroom_follows_arrivals=bool(cfg and cfg.headroom_window > 0),
+                    nodes=members,
+                )
+            )
+        return out
