@@ -230,7 +230,11 @@ class Cycle:
     ) -> bool:
         heap = heaps.get(leaf.path)
         if heap is None:
-            heap = [(self._app_key(leaf, app), app.seq, app) for app in leaf.apps.values() if app.asks]
+            heap = [
+                (self._app_key(leaf, app), app.seq, app)
+                for app in self.state.apps_in(leaf).values()
+                if app.asks
+            ]
             heapq.heapify(heap)
             heaps[leaf.path] = heap
         shape_failed = self._shape_failed

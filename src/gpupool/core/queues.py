@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from gpupool.core.acl import ACL
 from gpupool.core.config import (
@@ -35,9 +34,6 @@ from gpupool.core.config import (
     QueueProperties,
 )
 from gpupool.core.resources import Resources, add_into, sub_into
-
-if TYPE_CHECKING:
-    from gpupool.core.model import App
 
 INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
@@ -70,7 +66,6 @@ class Queue:
         "_prio",
         "admin_acl",
         "allocated",
-        "apps",
         "child_template",
         "children",
         "depth",
@@ -117,7 +112,6 @@ class Queue:
         self._prio: int | None = None  # cached dynamic priority; None = recompute
         self.running_apps = 0
         self.version = 0  # bumped when asks are added: the scheduler's quiet-leaf skip
-        self.apps: dict[str, App] = {}
         self.apply(settings)
 
     def apply(self, settings: QueueSettings) -> None:

@@ -223,7 +223,7 @@ class Scheduler:
 
     def _join(self, app: App, leaf: Queue) -> None:
         app.queue = leaf
-        leaf.apps[app.id] = app
+        self.state.by_leaf.setdefault(leaf.path, {})[app.id] = app
         self.state.app_limits[app.id] = applicable(leaf, app.user, app.groups)
 
     def _reject(self, app: App, reason: Reason) -> Reject:
@@ -232,7 +232,7 @@ class Scheduler:
         app.state = AppState.REJECTED
         app.reason = reason
         if app.queue is not None:
-            app.queue.apps.pop(app.id, None)
+            self.state.by_leaf.get(app.queue.path, {}).pop(app.id, None)
         self.state.waiting_gangs.pop(app.id, None)
         return Reject(app.id, reason)
 
@@ -271,7 +271,7 @@ class Scheduler:
         if app.allocations:
             raise SchedulerError(f"application {app_id!r} still holds allocations; release them first")
         if app.queue is not None:
-            app.queue.apps.pop(app_id, None)
+            self.state.by_leaf.get(app.queue.path, {}).pop(app_id, None)
         self.state.set_running(app, False)
         self.state.waiting_gangs.pop(app_id, None)
         self.state.app_limits.pop(app_id, None)

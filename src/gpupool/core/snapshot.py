@@ -50,6 +50,10 @@ class Snapshot:
     def elastic(self) -> dict[str, Allocation]:
         return self._state.elastic
 
+    def apps_in(self, leaf: Queue) -> dict[str, App]:
+        """The applications in a leaf queue, by id."""
+        return self._state.apps_in(leaf)
+
     @property
     def index(self) -> NodeIndex:
         return self._state.index

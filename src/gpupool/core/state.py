@@ -21,6 +21,8 @@ from gpupool.core.placement import Placer
 from gpupool.core.queues import Queue, build_tree
 from gpupool.core.resources import Resources
 
+_NO_APPS: dict[str, App] = {}
+
 
 class SchedulerError(ValueError):
     """A call that does not make sense for the current state (unknown id, duplicate id ...)."""
@@ -46,6 +48,8 @@ class State:
         # and then the region rule for gangs costs nothing.
         self.regions: dict[str, int] = {}
         self.apps: dict[str, App] = {}
+        # Each leaf's applications, by leaf path (a queue knows nothing of applications).
+        self.by_leaf: dict[str, dict[str, App]] = {}
         self.asks: dict[str, Ask] = {}
         self.allocations: dict[str, Allocation] = {}
         self.elastic: dict[str, Allocation] = {}  # extra members of elastic workloads, by id
@@ -73,6 +77,10 @@ class State:
             return self.apps[app_id]
         except KeyError:
             raise SchedulerError(f"unknown application {app_id!r}") from None
+
+    def apps_in(self, leaf: Queue) -> dict[str, App]:
+        """The applications in a leaf queue, by id (do not edit the dict returned)."""
+        return self.by_leaf.get(leaf.path, _NO_APPS)
 
     def limits_of(self, app: App) -> tuple[Applied, ...]:
         """The user and group limits an application counts against (none if unlimited)."""

@@ -232,7 +232,7 @@ class VictimSearch:
         cached = self._leaf_hosts_cache.get(key)
         if cached is None:
             cached = {}
-            for app in info.queue.apps.values():
+            for app in self.s.apps_in(info.queue).values():
                 for a in app.allocations.values():
                     if a.node.schedulable and not a.preempted and a.disruptible and a.priority <= info.limit:
                         node, held = cached.get(a.node.name, (a.node, 0))
@@ -439,7 +439,11 @@ class VictimSearch:
             return cached
         out: dict[int, _Leaf] = {}
         for victim_leaf in fence.leaves():
-            if victim_leaf is leaf or victim_leaf.preemption_policy == "disabled" or not victim_leaf.apps:
+            if (
+                victim_leaf is leaf
+                or victim_leaf.preemption_policy == "disabled"
+                or not self.s.apps_in(victim_leaf)
+            ):
                 continue
             lca = _common_ancestor(leaf, victim_leaf)
             # As yunikorn-core's GetRemainingGuaranteedResource: when the ask's leaf has a
@@ -467,7 +471,7 @@ class VictimSearch:
             under = [o for q, o in shortfalls if vq.is_under(q)]
             if not under:
                 continue
-            for app in vq.apps.values():
+            for app in self.s.apps_in(vq).values():
                 if app is ask.app:
                     continue
                 if app.gang is not None and app.allocations:

@@ -572,7 +572,10 @@ def gpupool_scores(nodes: NodeState, pod: PodRequest, model: WorkloadModel) -> S
 
 
 class GpupoolPolicy:
-    """gpupool's policy: FGD's fragmentation change plus stranded-GPU and scarce-model terms (docs/packing.md)."""
+    """gpupool's policy: FGD's fragmentation change plus stranded-GPU and scarce-model terms.
+
+    See docs/packing.md.
+    """
 
     name: ClassVar[str] = "gpupool"
     cacheable: ClassVar[bool] = True

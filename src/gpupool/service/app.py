@@ -24,12 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
 from gpupool.engine.autoscaler import NodeProvider
+from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database
 from gpupool.service.errors import ServiceError
 from gpupool.service.history import HistorySampler
 from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
-from gpupool.service.plane import ControlPlane, ServiceExecutor
+from gpupool.service.plane import ControlPlane
 from gpupool.service.portal import router as portal_router
 from gpupool.service.routers import cluster, system, workloads
 from gpupool.service.security import bootstrap_admin

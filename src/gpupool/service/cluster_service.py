@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from gpupool.api import AttemptOut, NodeOut, PoolOut, QueueOut
+from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.core.admission import Host
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Size
-from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.core.placement import may_submit
 from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, gpu_count
 from gpupool.service.errors import Forbidden, Invalid
@@ -27,7 +27,7 @@ from gpupool.service.settings import load_queue_config
 from gpupool.service.views import queue_out
 
 if TYPE_CHECKING:
-    from gpupool.service.plane import ControlPlane
+    from gpupool.service.context import Plane
 
 DEFAULT_POOL = "default"  # the portal's pool of nodes no node pool launched
 
@@ -80,7 +80,7 @@ class PoolView(BaseModel):
 class ClusterService:
     """What the cluster and its queues look like now, and the configuration reload."""
 
-    def __init__(self, plane: ControlPlane) -> None:
+    def __init__(self, plane: Plane) -> None:
         self.plane = plane
 
     def queues(self) -> list[QueueOut]:

@@ -34,18 +34,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from gpupool.core.config import Config, InstanceType
-from gpupool.core.model import NodeSpec
 from gpupool.core.queues import Queue
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler, NodeProvider, ProviderEvent, ProviderNode
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Transition, Workload, WorkloadState
-from gpupool.engine.ports import Executor, Observation
+from gpupool.engine.ports import Observation
 from gpupool.service.clock import wall_clock
 from gpupool.service.cluster_service import ClusterService
+from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database
 from gpupool.service.errors import Unauthorized
 from gpupool.service.journal import DbJournal, workload_from_row
@@ -59,21 +59,6 @@ log = logging.getLogger("gpupool.service")
 TICK_GAP = 0.2  # seconds: the least time between the starts of two ticks (at most the tick interval)
 TICK_PAUSE = 0.02  # seconds: the least time between the end of a tick and the start of the next
 TOKEN_CACHE = 4096  # principals of tokens seen, kept in memory (tokens never change once made)
-
-
-class ServiceExecutor(Executor, Protocol):
-    """What the control plane needs of a cluster: the engine's Executor port plus these."""
-
-    def logs(self, workload_id: str) -> str:
-        """The job's output so far (may be called from any thread, without the plane's lock)."""
-
-    def adopt(self, workload: Workload) -> bool:
-        """Re-attach a workload that was admitted before a restart; False if its job is gone."""
-
-    def nodes(self) -> list[NodeSpec]:
-        """The cluster's nodes now (the driver then follows NodeUp / NodeDown observations)."""
-
-    def close(self) -> None: ...
 
 
 class ControlPlane:
@@ -115,8 +100,8 @@ class ControlPlane:
         # Token -> its principal: a token is stored once and never altered, so a hit is final.
         self._principals: dict[str, Principal] = {}
         self.store = WorkloadStore(db)
-        self.workloads = WorkloadService(self, self.store)
         self.cluster = ClusterService(self)
+        self.workloads = WorkloadService(self, self.store, self.cluster)
 
     # ------------------------------------------------------------------ lifecycle
 

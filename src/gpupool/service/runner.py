@@ -30,8 +30,8 @@ import uvicorn
 from gpupool.core.config import Config
 from gpupool.engine.autoscaler import NodeProvider
 from gpupool.service.app import create_app, prepare
+from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database
-from gpupool.service.plane import ServiceExecutor
 from gpupool.service.settings import ServiceSettings, load_queue_config
 
 # Two nodes of each GPU type with 4 logical GPUs each: 16 GPUs that fit a laptop (no hardware).

@@ -18,13 +18,14 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.placement import IMPLICIT_FALLBACK, Request, may_administer, may_submit
 from gpupool.core.resources import total
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.service.cluster_service import ClusterService
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound
 from gpupool.service.security import Principal, administers, may_see
 from gpupool.service.store import WorkloadStore
 from gpupool.service.views import history_out, row_out, workload_out
 
 if TYPE_CHECKING:
-    from gpupool.service.plane import ControlPlane
+    from gpupool.service.context import Plane
 
 _WAITING = (WorkloadState.PENDING, WorkloadState.PREEMPTED)
 
@@ -63,9 +64,10 @@ _WAITS: dict[Code, str] = {
 class WorkloadService:
     """Submissions and everything asked of one workload, for the API and the portal."""
 
-    def __init__(self, plane: ControlPlane, store: WorkloadStore) -> None:
+    def __init__(self, plane: Plane, store: WorkloadStore, cluster: ClusterService) -> None:
         self.plane = plane
         self.store = store
+        self.cluster = cluster
 
     def submit(self, principal: Principal, req: SubmitRequest) -> tuple[WorkloadOut, bool]:
         """Accept a workload; returns it and whether it is new (False: same idempotency key)."""
@@ -159,7 +161,7 @@ class WorkloadService:
     def _sized_group(self, size: str) -> TaskGroup:
         """One member of a standard size: its shapes in order, those of GPU types absent from
         the cluster left out (unless none is left); the core falls back through them."""
-        sizes = self.plane.cluster.sizes()
+        sizes = self.cluster.sizes()
         chosen = sizes.get(size)
         if chosen is None:
             raise Invalid(
@@ -206,7 +208,7 @@ class WorkloadService:
                         fields=[("body.task_groups", too_big.message)],
                         hint=too_big.hint,
                     )
-        hosts = self.plane.cluster.hosts()
+        hosts = self.cluster.hosts()
         for i, group in enumerate(spec.task_groups):
             never = never_fits(((group.resources, group.gpu_types), *group.alternatives), hosts)
             if never is not None:
