@@ -218,7 +218,7 @@ def test_remove_app_needs_its_allocations_released_first() -> None:
     w.s.release("r")
     w.s.remove_app("app-0")
     assert "app-0" not in w.s.apps
-    assert "app-0" not in w.s.queues["root.team"].apps
+    assert "app-0" not in w.s.state.apps_in(w.s.queues["root.team"])
 
 
 def test_duplicate_ids_are_refused() -> None:

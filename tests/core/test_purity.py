@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "gpupool"
+SRC = Path(__file__).resolve().parents[2] / "src" / "gpupool"
 ALLOWED = {
     "__future__",
     "bisect",

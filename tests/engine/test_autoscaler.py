@@ -15,7 +15,7 @@ from gpupool.engine.autoscaler import Autoscaler, JoinNode, Launch
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
 from gpupool.engine.ports import Adoptable, MemoryJournal
-from test_engine import CONFIG, StepExecutor
+from engine.test_engine import CONFIG, StepExecutor
 
 EAST = InstanceType("h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90, boot_time=100)
 WEST = InstanceType("h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95, boot_time=120)
