@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from engine.test_engine import CONFIG, StepExecutor
 from gpupool.adapters.simcloud import SimCloud, Stockout
 from gpupool.config import parse_config
 from gpupool.core.capacity import INSTANCE_LABEL, POOL_LABEL, REGION_LABEL
@@ -15,7 +16,6 @@ from gpupool.engine.autoscaler import Autoscaler, JoinNode, Launch
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
 from gpupool.engine.ports import Adoptable, MemoryJournal
-from engine.test_engine import CONFIG, StepExecutor
 
 EAST = InstanceType("h100-east", "H100", 8, 96_000, 2**40, region="east", hourly_cost=90, boot_time=100)
 WEST = InstanceType("h100-west", "H100", 8, 96_000, 2**40, region="west", hourly_cost=95, boot_time=120)

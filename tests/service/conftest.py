@@ -17,7 +17,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 
 from gpupool.client import Client
-from gpupool.engine.autoscaler import NodeProvider
+from gpupool.engine.ports import NodeProvider
 from gpupool.service.app import create_app
 from gpupool.service.db import normalise_url
 from gpupool.service.settings import ServiceSettings

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpupool.api import ErrorBody, FieldError
 from gpupool.core.config import Config
-from gpupool.engine.autoscaler import NodeProvider
+from gpupool.engine.ports import NodeProvider
 from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database
 from gpupool.service.errors import ServiceError

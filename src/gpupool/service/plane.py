@@ -39,10 +39,10 @@ from typing import Any
 from gpupool.core.config import Config, InstanceType
 from gpupool.core.queues import Queue
 from gpupool.core.scheduler import Scheduler
-from gpupool.engine.autoscaler import Autoscaler, NodeProvider, ProviderEvent, ProviderNode
+from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Transition, Workload, WorkloadState
-from gpupool.engine.ports import Observation
+from gpupool.engine.ports import NodeProvider, Observation, ProviderEvent, ProviderNode, ReapsOrphans
 from gpupool.service.clock import wall_clock
 from gpupool.service.cluster_service import ClusterService
 from gpupool.service.context import ServiceExecutor
@@ -219,9 +219,8 @@ class ControlPlane:
         for row in self.journal.active():
             w = workload_from_row(row)
             self.recovered[w.id] = self._restore(driver, w, row.queue, now, adopt=True)
-        reap = getattr(self.executor, "reap_orphans", None)
-        if reap is not None:  # jobs of workloads the database no longer calls live
-            reap(keep={w.id for w in driver.workloads.values() if not w.terminal})
+        if isinstance(self.executor, ReapsOrphans):  # jobs of workloads the database no longer calls live
+            self.executor.reap_orphans(keep={w.id for w in driver.workloads.values() if not w.terminal})
         if self.recovered:
             log.info("recovered %d workloads: %s", len(self.recovered), Counter(self.recovered.values()))
 

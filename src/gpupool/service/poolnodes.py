@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from gpupool.engine.autoscaler import ProviderNode
+from gpupool.engine.ports import ProviderNode
 from gpupool.service.db import Database
 from gpupool.service.models import PoolNodeRow
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from gpupool.core.config import Config
-from gpupool.engine.autoscaler import NodeProvider
+from gpupool.engine.ports import NodeProvider
 from gpupool.service.app import create_app, prepare
 from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database

@@ -129,7 +129,7 @@ def test_the_watchdog_leaves_an_adopted_cluster_alone(spawned, tmp_path: Path):
 
 
 def test_the_pool_node_store_keeps_nodes_in_the_database(tmp_path: Path):
-    from gpupool.engine.autoscaler import ProviderNode
+    from gpupool.engine.ports import ProviderNode
     from gpupool.service.db import Database
     from gpupool.service.poolnodes import DbPoolNodeStore
 

@@ -304,7 +304,7 @@ def test_a_restarted_provider_takes_its_nodes_back_from_the_store(
     database keeps the node that still runs, forgets one that is gone, and stops a pool node the
     store never heard of; the autoscaler adopts the node once and terminating it clears the row."""
     from gpupool.adapters.ray.cluster import LocalNode
-    from gpupool.engine.autoscaler import ProviderNode
+    from gpupool.engine.ports import ProviderNode
     from gpupool.service.db import Database
     from gpupool.service.poolnodes import DbPoolNodeStore
 
