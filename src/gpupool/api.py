@@ -203,6 +203,8 @@ class SubmitRequest(_Strict):
 
 
 class TransitionOut(BaseModel):
+    """One state change of a workload and why; ``at`` in seconds since the epoch."""
+
     at: float
     old: str | None
     new: str
@@ -210,6 +212,8 @@ class TransitionOut(BaseModel):
 
 
 class TaskGroupOut(BaseModel):
+    """A workload's task group: ``members`` members, each asking ``resources`` on a node of ``gpu_types``."""
+
     name: str
     members: int
     resources: dict[str, int]
@@ -217,6 +221,13 @@ class TaskGroupOut(BaseModel):
 
 
 class WorkloadOut(BaseModel):
+    """A workload as the API reports it: what was submitted, its state and why, where it runs, its history.
+
+    Times are seconds since the epoch. ``queue`` is the leaf the placement rules chose (the queue it
+    named if it never got one); ``placement`` maps each member to its node while it is admitted;
+    ``attempt`` counts its admissions.
+    """
+
     id: str
     name: str
     user: str
@@ -256,6 +267,8 @@ class WorkloadOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    """One entry of a workload's event log: an event, or a state change (``kind`` is ``state:<new>``)."""
+
     at: float
     kind: str
     message: str
@@ -263,17 +276,26 @@ class EventOut(BaseModel):
 
 
 class WhyOut(BaseModel):
+    """Why a workload is in its state and what would change it, as lines of text (``gpupool why``)."""
+
     id: str
     state: WorkloadState
     lines: list[str]
 
 
 class LogsOut(BaseModel):
+    """The log of a workload's job as the cluster returns it, or a note saying why it is unavailable."""
+
     id: str
     text: str
 
 
 class QueueOut(BaseModel):
+    """One queue of the tree as ``GET /queues`` lists it: its configured quotas and ACLs, and its usage now.
+
+    ``allocated`` and ``pending`` are sums over the queue's subtree; resources at 0 are left out.
+    """
+
     path: str
     parent: str | None
     leaf: bool
@@ -287,6 +309,8 @@ class QueueOut(BaseModel):
 
 
 class NodeOut(BaseModel):
+    """A node as ``GET /nodes`` lists it (booting pool nodes and lost ones too): capacity, use, state."""
+
     name: str
     gpu_type: str | None
     schedulable: bool
@@ -334,17 +358,23 @@ class PoolOut(BaseModel):
 
 
 class WhoAmI(BaseModel):
+    """Who the caller's token stands for (``GET /whoami``): its user, groups and whether it is an admin."""
+
     user: str
     groups: list[str]
     admin: bool
 
 
 class FieldError(BaseModel):
+    """One offending field of a refused request: its dotted location (``body.task_groups.0.gpus``) and why."""
+
     field: str
     message: str
 
 
 class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer of the API: a stable ``code``, a sentence, the fields and a hint."""
+
     code: str
     message: str
     fields: list[FieldError] = Field(default_factory=list)

@@ -100,6 +100,12 @@ def resolve_connection(
 
 
 class Client:
+    """The SDK's handle on one control plane: one method per API call, answered with ``gpupool.api`` models.
+
+    Connection details come from ``resolve_connection``; a refused call raises ``ApiError``. Use it
+    as a context manager, or call ``close()``.
+    """
+
     def __init__(
         self,
         url: str | None = None,

@@ -46,6 +46,8 @@ class ScenarioError(ValueError):
 
 @dataclass(slots=True)
 class AppSpec:
+    """An app of a scenario (``apps:``): queue (None: placement rules choose), user, groups, tags, gang."""
+
     id: str
     queue: str | None = None
     user: str = "anonymous"
@@ -56,6 +58,8 @@ class AppSpec:
 
 @dataclass(slots=True)
 class RunningSpec:
+    """An allocation already bound when a scenario starts (``running:``), restored without quota checks."""
+
     id: str
     app: str
     node: str
@@ -70,6 +74,8 @@ class RunningSpec:
 
 @dataclass(slots=True)
 class PendingSpec:
+    """An ask submitted at t=0 (``pending:``); ``age`` backdates its creation, ``node`` requires a node."""
+
     id: str
     app: str
     resources: Resources
@@ -83,6 +89,8 @@ class PendingSpec:
 
 @dataclass(slots=True)
 class Scenario:
+    """A scenario file, loaded and checked: configuration, nodes, apps, allocations, asks and ``expect``."""
+
     name: str
     file: str
     description: str
@@ -97,6 +105,8 @@ class Scenario:
 
 @dataclass(slots=True)
 class ScenarioResult:
+    """What running a scenario gave and which ``expect`` checks failed; ``to_json`` is its ``--json`` line."""
+
     name: str
     file: str
     passed: bool
@@ -135,6 +145,8 @@ _HINTS = {
 
 
 class ScenarioKeys(Keys):
+    """The keys of a scenario file's top level (``docs/scenarios.md``)."""
+
     name: Any = None
     description: Any = None
     config: Any = None
@@ -147,6 +159,8 @@ class ScenarioKeys(Keys):
 
 
 class NodeKeys(Keys):
+    """The keys of one node of a scenario's ``nodes:``."""
+
     name: Any = None
     capacity: Any = None
     labels: Any = None
@@ -154,6 +168,8 @@ class NodeKeys(Keys):
 
 
 class AppKeys(Keys):
+    """The keys of one app of a scenario's ``apps:``."""
+
     id: Any = None
     queue: Any = None
     user: Any = None
@@ -163,12 +179,16 @@ class AppKeys(Keys):
 
 
 class GangKeys(Keys):
+    """The keys of an app's ``gang:`` in a scenario."""
+
     style: Any = None
     timeout: Any = None
     span_regions: Any = None
 
 
 class RunningKeys(Keys):
+    """The keys of one allocation of a scenario's ``running:``."""
+
     hints: ClassVar[dict[str, str]] = _HINTS
     id: Any = None
     app: Any = None
@@ -183,6 +203,8 @@ class RunningKeys(Keys):
 
 
 class PendingKeys(Keys):
+    """The keys of one ask of a scenario's ``pending:``."""
+
     hints: ClassVar[dict[str, str]] = _HINTS
     id: Any = None
     app: Any = None
@@ -196,10 +218,14 @@ class PendingKeys(Keys):
 
 
 class RunKeys(Keys):
+    """The keys of a scenario's ``run:``: how many simulated seconds to go on after t=0."""
+
     seconds: Any = None
 
 
 class ExpectKeys(Keys):
+    """The keys of a scenario's ``expect:``: the outcomes the runner checks."""
+
     placed: Any = None
     pending: Any = None
     preempted: Any = None
@@ -211,6 +237,8 @@ class ExpectKeys(Keys):
 
 
 class CountKeys(Keys):
+    """The keys of ``expect.preempted_count``: how many victims, among which allocations."""
+
     count: Any = None
     among: Any = None
 

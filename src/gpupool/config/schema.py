@@ -75,11 +75,15 @@ class ConfigKeys(Keys):
 
 
 class CompactionKeys(Keys):
+    """The keys of gpupool's top-level ``compaction:``: how many workloads a round may move, how often."""
+
     budget: Any = None
     interval: Any = None
 
 
 class PoolKeys(Keys):
+    """The keys of one entry of gpupool's ``nodepools:``: bounds, headroom, idle timeout, machines."""
+
     name: Any = None
     min: Any = None
     max: Any = None
@@ -90,6 +94,8 @@ class PoolKeys(Keys):
 
 
 class HeadroomKeys(Keys):
+    """The keys of a node pool's ``headroom:``: the warm nodes or GPUs it keeps, fixed or burst-sized."""
+
     nodes: Any = None
     gpus: Any = None
     window: Any = None
@@ -101,6 +107,8 @@ class HeadroomKeys(Keys):
 
 
 class InstanceKeys(Keys):
+    """The keys of a machine in a pool's ``instancetypes:``: GPUs, CPU, memory, region, cost, boot time."""
+
     name: Any = None
     gputype: Any = None
     gpus: Any = None
@@ -112,6 +120,11 @@ class InstanceKeys(Keys):
 
 
 class PartitionKeys(Keys):
+    """The keys of one entry of ``partitions:`` (YuniKorn's ``PartitionConfig``).
+
+    ``statedumpfilepath`` and ``usergroupresolver`` are accepted for compatibility and only type-checked.
+    """
+
     name: Any = None
     queues: Any = None
     placementrules: Any = None
@@ -123,6 +136,8 @@ class PartitionKeys(Keys):
 
 
 class QueueKeys(Keys):
+    """The keys of one queue of the tree (YuniKorn's ``QueueConfig``); its children go under ``queues``."""
+
     name: Any = None
     parent: Any = None
     resources: Any = None
@@ -136,17 +151,23 @@ class QueueKeys(Keys):
 
 
 class ResourcesKeys(Keys):
+    """The keys of a queue's or a child template's ``resources:`` (YuniKorn's ``Resources``)."""
+
     guaranteed: Any = None
     max: Any = None
 
 
 class TemplateKeys(Keys):
+    """The keys of a parent queue's ``childtemplate:`` (YuniKorn's ``ChildTemplate``), for dynamic queues."""
+
     maxapplications: Any = None
     properties: Any = None
     resources: Any = None
 
 
 class LimitKeys(Keys):
+    """The keys of one entry of a queue's or partition's ``limits:`` (YuniKorn's ``Limit``)."""
+
     limit: Any = None
     users: Any = None
     groups: Any = None
@@ -155,6 +176,8 @@ class LimitKeys(Keys):
 
 
 class RuleKeys(Keys):
+    """The keys of one placement rule (YuniKorn's ``PlacementRule``); ``parent`` nests another rule."""
+
     name: Any = None
     create: Any = None
     filter: Any = None
@@ -163,27 +186,37 @@ class RuleKeys(Keys):
 
 
 class FilterKeys(Keys):
+    """The keys of a placement rule's ``filter:`` (YuniKorn's ``Filter``): whom the rule allows or denies."""
+
     type: Any = None
     users: Any = None
     groups: Any = None
 
 
 class PreemptionKeys(Keys):
+    """The keys of a partition's ``preemption:`` (YuniKorn's ``PartitionPreemptionConfig``)."""
+
     enabled: Any = None
     quotapreemptionenabled: Any = None
 
 
 class NodeSortKeys(Keys):
+    """The keys of a partition's ``nodesortpolicy:`` (YuniKorn's ``NodeSortingPolicy``)."""
+
     type: Any = None
     resourceweights: Any = None
 
 
 class SizeKeys(Keys):
+    """The keys of one standard size under gpupool's ``sizes:`` (a bare list of shapes is accepted too)."""
+
     description: Any = None
     shapes: Any = None
 
 
 class ShapeKeys(Keys):
+    """The keys of one shape of a standard size: per-member ``resources`` and the allowed ``gpu_types``."""
+
     resources: Any = None
     gpu_types: Any = None
 

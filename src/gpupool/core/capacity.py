@@ -202,6 +202,12 @@ def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, int], node_gpus: i
 
 @dataclass(frozen=True, slots=True)
 class ScaleUp:
+    """A decision to launch ``count`` machines of ``instance_type`` in ``pool``.
+
+    ``for_workloads`` names the waiting workloads the launch is for; it is empty for a launch that
+    keeps the pool's headroom or its ``min``.
+    """
+
     pool: str
     instance_type: InstanceType
     count: int
@@ -211,6 +217,8 @@ class ScaleUp:
 
 @dataclass(frozen=True, slots=True)
 class ScaleDown:
+    """A decision to terminate ``node`` of ``pool``: idle past the pool's idle timeout."""
+
     node: str
     pool: str
     reason: str
@@ -218,6 +226,8 @@ class ScaleDown:
 
 @dataclass(slots=True)
 class CapacityPlan:
+    """What one ``plan_capacity`` call decides: launches, terminations, and why unserved workloads wait."""
+
     scale_up: list[ScaleUp] = field(default_factory=list)
     scale_down: list[ScaleDown] = field(default_factory=list)
     unmet: dict[str, str] = field(default_factory=dict)  # workload -> why no offer could serve it

@@ -214,6 +214,12 @@ class NodeSortPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PartitionConfig:
+    """One entry of ``partitions:``: a queue tree and the rules that hold across it.
+
+    ``limits`` are the root queue's (YuniKorn's partition limits). ``quota_preemption_enabled`` is
+    read and shown by the CLI, but the core does not act on it.
+    """
+
     name: str
     root: QueueConfig
     placement_rules: tuple[PlacementRule, ...] = ()
@@ -297,6 +303,8 @@ class NodePool:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """A whole configuration, parsed: its partitions, standard sizes, node pools and compaction settings."""
+
     partitions: tuple[PartitionConfig, ...]
     sizes: dict[str, Size] = field(default_factory=dict)
     nodepools: tuple[NodePool, ...] = ()

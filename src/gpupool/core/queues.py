@@ -62,6 +62,8 @@ class QueueSettings:
 
 
 class Queue:
+    """One queue of the tree at run time: its settings, its subtree's usage and its dynamic priority."""
+
     __slots__ = (
         "_prio",
         "admin_acl",

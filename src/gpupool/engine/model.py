@@ -18,6 +18,8 @@ from gpupool.core.resources import Resources, gpu_count
 
 
 class WorkloadState(StrEnum):
+    """Where a workload is in its lifecycle; ``TRANSITIONS`` says which moves between states are allowed."""
+
     PENDING = "pending"  # waiting for the scheduler
     ADMITTED = "admitted"  # placed by the scheduler; being started on the cluster
     RUNNING = "running"  # its job runs
@@ -111,6 +113,12 @@ class Disruption:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
+    """What a user submitted: task groups, where it asks to run, gang and disruption rules, what to run.
+
+    ``queue`` is the queue asked for (None: the placement rules choose). ``duration`` and
+    ``checkpoint_interval`` are read only by the simulator.
+    """
+
     name: str
     task_groups: tuple[TaskGroup, ...]
     queue: str | None = None
@@ -158,6 +166,8 @@ class WorkloadSpec:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
+    """One state change of a workload and why; kept in ``Workload.history`` and journalled."""
+
     at: float
     old: WorkloadState | None
     new: WorkloadState
@@ -166,6 +176,11 @@ class Transition:
 
 @dataclass(slots=True)
 class Workload:
+    """A submitted workload as the engine tracks it: its spec, state and reason, placement, attempts, history.
+
+    State changes go through ``move``, which checks them against ``TRANSITIONS`` and records each one.
+    """
+
     id: str
     spec: WorkloadSpec
     submitted_at: float

@@ -44,6 +44,8 @@ class MeOut(BaseModel):
 
 
 class GpuCell(BaseModel):
+    """One GPU in the portal's occupancy view: used by a workload, reserved for a waiting one, or free."""
+
     state: Literal["used", "reserved", "free"]
     workload: str | None = None
     queue: str | None = None
@@ -52,6 +54,8 @@ class GpuCell(BaseModel):
 
 
 class NodeView(BaseModel):
+    """A node in the portal's occupancy view: its state, its GPUs one by one, capacity and use as text."""
+
     name: str
     pool: str
     gpu_type: str | None
@@ -65,6 +69,8 @@ class NodeView(BaseModel):
 
 
 class PoolView(BaseModel):
+    """A node pool in the portal's occupancy view: GPU totals, warm headroom now, and its nodes."""
+
     name: str
     gpus: int
     free: int

@@ -29,6 +29,8 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
+    """The control plane's database: its engine, short sessions (``session``), migrations (``migrate``)."""
+
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         kwargs: dict[str, Any] = {"future": True}

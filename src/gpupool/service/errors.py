@@ -19,25 +19,35 @@ class ServiceError(Exception):
 
 
 class Unauthorized(ServiceError):
+    """401: no API token, or one the control plane does not know."""
+
     status = 401
     code = "unauthorized"
 
 
 class Forbidden(ServiceError):
+    """403: the caller is known but may not do this (a queue's ACLs, someone else's workload)."""
+
     status = 403
     code = "forbidden"
 
 
 class NotFound(ServiceError):
+    """404: what the request names (a workload, a queue ...) does not exist."""
+
     status = 404
     code = "not-found"
 
 
 class Conflict(ServiceError):
+    """409: the request clashes with what exists (an idempotency key of another user's workload)."""
+
     status = 409
     code = "conflict"
 
 
 class Invalid(ServiceError):
+    """422: valid by the schema but refused: an unknown size or queue, an impossible ask, a bad config."""
+
     status = 422
     code = "invalid"

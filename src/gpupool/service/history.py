@@ -35,6 +35,8 @@ MAX_POINTS = 2000
 
 
 class QueueSampleRow(Base):
+    """One sample of one queue (table ``queue_samples``): its quotas and usage at ``at``."""
+
     __tablename__ = "queue_samples"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -49,6 +51,8 @@ class QueueSampleRow(Base):
 
 
 class QueueSampleOut(BaseModel):
+    """One sample of a queue's quotas and usage; ``at`` in seconds since the epoch."""
+
     at: float
     guaranteed: dict[str, int] = Field(default_factory=dict)
     max: dict[str, int] = Field(default_factory=dict)
@@ -57,6 +61,11 @@ class QueueSampleOut(BaseModel):
 
 
 class QueueHistoryOut(BaseModel):
+    """A queue's samples between ``since`` and ``until`` (seconds since the epoch), oldest first.
+
+    At most 2000 points: a longer span is thinned evenly, the newest sample kept.
+    """
+
     queue: str
     since: float
     until: float

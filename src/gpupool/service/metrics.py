@@ -28,6 +28,8 @@ _LATENCY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, fl
 
 
 class Metrics:
+    """The control plane's Prometheus registry: counters fed by each transition, gauges read when scraped."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.preemptions = Counter(

@@ -14,10 +14,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
+    """The declarative base of gpupool's tables; the alembic migrations target its metadata."""
+
     pass
 
 
 class WorkloadRow(Base):
+    """A workload as stored (table ``workloads``): its submitted spec as JSON, its state and placement."""
+
     __tablename__ = "workloads"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -40,6 +44,8 @@ class WorkloadRow(Base):
 
 
 class TransitionRow(Base):
+    """One state change of a workload (table ``transitions``), written before the executor acts on it."""
+
     __tablename__ = "transitions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -53,6 +59,8 @@ class TransitionRow(Base):
 
 
 class EventRow(Base):
+    """Something that happened to a workload, or to the cluster (table ``events``)."""
+
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -65,6 +73,8 @@ class EventRow(Base):
 
 
 class TokenRow(Base):
+    """An API token (table ``tokens``): the user and groups it stands for, stored only as its SHA-256."""
+
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

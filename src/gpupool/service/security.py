@@ -32,6 +32,8 @@ BOOTSTRAP_GROUPS = ("admins",)
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a request comes from, as its token says: user, groups, and whether it administers everything."""
+
     user: str
     groups: tuple[str, ...] = ()
     admin: bool = False

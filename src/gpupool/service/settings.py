@@ -27,6 +27,8 @@ def default_data_dir() -> Path:
 
 @dataclass(slots=True)
 class ServiceSettings:
+    """How one control-plane process runs: data dir, database, config file, address, tick interval, stop."""
+
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None: SQLite in the data dir
     config_path: Path | None = None  # None: the packaged default_queues.yaml

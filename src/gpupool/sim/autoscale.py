@@ -67,6 +67,12 @@ GIB = 2**30
 
 @dataclass(frozen=True, slots=True)
 class AutoscaleOptions:
+    """The knobs of ``gpupool sim replay --autoscale``: headroom, pool, simulated cloud, simulator.
+
+    The headroom options are the ``gpupool`` configuration's only; ``settings`` derives what each
+    compared configuration's autoscaler gets.
+    """
+
     headroom_nodes: int = 0  # warm idle nodes the gpupool configuration always keeps
     headroom_gpus: int = 0
     # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
@@ -103,6 +109,8 @@ class AutoscaleOptions:
 
 @dataclass(frozen=True, slots=True)
 class ScalerSettings:
+    """What the autoscaler of one compared configuration gets, derived from the options by ``settings``."""
+
     headroom_nodes: int
     headroom_gpus: int
     compaction_budget: int
@@ -300,6 +308,8 @@ class ElasticSimulation(Simulation):
 
 @dataclass(slots=True)
 class ElasticResult:
+    """One configuration's elastic replay of a trace: figures, recorder, provisioning series, autoscaler."""
+
     config: str
     figures: dict[str, Any]
     recorder: Recorder

@@ -18,6 +18,8 @@ from gpupool.sim.traces import Trace, TraceJob
 
 @dataclass(frozen=True, slots=True)
 class ConvergeOptions:
+    """The set-up of the convergence experiment: queues, cluster, job size, when the others submit."""
+
     queues: int = 5
     nodes_per_queue: int = 2
     gpus_per_node: int = 8

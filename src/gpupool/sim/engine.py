@@ -41,6 +41,8 @@ from gpupool.engine.ports import Executor, Finished, NodeDown, NodeUp, Observati
 
 @dataclass(slots=True)
 class Event:
+    """An action the simulator runs at ``time`` unless cancelled first; ``seq`` orders events at one time."""
+
     time: float
     seq: int
     action: Callable[[float], None]
@@ -151,6 +153,8 @@ def kept_work(progress: float, checkpoint_interval: float) -> float:
 
 @dataclass(slots=True)
 class ExecutorStats:
+    """What the simulated executor counts: preemption stops and the GPU-seconds of work they lost."""
+
     preempted: int = 0  # stops for preemption
     lost_gpu_seconds: float = 0.0
     lost_by_workload: dict[str, float] = field(default_factory=dict)
@@ -292,6 +296,8 @@ class SimJournal:
 
 @dataclass(slots=True)
 class RunStats:
+    """What ``Simulation.run`` returns: ticks, events handled, the end time and the workloads left waiting."""
+
     ticks: int = 0
     events: int = 0
     end: float = 0.0

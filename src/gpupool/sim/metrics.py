@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class JobRecord:
+    """A job as ``Recorder`` follows it: tenant, GPUs, arrival, duration, start, end, outcome, preemptions."""
+
     tenant: str
     gpus: int
     arrival: float

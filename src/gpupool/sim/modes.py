@@ -36,6 +36,8 @@ GANG_TIMEOUT = 6 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class ModeSettings:
+    """What a sharing mode sets for the one core: node order, preemption, gangs, checkpointing, own nodes."""
+
     mode: str
     node_sort: str  # binpacking or fair
     preemption: bool

@@ -22,6 +22,8 @@ from gpupool.sim.traces import Trace, TraceJob
 
 @dataclass(frozen=True, slots=True)
 class SimOptions:
+    """The knobs of ``gpupool sim replay`` shared by every mode; times are simulated seconds."""
+
     interval: float = 0.0  # scheduling grid in seconds; 0 = a tick at every event time
     retry: float = 30.0  # while asks wait, tick at least this often (preemption delay, gang timeouts)
     stop_delay: float = 30.0  # a preempted job stops after min(grace, stop_delay)
@@ -36,6 +38,8 @@ class SimOptions:
 
 @dataclass(slots=True)
 class RunResult:
+    """One mode's replay of a trace: ``figures`` (the JSON of ``gpupool sim replay``), recorder, counters."""
+
     mode: str
     figures: dict[str, Any]
     recorder: Recorder

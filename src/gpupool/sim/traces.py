@@ -59,6 +59,8 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TraceJob:
+    """One job of a trace: when it arrives, how long it works, how many GPUs it takes, whose it is."""
+
     id: str
     arrival: float  # seconds since the trace epoch
     duration: float  # seconds of work
@@ -68,6 +70,8 @@ class TraceJob:
 
 @dataclass(slots=True)
 class Trace:
+    """A workload trace for the simulator: jobs by arrival, tenants' own cluster sizes, what was left out."""
+
     name: str
     jobs: list[TraceJob]  # sorted by (arrival, id)
     tenants: dict[str, int]  # tenant -> nodes of its own
@@ -295,6 +299,8 @@ def load_philly(
 
 @dataclass(frozen=True, slots=True)
 class SyntheticOptions:
+    """The parameters of the seeded synthetic trace generator (``synthetic``)."""
+
     seed: int = 1
     days: float = 2.0
     tenants: int = 4

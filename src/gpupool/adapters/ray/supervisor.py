@@ -36,6 +36,13 @@ LOG_RETURN_LIMIT = 1 << 20  # the largest log tail shipped back to the executor
 
 
 class JobSupervisor:
+    """Runs one attempt's entrypoint as member 0 of its workload, as a detached, named Ray actor.
+
+    ``RayExecutor`` wraps it with ``ray.remote`` and places it in bundle 0 of the workload's
+    placement group; ``config`` is a plain dict of what to run (workload id, attempt, data dir,
+    entrypoint ...). The module docstring describes its lifecycle.
+    """
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.workload_id: str = config["workload_id"]
