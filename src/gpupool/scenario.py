@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -25,9 +25,20 @@ from gpupool.core.config import DEFAULT_GANG_TIMEOUT
 from gpupool.core.configerror import At
 from gpupool.core.configerror import kind as _kind
 from gpupool.core.decisions import Preempt, Reject
-from gpupool.core.model import GangSpec, NodeSpec
+from gpupool.core.model import DEFAULT_USER, GangSpec, NodeSpec
 from gpupool.core.resources import Resources
 from gpupool.core.scheduler import Scheduler
+from gpupool.scenario_keys import (
+    AppKeys,
+    CountKeys,
+    ExpectKeys,
+    GangKeys,
+    NodeKeys,
+    PendingKeys,
+    RunKeys,
+    RunningKeys,
+    ScenarioKeys,
+)
 
 MAX_CYCLES_PER_INSTANT = 100_000
 
@@ -50,7 +61,7 @@ class AppSpec:
 
     id: str
     queue: str | None = None
-    user: str = "anonymous"
+    user: str = DEFAULT_USER
     groups: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     gang: GangSpec | None = None
@@ -134,114 +145,6 @@ class ScenarioResult:
 
 
 # ---------------------------------------------------------------------------- loading
-# The keys of each part of a scenario file (see ``gpupool.config.schema``): case-insensitive,
-# unknown keys refused, as in the queue configuration.
-
-
-_HINTS = {
-    "gpus": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
-    "gpu": "an ask's or allocation's size goes under `resources:`, e.g. resources: {gpu: 1}",
-}
-
-
-class ScenarioKeys(Keys):
-    """The keys of a scenario file's top level (``docs/scenarios.md``)."""
-
-    name: Any = None
-    description: Any = None
-    config: Any = None
-    nodes: Any = None
-    apps: Any = None
-    running: Any = None
-    pending: Any = None
-    run: Any = None
-    expect: Any = None
-
-
-class NodeKeys(Keys):
-    """The keys of one node of a scenario's ``nodes:``."""
-
-    name: Any = None
-    capacity: Any = None
-    labels: Any = None
-    schedulable: Any = None
-
-
-class AppKeys(Keys):
-    """The keys of one app of a scenario's ``apps:``."""
-
-    id: Any = None
-    queue: Any = None
-    user: Any = None
-    groups: Any = None
-    tags: Any = None
-    gang: Any = None
-
-
-class GangKeys(Keys):
-    """The keys of an app's ``gang:`` in a scenario."""
-
-    style: Any = None
-    timeout: Any = None
-    span_regions: Any = None
-
-
-class RunningKeys(Keys):
-    """The keys of one allocation of a scenario's ``running:``."""
-
-    hints: ClassVar[dict[str, str]] = _HINTS
-    id: Any = None
-    app: Any = None
-    queue: Any = None
-    node: Any = None
-    resources: Any = None
-    priority: Any = None
-    age: Any = None
-    preemptible: Any = None
-    originator: Any = None
-    elastic: Any = None
-
-
-class PendingKeys(Keys):
-    """The keys of one ask of a scenario's ``pending:``."""
-
-    hints: ClassVar[dict[str, str]] = _HINTS
-    id: Any = None
-    app: Any = None
-    resources: Any = None
-    gpu_types: Any = None
-    priority: Any = None
-    queue: Any = None
-    age: Any = None
-    preempt_others: Any = None
-    node: Any = None
-
-
-class RunKeys(Keys):
-    """The keys of a scenario's ``run:``: how many simulated seconds to go on after t=0."""
-
-    seconds: Any = None
-
-
-class ExpectKeys(Keys):
-    """The keys of a scenario's ``expect:``: the outcomes the runner checks."""
-
-    placed: Any = None
-    pending: Any = None
-    preempted: Any = None
-    preempted_count: Any = None
-    placed_count: Any = None
-    rejected: Any = None
-    queue: Any = None
-    state: Any = None
-
-
-class CountKeys(Keys):
-    """The keys of ``expect.preempted_count``: how many victims, among which allocations."""
-
-    count: Any = None
-    among: Any = None
-
 
 Fields = dict[str, RawField]
 
@@ -397,7 +300,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
             AppSpec(
                 r.text(r.get(a, "id", at), "id", required=True) or "",
                 r.text(r.get(a, "queue", at), "queue"),
-                r.text(r.get(a, "user", at), "user") or "anonymous",
+                r.text(r.get(a, "user", at), "user") or DEFAULT_USER,
                 r.texts(r.get(a, "groups", at), "groups"),
                 {str(k): str(v) for k, v in r.table(r.get(a, "tags", at), "tags").items()},
                 gang,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE, Size
+from gpupool.core.model import DEFAULT_USER
 from gpupool.core.resources import Resources, gpu_count
 
 
@@ -122,7 +123,7 @@ class WorkloadSpec:
     name: str
     task_groups: tuple[TaskGroup, ...]
     queue: str | None = None
-    user: str = "anonymous"
+    user: str = DEFAULT_USER
     groups: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     priority: int = 0
