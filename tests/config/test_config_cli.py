@@ -91,3 +91,16 @@ def test_cli_check_json(tmp_path: Path) -> None:
     assert data["valid"] is False
     assert data["errors"][0]["path"] == "partitions[0].queues.root.a.maxapplications"
     assert data["errors"][0]["line"] is not None
+
+
+def test_cli_check_says_quota_preemption_is_not_enforced(tmp_path: Path) -> None:
+    """YuniKorn 1.8's quota-change preemption is read but not done: the check says so."""
+    f = tmp_path / "queues.yaml"
+    on = cfg([{"name": "a"}], preemption={"enabled": True, "quotapreemptionenabled": True})
+    f.write_text(yaml.safe_dump(on))
+    result = runner.invoke(app, ["config", "check", str(f)])
+    assert result.exit_code == 0, result.output
+    assert "quota preemption: on, not enforced by gpupool" in " ".join(result.output.split())
+    f.write_text(yaml.safe_dump(cfg([{"name": "a"}])))
+    result = runner.invoke(app, ["config", "check", str(f)])
+    assert "quota preemption: off" in " ".join(result.output.split())

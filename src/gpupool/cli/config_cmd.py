@@ -67,7 +67,7 @@ def partition_tree(p: PartitionConfig) -> Tree:
         f"  node sort: {p.node_sort_policy.type}",
         f" (weights {_weights(weights)})" if weights is not None else "",
         f"  preemption: {'on' if p.preemption_enabled else 'off'}",
-        f"  quota preemption: {'on' if p.quota_preemption_enabled else 'off'}",
+        f"  quota preemption: {'on, not enforced by gpupool' if p.quota_preemption_enabled else 'off'}",
     )
     tree = Tree(label)
     rules = tree.add(Text("placement rules", style="bold"))
