@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import typer
 from typer.testing import CliRunner
 
-from gpupool.bench.throughput import ThroughputConfig, build, run
+from gpupool.bench.throughput import POLICIES, ThroughputConfig, build, run
 from gpupool.cli.main import app
 
 KEYS = {
@@ -25,7 +27,7 @@ KEYS = {
 
 def test_json_contract_and_policies():
     runner = CliRunner()
-    for policy in ("gpupool", "fgd"):
+    for policy in ("binpacking", "fgd"):
         out = runner.invoke(
             app,
             [
@@ -56,6 +58,27 @@ def test_unknown_policy_is_a_clear_error():
     out = CliRunner().invoke(app, ["bench", "throughput", "--policy", "magic", "--nodes", "5", "--asks", "5"])
     assert out.exit_code == 2
     assert "unknown policy" in out.output and "Hint" in out.output
+
+
+def test_the_default_policy_is_named_binpacking_and_gpupool_is_no_alias():
+    args = ["bench", "throughput", "--nodes", "20", "--asks", "100", "--queues", "4", "--churn-steps", "1"]
+    out = CliRunner().invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["policy"] == "binpacking"
+    assert "gpupool" not in POLICIES
+    alias = CliRunner().invoke(app, [*args, "--policy", "gpupool"])
+    assert alias.exit_code == 2 and "unknown policy" in alias.output
+
+
+def test_cli_defaults_are_the_config_defaults():
+    group = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
+    params = {p.name: p.default for p in group.commands["throughput"].params}
+    shared = [f for f in dataclasses.fields(ThroughputConfig) if f.name in params]
+    assert {f.name for f in shared} == {"nodes", "asks", "queues", "policy", "seed", "churn_steps"}
+    for f in shared:
+        assert params[f.name] == f.default, (
+            f"--{f.name} defaults to {params[f.name]!r}, the config to {f.default!r}"
+        )
 
 
 def test_workload_matches_the_contract_and_is_seeded():

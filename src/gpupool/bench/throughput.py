@@ -37,7 +37,7 @@ class ThroughputConfig:
     nodes: int = 5000
     asks: int = 50_000
     queues: int = 100
-    policy: str = "gpupool"
+    policy: str = "binpacking"  # the core's default: binpacking with GPU-dominant weights
     seed: int = 42
     churn_steps: int = 60
     churn_fraction: float = 0.02
@@ -129,14 +129,14 @@ def _submit(sched: Scheduler, plan: _AppPlan, created: float) -> None:
         sched.add_ask(plan.app_id, ask_id, res, created=created, priority=plan.priority, gpu_types=plan.types)
 
 
-POLICIES = ("gpupool", "binpacking", "fair", "fgd")
+POLICIES = ("binpacking", "fair", "fgd")
 
 
 def scorer_for(policy: str) -> Any:
-    """``gpupool`` is the core's default: binpacking with GPU-dominant weights."""
+    """The core's node scorer of ``policy`` with its default weights."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
-    return make_scorer("binpacking" if policy == "gpupool" else policy, None)
+    return make_scorer(policy, None)
 
 
 def run(
