@@ -88,15 +88,15 @@ def check(cmd: Any, shared: dict[type, set[str]]) -> int:
     return checked
 
 
-def test_replay_defaults_are_the_dataclasses():
+def test_replay_defaults_are_the_dataclasses() -> None:
     assert check(command("replay"), REPLAY_SHARED) == 33
 
 
-def test_converge_defaults_are_the_dataclasses():
+def test_converge_defaults_are_the_dataclasses() -> None:
     assert check(command("converge"), CONVERGE_SHARED) == 4
 
 
-def test_no_option_named_like_a_field_goes_unchecked():
+def test_no_option_named_like_a_field_goes_unchecked() -> None:
     for name, shared in (("replay", REPLAY_SHARED), ("converge", CONVERGE_SHARED)):
         covered = set().union(*shared.values())
         fields = {f.name for cls in shared for f in dataclasses.fields(cls)} | set(RENAMED)
@@ -105,7 +105,7 @@ def test_no_option_named_like_a_field_goes_unchecked():
                 assert p.name in covered, f"sim {name} --{p.name}: its default is not compared"
 
 
-def test_core_defaults_are_imported_not_repeated():
+def test_core_defaults_are_imported_not_repeated() -> None:
     assert SimOptions().grace == DEFAULT_GRACE
     assert SimOptions().preemption_delay == DEFAULT_PREEMPTION_DELAY
     assert AutoscaleOptions().grace == SimOptions().grace
@@ -116,7 +116,7 @@ def test_core_defaults_are_imported_not_repeated():
         assert getattr(AutoscaleOptions(), name) == getattr(SimOptions(), name), name
 
 
-def test_size_mix_text_round_trips():
+def test_size_mix_text_round_trips() -> None:
     mix = SyntheticOptions().size_mix
     assert format_size_mix(mix) == "1:0.55,2:0.15,4:0.15,8:0.15"
     assert parse_size_mix(format_size_mix(mix)) == mix

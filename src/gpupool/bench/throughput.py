@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Place, Preempt
 from gpupool.core.model import GangSpec, NodeSpec
@@ -88,7 +89,10 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
     rng = random.Random(cfg.seed)
     root = build_queues(cfg.queues, cfg.nodes * 8, rng)
     partition = PartitionConfig(
-        name="default", root=root, node_sort_policy=NodeSortPolicy(type="binpacking"), preemption_enabled=True
+        name=DEFAULT_PARTITION,
+        root=root,
+        node_sort_policy=NodeSortPolicy(type="binpacking"),
+        preemption_enabled=True,
     )
     sched = Scheduler(partition, scorer=scorer_for(cfg.policy))
     for i in range(cfg.nodes):
