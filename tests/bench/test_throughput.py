@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
-from gpupool.bench.throughput import ThroughputConfig, build, run
+from gpupool.bench.throughput import POLICIES, ThroughputConfig, build, run
 from gpupool.cli.main import app
 
 KEYS = {
@@ -23,9 +26,9 @@ KEYS = {
 }
 
 
-def test_json_contract_and_policies():
+def test_json_contract_and_policies() -> None:
     runner = CliRunner()
-    for policy in ("gpupool", "fgd"):
+    for policy in ("binpacking", "fgd"):
         out = runner.invoke(
             app,
             [
@@ -52,13 +55,34 @@ def test_json_contract_and_policies():
         assert data["cycle_ms_p50"] <= data["cycle_ms_p99"]
 
 
-def test_unknown_policy_is_a_clear_error():
+def test_unknown_policy_is_a_clear_error() -> None:
     out = CliRunner().invoke(app, ["bench", "throughput", "--policy", "magic", "--nodes", "5", "--asks", "5"])
     assert out.exit_code == 2
     assert "unknown policy" in out.output and "Hint" in out.output
 
 
-def test_workload_matches_the_contract_and_is_seeded():
+def test_the_default_policy_is_named_binpacking_and_gpupool_is_no_alias() -> None:
+    args = ["bench", "throughput", "--nodes", "20", "--asks", "100", "--queues", "4", "--churn-steps", "1"]
+    out = CliRunner().invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["policy"] == "binpacking"
+    assert "gpupool" not in POLICIES
+    alias = CliRunner().invoke(app, [*args, "--policy", "gpupool"])
+    assert alias.exit_code == 2 and "unknown policy" in alias.output
+
+
+def test_cli_defaults_are_the_config_defaults() -> None:
+    group = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
+    params = {p.name: p.default for p in group.commands["throughput"].params}
+    shared = [f for f in dataclasses.fields(ThroughputConfig) if f.name in params]
+    assert {f.name for f in shared} == {"nodes", "asks", "queues", "policy", "seed", "churn_steps"}
+    for f in shared:
+        assert params[f.name] == f.default, (
+            f"--{f.name} defaults to {params[f.name]!r}, the config to {f.default!r}"
+        )
+
+
+def test_workload_matches_the_contract_and_is_seeded() -> None:
     cfg = ThroughputConfig(nodes=30, asks=400, queues=6, churn_steps=2)
     sched, plans = build(cfg)
     assert sum(len(p.asks) for p in plans) == 400
@@ -73,7 +97,7 @@ def test_workload_matches_the_contract_and_is_seeded():
         assert first[key] == second[key]
 
 
-def test_report_is_one_self_contained_page(tmp_path):
+def test_report_is_one_self_contained_page(tmp_path: Path) -> None:
     out = tmp_path / "throughput.html"
     res = CliRunner().invoke(
         app,

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Place, Preempt
 from gpupool.core.model import GangSpec, NodeSpec
@@ -37,7 +38,7 @@ class ThroughputConfig:
     nodes: int = 5000
     asks: int = 50_000
     queues: int = 100
-    policy: str = "gpupool"
+    policy: str = "binpacking"  # the core's default: binpacking with GPU-dominant weights
     seed: int = 42
     churn_steps: int = 60
     churn_fraction: float = 0.02
@@ -88,7 +89,10 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
     rng = random.Random(cfg.seed)
     root = build_queues(cfg.queues, cfg.nodes * 8, rng)
     partition = PartitionConfig(
-        name="default", root=root, node_sort_policy=NodeSortPolicy(type="binpacking"), preemption_enabled=True
+        name=DEFAULT_PARTITION,
+        root=root,
+        node_sort_policy=NodeSortPolicy(type="binpacking"),
+        preemption_enabled=True,
     )
     sched = Scheduler(partition, scorer=scorer_for(cfg.policy))
     for i in range(cfg.nodes):
@@ -129,14 +133,14 @@ def _submit(sched: Scheduler, plan: _AppPlan, created: float) -> None:
         sched.add_ask(plan.app_id, ask_id, res, created=created, priority=plan.priority, gpu_types=plan.types)
 
 
-POLICIES = ("gpupool", "binpacking", "fair", "fgd")
+POLICIES = ("binpacking", "fair", "fgd")
 
 
 def scorer_for(policy: str) -> Any:
-    """``gpupool`` is the core's default: binpacking with GPU-dominant weights."""
+    """The core's node scorer of ``policy`` with its default weights."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
-    return make_scorer("binpacking" if policy == "gpupool" else policy, None)
+    return make_scorer(policy, None)
 
 
 def run(

@@ -8,20 +8,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gpupool.bench.api import KINDS, ApiLoad, BenchError, run
+from gpupool.bench.api import KINDS, MAX_SECONDS, ApiLoad, BenchError, run
 from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.service_cmd import DataDirOpt, JsonOpt, TokenOpt, UrlOpt
 from gpupool.client import ClientConfigError, resolve_connection
 
+_LOAD = ApiLoad()  # the option defaults
+
 
 @bench_app.command("api")
 def api(
-    rate: float = typer.Option(200.0, help="Requests per second, half submissions, half status reads."),
-    seconds: float = typer.Option(60.0, help="How long to send them (at most 600)."),
-    queue: str | None = typer.Option(None, help="Queue of the submissions (default: placement rules)."),
-    gpus: int = typer.Option(1, help="GPUs each submitted workload asks for."),
-    entrypoint: str = typer.Option("true", help="Command of each submitted workload."),
-    cleanup: bool = typer.Option(True, help="Cancel the submitted workloads afterwards."),
+    rate: float = typer.Option(_LOAD.rate, help="Requests per second, half submissions, half status reads."),
+    seconds: float = typer.Option(_LOAD.seconds, help=f"How long to send them (at most {MAX_SECONDS:g})."),
+    queue: str | None = typer.Option(
+        _LOAD.queue, help="Queue of the submissions (default: placement rules)."
+    ),
+    gpus: int = typer.Option(_LOAD.gpus, help="GPUs each submitted workload asks for."),
+    entrypoint: str = typer.Option(_LOAD.entrypoint, help="Command of each submitted workload."),
+    cleanup: bool = typer.Option(_LOAD.cleanup, help="Cancel the submitted workloads afterwards."),
     url: UrlOpt = None,
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,

@@ -13,15 +13,19 @@ from rich.table import Table
 from gpupool.bench.throughput import POLICIES, ThroughputConfig, run
 from gpupool.cli.bench_cmd import bench_app
 
+_CFG = ThroughputConfig()  # the option defaults (tests/bench/test_throughput.py compares them)
+
 
 @bench_app.command("throughput")
 def throughput(
-    nodes: int = typer.Option(5000, min=1, help="8-GPU nodes of three GPU models."),
-    asks: int = typer.Option(50_000, min=1, help="Asks (gang members count one each)."),
-    queues: int = typer.Option(100, min=1, help="Leaf queues in a three-level tree."),
-    policy: str = typer.Option("gpupool", help=f"Node policy: {', '.join(POLICIES)}."),
-    seed: int = typer.Option(42, help="Seed of the synthetic cluster and workload."),
-    churn_steps: int = typer.Option(60, min=0, help="Simulated steps of finishing work and new arrivals."),
+    nodes: int = typer.Option(_CFG.nodes, min=1, help="8-GPU nodes of three GPU models."),
+    asks: int = typer.Option(_CFG.asks, min=1, help="Asks (gang members count one each)."),
+    queues: int = typer.Option(_CFG.queues, min=1, help="Leaf queues in a three-level tree."),
+    policy: str = typer.Option(_CFG.policy, help=f"Node policy: {', '.join(POLICIES)}."),
+    seed: int = typer.Option(_CFG.seed, help="Seed of the synthetic cluster and workload."),
+    churn_steps: int = typer.Option(
+        _CFG.churn_steps, min=0, help="Simulated steps of finishing work and new arrivals."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report."),
 ) -> None:

@@ -28,6 +28,7 @@ from rich.table import Table
 from gpupool.api import LIST_MAX, WorkloadOut
 from gpupool.client import ApiError, Client, ClientConfigError
 from gpupool.core.resources import format_quantity
+from gpupool.service.settings import DEFAULT_PORT
 
 service_app = typer.Typer(help="Run the control plane and work with workloads.")
 token_app = typer.Typer(
@@ -129,7 +130,7 @@ def up_command(
         str | None,
         typer.Option("--cluster", help="Local Ray cluster, COUNTxTYPE:GPUS,... (default 2xH100:4,2xA100:4)."),
     ] = None,
-    port: Annotated[int, typer.Option("--port", help="HTTP port on 127.0.0.1.")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="HTTP port on 127.0.0.1.")] = DEFAULT_PORT,
     data_dir: DataDirOpt = None,
     ray_address: Annotated[
         str | None,

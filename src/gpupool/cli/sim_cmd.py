@@ -23,6 +23,15 @@ from typer.core import TyperCommand
 from gpupool.cli import sim_show as show
 from gpupool.cli.sim_show import UsageProblem, command_line, fail, fmt, fmt_s
 from gpupool.datasets import ENV_TRACE_DIR, PHILLY_JOBS, PHILLY_VCS, trace_dir
+from gpupool.sim.modes import MODES
+from gpupool.sim.options import AutoscaleOptions, ConvergeOptions, SimOptions
+from gpupool.sim.traces import BATCH_GAP, JOB_MIXES, SyntheticOptions, format_size_mix
+
+# The option defaults come from the dataclasses that the options fill (tests/sim/test_sim_defaults.py).
+_SIM = SimOptions()
+_SYN = SyntheticOptions()
+_AUTO = AutoscaleOptions()
+_CONV = ConvergeOptions()
 
 
 class _OneLineErrors(TyperCommand):
@@ -37,9 +46,6 @@ class _OneLineErrors(TyperCommand):
 
 
 sim_app = typer.Typer(help="Simulation: replay traces through the scheduler.", no_args_is_help=True)
-
-MODES = ("static", "quota", "gpupool")
-BATCH_GAP = 60.0  # --job-mix philly-batches: at most this many seconds between a batch's jobs
 
 
 def data_dir() -> Path:
@@ -91,18 +97,18 @@ def replay(
             "--nodes-scale",
             help="Scale every tenant's nodes (e.g. 0.25 for a busier cluster).",
         ),
-    ] = 1.0,
+    ] = _SIM.nodes_scale,
     interval: Annotated[
         float, typer.Option("--interval", min=0, help="Scheduling interval in s (0 = tick at every event).")
-    ] = 0.0,
+    ] = _SIM.interval,
     checkpoint_interval: Annotated[
         float,
         typer.Option("--checkpoint-interval", min=0, help="Seconds of work between checkpoints (0 = never)."),
-    ] = 3600.0,
-    grace: Annotated[float, typer.Option("--grace", min=0, help="Preemption grace period (s).")] = 60.0,
+    ] = _SIM.checkpoint_interval,
+    grace: Annotated[float, typer.Option("--grace", min=0, help="Preemption grace period (s).")] = _SIM.grace,
     stop_delay: Annotated[
         float, typer.Option("--stop-delay", min=0, help="A victim stops after min(grace, this) s.")
-    ] = 30.0,
+    ] = _SIM.stop_delay,
     resume_delay: Annotated[
         float,
         typer.Option(
@@ -111,40 +117,40 @@ def replay(
             help="A job resumed from a checkpoint (after preemption or a compaction move) holds its "
             "GPUs this many s restoring it before its work goes on.",
         ),
-    ] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Synthetic: random seed.")] = 1,
-    tenants: Annotated[int, typer.Option("--tenants", help="Synthetic: number of tenants.")] = 4,
+    ] = _SIM.resume_delay,
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic: random seed.")] = _SYN.seed,
+    tenants: Annotated[int, typer.Option("--tenants", help="Synthetic: number of tenants.")] = _SYN.tenants,
     nodes_per_tenant: Annotated[
         int, typer.Option("--nodes-per-tenant", help="Synthetic: nodes per tenant.")
-    ] = 4,
-    rate: Annotated[float, typer.Option("--rate", help="Synthetic: arrivals per hour.")] = 12.0,
+    ] = _SYN.nodes_per_tenant,
+    rate: Annotated[float, typer.Option("--rate", help="Synthetic: arrivals per hour.")] = _SYN.rate_per_hour,
     burstiness: Annotated[
         float, typer.Option("--burstiness", help="Synthetic: inter-arrival coefficient of variation.")
-    ] = 1.0,
+    ] = _SYN.burstiness,
     size_mix: Annotated[
         str, typer.Option("--size-mix", help="Synthetic: single-node sizes GPUS:WEIGHT,...")
-    ] = "1:0.55,2:0.15,4:0.15,8:0.15",
+    ] = format_size_mix(_SYN.size_mix),
     gang_fraction: Annotated[
         float, typer.Option("--gang-fraction", help="Synthetic: share of multi-node gang jobs.")
-    ] = 0.1,
+    ] = _SYN.gang_fraction,
     duration_median: Annotated[
         float, typer.Option("--duration-median", help="Synthetic: median job length (s).")
-    ] = 3600.0,
+    ] = _SYN.duration_median,
     duration_sigma: Annotated[
         float, typer.Option("--duration-sigma", help="Synthetic: sigma of the log-normal job length.")
-    ] = 1.0,
+    ] = _SYN.duration_sigma,
     job_mix: Annotated[
         str,
         typer.Option(
             "--job-mix",
             help="Synthetic: parametric (--size-mix, --gang-fraction, --duration-*); philly (each "
             "job's GPUs and length drawn from a real Philly job); philly-batches (each arrival a "
-            "real Philly batch: jobs of one virtual cluster and size submitted within 60 s).",
+            f"real Philly batch: jobs of one virtual cluster and size submitted within {BATCH_GAP:g} s).",
         ),
-    ] = "parametric",
+    ] = JOB_MIXES[0],
     tenant_skew: Annotated[
         float, typer.Option("--tenant-skew", help="Synthetic: demand skew between tenants.")
-    ] = 1.0,
+    ] = _SYN.tenant_skew,
     arrivals: Annotated[
         str,
         typer.Option(
@@ -152,17 +158,17 @@ def replay(
             help="Synthetic: gamma (renewal, --burstiness) or hawkes (self-exciting: jobs bring on "
             "more jobs of their tenant).",
         ),
-    ] = "gamma",
+    ] = _SYN.arrivals,
     branching: Annotated[
         float,
         typer.Option("--branching", help="Synthetic hawkes: jobs each job brings on, on average (< 1)."),
-    ] = 0.8,
+    ] = _SYN.branching,
     excitation: Annotated[
         float,
         typer.Option(
             "--excitation", help="Synthetic hawkes: mean delay (s) from a job to those it brings on."
         ),
-    ] = 600.0,
+    ] = _SYN.excitation,
     windows: Annotated[
         int,
         typer.Option(
@@ -193,7 +199,7 @@ def replay(
         typer.Option(
             "--headroom", min=0, help="Autoscale: warm idle nodes the gpupool configuration always keeps."
         ),
-    ] = 0,
+    ] = _AUTO.headroom_nodes,
     headroom_window: Annotated[
         float,
         typer.Option(
@@ -202,14 +208,14 @@ def replay(
             help="Autoscale: the GPUs asked in the last this many seconds size gpupool's warm nodes "
             "(0 = fixed --headroom).",
         ),
-    ] = 900.0,
+    ] = _AUTO.headroom_window,
     headroom_max: Annotated[
         int | None,
         typer.Option(
             "--headroom-max",
             min=0,
             help="Autoscale: the most warm nodes (GPUs' worth with --headroom-fit) the arrivals of "
-            "--headroom-window may keep [default: 4].",
+            f"--headroom-window may keep [default: {_AUTO.headroom_max_nodes}].",
         ),
     ] = None,
     headroom_fit: Annotated[
@@ -217,7 +223,7 @@ def replay(
         typer.Option(
             "--headroom-fit/--no-headroom-fit",
             help="Autoscale: count the free GPUs of ready nodes as warm room, not only idle nodes "
-            "[default: no fit].",
+            f"[default: {'fit' if _AUTO.headroom_fit else 'no fit'}].",
         ),
     ] = None,
     headroom_memory: Annotated[
@@ -226,7 +232,7 @@ def replay(
             "--headroom-memory",
             min=0,
             help="Autoscale: series headroom remembers each queue's burst peak this long (s; 0 = off) "
-            "[default: 0].",
+            f"[default: {_AUTO.headroom_memory:g}].",
         ),
     ] = None,
     headroom_series: Annotated[
@@ -235,7 +241,8 @@ def replay(
             "--headroom-series",
             min=0,
             max=1,
-            help="Autoscale: share of a remembered burst peak kept warm between bursts [default: 0.3].",
+            help="Autoscale: share of a remembered burst peak kept warm between bursts "
+            f"[default: {_AUTO.headroom_series:g}].",
         ),
     ] = None,
     headroom_series_min: Annotated[
@@ -243,7 +250,8 @@ def replay(
         typer.Option(
             "--headroom-series-min",
             min=0,
-            help="Autoscale: only burst peaks of at least this many GPUs count [default: 256].",
+            help="Autoscale: only burst peaks of at least this many GPUs count "
+            f"[default: {_AUTO.headroom_series_min}].",
         ),
     ] = None,
     headroom_gpus: Annotated[
@@ -251,28 +259,28 @@ def replay(
         typer.Option(
             "--headroom-gpus", min=0, help="Autoscale: warm idle GPUs of the gpupool configuration."
         ),
-    ] = 0,
+    ] = _AUTO.headroom_gpus,
     idle_timeout: Annotated[
         float, typer.Option("--idle-timeout", min=0, help="Autoscale: an empty node goes after this (s).")
-    ] = 600.0,
+    ] = _AUTO.idle_timeout,
     boot_time: Annotated[
         float,
         typer.Option("--boot-time", min=0, help="Autoscale: seconds from launch until a node takes work."),
-    ] = 240.0,
+    ] = _AUTO.boot_time,
     compaction_budget: Annotated[
         int,
         typer.Option("--compaction-budget", min=0, help="Autoscale: workloads one compaction round moves."),
-    ] = 4,
+    ] = _AUTO.compaction_budget,
     cloud_seed: Annotated[
         int, typer.Option("--cloud-seed", help="Autoscale: the simulated cloud's seed.")
-    ] = 1,
+    ] = _AUTO.seed,
     stockout_rate: Annotated[
         float, typer.Option("--stockout-rate", min=0, max=1, help="Autoscale: chance a launch stocks out.")
-    ] = 0.0,
+    ] = _AUTO.stockout_rate,
     boot_failure_rate: Annotated[
         float,
         typer.Option("--boot-failure-rate", min=0, max=1, help="Autoscale: chance a node fails to boot."),
-    ] = 0.0,
+    ] = _AUTO.boot_failure_rate,
 ) -> None:
     """Replay a trace in one or more modes (benchmarks.md section 3): static per-tenant pools,
     a shared quota pool, or gpupool's full policy."""
@@ -318,8 +326,6 @@ def replay(
     if not tr.jobs:
         raise fail("the trace window holds no jobs", "widen --days or move --start into the trace's range")
     if autoscale:
-        from gpupool.sim.autoscale import AutoscaleOptions
-
         given: dict[str, Any] = {
             "headroom_max_nodes": headroom_max,
             "headroom_fit": headroom_fit,
@@ -349,8 +355,6 @@ def replay(
         else:
             show.autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
         return
-    from gpupool.sim.replay import SimOptions
-
     options = SimOptions(
         interval=interval,
         stop_delay=stop_delay,
@@ -460,23 +464,23 @@ def _load_trace(t: TraceArgs, *, windows: int, seeds: int) -> LoadedTrace:
 
 
 def _synthetic(t: TraceArgs, jobs_path: Path, vc_path: Path, seeds: int) -> LoadedTrace:
-    from gpupool.sim.traces import SyntheticOptions, job_mix_of, load_philly, parse_size_mix, synthetic
+    from gpupool.sim.traces import job_mix_of, load_philly, parse_size_mix, synthetic
 
     if t.start is not None:
         raise UsageProblem("--start applies to --trace philly only", "drop --start")
     mix_kind = t.job_mix.strip().lower()
-    if mix_kind not in ("parametric", "philly", "philly-batches"):
+    if mix_kind not in JOB_MIXES:
         raise UsageProblem(
             f"bad --job-mix {t.job_mix!r}", "use --job-mix parametric, philly or philly-batches"
         )
     real_mix: tuple[tuple[tuple[float, int, float], ...], ...] = ()
-    if mix_kind != "parametric":
+    if mix_kind != JOB_MIXES[0]:
         real = load_philly(jobs_path, vc_path, skip_bad=t.skip_bad_rows)
         real_mix = job_mix_of(real, BATCH_GAP if mix_kind == "philly-batches" else None)
     try:
         syn = SyntheticOptions(
             seed=t.seed,
-            days=t.days if t.days is not None else 2.0,
+            days=t.days if t.days is not None else _SYN.days,
             tenants=t.tenants,
             nodes_per_tenant=t.nodes_per_tenant,
             rate_per_hour=t.rate,
@@ -507,17 +511,17 @@ def _synthetic(t: TraceArgs, jobs_path: Path, vc_path: Path, seeds: int) -> Load
 @sim_app.command("converge", cls=_OneLineErrors)
 def converge(
     mode: Annotated[str, typer.Option("--mode", help="quota, gpupool, a comma list, or all.")] = "gpupool",
-    queues: Annotated[int, typer.Option("--queues", min=2, help="Number of queues.")] = 5,
+    queues: Annotated[int, typer.Option("--queues", min=2, help="Number of queues.")] = _CONV.queues,
     nodes_per_queue: Annotated[
         int, typer.Option("--nodes-per-queue", min=1, help="Guarantee per queue, in nodes.")
-    ] = 2,
+    ] = _CONV.nodes_per_queue,
     others_at: Annotated[
         float, typer.Option("--others-at", min=0, help="When the other queues submit (s).")
-    ] = 600.0,
+    ] = _CONV.others_at,
     checkpoint_interval: Annotated[
         float,
         typer.Option("--checkpoint-interval", min=0, help="Seconds of work between checkpoints (0 = never)."),
-    ] = 3600.0,
+    ] = _SIM.checkpoint_interval,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write PNG charts into DIR.")] = None,
     report: Annotated[
@@ -527,8 +531,7 @@ def converge(
     """Five queues with guarantees: one takes nearly all the cluster, then the others submit.
     How long until every queue holds its guarantee?"""
     from gpupool.sim import report as documents
-    from gpupool.sim.converge import ConvergeOptions, run_converge
-    from gpupool.sim.replay import SimOptions
+    from gpupool.sim.converge import run_converge
 
     try:
         modes = [m for m in parse_modes(mode) if m != "static"]

@@ -17,6 +17,8 @@ from gpupool.core.configerror import At, ConfigError
 
 __all__ = ["parse_config"]
 
+_DEFAULTS = Config(partitions=())  # what a key left out of the file means
+
 
 def parse_config(raw: object, source: str = "<config>") -> Config:
     """Build and validate a Config from a plain mapping (what ``yaml.safe_load`` returns).
@@ -52,7 +54,7 @@ class _Parser(QueueReader, PoolReader):
         pools: list[NodePool] = []
         if "nodepools" in fields:
             pools = self.nodepools(fields["nodepools"])
-        budget, interval = 0, 300.0
+        budget, interval = _DEFAULTS.compaction_budget, _DEFAULTS.compaction_interval
         if "compaction" in fields:
             cf = self.fields(
                 fields["compaction"].value, fields["compaction"].at, CompactionKeys, "compaction"

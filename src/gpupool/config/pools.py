@@ -19,6 +19,9 @@ from gpupool.core.resources import QuantityError, gpu_count, parse_quantity
 __all__ = ["DEFAULT_SIZES", "PoolReader"]
 
 _GI = 2**30
+# What a key left out of a node pool or an instance type means: the core's defaults.
+_POOL = NodePool(name="", instance_types=())
+_INSTANCE = InstanceType(name="", gpu_type=None, gpus=0, vcore=0, memory=0)
 
 
 def _default_sizes() -> dict[str, Size]:
@@ -141,7 +144,11 @@ class PoolReader(Reader):
                             "make maxNodes >= nodes",
                         )
                     memory, series, series_min, fit = self.series_headroom(name, hf, window)
-            idle = self.seconds(fields["idletimeout"], "idletimeout") if "idletimeout" in fields else 300.0
+            idle = (
+                self.seconds(fields["idletimeout"], "idletimeout")
+                if "idletimeout" in fields
+                else _POOL.idle_timeout
+            )
             transfer = self.cost(fields["transfercost"], "transfercost") if "transfercost" in fields else 0.0
             types: list[InstanceType] = []
             listed = fields["instancetypes"].value if "instancetypes" in fields else None
@@ -158,11 +165,11 @@ class PoolReader(Reader):
                     NodePool(
                         name=name,
                         instance_types=tuple(types),
-                        min=lo or 0,
-                        max=hi if hi is not None else 10,
+                        min=lo or _POOL.min,
+                        max=hi if hi is not None else _POOL.max,
                         headroom_nodes=headroom_nodes,
                         headroom_gpus=headroom_gpus,
-                        idle_timeout=idle if idle is not None else 300.0,
+                        idle_timeout=idle if idle is not None else _POOL.idle_timeout,
                         headroom_window=window,
                         headroom_max_nodes=headroom_max,
                         headroom_memory=memory,
@@ -195,17 +202,17 @@ class PoolReader(Reader):
                 except QuantityError as exc:
                     self.error(fields[key].at, str(exc))
         cost = self.cost(fields["hourlycost"], "hourlycost") if "hourlycost" in fields else 0.0
-        boot = self.seconds(fields["boottime"], "boottime") if "boottime" in fields else 60.0
-        region = self.string(fields["region"], "region") if "region" in fields else "local"
+        boot = self.seconds(fields["boottime"], "boottime") if "boottime" in fields else _INSTANCE.boot_time
+        region = self.string(fields["region"], "region") if "region" in fields else _INSTANCE.region
         return InstanceType(
             name=name,
             gpu_type=gpu_type,
             gpus=gpus or 0,
             vcore=quantities["vcore"],
             memory=quantities["memory"],
-            region=region or "local",
+            region=region or _INSTANCE.region,
             hourly_cost=cost,
-            boot_time=boot if boot is not None else 60.0,
+            boot_time=boot if boot is not None else _INSTANCE.boot_time,
         )
 
     # ---- sizes

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.configfile import load_config
 from gpupool.core.config import Config
 
@@ -35,7 +36,7 @@ class ServiceSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     tick_interval: float = 0.5  # seconds between driver ticks (submissions wake it early)
-    partition: str = "default"
+    partition: str = DEFAULT_PARTITION
     # Seconds a graceful stop waits for running work to checkpoint and stop (None: it is left
     # running, for a cluster that outlives the control plane). ``gpupool up`` sets it when it
     # runs its own local cluster.

@@ -45,6 +45,7 @@ from typing import Any
 
 from gpupool.adapters.simcloud import SimCloud
 from gpupool.config import parse_config
+from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.core.config import InstanceType, NodePool
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
@@ -52,6 +53,7 @@ from gpupool.engine.driver import Driver
 from gpupool.sim import modes
 from gpupool.sim.engine import SimExecutor, SimJournal, Simulation
 from gpupool.sim.metrics import Recorder
+from gpupool.sim.options import AutoscaleOptions
 from gpupool.sim.replay import recorder_for, scaled_tenants, submit_jobs
 from gpupool.sim.traces import Trace
 
@@ -63,48 +65,6 @@ LABELS = {
 }
 SCHEDULER_MODE = "gpupool"
 GIB = 2**30
-
-
-@dataclass(frozen=True, slots=True)
-class AutoscaleOptions:
-    """The knobs of ``gpupool sim replay --autoscale``: headroom, pool, simulated cloud, simulator.
-
-    The headroom options are the ``gpupool`` configuration's only; ``settings`` derives what each
-    compared configuration's autoscaler gets.
-    """
-
-    headroom_nodes: int = 0  # warm idle nodes the gpupool configuration always keeps
-    headroom_gpus: int = 0
-    # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
-    # the last ``headroom_window`` seconds fill, at most ``headroom_max_nodes`` (0 = fixed).
-    headroom_window: float = 900.0
-    headroom_max_nodes: int = 4
-    # Series headroom (``capacity.series_headroom``): between bursts, keep warm
-    # ``headroom_series`` of the burst peak of each queue whose arrivals within one window reached
-    # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off). Off by
-    # default: measured with 4 h, 0.3 and 256 (docs/elastic.md) it cost more than it saved.
-    headroom_memory: float = 0.0
-    headroom_series: float = 0.3
-    headroom_series_min: int = 256
-    # The rate part in GPUs: the free GPUs of ready nodes count as warm room (``headroom_fit``).
-    headroom_fit: bool = False
-    idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
-    boot_time: float = 240.0  # seconds from launch until a node takes work
-    compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
-    compaction_interval: float = 300.0
-    compact_onto_empty: bool = False  # see Autoscaler.compact_onto_empty
-    pool_min: int = 0
-    nodes_scale: float = 1.0  # scales every tenant's quota (and so the pool's max)
-    seed: int = 1  # the simulated cloud's seed (stockouts, boot failures)
-    stockout_rate: float = 0.0
-    boot_failure_rate: float = 0.0
-    # The simulator's own options, as in ``SimOptions``.
-    retry: float = 30.0
-    stop_delay: float = 30.0
-    resume_delay: float = 0.0  # a job resumed from a checkpoint (a compaction move) restores it first
-    grace: float = 60.0
-    checkpoint_interval: float = 3600.0
-    preemption_delay: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +285,7 @@ def build(
     s = settings(config, opts)
     tenants = quotas(trace, opts)
     gpn = trace.gpus_per_node
-    part = parse_config(partition_dict(tenants, gpn, opts.preemption_delay)).partition("default")
+    part = parse_config(partition_dict(tenants, gpn, opts.preemption_delay)).partition(DEFAULT_PARTITION)
     node_pools = pools(trace, config, opts)
     cloud = SimCloud(
         seed=opts.seed, stockout_rate=opts.stockout_rate, boot_failure_rate=opts.boot_failure_rate

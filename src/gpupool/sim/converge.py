@@ -9,24 +9,11 @@ until every queue holds at least its guarantee (``converge_s``), and when each o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from gpupool.sim.replay import RunResult, SimOptions, run_trace
+from gpupool.sim.options import ConvergeOptions, SimOptions
+from gpupool.sim.replay import RunResult, run_trace
 from gpupool.sim.traces import Trace, TraceJob
-
-
-@dataclass(frozen=True, slots=True)
-class ConvergeOptions:
-    """The set-up of the convergence experiment: queues, cluster, job size, when the others submit."""
-
-    queues: int = 5
-    nodes_per_queue: int = 2
-    gpus_per_node: int = 8
-    job_gpus: int = 4
-    others_at: float = 600.0  # when the other queues submit (seconds)
-    duration: float = 6 * 3600.0  # every job's length: long enough that nothing ends on its own
-    fill_pct: float = 95.0  # how much of the cluster the first queue takes
 
 
 def converge_trace(opts: ConvergeOptions) -> Trace:

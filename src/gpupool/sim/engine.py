@@ -35,6 +35,7 @@ from gpupool.core.resources import gpu_count
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import TERMINAL, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.engine.ports import Executor, Finished, NodeDown, NodeUp, Observation, Started, Stopped
+from gpupool.sim.options import DEFAULT_RETRY, DEFAULT_STOP_DELAY
 
 # ---------------------------------------------------------------- events
 
@@ -167,7 +168,7 @@ class SimExecutor(Executor):
         self,
         events: EventQueue,
         *,
-        stop_delay: float = 30.0,
+        stop_delay: float = DEFAULT_STOP_DELAY,
         start_delay: float = 0.0,
         checkpoint_on_preempt: bool = False,
         resume_delay: float = 0.0,
@@ -313,8 +314,8 @@ class Simulation:
         watcher: Watcher,
         *,
         interval: float = 0.0,
-        retry: float | None = 30.0,
-        stop_delay: float = 30.0,
+        retry: float | None = DEFAULT_RETRY,
+        stop_delay: float = DEFAULT_STOP_DELAY,
         start_delay: float = 0.0,
         checkpoint_on_preempt: bool = False,
         resume_delay: float = 0.0,

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpupool.config import parse_config
-from gpupool.core.config import PartitionConfig
+from gpupool.config.queues import DEFAULT_PARTITION
+from gpupool.core.config import DEFAULT_PREEMPTION_DELAY, PartitionConfig
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_TYPE_LABEL
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
@@ -61,7 +62,7 @@ def queue_path(tenant: str) -> str:
 
 
 def config_dict(
-    mode: str, tenants: dict[str, int], gpus_per_node: int, preemption_delay: float = 30.0
+    mode: str, tenants: dict[str, int], gpus_per_node: int, preemption_delay: float = DEFAULT_PREEMPTION_DELAY
 ) -> dict[str, object]:
     """The YuniKorn-style configuration of ``mode`` for ``tenants`` (tenant -> nodes)."""
     s = settings(mode)
@@ -82,7 +83,7 @@ def config_dict(
     return {
         "partitions": [
             {
-                "name": "default",
+                "name": DEFAULT_PARTITION,
                 "nodesortpolicy": {"type": s.node_sort},
                 "preemption": {"enabled": s.preemption},
                 "queues": [{"name": "root", "submitacl": "*", "queues": queues}],
@@ -92,9 +93,10 @@ def config_dict(
 
 
 def partition(
-    mode: str, tenants: dict[str, int], gpus_per_node: int, preemption_delay: float = 30.0
+    mode: str, tenants: dict[str, int], gpus_per_node: int, preemption_delay: float = DEFAULT_PREEMPTION_DELAY
 ) -> PartitionConfig:
-    return parse_config(config_dict(mode, tenants, gpus_per_node, preemption_delay)).partition("default")
+    config = parse_config(config_dict(mode, tenants, gpus_per_node, preemption_delay))
+    return config.partition(DEFAULT_PARTITION)
 
 
 def nodes(mode: str, tenants: dict[str, int], gpus_per_node: int) -> list[NodeSpec]:

@@ -17,23 +17,8 @@ from gpupool.engine.driver import Driver
 from gpupool.sim import modes
 from gpupool.sim.engine import RunStats, SimExecutor, SimJournal, Simulation
 from gpupool.sim.metrics import Recorder
+from gpupool.sim.options import SimOptions
 from gpupool.sim.traces import Trace, TraceJob
-
-
-@dataclass(frozen=True, slots=True)
-class SimOptions:
-    """The knobs of ``gpupool sim replay`` shared by every mode; times are simulated seconds."""
-
-    interval: float = 0.0  # scheduling grid in seconds; 0 = a tick at every event time
-    retry: float = 30.0  # while asks wait, tick at least this often (preemption delay, gang timeouts)
-    stop_delay: float = 30.0  # a preempted job stops after min(grace, stop_delay)
-    resume_delay: float = 0.0  # a job resumed from a checkpoint restores it this long first
-    grace: float = 60.0  # the workloads' preemption grace period
-    checkpoint_interval: float = 3600.0  # seconds of work between periodic checkpoints; 0 = none
-    preemption_delay: float = 30.0  # queue property preemption.delay
-    nodes_scale: float = 1.0  # scale every tenant's node count (at least one node each)
-    boot_delay: float = 0.0  # nodes present at the start join after this delay
-    until: float | None = None  # stop the simulation at this simulated second
 
 
 @dataclass(slots=True)

@@ -35,6 +35,8 @@ VC_COLUMNS = ("vc", "node num")
 PHILLY_GPUS_PER_NODE = 8
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_BAD_EXAMPLES = 5
+BATCH_GAP = 60.0  # a Philly batch: jobs of one tenant and size at most this many seconds apart
+JOB_MIXES = ("parametric", "philly", "philly-batches")  # what ``sim replay --job-mix`` accepts
 
 
 class TraceError(ValueError):
@@ -345,6 +347,11 @@ def parse_size_mix(text: str) -> tuple[tuple[int, float], ...]:
     if not out or sum(w for _, w in out) <= 0:
         raise ValueError(f"bad size mix {text!r}: no positive weight")
     return tuple(out)
+
+
+def format_size_mix(mix: tuple[tuple[int, float], ...]) -> str:
+    """((1, 0.55), ...) -> ``1:0.55,...``: the text ``parse_size_mix`` reads back."""
+    return ",".join(f"{gpus}:{weight:g}" for gpus, weight in mix)
 
 
 def job_mix_of(
