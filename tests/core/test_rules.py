@@ -13,7 +13,7 @@ from gpupool.core.decisions import Code
 from gpupool.core.limits import applicable
 from gpupool.core.model import GangSpec, Node
 from gpupool.core.nodes import WeightedUtilization, effective_weights
-from gpupool.core.placement import Placer, Request, may_submit
+from gpupool.core.placement_rules import PlacementRules, Request, may_submit
 from gpupool.core.queues import INT32_MAX, build_tree
 from gpupool.core.resources import GPU_RESOURCES
 
@@ -182,10 +182,10 @@ def test_limits_apply_at_every_level_of_the_path() -> None:
 
 def _placer(
     *queues: dict, rules: list[dict] | None = None, root_acl: str | None = "*"
-) -> tuple[Placer, dict]:
+) -> tuple[PlacementRules, dict]:
     cfg = partition(list(queues), root={"submitacl": root_acl}, placementrules=rules or [])
     by_path = build_tree(cfg.root, cfg.limits)
-    return Placer(cfg.placement_rules, by_path.get), by_path
+    return PlacementRules(cfg.placement_rules, by_path.get), by_path
 
 
 def test_acl_access_on_a_parent_grants_the_children() -> None:

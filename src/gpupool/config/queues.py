@@ -30,6 +30,7 @@ from gpupool.config.schema import (
 )
 from gpupool.core.acl import ACL, GROUP_NAME, USER_NAME, WILDCARD, ACLError
 from gpupool.core.config import (
+    DEFAULT_PARTITION,
     ChildTemplate,
     Filter,
     Limit,
@@ -55,7 +56,6 @@ from gpupool.core.resources import format_quantity
 
 __all__ = ["DEFAULT_PARTITION", "MINIMAL_CONFIG", "RULE_NAMES", "QueueReader"]
 
-DEFAULT_PARTITION = "default"
 RULE_NAMES = ("provided", "user", "fixed", "tag")
 MINIMAL_CONFIG = "partitions: [{name: default, queues: [{name: root, submitacl: '*'}]}]"
 

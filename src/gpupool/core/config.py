@@ -35,6 +35,8 @@ PROP_PREEMPTION_DELAY = "preemption.delay"
 DEFAULT_PREEMPTION_DELAY = 30.0
 DEFAULT_GANG_TIMEOUT = 900.0  # seconds a gang waits for all its members (YuniKorn's default)
 DEFAULT_GRACE = 60.0  # seconds a preempted workload gets to checkpoint before it is stopped
+DEFAULT_PARTITION = "default"  # the partition a configuration's unnamed (or only) partition is
+DEFAULT_COMPACTION_INTERVAL = 300.0  # seconds between compaction rounds of the node pools
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _SORT_POLICIES = {"fifo": "fifo", "fair": "fair", "stateaware": "fifo"}
@@ -311,9 +313,9 @@ class Config:
     # Compaction of the node pools: every ``compaction_interval`` seconds, move at most
     # ``compaction_budget`` checkpointable workloads to free whole nodes (0 = off).
     compaction_budget: int = 0
-    compaction_interval: float = 300.0
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
 
-    def partition(self, name: str = "default") -> PartitionConfig:
+    def partition(self, name: str = DEFAULT_PARTITION) -> PartitionConfig:
         for p in self.partitions:
             if p.name == name:
                 return p

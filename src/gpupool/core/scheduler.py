@@ -21,7 +21,7 @@ from gpupool.core.decisions import Code, CycleResult, Decision, Reason, Reject
 from gpupool.core.limits import LimitTracker, applicable
 from gpupool.core.model import DEFAULT_USER, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
-from gpupool.core.placement import Placer, Request
+from gpupool.core.placement_rules import PlacementRules, Request
 from gpupool.core.queues import (
     RECOVERY_QUEUE,
     Queue,
@@ -65,7 +65,7 @@ class Scheduler:
         return self.state.preemption_enabled
 
     @property
-    def placer(self) -> Placer:
+    def placer(self) -> PlacementRules:
         return self.state.placer
 
     @property
@@ -129,7 +129,7 @@ class Scheduler:
                 q.apply(fresh[q.path][1])
         self.state.partition = partition
         self.state.preemption_enabled = partition.preemption_enabled
-        self.state.placer = Placer(partition.placement_rules, self.state.queues.get)
+        self.state.placer = PlacementRules(partition.placement_rules, self.state.queues.get)
         policy = partition.node_sort_policy
         if policy != self.state.policy:
             self.state.policy = policy

@@ -17,7 +17,7 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.limits import Applied, LimitTracker
 from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, Node
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
-from gpupool.core.placement import Placer
+from gpupool.core.placement_rules import PlacementRules
 from gpupool.core.queues import Queue, build_tree
 from gpupool.core.resources import Resources
 
@@ -41,7 +41,7 @@ class State:
         self.preemption_enabled = partition.preemption_enabled
         # Workload-aware node policies learn the asks' shapes.
         self.observe: Callable[[Resources], None] | None = getattr(self.index.scorer, "observe", None)
-        self.placer = Placer(partition.placement_rules, self.queues.get)
+        self.placer = PlacementRules(partition.placement_rules, self.queues.get)
         self.nodes: dict[str, Node] = {}
         self.capacity: Resources = {}
         # Schedulable nodes per region (the ``gpupool/region`` label); empty when no node has one,

@@ -41,7 +41,7 @@ from gpupool.core.capacity import (
     plan_capacity,
 )
 from gpupool.core.compaction import CompactionPlan, plan_compaction
-from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.config import DEFAULT_COMPACTION_INTERVAL, InstanceType, NodePool
 from gpupool.core.demand import beyond_max, waiting_demand, wanted_gangs
 from gpupool.core.model import App, Ask, Node, NodeSpec
 from gpupool.core.queues import Queue
@@ -208,7 +208,7 @@ class Autoscaler:
     # Compaction: every ``compaction_interval`` seconds, move at most ``compaction_budget``
     # checkpointable workloads to free whole nodes (0 = off).
     compaction_budget: int = 0
-    compaction_interval: float = 300.0
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
     draining: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # node -> (purpose, app)
     moves: int = 0
     _next_compaction: float = 0.0

@@ -19,7 +19,7 @@ from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.core.admission import Host
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Size
-from gpupool.core.placement import may_submit
+from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, gpu_count
 from gpupool.service.errors import Forbidden, Invalid
 from gpupool.service.security import Principal, administers, may_see

@@ -4,7 +4,7 @@ Tokens are random (``gp_`` + 32 bytes, URL-safe) and stored only as their SHA-25
 database does not leak usable tokens, and a lookup is one indexed query. Each token names a user
 and its groups; ``admin`` tokens administer everything (the bootstrap token is one).
 
-Access follows the queue configuration's ACLs (``gpupool.core.placement``): submitting needs
+Access follows the queue configuration's ACLs (``gpupool.core.placement_rules``): submitting needs
 submit (or admin) access on the queue; seeing or cancelling someone else's workload needs admin
 access on its queue; reloading the configuration needs admin access on ``root``.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from gpupool.core.placement import may_administer
+from gpupool.core.placement_rules import may_administer
 from gpupool.core.queues import Queue
 from gpupool.service.clock import wall_clock
 from gpupool.service.db import Database

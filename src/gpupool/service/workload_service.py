@@ -15,7 +15,7 @@ from gpupool.api import EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
 from gpupool.core.admission import gang_over_max, never_fits
 from gpupool.core.config import Size
 from gpupool.core.decisions import Code, Reason
-from gpupool.core.placement import IMPLICIT_FALLBACK, Request, may_administer, may_submit
+from gpupool.core.placement_rules import IMPLICIT_FALLBACK, Request, may_administer, may_submit
 from gpupool.core.resources import total
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
 from gpupool.service.cluster_service import ClusterService

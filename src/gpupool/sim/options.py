@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpupool.core.config import DEFAULT_GRACE, DEFAULT_PREEMPTION_DELAY
+from gpupool.core.config import DEFAULT_COMPACTION_INTERVAL, DEFAULT_GRACE, DEFAULT_PREEMPTION_DELAY
 
 DEFAULT_STOP_DELAY = 30.0  # a preempted workload stops after min(grace, this) seconds
 DEFAULT_RETRY = 30.0  # while asks wait, tick at least this often (preemption delay, gang timeouts)
@@ -61,7 +61,7 @@ class AutoscaleOptions:
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))
-    compaction_interval: float = 300.0
+    compaction_interval: float = DEFAULT_COMPACTION_INTERVAL
     compact_onto_empty: bool = False  # see Autoscaler.compact_onto_empty
     pool_min: int = 0
     nodes_scale: float = _SIM.nodes_scale  # scales every tenant's quota (and so the pool's max)

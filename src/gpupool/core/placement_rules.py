@@ -113,7 +113,7 @@ def _valid(rule: str, name: str) -> None:
             )
 
 
-class Placer:
+class PlacementRules:
     """Evaluates rules against the live tree; ``lookup`` finds a queue by path."""
 
     def __init__(self, rules: tuple[PlacementRule, ...], lookup: Callable[[str], Queue | None]) -> None:
