@@ -15,30 +15,33 @@ For each seed:
    request rounds to x% of capacity (the neighbours x +- 1 if there are none, as the paper's
    analysis script does).
 
-The cluster is held as arrays over nodes (per-GPU free milli as an int array [nodes, GPUs]),
-so a pod's fit and scores are computed for all nodes at once. Scores of cacheable policies are
-kept per pod shape and recomputed only for the nodes that changed since.
+The cluster is a list of the core's node views (:class:`gpupool.core.scoring.NodeView`), scored by
+the core's policies. Scores are kept per pod shape, in a heap, and only the nodes that changed
+since the shape's last pod are rescored (equal nodes share one score); the best node is the top
+of the heap, ties going to the node first in order.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gpupool.packing.alibaba import MILLI, NodeTable, PodTable
-from gpupool.packing.policies import (
-    NodeState,
-    PodRequest,
-    Policy,
-    PolicyContext,
-    make_policy,
-    model_access,
-    node_access,
+from gpupool.core.scoring import (
+    MILLI,
+    AskShape,
+    NodeScore,
+    NodeView,
+    ScoringPolicy,
+    fits,
     tightest_gpu,
+    whole_gpus,
 )
+from gpupool.packing.alibaba import NodeTable, PodTable
+from gpupool.packing.policies import PackingPolicy, PolicyContext, RandomPolicy, make_policy, pod_asks
 
 DEFAULT_SEEDS = tuple(range(42, 52))
 DEFAULT_RATIO = 1.3
@@ -126,17 +129,22 @@ def workload_order(pods: PodTable, rng: np.random.Generator, ratio: float, capac
     return order
 
 
-@dataclass
-class _Shape:
-    request: PodRequest
-    kind: int  # 0 CPU-only, 1 shared GPU, 2 whole GPUs
-    spec: int
-    score: np.ndarray | None = None
-    gpu: np.ndarray | None = None
-    version: np.ndarray | None = None
+class _ShapeCache:
+    """One pod shape's scores: a heap of (-score, node, node version, GPU), stale entries
+    dropped when they come to the top; only the nodes changed since the shape's last pod are
+    rescored. Equal nodes (same view) share a score."""
+
+    __slots__ = ("ask", "heap", "memo", "scored", "seen")
+
+    def __init__(self, ask: AskShape, n_nodes: int) -> None:
+        self.ask = ask
+        self.heap: list[tuple[float, int, int, int | None]] = []
+        self.scored = [-1] * n_nodes  # node version each node was last looked at
+        self.seen = -1  # length of the change log at the shape's last pod (-1: never)
+        self.memo: dict[NodeView, NodeScore | None] = {}
 
 
-_CPU_ONLY, _SHARED, _WHOLE = 0, 1, 2
+_MEMO_LIMIT = 1 << 14
 
 
 @dataclass
@@ -164,120 +172,124 @@ class Trace:
         return self.used_milli * 100.0 / self.capacity_milli
 
 
+def _best_scored(
+    cache: _ShapeCache,
+    policy: ScoringPolicy,
+    views: list[NodeView],
+    version: list[int],
+    changes: list[int],
+) -> tuple[int, int | None] | None:
+    """The best node for the shape (ties to the first in order) and the GPU of a share."""
+    ask = cache.ask
+    scored = cache.scored
+    n_nodes = len(views)
+    if cache.seen < 0 or len(changes) - cache.seen >= n_nodes:
+        candidates: Iterable[int] = range(n_nodes)
+    else:
+        candidates = changes[cache.seen :]
+    cache.seen = len(changes)
+    heap = cache.heap
+    memo = cache.memo
+    for node in candidates:
+        v = version[node]
+        if scored[node] == v:
+            continue
+        scored[node] = v
+        view = views[node]
+        if view in memo:
+            result = memo[view]
+        else:
+            result = policy.score(view, ask) if fits(view, ask) else None
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[view] = result
+        if result is not None:
+            heapq.heappush(heap, (-result.score, node, v, result.gpu))
+    while heap:
+        _, node, v, gpu = heap[0]
+        if version[node] == v:
+            return node, gpu
+        heapq.heappop(heap)
+    return None
+
+
 def schedule(
     cluster: Cluster,
     pods: PodTable,
-    policy: Policy,
+    policy: PackingPolicy,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> Trace:
     """Place ``pods`` one by one, in order, on ``cluster`` (initially empty) with ``policy``."""
-    n_nodes, n_gpus = len(cluster.names), cluster.max_gpus
-    gpu_free = np.where(np.arange(n_gpus) < cluster.gpu_count[:, None], MILLI, 0).astype(np.int64)
-    cpu_free = cluster.cpu_cap.astype(np.int64).copy()
-    mem_free = cluster.mem_cap.astype(np.int64).copy()
-    total_free = gpu_free.sum(axis=1)
-    full_free = (gpu_free == MILLI).sum(axis=1)
-    max_free = gpu_free.max(axis=1)
-    version = np.zeros(n_nodes, dtype=np.int64)
-
-    specs = sorted(set(pods.gpu_spec))
-    spec_id = {s: i for i, s in enumerate(specs)}
-    allowed = [model_access(s, cluster.models) for s in specs]
-    access = [node_access(a, cluster.model) for a in allowed]
-
-    keys = list(
-        zip(
-            pods.cpu_milli.tolist(),
-            pods.memory_mib.tolist(),
-            pods.num_gpu.tolist(),
-            pods.gpu_milli.tolist(),
-            pods.gpu_spec,
+    n_nodes = len(cluster.names)
+    views = [
+        NodeView((MILLI,) * int(g), int(c), int(m), int(c), int(m), cluster.models[k] if k >= 0 else None)
+        for g, c, m, k in zip(
+            cluster.gpu_count.tolist(),
+            cluster.cpu_cap.tolist(),
+            cluster.mem_cap.tolist(),
+            cluster.model.tolist(),
             strict=True,
         )
-    )
-    shape_of: dict[tuple[int, int, int, int, str], int] = {}
-    shapes: list[_Shape] = []
-    pod_shape = np.empty(len(keys), dtype=np.int64)
-    for i, key in enumerate(keys):
-        sid = shape_of.get(key)
-        if sid is None:
-            cpu, mem, num, milli, spec = key
-            sid = shape_of[key] = len(shapes)
-            kind = _CPU_ONLY if num == 0 else (_WHOLE if milli >= MILLI else _SHARED)
-            request = PodRequest(cpu, mem, num, milli, allowed[spec_id[spec]])
-            shapes.append(_Shape(request, kind, spec_id[spec]))
-        pod_shape[i] = sid
-
-    chosen = np.full(len(keys), -1, dtype=np.int64)
-    arrived = np.empty(len(keys), dtype=np.int64)
-    used = np.empty(len(keys), dtype=np.int64)
+    ]
+    version = [0] * n_nodes
+    changes: list[int] = []  # the node each placement changed, in order
+    asks = pod_asks(pods)
+    caches: dict[AskShape, _ShapeCache] = {}
+    chosen = [-1] * len(asks)
+    arrived = [0] * len(asks)
+    used = [0] * len(asks)
     arrived_total = used_total = 0
-    cacheable = policy.cacheable
 
-    def view(rows: np.ndarray) -> NodeState:
-        return NodeState(
-            gpu_free=gpu_free[rows],
-            cpu_free=cpu_free[rows],
-            mem_free=mem_free[rows],
-            cpu_cap=cluster.cpu_cap[rows],
-            mem_cap=cluster.mem_cap[rows],
-            gpu_count=cluster.gpu_count[rows],
-            model=cluster.model[rows],
-        )
-
-    for i in range(len(keys)):
-        shape = shapes[pod_shape[i]]
-        req = shape.request
-        arrived_total += req.gpu_total
-        fits = (cpu_free >= req.cpu) & (mem_free >= req.mem)
-        if shape.kind == _SHARED:
-            fits &= access[shape.spec] & (max_free >= req.gpu_milli)
-        elif shape.kind == _WHOLE:
-            fits &= access[shape.spec] & (full_free >= req.num_gpu)
-        rows = np.flatnonzero(fits)
-        if rows.size:
-            if cacheable:
-                if shape.score is None:
-                    shape.score = np.zeros(n_nodes)
-                    shape.gpu = np.full(n_nodes, -1, dtype=np.int64)
-                    shape.version = np.full(n_nodes, -1, dtype=np.int64)
-                assert shape.gpu is not None and shape.version is not None
-                stale = rows[shape.version[rows] != version[rows]]
-                if stale.size:
-                    fresh = policy.score(view(stale), req)
-                    shape.score[stale] = fresh.score
-                    shape.gpu[stale] = fresh.gpu
-                    shape.version[stale] = version[stale]
-                node = int(rows[int(np.argmax(shape.score[rows]))])
-                gpu = int(shape.gpu[node])
-            else:
-                result = policy.score(view(rows), req)
-                best = int(np.argmax(result.score))
-                node, gpu = int(rows[best]), int(result.gpu[best])
-            cpu_free[node] -= req.cpu
-            mem_free[node] -= req.mem
-            if shape.kind != _CPU_ONLY:
-                row = gpu_free[node]
-                if shape.kind == _SHARED:
-                    if gpu < 0:
-                        gpu = int(tightest_gpu(row[None, :], req.gpu_milli)[0])
-                    row[gpu] -= req.gpu_milli
-                else:
-                    row[np.flatnonzero(row == MILLI)[: req.num_gpu]] = 0
-                total_free[node] = row.sum()
-                full_free[node] = (row == MILLI).sum()
-                max_free[node] = row.max()
+    for i, ask in enumerate(asks):
+        arrived_total += ask.gpu_total
+        if isinstance(policy, RandomPolicy):
+            rows = [n for n in range(n_nodes) if fits(views[n], ask)]
+            pick = policy.choose([views[n] for n in rows], ask, cluster.max_gpus) if rows else None
+            best = (rows[pick[0]], pick[1]) if pick is not None else None
+        else:
+            cache = caches.get(ask)
+            if cache is None:
+                cache = caches[ask] = _ShapeCache(ask, n_nodes)
+            best = _best_scored(cache, policy, views, version, changes)
+        if best is not None:
+            node, gpu = best
+            views[node] = _place(views[node], ask, gpu)
             version[node] += 1
-            used_total += req.gpu_total
+            changes.append(node)
+            used_total += ask.gpu_total
             chosen[i] = node
         arrived[i] = arrived_total
         used[i] = used_total
         if progress is not None and (i + 1) % 500 == 0:
-            progress(i + 1, len(keys))
+            progress(i + 1, len(asks))
     if progress is not None:
-        progress(len(keys), len(keys))
-    return Trace(chosen, arrived, used, cluster.capacity_milli, gpu_free, cpu_free, mem_free)
+        progress(len(asks), len(asks))
+    gpu_free = np.zeros((n_nodes, cluster.max_gpus), dtype=np.int64)
+    for n, view in enumerate(views):
+        gpu_free[n, : view.gpu_count] = view.gpu_free
+    return Trace(
+        np.array(chosen, dtype=np.int64),
+        np.array(arrived, dtype=np.int64),
+        np.array(used, dtype=np.int64),
+        cluster.capacity_milli,
+        gpu_free,
+        np.array([v.cpu_free for v in views], dtype=np.int64),
+        np.array([v.mem_free for v in views], dtype=np.int64),
+    )
+
+
+def _place(view: NodeView, ask: AskShape, gpu: int | None) -> NodeView:
+    """The node once ``ask`` is placed on it (a share on ``gpu``, or the tightest GPU)."""
+    free = view.gpu_free
+    if ask.gpus and ask.shares_gpu:
+        g = gpu if gpu is not None else tightest_gpu(free, ask.gpu_milli)
+        assert g is not None and free[g] >= ask.gpu_milli
+        free = (*free[:g], free[g] - ask.gpu_milli, *free[g + 1 :])
+    elif ask.gpus:
+        taken = set(whole_gpus(free, ask.gpus))
+        free = tuple(0 if g in taken else f for g, f in enumerate(free))
+    return replace(view, gpu_free=free, cpu_free=view.cpu_free - ask.cpu, mem_free=view.mem_free - ask.mem)
 
 
 def alloc_at(arrived_pct: np.ndarray, alloc_pct: np.ndarray, point: int) -> float | None:
