@@ -109,8 +109,13 @@ class Fragmentation:
         )
 
     def of(self, node: NodeView) -> float:
+        return self.prepare(node)[2]
+
+    def prepare(self, node: NodeView) -> tuple[list[int], list[int], float]:
+        """The node's per-threshold sums and its fragmentation: what scoring any ask starts from."""
         stranded, usable = self.sums(node.gpu_free)
-        return self.from_sums(stranded, usable, sum(node.gpu_free), node.cpu_free, self.rows(node.gpu_model))
+        rows = self.rows(node.gpu_model)
+        return stranded, usable, self.from_sums(stranded, usable, sum(node.gpu_free), node.cpu_free, rows)
 
     def after_share(
         self,
@@ -176,14 +181,7 @@ class Fgd:
 
     def __init__(self, typical: TypicalShapes) -> None:
         self.frag = Fragmentation(typical)
-        self._memo = _NodeMemo(self._node)
-
-    def _node(self, node: NodeView) -> tuple[list[int], list[int], float]:
-        stranded, usable = self.frag.sums(node.gpu_free)
-        before = self.frag.from_sums(
-            stranded, usable, sum(node.gpu_free), node.cpu_free, self.frag.rows(node.gpu_model)
-        )
-        return stranded, usable, before
+        self._memo = _NodeMemo(self.frag.prepare)
 
     def score(self, node: NodeView, ask: AskShape) -> NodeScore:
         stranded, usable, before = self._memo.get(node)
@@ -215,7 +213,7 @@ class Gpupool:
     def __init__(self, model: WorkloadModel) -> None:
         self.model = model
         self.frag = Fragmentation(model.typical)
-        self._memo = _NodeMemo(self._node)
+        self._memo = _NodeMemo(self.frag.prepare)
 
     def stranded_gpu(self, gpu_free: int, cpu_free: int, mem_free: int) -> float:
         """Free milli-GPU that free CPU or memory cannot feed at the workload's ratios."""
@@ -225,12 +223,6 @@ class Gpupool:
         if self.model.mem_per_milli > 0:
             out = max(out, gpu_free - mem_free / self.model.mem_per_milli)
         return out
-
-    def _node(self, node: NodeView) -> tuple[list[int], list[int], float]:
-        stranded, usable = self.frag.sums(node.gpu_free)
-        total = sum(node.gpu_free)
-        before = self.frag.from_sums(stranded, usable, total, node.cpu_free, self.frag.rows(node.gpu_model))
-        return stranded, usable, before
 
     def score(self, node: NodeView, ask: AskShape) -> NodeScore:
         stranded, usable, before = self._memo.get(node)

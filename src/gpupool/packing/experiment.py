@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -130,21 +131,127 @@ def workload_order(pods: PodTable, rng: np.random.Generator, ratio: float, capac
 
 
 class _ShapeCache:
-    """One pod shape's scores: a heap of (-score, node, node version, GPU), stale entries
-    dropped when they come to the top; only the nodes changed since the shape's last pod are
-    rescored. Equal nodes (same view) share a score."""
+    """One pod shape's view of the nodes: a heap of (-score, node, node version, GPU), stale
+    entries dropped when they come to the top (``random``: which nodes fit). Only the nodes
+    changed since the shape's last pod are looked at again."""
 
-    __slots__ = ("ask", "heap", "memo", "scored", "seen")
+    __slots__ = ("ask", "feasible", "heap", "memo", "scored", "seen")
 
     def __init__(self, ask: AskShape, n_nodes: int) -> None:
         self.ask = ask
         self.heap: list[tuple[float, int, int, int | None]] = []
         self.scored = [-1] * n_nodes  # node version each node was last looked at
         self.seen = -1  # length of the change log at the shape's last pod (-1: never)
-        self.memo: dict[NodeView, NodeScore | None] = {}
+        self.memo: dict[int, NodeScore | None] = {}  # by view id, for views several nodes share
+        self.feasible = np.zeros(n_nodes, dtype=bool)
 
 
-_MEMO_LIMIT = 1 << 14
+class _Nodes:
+    """The nodes during one run: their views, a version per node, the log of changed nodes, and
+    an id per distinct view with the number of nodes that have it (equal nodes share scores)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.views = [
+            NodeView((MILLI,) * g, c, m, c, m, cluster.models[k] if k >= 0 else None)
+            for g, c, m, k in zip(
+                cluster.gpu_count.tolist(),
+                cluster.cpu_cap.tolist(),
+                cluster.mem_cap.tolist(),
+                cluster.model.tolist(),
+                strict=True,
+            )
+        ]
+        self.version = [0] * len(self.views)
+        self.changes: list[int] = []  # the node each placement changed, in order
+        self._ids: dict[NodeView, int] = {}
+        self.view_id = [self._intern(v) for v in self.views]
+        self.sharing: Counter[int] = Counter(self.view_id)
+
+    def _intern(self, view: NodeView) -> int:
+        return self._ids.setdefault(view, len(self._ids))
+
+    def stale(self, cache: _ShapeCache) -> Iterator[int]:
+        """The nodes changed since the shape's last pod (each once), marked as looked at."""
+        n_nodes = len(self.views)
+        changes = self.changes
+        candidates: Iterable[int]
+        if cache.seen < 0 or len(changes) - cache.seen >= n_nodes:
+            candidates = range(n_nodes)
+        else:
+            candidates = changes[cache.seen :]
+        cache.seen = len(changes)
+        scored = cache.scored
+        version = self.version
+        for node in candidates:
+            v = version[node]
+            if scored[node] != v:
+                scored[node] = v
+                yield node
+
+    def place(self, node: int, ask: AskShape, gpu: int | None) -> None:
+        """Put ``ask`` on ``node`` (a share on ``gpu``, or the tightest GPU)."""
+        view = self.views[node]
+        free = view.gpu_free
+        if ask.gpus and ask.shares_gpu:
+            g = gpu if gpu is not None else tightest_gpu(free, ask.gpu_milli)
+            assert g is not None and free[g] >= ask.gpu_milli
+            free = (*free[:g], free[g] - ask.gpu_milli, *free[g + 1 :])
+        elif ask.gpus:
+            taken = set(whole_gpus(free, ask.gpus))
+            free = tuple(0 if g in taken else f for g, f in enumerate(free))
+        view = replace(
+            view, gpu_free=free, cpu_free=view.cpu_free - ask.cpu, mem_free=view.mem_free - ask.mem
+        )
+        self.views[node] = view
+        self.sharing[self.view_id[node]] -= 1
+        self.view_id[node] = vid = self._intern(view)
+        self.sharing[vid] += 1
+        self.version[node] += 1
+        self.changes.append(node)
+
+
+def _best_scored(cache: _ShapeCache, policy: ScoringPolicy, nodes: _Nodes) -> tuple[int, int | None] | None:
+    """The best node for the shape (ties to the first in order) and the GPU of a share."""
+    ask = cache.ask
+    heap = cache.heap
+    memo = cache.memo
+    views, view_id, sharing, version = nodes.views, nodes.view_id, nodes.sharing, nodes.version
+    for node in nodes.stale(cache):
+        vid = view_id[node]
+        result = memo.get(vid, _UNSEEN)
+        if result is _UNSEEN:
+            view = views[node]
+            result = policy.score(view, ask) if fits(view, ask) else None
+            if sharing[vid] > 1:
+                memo[vid] = result
+        if result is not None:
+            heapq.heappush(heap, (-result.score, node, version[node], result.gpu))
+    while heap:
+        _, node, v, gpu = heap[0]
+        if version[node] == v:
+            return node, gpu
+        heapq.heappop(heap)
+    return None
+
+
+def _random_choice(
+    cache: _ShapeCache, policy: RandomPolicy, nodes: _Nodes, gpu_slots: int
+) -> tuple[int, int | None] | None:
+    feasible = cache.feasible
+    for node in nodes.stale(cache):
+        feasible[node] = fits(nodes.views[node], cache.ask)
+    rows = np.flatnonzero(feasible)
+    if not rows.size:
+        return None
+    pick = policy.choose_node(int(rows.size))
+    node = int(rows[pick])
+    ask = cache.ask
+    if not ask.shares_gpu:
+        return node, None
+    return node, policy.choose_gpu(int(rows.size), pick, nodes.views[node].gpu_free, ask.gpu_milli, gpu_slots)
+
+
+_UNSEEN = NodeScore(float("nan"))
 
 
 @dataclass
@@ -172,47 +279,6 @@ class Trace:
         return self.used_milli * 100.0 / self.capacity_milli
 
 
-def _best_scored(
-    cache: _ShapeCache,
-    policy: ScoringPolicy,
-    views: list[NodeView],
-    version: list[int],
-    changes: list[int],
-) -> tuple[int, int | None] | None:
-    """The best node for the shape (ties to the first in order) and the GPU of a share."""
-    ask = cache.ask
-    scored = cache.scored
-    n_nodes = len(views)
-    if cache.seen < 0 or len(changes) - cache.seen >= n_nodes:
-        candidates: Iterable[int] = range(n_nodes)
-    else:
-        candidates = changes[cache.seen :]
-    cache.seen = len(changes)
-    heap = cache.heap
-    memo = cache.memo
-    for node in candidates:
-        v = version[node]
-        if scored[node] == v:
-            continue
-        scored[node] = v
-        view = views[node]
-        if view in memo:
-            result = memo[view]
-        else:
-            result = policy.score(view, ask) if fits(view, ask) else None
-            if len(memo) >= _MEMO_LIMIT:
-                memo.clear()
-            memo[view] = result
-        if result is not None:
-            heapq.heappush(heap, (-result.score, node, v, result.gpu))
-    while heap:
-        _, node, v, gpu = heap[0]
-        if version[node] == v:
-            return node, gpu
-        heapq.heappop(heap)
-    return None
-
-
 def schedule(
     cluster: Cluster,
     pods: PodTable,
@@ -221,19 +287,8 @@ def schedule(
     progress: Callable[[int, int], None] | None = None,
 ) -> Trace:
     """Place ``pods`` one by one, in order, on ``cluster`` (initially empty) with ``policy``."""
-    n_nodes = len(cluster.names)
-    views = [
-        NodeView((MILLI,) * int(g), int(c), int(m), int(c), int(m), cluster.models[k] if k >= 0 else None)
-        for g, c, m, k in zip(
-            cluster.gpu_count.tolist(),
-            cluster.cpu_cap.tolist(),
-            cluster.mem_cap.tolist(),
-            cluster.model.tolist(),
-            strict=True,
-        )
-    ]
-    version = [0] * n_nodes
-    changes: list[int] = []  # the node each placement changed, in order
+    nodes = _Nodes(cluster)
+    n_nodes = len(nodes.views)
     asks = pod_asks(pods)
     caches: dict[AskShape, _ShapeCache] = {}
     chosen = [-1] * len(asks)
@@ -243,22 +298,17 @@ def schedule(
 
     for i, ask in enumerate(asks):
         arrived_total += ask.gpu_total
+        cache = caches.get(ask)
+        if cache is None:
+            cache = caches[ask] = _ShapeCache(ask, n_nodes)
         if isinstance(policy, RandomPolicy):
-            rows = [n for n in range(n_nodes) if fits(views[n], ask)]
-            pick = policy.choose([views[n] for n in rows], ask, cluster.max_gpus) if rows else None
-            best = (rows[pick[0]], pick[1]) if pick is not None else None
+            best = _random_choice(cache, policy, nodes, cluster.max_gpus)
         else:
-            cache = caches.get(ask)
-            if cache is None:
-                cache = caches[ask] = _ShapeCache(ask, n_nodes)
-            best = _best_scored(cache, policy, views, version, changes)
+            best = _best_scored(cache, policy, nodes)
         if best is not None:
-            node, gpu = best
-            views[node] = _place(views[node], ask, gpu)
-            version[node] += 1
-            changes.append(node)
+            nodes.place(best[0], ask, best[1])
             used_total += ask.gpu_total
-            chosen[i] = node
+            chosen[i] = best[0]
         arrived[i] = arrived_total
         used[i] = used_total
         if progress is not None and (i + 1) % 500 == 0:
@@ -266,7 +316,7 @@ def schedule(
     if progress is not None:
         progress(len(asks), len(asks))
     gpu_free = np.zeros((n_nodes, cluster.max_gpus), dtype=np.int64)
-    for n, view in enumerate(views):
+    for n, view in enumerate(nodes.views):
         gpu_free[n, : view.gpu_count] = view.gpu_free
     return Trace(
         np.array(chosen, dtype=np.int64),
@@ -274,22 +324,9 @@ def schedule(
         np.array(used, dtype=np.int64),
         cluster.capacity_milli,
         gpu_free,
-        np.array([v.cpu_free for v in views], dtype=np.int64),
-        np.array([v.mem_free for v in views], dtype=np.int64),
+        np.array([v.cpu_free for v in nodes.views], dtype=np.int64),
+        np.array([v.mem_free for v in nodes.views], dtype=np.int64),
     )
-
-
-def _place(view: NodeView, ask: AskShape, gpu: int | None) -> NodeView:
-    """The node once ``ask`` is placed on it (a share on ``gpu``, or the tightest GPU)."""
-    free = view.gpu_free
-    if ask.gpus and ask.shares_gpu:
-        g = gpu if gpu is not None else tightest_gpu(free, ask.gpu_milli)
-        assert g is not None and free[g] >= ask.gpu_milli
-        free = (*free[:g], free[g] - ask.gpu_milli, *free[g + 1 :])
-    elif ask.gpus:
-        taken = set(whole_gpus(free, ask.gpus))
-        free = tuple(0 if g in taken else f for g, f in enumerate(free))
-    return replace(view, gpu_free=free, cpu_free=view.cpu_free - ask.cpu, mem_free=view.mem_free - ask.mem)
 
 
 def alloc_at(arrived_pct: np.ndarray, alloc_pct: np.ndarray, point: int) -> float | None:

@@ -13,14 +13,14 @@ that fits (the paper ran RandomScore with random GPU selection).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from gpupool.core.scorers import POLICY_NAMES, make_scoring_policy
-from gpupool.core.scoring import AskShape, NodeView, ScoringPolicy
+from gpupool.core.scoring import AskShape, ScoringPolicy
 from gpupool.core.typical import WorkloadStats
 from gpupool.packing.alibaba import PodTable
 
@@ -57,18 +57,20 @@ class RandomPolicy:
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
 
-    def choose(self, nodes: Sequence[NodeView], ask: AskShape, gpu_slots: int) -> tuple[int, int | None]:
-        """Index into ``nodes`` (all of which fit ``ask``) and, for a share, the GPU. The draws
-        are those of the numpy experiment: one per node, then one per GPU slot of each node."""
-        best = int(np.argmax(self._rng.random(len(nodes))))
-        if not ask.shares_gpu:
-            return best, None
-        draws = self._rng.random((len(nodes), gpu_slots))[best]
-        free = nodes[best].gpu_free
+    def choose_node(self, count: int) -> int:
+        """Which of ``count`` feasible nodes (one draw per node, the highest wins)."""
+        return int(np.argmax(self._rng.random(count)))
+
+    def choose_gpu(
+        self, count: int, chosen: int, gpu_free: tuple[int, ...], milli: int, gpu_slots: int
+    ) -> int:
+        """Which GPU of the chosen node (the ``chosen``-th of ``count``) gets a share of ``milli``:
+        one draw per GPU slot of every feasible node, as the numpy experiment drew them."""
+        draws = self._rng.random((count, gpu_slots))[chosen]
         keys = [
-            float(draws[g]) if g < len(free) and free[g] >= ask.gpu_milli else -1.0 for g in range(gpu_slots)
+            float(draws[g]) if g < len(gpu_free) and gpu_free[g] >= milli else -1.0 for g in range(gpu_slots)
         ]
-        return best, int(np.argmax(keys))
+        return int(np.argmax(keys))
 
 
 PackingPolicy = ScoringPolicy | RandomPolicy
