@@ -192,7 +192,7 @@ class _Nodes:
         """Put ``ask`` on ``node`` (a share on ``gpu``, or the tightest GPU)."""
         view = self.views[node]
         free = view.gpu_free
-        if ask.gpus and ask.shares_gpu:
+        if ask.shares_gpu:
             g = gpu if gpu is not None else tightest_gpu(free, ask.gpu_milli)
             assert g is not None and free[g] >= ask.gpu_milli
             free = (*free[:g], free[g] - ask.gpu_milli, *free[g + 1 :])
@@ -208,6 +208,9 @@ class _Nodes:
         self.sharing[vid] += 1
         self.version[node] += 1
         self.changes.append(node)
+
+
+_UNSEEN = NodeScore(float("nan"))  # memo marker: not scored yet (None: does not fit)
 
 
 def _best_scored(cache: _ShapeCache, policy: ScoringPolicy, nodes: _Nodes) -> tuple[int, int | None] | None:
@@ -237,6 +240,7 @@ def _best_scored(cache: _ShapeCache, policy: ScoringPolicy, nodes: _Nodes) -> tu
 def _random_choice(
     cache: _ShapeCache, policy: RandomPolicy, nodes: _Nodes, gpu_slots: int
 ) -> tuple[int, int | None] | None:
+    """A random feasible node (and GPU of a share); the shape's feasible set is kept up to date."""
     feasible = cache.feasible
     for node in nodes.stale(cache):
         feasible[node] = fits(nodes.views[node], cache.ask)
@@ -249,9 +253,6 @@ def _random_choice(
     if not ask.shares_gpu:
         return node, None
     return node, policy.choose_gpu(int(rows.size), pick, nodes.views[node].gpu_free, ask.gpu_milli, gpu_slots)
-
-
-_UNSEEN = NodeScore(float("nan"))
 
 
 @dataclass
