@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from gpupool.core.scoring import NodeView, fits, tightest_gpu, whole_gpus
 from gpupool.packing.alibaba import load_nodes, load_pods
 from gpupool.packing.experiment import (
     alloc_at,
@@ -14,7 +17,7 @@ from gpupool.packing.experiment import (
     schedule,
     workload_order,
 )
-from gpupool.packing.policies import PolicyContext, make_policy
+from gpupool.packing.policies import PolicyContext, make_policy, pod_asks
 
 from .conftest import Writer, pod_row
 
@@ -175,3 +178,49 @@ def test_cpu_only_pods_are_not_inflated(write_nodes: Writer, write_pods: Writer)
     result = run_seed(nodes, pods, "gpupool", seed=1)
     assert result.pods == 5
     assert result.alloc_pct_at_100 is None and result.alloc_pct_at_130 is None
+
+
+def _brute_force(cluster, pods, policy) -> list[int]:  # type: ignore[no-untyped-def]
+    """Every pod scored against every node it fits, afresh: the best score, the first node on ties."""
+    views = [
+        NodeView((1000,) * int(g), int(c), int(m), int(c), int(m), cluster.models[k])
+        for g, c, m, k in zip(cluster.gpu_count, cluster.cpu_cap, cluster.mem_cap, cluster.model, strict=True)
+    ]
+    chosen = []
+    for ask in pod_asks(pods):
+        best = None
+        for n, v in enumerate(views):
+            if fits(v, ask):
+                result = policy.score(v, ask)
+                if best is None or result.score > best[0]:
+                    best = (result.score, n, result.gpu)
+        if best is None:
+            chosen.append(-1)
+            continue
+        _, n, gpu = best
+        v = views[n]
+        free = list(v.gpu_free)
+        if ask.shares_gpu:
+            free[gpu if gpu is not None else tightest_gpu(v.gpu_free, ask.gpu_milli)] -= ask.gpu_milli
+        elif ask.gpus:
+            for g in whole_gpus(v.gpu_free, ask.gpus):
+                free[g] = 0
+        views[n] = replace(
+            v, gpu_free=tuple(free), cpu_free=v.cpu_free - ask.cpu, mem_free=v.mem_free - ask.mem
+        )
+        chosen.append(n)
+    return chosen
+
+
+def test_cached_scores_choose_as_a_full_rescan_does(small_trace) -> None:  # type: ignore[no-untyped-def]
+    nodes_path, pods_path = small_trace
+    nodes, pods = load_nodes(nodes_path), load_pods(pods_path)
+    rng = np.random.default_rng(8)
+    cluster = cluster_in_order(nodes, rng.permutation(len(nodes)))
+    workload = pods.take(workload_order(pods, rng, 2.0, cluster.capacity_milli))
+    for name in ("bestfit", "dotprod", "gpupacking", "fgd", "gpupool"):
+        ctx = PolicyContext(cluster.models, cluster.model_gpus, pods, np.random.default_rng(0))
+        trace = schedule(cluster, workload, make_policy(name, ctx))
+        reference = _brute_force(cluster, workload, make_policy(name, ctx))
+        assert trace.node.tolist() == reference, name
+        assert 0 < trace.failed < len(workload)

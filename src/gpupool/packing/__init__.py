@@ -1,8 +1,9 @@
 """Packing quality on Alibaba's GPU trace: loaders, the FGD paper's experiment, policies.
 
 ``gpupool bench pack`` (src/gpupool/cli/bench_cmd.py) drives it; docs/packing.md explains the
-experiment and gpupool's own policy. Everything here is numpy over nodes; the scoring functions
-in :mod:`gpupool.packing.policies` are pure so the scheduling core can reuse them.
+experiment and gpupool's own policy. The policies are the scheduling core's
+(:mod:`gpupool.core.scoring`, :mod:`gpupool.core.scorers`); this package holds the trace
+loaders, the experiment's loop and report, and the bench-only ``random`` baseline.
 """
 
 from __future__ import annotations

@@ -15,30 +15,34 @@ For each seed:
    request rounds to x% of capacity (the neighbours x +- 1 if there are none, as the paper's
    analysis script does).
 
-The cluster is held as arrays over nodes (per-GPU free milli as an int array [nodes, GPUs]),
-so a pod's fit and scores are computed for all nodes at once. Scores of cacheable policies are
-kept per pod shape and recomputed only for the nodes that changed since.
+The cluster is a list of the core's node views (:class:`gpupool.core.scoring.NodeView`), scored by
+the core's policies. Scores are kept per pod shape, in a heap, and only the nodes that changed
+since the shape's last pod are rescored (equal nodes share one score); the best node is the top
+of the heap, ties going to the node first in order.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gpupool.packing.alibaba import MILLI, NodeTable, PodTable
-from gpupool.packing.policies import (
-    NodeState,
-    PodRequest,
-    Policy,
-    PolicyContext,
-    make_policy,
-    model_access,
-    node_access,
+from gpupool.core.scoring import (
+    MILLI,
+    AskShape,
+    NodeScore,
+    NodeView,
+    ScoringPolicy,
+    fits,
     tightest_gpu,
+    whole_gpus,
 )
+from gpupool.packing.alibaba import NodeTable, PodTable
+from gpupool.packing.policies import PackingPolicy, PolicyContext, RandomPolicy, make_policy, pod_asks
 
 DEFAULT_SEEDS = tuple(range(42, 52))
 DEFAULT_RATIO = 1.3
@@ -126,17 +130,129 @@ def workload_order(pods: PodTable, rng: np.random.Generator, ratio: float, capac
     return order
 
 
-@dataclass
-class _Shape:
-    request: PodRequest
-    kind: int  # 0 CPU-only, 1 shared GPU, 2 whole GPUs
-    spec: int
-    score: np.ndarray | None = None
-    gpu: np.ndarray | None = None
-    version: np.ndarray | None = None
+class _ShapeCache:
+    """One pod shape's view of the nodes: a heap of (-score, node, node version, GPU), stale
+    entries dropped when they come to the top (``random``: which nodes fit). Only the nodes
+    changed since the shape's last pod are looked at again."""
+
+    __slots__ = ("ask", "feasible", "heap", "memo", "scored", "seen")
+
+    def __init__(self, ask: AskShape, n_nodes: int) -> None:
+        self.ask = ask
+        self.heap: list[tuple[float, int, int, int | None]] = []
+        self.scored = [-1] * n_nodes  # node version each node was last looked at
+        self.seen = -1  # length of the change log at the shape's last pod (-1: never)
+        self.memo: dict[int, NodeScore | None] = {}  # by view id, for views several nodes share
+        self.feasible = np.zeros(n_nodes, dtype=bool)
 
 
-_CPU_ONLY, _SHARED, _WHOLE = 0, 1, 2
+class _Nodes:
+    """The nodes during one run: their views, a version per node, the log of changed nodes, and
+    an id per distinct view with the number of nodes that have it (equal nodes share scores)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.views = [
+            NodeView((MILLI,) * g, c, m, c, m, cluster.models[k] if k >= 0 else None)
+            for g, c, m, k in zip(
+                cluster.gpu_count.tolist(),
+                cluster.cpu_cap.tolist(),
+                cluster.mem_cap.tolist(),
+                cluster.model.tolist(),
+                strict=True,
+            )
+        ]
+        self.version = [0] * len(self.views)
+        self.changes: list[int] = []  # the node each placement changed, in order
+        self._ids: dict[NodeView, int] = {}
+        self.view_id = [self._intern(v) for v in self.views]
+        self.sharing: Counter[int] = Counter(self.view_id)
+
+    def _intern(self, view: NodeView) -> int:
+        return self._ids.setdefault(view, len(self._ids))
+
+    def stale(self, cache: _ShapeCache) -> Iterator[int]:
+        """The nodes changed since the shape's last pod (each once), marked as looked at."""
+        n_nodes = len(self.views)
+        changes = self.changes
+        candidates: Iterable[int]
+        if cache.seen < 0 or len(changes) - cache.seen >= n_nodes:
+            candidates = range(n_nodes)
+        else:
+            candidates = changes[cache.seen :]
+        cache.seen = len(changes)
+        scored = cache.scored
+        version = self.version
+        for node in candidates:
+            v = version[node]
+            if scored[node] != v:
+                scored[node] = v
+                yield node
+
+    def place(self, node: int, ask: AskShape, gpu: int | None) -> None:
+        """Put ``ask`` on ``node`` (a share on ``gpu``, or the tightest GPU)."""
+        view = self.views[node]
+        free = view.gpu_free
+        if ask.shares_gpu:
+            g = gpu if gpu is not None else tightest_gpu(free, ask.gpu_milli)
+            assert g is not None and free[g] >= ask.gpu_milli
+            free = (*free[:g], free[g] - ask.gpu_milli, *free[g + 1 :])
+        elif ask.gpus:
+            taken = set(whole_gpus(free, ask.gpus))
+            free = tuple(0 if g in taken else f for g, f in enumerate(free))
+        view = replace(
+            view, gpu_free=free, cpu_free=view.cpu_free - ask.cpu, mem_free=view.mem_free - ask.mem
+        )
+        self.views[node] = view
+        self.sharing[self.view_id[node]] -= 1
+        self.view_id[node] = vid = self._intern(view)
+        self.sharing[vid] += 1
+        self.version[node] += 1
+        self.changes.append(node)
+
+
+_UNSEEN = NodeScore(float("nan"))  # memo marker: not scored yet (None: does not fit)
+
+
+def _best_scored(cache: _ShapeCache, policy: ScoringPolicy, nodes: _Nodes) -> tuple[int, int | None] | None:
+    """The best node for the shape (ties to the first in order) and the GPU of a share."""
+    ask = cache.ask
+    heap = cache.heap
+    memo = cache.memo
+    views, view_id, sharing, version = nodes.views, nodes.view_id, nodes.sharing, nodes.version
+    for node in nodes.stale(cache):
+        vid = view_id[node]
+        result = memo.get(vid, _UNSEEN)
+        if result is _UNSEEN:
+            view = views[node]
+            result = policy.score(view, ask) if fits(view, ask) else None
+            if sharing[vid] > 1:
+                memo[vid] = result
+        if result is not None:
+            heapq.heappush(heap, (-result.score, node, version[node], result.gpu))
+    while heap:
+        _, node, v, gpu = heap[0]
+        if version[node] == v:
+            return node, gpu
+        heapq.heappop(heap)
+    return None
+
+
+def _random_choice(
+    cache: _ShapeCache, policy: RandomPolicy, nodes: _Nodes, gpu_slots: int
+) -> tuple[int, int | None] | None:
+    """A random feasible node (and GPU of a share); the shape's feasible set is kept up to date."""
+    feasible = cache.feasible
+    for node in nodes.stale(cache):
+        feasible[node] = fits(nodes.views[node], cache.ask)
+    rows = np.flatnonzero(feasible)
+    if not rows.size:
+        return None
+    pick = policy.choose_node(int(rows.size))
+    node = int(rows[pick])
+    ask = cache.ask
+    if not ask.shares_gpu:
+        return node, None
+    return node, policy.choose_gpu(int(rows.size), pick, nodes.views[node].gpu_free, ask.gpu_milli, gpu_slots)
 
 
 @dataclass
@@ -167,117 +283,51 @@ class Trace:
 def schedule(
     cluster: Cluster,
     pods: PodTable,
-    policy: Policy,
+    policy: PackingPolicy,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> Trace:
     """Place ``pods`` one by one, in order, on ``cluster`` (initially empty) with ``policy``."""
-    n_nodes, n_gpus = len(cluster.names), cluster.max_gpus
-    gpu_free = np.where(np.arange(n_gpus) < cluster.gpu_count[:, None], MILLI, 0).astype(np.int64)
-    cpu_free = cluster.cpu_cap.astype(np.int64).copy()
-    mem_free = cluster.mem_cap.astype(np.int64).copy()
-    total_free = gpu_free.sum(axis=1)
-    full_free = (gpu_free == MILLI).sum(axis=1)
-    max_free = gpu_free.max(axis=1)
-    version = np.zeros(n_nodes, dtype=np.int64)
-
-    specs = sorted(set(pods.gpu_spec))
-    spec_id = {s: i for i, s in enumerate(specs)}
-    allowed = [model_access(s, cluster.models) for s in specs]
-    access = [node_access(a, cluster.model) for a in allowed]
-
-    keys = list(
-        zip(
-            pods.cpu_milli.tolist(),
-            pods.memory_mib.tolist(),
-            pods.num_gpu.tolist(),
-            pods.gpu_milli.tolist(),
-            pods.gpu_spec,
-            strict=True,
-        )
-    )
-    shape_of: dict[tuple[int, int, int, int, str], int] = {}
-    shapes: list[_Shape] = []
-    pod_shape = np.empty(len(keys), dtype=np.int64)
-    for i, key in enumerate(keys):
-        sid = shape_of.get(key)
-        if sid is None:
-            cpu, mem, num, milli, spec = key
-            sid = shape_of[key] = len(shapes)
-            kind = _CPU_ONLY if num == 0 else (_WHOLE if milli >= MILLI else _SHARED)
-            request = PodRequest(cpu, mem, num, milli, allowed[spec_id[spec]])
-            shapes.append(_Shape(request, kind, spec_id[spec]))
-        pod_shape[i] = sid
-
-    chosen = np.full(len(keys), -1, dtype=np.int64)
-    arrived = np.empty(len(keys), dtype=np.int64)
-    used = np.empty(len(keys), dtype=np.int64)
+    nodes = _Nodes(cluster)
+    n_nodes = len(nodes.views)
+    asks = pod_asks(pods)
+    caches: dict[AskShape, _ShapeCache] = {}
+    chosen = [-1] * len(asks)
+    arrived = [0] * len(asks)
+    used = [0] * len(asks)
     arrived_total = used_total = 0
-    cacheable = policy.cacheable
 
-    def view(rows: np.ndarray) -> NodeState:
-        return NodeState(
-            gpu_free=gpu_free[rows],
-            cpu_free=cpu_free[rows],
-            mem_free=mem_free[rows],
-            cpu_cap=cluster.cpu_cap[rows],
-            mem_cap=cluster.mem_cap[rows],
-            gpu_count=cluster.gpu_count[rows],
-            model=cluster.model[rows],
-        )
-
-    for i in range(len(keys)):
-        shape = shapes[pod_shape[i]]
-        req = shape.request
-        arrived_total += req.gpu_total
-        fits = (cpu_free >= req.cpu) & (mem_free >= req.mem)
-        if shape.kind == _SHARED:
-            fits &= access[shape.spec] & (max_free >= req.gpu_milli)
-        elif shape.kind == _WHOLE:
-            fits &= access[shape.spec] & (full_free >= req.num_gpu)
-        rows = np.flatnonzero(fits)
-        if rows.size:
-            if cacheable:
-                if shape.score is None:
-                    shape.score = np.zeros(n_nodes)
-                    shape.gpu = np.full(n_nodes, -1, dtype=np.int64)
-                    shape.version = np.full(n_nodes, -1, dtype=np.int64)
-                assert shape.gpu is not None and shape.version is not None
-                stale = rows[shape.version[rows] != version[rows]]
-                if stale.size:
-                    fresh = policy.score(view(stale), req)
-                    shape.score[stale] = fresh.score
-                    shape.gpu[stale] = fresh.gpu
-                    shape.version[stale] = version[stale]
-                node = int(rows[int(np.argmax(shape.score[rows]))])
-                gpu = int(shape.gpu[node])
-            else:
-                result = policy.score(view(rows), req)
-                best = int(np.argmax(result.score))
-                node, gpu = int(rows[best]), int(result.gpu[best])
-            cpu_free[node] -= req.cpu
-            mem_free[node] -= req.mem
-            if shape.kind != _CPU_ONLY:
-                row = gpu_free[node]
-                if shape.kind == _SHARED:
-                    if gpu < 0:
-                        gpu = int(tightest_gpu(row[None, :], req.gpu_milli)[0])
-                    row[gpu] -= req.gpu_milli
-                else:
-                    row[np.flatnonzero(row == MILLI)[: req.num_gpu]] = 0
-                total_free[node] = row.sum()
-                full_free[node] = (row == MILLI).sum()
-                max_free[node] = row.max()
-            version[node] += 1
-            used_total += req.gpu_total
-            chosen[i] = node
+    for i, ask in enumerate(asks):
+        arrived_total += ask.gpu_total
+        cache = caches.get(ask)
+        if cache is None:
+            cache = caches[ask] = _ShapeCache(ask, n_nodes)
+        if isinstance(policy, RandomPolicy):
+            best = _random_choice(cache, policy, nodes, cluster.max_gpus)
+        else:
+            best = _best_scored(cache, policy, nodes)
+        if best is not None:
+            nodes.place(best[0], ask, best[1])
+            used_total += ask.gpu_total
+            chosen[i] = best[0]
         arrived[i] = arrived_total
         used[i] = used_total
         if progress is not None and (i + 1) % 500 == 0:
-            progress(i + 1, len(keys))
+            progress(i + 1, len(asks))
     if progress is not None:
-        progress(len(keys), len(keys))
-    return Trace(chosen, arrived, used, cluster.capacity_milli, gpu_free, cpu_free, mem_free)
+        progress(len(asks), len(asks))
+    gpu_free = np.zeros((n_nodes, cluster.max_gpus), dtype=np.int64)
+    for n, view in enumerate(nodes.views):
+        gpu_free[n, : view.gpu_count] = view.gpu_free
+    return Trace(
+        np.array(chosen, dtype=np.int64),
+        np.array(arrived, dtype=np.int64),
+        np.array(used, dtype=np.int64),
+        cluster.capacity_milli,
+        gpu_free,
+        np.array([v.cpu_free for v in nodes.views], dtype=np.int64),
+        np.array([v.mem_free for v in nodes.views], dtype=np.int64),
+    )
 
 
 def alloc_at(arrived_pct: np.ndarray, alloc_pct: np.ndarray, point: int) -> float | None:
