@@ -89,7 +89,7 @@ def test_same_seed_same_result():
 
 def _workload(duration: float, interval: float, gpus: int = 2) -> Workload:
     spec = WorkloadSpec(
-        "w", (TaskGroup("worker", 1, {"gpu": gpus}),), duration=duration, checkpoint_interval=interval
+        "w", (TaskGroup("worker", 1, {"gpu": gpus * 1000}),), duration=duration, checkpoint_interval=interval
     )
     w = Workload("w1", spec, submitted_at=0.0)
     w.attempt = 1

@@ -48,7 +48,15 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.fit import in_region, regions_of_nodes
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import Queue
-from gpupool.core.resources import format_resources, gpu_count, ordered_key, over_max, total, typed
+from gpupool.core.resources import (
+    format_resources,
+    gpu_milli,
+    gpus_from_milli,
+    ordered_key,
+    over_max,
+    total,
+    typed,
+)
 from gpupool.core.snapshot import Snapshot, Undo
 from gpupool.core.victims import (
     FREE,
@@ -262,7 +270,7 @@ class Preemptor:
             sum(1 for v in victims if not v.preemptible),
             sum(1 for v in victims if v.originator),
             len(victims),
-            sum((self.now - v.start) * max(1, gpu_count(v.resources)) for v in victims),
+            sum((self.now - v.start) * (gpus_from_milli(gpu_milli(v.resources)) or 1) for v in victims),
         )
         return PreemptionPlan(asks, victims, targets, reason), cost
 

@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from gpupool.core.fit import in_region, within
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import INT32_MAX, Queue, clamp32
-from gpupool.core.resources import Resources, gpu_count, over_max, shares_type, typed
+from gpupool.core.resources import (
+    GPU_RESOURCES,
+    Resources,
+    format_quantity,
+    gpu_milli,
+    gpus_from_milli,
+    over_max,
+    shares_type,
+    typed,
+)
 from gpupool.core.snapshot import Snapshot
 
 MAX_NODES_EVALUATED = 64  # feasible nodes collected
@@ -86,8 +95,9 @@ class _Candidate:
                     out[k] = out.get(k, 0) + v
         return out
 
-    def gpus(self) -> int:
-        return sum(gpu_count(a.resources) for a in self.allocs)
+    def lost_gpus(self) -> float:
+        """GPUs whose work counts as lost when it stops (a share its part, no GPU as one)."""
+        return gpus_from_milli(sum(gpu_milli(a.resources) for a in self.allocs)) or 1
 
 
 class Cannot(Exception):
@@ -123,7 +133,7 @@ def used_up(q: Queue, need: Resources) -> str | None:
         return None
     for t, g in q.guaranteed.items():
         if need.get(t, 0) > 0 and q.allocated.get(t, 0) - q.preempting.get(t, 0) > g:
-            return f"{g} {t}"
+            return f"{format_quantity(t, g)} {t}"
     return None
 
 
@@ -156,17 +166,16 @@ class VictimSearch:
                 "with work of no higher priority"
             )
         best: tuple[tuple[int, int, int, float, str], Node, list[Allocation]] | None = None
-        gpus = gpu_count(ask.resources)
+        gpus = gpu_milli(ask.resources)
         for types in s.type_options(ask):
             allowed = set(types)
             ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
-            # Nodes holding possible victims, the most free GPUs first (they need the least
+            # Nodes holding possible victims, the most free milli-GPU first (they need the least
             # cleared); stop once enough are feasible.
-            free = s.index.free_gpus
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
-                    f = free(n.name)
+                    f = max(0, n.free_gpu_milli())
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
             hosts.sort()
@@ -196,7 +205,7 @@ class VictimSearch:
                     sum(1 for u in units if not u.preemptible),
                     sum(1 for u in units if u.originator),
                     len(units),
-                    sum((self.now - u.start) * max(1, u.gpus()) for u in units),
+                    sum((self.now - u.start) * u.lost_gpus() for u in units),
                     node.name,
                 )
                 chosen = [a for u in units for a in u.allocs]
@@ -236,7 +245,7 @@ class VictimSearch:
                 for a in app.allocations.values():
                     if a.node.schedulable and not a.preempted and a.disruptible and a.priority <= info.limit:
                         node, held = cached.get(a.node.name, (a.node, 0))
-                        cached[a.node.name] = (node, held + gpu_count(a.resources))
+                        cached[a.node.name] = (node, held + gpu_milli(a.resources))
             self._leaf_hosts_cache[key] = cached
         return cached
 
@@ -298,7 +307,7 @@ class VictimSearch:
                 continue
             if sum(c.on(node).get(k, 0) for c in local) < short:
                 return None
-            gap += short if k in ("gpu", "nvidia.com/gpu", "amd.com/gpu") else 0
+            gap += short if k in GPU_RESOURCES else 0
         return gap
 
     def _plan_on_node(

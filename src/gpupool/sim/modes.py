@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from gpupool.config import parse_config
 from gpupool.core.config import PartitionConfig
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
 
 MODES = ("static", "quota", "gpupool")
@@ -106,18 +106,18 @@ def nodes(mode: str, tenants: dict[str, int], gpus_per_node: int) -> list[NodeSp
         if s.own_nodes_only:
             labels[GPU_TYPE_LABEL] = tenant.lower()
         for i in range(count):
-            out.append(NodeSpec(f"{tenant.lower()}-{i:03d}", {"gpu": gpus_per_node}, labels))
+            out.append(NodeSpec(f"{tenant.lower()}-{i:03d}", {"gpu": gpus_per_node * GPU_MILLI}, labels))
     return out
 
 
 def task_groups(gpus: int, gpus_per_node: int, gpu_types: tuple[str, ...]) -> tuple[TaskGroup, ...]:
     """A job of ``gpus`` GPUs: one member when it fits a node, else whole-node members plus the rest."""
     if gpus <= gpus_per_node:
-        return (TaskGroup("worker", 1, {"gpu": gpus}, gpu_types),)
+        return (TaskGroup("worker", 1, {"gpu": gpus * GPU_MILLI}, gpu_types),)
     whole, rest = divmod(gpus, gpus_per_node)
-    groups = [TaskGroup("worker", whole, {"gpu": gpus_per_node}, gpu_types)]
+    groups = [TaskGroup("worker", whole, {"gpu": gpus_per_node * GPU_MILLI}, gpu_types)]
     if rest:
-        groups.append(TaskGroup("rest", 1, {"gpu": rest}, gpu_types))
+        groups.append(TaskGroup("rest", 1, {"gpu": rest * GPU_MILLI}, gpu_types))
     return tuple(groups)
 
 

@@ -105,7 +105,7 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
             time.sleep(0.2)
 
     script = write(tmp_path, "gpus", SHOW_GPUS)
-    group = TaskGroup("worker", 1, {"gpu": 2, "vcore": 1000, "memory": GIB}, gpu_types=("L4",))
+    group = TaskGroup("worker", 1, {"gpu": 2000, "vcore": 1000, "memory": GIB}, gpu_types=("L4",))
     w = driver.submit(
         WorkloadSpec(name="on-l4", queue="root.a", task_groups=(group,), entrypoint=python(script)),
         now=clock() - t0,
@@ -143,7 +143,7 @@ def test_compaction_moves_checkpointed_work_live_and_frees_a_pool_node(
     driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
     t0 = clock()
     script = write(tmp_path, "ckpt", CHECKPOINTING)
-    group = TaskGroup("worker", 1, {"gpu": 1, "vcore": 500, "memory": GIB}, gpu_types=("L4",))
+    group = TaskGroup("worker", 1, {"gpu": 1000, "vcore": 500, "memory": GIB}, gpu_types=("L4",))
 
     def submit(name: str) -> Workload:
         spec = WorkloadSpec(name=name, queue="root.a", task_groups=(group,), entrypoint=python(script))
