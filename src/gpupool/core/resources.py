@@ -224,9 +224,16 @@ def is_share(milli: int) -> bool:
 def check_gpu_ask(res: Mapping[str, int]) -> None:
     """Raise QuantityError unless the GPUs of an ask are a share of one GPU or whole GPUs."""
     for k, v in res.items():
-        if k in GPU_RESOURCES and v and not (is_share(v) or v % GPU_MILLI == 0):
+        if k not in GPU_RESOURCES:
+            continue
+        if v <= 0:
             raise QuantityError(
-                f"{k}: {format_gpus(v)} is neither a share of one GPU (0.001 to 0.999) nor whole GPUs"
+                f"{k}: {format_gpus(v)} asks for no GPU; leave {k} out of an ask without GPUs"
+            )
+        if not (is_share(v) or v % GPU_MILLI == 0):
+            raise QuantityError(
+                f"{k}: {format_gpus(v)} is neither a share of one GPU (0.001 to 0.999) nor whole GPUs "
+                "(a share above one GPU cannot be placed)"
             )
 
 
