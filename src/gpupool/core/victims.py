@@ -27,6 +27,7 @@ from gpupool.core.resources import (
     shares_type,
     typed,
 )
+from gpupool.core.sharing import free_for, gpu_victims, gpus_held, partly_used
 from gpupool.core.snapshot import Snapshot
 
 MAX_NODES_EVALUATED = 64  # feasible nodes collected
@@ -201,13 +202,7 @@ class VictimSearch:
                 if units is None:
                     continue
                 # Fewest protected victims, fewest workloads stopped, least work lost (newest first).
-                score = (
-                    sum(1 for u in units if not u.preemptible),
-                    sum(1 for u in units if u.originator),
-                    len(units),
-                    sum((self.now - u.start) * u.lost_gpus() for u in units),
-                    node.name,
-                )
+                score = (*self._cost(units), node.name)
                 chosen = [a for u in units for a in u.allocs]
                 if best is None or score < best[0]:
                     best = (score, node, chosen)
@@ -216,6 +211,15 @@ class VictimSearch:
         raise Cannot(
             "no node can be cleared for it without taking a queue below its guarantee "
             "or stopping higher-priority work"
+        )
+
+    def _cost(self, units: list[_Candidate]) -> tuple[int, int, int, float]:
+        """Protected victims, originators, workloads stopped, work lost (age x GPUs)."""
+        return (
+            sum(1 for u in units if not u.preemptible),
+            sum(1 for u in units if u.originator),
+            len(units),
+            sum((self.now - u.start) * u.lost_gpus() for u in units),
         )
 
     def _hosts(
@@ -340,7 +344,17 @@ class VictimSearch:
                     if owner is leaf:
                         return None  # the ask alone takes its own queue above its guarantee
                     shortfalls.append((owner, {t: beyond}))
-        if not need_node and not shortfalls:
+        # On a node with a partly used GPU, the GPUs themselves may need victims (sharing.py).
+        forced: list[_Candidate] = []
+        milli = gpu_milli(ask.resources)
+        if milli and partly_used(node):
+            on_gpus = gpu_victims(
+                milli, free_for(node, ask.id), local, lambda c: gpus_held(c.allocs, node), self._cost
+            )
+            if on_gpus is None:
+                return None
+            forced = on_gpus
+        if not need_node and not shortfalls and not forced:
             return []
         # Victims off this node only help with the queue shortfalls; those that can are the same
         # for every node, so they are filtered once per node type and merged with the local ones.
@@ -358,20 +372,8 @@ class VictimSearch:
         chosen: list[_Candidate] = []
         seen: set[int] = set()
         queues_done = not remaining
-        for c in _merge(local, qpool):
-            if id(c.allocs[0]) in seen or not self._live(c, ask):
-                continue
-            if not eligible[id(c.queue)].over_for(counted):
-                continue
-            seen.add(id(c.allocs[0]))
-            here = c.on(node)
-            if queues_done and not here:
-                continue
-            useful = bool(here) and reduces(here, remaining_node)
-            if not useful and not queues_done:
-                useful = any(reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
-            if not useful or not self._budget_ok(c, taken):
-                continue
+
+        def take(c: _Candidate, here: Resources) -> None:
             chosen.append(c)
             for g in c.guards:
                 bucket = taken.setdefault(id(g), {})
@@ -383,14 +385,41 @@ class VictimSearch:
                 if c.queue.is_under(q):
                     for k in o:
                         o[k] -= c.counted.get(k, 0)
-            queues_done = all(satisfied(o) for _, o in remaining)
-            if queues_done and satisfied(remaining_node):
-                break
-        else:
-            return None
-        # Reprieve: drop every victim the others make unnecessary, most protected first.
+
+        for c in forced:  # the GPUs' own victims come first, whatever else is needed
+            ok = self._live(c, ask) and eligible[id(c.queue)].over_for(counted) and self._budget_ok(c, taken)
+            if not ok:
+                return None
+            seen.add(id(c.allocs[0]))
+            take(c, c.on(node))
+        queues_done = all(satisfied(o) for _, o in remaining)
+        if not (queues_done and satisfied(remaining_node)):
+            for c in _merge(local, qpool):
+                if id(c.allocs[0]) in seen or not self._live(c, ask):
+                    continue
+                if not eligible[id(c.queue)].over_for(counted):
+                    continue
+                seen.add(id(c.allocs[0]))
+                here = c.on(node)
+                if queues_done and not here:
+                    continue
+                useful = bool(here) and reduces(here, remaining_node)
+                if not useful and not queues_done:
+                    useful = any(reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
+                if not useful or not self._budget_ok(c, taken):
+                    continue
+                take(c, here)
+                queues_done = all(satisfied(o) for _, o in remaining)
+                if queues_done and satisfied(remaining_node):
+                    break
+            else:
+                return None
+        # Reprieve: drop every victim the others make unnecessary, most protected first (the
+        # GPUs' own victims stay: sharing.py already kept only those the GPUs need).
         keep = list(chosen)
         for c in reversed(chosen):
+            if any(c is f for f in forced):
+                continue
             trial = [x for x in keep if x is not c]
             if self._covers(trial, node, need_node, shortfalls):
                 keep = trial
