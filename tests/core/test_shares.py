@@ -135,7 +135,7 @@ def test_the_index_finds_a_partly_used_gpu_for_a_share_and_skips_it_for_whole_gp
 def test_an_ask_above_one_gpu_that_is_not_whole_and_a_node_with_part_of_a_gpu_are_refused() -> None:
     w = World(q("team")).node("n", gpu=2)
     w.app("app", "root.team")
-    with pytest.raises(SchedulerError, match="1.5 is neither"):
+    with pytest.raises(SchedulerError, match=r"1\.5 is neither"):
         w.ask("a", "app", res={"gpu": 1.5})
     with pytest.raises(SchedulerError, match="not whole GPUs"):
         w.s.add_node(NodeSpec("half", {"gpu": 500}))
