@@ -204,7 +204,7 @@ class Autoscaler:
     idle_gpu_seconds: float = 0.0
     cost: float = 0.0
     _last: float | None = None
-    _rates: tuple[int, int, int, float] = (0, 0, 0, 0.0)  # nodes, GPUs, idle GPUs, cost/h
+    _rates: tuple[int, int, float, float] = (0, 0, 0, 0.0)  # nodes, GPUs, idle GPUs, cost/h
     # Compaction: every ``compaction_interval`` seconds, move at most ``compaction_budget``
     # checkpointable workloads to free whole nodes (0 = off).
     compaction_budget: int = 0
@@ -443,8 +443,9 @@ class Autoscaler:
     def _snapshot(self, view: PoolView) -> None:
         """The accounting rates from now until the next tick: every node launched and not yet
         gone counts (booting ones too); a GPU is idle when nothing is allocated on it (every GPU
-        of a booting node is)."""
-        nodes = gpus = idle = 0
+        of a booting node is; free shares of a GPU count their part)."""
+        nodes = gpus = 0
+        idle: float = 0
         cost = 0.0
         for node in self.nodes.values():
             itype = node.instance_type
@@ -452,7 +453,7 @@ class Autoscaler:
             gpus += itype.gpus
             cost += itype.hourly_cost
             core_node = view.nodes.get(node.name)
-            idle += itype.gpus if core_node is None else max(0, core_node.fully_free_gpus())
+            idle += itype.gpus if core_node is None else gpus_from_milli(max(0, core_node.free_gpu_milli()))
         self._rates = (nodes, gpus, idle, cost)
 
     # ------------------------------------------------------------------ compaction
