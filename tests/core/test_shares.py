@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from builders import World, places, preempts, q
+from gpupool.core.compaction import plan_compaction
 from gpupool.core.decisions import Code
 from gpupool.core.model import Node, NodeSpec, pick_gpus
 from gpupool.core.nodes import NodeIndex, WeightedUtilization
@@ -245,3 +246,17 @@ def test_gpu_victims_for_whole_gpus_clear_every_share_on_a_gpu_or_give_up() -> N
     assert sorted(solve(2000, [0, 500], [a, b, c]) or []) == ["a", "b", "c"]
     assert solve(1000, [0, 0], [a, b]) == ["a", "b"]
     assert solve(1000, [0, 0], [a]) is None  # the rest of each GPU is work that may not be a victim
+
+
+# ---- compaction and scale-down --------------------------------------------------------------
+
+
+def test_a_node_with_only_a_share_is_used_and_compaction_moves_the_share_to_empty_it() -> None:
+    w = World(q("team")).node("light", gpu=2).node("busy", gpu=2)
+    w.running("share", "app-s", "light", {"gpu": 0.25}, queue="root.team")
+    w.running("one", "app-o", "busy", {"gpu": 1}, queue="root.team")
+    light = w.s.nodes["light"]
+    assert light.allocations  # used: the autoscaler never takes it for idle
+    assert light.free_gpu_milli() == 1750 and light.fully_free_gpus() == 1
+    plan = plan_compaction(list(w.s.nodes.values()), budget=4, scale_down_candidates=["light"])
+    assert [(f.node, [m.app for m in f.moves]) for f in plan.frees] == [("light", ["app-s"])]

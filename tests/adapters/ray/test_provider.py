@@ -117,7 +117,7 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
     assert w.placement == {"worker-0": name}
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
-    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2000  # milli-GPU
     assert [a.outcome for a in scaler.history(w.id)] == ["launching", "booted"]
     boot = next(a for a in scaler.attempts if a.outcome == "booted")
     assert boot.at - scaler.attempts[0].at >= L4.boot_time
@@ -284,7 +284,7 @@ def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
     assert second.nodes[name].state == "ready"
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
-    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2000  # milli-GPU
     for _ in range(5):  # the pool is at its min and max with the adopted node: nothing launches
         driver.tick(clock() - t0)
         time.sleep(0.1)
