@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from gpupool.config import parse_config
 from gpupool.core.config import PartitionConfig
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, parse_quantity
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
 
 MODES = ("static", "quota", "gpupool")
@@ -110,8 +110,13 @@ def nodes(mode: str, tenants: dict[str, int], gpus_per_node: int) -> list[NodeSp
     return out
 
 
-def task_groups(gpus: int, gpus_per_node: int, gpu_types: tuple[str, ...]) -> tuple[TaskGroup, ...]:
-    """A job of ``gpus`` GPUs: one member when it fits a node, else whole-node members plus the rest."""
+def task_groups(gpus: float, gpus_per_node: int, gpu_types: tuple[str, ...]) -> tuple[TaskGroup, ...]:
+    """A job of ``gpus`` GPUs: one member when it fits a node, else whole-node members plus the
+    rest; a job below one GPU is one member with that share of a GPU (``0.25``)."""
+    if gpus < 1:
+        return (TaskGroup("worker", 1, {"gpu": parse_quantity("gpu", gpus)}, gpu_types),)
+    if not isinstance(gpus, int):
+        raise ValueError(f"a job of {gpus} GPUs is neither a share of one GPU nor whole GPUs")
     if gpus <= gpus_per_node:
         return (TaskGroup("worker", 1, {"gpu": gpus * GPU_MILLI}, gpu_types),)
     whole, rest = divmod(gpus, gpus_per_node)
@@ -126,7 +131,7 @@ def workload_spec(
     *,
     name: str,
     tenant: str,
-    gpus: int,
+    gpus: float,
     duration: float,
     gpus_per_node: int,
     checkpoint_interval: float,
