@@ -55,6 +55,7 @@ def test_custom_sizes_replace_the_defaults() -> None:
         ({"tiny": [{"resources": {"gpu": "x"}}]}, "sizes.tiny[0].resources.gpu"),
         ({"tiny": [{"resources": {"gpu": 0}}]}, "sizes.tiny[0].resources"),
         ({"tiny": [{"resources": {"gpu": 1}, "gpus": 1}]}, "sizes.tiny[0].gpus"),
+        ({"tiny": [{"resources": {"gpu": 1.5}}]}, "sizes.tiny[0].resources.gpu"),  # neither share nor whole
         ({"tiny": {"description": "x"}}, "sizes.tiny"),
         ([1, 2], "sizes"),
     ],
@@ -63,3 +64,9 @@ def test_bad_sizes(sizes: object, path: str) -> None:
     raw = cfg([])
     raw["sizes"] = sizes
     assert only_issue(raw).path == path
+
+
+def test_a_size_may_be_a_share_of_one_gpu() -> None:
+    raw = cfg([])
+    raw["sizes"] = {"half": [{"resources": {"gpu": 0.5, "vcore": 4}}]}
+    assert parse(raw).sizes["half"].shapes[0].resources == {"gpu": 500, "vcore": 4000}

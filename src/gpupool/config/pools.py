@@ -14,7 +14,7 @@ from gpupool.config.reader import Reader
 from gpupool.config.schema import HeadroomKeys, InstanceKeys, PoolKeys, RawField, ShapeKeys, SizeKeys
 from gpupool.core.config import InstanceType, NodePool, Shape, Size
 from gpupool.core.configerror import kind as _kind
-from gpupool.core.resources import GPU_MILLI, QuantityError, gpu_milli, parse_quantity
+from gpupool.core.resources import GPU_MILLI, QuantityError, check_gpu_ask, gpu_milli, parse_quantity
 
 __all__ = ["DEFAULT_SIZES", "PoolReader"]
 
@@ -264,6 +264,16 @@ class PoolReader(Reader):
                     self.error(
                         fields["resources"].at, "the shape asks for nothing", "give at least one resource > 0"
                     )
+                continue
+            try:
+                check_gpu_ask(res)
+            except QuantityError as exc:
+                name, _, why = str(exc).partition(": ")
+                self.error(
+                    fields["resources"].at.key(name),
+                    why,
+                    "a share of one GPU (gpu: 0.5) or whole GPUs (gpu: 2)",
+                )
                 continue
             types: tuple[str, ...] = ()
             if "gpu_types" in fields:
