@@ -183,16 +183,23 @@ class Node:
         """The GPUs an ask of ``milli`` would take here (``pick_gpus``); the room held for
         ``ask_id`` counts as free, and its own held GPUs are preferred when they suffice."""
         held = self.held_gpus.get(ask_id, ()) if ask_id is not None else ()
-        if not held or ask_id is None:
+        if not held:
             return pick_gpus(self.gpu_free, milli)
-        free = list(self.gpu_free)
-        per = per_gpu(gpu_milli(self.held[ask_id]))
-        for i in held:
-            free[i] += per
+        free = self.gpu_free_for(ask_id)
         own = pick_gpus([free[i] for i in held], milli)
         if own is not None:
             return tuple(held[j] for j in own)
         return pick_gpus(free, milli)
+
+    def gpu_free_for(self, ask_id: str | None) -> list[int]:
+        """Free milli-GPU of each GPU, the room held for ``ask_id`` counted as free (a copy)."""
+        free = list(self.gpu_free)
+        held = self.held_gpus.get(ask_id, ()) if ask_id is not None else ()
+        if held and ask_id is not None:
+            per = per_gpu(gpu_milli(self.held[ask_id]))
+            for i in held:
+                free[i] += per
+        return free
 
     def place_gpus(self, milli: int) -> tuple[int, ...]:
         """GPUs for work restored as it runs (no fit check): the normal choice when it fits,

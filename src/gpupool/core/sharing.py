@@ -36,13 +36,7 @@ def partly_used(node: Node) -> bool:
 
 def free_for(node: Node, ask_id: str | None = None) -> list[int]:
     """Free milli-GPU of each GPU of ``node``, the room held for ``ask_id`` counted as free."""
-    free = list(node.gpu_free)
-    held = node.held_gpus.get(ask_id, ()) if ask_id is not None else ()
-    if held and ask_id is not None:
-        per = per_gpu(gpu_milli(node.held[ask_id]))
-        for i in held:
-            free[i] += per
-    return free
+    return node.gpu_free_for(ask_id)
 
 
 def gpus_held(allocs: Iterable[Allocation], node: Node) -> dict[int, int]:
