@@ -108,7 +108,10 @@ def check_gpus(sched: Scheduler) -> None:
             assert free == GPU_MILLI - taken[i], f"{node.name} GPU {i}: free {free}, taken {taken[i]}"
             if i in whole_on:
                 assert holders[i] == [whole_on[i]], f"{node.name} GPU {i} shared by {holders[i]}"
-        assert node.avail.get("gpu", 0) == sum(node.gpu_free)
+        assert node.avail.get("gpu", 0) == sum(node.gpu_free) == node.gpu_free_total
+        held_shares = sum(1 for ask_id in node.held_gpus if 0 < gpu_milli(node.held[ask_id]) < GPU_MILLI)
+        alloc_shares = sum(1 for a in node.allocations.values() if 0 < gpu_milli(a.resources) < GPU_MILLI)
+        assert node.shares == alloc_shares + held_shares
         if node.schedulable:
             assert sched.index.level(node.name) == node.gpu_level
     for path, queue in sched.queues.items():

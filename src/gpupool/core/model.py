@@ -114,6 +114,7 @@ class Node:
         "avail",
         "capacity",
         "gpu_free",
+        "gpu_free_total",
         "gpu_level",
         "gpu_type",
         "held",
@@ -122,6 +123,7 @@ class Node:
         "labels",
         "name",
         "schedulable",
+        "shares",
     )
 
     def __init__(
@@ -141,6 +143,8 @@ class Node:
         # Whole devices: a node's GPU capacity is a multiple of 1000 (Scheduler.add_node checks).
         self.gpu_free: list[int] = [GPU_MILLI] * (gpu_milli(self.capacity) // GPU_MILLI)
         self.gpu_level = 0
+        self.gpu_free_total = 0  # sum of gpu_free: the node's free milli-GPU
+        self.shares = 0  # allocations and held rooms that are a share of one GPU
         self._relevel()
 
     def _relevel(self) -> None:
@@ -157,6 +161,7 @@ class Node:
         # held), so a GPU may stand below zero; until they stop, the node offers no more than
         # its free total, as before GPUs were tracked one by one.
         self.gpu_level = max(0, min(fully * GPU_MILLI if fully else most, total))
+        self.gpu_free_total = total
 
     def avail_for(self, ask_id: str) -> Resources:
         """Room for ``ask_id``: what is available plus what is held for that very ask."""
@@ -215,6 +220,8 @@ class Node:
         if not gpu_ids:
             return
         per = per_gpu(milli)
+        if per < GPU_MILLI:
+            self.shares -= sign
         for i in gpu_ids:
             self.gpu_free[i] += sign * per
         # What the GPUs listed cannot hold (only when restored work overflows the node).

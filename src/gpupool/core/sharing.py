@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from gpupool.core.model import Allocation, Node, per_gpu, pick_gpus
-from gpupool.core.resources import GPU_MILLI, gpu_milli, is_share
+from gpupool.core.resources import GPU_MILLI, gpu_milli
 
 V = TypeVar("V")
 
@@ -29,9 +29,7 @@ V = TypeVar("V")
 def partly_used(node: Node) -> bool:
     """Whether some GPU of ``node`` holds shares (a GPU full of shares included): only then can
     totals and GPUs disagree about what fits."""
-    if any(0 < f < GPU_MILLI for f in node.gpu_free):
-        return True
-    return any(is_share(gpu_milli(a.resources)) for a in node.allocations.values())
+    return node.shares > 0
 
 
 def free_for(node: Node, ask_id: str | None = None) -> list[int]:

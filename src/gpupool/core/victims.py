@@ -176,7 +176,7 @@ class VictimSearch:
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
-                    f = max(0, n.free_gpu_milli())
+                    f = max(0, n.gpu_free_total)
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
             hosts.sort()
