@@ -62,6 +62,8 @@ def fits_node(ask: Ask, node: Node, res: Resources | None = None) -> bool:
     need = ask.resources if res is None else res
     if not fits(need, node.avail_for(ask.id) if node.held else node.avail):
         return False
+    if not node.shares:
+        return True  # every GPU fully free or fully taken: the total says it all
     milli = gpu_milli(need)
     return not milli or node.gpus_fit(milli, ask.id if node.held else None)
 
