@@ -15,10 +15,17 @@ from gpupool.config import parse_config
 from gpupool.core.config import PartitionConfig
 from gpupool.core.decisions import CycleResult, Decision, Fail, Place, Preempt, Reason, Reject
 from gpupool.core.model import Allocation, GangSpec, NodeSpec
+from gpupool.core.resources import from_gpus
 from gpupool.core.scheduler import Scheduler
 
 MAX_CYCLES = 10_000
-GPU8 = {"gpu": 8}
+GPU8 = {"gpu": 8}  # in GPUs, as the World helpers take them
+
+
+def core_units(res: dict[str, Any]) -> dict[str, int]:
+    """``res`` with its GPU quantities written as people write them (``2``, ``0.25``) turned into
+    the core's milli-GPU; every other quantity is already in the core's unit."""
+    return from_gpus(res)
 
 
 def config_dict(
@@ -61,9 +68,10 @@ class World:
     # ---- setup -----------------------------------------------------------------------------
 
     def node(
-        self, name: str, labels: dict[str, str] | None = None, schedulable: bool = True, **cap: int
+        self, name: str, labels: dict[str, str] | None = None, schedulable: bool = True, **cap: float
     ) -> World:
-        self.s.add_node(NodeSpec(name, dict(cap), dict(labels or {}), schedulable))
+        """Add a node; ``gpu`` in GPUs, the rest in the core's units."""
+        self.s.add_node(NodeSpec(name, core_units(cap), dict(labels or {}), schedulable))
         return self
 
     def nodes(self, count: int, prefix: str = "node", gpu_type: str | None = None, **cap: int) -> World:
@@ -88,7 +96,10 @@ class World:
         )
 
     def ask(self, ask_id: str, app_id: str, *, created: float = 0.0, **kwargs: Any) -> Reject | None:
-        resources = kwargs.pop("res")
+        """Add an ask; ``res`` (and ``alternatives``) with GPUs in GPUs (``0.25`` is a share)."""
+        resources = core_units(kwargs.pop("res"))
+        if "alternatives" in kwargs:
+            kwargs["alternatives"] = [(core_units(r), t) for r, t in kwargs["alternatives"]]
         return self.s.add_ask(app_id, ask_id, resources, created=created, **kwargs)
 
     def running(
@@ -104,7 +115,7 @@ class World:
     ) -> Allocation:
         if app_id not in self.s.apps:
             self.s.submit(app_id, queue=queue, forced=True)
-        return self.s.restore(alloc_id, app_id, node, res, start=start, **kwargs)
+        return self.s.restore(alloc_id, app_id, node, core_units(res), start=start, **kwargs)
 
     # ---- running ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE
-from gpupool.core.resources import QuantityError, parse_quantity
+from gpupool.core.resources import GPU_MILLI, QuantityError, parse_quantity
 
 __all__ = [
     "AttemptOut",
@@ -118,7 +118,7 @@ class TaskGroupIn(_Strict):
         """Per-member resources in the core's units."""
         out = {"vcore": round(self.cpu * 1000), "memory": parse_quantity("memory", self.memory)}
         if self.gpus:
-            out["gpu"] = self.gpus
+            out["gpu"] = self.gpus * GPU_MILLI  # whole GPUs, in the core's milli-GPU
         return out
 
 
@@ -216,7 +216,7 @@ class TaskGroupOut(BaseModel):
 
     name: str
     members: int
-    resources: dict[str, int]
+    resources: dict[str, int | float]  # GPU quantities in GPUs, the others in the core's units
     gpu_types: list[str] = Field(default_factory=list)
 
 
@@ -237,7 +237,7 @@ class WorkloadOut(BaseModel):
     priority: int = 0
     size: str | None = None
     task_groups: list[TaskGroupOut] = Field(default_factory=list)
-    gpus: int = 0
+    gpus: int | float = 0  # GPUs of its required members (a share counts its part)
     gang_style: str = "soft"
     gang_timeout: float = DEFAULT_GANG_TIMEOUT
     span_regions: bool = False
@@ -299,10 +299,11 @@ class QueueOut(BaseModel):
     path: str
     parent: str | None
     leaf: bool
-    guaranteed: dict[str, int] = Field(default_factory=dict)
-    max: dict[str, int] = Field(default_factory=dict)
-    allocated: dict[str, int] = Field(default_factory=dict)
-    pending: dict[str, int] = Field(default_factory=dict)
+    # GPU quantities in GPUs (a share is a fraction), the others in the core's units.
+    guaranteed: dict[str, int | float] = Field(default_factory=dict)
+    max: dict[str, int | float] = Field(default_factory=dict)
+    allocated: dict[str, int | float] = Field(default_factory=dict)
+    pending: dict[str, int | float] = Field(default_factory=dict)
     running_apps: int = 0
     submit_acl: str = ""
     admin_acl: str = ""
@@ -314,8 +315,8 @@ class NodeOut(BaseModel):
     name: str
     gpu_type: str | None
     schedulable: bool
-    capacity: dict[str, int]
-    allocated: dict[str, int]
+    capacity: dict[str, int | float]  # GPU quantities in GPUs
+    allocated: dict[str, int | float]
     pool: str | None = None  # the node pool that launched it; None for a static node
     # booting: launched, not taking work yet; draining: cordoned (compaction empties it);
     # terminating: being scaled down; lost: died or left without being scaled down (until it

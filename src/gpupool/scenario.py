@@ -26,7 +26,7 @@ from gpupool.core.configerror import At
 from gpupool.core.configerror import kind as _kind
 from gpupool.core.decisions import Preempt, Reject
 from gpupool.core.model import DEFAULT_USER, GangSpec, NodeSpec
-from gpupool.core.resources import Resources
+from gpupool.core.resources import GPU_MILLI, QuantityError, Resources, check_gpu_ask, format_gpus, is_gpu
 from gpupool.core.scheduler import Scheduler
 from gpupool.scenario_keys import (
     AppKeys,
@@ -232,6 +232,28 @@ class _Reader(Reader):
             return {}
         return self.resources(f, what) or {}
 
+    def ask_amounts(self, f: RawField, what: str) -> Resources:
+        """An ask's or allocation's resources: GPUs a share of one GPU or whole GPUs."""
+        res = self.amounts(f, what)
+        try:
+            check_gpu_ask(res)
+        except QuantityError as exc:
+            name = str(exc).partition(":")[0]
+            self.error(
+                f.at.key(name), str(exc).partition(": ")[2], "write e.g. gpu: 0.25 (a share) or gpu: 2"
+            )
+        return res
+
+    def capacity(self, f: RawField, what: str) -> Resources:
+        """A node's capacity: its GPUs whole devices."""
+        res = self.amounts(f, what)
+        for k, v in res.items():
+            if is_gpu(k) and v % GPU_MILLI:
+                self.error(
+                    f.at.key(k), f"{format_gpus(v)} is not whole GPUs", "a node has whole GPUs, e.g. gpu: 8"
+                )
+        return res
+
 
 def load_scenario(path: str | Path) -> Scenario:
     file = str(path)
@@ -271,7 +293,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
         nodes.append(
             NodeSpec(
                 r.text(r.get(n, "name", at), "name", required=True) or "",
-                r.amounts(r.get(n, "capacity", at), "capacity"),
+                r.capacity(r.get(n, "capacity", at), "capacity"),
                 {str(k): str(v) for k, v in r.table(r.get(n, "labels", at), "labels").items()},
                 r.flag(r.get(n, "schedulable", at), "schedulable", True),
             )
@@ -321,7 +343,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
                 id=r.text(r.get(x, "id", at), "id", required=True) or "",
                 app=r.text(r.get(x, "app", at), "app", required=True) or "",
                 node=node,
-                resources=r.amounts(r.get(x, "resources", at), "resources"),
+                resources=r.ask_amounts(r.get(x, "resources", at), "resources"),
                 queue=r.text(r.get(x, "queue", at), "queue"),
                 priority=r.integer_or(r.get(x, "priority", at), "priority", 0),
                 age=r.number_or(r.get(x, "age", at), "age", 0.0),
@@ -343,7 +365,7 @@ def parse_scenario(raw: object, file: str) -> Scenario:
             PendingSpec(
                 id=r.text(r.get(x, "id", at), "id", required=True) or "",
                 app=r.text(r.get(x, "app", at), "app", required=True) or "",
-                resources=r.amounts(r.get(x, "resources", at), "resources"),
+                resources=r.ask_amounts(r.get(x, "resources", at), "resources"),
                 gpu_types=r.texts(r.get(x, "gpu_types", at), "gpu_types"),
                 priority=r.integer_or(r.get(x, "priority", at), "priority", 0),
                 queue=r.text(r.get(x, "queue", at), "queue"),
@@ -438,6 +460,14 @@ def _check_expect(
 
     if "placed" in expect:
         need(r.table(expect["placed"], "expect.placed"), ask_ids, "expect.placed", "pending ask")
+    if "gpus" in expect:
+        gpus = r.table(expect["gpus"], "expect.gpus")
+        need(gpus, alloc_ids, "expect.gpus", "allocation or ask")
+        for k, v in gpus.items():
+            if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+                raise r.fail(f"expect.gpus.{k}", f"must be a list of GPU indices like [0], got {v!r}")
+    if "why" in expect:
+        need(r.table(expect["why"], "expect.why"), ask_ids, "expect.why", "pending ask")
     if "pending" in expect:
         need(values(expect["pending"], "expect.pending"), ask_ids, "expect.pending", "pending ask")
     if "preempted" in expect:
@@ -587,6 +617,15 @@ def check_expectations(
             failures.append(f"placed: {ask} expected {node}, got nothing{why}")
         elif str(node) != "any" and got != str(node):
             failures.append(f"placed: {ask} expected {node}, got {got}")
+    for alloc_id, want in (expect.get("gpus") or {}).items():
+        alloc = sched.allocations.get(alloc_id)
+        got_ids = list(alloc.gpu_ids) if alloc is not None else None
+        if got_ids != list(want):
+            failures.append(f"gpus: {alloc_id} expected GPUs {list(want)}, got {got_ids}")
+    for ask, text in (expect.get("why") or {}).items():
+        why = str(sched.explain(ask)) if ask in sched.asks else "not pending"
+        if str(text).lower() not in why.lower():
+            failures.append(f"why: {ask} reason should contain {text!r}, got {why!r}")
     for ask in expect.get("pending") or []:
         if ask not in pending:
             where = f"placed on {placed[ask]}" if ask in placed else "not pending"

@@ -106,6 +106,8 @@ class ExpectKeys(Keys):
     rejected: Any = None
     queue: Any = None
     state: Any = None
+    gpus: Any = None  # ask or allocation -> the GPU indices it holds on its node
+    why: Any = None  # pending ask -> text its waiting reason contains
 
 
 class CountKeys(Keys):

@@ -88,7 +88,7 @@ def test_workload_matches_the_contract_and_is_seeded() -> None:
     assert sum(len(p.asks) for p in plans) == 400
     gangs = [p for p in plans if p.gang]
     assert gangs and all(2 <= len(p.asks) <= 8 for p in gangs[:-1])
-    assert {n.capacity["gpu"] for n in sched.nodes.values()} == {8}
+    assert {n.capacity["gpu"] for n in sched.nodes.values()} == {8000}  # 8 GPUs, in milli-GPU
     assert len({n.gpu_type for n in sched.nodes.values()}) == 3
     assert max(q.depth for q in sched.queues.values()) == 2  # root -> department -> team
     assert sched.preemption_enabled

@@ -44,7 +44,7 @@ def test_pools_parse_with_units_durations_and_case_insensitive_keys():
     assert (pool.name, pool.min, pool.max, pool.headroom_nodes, pool.headroom_gpus) == ("h100", 1, 4, 1, 8)
     assert pool.idle_timeout == 600.0
     a, cpu = pool.instance_types
-    assert a.capacity() == {"gpu": 8, "vcore": 96_000, "memory": 2**40}
+    assert a.capacity() == {"gpu": 8000, "vcore": 96_000, "memory": 2**40}
     assert (a.region, a.hourly_cost, a.boot_time, a.gpu_type) == ("eu", 30.5, 120.0, "H100")
     assert cpu.capacity() == {"vcore": 500, "memory": 64 * 2**30} and cpu.region == "local"
 

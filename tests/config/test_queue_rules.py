@@ -18,8 +18,8 @@ def test_limits_parse() -> None:
         {"groups": ["*"], "maxapplications": 10},
     ]
     (lim_g, lim_u, lim_w) = queue(root(cfg([{"name": "a", "limits": limits}])), "root.a").limits
-    assert lim_g.groups == ("ml",) and lim_g.max_resources == {"gpu": 8} and lim_g.max_applications is None
-    assert lim_u.description == "per user" and lim_u.max_resources == {"gpu": 2, "vcore": 0}
+    assert lim_g.groups == ("ml",) and lim_g.max_resources == {"gpu": 8000} and lim_g.max_applications is None
+    assert lim_u.description == "per user" and lim_u.max_resources == {"gpu": 2000, "vcore": 0}
     assert lim_w.groups == ("*",)
 
 
@@ -130,7 +130,7 @@ def test_partition_limits_are_root_limits() -> None:
     limits = [{"users": ["*"], "maxresources": {"gpu": 8}}]
     p = parse(cfg([], limits=limits)).partition()
     assert p.limits == p.root.limits
-    assert p.root.limits[0].max_resources == {"gpu": 8}
+    assert p.root.limits[0].max_resources == {"gpu": 8000}
 
 
 def test_partition_limits_apply_to_queue_limits_below() -> None:
@@ -293,8 +293,8 @@ def test_child_template_on_a_parent() -> None:
     assert (t.max_applications, t.properties, t.guaranteed, t.max) == (
         4,
         {"application.sort.policy": "fair"},
-        {"gpu": 1},
-        {"gpu": 4},
+        {"gpu": 1000},
+        {"gpu": 4000},
     )
 
 

@@ -58,7 +58,7 @@ def test_core_config_queues_yaml_means_what_yunikorn_says() -> None:
     assert production.admin_acl == "admin admin" and production.max_applications == 10
     test = queue(gpu.root, "root.test")
     assert test.properties == {"x": "y"}
-    assert test.limits[0].max_resources == {"memory": 10 * 10**9, "vcore": 10_000, "gpu": 50}
+    assert test.limits[0].max_resources == {"memory": 10 * 10**9, "vcore": 10_000, "gpu": 50000}
 
 
 def test_preemption_example_properties() -> None:
@@ -122,7 +122,7 @@ def test_keys_are_case_insensitive() -> None:
     assert p.root.submit_acl == "*" and p.root.admin_acl == "admin"
     a = queue(p.root, "root.a")
     assert a.max_applications == 4
-    assert (a.guaranteed, a.max) == ({"gpu": 1}, {"gpu": 2})
+    assert (a.guaranteed, a.max) == ({"gpu": 1000}, {"gpu": 2000})
     assert a.properties == {"application.sort.policy": "fair"}
     assert a.limits[0].users == ("*",) and a.limits[0].max_applications == 2
 

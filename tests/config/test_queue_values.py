@@ -33,10 +33,10 @@ def test_quantity_suffixes() -> None:
     assert queue(root(raw), "root.a").max == {
         "memory": 16 * GI,
         "vcore": 500,
-        "gpu": 8,
+        "gpu": 8000,
         "ephemeral": 1000,
         "big": 2_000_000,
-        "nvidia.com/gpu": 4,
+        "nvidia.com/gpu": 4000,
         "disk": 2**40,
     }
 
@@ -47,7 +47,7 @@ def test_vcore_is_in_milli_cores() -> None:
     }
 
 
-@pytest.mark.parametrize("value", ["10Xi", "-1", "1.5", "500m", "lots", True])
+@pytest.mark.parametrize("value", ["10Xi", "-1", "0.0005", "1m5", "lots", True])
 def test_bad_gpu_quantity_names_the_resource(value: object) -> None:
     issue = only_issue(cfg([{"name": "team-a", "resources": {"max": {"gpu": value}}}]))
     assert issue.path == "partitions[0].queues.root.team-a.resources.max.gpu"
@@ -55,11 +55,18 @@ def test_bad_gpu_quantity_names_the_resource(value: object) -> None:
     assert issue.hint
 
 
+@pytest.mark.parametrize(("value", "milli"), [(8, 8000), ("1.5", 1500), ("500m", 500), (0.25, 250), ("0", 0)])
+def test_gpu_quota_is_in_milli_gpu(value: object, milli: int) -> None:
+    # Quotas count GPU shares exactly: 1.5 GPUs and 500m (half a GPU) are quantities like vcore's.
+    a = queue(root(cfg([{"name": "a", "resources": {"max": {"gpu": value, "gpu/H100": value}}}])), "root.a")
+    assert a.max == {"gpu": milli, "gpu/H100": milli}
+
+
 def test_per_gpu_type_quota() -> None:
     raw = cfg([{"name": "a", "resources": {"guaranteed": {"gpu/H100": 4}, "max": {"gpu": 8, "gpu/H100": 6}}}])
     a = queue(root(raw), "root.a")
-    assert a.guaranteed == {"gpu/H100": 4}
-    assert a.max == {"gpu": 8, "gpu/H100": 6}
+    assert a.guaranteed == {"gpu/H100": 4000}
+    assert a.max == {"gpu": 8000, "gpu/H100": 6000}
 
 
 def test_gpu_type_needs_a_name() -> None:
@@ -87,7 +94,7 @@ def test_guaranteed_of_a_type_without_max_is_fine() -> None:
     a = queue(
         root(cfg([{"name": "a", "resources": {"guaranteed": {"gpu": 9}, "max": {"vcore": 8}}}])), "root.a"
     )
-    assert a.guaranteed == {"gpu": 9}
+    assert a.guaranteed == {"gpu": 9000}
 
 
 def test_child_max_must_fit_parent_max() -> None:

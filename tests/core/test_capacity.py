@@ -29,12 +29,12 @@ def pool(name="gpu", types=(H100_EAST, H100_WEST, A100), **kw) -> NodePool:
 
 def node(name, itype, state="ready", used=0, idle_since=None, pool_name="gpu") -> PoolNode:
     free = itype.capacity()
-    free["gpu"] -= used
+    free["gpu"] -= used * 1000  # used: whole GPUs; the core counts milli-GPU
     return PoolNode(name, pool_name, itype, state, free, idle_since=idle_since)
 
 
 def gpus(n: int) -> dict[str, int]:
-    return {"gpu": n, "vcore": n * 8000}
+    return {"gpu": n * 1000, "vcore": n * 8000}
 
 
 def test_prefers_the_asks_gpu_type_then_cost_and_keeps_a_gang_in_one_region():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders import GPU8, World, places, preempts, q, two_teams
+from builders import GPU8, World, core_units, places, preempts, q, two_teams
 from gpupool.core.decisions import Code
 from gpupool.core.model import GangSpec
 
@@ -109,9 +109,9 @@ def test_gang_waiting_reason_names_the_member_and_holds_nothing() -> None:
         assert reason.code == Code.GANG_WAITING
         assert "gang of 2" in reason.message
         assert "nothing is held" in reason.message
-    assert w.s.nodes["node-1"].avail == GPU8
+    assert w.s.nodes["node-1"].avail == core_units(GPU8)
     assert w.s.nodes["node-1"].held == {}
-    assert w.usage("root.team") == {"gpu": 2}
+    assert w.usage("root.team") == {"gpu": 2000}
 
 
 def test_max_applications_reason_names_the_queue() -> None:
@@ -200,8 +200,8 @@ def test_allocation_on_a_typed_node_counts_typed_gpus() -> None:
     w.app("app-1", "root.team")
     w.ask("ask-1", "app-1", res={"gpu": 2, "vcore": 1000})
     w.settle()
-    assert w.usage("root.team") == {"gpu": 2, "gpu/A100": 2, "vcore": 1000}
-    assert w.usage("root") == {"gpu": 2, "gpu/A100": 2, "vcore": 1000}
+    assert w.usage("root.team") == {"gpu": 2000, "gpu/A100": 2000, "vcore": 1000}
+    assert w.usage("root") == {"gpu": 2000, "gpu/A100": 2000, "vcore": 1000}
 
 
 def test_typed_quota_reason_names_the_type() -> None:

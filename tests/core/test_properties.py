@@ -24,6 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from builders import core_units
 from gpupool.config import parse_config
 from gpupool.core.decisions import Decision, Fail, Place, Preempt, Reject
 from gpupool.core.model import GangSpec, NodeSpec
@@ -206,7 +207,7 @@ def specs(draw: st.DrawFn) -> Spec:
 def build(spec: Spec) -> Scheduler:
     sched = Scheduler(parse_config(spec.config, "property").partition())
     for node in spec.nodes:
-        sched.add_node(NodeSpec(node.name, dict(node.capacity), dict(node.labels)))
+        sched.add_node(NodeSpec(node.name, core_units(node.capacity), dict(node.labels)))
     for r in spec.running:
         if r["app"] not in sched.apps:
             sched.submit(r["app"], queue=r["queue"], forced=True)
@@ -214,7 +215,7 @@ def build(spec: Spec) -> Scheduler:
             r["id"],
             r["app"],
             r["node"],
-            r["res"],
+            core_units(r["res"]),
             start=r["start"],
             priority=r["priority"],
             preemptible=r["preemptible"],
@@ -226,7 +227,7 @@ def build(spec: Spec) -> Scheduler:
         sched.add_ask(
             k["app"],
             k["id"],
-            k["res"],
+            core_units(k["res"]),
             created=k["created"],
             priority=k["priority"],
             gpu_types=k["gpu_types"],

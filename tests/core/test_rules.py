@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders import World, partition, places, preempts, q
+from builders import World, core_units, partition, places, preempts, q
 from gpupool.core.decisions import Code
 from gpupool.core.limits import applicable
 from gpupool.core.model import GangSpec, Node
@@ -50,32 +50,32 @@ def test_leaf_priority_is_highest_pending_ask_plus_offset() -> None:
     queues = tree(q("a", properties={"priority.offset": "10"}))
     leaf = queues["root.a"]
     assert leaf.priority() == 10
-    leaf.add_pending({"gpu": 1}, 3)
-    leaf.add_pending({"gpu": 1}, 7)
+    leaf.add_pending({"gpu": 1000}, 3)
+    leaf.add_pending({"gpu": 1000}, 7)
     assert leaf.priority() == 17
-    leaf.remove_pending({"gpu": 1}, 7)
+    leaf.remove_pending({"gpu": 1000}, 7)
     assert leaf.priority() == 13
 
 
 def test_parent_priority_is_highest_child_with_pending_plus_offset() -> None:
     queues = tree(q("p", q("x"), q("y"), properties={"priority.offset": "5"}))
-    queues["root.p.x"].add_pending({"gpu": 1}, 2)
-    queues["root.p.y"].add_pending({"gpu": 1}, 9)
+    queues["root.p.x"].add_pending({"gpu": 1000}, 2)
+    queues["root.p.y"].add_pending({"gpu": 1000}, 9)
     assert queues["root.p"].priority() == 14
-    queues["root.p.y"].remove_pending({"gpu": 1}, 9)
+    queues["root.p.y"].remove_pending({"gpu": 1000}, 9)
     assert queues["root.p"].priority() == 7
 
 
 def test_fenced_queue_priority_is_its_offset() -> None:
     queues = tree(q("p", q("x"), properties={"priority.policy": "fence", "priority.offset": "-3"}))
-    queues["root.p.x"].add_pending({"gpu": 1}, 100)
+    queues["root.p.x"].add_pending({"gpu": 1000}, 100)
     assert queues["root.p"].priority() == -3
 
 
 def test_priority_saturates_at_int32() -> None:
     queues = tree(q("a", properties={"priority.offset": str(INT32_MAX)}))
     leaf = queues["root.a"]
-    leaf.add_pending({"gpu": 1}, 10)
+    leaf.add_pending({"gpu": 1000}, 10)
     assert leaf.priority() == INT32_MAX
 
 
@@ -95,17 +95,17 @@ def test_fair_share(guaranteed, maximum, parent_max, used, expected) -> None:
     parent_keys = {"max": parent_max} if parent_max else {}
     queues = tree(q("p", q("leaf", **leaf_keys), **parent_keys))
     leaf = queues["root.p.leaf"]
-    leaf.add_allocated(used)
-    capacity = {"gpu": 32, "vcore": 64_000}
+    leaf.add_allocated(core_units(used))
+    capacity = core_units({"gpu": 32, "vcore": 64_000})
     assert leaf.fair_share(capacity) == pytest.approx(expected)
 
 
 def test_remaining_guarantee_is_the_least_on_the_path() -> None:
     queues = tree(q("p", q("leaf", guaranteed={"gpu": 8}), q("other"), guaranteed={"gpu": 10}))
-    queues["root.p.other"].add_allocated({"gpu": 6})
-    queues["root.p.leaf"].add_allocated({"gpu": 1})
-    assert queues["root.p.leaf"].remaining_guaranteed() == {"gpu": 3}  # parent: 10 - 7
-    assert queues["root.p.leaf"].remaining_guaranteed(stop=queues["root.p"]) == {"gpu": 7}
+    queues["root.p.other"].add_allocated({"gpu": 6000})
+    queues["root.p.leaf"].add_allocated({"gpu": 1000})
+    assert queues["root.p.leaf"].remaining_guaranteed() == {"gpu": 3000}  # parent: 10 - 7
+    assert queues["root.p.leaf"].remaining_guaranteed(stop=queues["root.p"]) == {"gpu": 7000}
     assert queues["root.p.other"].remaining_guaranteed(stop=queues["root.p"]) is None
 
 
@@ -121,8 +121,8 @@ def test_default_weights_let_a_gpu_outweigh_everything_else() -> None:
 
 
 def _node(name: str, used: dict[str, int], **cap: int) -> Node:
-    n = Node(name, dict(cap))
-    n.take(used)
+    n = Node(name, core_units(cap))
+    n.take(core_units(used))
     return n
 
 

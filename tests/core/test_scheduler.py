@@ -30,7 +30,7 @@ def test_place_decision_carries_queue_node_type_and_reason() -> None:
         "h100-1",
         "H100",
     )
-    assert d.resources == {"gpu": 2}
+    assert d.resources == {"gpu": 2000}
     assert d.reason.code == Code.PLACED
     assert "h100-1" in d.reason.message
 
@@ -149,7 +149,7 @@ def test_release_frees_node_and_queue_and_completes_the_app() -> None:
     assert w.s.queues["root.team"].running_apps == 1
     alloc = w.s.release("ask-1")
     assert alloc.id == "ask-1"
-    assert w.s.nodes["node-1"].avail == {"gpu": 8}
+    assert w.s.nodes["node-1"].avail == {"gpu": 8000}
     assert w.usage("root.team") == {}
     assert w.usage("root") == {}
     assert w.state("app-1") == "completed"
@@ -197,11 +197,11 @@ def test_release_of_a_preempted_allocation_clears_preempting() -> None:
     w.ask("train", "app-train", res=GPU8, created=-60)
     (p,) = preempts(w.cycle().decisions)
     batch = w.s.queues["root.batch"]
-    assert batch.preempting == {"gpu": 8}
+    assert batch.preempting == {"gpu": 8000}
     assert w.s.allocations[p.alloc_id].preempted
     w.s.release(p.alloc_id)
     assert batch.preempting == {}
-    assert w.usage("root.batch") == {"gpu": 8}
+    assert w.usage("root.batch") == {"gpu": 8000}
 
 
 def test_release_unknown_allocation_raises() -> None:
@@ -242,8 +242,8 @@ def test_restore_ignores_quota_and_counts_usage() -> None:
     w = World(q("team", max={"gpu": 4})).node("node-1", {"gpu-type": "H100"}, gpu=8)
     w.running("r1", "app-0", "node-1", {"gpu": 3}, queue="root.team")
     w.running("r2", "app-0", "node-1", {"gpu": 3})
-    assert w.usage("root.team") == {"gpu": 6, "gpu/H100": 6}
-    assert w.s.nodes["node-1"].avail == {"gpu": 2}
+    assert w.usage("root.team") == {"gpu": 6000, "gpu/H100": 6000}
+    assert w.s.nodes["node-1"].avail == {"gpu": 2000}
     assert w.state("app-0") == "running"
 
 
@@ -268,8 +268,8 @@ def test_remove_node_returns_and_releases_its_allocations() -> None:
     assert sorted(a.id for a in lost) == ["a", "b"]
     assert "node-1" not in w.s.nodes
     assert set(w.s.allocations) == {"c"}
-    assert w.usage("root.team") == {"gpu": 1}
-    assert w.s.capacity == {"gpu": 8}
+    assert w.usage("root.team") == {"gpu": 1000}
+    assert w.s.capacity == {"gpu": 8000}
     assert w.state("app-0") == "running"
     w.app("app-1", "root.team")
     w.ask("ask-1", "app-1", res={"gpu": 8})
@@ -319,7 +319,7 @@ def test_submit_places_by_rules_and_creates_queues_from_templates() -> None:
     created = w.s.queues["root.tenants.vision"]
     assert created.dynamic
     assert created.is_leaf
-    assert created.max == {"gpu": 2}
+    assert created.max == {"gpu": 2000}
     assert created.max_applications == 3
 
 
@@ -405,15 +405,15 @@ def test_update_config_keeps_state_and_applies_new_quotas():
         }
 
     sched = Scheduler(parse_config(cfg(2, False)).partition("default"))
-    sched.add_node(NodeSpec("n1", {"gpu": 8}))
+    sched.add_node(NodeSpec("n1", {"gpu": 8000}))
     sched.submit("app", queue="root.a")
     for i in range(4):
-        sched.add_ask("app", f"ask-{i}", {"gpu": 1}, created=0)
+        sched.add_ask("app", f"ask-{i}", {"gpu": 1000}, created=0)
     sched.schedule(0)
     assert len(sched.allocations) == 2  # max 2
     changes = sched.update_config(parse_config(cfg(3, True)).partition("default"))
     assert "added queue root.new" in changes
-    assert sched.queues["root.a"].max == {"gpu": 3}
+    assert sched.queues["root.a"].max == {"gpu": 3000}
     sched.schedule(1)
     assert len(sched.allocations) == 3 and len(sched.asks) == 1  # nothing lost, new max applies
     assert sched.submit("other", queue="root.new") is None

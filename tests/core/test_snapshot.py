@@ -31,8 +31,9 @@ def _picture(w: World) -> tuple[object, ...]:
         dict(team.pending),
         dict(other.allocated),
         {n: dict(node.avail) for n, node in s.nodes.items()},
-        s.index.free_gpus("node-1"),
-        s.index.free_gpus("node-2"),
+        s.index.level("node-1"),
+        s.index.level("node-2"),
+        {n: (list(node.gpu_free), dict(node.held_gpus)) for n, node in s.nodes.items()},
     )
 
 
@@ -43,8 +44,8 @@ def test_assign_and_its_undo_leave_the_state_as_it_was() -> None:
     ask = w.s.asks["a1"]
     alloc, undo = snap.assign(ask, w.s.nodes["node-1"])
     assert "a1" in w.s.allocations and "a1" not in w.s.asks
-    assert w.s.queues["root.team"].allocated.get("gpu") == 8
-    assert w.s.index.free_gpus("node-1") == 0
+    assert w.s.queues["root.team"].allocated.get("gpu") == 8000
+    assert w.s.index.level("node-1") == 0
     undo()
     assert _picture(w) == before
     assert alloc.id not in w.s.allocations
@@ -56,7 +57,7 @@ def test_remove_and_its_undo_leave_the_state_as_it_was() -> None:
     undo = w.s.snapshot.remove(w.s.allocations["r1"])
     assert "r1" not in w.s.allocations
     assert w.s.queues["root.other"].allocated.get("gpu", 0) == 0
-    assert w.s.index.free_gpus("node-2") == 8
+    assert w.s.index.level("node-2") == 8000  # 8 fully free GPUs
     undo()
     assert _picture(w) == before
 

@@ -51,7 +51,9 @@ def restart(
 
 
 def job(gpus: int, members: int = 1, queue: str = "root.a", **kw) -> WorkloadSpec:
-    return WorkloadSpec(name="job", queue=queue, task_groups=(TaskGroup("w", members, {"gpu": gpus}),), **kw)
+    return WorkloadSpec(
+        name="job", queue=queue, task_groups=(TaskGroup("w", members, {"gpu": gpus * 1000}),), **kw
+    )
 
 
 def run_until(d: Driver, cloud: SimCloud, until: float, step: float = 10.0) -> None:
@@ -287,7 +289,7 @@ def test_a_sized_workload_falls_back_to_its_next_shape_when_its_first_stocks_out
     pool = NodePool("gpu", (EAST, WEST, A100), max=6, idle_timeout=300)
     scaler = Autoscaler((pool,), cloud, block_seconds=600)
     d = Driver(Scheduler(parse_config(CONFIG).partition("default")), StepExecutor(), autoscaler=scaler)
-    group = TaskGroup("w", 2, {"gpu": 8}, ("H100",), alternatives=(({"gpu": 8}, ("A100",)),))
+    group = TaskGroup("w", 2, {"gpu": 8000}, ("H100",), alternatives=(({"gpu": 8000}, ("A100",)),))
     w = d.submit(WorkloadSpec(name="large", queue="root.a", task_groups=(group,)), now=0)
     run_until(d, cloud, 400)
     assert w.state == WorkloadState.RUNNING

@@ -78,14 +78,17 @@ CONFIG = {
 def make(nodes: int = 2) -> tuple[Driver, StepExecutor]:
     sched = Scheduler(parse_config(CONFIG).partition("default"))
     for i in range(nodes):
-        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8, "vcore": 64000}))
+        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8000, "vcore": 64000}))
     ex = StepExecutor()
     return Driver(sched, ex), ex
 
 
 def spec(queue: str, gpus: int, members: int = 1, **kw) -> WorkloadSpec:
     return WorkloadSpec(
-        name=f"{queue}-job", queue=queue, task_groups=(TaskGroup("worker", members, {"gpu": gpus}),), **kw
+        name=f"{queue}-job",
+        queue=queue,
+        task_groups=(TaskGroup("worker", members, {"gpu": gpus * 1000}),),
+        **kw,
     )
 
 
@@ -171,34 +174,34 @@ def test_standard_size_falls_back_through_its_shapes_and_a_gang_falls_back_toget
     from gpupool.core.config import Shape, Size
 
     sched = Scheduler(parse_config(CONFIG).partition("default"))
-    sched.add_node(NodeSpec("h", {"gpu": 8, "vcore": 64000}, {"gpu-type": "H100"}))
-    sched.add_node(NodeSpec("a", {"gpu": 8, "vcore": 64000}, {"gpu-type": "A100"}))
+    sched.add_node(NodeSpec("h", {"gpu": 8000, "vcore": 64000}, {"gpu-type": "H100"}))
+    sched.add_node(NodeSpec("a", {"gpu": 8000, "vcore": 64000}, {"gpu-type": "A100"}))
     ex = StepExecutor()
     d = Driver(sched, ex)
-    large = Size("large", (Shape({"gpu": 4}, ("H100",)), Shape({"gpu": 8}, ("A100",))))
+    large = Size("large", (Shape({"gpu": 4000}, ("H100",)), Shape({"gpu": 8000}, ("A100",))))
     first = d.submit(WorkloadSpec("one", (TaskGroup.from_size("w", 1, large),), queue="root.a"), now=0)
     d.tick(0)
-    assert first.placement == {"w-0": "h"} and first.assigned["w-0"] == {"gpu": 4}
+    assert first.placement == {"w-0": "h"} and first.assigned["w-0"] == {"gpu": 4000}
     gang = d.submit(WorkloadSpec("two", (TaskGroup.from_size("w", 2, large),), queue="root.b"), now=1)
     d.tick(1)
     # 4 H100 GPUs are left: one member would fit there, but a gang never mixes shapes, and two
     # 8-GPU A100 members need two A100 nodes: it waits, saying what it tried.
     assert gang.state == WorkloadState.PENDING
     assert any("other shape(s) did not fit either" in line for line in d.why(gang.id))
-    sched.add_node(NodeSpec("a2", {"gpu": 8, "vcore": 64000}, {"gpu-type": "A100"}))
+    sched.add_node(NodeSpec("a2", {"gpu": 8000, "vcore": 64000}, {"gpu-type": "A100"}))
     d.tick(2)
     assert gang.state == WorkloadState.ADMITTED
     assert sorted(gang.placement.values()) == ["a", "a2"]
-    assert all(r == {"gpu": 8} for r in gang.assigned.values())
+    assert all(r == {"gpu": 8000} for r in gang.assigned.values())
 
 
 def test_elastic_workload_grows_into_idle_gpus_and_gives_extras_back_first():
     sched = Scheduler(parse_config(CONFIG).partition("default"))
     for i in range(2):
-        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8, "vcore": 64000}))
+        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8000, "vcore": 64000}))
     ex = ResizingExecutor()
     d = Driver(sched, ex)
-    group = TaskGroup("worker", 1, {"gpu": 4}, max_members=4)
+    group = TaskGroup("worker", 1, {"gpu": 4000}, max_members=4)
     elastic = d.submit(WorkloadSpec("elastic", (group,), queue="root.a"), now=0)
     d.tick(0)
     d.tick(1)

@@ -48,7 +48,7 @@ def portal_nodes() -> list[NodeSpec]:
         labels = {"gpu-type": gpu_type}
         if pool:
             labels[POOL_LABEL] = pool
-        return NodeSpec(name, {"gpu": 4, "vcore": 64000, "memory": 512 * GI}, labels)
+        return NodeSpec(name, {"gpu": 4000, "vcore": 64000, "memory": 512 * GI}, labels)
 
     return [
         node("h100-0", "H100", "train"),

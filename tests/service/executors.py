@@ -24,10 +24,10 @@ GI = 2**30
 
 def default_nodes() -> list[NodeSpec]:
     return [
-        NodeSpec("h100-0", {"gpu": 4, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "H100"}),
-        NodeSpec("h100-1", {"gpu": 4, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "H100"}),
-        NodeSpec("a100-0", {"gpu": 4, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "A100"}),
-        NodeSpec("a100-1", {"gpu": 4, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "A100"}),
+        NodeSpec("h100-0", {"gpu": 4000, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "H100"}),
+        NodeSpec("h100-1", {"gpu": 4000, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "H100"}),
+        NodeSpec("a100-0", {"gpu": 4000, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "A100"}),
+        NodeSpec("a100-1", {"gpu": 4000, "vcore": 64000, "memory": 512 * GI}, {"gpu-type": "A100"}),
     ]
 
 

@@ -50,7 +50,7 @@ def test_database_refuses_a_duplicate_key(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     db.migrate()
     journal = DbJournal(db)
-    spec = WorkloadSpec("x", (TaskGroup("w", 1, {"gpu": 1}),), idempotency_key="dup")
+    spec = WorkloadSpec("x", (TaskGroup("w", 1, {"gpu": 1000}),), idempotency_key="dup")
     journal.submitted(Workload("w-000001", spec, submitted_at=0))
     with pytest.raises(IntegrityError):
         journal.submitted(Workload("w-000002", spec, submitted_at=0))

@@ -71,7 +71,7 @@ def test_every_field_round_trips_through_the_database_json(spec: WorkloadSpec):
 def test_a_row_written_before_a_field_existed_reads_with_its_default():
     spec = WorkloadSpec(
         name="g",
-        task_groups=(TaskGroup("w", 2, {"gpu": 8}, (), ((({"gpu": 4}), ("A100",)),), max_members=4),),
+        task_groups=(TaskGroup("w", 2, {"gpu": 8000}, (), ((({"gpu": 4000}), ("A100",)),), max_members=4),),
     )
     raw = spec_to_json(spec)
     for key in ("span_regions", "duration", "checkpoint_interval", "disruption"):

@@ -150,7 +150,7 @@ def test_journal_spec_round_trips_span_regions_and_reads_rows_without_it():
     from gpupool.engine.model import TaskGroup, WorkloadSpec
     from gpupool.service.journal import spec_from_json, spec_to_json
 
-    spec = WorkloadSpec(name="g", task_groups=(TaskGroup("w", 2, {"gpu": 8}),), span_regions=True)
+    spec = WorkloadSpec(name="g", task_groups=(TaskGroup("w", 2, {"gpu": 8000}),), span_regions=True)
     raw = spec_to_json(spec)
     assert raw["span_regions"] is True
     assert spec_from_json(raw).span_regions is True

@@ -89,7 +89,7 @@ def test_same_seed_same_result():
 
 def _workload(duration: float, interval: float, gpus: int = 2) -> Workload:
     spec = WorkloadSpec(
-        "w", (TaskGroup("worker", 1, {"gpu": gpus}),), duration=duration, checkpoint_interval=interval
+        "w", (TaskGroup("worker", 1, {"gpu": gpus * 1000}),), duration=duration, checkpoint_interval=interval
     )
     w = Workload("w1", spec, submitted_at=0.0)
     w.attempt = 1
@@ -182,3 +182,14 @@ def test_nodes_join_after_their_boot_delay():
     sim.run()
     assert rec.jobs["j1"].first_start == 120.0
     assert all(w.state == WorkloadState.SUCCEEDED for w in sim.driver.workloads.values())
+
+
+def test_shares_of_one_gpu_run_side_by_side_in_the_simulator():
+    # Four 0.25-GPU jobs share tenant a's one GPU; a fifth waits for the first to finish.
+    quarter = 0.25  # a share of one GPU (TraceJob holds whole GPUs for the real traces)
+    jobs = [TraceJob(f"s{i}", 0.0, 100.0 + i, quarter, "a") for i in range(5)]  # type: ignore[arg-type]
+    r = run_trace(Trace("shares", jobs, {"a": 1}, gpus_per_node=1), "gpupool")
+    recs = r.recorder.jobs
+    assert [recs[f"s{i}"].first_start for i in range(4)] == [0.0] * 4
+    assert recs["s4"].first_start == 100.0 and recs["s4"].end == 204.0
+    assert r.figures["outcomes"] == {"succeeded": 5} and r.figures["preemptions"] == 0

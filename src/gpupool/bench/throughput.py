@@ -24,6 +24,7 @@ from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
 from gpupool.core.decisions import Place, Preempt
 from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.nodes import make_scorer
+from gpupool.core.resources import GPU_MILLI
 from gpupool.core.scheduler import Scheduler
 
 GPU_MODELS = ("H100", "A100", "L40S")
@@ -59,15 +60,15 @@ def build_queues(n_leaves: int, cluster_gpus: int, rng: random.Random) -> QueueC
             team_cfgs.append(
                 QueueConfig(
                     name=f"team{t}",
-                    guaranteed={"gpu": guaranteed},
-                    max={"gpu": max(guaranteed, int(dept_gpus * rng.uniform(0.3, 0.8)))},
+                    guaranteed={"gpu": guaranteed * GPU_MILLI},
+                    max={"gpu": max(guaranteed, int(dept_gpus * rng.uniform(0.3, 0.8))) * GPU_MILLI},
                 )
             )
         dept_cfgs.append(
             QueueConfig(
                 name=f"dept{d}",
-                guaranteed={"gpu": dept_gpus * 3 // 4},
-                max={"gpu": int(cluster_gpus * 0.6)},
+                guaranteed={"gpu": dept_gpus * 3 // 4 * GPU_MILLI},
+                max={"gpu": int(cluster_gpus * 0.6) * GPU_MILLI},
                 queues=tuple(team_cfgs),
             )
         )
@@ -99,7 +100,9 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
         model = GPU_MODELS[i % len(GPU_MODELS)]
         sched.add_node(
             NodeSpec(
-                f"node-{i:05d}", {"gpu": 8, "vcore": 96_000, "memory": 1024 * 2**30}, {"gpu-type": model}
+                f"node-{i:05d}",
+                {"gpu": 8 * GPU_MILLI, "vcore": 96_000, "memory": 1024 * 2**30},
+                {"gpu-type": model},
             )
         )
     leaves = [q.path for q in sched.root.leaves()]
@@ -115,7 +118,7 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
         members = min(rng.randint(2, 8), cfg.asks - made) if gang else 1
         app_id = f"app-{len(plans)}"
         types = () if rng.random() < 0.6 else (rng.choice(GPU_MODELS),)
-        res = {"gpu": gpus, "vcore": gpus * 8000, "memory": gpus * 64 * 2**30}
+        res = {"gpu": gpus * GPU_MILLI, "vcore": gpus * 8000, "memory": gpus * 64 * 2**30}
         asks = tuple((f"{app_id}-{m}", res) for m in range(members))
         plans.append(_AppPlan(app_id, leaf, gang, rng.choice((0, 0, 0, 10)), types, asks))
         made += members

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from gpupool.api import LIST_MAX, WorkloadOut
 from gpupool.client import ApiError, Client, ClientConfigError
-from gpupool.core.resources import format_quantity
+from gpupool.core.resources import MILLI_RESOURCES, format_quantity, from_gpus, is_milli
 from gpupool.service.settings import DEFAULT_PORT
 
 service_app = typer.Typer(help="Run the control plane and work with workloads.")
@@ -97,10 +97,17 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _res(res: dict[str, int]) -> str:
+def _res(res: dict[str, int | float]) -> str:
+    """A wire resource map for people: GPU quantities come in GPUs, the rest in core units."""
     if not res:
         return "-"
-    return ", ".join(f"{k}={format_quantity(k, v)}" for k, v in sorted(res.items()))
+
+    def one(k: str, v: float) -> str:
+        if is_milli(k) and k not in MILLI_RESOURCES:
+            return format_quantity(k, from_gpus({k: v})[k])
+        return format_quantity(k, int(v))
+
+    return ", ".join(f"{k}={one(k, v)}" for k, v in sorted(res.items()))
 
 
 def _state(state: str) -> str:

@@ -14,7 +14,7 @@ from gpupool.config.reader import Reader
 from gpupool.config.schema import HeadroomKeys, InstanceKeys, PoolKeys, RawField, ShapeKeys, SizeKeys
 from gpupool.core.config import InstanceType, NodePool, Shape, Size
 from gpupool.core.configerror import kind as _kind
-from gpupool.core.resources import QuantityError, gpu_count, parse_quantity
+from gpupool.core.resources import GPU_MILLI, QuantityError, check_gpu_ask, gpu_milli, parse_quantity
 
 __all__ = ["DEFAULT_SIZES", "PoolReader"]
 
@@ -28,7 +28,7 @@ def _default_sizes() -> dict[str, Size]:
     # Each size falls back across GPU types in order of preference, ending with "any type".
     # Small jobs prefer the cheap inference GPU (L4); big gangs prefer the fastest (H100).
     def size(name: str, gpus: int, preference: tuple[str, ...], description: str) -> Size:
-        res = {"gpu": gpus, "vcore": 8000 * gpus, "memory": 64 * _GI * gpus}
+        res = {"gpu": gpus * GPU_MILLI, "vcore": 8000 * gpus, "memory": 64 * _GI * gpus}
         shapes = tuple(Shape(resources=dict(res), gpu_types=(t,)) for t in preference)
         return Size(name=name, shapes=(*shapes, Shape(resources=dict(res))), description=description)
 
@@ -272,12 +272,22 @@ class PoolReader(Reader):
                         fields["resources"].at, "the shape asks for nothing", "give at least one resource > 0"
                     )
                 continue
+            try:
+                check_gpu_ask(res)
+            except QuantityError as exc:
+                name, _, why = str(exc).partition(": ")
+                self.error(
+                    fields["resources"].at.key(name),
+                    why,
+                    "a share of one GPU (gpu: 0.5) or whole GPUs (gpu: 2)",
+                )
+                continue
             types: tuple[str, ...] = ()
             if "gpu_types" in fields:
                 names = self.names(fields["gpu_types"], "gpu_types")
                 if names is not None:
                     types = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
-                    if types and not gpu_count(res):
+                    if types and not gpu_milli(res):
                         self.error(
                             fields["gpu_types"].at,
                             "gpu_types is set but the shape asks for no GPU",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from gpupool.config.schema import Keys, RawField, read_keys
 from gpupool.core.configerror import At, ConfigIssue, DurationError, parse_duration
 from gpupool.core.configerror import kind as _kind
-from gpupool.core.resources import TYPED_GPU_PREFIX, QuantityError, Resources, parse_quantity
+from gpupool.core.resources import TYPED_GPU_PREFIX, QuantityError, Resources, is_milli, parse_quantity
 
 __all__ = ["Reader"]
 
@@ -102,7 +102,9 @@ class Reader:
                 out[name] = parse_quantity(name, value)
             except QuantityError as exc:
                 hint = "vcore takes m for milli-cores (500m); memory takes Ki, Mi, Gi, Ti or k, M, G, T"
-                if name not in ("vcore", "cpu", "memory"):
+                if is_milli(name) and name not in ("vcore", "cpu"):
+                    hint = f"{name} is counted in GPUs down to a thousandth, e.g. {name}: 4 or {name}: 0.25"
+                elif name not in ("vcore", "cpu", "memory"):
                     hint = f"{name} is counted in whole units, e.g. {name}: 4"
                 self.error(rat, f"invalid quantity: {exc}", hint)
         return out or None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.queues import Queue
-from gpupool.core.resources import Resources, fits, format_resources, gpu_count, over_max
+from gpupool.core.resources import Resources, fits, format_resources, gpu_milli, over_max
 
 
 def gang_over_max(leaf: Queue, need: Mapping[str, int]) -> Reason | None:
@@ -44,7 +44,7 @@ class Host:
 
 
 def _holds(host: Host, resources: Mapping[str, int], gpu_types: Sequence[str]) -> bool:
-    type_ok = not gpu_types or not gpu_count(resources) or host.gpu_type in gpu_types
+    type_ok = not gpu_types or not gpu_milli(resources) or host.gpu_type in gpu_types
     return type_ok and fits(resources, host.capacity)
 
 
@@ -56,7 +56,7 @@ def never_fits(shapes: Sequence[tuple[Resources, Sequence[str]]], hosts: Iterabl
     if not known or any(_holds(h, r, t) for r, t in shapes for h in known):
         return None
     asked = "; or ".join(
-        format_resources(r) + (f" on {'/'.join(t)}" if t and gpu_count(r) else "") for r, t in shapes
+        format_resources(r) + (f" on {'/'.join(t)}" if t and gpu_milli(r) else "") for r, t in shapes
     )
     kinds: dict[tuple[str | None, str], list[str]] = {}
     for h in known:

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gpupool.core.config import InstanceType, NodePool
-from gpupool.core.resources import Resources, fits, gpu_count
+from gpupool.core.resources import Resources, fits, gpu_milli, gpus_from_milli
 
 POOL_LABEL = "gpupool/pool"
 INSTANCE_LABEL = "gpupool/instance-type"
@@ -81,7 +81,7 @@ class Arrival:
     its queue (whose bursts the series memory tracks)."""
 
     at: float
-    gpus: int
+    gpus: float  # a share counts its part
     gpu_types: tuple[str, ...] = ()  # () = any
     queue: str = ""
 
@@ -103,8 +103,8 @@ class BurstMemory:
         self.window = window
         self.memory = memory
         self._recent: dict[SeriesKey, deque[Arrival]] = {}
-        self._sums: dict[SeriesKey, int] = {}
-        self._peaks: dict[SeriesKey, deque[tuple[float, int]]] = {}
+        self._sums: dict[SeriesKey, float] = {}
+        self._peaks: dict[SeriesKey, deque[tuple[float, float]]] = {}
 
     def add(self, a: Arrival) -> None:
         key = (a.queue, a.gpu_types)
@@ -120,9 +120,9 @@ class BurstMemory:
             peaks.pop()
         peaks.append((a.at, total))
 
-    def peaks(self, now: float) -> dict[SeriesKey, int]:
+    def peaks(self, now: float) -> dict[SeriesKey, float]:
         """Each queue's burst peak over the last ``memory`` seconds (queues with none left out)."""
-        out: dict[SeriesKey, int] = {}
+        out: dict[SeriesKey, float] = {}
         for key, peaks in list(self._peaks.items()):
             while peaks and peaks[0][0] < now - self.memory:
                 peaks.popleft()
@@ -139,7 +139,7 @@ def headroom_target(
     pool: NodePool,
     arrivals: Iterable[Arrival],
     now: float,
-    peaks: Mapping[SeriesKey, int] | None = None,
+    peaks: Mapping[SeriesKey, float] | None = None,
 ) -> int:
     """Warm idle nodes ``pool`` keeps now (of its cheapest instance type).
 
@@ -167,7 +167,7 @@ def headroom_target(
     return max(pool.headroom_nodes, rate, series)
 
 
-def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> int:
+def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> float:
     """Free GPUs ``pool`` keeps now: ``headroom_gpus``, or with ``headroom_fit`` the GPUs asked by
     the arrivals of the last ``headroom_window`` (at most ``headroom_max_nodes`` nodes' worth),
     counting the free GPUs of ready nodes too, not only whole idle nodes."""
@@ -184,7 +184,7 @@ def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float
     return max(pool.headroom_gpus, min(pool.headroom_max_nodes * node.gpus, asked))
 
 
-def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, int], node_gpus: int) -> int:
+def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, float], node_gpus: int) -> int:
     """The warm nodes that anticipate the next burst of queues submitting batches in series:
     ``headroom_series`` of each such queue's burst peak (GPUs asked within one
     ``headroom_window``) over the last ``headroom_memory`` seconds, counted only for peaks of at
@@ -243,7 +243,7 @@ class _Virtual:
 
 
 def _fits_type(member: Resources, types: Sequence[str], v: _Virtual) -> bool:
-    return not types or not gpu_count(member) or v.itype.gpu_type in types
+    return not types or not gpu_milli(member) or v.itype.gpu_type in types
 
 
 def _fit(
@@ -299,7 +299,7 @@ def plan_capacity(
     *,
     ready_room: bool = False,
     arrivals: Sequence[Arrival] = (),
-    peaks: Mapping[SeriesKey, int] | None = None,
+    peaks: Mapping[SeriesKey, float] | None = None,
 ) -> CapacityPlan:
     """Decide scale-ups and scale-downs. ``blocked`` holds (pool, instance type, region) offers
     that failed lately; ``arrivals`` the recent arrivals that size burst headroom.
@@ -371,8 +371,9 @@ def plan_capacity(
         idle_nodes += sum(
             1 for v in virtual if v.pool == pool.name and not v.ready and v.free == v.itype.capacity()
         )
-        idle_gpus = sum(gpu_count(n.free) for n in by_pool[pool.name] if n.state == "ready")
-        idle_gpus += sum(gpu_count(v.free) for v in virtual if v.pool == pool.name and not v.ready)
+        idle_milli = sum(gpu_milli(n.free) for n in by_pool[pool.name] if n.state == "ready")
+        idle_milli += sum(gpu_milli(v.free) for v in virtual if v.pool == pool.name and not v.ready)
+        idle_gpus = gpus_from_milli(idle_milli)  # free GPUs, a free share counting its part
         cheapest = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
         offers = [
             t
@@ -433,7 +434,9 @@ def plan_capacity(
                 break
             if (
                 warm_gpus[pool.name]
-                and sum(gpu_count(m.free) for m in by_pool[pool.name] if m.state == "ready" and m is not n)
+                and gpus_from_milli(
+                    sum(gpu_milli(m.free) for m in by_pool[pool.name] if m.state == "ready" and m is not n)
+                )
                 < warm_gpus[pool.name]
             ):
                 continue
@@ -477,7 +480,7 @@ def _choose_offer(
     for s_index, (members, types) in enumerate(d.shapes()):
         for pool in pools:
             for itype in pool.instance_types:
-                if types and itype.gpu_type not in types and any(gpu_count(m) for m in members):
+                if types and itype.gpu_type not in types and any(gpu_milli(m) for m in members):
                     continue
                 if d.regions and itype.region not in d.regions:
                     continue

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gpupool.core.model import App, Node
-from gpupool.core.resources import Resources, fits, gpu_count
+from gpupool.core.resources import Resources, fits, gpu_milli
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +119,14 @@ def plan_compaction(
             and fits(member, n.capacity)
             and not fits(member, free[n.name])
         ]
-        candidates.sort(key=lambda n: (gpu_count(n.allocated), len(n.allocations), n.name))
+        candidates.sort(key=lambda n: (gpu_milli(n.allocated), len(n.allocations), n.name))
         for n in candidates:
             if try_free(n, "gang", app_id, f"free {n.name} whole for the waiting gang {app_id}"):
                 break
 
     # Then nodes a pool could drop, the least used first.
     cands = [by_name[name] for name in scale_down_candidates if name in by_name and name not in emptied]
-    cands.sort(key=lambda n: (gpu_count(n.allocated), len(n.allocations), n.name))
+    cands.sort(key=lambda n: (gpu_milli(n.allocated), len(n.allocations), n.name))
     for n in cands:
         if left <= 0:
             break
@@ -143,7 +143,7 @@ def _first_fit(
         node = nodes[name]
         if node.gpu_type != gpu_type or not fits(res, room):
             continue
-        key = (gpu_count(room), name)
+        key = (gpu_milli(room), name)
         if best is None or key < best:
             best = key
     return best[1] if best is not None else None

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gpupool.core.configerror import ConfigError, ConfigIssue, DurationError, parse_duration
-from gpupool.core.resources import Resources
+from gpupool.core.resources import GPU_MILLI, Resources
 
 # Queue properties the core understands (YuniKorn names).
 PROP_APP_SORT_POLICY = "application.sort.policy"
@@ -264,7 +264,7 @@ class InstanceType:
     def capacity(self) -> Resources:
         out: Resources = {"vcore": self.vcore, "memory": self.memory}
         if self.gpus:
-            out["gpu"] = self.gpus
+            out["gpu"] = self.gpus * GPU_MILLI  # whole devices, in the core's milli-GPU
         return out
 
 

@@ -258,23 +258,26 @@ def _check_resources(
             _err(
                 out,
                 (q.guaranteed_at or q.at).key(t),
-                f"guaranteed {t} {v} is more than max gpu {m['gpu']} in queue {q.qpath}",
+                f"guaranteed {t} {_q(t, v)} is more than max gpu {_q('gpu', m['gpu'])} in queue {q.qpath}",
                 f"{t} counts gpu on {t[len(TYPED_GPU_PREFIX) :]} nodes, so it can never exceed max gpu",
             )
         if t.startswith(TYPED_GPU_PREFIX) and "gpu" in g and v > g["gpu"]:
             _err(
                 out,
                 (q.guaranteed_at or q.at).key(t),
-                f"guaranteed {t} {v} is more than guaranteed gpu {g['gpu']} in queue {q.qpath}",
-                f"{t} is part of the queue's gpu: lower it to at most {g['gpu']}, or raise guaranteed gpu",
+                f"guaranteed {t} {_q(t, v)} is more than guaranteed gpu {_q('gpu', g['gpu'])} "
+                f"in queue {q.qpath}",
+                f"{t} is part of the queue's gpu: lower it to at most {_q('gpu', g['gpu'])}, "
+                "or raise guaranteed gpu",
             )
     for t, v in m.items():
         if t.startswith(TYPED_GPU_PREFIX) and "gpu" in m and v > m["gpu"]:
             _err(
                 out,
                 (q.max_at or q.at).key(t),
-                f"max {t} {v} is more than max gpu {m['gpu']} in queue {q.qpath}",
-                f"{t} is part of the queue's gpu: lower it to at most {m['gpu']}, or raise max gpu",
+                f"max {t} {_q(t, v)} is more than max gpu {_q('gpu', m['gpu'])} in queue {q.qpath}",
+                f"{t} is part of the queue's gpu: lower it to at most {_q('gpu', m['gpu'])}, "
+                "or raise max gpu",
             )
     for t, v in m.items():
         if t in parent_max and v > parent_max[t][0]:

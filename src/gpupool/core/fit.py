@@ -17,10 +17,12 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import App, Ask, Node
 from gpupool.core.queues import Queue
 from gpupool.core.resources import (
+    GPU_MILLI,
     Resources,
     fits,
+    format_gpus,
     format_resources,
-    gpu_count,
+    gpu_milli,
     ordered_key,
     typed,
     within_max,
@@ -55,9 +57,15 @@ def quota_blocker(leaf: Queue, counted: Resources) -> Queue | None:
 
 
 def fits_node(ask: Ask, node: Node, res: Resources | None = None) -> bool:
-    """Whether ``res`` (the ask's resources by default) fits what ``node`` has free for it."""
+    """Whether ``res`` (the ask's resources by default) fits what ``node`` has free for it: in
+    total, and on its GPUs (a share on one GPU with room, whole GPUs on fully free ones)."""
     need = ask.resources if res is None else res
-    return fits(need, node.avail_for(ask.id) if node.held else node.avail)
+    if not fits(need, node.avail_for(ask.id) if node.held else node.avail):
+        return False
+    if not node.shares:
+        return True  # every GPU fully free or fully taken: the total says it all
+    milli = gpu_milli(need)
+    return not milli or node.gpus_fit(milli, ask.id if node.held else None)
 
 
 def in_region(node: Node, region: str) -> bool:
@@ -104,7 +112,7 @@ def find_place(
     blocked = state.limits.blocking(state.app_limits.get(app.id, ()), res)
     if blocked is not None:
         return None, Reason(Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(res)}")
-    gpus = gpu_count(res)
+    gpus = gpu_milli(res)
     if prefer_reserved and ask.reserved_node is not None:
         node = state.nodes.get(ask.reserved_node)
         type_ok = node is not None and (not gpu_types or node.gpu_type in gpu_types)
@@ -170,8 +178,9 @@ def find_place(
 def no_node_reason(
     state: State, ask: Ask, types: list[str | None], res: Resources, gpu_types: tuple[str, ...]
 ) -> Reason:
-    """Why no node takes ``res`` of ``ask``: the required node, or the most free GPUs on one node."""
-    gpus = gpu_count(res)
+    """Why no node takes ``res`` of ``ask``: the required node, the most fully free GPUs on one
+    node (whole GPUs), or the most free on one GPU (a share)."""
+    gpus = gpu_milli(res)
     if ask.required_node is not None:
         return Reason(
             Code.NO_NODE,
@@ -179,8 +188,18 @@ def no_node_reason(
         )
     named = [t for t in types if t]
     type_text = f" of type {'/'.join(named)}" if gpu_types and named else ""
+    if 0 < gpus < GPU_MILLI:
+        level = state.index.max_level(types) if types else 0
+        return Reason(
+            Code.NO_NODE,
+            f"no node has a GPU with {format_gpus(gpus)} free{type_text} with room for "
+            f"{format_resources(res)} (the most free on one GPU is {format_gpus(min(level, GPU_MILLI))})",
+            "wait for GPUs to free up, allow more GPU types, or ask for a smaller share",
+        )
     if gpus:
-        most = state.index.max_free_gpus(types) if types else 0
+        level = state.index.max_level(types) if types else 0
+        most = level // GPU_MILLI  # fully free GPUs on the best node (a level below 1000: none)
+        gpus //= GPU_MILLI  # whole GPUs: a multiple of 1000 (check_gpu_ask)
         return Reason(
             Code.NO_NODE,
             f"no node has {gpus} free GPU(s){type_text} with room for {format_resources(res)} "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT
 from gpupool.core.decisions import Reason
-from gpupool.core.resources import GPU_TYPE_LABEL, Resources, add, add_into, gpu_count, sub_into
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, Resources, add, add_into, gpu_milli, sub_into
 
 if TYPE_CHECKING:
     from gpupool.core.queues import Queue
@@ -72,20 +72,58 @@ class GangSpec:
     span_regions: bool = False
 
 
+def per_gpu(milli: int) -> int:
+    """Milli-GPU an ask of ``milli`` takes on each GPU it holds: a share all on one GPU, whole
+    GPUs 1000 each."""
+    return milli if milli < GPU_MILLI else GPU_MILLI
+
+
+def pick_gpus(free: list[int], milli: int) -> tuple[int, ...] | None:
+    """The GPUs an ask of ``milli`` goes to, given each GPU's free milli, or None if none fit.
+
+    A share goes to one GPU with enough free: the tightest such GPU, the lowest index on ties
+    (as the FGD simulator does), so partly used GPUs fill up before fresh ones are broken.
+    Whole GPUs go to fully free GPUs, the lowest indices first."""
+    if milli <= 0:
+        return ()
+    if milli < GPU_MILLI:
+        best = -1
+        for i, f in enumerate(free):
+            if f >= milli and (best < 0 or f < free[best]):
+                best = i
+        return (best,) if best >= 0 else None
+    n = milli // GPU_MILLI
+    out = tuple(i for i, f in enumerate(free) if f >= GPU_MILLI)
+    return out[:n] if len(out) >= n else None
+
+
 class Node:
-    """A schedulable machine. ``avail`` = capacity - allocated - held, kept up to date."""
+    """A schedulable machine. ``avail`` = capacity - allocated - held, kept up to date.
+
+    Its GPUs are numbered 0..n-1; ``gpu_free`` holds the free milli-GPU of each (what
+    allocations and held room leave), so that the GPU entries of ``avail`` are their sum.
+    ``gpu_level`` sums them up for the node index: 1000 x the fully free GPUs when there are
+    any, else the most free on one GPU (never above the node's free total); an ask of ``m``
+    milli-GPU fits the GPUs iff ``gpu_level >= m`` (whole GPUs need that many fully free GPUs, a
+    share one GPU with room).
+    """
 
     __slots__ = (
         "allocated",
         "allocations",
         "avail",
         "capacity",
+        "gpu_free",
+        "gpu_free_total",
+        "gpu_level",
         "gpu_type",
         "held",
+        "held_gpus",
         "index_key",
         "labels",
         "name",
         "schedulable",
+        "shares",
     )
 
     def __init__(
@@ -99,34 +137,123 @@ class Node:
         self.allocated: Resources = {}
         self.avail: Resources = dict(capacity)
         self.held: dict[str, Resources] = {}  # ask id -> resources kept for it after preemption
+        self.held_gpus: dict[str, tuple[int, ...]] = {}  # ask id -> the GPUs of that room
         self.allocations: dict[str, Allocation] = {}
         self.index_key: tuple[object, ...] | None = None
+        # Whole devices: a node's GPU capacity is a multiple of 1000 (Scheduler.add_node checks).
+        self.gpu_free: list[int] = [GPU_MILLI] * (gpu_milli(self.capacity) // GPU_MILLI)
+        self.gpu_level = 0
+        self.gpu_free_total = 0  # sum of gpu_free: the node's free milli-GPU
+        self.shares = 0  # allocations and held rooms that are a share of one GPU
+        self._relevel()
+
+    def _relevel(self) -> None:
+        fully = 0
+        most = 0
+        total = 0
+        for f in self.gpu_free:
+            total += f
+            if f >= GPU_MILLI:
+                fully += 1
+            elif f > most:
+                most = f
+        # Room held for an ask whose victims still run counts them twice (as allocated and as
+        # held), so a GPU may stand below zero; until they stop, the node offers no more than
+        # its free total, as before GPUs were tracked one by one.
+        self.gpu_level = max(0, min(fully * GPU_MILLI if fully else most, total))
+        self.gpu_free_total = total
 
     def avail_for(self, ask_id: str) -> Resources:
         """Room for ``ask_id``: what is available plus what is held for that very ask."""
         hold = self.held.get(ask_id)
         return add(self.avail, hold) if hold else self.avail
 
-    def free_gpus(self) -> int:
-        return gpu_count(self.avail)
+    def free_gpu_milli(self) -> int:
+        """Free milli-GPU on the node, all its GPUs together (shares included)."""
+        return gpu_milli(self.avail)
 
-    def take(self, res: Resources) -> None:
+    def fully_free_gpus(self) -> int:
+        """GPUs with nothing on them (whole devices)."""
+        return sum(1 for f in self.gpu_free if f >= GPU_MILLI)
+
+    def gpus_fit(self, milli: int, ask_id: str | None = None) -> bool:
+        """Whether an ask of ``milli`` fits the GPUs (counting room held for ``ask_id``)."""
+        if milli <= 0:
+            return True
+        if ask_id is not None and ask_id in self.held_gpus:
+            return self.pick(milli, ask_id) is not None
+        return self.gpu_level >= milli
+
+    def pick(self, milli: int, ask_id: str | None = None) -> tuple[int, ...] | None:
+        """The GPUs an ask of ``milli`` would take here (``pick_gpus``); the room held for
+        ``ask_id`` counts as free, and its own held GPUs are preferred when they suffice."""
+        held = self.held_gpus.get(ask_id, ()) if ask_id is not None else ()
+        if not held:
+            return pick_gpus(self.gpu_free, milli)
+        free = self.gpu_free_for(ask_id)
+        own = pick_gpus([free[i] for i in held], milli)
+        if own is not None:
+            return tuple(held[j] for j in own)
+        return pick_gpus(free, milli)
+
+    def gpu_free_for(self, ask_id: str | None) -> list[int]:
+        """Free milli-GPU of each GPU, the room held for ``ask_id`` counted as free (a copy)."""
+        free = list(self.gpu_free)
+        held = self.held_gpus.get(ask_id, ()) if ask_id is not None else ()
+        if held and ask_id is not None:
+            per = per_gpu(gpu_milli(self.held[ask_id]))
+            for i in held:
+                free[i] += per
+        return free
+
+    def place_gpus(self, milli: int) -> tuple[int, ...]:
+        """GPUs for work restored as it runs (no fit check): the normal choice when it fits,
+        else the GPUs with the most free (lowest index on ties), which may go below zero."""
+        chosen = pick_gpus(self.gpu_free, milli)
+        if chosen is not None or milli <= 0 or not self.gpu_free:
+            return chosen or ()
+        n = 1 if milli < GPU_MILLI else min(len(self.gpu_free), milli // GPU_MILLI)
+        order = sorted(range(len(self.gpu_free)), key=lambda i: (-self.gpu_free[i], i))
+        return tuple(sorted(order[:n]))
+
+    def _gpus_by(self, milli: int, gpu_ids: tuple[int, ...], sign: int) -> None:
+        if not gpu_ids:
+            return
+        per = per_gpu(milli)
+        if per < GPU_MILLI:
+            self.shares -= sign
+        for i in gpu_ids:
+            self.gpu_free[i] += sign * per
+        # What the GPUs listed cannot hold (only when restored work overflows the node).
+        rest = milli - per * len(gpu_ids)
+        if rest:
+            self.gpu_free[gpu_ids[-1]] += sign * rest
+        self._relevel()
+
+    def take(self, res: Resources, gpu_ids: tuple[int, ...] = ()) -> None:
         add_into(self.allocated, res)
         sub_into(self.avail, res)
+        self._gpus_by(gpu_milli(res), gpu_ids, -1)
 
-    def give(self, res: Resources) -> None:
+    def give(self, res: Resources, gpu_ids: tuple[int, ...] = ()) -> None:
         sub_into(self.allocated, res)
         add_into(self.avail, res)
+        self._gpus_by(gpu_milli(res), gpu_ids, 1)
 
-    def hold(self, ask_id: str, res: Resources) -> None:
+    def hold(self, ask_id: str, res: Resources, gpu_ids: tuple[int, ...] = ()) -> None:
         self.unhold(ask_id)
         self.held[ask_id] = dict(res)
         sub_into(self.avail, res)
+        if gpu_ids:
+            self.held_gpus[ask_id] = gpu_ids
+            self._gpus_by(gpu_milli(res), gpu_ids, -1)
 
     def unhold(self, ask_id: str) -> None:
         res = self.held.pop(ask_id, None)
+        gpu_ids = self.held_gpus.pop(ask_id, ())
         if res:
             add_into(self.avail, res)
+            self._gpus_by(gpu_milli(res), gpu_ids, 1)
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, avail={self.avail})"
@@ -213,13 +340,15 @@ class Ask:
 
 
 class Allocation:
-    """A placed ask (or a restored one): resources bound to a node."""
+    """A placed ask (or a restored one): resources bound to a node, and the node's GPUs it holds
+    (``gpu_ids``: one GPU for a share, that many fully free GPUs for whole GPUs)."""
 
     __slots__ = (
         "app",
         "counted",
         "disruptible",
         "elastic",
+        "gpu_ids",
         "gpu_type",
         "id",
         "node",
@@ -251,10 +380,12 @@ class Allocation:
         disruptible: bool = True,
         elastic: bool = False,
         required_node: str | None = None,
+        gpu_ids: tuple[int, ...] = (),
     ) -> None:
         self.id = id
         self.app = app
         self.queue = queue
+        self.gpu_ids = gpu_ids
         self.required_node = required_node  # placed by a required-node ask: never a victim
         self.disruptible = disruptible  # False: never a victim (a `never` workload)
         self.elastic = elastic  # an elastic workload's extra member: the first to be given back

@@ -9,9 +9,12 @@ Utilisation is YuniKorn's weighted score ``sum(w_t * used_t / capacity_t) / sum(
 weighted types a node has. gpupool's default weights let GPUs dominate: each GPU resource weighs
 ten times all the other weighted resources together. Ties go to the node name that sorts first.
 
-The index keeps schedulable nodes in buckets by (GPU type, free GPUs), each bucket sorted by key.
-An ask for ``g`` GPUs looks only at buckets with at least ``g`` free GPUs of an allowed type and
-walks each from its best node to the first that fits, so full nodes cost nothing.
+The index keeps schedulable nodes in buckets by (GPU type, GPU level), each bucket sorted by key.
+A node's GPU level (``Node.gpu_level``, milli-GPU) is 1000 x its fully free GPUs when it has
+any, else the most free milli-GPU on one of its GPUs; an ask of ``m`` milli-GPU (a share of one
+GPU, or whole GPUs) fits a node's GPUs exactly when the level is at least ``m``. An ask looks
+only at buckets of an allowed type with a level of at least ``m`` and walks each from its best
+node to the first that fits, so full nodes cost nothing.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def make_scorer(policy: str, weights: Mapping[str, float] | None) -> NodeScorer:
 
 
 class NodeIndex:
-    """Schedulable nodes in buckets by (GPU type, free GPUs), each sorted by the scorer's key."""
+    """Schedulable nodes in buckets by (GPU type, GPU level), each sorted by the scorer's key."""
 
     def __init__(self, scorer: NodeScorer) -> None:
         self.scorer = scorer
@@ -152,7 +155,7 @@ class NodeIndex:
     def add(self, node: Node) -> None:
         if node.name in self._where:
             self.remove(node)
-        free = max(0, gpu_count(node.avail))
+        free = node.gpu_level
         key = self.scorer.key(node)
         bucket = self._buckets.setdefault(node.gpu_type, {}).setdefault(free, [])
         bisect.insort(bucket, (key, node), key=lambda e: e[0])
@@ -176,8 +179,8 @@ class NodeIndex:
         if node.name in self._where:
             self.add(node)
 
-    def free_gpus(self, name: str) -> int:
-        """Free GPUs of an indexed node (0 for a node not in the index)."""
+    def level(self, name: str) -> int:
+        """The GPU level an indexed node is filed under (0 for a node not in the index)."""
         where = self._where.get(name)
         return where[1] if where is not None else 0
 
@@ -191,7 +194,8 @@ class NodeIndex:
         fits: Callable[[Node], bool],
         ask: Resources | None = None,
     ) -> Node | None:
-        """The preferred node among ``types`` (None = any) with ``gpus`` free GPUs on which ``fits``."""
+        """The preferred node among ``types`` (None = any) with a GPU level of ``gpus`` (milli-GPU:
+        room for a share of one GPU, or that many fully free GPUs) on which ``fits``."""
         chosen_types = self._buckets.keys() if types is None else types
         score = getattr(self.scorer, "score", None)
         if score is not None and ask is not None:
@@ -234,7 +238,8 @@ class NodeIndex:
                         best = cand
         return best[2] if best is not None else None
 
-    def max_free_gpus(self, types: Iterable[str | None] | None) -> int:
+    def max_level(self, types: Iterable[str | None] | None) -> int:
+        """The highest GPU level of a node among ``types`` (see ``Node.gpu_level``)."""
         out = 0
         chosen_types = self._buckets.keys() if types is None else types
         for t in chosen_types:

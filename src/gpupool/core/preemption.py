@@ -48,7 +48,16 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.fit import in_region, regions_of_nodes
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import Queue
-from gpupool.core.resources import format_resources, gpu_count, ordered_key, over_max, total, typed
+from gpupool.core.resources import (
+    format_resources,
+    gpu_milli,
+    gpus_from_milli,
+    ordered_key,
+    over_max,
+    total,
+    typed,
+)
+from gpupool.core.sharing import free_for, gpu_victims, gpus_held, held_by, partly_used
 from gpupool.core.snapshot import Snapshot, Undo
 from gpupool.core.victims import (
     FREE,
@@ -262,7 +271,7 @@ class Preemptor:
             sum(1 for v in victims if not v.preemptible),
             sum(1 for v in victims if v.originator),
             len(victims),
-            sum((self.now - v.start) * max(1, gpu_count(v.resources)) for v in victims),
+            sum((self.now - v.start) * (gpus_from_milli(gpu_milli(v.resources)) or 1) for v in victims),
         )
         return PreemptionPlan(asks, victims, targets, reason), cost
 
@@ -302,6 +311,22 @@ class Preemptor:
                     chosen.append(x)
                     for k in need:
                         need[k] -= x.resources.get(k, 0)
+            if satisfied(need) and partly_used(node):
+                # The GPUs one by one: a share needs one GPU with room, whole GPUs fully free ones.
+                after = free_for(node, ask.id)
+                for i, amount in gpus_held(chosen, node).items():
+                    after[i] += amount
+                rest = [x for x in xs if not any(x is c for c in chosen)]
+                more = gpu_victims(
+                    gpu_milli(ask.resources),
+                    after,
+                    rest,
+                    held_by(node),
+                    lambda v: (len(v),),
+                )
+                if more is None:
+                    continue
+                chosen.extend(more)
             if satisfied(need) and (best is None or (len(chosen), name) < best[:2]):
                 best = (len(chosen), name, node, chosen)
         if best is None:

@@ -4,8 +4,11 @@ A resource map is a plain ``dict[str, int]`` (resource name -> quantity). Names 
 (``gpu``, ``vcore``, ``memory``, ``nvidia.com/gpu``, ``first``); only a few have meaning:
 
 * ``vcore`` and ``cpu`` are counted in milli-cores, as in YuniKorn (``vcore: 1`` is 1000);
-* the GPU resources (``gpu``, ``nvidia.com/gpu``, ``amd.com/gpu``) are whole devices, and an
-  allocation on a node whose ``gpu-type`` label is ``T`` also counts ``gpu/T`` (per-type quota).
+* the GPU resources (``gpu``, ``nvidia.com/gpu``, ``amd.com/gpu``) and the typed ``gpu/<TYPE>``
+  are counted in milli-GPU (``gpu: 2`` is 2000, ``gpu: 0.25`` or ``250m`` is 250), so a share of
+  one GPU is an ordinary quantity and quotas count shares exactly. An allocation on a node whose
+  ``gpu-type`` label is ``T`` also counts ``gpu/T`` (per-type quota). An ask's GPUs are either a
+  share of one GPU (1..999 milli) or whole GPUs (a multiple of 1000): ``check_gpu_ask``.
 
 Maps are treated as values: the helpers here return new dicts and never mutate their inputs,
 except the ``*_into`` variants, which exist for the hot paths of the scheduling core.
@@ -22,6 +25,7 @@ GPU_RESOURCES = frozenset({"gpu", "nvidia.com/gpu", "amd.com/gpu"})
 GPU_TYPE_LABEL = "gpu-type"
 TYPED_GPU_PREFIX = "gpu/"
 MILLI_RESOURCES = frozenset({"vcore", "cpu"})
+GPU_MILLI = 1000  # milli-GPU in one GPU
 
 _SUFFIX = {
     "": 1,
@@ -51,9 +55,10 @@ MAX_QUANTITY = 2**63 - 1  # the largest quantity: a signed 64-bit integer, as in
 def parse_quantity(name: str, value: object) -> int:
     """Parse one quantity of resource ``name`` into the core's integer unit.
 
-    ``vcore``/``cpu`` become milli-cores (``2`` -> 2000, ``500m`` -> 500). Every other resource
-    is a whole number (``16Gi`` -> 17179869184); ``m`` or a fraction that does not come out
-    whole is an error, as is a negative value.
+    ``vcore``/``cpu`` become milli-cores (``2`` -> 2000, ``500m`` -> 500), the GPU resources and
+    ``gpu/<TYPE>`` milli-GPU (``0.25`` -> 250). Every other resource is a whole number (``16Gi``
+    -> 17179869184); ``m`` or a fraction that does not come out whole is an error, as is a
+    negative value.
     """
     if isinstance(value, bool):
         raise QuantityError(f"{value!r} is not a quantity")
@@ -74,21 +79,35 @@ def parse_quantity(name: str, value: object) -> int:
             "m, k, M, G, T, Ki, Mi, Gi, Ti)"
         )
     number, suffix = match.group(1), match.group(2) or ""
-    milli = name in MILLI_RESOURCES
+    milli = is_milli(name)
     if suffix == "m":
         if not milli:
-            raise QuantityError(f"{text!r}: the suffix m (milli) is only allowed for vcore/cpu")
+            raise QuantityError(f"{text!r}: the suffix m (milli) is only allowed for vcore/cpu and GPUs")
         scaled = _exact(number, 1)
     else:
         scaled = _exact(number, _SUFFIX[suffix] * (1000 if milli else 1))
     if scaled is None:
-        raise QuantityError(f"{text!r} is not a whole number of {name}")
-    if scaled > MAX_QUANTITY:
+        unit = "milli-GPU" if milli and name not in MILLI_RESOURCES else name
+        raise QuantityError(f"{text!r} is not a whole number of {unit}")
+    gpus = milli and name not in MILLI_RESOURCES
+    # GPUs are bounded as written (YuniKorn's int64 of devices); their milli may go beyond it.
+    if scaled > (MAX_QUANTITY * GPU_MILLI if gpus else MAX_QUANTITY):
         raise QuantityError(
             f"{text!r} is too large: a quantity of {name} is at most {MAX_QUANTITY} "
-            f"({'milli-cores' if milli else 'units'}, a signed 64-bit integer)"
+            f"({'GPUs' if gpus else _unit(name)}, a signed 64-bit integer)"
         )
     return scaled
+
+
+def is_milli(name: str) -> bool:
+    """Whether the core counts ``name`` in thousandths (vcore, cpu, the GPUs, ``gpu/<TYPE>``)."""
+    return name in MILLI_RESOURCES or name in GPU_RESOURCES or name.startswith(TYPED_GPU_PREFIX)
+
+
+def _unit(name: str) -> str:
+    if name in MILLI_RESOURCES:
+        return "milli-cores"
+    return "milli-GPU" if is_milli(name) else "units"
 
 
 def _exact(number: str, factor: int) -> int | None:
@@ -114,14 +133,26 @@ def parse_resources(raw: Mapping[str, object]) -> Resources:
 
 
 def format_quantity(name: str, value: int) -> str:
-    """Render a quantity for people: milli-cores as cores, bytes-like values with binary suffixes."""
+    """Render a quantity for people: milli-cores as cores, milli-GPU as GPUs (``0.25``),
+    bytes-like values with binary suffixes."""
     if name in MILLI_RESOURCES:
         return f"{value / 1000:g}" if value % 1000 else str(value // 1000)
+    if is_milli(name):
+        return format_gpus(value)
     for suffix in ("Ti", "Gi", "Mi", "Ki"):
         factor = _SUFFIX[suffix]
         if value >= factor and value % factor == 0:
             return f"{value // factor}{suffix}"
     return str(value)
+
+
+def format_gpus(milli: int) -> str:
+    """A milli-GPU quantity as GPUs, exactly: 2000 -> ``2``, 250 -> ``0.25``, 1500 -> ``1.5``."""
+    sign = "-" if milli < 0 else ""
+    whole, frac = divmod(abs(milli), GPU_MILLI)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:03d}".rstrip("0")
 
 
 def format_resources(res: Mapping[str, int]) -> str:
@@ -134,15 +165,83 @@ def is_gpu(name: str) -> bool:
     return name in GPU_RESOURCES
 
 
-def gpu_count(res: Mapping[str, int]) -> int:
+def gpu_milli(res: Mapping[str, int]) -> int:
+    """The GPUs of a resource map, in milli-GPU (every GPU resource together)."""
     return sum(v for k, v in res.items() if k in GPU_RESOURCES)
 
 
+# The scorer classes of core/nodes.py (replaced by another change) still call it by this name.
+gpu_count = gpu_milli
+
+
+def whole_gpus(res: Mapping[str, int]) -> int:
+    """Whole GPU devices of a map that holds only whole GPUs (a node's capacity, a whole-GPU ask).
+
+    A share or a fraction is an error here, never rounded: use ``gpu_milli`` or ``gpus_of``."""
+    milli = gpu_milli(res)
+    if milli % GPU_MILLI:
+        raise ValueError(f"{format_gpus(milli)} GPUs is not a whole number of GPUs")
+    return milli // GPU_MILLI
+
+
+def gpus_from_milli(milli: int) -> int | float:
+    """Milli-GPU as GPUs for people and metrics: an int when whole (so whole-GPU figures print as
+    they always did), else the exact fraction (250 -> 0.25)."""
+    whole, frac = divmod(milli, GPU_MILLI)
+    return milli / GPU_MILLI if frac else whole
+
+
+def gpus_of(res: Mapping[str, int]) -> int | float:
+    """The GPUs of a map as a number for people and metrics (a share counts 0.25)."""
+    return gpus_from_milli(gpu_milli(res))
+
+
+def in_gpus(res: Mapping[str, int]) -> dict[str, int | float]:
+    """``res`` for the wire: GPU quantities (``gpu``, ``gpu/<TYPE>`` ...) in GPUs (ints when
+    whole, as they were before the core counted milli-GPU), every other one as the core has it."""
+    return {k: gpus_from_milli(v) if is_milli(k) and k not in MILLI_RESOURCES else v for k, v in res.items()}
+
+
+def from_gpus(res: Mapping[str, object]) -> Resources:
+    """The inverse of ``in_gpus``: GPU quantities given in GPUs (``2``, ``0.25``) to milli-GPU,
+    every other quantity taken as already in the core's unit (raises QuantityError)."""
+    out: Resources = {}
+    for k, v in res.items():
+        if is_milli(k) and k not in MILLI_RESOURCES:
+            out[k] = parse_quantity(k, v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[k] = v
+        else:
+            raise QuantityError(f"{k}: {v!r} is not a whole number")
+    return out
+
+
+def is_share(milli: int) -> bool:
+    """A share of one GPU (1..999 milli), as opposed to no GPU or whole GPUs."""
+    return 0 < milli < GPU_MILLI
+
+
+def check_gpu_ask(res: Mapping[str, int]) -> None:
+    """Raise QuantityError unless the GPUs of an ask are a share of one GPU or whole GPUs."""
+    for k, v in res.items():
+        if k not in GPU_RESOURCES:
+            continue
+        if v <= 0:
+            raise QuantityError(
+                f"{k}: {format_gpus(v)} asks for no GPU; leave {k} out of an ask without GPUs"
+            )
+        if not (is_share(v) or v % GPU_MILLI == 0):
+            raise QuantityError(
+                f"{k}: {format_gpus(v)} is neither a share of one GPU (0.001 to 0.999) nor whole GPUs "
+                "(a share above one GPU cannot be placed)"
+            )
+
+
 def typed(res: Mapping[str, int], gpu_type: str | None) -> Resources:
-    """The resources an allocation counts against quota on a node of ``gpu_type``."""
+    """The resources an allocation counts against quota on a node of ``gpu_type`` (milli-GPU)."""
     out = dict(res)
     if gpu_type:
-        gpus = gpu_count(res)
+        gpus = gpu_milli(res)
         if gpus:
             out[TYPED_GPU_PREFIX + gpu_type] = gpus
     return out

@@ -29,7 +29,19 @@ from gpupool.core.queues import (
     settings_from_config,
     settings_from_template,
 )
-from gpupool.core.resources import Resources, add_into, fits, sub_into, total, typed
+from gpupool.core.resources import (
+    GPU_MILLI,
+    QuantityError,
+    Resources,
+    add_into,
+    check_gpu_ask,
+    fits,
+    format_gpus,
+    gpu_milli,
+    sub_into,
+    total,
+    typed,
+)
 from gpupool.core.snapshot import Snapshot
 from gpupool.core.state import SchedulerError, State
 
@@ -147,6 +159,10 @@ class Scheduler:
     def add_node(self, spec: NodeSpec) -> Node:
         if spec.name in self.state.nodes:
             raise SchedulerError(f"node {spec.name!r} is already registered")
+        if gpu_milli(spec.capacity) % GPU_MILLI:
+            raise SchedulerError(
+                f"node {spec.name!r}: GPU capacity {format_gpus(gpu_milli(spec.capacity))} is not whole GPUs"
+            )
         node = Node(spec.name, spec.capacity, spec.labels, spec.schedulable)
         self.state.nodes[node.name] = node
         self.state.epoch += 1
@@ -305,6 +321,12 @@ class Scheduler:
         app = self.state.app(app_id)
         if ask_id in self.state.asks or ask_id in self.state.allocations:
             raise SchedulerError(f"ask {ask_id!r} already exists")
+        others = tuple((dict(r), tuple(t)) for r, t in alternatives)
+        for shape in (resources, *(r for r, _ in others)):
+            try:
+                check_gpu_ask(shape)
+            except QuantityError as exc:
+                raise SchedulerError(f"ask {ask_id!r}: {exc}") from None
         if app.state in (AppState.REJECTED, AppState.FAILED):
             return None
         assert app.queue is not None
@@ -322,7 +344,7 @@ class Scheduler:
             preemptible=preemptible,
             originator=originator,
             disruptible=disruptible,
-            alternatives=tuple((dict(r), tuple(t)) for r, t in alternatives),
+            alternatives=others,
             elastic=elastic,
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
@@ -395,6 +417,7 @@ class Scheduler:
             originator=originator,
             disruptible=disruptible,
             elastic=elastic,
+            gpu_ids=n.place_gpus(gpu_milli(resources)),
         )
         self.state.attach(alloc)
         app.submitted = min(app.submitted, start)
@@ -436,7 +459,12 @@ class Scheduler:
         app = self.state.app(app_id)
         node = self.state.node(node_name)
         for ask in self.state.ordered_asks(app):
-            if ask.id in app.asks and ask.reserved_node is None and fits(ask.resources, node.avail):
+            if (
+                ask.id in app.asks
+                and ask.reserved_node is None
+                and fits(ask.resources, node.avail)
+                and node.gpus_fit(gpu_milli(ask.resources))
+            ):
                 self.state.hold(ask, node, f"{node.name} was freed and is held for it")
                 return True
         return False

@@ -18,7 +18,7 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.nodes import NodeIndex
 from gpupool.core.queues import Queue
-from gpupool.core.resources import Resources, typed
+from gpupool.core.resources import Resources, gpu_milli, typed
 from gpupool.core.state import State
 
 Undo = Callable[[], None]
@@ -108,6 +108,10 @@ class Snapshot:
         app = ask.app
         assert app.queue is not None
         used = ask.resources if res is None else res
+        milli = gpu_milli(used)
+        gpu_ids = node.pick(milli, ask.id) if milli else ()
+        if gpu_ids is None:  # callers check the fit first; this is only a safety net
+            gpu_ids = node.place_gpus(milli)
         alloc = Allocation(
             ask.id,
             app,
@@ -123,6 +127,7 @@ class Snapshot:
             disruptible=ask.disruptible,
             elastic=ask.elastic,
             required_node=ask.required_node,
+            gpu_ids=gpu_ids,
         )
         del state.asks[ask.id]
         del app.asks[ask.id]

@@ -15,11 +15,11 @@ from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.config import PartitionConfig
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.limits import Applied, LimitTracker
-from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, Node
+from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, Node, per_gpu, pick_gpus
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement_rules import PlacementRules
 from gpupool.core.queues import Queue, build_tree
-from gpupool.core.resources import Resources
+from gpupool.core.resources import Resources, gpu_milli
 
 _NO_APPS: dict[str, App] = {}
 
@@ -128,10 +128,25 @@ class State:
     def hold(self, ask: Ask, node: Node, why: str) -> None:
         """Hold room on ``node`` for ``ask`` (phase 2 places it there first)."""
         ask.reserved_node = node.name
-        node.hold(ask.id, ask.resources)
+        node.hold(ask.id, ask.resources, self.room_gpus(ask, node))
         self.index.update(node)
         self.reserved[ask.id] = ask
         ask.reason = Reason(Code.RESERVED, why)
+
+    def room_gpus(self, ask: Ask, node: Node) -> tuple[int, ...]:
+        """The GPUs of ``node`` to hold for ``ask``: those free once its victims there stop."""
+        milli = gpu_milli(ask.resources)
+        if not milli:
+            return ()
+        free = list(node.gpu_free)
+        for victim_id in ask.victims:
+            victim = self.allocations.get(victim_id)
+            if victim is not None and victim.node is node and victim.gpu_ids:
+                per = per_gpu(gpu_milli(victim.resources))
+                for i in victim.gpu_ids:
+                    free[i] += per
+        chosen = pick_gpus(free, milli)
+        return chosen if chosen is not None else node.place_gpus(milli)
 
     # ------------------------------------------------------------------ asks and allocations
 
@@ -159,7 +174,7 @@ class State:
         alloc.app.allocations[alloc.id] = alloc
         node = alloc.node
         node.allocations[alloc.id] = alloc
-        node.take(alloc.resources)
+        node.take(alloc.resources, alloc.gpu_ids)
         self.index.update(node)
         alloc.queue.add_allocated(alloc.counted)
         self.limits.add(self.app_limits.get(alloc.app.id, ()), alloc.counted)
@@ -171,7 +186,7 @@ class State:
         del alloc.app.allocations[alloc.id]
         node = alloc.node
         del node.allocations[alloc.id]
-        node.give(alloc.resources)
+        node.give(alloc.resources, alloc.gpu_ids)
         self.index.update(node)
         alloc.queue.remove_allocated(alloc.counted)
         self.limits.remove(self.app_limits.get(alloc.app.id, ()), alloc.counted)

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from gpupool.core.fit import in_region, within
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import INT32_MAX, Queue, clamp32
-from gpupool.core.resources import Resources, gpu_count, over_max, shares_type, typed
+from gpupool.core.resources import (
+    GPU_RESOURCES,
+    Resources,
+    format_quantity,
+    gpu_milli,
+    gpus_from_milli,
+    over_max,
+    shares_type,
+    typed,
+)
+from gpupool.core.sharing import free_for, gpu_victims, gpus_held, partly_used
 from gpupool.core.snapshot import Snapshot
 
 MAX_NODES_EVALUATED = 64  # feasible nodes collected
@@ -86,8 +96,9 @@ class _Candidate:
                     out[k] = out.get(k, 0) + v
         return out
 
-    def gpus(self) -> int:
-        return sum(gpu_count(a.resources) for a in self.allocs)
+    def lost_gpus(self) -> float:
+        """GPUs whose work counts as lost when it stops (a share its part, no GPU as one)."""
+        return gpus_from_milli(sum(gpu_milli(a.resources) for a in self.allocs)) or 1
 
 
 class Cannot(Exception):
@@ -123,7 +134,7 @@ def used_up(q: Queue, need: Resources) -> str | None:
         return None
     for t, g in q.guaranteed.items():
         if need.get(t, 0) > 0 and q.allocated.get(t, 0) - q.preempting.get(t, 0) > g:
-            return f"{g} {t}"
+            return f"{format_quantity(t, g)} {t}"
     return None
 
 
@@ -156,17 +167,16 @@ class VictimSearch:
                 "with work of no higher priority"
             )
         best: tuple[tuple[int, int, int, float, str], Node, list[Allocation]] | None = None
-        gpus = gpu_count(ask.resources)
+        gpus = gpu_milli(ask.resources)
         for types in s.type_options(ask):
             allowed = set(types)
             ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
-            # Nodes holding possible victims, the most free GPUs first (they need the least
+            # Nodes holding possible victims, the most free milli-GPU first (they need the least
             # cleared); stop once enough are feasible.
-            free = s.index.free_gpus
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
-                    f = free(n.name)
+                    f = max(0, n.gpu_free_total)
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
             hosts.sort()
@@ -192,13 +202,7 @@ class VictimSearch:
                 if units is None:
                     continue
                 # Fewest protected victims, fewest workloads stopped, least work lost (newest first).
-                score = (
-                    sum(1 for u in units if not u.preemptible),
-                    sum(1 for u in units if u.originator),
-                    len(units),
-                    sum((self.now - u.start) * max(1, u.gpus()) for u in units),
-                    node.name,
-                )
+                score = (*self._cost(units), node.name)
                 chosen = [a for u in units for a in u.allocs]
                 if best is None or score < best[0]:
                     best = (score, node, chosen)
@@ -207,6 +211,15 @@ class VictimSearch:
         raise Cannot(
             "no node can be cleared for it without taking a queue below its guarantee "
             "or stopping higher-priority work"
+        )
+
+    def _cost(self, units: list[_Candidate]) -> tuple[int, int, int, float]:
+        """Protected victims, originators, workloads stopped, work lost (age x GPUs)."""
+        return (
+            sum(1 for u in units if not u.preemptible),
+            sum(1 for u in units if u.originator),
+            len(units),
+            sum((self.now - u.start) * u.lost_gpus() for u in units),
         )
 
     def _hosts(
@@ -236,7 +249,7 @@ class VictimSearch:
                 for a in app.allocations.values():
                     if a.node.schedulable and not a.preempted and a.disruptible and a.priority <= info.limit:
                         node, held = cached.get(a.node.name, (a.node, 0))
-                        cached[a.node.name] = (node, held + gpu_count(a.resources))
+                        cached[a.node.name] = (node, held + gpu_milli(a.resources))
             self._leaf_hosts_cache[key] = cached
         return cached
 
@@ -298,7 +311,7 @@ class VictimSearch:
                 continue
             if sum(c.on(node).get(k, 0) for c in local) < short:
                 return None
-            gap += short if k in ("gpu", "nvidia.com/gpu", "amd.com/gpu") else 0
+            gap += short if k in GPU_RESOURCES else 0
         return gap
 
     def _plan_on_node(
@@ -331,7 +344,17 @@ class VictimSearch:
                     if owner is leaf:
                         return None  # the ask alone takes its own queue above its guarantee
                     shortfalls.append((owner, {t: beyond}))
-        if not need_node and not shortfalls:
+        # On a node with a partly used GPU, the GPUs themselves may need victims (sharing.py).
+        forced: list[_Candidate] = []
+        milli = gpu_milli(ask.resources)
+        if milli and partly_used(node):
+            on_gpus = gpu_victims(
+                milli, free_for(node, ask.id), local, lambda c: gpus_held(c.allocs, node), self._cost
+            )
+            if on_gpus is None:
+                return None
+            forced = on_gpus
+        if not need_node and not shortfalls and not forced:
             return []
         # Victims off this node only help with the queue shortfalls; those that can are the same
         # for every node, so they are filtered once per node type and merged with the local ones.
@@ -349,20 +372,8 @@ class VictimSearch:
         chosen: list[_Candidate] = []
         seen: set[int] = set()
         queues_done = not remaining
-        for c in _merge(local, qpool):
-            if id(c.allocs[0]) in seen or not self._live(c, ask):
-                continue
-            if not eligible[id(c.queue)].over_for(counted):
-                continue
-            seen.add(id(c.allocs[0]))
-            here = c.on(node)
-            if queues_done and not here:
-                continue
-            useful = bool(here) and reduces(here, remaining_node)
-            if not useful and not queues_done:
-                useful = any(reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
-            if not useful or not self._budget_ok(c, taken):
-                continue
+
+        def take(c: _Candidate, here: Resources) -> None:
             chosen.append(c)
             for g in c.guards:
                 bucket = taken.setdefault(id(g), {})
@@ -374,14 +385,41 @@ class VictimSearch:
                 if c.queue.is_under(q):
                     for k in o:
                         o[k] -= c.counted.get(k, 0)
-            queues_done = all(satisfied(o) for _, o in remaining)
-            if queues_done and satisfied(remaining_node):
-                break
-        else:
-            return None
-        # Reprieve: drop every victim the others make unnecessary, most protected first.
+
+        for c in forced:  # the GPUs' own victims come first, whatever else is needed
+            ok = self._live(c, ask) and eligible[id(c.queue)].over_for(counted) and self._budget_ok(c, taken)
+            if not ok:
+                return None
+            seen.add(id(c.allocs[0]))
+            take(c, c.on(node))
+        queues_done = all(satisfied(o) for _, o in remaining)
+        if not (queues_done and satisfied(remaining_node)):
+            for c in _merge(local, qpool):
+                if id(c.allocs[0]) in seen or not self._live(c, ask):
+                    continue
+                if not eligible[id(c.queue)].over_for(counted):
+                    continue
+                seen.add(id(c.allocs[0]))
+                here = c.on(node)
+                if queues_done and not here:
+                    continue
+                useful = bool(here) and reduces(here, remaining_node)
+                if not useful and not queues_done:
+                    useful = any(reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
+                if not useful or not self._budget_ok(c, taken):
+                    continue
+                take(c, here)
+                queues_done = all(satisfied(o) for _, o in remaining)
+                if queues_done and satisfied(remaining_node):
+                    break
+            else:
+                return None
+        # Reprieve: drop every victim the others make unnecessary, most protected first (the
+        # GPUs' own victims stay: sharing.py already kept only those the GPUs need).
         keep = list(chosen)
         for c in reversed(chosen):
+            if any(c is f for f in forced):
+                continue
             trial = [x for x in keep if x is not c]
             if self._covers(trial, node, need_node, shortfalls):
                 keep = trial

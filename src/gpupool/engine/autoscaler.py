@@ -45,7 +45,7 @@ from gpupool.core.config import DEFAULT_COMPACTION_INTERVAL, InstanceType, NodeP
 from gpupool.core.demand import beyond_max, waiting_demand, wanted_gangs
 from gpupool.core.model import App, Ask, Node, NodeSpec
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_TYPE_LABEL, gpu_count
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, gpu_milli, gpus_from_milli
 from gpupool.engine.model import Workload
 from gpupool.engine.ports import (
     Booted,
@@ -204,7 +204,7 @@ class Autoscaler:
     idle_gpu_seconds: float = 0.0
     cost: float = 0.0
     _last: float | None = None
-    _rates: tuple[int, int, int, float] = (0, 0, 0, 0.0)  # nodes, GPUs, idle GPUs, cost/h
+    _rates: tuple[int, int, float, float] = (0, 0, 0, 0.0)  # nodes, GPUs, idle GPUs, cost/h
     # Compaction: every ``compaction_interval`` seconds, move at most ``compaction_budget``
     # checkpointable workloads to free whole nodes (0 = off).
     compaction_budget: int = 0
@@ -235,7 +235,7 @@ class Autoscaler:
                 max(p.headroom_window for p in series), max(p.headroom_memory for p in series)
             )
 
-    def peaks(self, now: float) -> dict[tuple[str, tuple[str, ...]], int]:
+    def peaks(self, now: float) -> dict[tuple[str, tuple[str, ...]], float]:
         """Each queue's burst peak in the series memory (empty without series headroom)."""
         return self.bursts.peaks(now) if self.bursts is not None else {}
 
@@ -248,7 +248,7 @@ class Autoscaler:
         if window <= 0:
             return
         members = workload.spec.members()
-        gpus = sum(gpu_count(g.resources) for _, g in members)
+        gpus = gpus_from_milli(sum(gpu_milli(g.resources) for _, g in members))
         if queue is not None and beyond_max(queue):
             gpus = 0  # its queue's pending asks (its own included) are beyond the max
         if gpus > 0:
@@ -443,8 +443,9 @@ class Autoscaler:
     def _snapshot(self, view: PoolView) -> None:
         """The accounting rates from now until the next tick: every node launched and not yet
         gone counts (booting ones too); a GPU is idle when nothing is allocated on it (every GPU
-        of a booting node is)."""
-        nodes = gpus = idle = 0
+        of a booting node is; free shares of a GPU count their part)."""
+        nodes = gpus = 0
+        idle: float = 0
         cost = 0.0
         for node in self.nodes.values():
             itype = node.instance_type
@@ -452,7 +453,7 @@ class Autoscaler:
             gpus += itype.gpus
             cost += itype.hourly_cost
             core_node = view.nodes.get(node.name)
-            idle += itype.gpus if core_node is None else max(0, core_node.free_gpus())
+            idle += itype.gpus if core_node is None else gpus_from_milli(max(0, core_node.free_gpu_milli()))
         self._rates = (nodes, gpus, idle, cost)
 
     # ------------------------------------------------------------------ compaction
@@ -466,7 +467,7 @@ class Autoscaler:
             if node.name in self.draining:
                 continue
             cap = node.instance_type.gpus
-            if cap and core_node.free_gpus() * 2 >= cap:  # at most half used: worth emptying
+            if cap and core_node.free_gpu_milli() * 2 >= cap * GPU_MILLI:  # at most half used: worth emptying
                 candidates.append(node.name)
         pool_nodes = [
             n

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE, Size
 from gpupool.core.model import DEFAULT_USER
-from gpupool.core.resources import Resources, gpu_count
+from gpupool.core.resources import Resources, gpu_milli, gpus_from_milli
 
 
 class WorkloadState(StrEnum):
@@ -161,8 +161,9 @@ class WorkloadSpec:
             for i in range(g.members, g.max_members)
         ]
 
-    def total_gpus(self) -> int:
-        return sum(gpu_count(g.resources) * g.members for g in self.task_groups)
+    def total_gpus(self) -> int | float:
+        """GPUs of all its required members (an int when whole; a share counts its part)."""
+        return gpus_from_milli(sum(gpu_milli(g.resources) * g.members for g in self.task_groups))
 
 
 @dataclass(frozen=True, slots=True)

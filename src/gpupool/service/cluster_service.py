@@ -20,7 +20,7 @@ from gpupool.core.admission import Host
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Size
 from gpupool.core.placement_rules import may_submit
-from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, gpu_count
+from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, in_gpus, whole_gpus
 from gpupool.service.errors import Forbidden, Invalid
 from gpupool.service.security import Principal, administers, may_see
 from gpupool.service.settings import load_queue_config
@@ -112,8 +112,8 @@ class ClusterService:
                         name=n.name,
                         gpu_type=n.gpu_type or n.labels.get(GPU_TYPE_LABEL),
                         schedulable=n.schedulable,
-                        capacity=dict(n.capacity),
-                        allocated={k: v for k, v in n.allocated.items() if v},
+                        capacity=in_gpus(n.capacity),
+                        allocated=in_gpus({k: v for k, v in n.allocated.items() if v}),
                         pool=pn.pool if pn is not None else n.labels.get(POOL_LABEL),
                         state=state,  # type: ignore[arg-type]
                     )
@@ -125,7 +125,7 @@ class ClusterService:
                             name=lost.spec.name,
                             gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
                             schedulable=False,
-                            capacity=dict(lost.spec.capacity),
+                            capacity=in_gpus(lost.spec.capacity),
                             allocated={},
                             pool=lost.spec.labels.get(POOL_LABEL),
                             state="lost",
@@ -140,7 +140,7 @@ class ClusterService:
                             name=pn.name,
                             gpu_type=pn.instance_type.gpu_type,
                             schedulable=False,
-                            capacity=dict(pn.instance_type.capacity()),
+                            capacity=in_gpus(pn.instance_type.capacity()),
                             allocated={},
                             pool=pn.pool,
                             state="booting",
@@ -290,14 +290,15 @@ class ClusterService:
                         name=w.spec.name if visible and w else None,
                         user=w.spec.user if visible and w else None,
                     )
-                    cells.extend(cell.model_copy() for _ in range(gpu_count(alloc.resources)))
-                for ask_id, held in sorted(node.held.items()):
+                    # One cell per GPU it holds (a share shows as its GPU; per-GPU cells are a later step).
+                    cells.extend(cell.model_copy() for _ in alloc.gpu_ids)
+                for ask_id in sorted(node.held):
                     # GPUs kept for a waiting workload after preemption made room for it.
                     cells.extend(
                         GpuCell(state="reserved", workload=ask_id.split("/", 1)[0])
-                        for _ in range(gpu_count(held))
+                        for _ in node.held_gpus.get(ask_id, ())
                     )
-                total = gpu_count(node.capacity)
+                total = whole_gpus(node.capacity)
                 cells = cells[:total]
                 free = total - len(cells)
                 cells.extend(GpuCell(state="free") for _ in range(free))
@@ -327,7 +328,7 @@ class ClusterService:
                         pool=lost.spec.labels.get(POOL_LABEL) or DEFAULT_POOL,
                         gpu_type=lost.spec.labels.get(GPU_TYPE_LABEL),
                         state="lost",
-                        gpus=gpu_count(lost.spec.capacity),
+                        gpus=whole_gpus(lost.spec.capacity),
                         free=0,
                         cells=[],
                         capacity=format_resources(lost.spec.capacity),

@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
+from gpupool.core.resources import from_gpus, in_gpus
 from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.db import Database
 from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
@@ -44,11 +45,11 @@ def _group_to_json(g: TaskGroup) -> dict[str, Any]:
     for f in fields(TaskGroup):
         value = getattr(g, f.name)
         if f.name == "resources":
-            value = dict(value)
+            value = in_gpus(value)  # stored with GPUs in GPUs, as before the core counted milli
         elif f.name == "gpu_types":
             value = list(value)
         elif f.name == "alternatives":
-            value = [{"resources": dict(r), "gpu_types": list(t)} for r, t in value]
+            value = [{"resources": in_gpus(r), "gpu_types": list(t)} for r, t in value]
         out[f.name] = value
     return out
 
@@ -68,10 +69,11 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
             TaskGroup(
                 g["name"],
                 int(g["members"]),
-                dict(g["resources"]),
+                from_gpus(g["resources"]),
                 tuple(g.get("gpu_types", ())),
                 tuple(
-                    (dict(a["resources"]), tuple(a.get("gpu_types", ()))) for a in g.get("alternatives", ())
+                    (from_gpus(a["resources"]), tuple(a.get("gpu_types", ())))
+                    for a in g.get("alternatives", ())
                 ),
                 None if g.get("max_members") is None else int(g["max_members"]),
             )
@@ -112,7 +114,7 @@ def workload_from_row(row: WorkloadRow) -> Workload:
         reason=row.reason,
         attempt=row.attempt,
         placement=dict(row.placement or {}),
-        assigned={m: dict(r) for m, r in (row.assigned or {}).items()},
+        assigned={m: from_gpus(r) for m, r in (row.assigned or {}).items()},
         started_at=row.started_at,
         finished_at=row.finished_at,
         preemptions=row.preemptions,
@@ -127,7 +129,7 @@ def _state_values(w: Workload) -> dict[str, Any]:
         "reason": w.reason,
         "attempt": w.attempt,
         "placement": dict(w.placement),
-        "assigned": {m: dict(r) for m, r in w.assigned.items()},
+        "assigned": {m: in_gpus(r) for m, r in w.assigned.items()},
         "started_at": w.started_at,
         "finished_at": w.finished_at,
         "preemptions": w.preemptions,

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gpupool.core.resources import gpu_count
+from gpupool.core.resources import is_gpu
 from gpupool.engine.model import Transition, Workload, WorkloadState
 
 if TYPE_CHECKING:
@@ -104,8 +104,11 @@ class _PlaneCollector(Collector):
                 lost.add_metric([n.name, n.gpu_type or "", n.lost_reason or ""], n.lost_at or 0)
             if n.state in ("booting", "lost"):
                 continue  # not (or no longer) in the cluster
-            capacity.add_metric([n.name, n.gpu_type or ""], gpu_count(n.capacity))
-            used.add_metric([n.name, n.gpu_type or ""], gpu_count(n.allocated))
+            # The wire's NodeOut has its GPU quantities in GPUs already.
+            capacity.add_metric(
+                [n.name, n.gpu_type or ""], sum(v for k, v in n.capacity.items() if is_gpu(k))
+            )
+            used.add_metric([n.name, n.gpu_type or ""], sum(v for k, v in n.allocated.items() if is_gpu(k)))
         yield capacity
         yield used
         yield node_state

@@ -7,6 +7,7 @@ from typing import Any
 
 from gpupool.api import DisruptionIn, QueueOut, TaskGroupOut, TransitionOut, WorkloadOut
 from gpupool.core.queues import Queue
+from gpupool.core.resources import in_gpus
 from gpupool.engine.model import Workload, WorkloadSpec
 from gpupool.service.journal import spec_from_json
 
@@ -66,7 +67,7 @@ def wire(wid: str, spec: WorkloadSpec, **state: Any) -> WorkloadOut:
         size=spec.size,
         task_groups=[
             TaskGroupOut(
-                name=g.name, members=g.members, resources=dict(g.resources), gpu_types=list(g.gpu_types)
+                name=g.name, members=g.members, resources=in_gpus(g.resources), gpu_types=list(g.gpu_types)
             )
             for g in spec.task_groups
         ],
@@ -89,10 +90,10 @@ def queue_out(q: Queue) -> QueueOut:
         path=q.path,
         parent=q.parent.path if q.parent is not None else None,
         leaf=q.is_leaf,
-        guaranteed=dict(q.guaranteed or {}),
-        max=dict(q.max or {}),
-        allocated={k: v for k, v in q.allocated.items() if v},
-        pending={k: v for k, v in q.pending.items() if v},
+        guaranteed=in_gpus(q.guaranteed or {}),
+        max=in_gpus(q.max or {}),
+        allocated=in_gpus({k: v for k, v in q.allocated.items() if v}),
+        pending=in_gpus({k: v for k, v in q.pending.items() if v}),
         running_apps=q.running_apps,
         submit_acl=q.submit_acl.describe(),
         admin_acl=q.admin_acl.describe(),

@@ -47,6 +47,7 @@ from gpupool.adapters.simcloud import SimCloud
 from gpupool.config import parse_config
 from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.core.config import InstanceType, NodePool
+from gpupool.core.resources import gpus_from_milli
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
@@ -174,9 +175,9 @@ class Provisioning:
     times: list[float] = field(default_factory=list)
     provisioned: list[int] = field(default_factory=list)  # GPUs of nodes launched and not gone
     ready: list[int] = field(default_factory=list)  # GPUs of nodes that take work
-    used: list[int] = field(default_factory=list)  # GPUs allocated
+    used: list[float] = field(default_factory=list)  # GPUs allocated (a share counts its part)
 
-    def add(self, now: float, provisioned: int, ready: int, used: int) -> None:
+    def add(self, now: float, provisioned: int, ready: int, used: float) -> None:
         if self.times and self.times[-1] == now:
             self.times.pop()
             self.provisioned.pop()
@@ -234,7 +235,9 @@ class ElasticSimulation(Simulation):
             provisioned += n.instance_type.gpus
             if n.state == "ready":
                 ready += n.instance_type.gpus
-        used = sum(q.allocated.get("gpu", 0) for q in core.queues.values() if q.parent is None)
+        used = gpus_from_milli(
+            sum(q.allocated.get("gpu", 0) for q in core.queues.values() if q.parent is None)
+        )
         self.series.add(now, provisioned, ready, used)
         if self.window_totals is None and now >= self.window_end:
             self.window_totals = self._totals(now)

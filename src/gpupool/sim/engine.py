@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import gpu_count
+from gpupool.core.resources import whole_gpus
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import TERMINAL, Transition, Workload, WorkloadSpec, WorkloadState
 from gpupool.engine.ports import Executor, Finished, NodeDown, NodeUp, Observation, Started, Stopped
@@ -126,7 +126,7 @@ class SimCluster:
         self.events.push(at, left, "node")
 
     def gpus(self) -> int:
-        return sum(gpu_count(n.capacity) for n in self.nodes.values())
+        return sum(whole_gpus(n.capacity) for n in self.nodes.values())
 
 
 # ---------------------------------------------------------------- the simulated executor
@@ -136,7 +136,7 @@ class SimCluster:
 class _Run:
     workload_id: str
     attempt: int
-    gpus: int
+    gpus: float  # an int when whole
     started: float  # when this attempt began doing work
     base: float  # work kept from earlier attempts
     duration: float

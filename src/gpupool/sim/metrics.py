@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gpupool.core.resources import gpus_from_milli
 from gpupool.engine.model import TERMINAL, Transition, Workload, WorkloadSpec, WorkloadState
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class JobRecord:
     """A job as ``Recorder`` follows it: tenant, GPUs, arrival, duration, start, end, outcome, preemptions."""
 
     tenant: str
-    gpus: int
+    gpus: float  # an int when whole; a share counts its part
     arrival: float
     duration: float
     first_start: float | None = None
@@ -46,9 +47,9 @@ class Series:
     """Step functions sampled where they change: times, per-queue allocation and demand."""
 
     times: list[float] = field(default_factory=list)
-    alloc: dict[str, list[int]] = field(default_factory=dict)
-    demand: dict[str, list[int]] = field(default_factory=dict)
-    used: list[int] = field(default_factory=list)
+    alloc: dict[str, list[float]] = field(default_factory=dict)
+    demand: dict[str, list[float]] = field(default_factory=dict)
+    used: list[float] = field(default_factory=list)
 
 
 class Recorder:
@@ -62,13 +63,13 @@ class Recorder:
         self.guarantees = guarantees
         self.window = window
         self.jobs: dict[str, JobRecord] = {}
-        self.demand: dict[str, int] = dict.fromkeys(tenants, 0)
+        self.demand: dict[str, float] = dict.fromkeys(tenants, 0)
         self.series = Series(alloc={t: [] for t in tenants}, demand={t: [] for t in tenants})
         self._last_t: float | None = None
-        self._alloc: dict[str, int] = dict.fromkeys(tenants, 0)
-        self._dem: dict[str, int] = dict.fromkeys(tenants, 0)
-        self._used = 0
-        self._capacity = 0
+        self._alloc: dict[str, float] = dict.fromkeys(tenants, 0)  # GPUs (a share counts its part)
+        self._dem: dict[str, float] = dict.fromkeys(tenants, 0)
+        self._used = 0.0
+        self._capacity = 0.0
         self.used_gpu_s = 0.0  # within the window
         self.capacity_gpu_s = 0.0  # within the window
         self.alloc_gpu_s: dict[str, float] = dict.fromkeys(tenants, 0.0)  # whole run
@@ -102,10 +103,10 @@ class Recorder:
         self.advance(now)
         core = sim.driver.core
         changed = False
-        used = 0
+        used = 0.0
         for tenant, path in self.tenants.items():
             q = core.queues.get(path)
-            a = q.allocated.get("gpu", 0) if q is not None else 0
+            a = gpus_from_milli(q.allocated.get("gpu", 0)) if q is not None else 0
             used += a
             d = self.demand[tenant]
             if a != self._alloc[tenant] or d != self._dem[tenant]:
@@ -113,7 +114,7 @@ class Recorder:
             self._alloc[tenant] = a
             self._dem[tenant] = d
         self._used = used
-        self._capacity = core.capacity.get("gpu", 0)
+        self._capacity = gpus_from_milli(core.capacity.get("gpu", 0))
         if changed or not self.series.times:
             s = self.series
             if s.times and s.times[-1] == now:

@@ -27,7 +27,7 @@ from gpupool.config import parse_config
 from gpupool.config.queues import DEFAULT_PARTITION
 from gpupool.core.config import DEFAULT_PREEMPTION_DELAY, PartitionConfig
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, parse_quantity
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
 
 MODES = ("static", "quota", "gpupool")
@@ -108,18 +108,23 @@ def nodes(mode: str, tenants: dict[str, int], gpus_per_node: int) -> list[NodeSp
         if s.own_nodes_only:
             labels[GPU_TYPE_LABEL] = tenant.lower()
         for i in range(count):
-            out.append(NodeSpec(f"{tenant.lower()}-{i:03d}", {"gpu": gpus_per_node}, labels))
+            out.append(NodeSpec(f"{tenant.lower()}-{i:03d}", {"gpu": gpus_per_node * GPU_MILLI}, labels))
     return out
 
 
-def task_groups(gpus: int, gpus_per_node: int, gpu_types: tuple[str, ...]) -> tuple[TaskGroup, ...]:
-    """A job of ``gpus`` GPUs: one member when it fits a node, else whole-node members plus the rest."""
+def task_groups(gpus: float, gpus_per_node: int, gpu_types: tuple[str, ...]) -> tuple[TaskGroup, ...]:
+    """A job of ``gpus`` GPUs: one member when it fits a node, else whole-node members plus the
+    rest; a job below one GPU is one member with that share of a GPU (``0.25``)."""
+    if gpus < 1:
+        return (TaskGroup("worker", 1, {"gpu": parse_quantity("gpu", gpus)}, gpu_types),)
+    if not isinstance(gpus, int):
+        raise ValueError(f"a job of {gpus} GPUs is neither a share of one GPU nor whole GPUs")
     if gpus <= gpus_per_node:
-        return (TaskGroup("worker", 1, {"gpu": gpus}, gpu_types),)
+        return (TaskGroup("worker", 1, {"gpu": gpus * GPU_MILLI}, gpu_types),)
     whole, rest = divmod(gpus, gpus_per_node)
-    groups = [TaskGroup("worker", whole, {"gpu": gpus_per_node}, gpu_types)]
+    groups = [TaskGroup("worker", whole, {"gpu": gpus_per_node * GPU_MILLI}, gpu_types)]
     if rest:
-        groups.append(TaskGroup("rest", 1, {"gpu": rest}, gpu_types))
+        groups.append(TaskGroup("rest", 1, {"gpu": rest * GPU_MILLI}, gpu_types))
     return tuple(groups)
 
 
@@ -128,7 +133,7 @@ def workload_spec(
     *,
     name: str,
     tenant: str,
-    gpus: int,
+    gpus: float,
     duration: float,
     gpus_per_node: int,
     checkpoint_interval: float,

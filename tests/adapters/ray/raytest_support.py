@@ -49,7 +49,7 @@ def workload(
     spec = WorkloadSpec(
         name=wid,
         task_groups=tuple(
-            TaskGroup(name, n, {"gpu": gpus, "vcore": 1000, "memory": 1 << 30}) for name, n in groups
+            TaskGroup(name, n, {"gpu": gpus * 1000, "vcore": 1000, "memory": 1 << 30}) for name, n in groups
         ),
         entrypoint=entrypoint,
     )

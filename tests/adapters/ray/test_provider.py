@@ -105,7 +105,7 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
             time.sleep(0.2)
 
     script = write(tmp_path, "gpus", SHOW_GPUS)
-    group = TaskGroup("worker", 1, {"gpu": 2, "vcore": 1000, "memory": GIB}, gpu_types=("L4",))
+    group = TaskGroup("worker", 1, {"gpu": 2000, "vcore": 1000, "memory": GIB}, gpu_types=("L4",))
     w = driver.submit(
         WorkloadSpec(name="on-l4", queue="root.a", task_groups=(group,), entrypoint=python(script)),
         now=clock() - t0,
@@ -117,7 +117,7 @@ def test_a_pool_grows_a_ray_node_for_a_workload_and_drops_it_when_idle(
     assert w.placement == {"worker-0": name}
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
-    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2000  # milli-GPU
     assert [a.outcome for a in scaler.history(w.id)] == ["launching", "booted"]
     boot = next(a for a in scaler.attempts if a.outcome == "booted")
     assert boot.at - scaler.attempts[0].at >= L4.boot_time
@@ -143,7 +143,7 @@ def test_compaction_moves_checkpointed_work_live_and_frees_a_pool_node(
     driver = Driver(Scheduler(parse_config(CONFIG).partition("default")), executor, autoscaler=scaler)
     t0 = clock()
     script = write(tmp_path, "ckpt", CHECKPOINTING)
-    group = TaskGroup("worker", 1, {"gpu": 1, "vcore": 500, "memory": GIB}, gpu_types=("L4",))
+    group = TaskGroup("worker", 1, {"gpu": 1000, "vcore": 500, "memory": GIB}, gpu_types=("L4",))
 
     def submit(name: str) -> Workload:
         spec = WorkloadSpec(name=name, queue="root.a", task_groups=(group,), entrypoint=python(script))
@@ -284,7 +284,7 @@ def test_a_new_autoscaler_adopts_a_node_the_provider_still_runs(
     assert second.nodes[name].state == "ready"
     node = driver.core.nodes[name]
     assert node.labels[POOL_LABEL] == "l4" and node.labels[INSTANCE_LABEL] == "l4-local"
-    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2
+    assert node.labels[GPU_TYPE_LABEL] == "L4" and node.capacity["gpu"] == 2000  # milli-GPU
     for _ in range(5):  # the pool is at its min and max with the adopted node: nothing launches
         driver.tick(clock() - t0)
         time.sleep(0.1)

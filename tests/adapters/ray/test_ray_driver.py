@@ -50,7 +50,7 @@ def test_driver_submit_run_preempt_resume(executor: RayExecutor, tmp_path: Path)
             time.sleep(0.2)
 
     script = write(tmp_path, "ckpt", CHECKPOINTING)
-    h100 = TaskGroup("worker", 2, {"gpu": 4, "vcore": 2000}, gpu_types=("H100",))
+    h100 = TaskGroup("worker", 2, {"gpu": 4000, "vcore": 2000}, gpu_types=("H100",))
     hog = driver.submit(
         WorkloadSpec(
             name="hog",
@@ -68,7 +68,7 @@ def test_driver_submit_run_preempt_resume(executor: RayExecutor, tmp_path: Path)
         WorkloadSpec(
             name="fair",
             queue="root.b",
-            task_groups=(TaskGroup("worker", 1, {"gpu": 4}, gpu_types=("H100",)),),
+            task_groups=(TaskGroup("worker", 1, {"gpu": 4000}, gpu_types=("H100",)),),
             entrypoint="sleep 2",
         ),
         now=clock() - t0,

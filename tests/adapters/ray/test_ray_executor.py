@@ -45,7 +45,7 @@ def test_nodes_are_reported_with_gpu_types(cluster: LocalRayCluster, executor: R
     assert "head" not in specs
     assert specs["h100-0"].labels == {"gpu-type": "H100"}
     assert specs["a100-0"].labels == {"gpu-type": "A100"}
-    assert specs["h100-1"].capacity == {"gpu": 4, "vcore": 32000, "memory": 256 * 1024**3}
+    assert specs["h100-1"].capacity == {"gpu": 4000, "vcore": 32000, "memory": 256 * 1024**3}
     assert {n.name: n for n in cluster.nodes()}["a100-0"] == specs["a100-0"]
     first = executor.poll(clock())
     assert {o.node.name for o in first if isinstance(o, NodeUp)} >= {"h100-0", "h100-1", "a100-0"}

@@ -166,15 +166,15 @@ def test_bundles_have_the_shape_the_core_assigned(executor: RayExecutor, tmp_pat
             TaskGroup(
                 "main",
                 1,
-                {"gpu": 4, "vcore": 1000},
+                {"gpu": 4000, "vcore": 1000},
                 ("H100",),
-                alternatives=(({"gpu": 2, "vcore": 1000}, ("A100",)),),
+                alternatives=(({"gpu": 2000, "vcore": 1000}, ("A100",)),),
             ),
         ),
         entrypoint="python -c \"from gpupool import runtime; print('GPUS', len(runtime.gpu_ids()))\"",
     )
     w = Workload("fallback-1", spec, 0.0, attempt=1, placement={"main-0": "a100-0"})
-    w.assigned = {"main-0": {"gpu": 2, "vcore": 1000}}
+    w.assigned = {"main-0": {"gpu": 2000, "vcore": 1000}}
     watch = Watcher(executor)
     executor.start(w, clock())
     watch.until(started(w.id), timeout=60)
@@ -232,7 +232,7 @@ for _ in range(400):
 def test_an_elastic_workload_grows_and_shrinks_live(executor: RayExecutor, tmp_path: Path):
     spec = WorkloadSpec(
         name="elastic",
-        task_groups=(TaskGroup("worker", 1, {"gpu": 1, "vcore": 1000}, max_members=2),),
+        task_groups=(TaskGroup("worker", 1, {"gpu": 1000, "vcore": 1000}, max_members=2),),
         entrypoint=python(write(tmp_path, "elastic", ELASTIC)),
     )
     w = Workload("elastic-1", spec, 0.0, attempt=1, placement={"worker-0": "h100-0"})
@@ -253,7 +253,7 @@ def test_an_elastic_workload_grows_and_shrinks_live(executor: RayExecutor, tmp_p
     seen(lambda o: len(o["members"]) == 1)
     # The scheduler gave it an extra member on a100-0: it starts there while the job runs.
     w.placement["worker-1"] = "a100-0"
-    w.assigned["worker-1"] = {"gpu": 1, "vcore": 1000}
+    w.assigned["worker-1"] = {"gpu": 1000, "vcore": 1000}
     executor.resize(w, clock())
     grown = seen(lambda o: o["ran"].get("worker-1") == "a100-0")
     assert grown["members"] == [["worker-0", "h100-0"], ["worker-1", "a100-0"]]

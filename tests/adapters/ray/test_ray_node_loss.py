@@ -75,7 +75,7 @@ def test_a_gang_survives_two_node_losses_resuming_from_its_newest_checkpoint(
         WorkloadSpec(
             name="gang",
             queue="root.a",
-            task_groups=(TaskGroup("worker", 2, {"gpu": 1, "vcore": 1000}, gpu_types=("L4",)),),
+            task_groups=(TaskGroup("worker", 2, {"gpu": 1000, "vcore": 1000}, gpu_types=("L4",)),),
             entrypoint=python(write(tmp_path, "stepper", STEPPER), str(ledger), str(finish)),
         ),
         now=clock() - t0,

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from gpupool.adapters.ray import naming, procs
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL, QuantityError, parse_quantity
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, QuantityError, parse_quantity
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class LocalNode:
     def node_spec(self) -> NodeSpec:
         return NodeSpec(
             self.name,
-            {"gpu": self.gpus, "vcore": self.cpus * 1000, "memory": self.memory},
+            {"gpu": self.gpus * GPU_MILLI, "vcore": self.cpus * 1000, "memory": self.memory},
             {GPU_TYPE_LABEL: self.gpu_type} if self.gpu_type else {},
         )
 

@@ -66,7 +66,7 @@ from gpupool.adapters.ray.raystate import (
 )
 from gpupool.adapters.ray.supervisor import JobSupervisor
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import gpu_count
+from gpupool.core.resources import GPU_MILLI, gpu_milli
 from gpupool.engine.model import Workload, WorkloadState
 from gpupool.engine.ports import (
     Adoptable,
@@ -271,8 +271,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         bundle: dict[str, float] = {node.pin: naming.PIN_AMOUNT}
         if res.get("vcore"):
             bundle["CPU"] = res["vcore"] / 1000
-        if gpu_count(res):
-            bundle["GPU"] = float(gpu_count(res))
+        if gpu_milli(res):
+            bundle["GPU"] = gpu_milli(res) / GPU_MILLI
         if res.get("memory"):
             bundle["memory"] = float(res["memory"])
         return bundle

@@ -23,7 +23,7 @@ from typing import Any
 
 from gpupool.adapters.ray import naming
 from gpupool.core.model import NodeSpec
-from gpupool.core.resources import GPU_TYPE_LABEL
+from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def parse_node(raw: dict[str, Any]) -> RayNode | None:
             elif key.startswith("accelerator_type:"):
                 gpu_type = key.removeprefix("accelerator_type:")
     capacity = {
-        "gpu": int(resources.get("GPU", 0)),
+        "gpu": int(resources.get("GPU", 0)) * GPU_MILLI,  # whole devices, in milli-GPU
         "vcore": round(resources.get("CPU", 0) * 1000),
         "memory": int(resources.get("memory", 0)),
     }
