@@ -27,6 +27,7 @@ import httpx
 from crash import QUEUES, Plane, owned_pids, run
 
 from gpupool.adapters.ray import procs
+from jobs import checkpointing_job
 
 SCRIPT_DIR = Path(__file__).parent
 
@@ -53,28 +54,7 @@ POOL_QUEUES = (
 """
 )
 
-CHECKPOINTING = """
-import json, sys, time
-from gpupool import runtime
-
-start = 0
-if runtime.resume_from() is not None:
-    start = json.loads(runtime.resume_from().read_text())["step"]
-    print(f"resumed from step {start} (attempt {runtime.attempt()})", flush=True)
-step = start
-while True:
-    step += 1
-    if runtime.checkpoint_requested():
-        path = runtime.checkpoint_dir() / "state.json"
-        path.write_text(json.dumps({"step": step}))
-        runtime.report_checkpoint(path)
-        print(f"checkpointed at step {step}", flush=True)
-        time.sleep(600)
-    if start and step >= start + 5:
-        print(f"done at step {step}", flush=True)
-        sys.exit(0)
-    time.sleep(0.2)
-"""
+CHECKPOINTING = checkpointing_job(0.2)
 
 
 class Api:

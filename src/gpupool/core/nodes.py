@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from gpupool.core.model import Node
-from gpupool.core.resources import GPU_RESOURCES, Resources, gpu_count
+from gpupool.core.resources import GPU_RESOURCES, Resources, gpu_milli
 
 DEFAULT_WEIGHTS: dict[str, float] = {"vcore": 1.0, "memory": 1.0}
 GPU_DOMINANCE = 10.0
@@ -82,9 +82,10 @@ class FragmentationGradient:
 
     The fragmentation of a node, measured against the typical ask shapes (the most popular
     (GPUs, vcore) shapes seen, covering 95% of asks), is the expected number of its free GPUs
-    that a typical ask could not use there. An ask goes to the node whose fragmentation grows
-    least; ties follow the binpacking key. It scores every candidate node, so it is slower
-    than the indexed policies: ``gpupool bench throughput --policy fgd`` measures by how much.
+    that a typical ask could not use there (milli-GPU, as every GPU amount in the core). An ask
+    goes to the node whose fragmentation grows least; ties follow the binpacking key. It scores
+    every candidate node, so it is slower than the indexed policies: ``gpupool bench throughput
+    --policy fgd`` measures by how much.
     """
 
     def __init__(self) -> None:
@@ -98,7 +99,7 @@ class FragmentationGradient:
         return self._order.key(node)
 
     def observe(self, ask: Mapping[str, int]) -> None:
-        shape = (gpu_count(ask), ask.get("vcore", 0))
+        shape = (gpu_milli(ask), ask.get("vcore", 0))
         self._seen[shape] = self._seen.get(shape, 0) + 1
         self._count += 1
         if self._count < 1000 or self._count % 1000 == 0:
@@ -126,9 +127,9 @@ class FragmentationGradient:
         return frag
 
     def score(self, node: Node, ask: Mapping[str, int]) -> float:
-        free = max(0, gpu_count(node.avail))
+        free = max(0, gpu_milli(node.avail))
         cpu = node.avail.get("vcore", 0)
-        after = self.fragmentation(free - gpu_count(ask), cpu - ask.get("vcore", 0))
+        after = self.fragmentation(free - gpu_milli(ask), cpu - ask.get("vcore", 0))
         return after - self.fragmentation(free, cpu)
 
 

@@ -170,10 +170,6 @@ def gpu_milli(res: Mapping[str, int]) -> int:
     return sum(v for k, v in res.items() if k in GPU_RESOURCES)
 
 
-# The scorer classes of core/nodes.py (replaced by another change) still call it by this name.
-gpu_count = gpu_milli
-
-
 def whole_gpus(res: Mapping[str, int]) -> int:
     """Whole GPU devices of a map that holds only whole GPUs (a node's capacity, a whole-GPU ask).
 

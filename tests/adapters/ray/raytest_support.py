@@ -11,6 +11,7 @@ from pathlib import Path
 from gpupool.adapters.ray.executor import RayExecutor
 from gpupool.engine.model import TaskGroup, Workload, WorkloadSpec
 from gpupool.engine.ports import Observation
+from jobs import checkpointing_job
 
 
 def clock() -> float:
@@ -60,30 +61,7 @@ def python(script: Path, *args: str) -> str:
     return " ".join([sys.executable, str(script), *args])
 
 
-# Loops in steps; on a checkpoint request, saves its step, reports it and waits to be stopped.
-# Resumed, it goes on from the saved step and exits 0 after 5 more steps.
-CHECKPOINTING = """
-import json, sys, time
-from gpupool import runtime
-
-start = 0
-if runtime.resume_from() is not None:
-    start = json.loads(runtime.resume_from().read_text())["step"]
-    print(f"resumed from step {start} (attempt {runtime.attempt()})", flush=True)
-step = start
-while True:
-    step += 1
-    if runtime.checkpoint_requested():
-        path = runtime.checkpoint_dir() / "state.json"
-        path.write_text(json.dumps({"step": step}))
-        runtime.report_checkpoint(path)
-        print(f"checkpointed at step {step}", flush=True)
-        time.sleep(600)
-    if start and step >= start + 5:
-        print(f"done at step {step}", flush=True)
-        sys.exit(0)
-    time.sleep(0.1)
-"""
+CHECKPOINTING = checkpointing_job(0.1)
 
 # Shows where the gang landed: its own GPUs, then a Ray task in every other member's bundle.
 GANG = """
