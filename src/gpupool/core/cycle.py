@@ -48,6 +48,10 @@ class Cycle:
         self._shape_failed: dict[tuple[object, ...], Reason] = {}
         self._run_limits: dict[str, bool] = {}
         self._quiet: dict[str, tuple[int, int, list[tuple[App, list[Ask]]]]] = {}
+        # Fair share and pending share of the queues phase 3 compared, by queue path: usage
+        # and pending change only when a placement is committed (trials are undone or
+        # committed before the next descent), which drops the entries of the queues it touched.
+        self._shares: dict[str, tuple[float, float]] = {}
 
     def config_changed(self) -> None:
         """The queues' settings changed: what limits running applications must be looked at again."""
@@ -150,6 +154,7 @@ class Cycle:
         exhausted: set[str] = set()
         heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
         self._shape_failed = {}
+        self._shares = {}
         # A leaf that placed nothing last time, with nothing freed and nothing new since, would
         # place nothing again: skip it (its asks keep their reasons) but let its failures try
         # preemption, which time alone can make possible.
@@ -180,21 +185,32 @@ class Cycle:
             return q
         candidates = [c for c in q.children.values() if c.pending_asks > 0 and c.path not in exhausted]
         if len(candidates) > 1:
-            capacity = self.state.capacity
             if q.sort_priority:
-                candidates.sort(
-                    key=lambda c: (-c.priority(), c.fair_share(capacity), -c.pending_share(capacity), c.name)
-                )
+                candidates.sort(key=self._priority_first)
             else:
-                candidates.sort(
-                    key=lambda c: (c.fair_share(capacity), -c.priority(), -c.pending_share(capacity), c.name)
-                )
+                candidates.sort(key=self._fair_first)
         for child in candidates:
             leaf = self._next_leaf(child, exhausted)
             if leaf is not None:
                 return leaf
         exhausted.add(q.path)
         return None
+
+    def _queue_shares(self, q: Queue) -> tuple[float, float]:
+        known = self._shares.get(q.path)
+        if known is None:
+            capacity = self.state.capacity
+            known = (q.fair_share(capacity), q.pending_share(capacity))
+            self._shares[q.path] = known
+        return known
+
+    def _priority_first(self, q: Queue) -> tuple[int, float, float, str]:
+        fair, pending = self._queue_shares(q)
+        return (-q.priority(), fair, -pending, q.name)
+
+    def _fair_first(self, q: Queue) -> tuple[float, int, float, str]:
+        fair, pending = self._queue_shares(q)
+        return (fair, -q.priority(), -pending, q.name)
 
     def _app_key(self, leaf: Queue, app: App) -> tuple[object, ...]:
         prio = -app.max_priority()
@@ -363,9 +379,13 @@ class Cycle:
         return None
 
     def _commit(self, placements: list[Allocation], result: CycleResult, why: str) -> None:
+        shares = self._shares
         for alloc in placements:
             alloc.start = result.now
             app = alloc.app
+            if shares:
+                for q in alloc.queue.ancestors():
+                    shares.pop(q.path, None)
             self.snap.commit(alloc)
             self.state.waiting_gangs.pop(app.id, None)
             self.state.set_running(app, True)
@@ -404,9 +424,9 @@ class Cycle:
         for app, asks in failed:
             leaf = app.queue
             assert leaf is not None
-            if any(a.id not in self.state.asks or a.reserved_node is not None for a in asks):
-                continue
             if attempts.get(leaf.path, 0) >= MAX_PREEMPTION_ATTEMPTS_PER_LEAF:
+                continue
+            if any(a.id not in self.state.asks or a.reserved_node is not None for a in asks):
                 continue
             # Extra members of elastic workloads are given back first, whatever their queue
             # (in one region for a gang that must stay in one).

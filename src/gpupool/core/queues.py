@@ -65,6 +65,7 @@ class Queue:
     """One queue of the tree at run time: its settings, its subtree's usage and its dynamic priority."""
 
     __slots__ = (
+        "_ancestors",
         "_prio",
         "admin_acl",
         "allocated",
@@ -101,6 +102,7 @@ class Queue:
     ) -> None:
         self.name = name
         self.parent = parent
+        self._ancestors: tuple[Queue, ...] = (self,) if parent is None else (self, *parent.ancestors())
         self.path: str = name if parent is None else f"{parent.path}.{name}"
         self.depth: int = 0 if parent is None else parent.depth + 1
         self.dynamic = dynamic
@@ -157,14 +159,9 @@ class Queue:
 
     # --- tree -----------------------------------------------------------------------------
 
-    def ancestors(self) -> list[Queue]:
-        """This queue and its ancestors, leaf first."""
-        out: list[Queue] = []
-        q: Queue | None = self
-        while q is not None:
-            out.append(q)
-            q = q.parent
-        return out
+    def ancestors(self) -> tuple[Queue, ...]:
+        """This queue and its ancestors, leaf first (kept: a queue's parent never changes)."""
+        return self._ancestors
 
     def is_under(self, other: Queue) -> bool:
         q: Queue | None = self

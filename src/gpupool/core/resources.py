@@ -155,19 +155,40 @@ def format_gpus(milli: int) -> str:
     return f"{sign}{whole}.{frac:03d}".rstrip("0")
 
 
+# Reasons name resources in every cycle, mostly the same few maps: their text is kept, per
+# distinct map (bounded: cleared when full; the text is the same either way).
+_FORMATTED: dict[tuple[tuple[str, int], ...], str] = {}
+_FORMATTED_MAX = 4096
+
+
 def format_resources(res: Mapping[str, int]) -> str:
     if not res:
         return "{}"
-    return "{" + ", ".join(f"{k}: {format_quantity(k, v)}" for k, v in sorted(res.items())) + "}"
+    key = tuple(res.items())
+    text = _FORMATTED.get(key)
+    if text is None:
+        text = "{" + ", ".join(f"{k}: {format_quantity(k, v)}" for k, v in sorted(key)) + "}"
+        if len(_FORMATTED) >= _FORMATTED_MAX:
+            _FORMATTED.clear()
+        _FORMATTED[key] = text
+    return text
 
 
 def is_gpu(name: str) -> bool:
     return name in GPU_RESOURCES
 
 
+_GPU_NAMES = tuple(sorted(GPU_RESOURCES))
+
+
 def gpu_milli(res: Mapping[str, int]) -> int:
     """The GPUs of a resource map, in milli-GPU (every GPU resource together)."""
-    return sum(v for k, v in res.items() if k in GPU_RESOURCES)
+    # Looks up the few GPU names rather than scanning the map: called per fit and per victim.
+    out = 0
+    for k in _GPU_NAMES:
+        if k in res:
+            out += res[k]
+    return out
 
 
 def whole_gpus(res: Mapping[str, int]) -> int:

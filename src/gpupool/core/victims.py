@@ -153,6 +153,9 @@ class VictimSearch:
         self._hosts_cache: dict[tuple[object, ...], list[tuple[Node, int]]] = {}
         self._units: dict[int, _Candidate | None] = {}
         self._qpool: dict[tuple[str, str | None], list[_Candidate]] = {}
+        # One allocation as a victim unit, by id(allocation): what a unit holds never changes
+        # while the search lives, so it is built once per allocation (and per set of guards).
+        self._singles: dict[int, tuple[Allocation, tuple[Queue, ...], _Candidate]] = {}
 
     def solve(self, ask: Ask, leaf: Queue, region: str | None = None) -> tuple[Node, list[Allocation], Cost]:
         """The node where clearing room for ``ask`` costs least (only nodes of ``region`` or of
@@ -278,9 +281,17 @@ class VictimSearch:
                 if unit is not None:
                     out.append(unit)
             else:
-                out.append(_Candidate((a,), info.guards))
+                out.append(self._single(a, info.guards))
         out.sort(key=_victim_order)
         return out
+
+    def _single(self, a: Allocation, guards: tuple[Queue, ...]) -> _Candidate:
+        known = self._singles.get(id(a))
+        if known is not None and known[0] is a and known[1] is guards:
+            return known[2]
+        unit = _Candidate((a,), guards)
+        self._singles[id(a)] = (a, guards, unit)
+        return unit
 
     def _gang_unit(self, app: App, info: _Leaf) -> _Candidate | None:
         """All allocations of a gang as one victim, or None if any of them may not be one."""
@@ -532,7 +543,7 @@ class VictimSearch:
                     ):
                         continue
                     if any(reduces(a.counted, o) for o in under):
-                        out.append(_Candidate((a,), info.guards))
+                        out.append(self._single(a, info.guards))
         out.sort(key=_victim_order)
         return out
 
