@@ -52,6 +52,10 @@ class Cycle:
         # and pending change only when a placement is committed (trials are undone or
         # committed before the next descent), which drops the entries of the queues it touched.
         self._shares: dict[str, tuple[float, float]] = {}
+        # Phase 4's unit of one failed ask, kept per ask from cycle to cycle (by ask id) rather
+        # than built anew each time it fails: what a cycle leaves behind is what makes the
+        # garbage collector's full passes run.
+        self._units: dict[str, tuple[App, list[Ask]]] = {}
 
     def config_changed(self) -> None:
         """The queues' settings changed: what limits running applications must be looked at again."""
@@ -72,7 +76,18 @@ class Cycle:
         for ask in tried.values():
             if ask.id in self.state.asks and ask.reason is not None:
                 result.pending[ask.id] = ask.reason
+        if len(self._units) > 2 * len(self.state.asks) + 1024:
+            asks = self.state.asks
+            self._units = {k: u for k, u in self._units.items() if asks.get(k) is u[1][0]}
         return result
+
+    def _unit(self, app: App, ask: Ask) -> tuple[App, list[Ask]]:
+        """``(app, [ask])`` for phase 4, the same object each cycle the ask fails (never edited)."""
+        unit = self._units.get(ask.id)
+        if unit is None or unit[0] is not app or unit[1][0] is not ask:
+            unit = (app, [ask])
+            self._units[ask.id] = unit
+        return unit
 
     # 1. gang timeouts --------------------------------------------------------------------
 
@@ -152,7 +167,7 @@ class Cycle:
         Asks that failed for want of quota or room are appended to ``failed``, for phase 4.
         """
         exhausted: set[str] = set()
-        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]] = {}
+        heaps: dict[str, list[tuple[object, ...]]] = {}
         self._shape_failed = {}
         self._shares = {}
         # A leaf that placed nothing last time, with nothing freed and nothing new since, would
@@ -212,16 +227,19 @@ class Cycle:
         fair, pending = self._queue_shares(q)
         return (fair, -q.priority(), -pending, q.name)
 
-    def _app_key(self, leaf: Queue, app: App) -> tuple[object, ...]:
+    def _app_entry(self, leaf: Queue, app: App) -> tuple[object, ...]:
+        """The app's place in its leaf's heap: its sort key, then its sequence number (unique,
+        so the app itself is never compared), then the app. One flat tuple per app and cycle
+        (the cycle's garbage is what makes the collector's full passes run)."""
         prio = -app.max_priority()
         if leaf.sort_policy == "fair":
             shares = self._app_shares(leaf, app)
             if leaf.sort_priority:
-                return (prio, shares, app.submission_time())
-            return (shares, prio, app.submission_time())
+                return (prio, shares, app.submission_time(), app.seq, app)
+            return (shares, prio, app.submission_time(), app.seq, app)
         if leaf.sort_priority:
-            return (prio, app.submission_time())
-        return (app.submission_time(), prio)
+            return (prio, app.submission_time(), app.seq, app)
+        return (app.submission_time(), prio, app.seq, app)
 
     def _app_shares(self, leaf: Queue, app: App) -> tuple[float, ...]:
         """DRF share vector of the app over its queue's guarantee, largest share first."""
@@ -238,7 +256,7 @@ class Cycle:
     def _allocate_leaf(
         self,
         leaf: Queue,
-        heaps: dict[str, list[tuple[tuple[object, ...], int, App]]],
+        heaps: dict[str, list[tuple[object, ...]]],
         now: float,
         result: CycleResult,
         tried: dict[str, Ask],
@@ -246,36 +264,36 @@ class Cycle:
     ) -> bool:
         heap = heaps.get(leaf.path)
         if heap is None:
-            heap = [
-                (self._app_key(leaf, app), app.seq, app)
-                for app in self.state.apps_in(leaf).values()
-                if app.asks
-            ]
+            heap = [self._app_entry(leaf, app) for app in self.state.apps_in(leaf).values() if app.asks]
             heapq.heapify(heap)
             heaps[leaf.path] = heap
         shape_failed = self._shape_failed
+        app_limits = self.state.app_limits
+        path = leaf.path
+        count = self.count
+        limited = self._run_limited(leaf)
+        heappop = heapq.heappop
         while heap:
-            app = heap[0][2]
-            if len(app.asks) == 1 and not app.is_gang() and (app.running or not self._run_limited(leaf)):
+            app = heap[0][-1]
+            assert isinstance(app, App)
+            if len(app.asks) == 1 and not app.is_gang() and (app.running or not limited):
                 # Fast path: a one-ask app whose shape already failed in this leaf this cycle.
                 ask = next(iter(app.asks.values()))
-                known = shape_failed.get(
-                    (leaf.path, app.user if self.state.app_limits.get(app.id) else "", ask.shape)
-                )
                 if ask.elastic:
-                    heapq.heappop(heap)  # extra members grow in phase 5, into what is left
+                    heappop(heap)  # extra members grow in phase 5, into what is left
                     continue
+                known = shape_failed.get((path, app.user if app_limits.get(app.id) else "", ask.shape))
                 if known is not None and ask.reserved_node is None:
                     ask.reason = known
-                    ask.failed_cycle = self.count
+                    ask.failed_cycle = count
                     tried[ask.id] = ask
                     if known.code in PREEMPTABLE:
-                        failed.append((app, [ask]))
-                    heapq.heappop(heap)
+                        failed.append(self._unit(app, ask))
+                    heappop(heap)
                     continue
             if self._allocate_app(app, leaf, now, result, tried, failed):
                 if app.asks:
-                    heapq.heapreplace(heap, (self._app_key(leaf, app), app.seq, app))
+                    heapq.heapreplace(heap, self._app_entry(leaf, app))
                 else:
                     heapq.heappop(heap)
                 return True
@@ -351,7 +369,7 @@ class Cycle:
                 ask.reason = known
             ask.failed_cycle = self.count
             if ask.reason is not None and ask.reason.code in PREEMPTABLE:
-                failed.append((app, [ask]))
+                failed.append(self._unit(app, ask))
         return False
 
     def _run_limited(self, leaf: Queue) -> bool:

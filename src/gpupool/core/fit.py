@@ -23,7 +23,6 @@ from gpupool.core.resources import (
     format_gpus,
     format_resources,
     gpu_milli,
-    ordered_key,
     typed,
     within_max,
 )
@@ -38,6 +37,26 @@ PREEMPTABLE = frozenset({Code.QUEUE_QUOTA, Code.NO_NODE, Code.GANG_WAITING})
 
 # Memo of shapes that fit no node on the committed state in this cycle: (shape, types[, region]).
 NoFit = dict[tuple[object, ...], Reason]
+
+_PLACED = Reason(Code.PLACED, "placed")
+_NO_FIT = Reason(Code.NO_NODE, "")
+
+# Reasons are immutable and the same few sentences recur on thousands of asks each cycle: one
+# object per distinct reason (bounded: cleared when full), not one per ask and cycle, which
+# would feed the garbage collector's full passes.
+_REASONS: dict[tuple[Code, str, str], Reason] = {}
+_REASONS_MAX = 4096
+
+
+def shared_reason(code: Code, message: str, hint: str = "") -> Reason:
+    """``Reason(code, message, hint)``, shared with every equal one made before."""
+    key = (code, message, hint)
+    known = _REASONS.get(key)
+    if known is None:
+        if len(_REASONS) >= _REASONS_MAX:
+            _REASONS.clear()
+        known = _REASONS[key] = Reason(code, message, hint)
+    return known
 
 
 def type_options(state: State, ask: Ask, gpu_types: tuple[str, ...] | None = None) -> list[list[str | None]]:
@@ -111,7 +130,7 @@ def find_place(
     res, gpu_types = ask.shapes[shape]
     blocked = state.limits.blocking(state.app_limits.get(app.id, ()), res)
     if blocked is not None:
-        return None, Reason(Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(res)}")
+        return None, shared_reason(Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(res)}")
     gpus = gpu_milli(res)
     if prefer_reserved and ask.reserved_node is not None:
         node = state.nodes.get(ask.reserved_node)
@@ -121,7 +140,7 @@ def find_place(
         if node is not None and type_ok and node.schedulable and fits_node(ask, node, res):
             counted = typed(res, node.gpu_type)
             if quota_blocker(leaf, counted) is None:
-                return node, Reason(Code.PLACED, "placed")
+                return node, _PLACED
     quota_block: tuple[Queue, Resources] | None = None
     no_node_types: list[str | None] = []
     for types in type_options(state, ask, gpu_types):
@@ -145,10 +164,11 @@ def find_place(
                 and fits_node(ask, node, res)
             )
             if ok:
-                return node, Reason(Code.PLACED, "placed")
+                return node, _PLACED
             no_node_types.extend(allowed)
             continue
-        key: tuple[object, ...] = (ordered_key(res), tuple(allowed))
+        # The ask keeps each shape's ordered key (``Ask.shape``): ``ordered_key(res)``.
+        key: tuple[object, ...] = (ask.shape[0][shape][0], tuple(allowed))
         if key in nofit:  # no fit anywhere: no fit in one region either
             no_node_types.extend(allowed)
             continue
@@ -159,13 +179,13 @@ def find_place(
                 continue
         node = state.index.best(gpus, allowed, within(region, lambda n: fits_node(ask, n, res)), res)
         if node is not None:
-            return node, Reason(Code.PLACED, "placed")
+            return node, _PLACED
         if memoise:
-            nofit[key] = Reason(Code.NO_NODE, "")
+            nofit[key] = _NO_FIT
         no_node_types.extend(allowed)
     if not no_node_types and quota_block is not None:
         q, counted = quota_block
-        return None, Reason(
+        return None, shared_reason(
             Code.QUEUE_QUOTA,
             f"queue {q.path} is at its max: {format_resources(q.max or {})} with "
             f"{format_resources(_on(q.allocated, counted))} in use; the ask needs "
@@ -182,7 +202,7 @@ def no_node_reason(
     node (whole GPUs), or the most free on one GPU (a share)."""
     gpus = gpu_milli(res)
     if ask.required_node is not None:
-        return Reason(
+        return shared_reason(
             Code.NO_NODE,
             f"required node {ask.required_node} has no room for {format_resources(res)}",
         )
@@ -190,7 +210,7 @@ def no_node_reason(
     type_text = f" of type {'/'.join(named)}" if gpu_types and named else ""
     if 0 < gpus < GPU_MILLI:
         level = state.index.max_level(types) if types else 0
-        return Reason(
+        return shared_reason(
             Code.NO_NODE,
             f"no node has a GPU with {format_gpus(gpus)} free{type_text} with room for "
             f"{format_resources(res)} (the most free on one GPU is {format_gpus(min(level, GPU_MILLI))})",
@@ -200,13 +220,13 @@ def no_node_reason(
         level = state.index.max_level(types) if types else 0
         most = level // GPU_MILLI  # fully free GPUs on the best node (a level below 1000: none)
         gpus //= GPU_MILLI  # whole GPUs: a multiple of 1000 (check_gpu_ask)
-        return Reason(
+        return shared_reason(
             Code.NO_NODE,
             f"no node has {gpus} free GPU(s){type_text} with room for {format_resources(res)} "
             f"(the most free on one node is {most})",
             "wait for GPUs to free up, allow more GPU types, or ask for fewer GPUs per member",
         )
-    return Reason(
+    return shared_reason(
         Code.NO_NODE,
         f"no schedulable node has room for {format_resources(res)}",
         "wait for running work to finish, or ask for less",
@@ -217,13 +237,13 @@ def set_failure(asks: list[Ask], first: tuple[Ask, Reason], rounds: int) -> None
     """Give every ask the reason of the first failure, said for all its shapes and its gang."""
     ask, reason = first
     if rounds > 1:
-        reason = Reason(
+        reason = shared_reason(
             reason.code,
             f"{reason.message}; its {rounds - 1} other shape(s) did not fit either",
             reason.hint,
         )
     if len(asks) > 1:
-        reason = Reason(
+        reason = shared_reason(
             Code.GANG_WAITING if reason.code in (Code.NO_NODE, Code.QUEUE_QUOTA) else reason.code,
             f"gang of {len(asks)} waits: member {ask.id} cannot be placed ({reason.message}); "
             "nothing is held while it waits",

@@ -149,8 +149,8 @@ class VictimSearch:
         self.s = snap
         self.now = now
         self._cache: dict[tuple[object, ...], dict[int, _Leaf]] = {}
-        self._leaf_hosts_cache: dict[tuple[int, int], dict[str, tuple[Node, int]]] = {}
-        self._hosts_cache: dict[tuple[object, ...], list[tuple[Node, int]]] = {}
+        self._leaf_hosts_cache: dict[tuple[int, int], tuple[dict[str, Node], dict[str, int]]] = {}
+        self._hosts_cache: dict[tuple[object, ...], tuple[list[Node], list[int]]] = {}
         self._units: dict[int, _Candidate | None] = {}
         self._qpool: dict[tuple[str, str | None], list[_Candidate]] = {}
         # One allocation as a victim unit, by id(allocation): what a unit holds never changes
@@ -177,7 +177,7 @@ class VictimSearch:
             # Nodes holding possible victims, the most free milli-GPU first (they need the least
             # cleared); stop once enough are feasible.
             hosts: list[tuple[int, str, Node]] = []
-            for n, victim_gpus in self._hosts(leaf, fence, ask.priority, eligible):
+            for n, victim_gpus in zip(*self._hosts(leaf, fence, ask.priority, eligible), strict=True):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
                     f = max(0, n.gpu_free_total)
                     if f + victim_gpus >= gpus:
@@ -227,32 +227,39 @@ class VictimSearch:
 
     def _hosts(
         self, leaf: Queue, fence: Queue, priority: int, eligible: dict[int, _Leaf]
-    ) -> list[tuple[Node, int]]:
-        """Schedulable nodes holding possible victims, with the GPUs those victims hold."""
+    ) -> tuple[list[Node], list[int]]:
+        """Schedulable nodes holding possible victims, and the GPUs those victims hold on each
+        (two lists, not a list of pairs: fewer objects for the garbage collector to track)."""
         key = (leaf.path, fence.path, priority)
         cached = self._hosts_cache.get(key)
         if cached is None:
             gpus: dict[str, int] = {}
             nodes: dict[str, Node] = {}
             for info in eligible.values():
-                for name, (node, held) in self._leaf_hosts(info).items():
+                leaf_nodes, leaf_held = self._leaf_hosts(info)
+                for name, node in leaf_nodes.items():
                     nodes[name] = node
-                    gpus[name] = gpus.get(name, 0) + held
-            cached = [(n, gpus[name]) for name, n in nodes.items()]
+                    gpus[name] = gpus.get(name, 0) + leaf_held[name]
+            cached = (list(nodes.values()), list(gpus.values()))
             self._hosts_cache[key] = cached
         return cached
 
-    def _leaf_hosts(self, info: _Leaf) -> dict[str, tuple[Node, int]]:
-        """Per node, the GPUs of the leaf's allocations that an ask of this limit may preempt."""
+    def _leaf_hosts(self, info: _Leaf) -> tuple[dict[str, Node], dict[str, int]]:
+        """Per node (by name), the GPUs of the leaf's allocations that an ask of this limit may
+        preempt: the nodes and the GPUs as two maps (no pair per node for the collector)."""
         key = (id(info.queue), info.limit)
         cached = self._leaf_hosts_cache.get(key)
         if cached is None:
-            cached = {}
+            nodes: dict[str, Node] = {}
+            held: dict[str, int] = {}
             for app in self.s.apps_in(info.queue).values():
                 for a in app.allocations.values():
                     if a.node.schedulable and not a.preempted and a.disruptible and a.priority <= info.limit:
-                        node, held = cached.get(a.node.name, (a.node, 0))
-                        cached[a.node.name] = (node, held + gpu_milli(a.resources))
+                        name = a.node.name
+                        if name not in nodes:
+                            nodes[name] = a.node
+                        held[name] = held.get(name, 0) + gpu_milli(a.resources)
+            cached = (nodes, held)
             self._leaf_hosts_cache[key] = cached
         return cached
 
