@@ -56,6 +56,7 @@ class Cycle:
         # than built anew each time it fails: what a cycle leaves behind is what makes the
         # garbage collector's full passes run.
         self._units: dict[str, tuple[App, list[Ask]]] = {}
+        self._entries: dict[str, tuple[object, ...]] = {}  # fifo heap entries, by app id
 
     def config_changed(self) -> None:
         """The queues' settings changed: what limits running applications must be looked at again."""
@@ -79,6 +80,9 @@ class Cycle:
         if len(self._units) > 2 * len(self.state.asks) + 1024:
             asks = self.state.asks
             self._units = {k: u for k, u in self._units.items() if asks.get(k) is u[1][0]}
+        if len(self._entries) > 2 * len(self.state.apps) + 1024:
+            apps = self.state.apps
+            self._entries = {k: e for k, e in self._entries.items() if apps.get(k) is e[-1]}
         return result
 
     def _unit(self, app: App, ask: Ask) -> tuple[App, list[Ask]]:
@@ -237,9 +241,13 @@ class Cycle:
             if leaf.sort_priority:
                 return (prio, shares, app.submission_time(), app.seq, app)
             return (shares, prio, app.submission_time(), app.seq, app)
-        if leaf.sort_priority:
-            return (prio, app.submission_time(), app.seq, app)
-        return (app.submission_time(), prio, app.seq, app)
+        first, second = (prio, app.submission_time()) if leaf.sort_priority else (app.submission_time(), prio)
+        kept = self._entries.get(app.id)
+        if kept is not None and kept[-1] is app and len(kept) == 4 and kept[0] == first and kept[1] == second:
+            return kept  # the same key as last cycle: the same (never edited) tuple
+        entry = (first, second, app.seq, app)
+        self._entries[app.id] = entry
+        return entry
 
     def _app_shares(self, leaf: Queue, app: App) -> tuple[float, ...]:
         """DRF share vector of the app over its queue's guarantee, largest share first."""
@@ -386,14 +394,14 @@ class Cycle:
     def _run_blocker(self, app: App, leaf: Queue) -> Reason | None:
         for q in leaf.ancestors():
             if q.max_applications is not None and q.running_apps >= q.max_applications:
-                return Reason(
+                return fit.shared_reason(
                     Code.MAX_APPS,
                     f"{q.path} already runs {q.running_apps} application(s), its maxapplications",
                     "wait for one to finish, or raise maxapplications",
                 )
         blocked = self.state.limits.blocking_run(self.state.app_limits.get(app.id, ()))
         if blocked is not None:
-            return Reason(Code.MAX_APPS, blocked, "wait for one of your applications to finish")
+            return fit.shared_reason(Code.MAX_APPS, blocked, "wait for one of your applications to finish")
         return None
 
     def _commit(self, placements: list[Allocation], result: CycleResult, why: str) -> None:

@@ -44,18 +44,18 @@ _NO_FIT = Reason(Code.NO_NODE, "")
 # Reasons are immutable and the same few sentences recur on thousands of asks each cycle: one
 # object per distinct reason (bounded: cleared when full), not one per ask and cycle, which
 # would feed the garbage collector's full passes.
-_REASONS: dict[tuple[Code, str, str], Reason] = {}
+_REASONS: dict[tuple[Code, str, str, str], Reason] = {}
 _REASONS_MAX = 4096
 
 
-def shared_reason(code: Code, message: str, hint: str = "") -> Reason:
-    """``Reason(code, message, hint)``, shared with every equal one made before."""
-    key = (code, message, hint)
+def shared_reason(code: Code, message: str, hint: str = "", preemption: str = "") -> Reason:
+    """``Reason(code, message, hint, preemption)``, shared with every equal one made before."""
+    key = (code, message, hint, preemption)
     known = _REASONS.get(key)
     if known is None:
         if len(_REASONS) >= _REASONS_MAX:
             _REASONS.clear()
-        known = _REASONS[key] = Reason(code, message, hint)
+        known = _REASONS[key] = Reason(code, message, hint, preemption)
     return known
 
 

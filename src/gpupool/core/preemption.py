@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpupool.core.decisions import Code, Reason
-from gpupool.core.fit import in_region, regions_of_nodes
+from gpupool.core.fit import in_region, regions_of_nodes, shared_reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.queues import Queue
 from gpupool.core.resources import (
@@ -93,7 +93,7 @@ def cannot_help(reason: Reason, why: str) -> Reason:
     base = reason.message
     if reason.preemption:
         base = base[: len(base) - len(CANNOT_HELP) - len(reason.preemption)]
-    return Reason(reason.code, f"{base}{CANNOT_HELP}{why}", reason.hint, preemption=why)
+    return shared_reason(reason.code, f"{base}{CANNOT_HELP}{why}", reason.hint, preemption=why)
 
 
 class Preemptor:

@@ -298,8 +298,10 @@ def within_max(usage: Mapping[str, int], ask: Mapping[str, int], limit: Mapping[
     if not limit:
         return True
     for k, v in ask.items():
-        if v > 0 and k in limit and usage.get(k, 0) + v > limit[k]:
-            return False
+        if v > 0:
+            cap = limit.get(k)
+            if cap is not None and usage.get(k, 0) + v > cap:
+                return False
     return True
 
 

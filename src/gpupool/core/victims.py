@@ -179,7 +179,9 @@ class VictimSearch:
             hosts: list[tuple[int, str, Node]] = []
             for n, victim_gpus in zip(*self._hosts(leaf, fence, ask.priority, eligible), strict=True):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
-                    f = max(0, n.gpu_free_total)
+                    f = n.gpu_free_total
+                    if f < 0:
+                        f = 0
                     if f + victim_gpus >= gpus:
                         hosts.append((-f, n.name, n))
             hosts.sort()
@@ -267,18 +269,25 @@ class VictimSearch:
         """Possible victims on ``node``, in victim order."""
         out: list[_Candidate] = []
         seen_apps: set[int] = set()
+        ask_app = ask.app
+        # The types the ask needs: a victim must hold some of one (``shares_type``).
+        wanted = [k for k, v in ask.resources.items() if v > 0]
         for a in node.allocations.values():
             info = eligible.get(id(a.queue))
             if (
                 info is None
                 or a.preempted
                 or not a.disruptible
-                or a.app is ask.app
+                or a.app is ask_app
                 or a.priority > info.limit
                 or a.required_node is not None
             ):
                 continue
-            if not shares_type(a.resources, ask.resources):
+            held = a.resources
+            for k in wanted:
+                if held.get(k, 0) > 0:
+                    break
+            else:
                 continue
             if a.app.gang is not None and not a.elastic:
                 if id(a.app) in seen_apps:
@@ -289,7 +298,8 @@ class VictimSearch:
                     out.append(unit)
             else:
                 out.append(self._single(a, info.guards))
-        out.sort(key=_victim_order)
+        if len(out) > 1:
+            out.sort(key=_victim_order)
         return out
 
     def _single(self, a: Allocation, guards: tuple[Queue, ...]) -> _Candidate:
