@@ -108,6 +108,8 @@ class ScoredOrder:
         self._memo: dict[tuple[NodeView, AskShape], NodeScore] = {}
         self._caches: dict[tuple[str | None, AskShape], _ShapeCache] = {}
         self._nodes: dict[str | None, dict[str, tuple[Node, NodeKey]]] = {}
+        self._type_of: dict[str, str | None] = {}
+        self._shapes: dict[tuple[int, int, int], AskShape] = {}  # (vcore, memory, milli-GPU)
         self._version: dict[str, int] = {}
         self._clock = 0
         self._log: list[str] = []
@@ -145,13 +147,13 @@ class ScoredOrder:
         """Record that ``node`` changed: indexed under ``key``, or gone from the index (None)."""
         self._clock += 1
         name = node.name
-        for nodes in self._nodes.values():
-            if nodes.pop(name, None) is not None:
-                break
+        if name in self._type_of:
+            del self._nodes[self._type_of.pop(name)][name]
         if key is None:
             self._version.pop(name, None)
         else:
             self._nodes.setdefault(node.gpu_type, {})[name] = (node, key)
+            self._type_of[name] = node.gpu_type
             self._version[name] = self._clock
         self._log.append(name)
         if len(self._log) > _LOG_LIMIT:
@@ -235,7 +237,10 @@ class ScoredOrder:
     ) -> Node | None:
         """The best-scoring node among ``types`` (None: any) that ``fits_node``; ties go to the
         binpacking key, which ends in the node name."""
-        shape = ask_shape(res)
+        shape_key = (res.get("vcore", 0), res.get("memory", 0), gpu_milli(res))
+        shape = self._shapes.get(shape_key)
+        if shape is None:
+            shape = self._shapes[shape_key] = ask_shape(res)
         chosen = self._nodes.keys() if types is None else types
         best: tuple[float, NodeKey, Node] | None = None
         for t in list(chosen):
