@@ -109,6 +109,7 @@ class ScoredOrder:
         self._caches: dict[tuple[str | None, AskShape], _ShapeCache] = {}
         self._nodes: dict[str | None, dict[str, tuple[Node, NodeKey]]] = {}
         self._type_of: dict[str, str | None] = {}
+        self._views: dict[str, NodeView] = {}  # per indexed node, until it changes
         self._shapes: dict[tuple[int, int, int], AskShape] = {}  # (vcore, memory, milli-GPU)
         self._version: dict[str, int] = {}
         self._clock = 0
@@ -147,6 +148,7 @@ class ScoredOrder:
         """Record that ``node`` changed: indexed under ``key``, or gone from the index (None)."""
         self._clock += 1
         name = node.name
+        self._views.pop(name, None)
         if name in self._type_of:
             del self._nodes[self._type_of.pop(name)][name]
         if key is None:
@@ -200,7 +202,9 @@ class ScoredOrder:
         return gpu
 
     def _entry(self, node: Node, key: NodeKey, shape: AskShape) -> _Entry | None:
-        view = node_view(node)
+        view = self._views.get(node.name)
+        if view is None:
+            view = self._views[node.name] = node_view(node)
         if not fits(view, shape):
             return None
         s = self.score(view, shape)
