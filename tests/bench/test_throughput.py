@@ -61,21 +61,31 @@ def test_unknown_policy_is_a_clear_error() -> None:
     assert "unknown policy" in out.output and "Hint" in out.output
 
 
-def test_the_default_policy_is_named_binpacking_and_gpupool_is_no_alias() -> None:
+def test_the_default_policy_is_the_config_default_and_fgd_names_the_core_scorer() -> None:
     args = ["bench", "throughput", "--nodes", "20", "--asks", "100", "--queues", "4", "--churn-steps", "1"]
     out = CliRunner().invoke(app, [*args, "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["policy"] == "binpacking"
-    assert "gpupool" not in POLICIES
-    alias = CliRunner().invoke(app, [*args, "--policy", "gpupool"])
-    assert alias.exit_code == 2 and "unknown policy" in alias.output
+    data = json.loads(out.stdout)
+    assert (data["policy"], data["fractional"]) == ("gpupool", 0.0)
+    assert set(POLICIES) == {"binpacking", "fair", "gpupool", "fgd", "bestfit", "dotprod", "gpupacking"}
+    fgd = CliRunner().invoke(app, [*args, "--policy", "fgd", "--fractional", "0.25", "--json"])
+    assert fgd.exit_code == 0, fgd.output
+    assert (json.loads(fgd.stdout)["policy"], json.loads(fgd.stdout)["fractional"]) == ("fgd", 0.25)
 
 
 def test_cli_defaults_are_the_config_defaults() -> None:
     group = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
     params = {p.name: p.default for p in group.commands["throughput"].params}
     shared = [f for f in dataclasses.fields(ThroughputConfig) if f.name in params]
-    assert {f.name for f in shared} == {"nodes", "asks", "queues", "policy", "seed", "churn_steps"}
+    assert {f.name for f in shared} == {
+        "nodes",
+        "asks",
+        "queues",
+        "policy",
+        "seed",
+        "churn_steps",
+        "fractional",
+    }
     for f in shared:
         assert params[f.name] == f.default, (
             f"--{f.name} defaults to {params[f.name]!r}, the config to {f.default!r}"

@@ -253,7 +253,7 @@ def test_fixed_rule_path_uses_lower_case_names() -> None:
 
 def test_node_sort_policy_defaults() -> None:
     p = parse(cfg([])).partition()
-    assert (p.node_sort_policy.type, p.node_sort_policy.resource_weights) == ("fair", None)
+    assert (p.node_sort_policy.type, p.node_sort_policy.resource_weights) == ("gpupool", None)
     assert (p.preemption_enabled, p.quota_preemption_enabled) == (True, False)
 
 
@@ -275,6 +275,21 @@ def test_node_sort_policy_shorthand_and_weights() -> None:
 )
 def test_bad_node_sort_policy(policy: dict[str, Any], path: str) -> None:
     assert only_issue(cfg([], nodesortpolicy=policy)).path == path
+
+
+@pytest.mark.parametrize(
+    "kind", ["gpupool", "fgd", "bestfit", "dotprod", "gpupacking", "binpacking", "fair", "FGD"]
+)
+def test_every_node_sort_policy_is_accepted(kind: str) -> None:
+    assert parse(cfg([], nodesortpolicy={"type": kind})).partition().node_sort_policy.type == kind.lower()
+
+
+def test_unknown_node_sort_policy_names_the_key_and_the_accepted_values() -> None:
+    issue = only_issue(cfg([], nodesortpolicy={"type": "spread"}))
+    text = f"{issue} ({issue.hint})"
+    assert "nodesortpolicy.type" in text and "spread" in text
+    for kind in ("gpupool", "fgd", "bestfit", "dotprod", "gpupacking", "binpacking", "fair"):
+        assert f"`{kind}`" in text
 
 
 def test_preemption_flags_must_be_booleans() -> None:

@@ -135,14 +135,18 @@ def test_compaction_frees_a_node_for_a_waiting_gang():
     pool = NodePool("gpu", (EAST,), min=2, max=2, idle_timeout=10_000)
     scaler = Autoscaler((pool,), cloud, compaction_budget=2, compaction_interval=30)
     ex = StepExecutor()
-    d = Driver(Scheduler(parse_config(CONFIG).partition("default")), ex, autoscaler=scaler)
+    # YuniKorn's `fair` node order spreads the two small jobs, so that no node is whole (the
+    # default `gpupool` order would pack them onto one node and leave nothing to compact).
+    config = copy.deepcopy(CONFIG)
+    config["partitions"][0]["nodesortpolicy"] = {"type": "fair"}
+    d = Driver(Scheduler(parse_config(config).partition("default")), ex, autoscaler=scaler)
     run_until(d, cloud, 110)  # two empty nodes up (pool min)
     small = [d.submit(job(4, disruption=Disruption("checkpoint", grace=5)), now=120) for _ in range(2)]
     d.tick(120)
     d.tick(121)
     nodes_used = {n for w in small for n in w.placement.values()}
     assert all(w.state == WorkloadState.RUNNING for w in small)
-    assert len(nodes_used) == 2  # the default `fair` node order spread them: no node is whole
+    assert len(nodes_used) == 2  # the `fair` node order spread them: no node is whole
     big = d.submit(job(8), now=130)
     run_until(d, cloud, 400)
     assert scaler.moves >= 1

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpupool.config.queues import DEFAULT_PARTITION
-from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
+from gpupool.core.config import (
+    DEFAULT_NODE_SORT_POLICY,
+    NODE_SORT_POLICIES,
+    NodeSortPolicy,
+    PartitionConfig,
+    QueueConfig,
+)
 from gpupool.core.decisions import Place, Preempt
 from gpupool.core.model import GangSpec, NodeSpec
 from gpupool.core.nodes import make_scorer
@@ -30,6 +36,7 @@ from gpupool.core.scheduler import Scheduler
 GPU_MODELS = ("H100", "A100", "L40S")
 ASK_GPUS = (1, 2, 4, 8)
 ASK_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+SHARE_MILLI = 250  # the GPU share of a fractional ask (--fractional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +46,11 @@ class ThroughputConfig:
     nodes: int = 5000
     asks: int = 50_000
     queues: int = 100
-    policy: str = "binpacking"  # the core's default: binpacking with GPU-dominant weights
+    policy: str = DEFAULT_NODE_SORT_POLICY  # the core's default node sort policy
     seed: int = 42
     churn_steps: int = 60
     churn_fraction: float = 0.02
+    fractional: float = 0.0  # share of the applications whose asks are 250 milli-GPU of one GPU
 
 
 def build_queues(n_leaves: int, cluster_gpus: int, rng: random.Random) -> QueueConfig:
@@ -92,7 +100,7 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
     partition = PartitionConfig(
         name=DEFAULT_PARTITION,
         root=root,
-        node_sort_policy=NodeSortPolicy(type="binpacking"),
+        node_sort_policy=NodeSortPolicy(type=cfg.policy),
         preemption_enabled=True,
     )
     sched = Scheduler(partition, scorer=scorer_for(cfg.policy))
@@ -111,6 +119,8 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
     popularity = [1.0 / (i + 1) for i in range(len(leaves))]
     plans: list[_AppPlan] = []
     made = 0
+    # Its own random stream, so that --fractional 0 gives the same workload as before.
+    shares = random.Random(cfg.seed + 7)
     while made < cfg.asks:
         leaf = rng.choices(leaves, popularity)[0]
         gpus = rng.choices(ASK_GPUS, ASK_WEIGHTS)[0]
@@ -119,6 +129,8 @@ def build(cfg: ThroughputConfig) -> tuple[Scheduler, list[_AppPlan]]:
         app_id = f"app-{len(plans)}"
         types = () if rng.random() < 0.6 else (rng.choice(GPU_MODELS),)
         res = {"gpu": gpus * GPU_MILLI, "vcore": gpus * 8000, "memory": gpus * 64 * 2**30}
+        if cfg.fractional and shares.random() < cfg.fractional:
+            res = {"gpu": SHARE_MILLI, "vcore": 2000, "memory": 16 * 2**30}
         asks = tuple((f"{app_id}-{m}", res) for m in range(members))
         plans.append(_AppPlan(app_id, leaf, gang, rng.choice((0, 0, 0, 10)), types, asks))
         made += members
@@ -136,7 +148,7 @@ def _submit(sched: Scheduler, plan: _AppPlan, created: float) -> None:
         sched.add_ask(plan.app_id, ask_id, res, created=created, priority=plan.priority, gpu_types=plan.types)
 
 
-POLICIES = ("binpacking", "fair", "fgd")
+POLICIES = NODE_SORT_POLICIES
 
 
 def scorer_for(policy: str) -> Any:
@@ -200,6 +212,7 @@ def run(
         "asks": cfg.asks,
         "queues": len(sched.root.leaves()),
         "policy": cfg.policy,
+        "fractional": cfg.fractional,
         "allocations": allocations,
         "preemptions": preemptions,
         "cycles": len(cycle_ms),

@@ -26,6 +26,12 @@ def throughput(
     churn_steps: int = typer.Option(
         _CFG.churn_steps, min=0, help="Simulated steps of finishing work and new arrivals."
     ),
+    fractional: float = typer.Option(
+        _CFG.fractional,
+        min=0.0,
+        max=1.0,
+        help="Share of the applications whose asks are 250 milli-GPU of one GPU (e.g. 0.25).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report."),
 ) -> None:
@@ -35,7 +41,13 @@ def throughput(
         err.print(f"[red]error:[/red] unknown policy {policy!r}\n  Hint: choose one of {', '.join(POLICIES)}")
         raise typer.Exit(2)
     cfg = ThroughputConfig(
-        nodes=nodes, asks=asks, queues=queues, policy=policy, seed=seed, churn_steps=churn_steps
+        nodes=nodes,
+        asks=asks,
+        queues=queues,
+        policy=policy,
+        seed=seed,
+        churn_steps=churn_steps,
+        fractional=fractional,
     )
     with Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -30,7 +30,9 @@ from gpupool.config.schema import (
 )
 from gpupool.core.acl import ACL, GROUP_NAME, USER_NAME, WILDCARD, ACLError
 from gpupool.core.config import (
+    DEFAULT_NODE_SORT_POLICY,
     DEFAULT_PARTITION,
+    NODE_SORT_POLICIES,
     ChildTemplate,
     Filter,
     Limit,
@@ -184,16 +186,16 @@ class QueueReader(Reader):
         fields = self.fields(raw, f.at, NodeSortKeys, "nodesortpolicy")
         if fields is None:
             return NodeSortPolicy()
-        kind = "fair"
+        kind = DEFAULT_NODE_SORT_POLICY
         if "type" in fields:
             t = self.string(fields["type"], "nodesortpolicy.type")
             if t is not None:
-                t = t.strip().lower() or "fair"
-                if t not in ("fair", "binpacking"):
+                t = t.strip().lower() or DEFAULT_NODE_SORT_POLICY
+                if t not in NODE_SORT_POLICIES:
                     self.error(
                         fields["type"].at,
-                        f"unknown node sort policy `{t}`",
-                        "use `binpacking` (fill nodes first) or `fair` (spread load)",
+                        f"unknown nodesortpolicy.type `{t}`",
+                        "use one of " + ", ".join(f"`{p}`" for p in NODE_SORT_POLICIES),
                     )
                 else:
                     kind = t

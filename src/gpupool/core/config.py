@@ -202,15 +202,22 @@ class QueueConfig:
         object.__setattr__(self, "settings", typed_properties(self.properties, f"queue {self.name}"))
 
 
+DEFAULT_NODE_SORT_POLICY = "gpupool"
+NODE_SORT_POLICIES = ("gpupool", "fgd", "bestfit", "dotprod", "gpupacking", "binpacking", "fair")
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSortPolicy:
-    """``binpacking`` (most used first) or ``fair`` (least used first), with resource weights.
+    """How nodes are chosen: ``gpupool`` (the default: gpupool's scoring policy, docs/packing.md),
+    ``fgd``, ``bestfit``, ``dotprod``, ``gpupacking`` (scored per ask, core/scored.py), or
+    YuniKorn's ``binpacking`` (most used first) and ``fair`` (least used first).
 
     ``resource_weights`` is None when the config gives none: the core then uses gpupool's
-    defaults, in which every GPU resource weighs more than all other resources together.
+    defaults, in which every GPU resource weighs more than all other resources together. The
+    scored policies break ties by the weighted binpacking order.
     """
 
-    type: str = "fair"
+    type: str = DEFAULT_NODE_SORT_POLICY
     resource_weights: dict[str, float] | None = None
 
 

@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from gpupool.core.model import Node
-from gpupool.core.resources import GPU_RESOURCES, Resources, gpu_milli
+from gpupool.core.resources import GPU_RESOURCES, Resources
+from gpupool.core.scored import ScoredOrder
+from gpupool.core.scorers import POLICY_NAMES
 
 DEFAULT_WEIGHTS: dict[str, float] = {"vcore": 1.0, "memory": 1.0}
 GPU_DOMINANCE = 10.0
@@ -77,65 +79,11 @@ class WeightedUtilization:
         return (self._sign * self.utilisation(node), node.name)
 
 
-class FragmentationGradient:
-    """FGD-class node choice (Weng et al., ATC'23) for whole-GPU asks.
-
-    The fragmentation of a node, measured against the typical ask shapes (the most popular
-    (GPUs, vcore) shapes seen, covering 95% of asks), is the expected number of its free GPUs
-    that a typical ask could not use there (milli-GPU, as every GPU amount in the core). An ask
-    goes to the node whose fragmentation grows least; ties follow the binpacking key. It scores
-    every candidate node, so it is slower than the indexed policies: ``gpupool bench throughput
-    --policy fgd`` measures by how much.
-    """
-
-    def __init__(self) -> None:
-        self.name = "fgd"
-        self._order = WeightedUtilization("binpacking", None)
-        self._seen: dict[tuple[int, int], int] = {}
-        self._typical: list[tuple[int, int, float]] | None = None
-        self._count = 0
-
-    def key(self, node: Node) -> NodeKey:
-        return self._order.key(node)
-
-    def observe(self, ask: Mapping[str, int]) -> None:
-        shape = (gpu_milli(ask), ask.get("vcore", 0))
-        self._seen[shape] = self._seen.get(shape, 0) + 1
-        self._count += 1
-        if self._count < 1000 or self._count % 1000 == 0:
-            self._typical = None
-
-    def typical(self) -> list[tuple[int, int, float]]:
-        if self._typical is None:
-            total = sum(self._seen.values()) or 1
-            ranked = sorted(self._seen.items(), key=lambda kv: (-kv[1], kv[0]))
-            out: list[tuple[int, int, float]] = []
-            covered = 0
-            for (g, cpu), n in ranked:
-                out.append((g, cpu, n / total))
-                covered += n
-                if covered >= 0.95 * total:
-                    break
-            self._typical = out
-        return self._typical
-
-    def fragmentation(self, free_gpus: int, free_cpu: int) -> float:
-        frag = 0.0
-        for g, cpu, p in self.typical():
-            if g > free_gpus or cpu > free_cpu:
-                frag += p * free_gpus
-        return frag
-
-    def score(self, node: Node, ask: Mapping[str, int]) -> float:
-        free = max(0, gpu_milli(node.avail))
-        cpu = node.avail.get("vcore", 0)
-        after = self.fragmentation(free - gpu_milli(ask), cpu - ask.get("vcore", 0))
-        return after - self.fragmentation(free, cpu)
-
-
 def make_scorer(policy: str, weights: Mapping[str, float] | None) -> NodeScorer:
-    if policy == "fgd":
-        return FragmentationGradient()
+    """The node sort policy called ``policy`` (core.config.NODE_SORT_POLICIES) with resource weights
+    (the tie order of the scored policies)."""
+    if policy in POLICY_NAMES:
+        return ScoredOrder(policy, WeightedUtilization("binpacking", weights).key)
     return WeightedUtilization(policy, weights)
 
 
@@ -144,6 +92,7 @@ class NodeIndex:
 
     def __init__(self, scorer: NodeScorer) -> None:
         self.scorer = scorer
+        self.scored = scorer if isinstance(scorer, ScoredOrder) else None
         self._buckets: dict[str | None, dict[int, list[tuple[NodeKey, Node]]]] = {}
         self._where: dict[str, tuple[str | None, int, NodeKey]] = {}
 
@@ -154,18 +103,23 @@ class NodeIndex:
         return name in self._where
 
     def add(self, node: Node) -> None:
-        if node.name in self._where:
-            self.remove(node)
+        self._unfile(node)
         free = node.gpu_level
         key = self.scorer.key(node)
         bucket = self._buckets.setdefault(node.gpu_type, {}).setdefault(free, [])
         bisect.insort(bucket, (key, node), key=lambda e: e[0])
         self._where[node.name] = (node.gpu_type, free, key)
+        if self.scored is not None:
+            self.scored.touch(node, key)
 
     def remove(self, node: Node) -> None:
+        if self._unfile(node) and self.scored is not None:
+            self.scored.touch(node, None)
+
+    def _unfile(self, node: Node) -> bool:
         where = self._where.pop(node.name, None)
         if where is None:
-            return
+            return False
         gpu_type, free, key = where
         by_free = self._buckets[gpu_type]
         bucket = by_free[free]
@@ -175,6 +129,7 @@ class NodeIndex:
         del bucket[i]
         if not bucket:
             del by_free[free]
+        return True
 
     def update(self, node: Node) -> None:
         if node.name in self._where:
@@ -198,9 +153,8 @@ class NodeIndex:
         """The preferred node among ``types`` (None = any) with a GPU level of ``gpus`` (milli-GPU:
         room for a share of one GPU, or that many fully free GPUs) on which ``fits``."""
         chosen_types = self._buckets.keys() if types is None else types
-        score = getattr(self.scorer, "score", None)
-        if score is not None and ask is not None:
-            return self._best_scored(gpus, chosen_types, fits, ask, score)
+        if self.scored is not None and ask is not None:
+            return self.scored.best(types, fits, ask)
         best: tuple[NodeKey, Node] | None = None
         for t in chosen_types:
             by_free = self._buckets.get(t)
@@ -216,28 +170,6 @@ class NodeIndex:
                         best = entry
                         break
         return best[1] if best is not None else None
-
-    def _best_scored(
-        self,
-        gpus: int,
-        types: Iterable[str | None],
-        fits: Callable[[Node], bool],
-        ask: Resources,
-        score: Callable[[Node, Resources], float],
-    ) -> Node | None:
-        """Ask-dependent policies score every node that fits: O(nodes), the price of FGD."""
-        best: tuple[float, NodeKey, Node] | None = None
-        for t in types:
-            for free, bucket in self._buckets.get(t, {}).items():
-                if free < gpus:
-                    continue
-                for key, node in bucket:
-                    if not fits(node):
-                        continue
-                    cand = (score(node, ask), key, node)
-                    if best is None or cand[:2] < best[:2]:
-                        best = cand
-        return best[2] if best is not None else None
 
     def max_level(self, types: Iterable[str | None] | None) -> int:
         """The highest GPU level of a node among ``types`` (see ``Node.gpu_level``)."""

@@ -354,7 +354,7 @@ class Scheduler:
             self.state.elastic_asks[ask_id] = ask
         app.top_priority = None
         if self.state.observe is not None:
-            self.state.observe(ask.resources)
+            self.state.observe(ask.resources, ask.gpu_types)
         app.submitted = min(app.submitted, created)
         self.state.ask_order.pop(app_id, None)
         app.queue.add_pending(ask.resources, ask.priority)

@@ -18,7 +18,7 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.nodes import NodeIndex
 from gpupool.core.queues import Queue
-from gpupool.core.resources import Resources, gpu_milli, typed
+from gpupool.core.resources import GPU_MILLI, Resources, gpu_milli, typed
 from gpupool.core.state import State
 
 Undo = Callable[[], None]
@@ -110,6 +110,11 @@ class Snapshot:
         used = ask.resources if res is None else res
         milli = gpu_milli(used)
         gpu_ids = node.pick(milli, ask.id) if milli else ()
+        scored = state.index.scored
+        if scored is not None and gpu_ids and milli < GPU_MILLI and ask.id not in node.held_gpus:
+            gpu = scored.share_gpu(node, used)  # the GPU the node policy chose for the share
+            if gpu is not None:
+                gpu_ids = (gpu,)
         if gpu_ids is None:  # callers check the fit first; this is only a safety net
             gpu_ids = node.place_gpus(milli)
         alloc = Allocation(

@@ -40,7 +40,9 @@ class State:
         self.index = NodeIndex(scorer or make_scorer(policy.type, policy.resource_weights))
         self.preemption_enabled = partition.preemption_enabled
         # Workload-aware node policies learn the asks' shapes.
-        self.observe: Callable[[Resources], None] | None = getattr(self.index.scorer, "observe", None)
+        self.observe: Callable[[Resources, tuple[str, ...]], None] | None = getattr(
+            self.index.scorer, "observe", None
+        )
         self.placer = PlacementRules(partition.placement_rules, self.queues.get)
         self.nodes: dict[str, Node] = {}
         self.capacity: Resources = {}

@@ -183,16 +183,16 @@ class WorkloadStats:
         for m in self._models:
             self.demand.setdefault(m, 0.0)
 
-    def observe(self, ask: AskShape) -> None:
-        """Count one ask."""
-        self.shapes[(ask.cpu, ask.gpu_milli, ask.gpus, ask.spec)] += 1
+    def observe(self, ask: AskShape, n: int = 1) -> None:
+        """Count one ask (or ``n`` asks of that shape)."""
+        self.shapes[(ask.cpu, ask.gpu_milli, ask.gpus, ask.spec)] += n
         if ask.gpus == 0:
             return
         if ask.shares_gpu:
-            self.shared_milli[ask.gpu_milli] += 1
-        self.gpu_asks_cpu += ask.cpu
-        self.gpu_asks_mem += ask.mem
-        self.gpu_asks_milli += ask.gpu_total
+            self.shared_milli[ask.gpu_milli] += n
+        self.gpu_asks_cpu += n * ask.cpu
+        self.gpu_asks_mem += n * ask.mem
+        self.gpu_asks_milli += n * ask.gpu_total
         if ask.gpu_models:
             # Spread the ask over the models it accepts, in proportion to their capacity.
             usable = [
@@ -201,7 +201,7 @@ class WorkloadStats:
             total = pairwise_sum(usable)
             if total > 0:
                 for m, u in zip(self._models, usable, strict=True):
-                    self.demand[m] += ask.gpu_total * u / total
+                    self.demand[m] += n * ask.gpu_total * u / total if n != 1 else ask.gpu_total * u / total
 
     def observe_all(self, asks: Iterable[AskShape]) -> WorkloadStats:
         for ask in asks:
