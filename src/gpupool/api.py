@@ -2,7 +2,8 @@
 
 Shared by the service (``gpupool.service``), the SDK (``gpupool.client``) and the CLI, so the
 three agree on every field. Nothing here imports the server. Quantities on the wire are in the
-scheduling core's units: ``vcore`` in milli-cores, ``memory`` in bytes, GPUs as whole devices.
+scheduling core's units: ``vcore`` in milli-cores, ``memory`` in bytes; GPUs in GPUs, whole
+(``2``) or a share of one (``0.25``, kept exactly as 250 milli-GPU).
 
 Error bodies (every 4xx/5xx of the API) are ``ErrorBody``: a stable ``code``, a sentence, the
 offending fields (``body.task_groups.0.gpus``) and a hint on what to do.
@@ -11,6 +12,7 @@ offending fields (``body.task_groups.0.gpus``) and a hint on what to do.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -58,6 +60,7 @@ _INT32 = 2**31 - 1
 # The most members (counting elastic ones up to max_members) one submission may have, over all
 # its task groups: bigger requests are refused (docs/service.md, "Limits").
 MAX_MEMBERS_PER_SUBMISSION = 1024
+MAX_GPUS_PER_MEMBER = 64
 
 
 # Bounds of the free-form maps of a submission: a tag or an environment that large is a mistake.
@@ -85,7 +88,11 @@ class TaskGroupIn(_Strict):
 
     name: str = Field("worker", pattern=_GROUP_NAME, description="head, worker ...")
     members: int = Field(1, ge=1, le=4096)
-    gpus: int = Field(0, ge=0, le=64, description="GPUs per member")
+    gpus: int | float = Field(
+        0,
+        description="GPUs per member: whole GPUs (1..64) or a share of one GPU (0 < gpus < 1, e.g. 0.25)",
+        json_schema_extra={"minimum": 0, "maximum": MAX_GPUS_PER_MEMBER},
+    )
     gpu_types: list[str] = Field(default_factory=list, description="allowed GPU types; empty = any")
     cpu: float = Field(1.0, gt=0, le=1024, description="cores per member")
     memory: str = Field("4Gi", description="memory per member, e.g. 16Gi")
@@ -98,6 +105,14 @@ class TaskGroupIn(_Strict):
             parse_quantity("memory", v)
         except QuantityError as exc:
             raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, v: object) -> object:
+        # Checked before the int|float union sees it, so that a refusal is one error naming
+        # ``gpus`` itself (not one per union member).
+        gpu_milli_of(v)
         return v
 
     @field_validator("gpu_types")
@@ -118,8 +133,41 @@ class TaskGroupIn(_Strict):
         """Per-member resources in the core's units."""
         out = {"vcore": round(self.cpu * 1000), "memory": parse_quantity("memory", self.memory)}
         if self.gpus:
-            out["gpu"] = self.gpus * GPU_MILLI  # whole GPUs, in the core's milli-GPU
+            out["gpu"] = gpu_milli_of(self.gpus)  # in the core's milli-GPU (a share: 1..999)
         return out
+
+
+def gpu_milli_of(gpus: object) -> int:
+    """GPUs per member as given on the wire (``2``, ``0.25``) in the core's milli-GPU, exactly.
+
+    Raises ValueError with a one-line message saying what is wrong and what to give instead:
+    a share finer than 0.001 GPU, or more than one GPU that is not whole (``1.5``)."""
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus != gpus:
+        raise ValueError(
+            f"Input should be a valid integer (whole GPUs: 1, 2 ...) or a share of one GPU"
+            f" (a number below 1: 0.25), got {gpus!r}"
+        )
+    if gpus < 0:
+        raise ValueError(f"GPUs per member must be greater than or equal to 0, got {gpus!r}")
+    if gpus > MAX_GPUS_PER_MEMBER:
+        raise ValueError(
+            f"GPUs per member must be less than or equal to {MAX_GPUS_PER_MEMBER}, got {gpus!r};"
+            " split the work over more members"
+        )
+    if isinstance(gpus, int) or gpus.is_integer():
+        return int(gpus) * GPU_MILLI
+    exact = Decimal(repr(gpus)) * GPU_MILLI
+    if gpus > 1:
+        raise ValueError(
+            f"{gpus!r} GPUs per member is more than one GPU but not whole: a member gets either a"
+            f" share of one GPU (0.001 to 0.999) or whole GPUs; ask {int(gpus)} or {int(gpus) + 1}"
+        )
+    if exact != exact.to_integral_value():
+        raise ValueError(
+            f"{gpus!r} is finer than a thousandth of a GPU; give a share in steps of 0.001"
+            f" (e.g. {max(int(exact), 1) / GPU_MILLI:g})"
+        )
+    return int(exact)
 
 
 class DisruptionIn(_Strict):
@@ -249,6 +297,9 @@ class WorkloadOut(BaseModel):
     idempotency_key: str | None = None
     attempt: int = 0
     placement: dict[str, str] = Field(default_factory=dict)
+    # member -> the GPU indices of its node the scheduler gave it while it is placed (a share:
+    # one index, shared with others); what its process sees in CUDA_VISIBLE_DEVICES.
+    gpu_ids: dict[str, list[int]] = Field(default_factory=dict)
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None

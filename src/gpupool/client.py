@@ -152,6 +152,8 @@ class Client:
         queue: str | None = None,
         size: str | None = None,
         task_groups: Iterable[TaskGroupIn | Mapping[str, Any]] | None = None,
+        gpus: int | float | None = None,
+        members: int = 1,
         priority: int = 0,
         gang: bool = True,
         gang_style: str = "soft",
@@ -166,6 +168,8 @@ class Client:
     ) -> WorkloadOut:
         """Submit a workload: a standard ``size`` or explicit ``task_groups`` (dicts or TaskGroupIn).
 
+        ``gpus`` (with ``members``) is a shorthand for one task group ``worker`` of ``members``
+        members of ``gpus`` GPUs each: whole GPUs (``2``) or a share of one GPU (``0.25``).
         Validation is the server's: an invalid field comes back as an ``ApiError`` naming it.
         ``gang_timeout`` and ``grace`` left out take the server's defaults.
         """
@@ -191,6 +195,10 @@ class Client:
             payload["gang_timeout"] = gang_timeout
         if grace is not None:
             payload["disruption"]["grace"] = grace
+        if gpus is not None:
+            if task_groups is not None or size is not None:
+                raise ValueError("give gpus= or task_groups= or size=, not several")
+            task_groups = [{"name": "worker", "members": members, "gpus": gpus}]
         if task_groups is not None:
             payload["task_groups"] = [
                 g.model_dump(mode="json") if isinstance(g, TaskGroupIn) else dict(g) for g in task_groups

@@ -1,7 +1,8 @@
 """The job side of gpupool: what a workload's entrypoint asks about its own run.
 
 A workload's entrypoint runs as member 0 of its gang: on member 0's node, holding member 0's
-GPUs (``CUDA_VISIBLE_DEVICES`` is set, ``gpu_ids()`` lists Ray's ids). The other members'
+GPUs (``CUDA_VISIBLE_DEVICES`` is set, ``gpu_ids()`` lists them: the GPU indices the scheduler
+chose, a share's being the one GPU it shares). The other members'
 reservations are bundles 1..n-1 of ``placement_group()``; start work there with
 ``Task.options(**member_options("worker-1")).remote(...)`` (needs ``ray``; member 0 is the
 entrypoint itself: ``member_options`` of it is refused at once, it would wait forever).
@@ -94,7 +95,9 @@ def _members() -> list[tuple[str, str, str, int]]:
 
 
 def gpu_ids() -> list[int]:
-    """Ray's GPU ids: of this Ray task/actor when called in one, else of the entrypoint (member 0)."""
+    """In a Ray task or actor: Ray's GPU ids for it. In the entrypoint (member 0): the GPU
+    indices of its node the scheduler chose (a share: the one GPU it shares), as in
+    ``CUDA_VISIBLE_DEVICES``."""
     if "ray" in sys.modules:
         ray = sys.modules["ray"]
         if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:

@@ -194,7 +194,12 @@ def submit_command(
     size: Annotated[
         str | None, typer.Option("--size", "-s", help="Standard size: small, medium, large ...")
     ] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs per member (instead of --size).")] = None,
+    gpus: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus", help="GPUs per member (instead of --size): whole (2) or a share of one (0.25)."
+        ),
+    ] = None,
     members: Annotated[int, typer.Option("--members", "-n", help="Members (a gang when > 1).")] = 1,
     gpu_type: Annotated[
         list[str] | None, typer.Option("--gpu-type", help="Allowed GPU type (repeat).")
@@ -250,7 +255,7 @@ def submit_command(
             {
                 "name": "worker",
                 "members": members,
-                "gpus": gpus or 0,
+                "gpus": _gpus_wire(gpus),
                 "gpu_types": gpu_type or [],
                 "cpu": cpu,
                 "memory": memory,
@@ -282,6 +287,13 @@ def submit_command(
         raise typer.Exit(1)
 
 
+def _gpus_wire(gpus: float | None) -> int | float:
+    """``--gpus`` as the API takes it: an int when whole (2), else the share as given (0.25)."""
+    if gpus is None:
+        return 0
+    return int(gpus) if gpus.is_integer() else gpus
+
+
 @service_app.command("status")
 def status_command(
     workload_id: Annotated[str, typer.Argument(help="Workload id.")],
@@ -299,6 +311,17 @@ def status_command(
     _print_workload(w)
 
 
+def _gpus_at(w: WorkloadOut, member: str) -> str:
+    """`` GPU 2`` (``GPUs 0,1``; `` GPU 2 (0.25)`` for a share): the indices the member's process sees."""
+    ids = w.gpu_ids.get(member)
+    if not ids:
+        return ""
+    group = next((g for g in w.task_groups if member.rpartition("-")[0] == g.name), None)
+    gpus = group.resources.get("gpu", 0) if group else 0
+    share = f" ({gpus:g} of it)" if isinstance(gpus, float) and 0 < gpus < 1 else ""
+    return f" GPU{'s' if len(ids) > 1 else ''} {','.join(map(str, ids))}{share}"
+
+
 def _print_workload(w: WorkloadOut) -> None:
     console = _console()
     console.print(f"[bold]{w.id}[/] {w.name}  {_state(w.state)}  {w.reason}")
@@ -311,7 +334,7 @@ def _print_workload(w: WorkloadOut) -> None:
         types = f" of {'/'.join(g.gpu_types)}" if g.gpu_types else ""
         console.print(f"  {g.name}: {g.members} x {_res(g.resources)}{types}")
     if w.placement:
-        console.print("  placement: " + ", ".join(f"{m}@{n}" for m, n in w.placement.items()))
+        console.print("  placement: " + ", ".join(f"{m}@{n}{_gpus_at(w, m)}" for m, n in w.placement.items()))
     console.print(f"  entrypoint: {w.entrypoint}")
     table = Table("at", "from", "to", "reason", title="history", title_justify="left")
     for t in w.history:

@@ -228,6 +228,8 @@ class Driver:
                     disruptible=spec.disruption.policy != "never",
                     elastic=member not in dict(members),
                 )
+                if alloc.gpu_ids:
+                    w.gpu_ids[member] = tuple(alloc.gpu_ids)
                 if w.state == WorkloadState.PREEMPTING:
                     self.core.mark_preempting(alloc.id)
             for member, group in spec.extra_members():
@@ -364,6 +366,11 @@ class Driver:
                 w = self.workloads.get(wid)
                 if w is None:
                     continue
+                alloc = self.core.allocations.get(d.ask_id)
+                if alloc is not None and alloc.gpu_ids:
+                    w.gpu_ids[member] = tuple(alloc.gpu_ids)
+                else:
+                    w.gpu_ids.pop(member, None)
                 if w.spec.has_extras() and member in self._extras(w):
                     self._grow(w, member, d.node, dict(d.resources), now)
                     continue
@@ -406,6 +413,7 @@ class Driver:
             self.core.release(alloc_id)
         w.placement.pop(member, None)
         w.assigned.pop(member, None)
+        w.gpu_ids.pop(member, None)
         self.journal.event(w.id, now, "shrank", f"extra member {member} given back: {reason}")
         if isinstance(self.executor, Resizable) and w.state in (
             WorkloadState.ADMITTED,
@@ -418,6 +426,7 @@ class Driver:
     def _admit(self, w: Workload, now: float, report: TickReport) -> None:
         w.placement = dict(sorted(self._partial.pop(w.id).items()))
         w.assigned = {m: r for m, r in w.assigned.items() if m in w.placement}
+        w.gpu_ids = {m: ids for m, ids in w.gpu_ids.items() if m in w.placement}
         w.attempt += 1
         nodes = sorted(set(w.placement.values()))
         self._move(w, WorkloadState.ADMITTED, now, f"placed on {', '.join(nodes)} (attempt {w.attempt})")

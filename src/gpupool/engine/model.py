@@ -191,6 +191,9 @@ class Workload:
     attempt: int = 0  # how many times it was admitted
     placement: dict[str, str] = field(default_factory=dict)  # member -> node, while admitted
     assigned: dict[str, Resources] = field(default_factory=dict)  # member -> the shape it got
+    # member -> the GPU indices of its node the core gave it (a share: one index); the executor
+    # shows exactly these to the member's process (CUDA_VISIBLE_DEVICES, runtime.gpu_ids()).
+    gpu_ids: dict[str, tuple[int, ...]] = field(default_factory=dict)
     history: list[Transition] = field(default_factory=list)
     started_at: float | None = None  # of the current attempt
     finished_at: float | None = None

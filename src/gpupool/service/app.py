@@ -207,7 +207,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     fields = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ()))
-        message = str(err.get("msg", "invalid"))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         fields.append(FieldError(field=loc, message=message))
     summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
     body = ErrorBody(

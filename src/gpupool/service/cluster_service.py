@@ -12,21 +12,31 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gpupool.api import AttemptOut, NodeOut, PoolOut, QueueOut
 from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.core.admission import Host
 from gpupool.core.capacity import POOL_LABEL, headroom_target
 from gpupool.core.config import Size
+from gpupool.core.model import Node
 from gpupool.core.placement_rules import may_submit
-from gpupool.core.resources import GPU_TYPE_LABEL, format_resources, in_gpus, whole_gpus
+from gpupool.core.resources import (
+    GPU_MILLI,
+    GPU_TYPE_LABEL,
+    format_resources,
+    gpu_milli,
+    gpus_from_milli,
+    in_gpus,
+    whole_gpus,
+)
 from gpupool.service.errors import Forbidden, Invalid
 from gpupool.service.security import Principal, administers, may_see
 from gpupool.service.settings import load_queue_config
 from gpupool.service.views import queue_out
 
 if TYPE_CHECKING:
+    from gpupool.engine.model import Workload
     from gpupool.service.context import Plane
 
 DEFAULT_POOL = "default"  # the portal's pool of nodes no node pool launched
@@ -43,14 +53,34 @@ class MeOut(BaseModel):
     may_reload: bool
 
 
-class GpuCell(BaseModel):
-    """One GPU in the portal's occupancy view: used by a workload, reserved for a waiting one, or free."""
+class GpuShare(BaseModel):
+    """One holder of a GPU: a workload's allocation (or room reserved for a waiting one), with
+    how much of that GPU it holds (``milli`` of 1000; ``gpus`` the same as a fraction: 0.25)."""
 
-    state: Literal["used", "reserved", "free"]
+    workload: str
+    state: Literal["used", "reserved"] = "used"
+    member: str | None = None
+    queue: str | None = None
+    name: str | None = None  # only for workloads the caller may see
+    user: str | None = None
+    milli: int = GPU_MILLI
+    gpus: int | float = 1
+
+
+class GpuCell(BaseModel):
+    """One GPU (``index``: the index the core gave, the one its processes see in
+    ``CUDA_VISIBLE_DEVICES``) in the portal's occupancy view: used whole by a workload, shared
+    by several shares (``holders``), reserved for a waiting one, or free. ``workload``, ``queue``,
+    ``name`` and ``user`` are the first holder's."""
+
+    state: Literal["used", "shared", "reserved", "free"]
+    index: int = 0
     workload: str | None = None
     queue: str | None = None
     name: str | None = None  # only for workloads the caller may see
     user: str | None = None
+    holders: list[GpuShare] = Field(default_factory=list)
+    used_milli: int = 0  # of 1000, over every holder
 
 
 class NodeView(BaseModel):
@@ -279,29 +309,9 @@ class ClusterService:
             peaks = autoscaler.peaks(self.plane.clock()) if autoscaler is not None else None
             now = self.plane.clock()
             for node in sorted(core.nodes.values(), key=lambda n: n.name):
-                cells: list[GpuCell] = []
-                for alloc in sorted(node.allocations.values(), key=lambda a: a.seq):
-                    w = driver.workloads.get(alloc.app.id)
-                    visible = w is not None and may_see(principal, w.spec.user, alloc.queue)
-                    cell = GpuCell(
-                        state="used",
-                        workload=alloc.app.id,
-                        queue=alloc.queue.path,
-                        name=w.spec.name if visible and w else None,
-                        user=w.spec.user if visible and w else None,
-                    )
-                    # One cell per GPU it holds (a share shows as its GPU; per-GPU cells are a later step).
-                    cells.extend(cell.model_copy() for _ in alloc.gpu_ids)
-                for ask_id in sorted(node.held):
-                    # GPUs kept for a waiting workload after preemption made room for it.
-                    cells.extend(
-                        GpuCell(state="reserved", workload=ask_id.split("/", 1)[0])
-                        for _ in node.held_gpus.get(ask_id, ())
-                    )
                 total = whole_gpus(node.capacity)
-                cells = cells[:total]
-                free = total - len(cells)
-                cells.extend(GpuCell(state="free") for _ in range(free))
+                cells = _gpu_cells(node, total, driver.workloads, principal)
+                free = sum(c.state == "free" for c in cells)
                 pool_node = pool_nodes.get(node.name)
                 draining = not node.schedulable or (
                     pool_node is not None and pool_node.state == "terminating"
@@ -348,7 +358,7 @@ class ClusterService:
                         state="booting",
                         gpus=gpus,
                         free=gpus,
-                        cells=[GpuCell(state="free") for _ in range(gpus)],
+                        cells=[GpuCell(state="free", index=i) for i in range(gpus)],
                         capacity=format_resources(pn.instance_type.capacity()),
                         allocated="",
                     )
@@ -376,3 +386,68 @@ class ClusterService:
                 )
             )
         return out
+
+
+def _gpu_cells(node: Node, total: int, workloads: dict[str, Workload], principal: Principal) -> list[GpuCell]:
+    """The node's GPUs one by one, by the index the core gave: who holds each and how much."""
+    holders: dict[int, list[GpuShare]] = {i: [] for i in range(total)}
+
+    def per_gpu(milli: int, ids: tuple[int, ...]) -> int:
+        return milli if len(ids) == 1 and milli < GPU_MILLI else GPU_MILLI
+
+    for alloc in sorted(node.allocations.values(), key=lambda a: a.seq):
+        w = workloads.get(alloc.app.id)
+        visible = w is not None and may_see(principal, w.spec.user, alloc.queue)
+        milli = per_gpu(gpu_milli(alloc.resources), alloc.gpu_ids)
+        for i in alloc.gpu_ids:
+            holders.setdefault(i, []).append(
+                GpuShare(
+                    workload=alloc.app.id,
+                    member=alloc.id.rpartition("/")[2],
+                    queue=alloc.queue.path,
+                    name=w.spec.name if visible and w else None,
+                    user=w.spec.user if visible and w else None,
+                    milli=milli,
+                    gpus=gpus_from_milli(milli),
+                )
+            )
+    for ask_id in sorted(node.held):
+        # Room kept for a waiting workload after preemption made room for it.
+        ids = node.held_gpus.get(ask_id, ())
+        milli = per_gpu(gpu_milli(node.held[ask_id]), ids)
+        for i in ids:
+            holders.setdefault(i, []).append(
+                GpuShare(
+                    workload=ask_id.split("/", 1)[0],
+                    state="reserved",
+                    member=ask_id.rpartition("/")[2],
+                    milli=milli,
+                    gpus=gpus_from_milli(milli),
+                )
+            )
+    cells: list[GpuCell] = []
+    for i in sorted(holders):
+        hs = holders[i]
+        used = sum(h.milli for h in hs)
+        if not hs:
+            state: Literal["used", "shared", "reserved", "free"] = "free"
+        elif all(h.state == "reserved" for h in hs):
+            state = "reserved"
+        elif any(h.state == "used" and h.milli >= GPU_MILLI for h in hs):
+            state = "used"  # (with room reserved on it while its victims still stop)
+        else:
+            state = "shared"
+        first = next((h for h in hs if h.state == "used"), hs[0] if hs else None)
+        cells.append(
+            GpuCell(
+                state=state,
+                index=i,
+                workload=first.workload if first else None,
+                queue=first.queue if first else None,
+                name=first.name if first else None,
+                user=first.user if first else None,
+                holders=hs,
+                used_milli=used,
+            )
+        )
+    return cells

@@ -46,6 +46,7 @@ def workload_out(w: Workload, queue: str | None) -> WorkloadOut:
         reason=w.reason,
         attempt=w.attempt,
         placement=dict(w.placement),
+        gpu_ids={m: list(ids) for m, ids in sorted(w.gpu_ids.items())},
         submitted_at=w.submitted_at,
         started_at=w.started_at,
         finished_at=w.finished_at,

@@ -268,7 +268,12 @@ class WorkloadService:
 
     def get(self, principal: Principal, workload_id: str) -> WorkloadOut:
         row, history = self.store.row_and_history(workload_id)
-        return row_out(self._visible(principal, workload_id, row), history_out(history))
+        out = row_out(self._visible(principal, workload_id, row), history_out(history))
+        with self.plane.lock:  # the GPU indices live in the driver (the core gives them anew)
+            w = self.plane.driver.workloads.get(workload_id)
+            if w is not None and out.placement:
+                out.gpu_ids = {m: list(ids) for m, ids in sorted(w.gpu_ids.items()) if m in out.placement}
+        return out
 
     def list_visible(
         self,

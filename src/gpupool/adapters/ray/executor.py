@@ -238,6 +238,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
             "resume_from": self._latest(w),
             "placement": placement,
             "placement_group_id": pg.id.hex(),
+            # The GPU indices the core chose for member 0: what its process sees.
+            "gpu_ids": list(w.gpu_ids.get(members[0][0], ())),
         }
         options: dict[str, Any] = {
             "name": naming.actor_name(w.id, w.attempt),

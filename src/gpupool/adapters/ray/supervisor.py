@@ -2,7 +2,8 @@
 
 ``RayExecutor`` creates one ``JobSupervisor`` per attempt in bundle 0 of the workload's
 placement group, holding member 0's CPUs, memory and GPUs, so the entrypoint runs as member 0
-on the node the scheduler chose, with Ray's GPU ids in ``CUDA_VISIBLE_DEVICES``. This is what
+on the node the scheduler chose, with the GPU indices the scheduling core chose for member 0
+(``config["gpu_ids"]``; Ray's own ids when the core gave none) in ``CUDA_VISIBLE_DEVICES``. This is what
 Ray's own job supervisor does, without the dashboard's job server, and it works on any Ray
 cluster: the executor talks to it by Ray calls only, and it talks to the job through files in a
 node-local control directory (see ``gpupool.runtime``).
@@ -66,7 +67,11 @@ class JobSupervisor:
         with self._lock:
             if self._launched is not None:
                 return self._launched
-            gpu_ids = [int(i) for i in ray.get_gpu_ids()]
+            ray_ids = [int(i) for i in ray.get_gpu_ids()]
+            # The core's GPU indices are authoritative (``status`` and the portal show them);
+            # Ray's own instance ids may differ for a share (docs/ray.md, "GPU shares").
+            core_ids = self.config.get("gpu_ids")
+            gpu_ids = [int(i) for i in core_ids] if core_ids else ray_ids
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.control_dir.mkdir(parents=True, exist_ok=True)
             ckpt_dir = self.checkpoint_root / f"attempt-{self.attempt}"
@@ -97,6 +102,7 @@ class JobSupervisor:
                 "error": error,
                 "pid": self._proc.pid if self._proc else None,
                 "gpu_ids": gpu_ids,
+                "ray_gpu_ids": ray_ids,
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "log_path": str(self.log_path),
                 "placement_group_id": self.config["placement_group_id"],

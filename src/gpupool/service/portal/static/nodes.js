@@ -16,23 +16,56 @@
     return by() === "workload" ? c.workload : c.queue;
   }
 
+  function holderLabel(s) {
+    if (s.state === "reserved") return `${s.gpus} reserved for ${s.workload}`;
+    return `${s.gpus} ${s.workload}${s.name ? " " + s.name : ""} (${s.queue}${s.user ? ", " + s.user : ""})`;
+  }
+
   function cellLabel(c, i) {
-    if (c.state === "free") return `GPU ${i}: free`;
-    if (c.state === "reserved") return `GPU ${i}: reserved for ${c.workload}`;
-    return `GPU ${i}: ${c.workload}${c.name ? " " + c.name : ""} (${c.queue}${c.user ? ", " + c.user : ""})`;
+    const idx = c.index ?? i;  // the index the core gave: what the job sees in CUDA_VISIBLE_DEVICES
+    if (c.state === "free") return `GPU ${idx}: free`;
+    if (c.state === "reserved") return `GPU ${idx}: reserved for ${c.workload}`;
+    if (c.state === "shared") {
+      return `GPU ${idx}: shared, ${c.used_milli / 1000} used: ` + c.holders.map(holderLabel).join("; ");
+    }
+    return `GPU ${idx}: ${c.workload}${c.name ? " " + c.name : ""} (${c.queue}${c.user ? ", " + c.user : ""})`;
+  }
+
+  /* A shared GPU: each share a band of its colour, as tall as its part of the GPU. */
+  function sharedFill(c) {
+    let at = 0;
+    const stops = [];
+    for (const s of c.holders) {
+      const col = s.state === "reserved" ? "transparent" : colours.get(by() === "workload" ? s.workload : s.queue);
+      const end = Math.min(100, at + s.milli / 10);
+      stops.push(`${col} ${at}% ${end}%`);
+      at = end;
+    }
+    if (at < 100) stops.push(`transparent ${at}% 100%`);
+    return { background: `linear-gradient(to top, ${stops.join(", ")})` };
   }
 
   function nodeCard(n) {
-    const used = n.cells.filter((c) => c.state === "used").length;
+    const used = n.cells.filter((c) => c.state === "used" || c.state === "shared").length;
+    const shared = n.cells.filter((c) => c.state === "shared").length;
     const reserved = n.cells.filter((c) => c.state === "reserved").length;
     const holders = new Map();
     for (const c of n.cells) {
-      if (c.state !== "used") continue;
-      const e = holders.get(c.workload) || { c, gpus: 0 };
-      e.gpus += 1;
-      holders.set(c.workload, e);
+      if (c.state === "used") {
+        const e = holders.get(c.workload) || { c, milli: 0 };
+        e.milli += 1000;
+        holders.set(c.workload, e);
+      } else if (c.state === "shared") {
+        for (const s of c.holders) {
+          if (s.state !== "used") continue;
+          const e = holders.get(s.workload) || { c: s, milli: 0 };
+          e.milli += s.milli;
+          holders.set(s.workload, e);
+        }
+      }
     }
-    const summary = `${n.name}: ${n.gpus} GPUs${n.gpu_type ? " " + n.gpu_type : ""}, ${used} used, ` +
+    const summary = `${n.name}: ${n.gpus} GPUs${n.gpu_type ? " " + n.gpu_type : ""}, ${used} used` +
+      `${shared ? " (" + shared + " shared)" : ""}, ` +
       `${reserved ? reserved + " reserved, " : ""}${n.free} free, ${n.state}`;
     return h("article", { class: `node node-${n.state}`, dataset: { node: n.name } },
       h("header", {},
@@ -43,15 +76,17 @@
         n.cells.map((c, i) => h("span", {
           class: "cell cell-" + c.state,
           title: cellLabel(c, i),
+          dataset: { gpu: String(c.index ?? i) },
           style: c.state === "used" ? { background: colours.get(cellKey(c)) } :
+            c.state === "shared" ? sharedFill(c) :
             c.state === "reserved" ? { "--res": colour(by() === "workload" ? c.workload : "reserved", true) } : null,
         }))),
       n.note ? h("p", { class: "node-note" }, n.note) : null,
       n.state === "lost" ? null : h("p", { class: "node-sum" }, `${used}/${n.gpus} in use · ${n.free} free`),
-      holders.size ? h("ul", { class: "holders" }, [...holders.values()].map(({ c, gpus }) => h("li", {},
+      holders.size ? h("ul", { class: "holders" }, [...holders.values()].map(({ c, milli }) => h("li", {},
         h("span", { class: "dot", style: { background: colours.get(cellKey(c)) } }),
         c.name ? h("a", { href: `/portal/workloads/${encodeURIComponent(c.workload)}`, id: `on-${n.name}-${c.workload}` }, c.workload) : c.workload,
-        c.name ? ` ${c.name}` : "", h("span", { class: "muted" }, ` ${c.queue} ×${gpus}`)))) : null,
+        c.name ? ` ${c.name}` : "", h("span", { class: "muted" }, ` ${c.queue} ×${milli / 1000}`)))) : null,
     );
   }
 
@@ -63,6 +98,9 @@
     const seen = new Map();
     for (const p of data) for (const n of p.nodes) for (const c of n.cells) {
       if (c.state === "used") seen.set(cellKey(c), c);
+      if (c.state === "shared") {
+        for (const s of c.holders) if (s.state === "used") seen.set(by() === "workload" ? s.workload : s.queue, s);
+      }
     }
     colours = palette([...seen.keys()]);
     if (!data.length) {
