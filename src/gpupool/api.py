@@ -368,6 +368,9 @@ class NodeOut(BaseModel):
     schedulable: bool
     capacity: dict[str, int | float]  # GPU quantities in GPUs
     allocated: dict[str, int | float]
+    # Per GPU index (the index jobs see in CUDA_VISIBLE_DEVICES): the part of it taken, by
+    # allocations or room held for a waiting workload (1 whole, 0.25 a quarter shared, 0 free).
+    gpu_use: list[int | float] = Field(default_factory=list)
     pool: str | None = None  # the node pool that launched it; None for a static node
     # booting: launched, not taking work yet; draining: cordoned (compaction empties it);
     # terminating: being scaled down; lost: died or left without being scaled down (until it

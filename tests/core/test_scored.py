@@ -5,12 +5,15 @@ experiment's fit are one rule."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
 from gpupool.core.fit import fits_node
-from gpupool.core.model import GPU_TYPE_LABEL, App, Ask, Node, pick_gpus
+from gpupool.core.model import GPU_TYPE_LABEL, App, Ask, Node, NodeSpec, pick_gpus
 from gpupool.core.nodes import NodeIndex, WeightedUtilization, make_scorer
+from gpupool.core.scheduler import Scheduler
 from gpupool.core.scored import ScoredOrder, ask_shape, node_view
 from gpupool.core.scorers import POLICY_NAMES
 from gpupool.core.scoring import fits
@@ -158,3 +161,17 @@ def test_the_scheduler_fit_and_the_packing_fit_are_one_rule(seed: int) -> None:
             res["vcore"] = rng.randint(0, node.capacity["vcore"])
         ask = Ask("a", app, res, created=0.0, seq=i)
         assert fits_node(ask, node) == fits(node_view(node), ask_shape(res)), (node.gpu_free, node.avail, res)
+
+
+def test_a_config_reload_to_a_learning_policy_learns_the_pending_asks() -> None:
+    root = QueueConfig(name="root", submit_acl="*", queues=(QueueConfig(name="team"),), parent=True)
+    partition = PartitionConfig(name="default", root=root, node_sort_policy=NodeSortPolicy(type="binpacking"))
+    sched = Scheduler(partition)
+    sched.add_node(NodeSpec("n", {"gpu": 2000, "vcore": 8000}, {GPU_TYPE_LABEL: "H100"}))
+    assert sched.submit("app", queue="root.team") is None
+    for i in range(3):
+        sched.add_ask("app", f"a{i}", {"gpu": 250, "vcore": 1000}, created=0.0)
+    sched.update_config(replace(partition, node_sort_policy=NodeSortPolicy(type="gpupool")))
+    order = sched.index.scorer
+    assert isinstance(order, ScoredOrder) and order.observed == 3
+    assert order.refreshed_at == 2  # refreshed at the 1st and 2nd ask

@@ -117,3 +117,38 @@ def test_submit_form_offers_gpus_members_and_type_with_errors_in_place(default_p
     assert shape == [(2, 2, ["H100"])]
     shot(page, "submit-custom-created")
     assert page.js_errors == []
+
+
+def test_a_share_is_submitted_from_the_form_and_shown_on_its_gpu(default_portal, open_page):
+    page = open_page()
+    sign_in(page, default_portal.url, default_portal.admin_token, "/portal/submit")
+    page.wait_for_selector("#submit-form")
+    page.get_by_label("Name").fill("quarter")
+    page.get_by_label("Entrypoint").fill("sleep 60")
+    page.select_option("#s-queue", "root.research")
+    page.get_by_label("GPUs per member").fill("0.0001")
+    page.get_by_role("button", name="Submit").click()
+    assert "share of one GPU" in page.inner_text("#s-gpus-err")
+    page.get_by_label("GPUs per member").fill("0.25")
+    page.get_by_label("Members").fill("1")
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_selector("#created-link")
+    wid = re.search(r"\((w-\d+)\)", page.inner_text("#created-link")).group(1)
+    with default_portal.http() as http:
+        w = http.get(f"/workloads/{wid}").json()
+        assert w["task_groups"][0]["resources"]["gpu"] == 0.25 and w["gpus"] == 0.25
+        for _ in range(100):
+            w = http.get(f"/workloads/{wid}").json()
+            if w["gpu_ids"]:
+                break
+            page.wait_for_timeout(100)
+    node, index = w["placement"]["worker-0"], w["gpu_ids"]["worker-0"][0]
+    page.goto(f"{default_portal.url}/portal/nodes")
+    cell = f"article[data-node='{node}'] .cell-shared[data-gpu='{index}']"
+    page.wait_for_selector(cell)
+    title = page.get_attribute(cell, "title")
+    assert title.startswith(f"GPU {index}: shared, 0.25 used: 0.25 {wid} quarter"), title
+    assert page.locator(".cell-shared").count() == 1
+    assert "root.research ×0.25" in page.inner_text(f"article[data-node='{node}'] .holders")
+    shot(page, "nodes-share")
+    assert page.js_errors == []

@@ -8,7 +8,10 @@ import json
 
 import pytest
 
+from gpupool.api import SubmitRequest
 from gpupool.client import ApiError
+from gpupool.engine.model import TaskGroup, WorkloadSpec
+from gpupool.service.journal import spec_from_json, spec_to_json
 
 from .executors import wait_until
 from .test_cli_sdk import cli
@@ -44,6 +47,23 @@ def test_a_share_that_cannot_be_placed_is_refused_naming_the_field(sqlite_server
     assert words in message and "\n" not in message and not message.startswith("Value error"), message
     assert "body.task_groups.1.gpus" in err["message"] and "\n" not in err["message"]
     assert _count(sqlite_server) == 0
+
+
+def test_the_journal_codec_stores_a_share_as_its_fraction_and_reads_it_back_exactly():
+    req = SubmitRequest.model_validate(
+        {**GOOD, "task_groups": [{"gpus": 0.001}, {"name": "w2", "gpus": 0.999}]}
+    )
+    assert [g.resources()["gpu"] for g in req.task_groups or []] == [1, 999]
+    spec = WorkloadSpec(
+        name="s",
+        task_groups=(TaskGroup("worker", 3, {"gpu": 250}, alternatives=(({"gpu": 125}, ()),)),),
+    )
+    stored = json.loads(json.dumps(spec_to_json(spec)))  # as the JSON column holds it
+    assert stored["task_groups"][0]["resources"] == {"gpu": 0.25}
+    assert stored["task_groups"][0]["alternatives"][0]["resources"] == {"gpu": 0.125}
+    back = spec_from_json(stored)
+    assert back.task_groups[0].resources == {"gpu": 250} and back.total_gpus() == 0.75
+    assert back.task_groups[0].alternatives[0][0] == {"gpu": 125}
 
 
 def test_shares_round_trip_exactly_and_show_as_fractions(server):
@@ -113,6 +133,10 @@ def test_sdk_and_cli_take_a_share_and_refuse_a_bad_one_in_one_line(sqlite_server
     assert r.exit_code == 0 and f"GPU {index} (0.25 of it)" in r.output, r.output
     r = cli(sqlite_server, "list")
     assert "0.25" in r.output
+    node = gp.get(w["id"]).placement["worker-0"]
+    use = {n["name"]: n["gpu_use"] for n in json.loads(cli(sqlite_server, "nodes", "--json").output)}
+    assert use[node][index] == 0.25 and sum(use[node]) == 0.25, use
+    assert f"{index}:0.25" in cli(sqlite_server, "nodes").output
 
     r = cli(sqlite_server, "submit", "bad", "-e", "true", "-q", "root.a", "--gpus", "1.5")
     assert r.exit_code == 1 and "Traceback" not in r.output

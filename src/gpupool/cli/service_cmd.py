@@ -480,7 +480,7 @@ def nodes_command(
     if json_output:
         _dump(nodes)
         return
-    table = Table("node", "gpu type", "pool", "state", "schedulable", "capacity", "allocated")
+    table = Table("node", "gpu type", "pool", "state", "schedulable", "capacity", "allocated", "per GPU")
     for n in nodes:
         table.add_row(
             n.name,
@@ -490,6 +490,8 @@ def nodes_command(
             "yes" if n.schedulable else "no",
             _res(n.capacity),
             _res(n.allocated),
+            # index:part taken, e.g. "0:1 1:0.75 2:0" (0.75: shares of GPU 1)
+            " ".join(f"{i}:{u:g}" for i, u in enumerate(n.gpu_use)) or "-",
         )
     _console().print(table)
 

@@ -104,6 +104,9 @@ class State:
             if node.schedulable:
                 self.index.add(node)
         self.observe = getattr(scorer, "observe", None)
+        if self.observe is not None:  # a new learning policy learns the asks still pending
+            for ask in self.asks.values():
+                self.observe(ask.resources, ask.gpu_types)
 
     def count_region(self, node: Node, delta: int) -> None:
         region = node.labels.get(REGION_LABEL)

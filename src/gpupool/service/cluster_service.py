@@ -144,6 +144,7 @@ class ClusterService:
                         schedulable=n.schedulable,
                         capacity=in_gpus(n.capacity),
                         allocated=in_gpus({k: v for k, v in n.allocated.items() if v}),
+                        gpu_use=[gpus_from_milli(min(GPU_MILLI, max(0, GPU_MILLI - f))) for f in n.gpu_free],
                         pool=pn.pool if pn is not None else n.labels.get(POOL_LABEL),
                         state=state,  # type: ignore[arg-type]
                     )

@@ -74,7 +74,11 @@
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(req.name)) problems.push(["body.name", "Give a name: letters, digits, . _ - (up to 63)."]);
     if (req.task_groups) {
       const g = req.task_groups[0];
-      if (!(Number.isInteger(g.gpus) && g.gpus >= 0 && g.gpus <= 64)) problems.push(["body.task_groups.0.gpus", "A whole number of GPUs, 0 to 64."]);
+      // Whole GPUs, or a share of one GPU in thousandths (0.25); the server checks the same.
+      const share = g.gpus > 0 && g.gpus < 1 && Math.abs(g.gpus * 1000 - Math.round(g.gpus * 1000)) < 1e-9;
+      if (!((Number.isInteger(g.gpus) && g.gpus >= 0 && g.gpus <= 64) || share)) {
+        problems.push(["body.task_groups.0.gpus", "A whole number of GPUs, 0 to 64, or a share of one GPU (0.25; steps of 0.001)."]);
+      }
       if (!(Number.isInteger(g.members) && g.members >= 1 && g.members <= 4096)) problems.push(["body.task_groups.0.members", "A whole number of members, 1 to 4096."]);
     }
     if (!req.entrypoint) problems.push(["body.entrypoint", "Give the command to run."]);
