@@ -105,6 +105,10 @@ class Cannot(Exception):
     """Preemption cannot help; the message says why."""
 
 
+def _node_name(n: Node) -> str:
+    return n.name
+
+
 def _victim_order(c: _Candidate) -> tuple[bool, bool, bool, float, str, int]:
     return c.key
 
@@ -175,27 +179,39 @@ class VictimSearch:
             allowed = set(types)
             ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
             # Nodes holding possible victims, the most free milli-GPU first (they need the least
-            # cleared); stop once enough are feasible.
-            hosts: list[tuple[int, str, Node]] = []
+            # cleared), by name among equals; stop once enough are feasible. Grouped by free
+            # milli-GPU rather than a (free, name, node) triple per host: a group is sorted
+            # only when reached, and no triples outlive a young collection.
+            by_free: dict[int, list[Node]] = {}
             for n, victim_gpus in zip(*self._hosts(leaf, fence, ask.priority, eligible), strict=True):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
                     f = n.gpu_free_total
                     if f < 0:
                         f = 0
                     if f + victim_gpus >= gpus:
-                        hosts.append((-f, n.name, n))
-            hosts.sort()
-            for _, _, node in hosts:
-                if node.gpu_type not in allowed or not fits_capacity(ask.resources, node.capacity):
-                    continue
-                local = self._local(ask, node, eligible)
-                if not local:
-                    continue
-                gap = self._gap(ask, node, local)
-                if gap is not None:
-                    ranked.append((gap, node.name, node, local))
-                    if len(ranked) >= MAX_NODES_EVALUATED:
-                        break
+                        group = by_free.get(f)
+                        if group is None:
+                            by_free[f] = [n]
+                        else:
+                            group.append(n)
+            enough = False
+            for f in sorted(by_free, reverse=True):
+                group = by_free[f]
+                group.sort(key=_node_name)
+                for node in group:
+                    if node.gpu_type not in allowed or not fits_capacity(ask.resources, node.capacity):
+                        continue
+                    local = self._local(ask, node, eligible)
+                    if not local:
+                        continue
+                    gap = self._gap(ask, node, local)
+                    if gap is not None:
+                        ranked.append((gap, node.name, node, local))
+                        if len(ranked) >= MAX_NODES_EVALUATED:
+                            enough = True
+                            break
+                if enough:
+                    break
             # The ask may already fit a node and be held back only by a queue's max.
             fitting = s.index.best(gpus, types, within(region, lambda n: s.fits_node(ask, n)))
             if fitting is not None:
