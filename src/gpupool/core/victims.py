@@ -105,10 +105,6 @@ class Cannot(Exception):
     """Preemption cannot help; the message says why."""
 
 
-def _node_name(n: Node) -> str:
-    return n.name
-
-
 def _victim_order(c: _Candidate) -> tuple[bool, bool, bool, float, str, int]:
     return c.key
 
@@ -180,8 +176,8 @@ class VictimSearch:
             ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
             # Nodes holding possible victims, the most free milli-GPU first (they need the least
             # cleared), by name among equals; stop once enough are feasible. Grouped by free
-            # milli-GPU rather than a (free, name, node) triple per host: a group is sorted
-            # only when reached, and no triples outlive a young collection.
+            # milli-GPU (the hosts come by name) rather than sorting a (free, name, node)
+            # triple per host.
             by_free: dict[int, list[Node]] = {}
             for n, victim_gpus in zip(*self._hosts(leaf, fence, ask.priority, eligible), strict=True):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
@@ -196,9 +192,7 @@ class VictimSearch:
                             group.append(n)
             enough = False
             for f in sorted(by_free, reverse=True):
-                group = by_free[f]
-                group.sort(key=_node_name)
-                for node in group:
+                for node in by_free[f]:
                     if node.gpu_type not in allowed or not fits_capacity(ask.resources, node.capacity):
                         continue
                     local = self._local(ask, node, eligible)
@@ -246,8 +240,8 @@ class VictimSearch:
     def _hosts(
         self, leaf: Queue, fence: Queue, priority: int, eligible: dict[int, _Leaf]
     ) -> tuple[list[Node], list[int]]:
-        """Schedulable nodes holding possible victims, and the GPUs those victims hold on each
-        (two lists, not a list of pairs: fewer objects for the garbage collector to track)."""
+        """Schedulable nodes holding possible victims, by name, and the GPUs those victims hold
+        on each (two lists, not a list of pairs: fewer objects for the garbage collector)."""
         key = (leaf.path, fence.path, priority)
         cached = self._hosts_cache.get(key)
         if cached is None:
@@ -258,7 +252,8 @@ class VictimSearch:
                 for name, node in leaf_nodes.items():
                     nodes[name] = node
                     gpus[name] = gpus.get(name, 0) + leaf_held[name]
-            cached = (list(nodes.values()), list(gpus.values()))
+            names = sorted(nodes)  # by name: ``solve`` keeps that order among equally free nodes
+            cached = ([nodes[name] for name in names], [gpus[name] for name in names])
             self._hosts_cache[key] = cached
         return cached
 
