@@ -146,7 +146,7 @@ def find_place(
     for types in type_options(state, ask, gpu_types):
         allowed: list[str | None] = []
         for t in types:
-            counted = typed(res, t)
+            counted = typed(res, t, gpus)
             q = quota_blocker(leaf, counted)
             if q is None:
                 allowed.append(t)

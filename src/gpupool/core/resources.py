@@ -254,11 +254,13 @@ def check_gpu_ask(res: Mapping[str, int]) -> None:
             )
 
 
-def typed(res: Mapping[str, int], gpu_type: str | None) -> Resources:
-    """The resources an allocation counts against quota on a node of ``gpu_type`` (milli-GPU)."""
+def typed(res: Mapping[str, int], gpu_type: str | None, gpus: int | None = None) -> Resources:
+    """The resources an allocation counts against quota on a node of ``gpu_type`` (milli-GPU);
+    ``gpus`` is ``gpu_milli(res)`` when the caller has it already."""
     out = dict(res)
     if gpu_type:
-        gpus = gpu_milli(res)
+        if gpus is None:
+            gpus = gpu_milli(res)
         if gpus:
             out[TYPED_GPU_PREFIX + gpu_type] = gpus
     return out

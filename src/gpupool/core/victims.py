@@ -175,27 +175,37 @@ class VictimSearch:
             allowed = set(types)
             ranked: list[tuple[int, str, Node, list[_Candidate]]] = []
             # Nodes holding possible victims, the most free milli-GPU first (they need the least
-            # cleared); stop once enough are feasible.
-            hosts: list[tuple[int, str, Node]] = []
+            # cleared), by name among equals; stop once enough are feasible. Grouped by free
+            # milli-GPU (the hosts come by name) rather than sorting a (free, name, node)
+            # triple per host.
+            by_free: dict[int, list[Node]] = {}
             for n, victim_gpus in zip(*self._hosts(leaf, fence, ask.priority, eligible), strict=True):
                 if n.gpu_type in allowed and (region is None or in_region(n, region)):
                     f = n.gpu_free_total
                     if f < 0:
                         f = 0
                     if f + victim_gpus >= gpus:
-                        hosts.append((-f, n.name, n))
-            hosts.sort()
-            for _, _, node in hosts:
-                if node.gpu_type not in allowed or not fits_capacity(ask.resources, node.capacity):
-                    continue
-                local = self._local(ask, node, eligible)
-                if not local:
-                    continue
-                gap = self._gap(ask, node, local)
-                if gap is not None:
-                    ranked.append((gap, node.name, node, local))
-                    if len(ranked) >= MAX_NODES_EVALUATED:
-                        break
+                        group = by_free.get(f)
+                        if group is None:
+                            by_free[f] = [n]
+                        else:
+                            group.append(n)
+            enough = False
+            for f in sorted(by_free, reverse=True):
+                for node in by_free[f]:
+                    if node.gpu_type not in allowed or not fits_capacity(ask.resources, node.capacity):
+                        continue
+                    local = self._local(ask, node, eligible)
+                    if not local:
+                        continue
+                    gap = self._gap(ask, node, local)
+                    if gap is not None:
+                        ranked.append((gap, node.name, node, local))
+                        if len(ranked) >= MAX_NODES_EVALUATED:
+                            enough = True
+                            break
+                if enough:
+                    break
             # The ask may already fit a node and be held back only by a queue's max.
             fitting = s.index.best(gpus, types, within(region, lambda n: s.fits_node(ask, n)))
             if fitting is not None:
@@ -230,8 +240,8 @@ class VictimSearch:
     def _hosts(
         self, leaf: Queue, fence: Queue, priority: int, eligible: dict[int, _Leaf]
     ) -> tuple[list[Node], list[int]]:
-        """Schedulable nodes holding possible victims, and the GPUs those victims hold on each
-        (two lists, not a list of pairs: fewer objects for the garbage collector to track)."""
+        """Schedulable nodes holding possible victims, by name, and the GPUs those victims hold
+        on each (two lists, not a list of pairs: fewer objects for the garbage collector)."""
         key = (leaf.path, fence.path, priority)
         cached = self._hosts_cache.get(key)
         if cached is None:
@@ -242,7 +252,8 @@ class VictimSearch:
                 for name, node in leaf_nodes.items():
                     nodes[name] = node
                     gpus[name] = gpus.get(name, 0) + leaf_held[name]
-            cached = (list(nodes.values()), list(gpus.values()))
+            names = sorted(nodes)  # by name: ``solve`` keeps that order among equally free nodes
+            cached = ([nodes[name] for name in names], [gpus[name] for name in names])
             self._hosts_cache[key] = cached
         return cached
 
