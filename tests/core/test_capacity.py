@@ -101,6 +101,19 @@ def test_an_idle_node_a_waiting_workload_could_use_stays():
     assert [d.node for d in plan.scale_down] == ["idle"]
 
 
+def test_an_idle_node_outside_the_region_a_gang_runs_in_goes():
+    # A gang whose first members run in west needs the rest there: an idle east node cannot
+    # serve it, so it is not kept for it (it was, and at the pool's max nothing could launch in
+    # west: the gang waited for ever).
+    p = pool(types=(H100_EAST, H100_WEST), max=2, idle_timeout=60)
+    nodes = [node("east-idle", H100_EAST, idle_since=0.0), node("west-busy", H100_WEST, used=8)]
+    rest = Demand("gang", (gpus(8),), (), ("west",))
+    plan = plan_capacity([p], nodes, [rest], set(), 1000)
+    assert [d.node for d in plan.scale_down] == ["east-idle"]
+    plan = plan_capacity([p], nodes, [Demand("gang", (gpus(8),), (), ("east",))], set(), 1000)
+    assert not plan.scale_down
+
+
 def test_burst_headroom_follows_the_gpus_asked_in_its_window():
     p = pool(types=(A100,), max=20, headroom_nodes=1, headroom_window=900, headroom_max_nodes=4)
     now = 10_000.0

@@ -11,6 +11,7 @@ import pytest
 from builders import GPU8, World, places, preempts, q
 from gpupool.core.capacity import REGION_LABEL
 from gpupool.core.decisions import Code
+from gpupool.core.demand import waiting_demand
 from gpupool.core.model import GangSpec
 
 # ---- regions: a gang's members share one region unless it allows span_regions -------------------
@@ -133,6 +134,21 @@ def test_more_members_join_the_region_their_gang_runs_in() -> None:
     w.s.release("fill")
     w.cycle(1.0)
     assert w.node_of("gang-m2") == "east-2"  # not west-2, although free
+
+
+def test_the_demand_of_a_gang_running_in_a_region_names_that_region() -> None:
+    w = _regions(east_busy=0)
+    w.app("gang", "root.team", gang=GangSpec("soft", 600))
+    w.s.restore("gang-m1", "gang", "east-1", GPU8, start=-60)
+    w.running("fill", "app-0", "east-2", GPU8, queue="root.other")
+    w.ask("gang-m2", "gang", res=GPU8)
+    _gang(w, 2, app="fresh")
+    w.running("w1", "app-0", "west-1", GPU8, queue="root.other")
+    w.running("w2", "app-0", "west-2", GPU8, queue="root.other")
+    w.cycle()
+    demand = {d.workload: d for d in waiting_demand(w.s.state.asks.values(), w.s.state.apps)}
+    assert demand["gang"].regions == ("east",)
+    assert demand["fresh"].regions == ()  # nothing of it runs yet: any region will do
 
 
 def test_asks_of_an_app_that_is_not_a_gang_ignore_regions() -> None:

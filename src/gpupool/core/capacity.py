@@ -413,6 +413,8 @@ def plan_capacity(
         for d in demand:
             if d.gpu_types and n.instance_type.gpu_type not in d.gpu_types:
                 continue
+            if d.regions and n.instance_type.region not in d.regions:
+                continue
             if any(fits(m, cap) for m in d.members):
                 return True
         return False

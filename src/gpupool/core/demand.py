@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from gpupool.core.capacity import Demand
 from gpupool.core.decisions import Code
+from gpupool.core.fit import region_rule
 from gpupool.core.model import App, Ask
 from gpupool.core.queues import Queue
 from gpupool.core.resources import Resources, within_max
@@ -57,7 +58,10 @@ def waiting_demand(asks: Iterable[Ask], apps: Mapping[str, App], *, every: bool 
             for i in range(1, rounds)
         )
         span = app.gang is not None and app.gang.span_regions
-        out.append(Demand(app_id, members, types, alternatives=alternatives, span_regions=span))
+        # A gang whose first members run in one region needs the rest there: a node elsewhere
+        # neither serves it nor should be kept for it.
+        home = region_rule(app) or ()
+        out.append(Demand(app_id, members, types, home, alternatives=alternatives, span_regions=span))
     return out
 
 
