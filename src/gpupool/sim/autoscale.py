@@ -20,7 +20,7 @@ GPU types): 8-GPU machines (AWS p3.16xlarge list prices, two regions), booting i
 virtual cluster's size, a synthetic tenant's nodes) times ``nodes_scale``: that cap is the quota
 the gpupool policy is aware of. The pool's max is the sum of the tenants' nodes. Jobs wider than
 their tenant's quota could never run and are left out (counted). All three configurations run
-the same scheduler (``gpupool`` mode: bin-packing, gangs, checkpoint-aware preemption).
+the same scheduler (``gpupool`` mode: the default node order, gangs, checkpoint-aware preemption).
 
 Provisioning figures come from the autoscaler's accounting (every node from launch until it is
 gone, booting included; idle = GPUs with nothing allocated). The headline figures cover the

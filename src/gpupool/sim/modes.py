@@ -13,8 +13,8 @@ labels, the workload specs and the simulated executor's preemption behaviour dif
   above their guarantee for queues below it. Still YuniKorn's defaults otherwise: ``fair`` node
   order, no gangs, and a victim is killed at the end of its grace period, losing the work since
   its last periodic checkpoint.
-* ``gpupool``: ``quota`` plus what gpupool adds: GPU-dominant bin-packing (``binpacking`` node
-  order, GPUs weigh more than everything else), gangs admitted all or nothing (no partial
+* ``gpupool``: ``quota`` plus what gpupool adds: the scheduler's default node order (the
+  ``gpupool`` scoring policy, docs/packing.md: least growth of GPU fragmentation), gangs admitted all or nothing (no partial
   hoarding), and checkpoint-aware preemption: a victim is asked to checkpoint and keeps all
   its work when it can checkpoint within its grace period.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gpupool.config import parse_config
 from gpupool.config.queues import DEFAULT_PARTITION
-from gpupool.core.config import DEFAULT_PREEMPTION_DELAY, PartitionConfig
+from gpupool.core.config import DEFAULT_NODE_SORT_POLICY, DEFAULT_PREEMPTION_DELAY, PartitionConfig
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_MILLI, GPU_TYPE_LABEL, parse_quantity
 from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
@@ -40,7 +40,7 @@ class ModeSettings:
     """What a sharing mode sets for the one core: node order, preemption, gangs, checkpointing, own nodes."""
 
     mode: str
-    node_sort: str  # binpacking or fair
+    node_sort: str  # a nodesortpolicy type (core/config.py NODE_SORT_POLICIES)
     preemption: bool
     gangs: bool
     checkpoint_on_preempt: bool
@@ -53,7 +53,7 @@ def settings(mode: str) -> ModeSettings:
     if mode == "quota":
         return ModeSettings(mode, "fair", True, False, False, False)
     if mode == "gpupool":
-        return ModeSettings(mode, "binpacking", True, True, True, False)
+        return ModeSettings(mode, DEFAULT_NODE_SORT_POLICY, True, True, True, False)
     raise ValueError(f"unknown mode {mode!r} (expected one of: {', '.join(MODES)})")
 
 
