@@ -14,9 +14,9 @@ labels, the workload specs and the simulated executor's preemption behaviour dif
   order, no gangs, and a victim is killed at the end of its grace period, losing the work since
   its last periodic checkpoint.
 * ``gpupool``: ``quota`` plus what gpupool adds: the scheduler's default node order (the
-  ``gpupool`` scoring policy, docs/packing.md: least growth of GPU fragmentation), gangs admitted all or nothing (no partial
-  hoarding), and checkpoint-aware preemption: a victim is asked to checkpoint and keeps all
-  its work when it can checkpoint within its grace period.
+  ``gpupool`` scoring policy, docs/packing.md: least growth of GPU fragmentation), gangs
+  admitted all or nothing (no partial hoarding), and checkpoint-aware preemption: a victim is
+  asked to checkpoint and keeps all its work when it can checkpoint within its grace period.
 """
 
 from __future__ import annotations
