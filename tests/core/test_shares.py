@@ -260,3 +260,75 @@ def test_a_node_with_only_a_share_is_used_and_compaction_moves_the_share_to_empt
     assert light.free_gpu_milli() == 1750 and light.fully_free_gpus() == 1
     plan = plan_compaction(list(w.s.nodes.values()), budget=4, scale_down_candidates=["light"])
     assert [(f.node, [m.app for m in f.moves]) for f in plan.frees] == [("light", ["app-s"])]
+
+
+# ---- recovery --------------------------------------------------------------------------------
+
+
+def test_restore_keeps_the_gpus_given_shares_and_whole_gpus() -> None:
+    w = World(q("team")).node("n", gpu=4)
+    w.running("s0", "app", "n", {"gpu": 0.25}, queue="root.team", gpu_ids=(2,))
+    w.running("s1", "app", "n", {"gpu": 0.5}, gpu_ids=(2,))
+    w.running("big", "app", "n", {"gpu": 2}, gpu_ids=(3, 0))
+    node = w.s.nodes["n"]
+    assert [w.s.allocations[a].gpu_ids for a in ("s0", "s1", "big")] == [(2,), (2,), (3, 0)]
+    assert node.gpu_free == [0, 1000, 250, 0]
+    assert node.avail == {"gpu": 1250}
+    # a new share goes to the tightest GPU with room: the one the restored shares are on
+    w.ask("new", "app", res={"gpu": 0.25})
+    w.settle()
+    assert w.s.allocations["new"].gpu_ids == (2,)
+    assert node.gpu_free == [0, 1000, 0, 0]
+    w.s.release("s1")
+    assert node.gpu_free == [0, 1000, 500, 0]
+
+
+def test_restore_without_gpus_picks_them_afresh() -> None:
+    w = World(q("team")).node("n", gpu=2)
+    w.running("s0", "app", "n", {"gpu": 0.25}, queue="root.team", gpu_ids=(1,))
+    w.running("s1", "app", "n", {"gpu": 0.25})  # unknown (an older record): tightest GPU
+    w.running("one", "app", "n", {"gpu": 1})
+    assert [w.s.allocations[a].gpu_ids for a in ("s0", "s1", "one")] == [(1,), (1,), (0,)]
+
+
+@pytest.mark.parametrize(
+    ("res", "gpu_ids", "words"),
+    [
+        ({"gpu": 0.25}, (2,), "not distinct GPUs of node 'n' (0..1)"),
+        ({"gpu": 0.25}, (-1,), "not distinct GPUs"),
+        ({"gpu": 2}, (0, 0), "not distinct GPUs"),
+        ({"gpu": 2}, (0,), "1 GPU indices for 2000 milli-GPU, needs 2"),
+        ({"gpu": 0.25}, (0, 1), "needs 1"),
+        ({"gpu": 0.25}, (), "needs 1"),
+        ({"vcore": 1}, (0,), "needs 0"),
+        ({"gpu": 0.5}, (0,), "GPU 0 of node 'n' has 250 milli-GPU free, 500 needed (it would be overbooked)"),
+        ({"gpu": 1}, (1, 0), "needs 1"),
+        ({"gpu": 1}, (0,), "GPU 0 of node 'n' has 250 milli-GPU free, 1000 needed"),
+    ],
+)
+def test_restore_refuses_gpus_out_of_range_or_overbooked(
+    res: dict[str, float], gpu_ids: tuple[int, ...], words: str
+) -> None:
+    w = World(q("team")).node("n", gpu=2)
+    w.running("s0", "app", "n", {"gpu": 0.75}, queue="root.team", gpu_ids=(0,))
+    node = w.s.nodes["n"]
+    before = (list(node.gpu_free), dict(node.avail))
+    with pytest.raises(SchedulerError) as err:
+        w.running("bad", "app", "n", res, gpu_ids=gpu_ids)
+    assert words in str(err.value)
+    assert "bad" not in w.s.allocations
+    assert (node.gpu_free, node.avail) == before
+
+
+def test_restore_may_take_room_held_for_an_ask_but_not_a_running_share() -> None:
+    w = _borrowed(("r1", 0.5, 100), ("r2", 0.5, 50), ("r3", 0.5, 300))
+    w.ask("ask", "app-a", res={"gpu": 1}, created=-60)
+    w.settle(0, release_preempted=False)
+    node = w.s.nodes["n"]
+    assert node.held_gpus == {"ask": (1,)}
+    w.s.release("r3")
+    # GPU 1 is free of allocations (its room is held): restored work may go there
+    w.running("back", "app-b", "n", {"gpu": 0.5}, queue="root.b", gpu_ids=(1,))
+    assert w.s.allocations["back"].gpu_ids == (1,)
+    with pytest.raises(SchedulerError, match="overbooked"):
+        w.running("more", "app-b", "n", {"gpu": 0.25}, gpu_ids=(0,))

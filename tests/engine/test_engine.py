@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 from gpupool.config import parse_config
@@ -270,3 +271,28 @@ def test_a_start_that_succeeds_resets_the_count_of_failed_starts():
     assert w.state == WorkloadState.RUNNING and w.attempt == 3
     assert "retried in 2s (attempt 1 of 5)" in w.history[1].reason
     assert "retried in 4s (attempt 2 of 5)" in w.history[3].reason
+
+
+def test_restore_puts_a_share_back_on_its_recorded_gpu_or_says_why_not():
+    d, _ = make(nodes=1)
+    big = d.submit(spec("root.a", 7), now=0)
+    share = d.submit(
+        WorkloadSpec(name="s", queue="root.b", task_groups=(TaskGroup("worker", 1, {"gpu": 250}),)), now=0
+    )
+    d.tick(0)
+    assert big.gpu_ids == {"worker-0": (0, 1, 2, 3, 4, 5, 6)}
+    assert share.gpu_ids == {"worker-0": (7,)}
+    # A new control plane where the big job is gone: picked afresh the share would get GPU 0.
+    d2, _ = make(nodes=1)
+    assert d2.restore(copy.deepcopy(share), 5, adopt=False) == "restored"
+    assert d2.core.allocations[f"{share.id}/worker-0"].gpu_ids == (7,)
+    assert d2.workloads[share.id].gpu_ids == {"worker-0": (7,)}
+    assert d2.core.nodes["n0"].gpu_free == [1000] * 7 + [750]
+    # Recorded GPUs the node no longer has: picked afresh, and an event says so.
+    gone = copy.deepcopy(share)
+    gone.gpu_ids = {"worker-0": (9,)}
+    d3, _ = make(nodes=1)
+    d3.restore(gone, 5, adopt=False)
+    assert d3.workloads[share.id].gpu_ids == {"worker-0": (0,)}
+    [event] = [e for e in d3.journal.events if e[2] == "gpus-changed"]
+    assert "GPUs [9] of worker-0 not kept after a restart" in event[3] and "(0..7)" in event[3]

@@ -100,3 +100,37 @@ def test_a_submitted_elastic_group_keeps_max_members(sqlite_server):
     finally:
         db.close()
     sqlite_server.client().cancel(w.id)
+
+
+def test_gpu_indices_round_trip_through_the_journal_and_old_rows_read_as_unknown(database_url, tmp_path):
+    from sqlalchemy import update
+
+    from gpupool.engine.model import Workload, WorkloadState
+    from gpupool.service.db import Database
+    from gpupool.service.journal import DbJournal, workload_from_row
+    from gpupool.service.models import WorkloadRow
+
+    db = Database(database_url or f"sqlite:///{tmp_path / 'journal.db'}")
+    try:
+        db.migrate()
+        journal = DbJournal(db)
+        spec = WorkloadSpec(
+            name="s", task_groups=(TaskGroup("worker", 2, {"gpu": 250}), TaskGroup("big", 1, {"gpu": 2000}))
+        )
+        w = Workload("w-000001", spec, submitted_at=1.0)
+        journal.submitted(w)
+        w.placement = {"worker-0": "n0", "worker-1": "n1", "big-0": "n0"}
+        w.assigned = {"worker-0": {"gpu": 250}, "worker-1": {"gpu": 250}, "big-0": {"gpu": 2000}}
+        w.gpu_ids = {"worker-0": (3,), "worker-1": (0,), "big-0": (2, 1)}
+        journal.transition(w, w.move(WorkloadState.ADMITTED, 2.0, "placed"))
+        [row] = journal.active()
+        back = workload_from_row(row)
+        assert back.gpu_ids == w.gpu_ids and back.assigned == w.assigned and back.placement == w.placement
+        # A row written before GPU indices were journalled: no indices (recovery picks afresh).
+        with db.session() as s:
+            s.execute(update(WorkloadRow).values(assigned={"worker-0": {"gpu": 0.25}}))
+        [row] = journal.active()
+        old = workload_from_row(row)
+        assert old.gpu_ids == {} and old.assigned == {"worker-0": {"gpu": 250}}
+    finally:
+        db.close()

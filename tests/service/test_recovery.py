@@ -156,3 +156,50 @@ def test_journal_spec_round_trips_span_regions_and_reads_rows_without_it():
     assert spec_from_json(raw).span_regions is True
     del raw["span_regions"]  # a row written before the field existed
     assert spec_from_json(raw).span_regions is False
+
+
+def test_a_share_keeps_its_gpu_across_a_restart_and_new_work_does_not_overbook_it(
+    make_server, database_url, tmp_path
+):
+    data = tmp_path / "data"
+    first = make_server(data, database_url)
+    gp = first.client()
+    h100 = {"gpu_types": ["H100"]}
+    big = gp.submit(
+        "big", queue="root.a", entrypoint="sleep 60", task_groups=[{"members": 2, "gpus": 3, **h100}]
+    )
+    gp.wait(big.id, states={"running"}, timeout=20, interval=0.1)
+    share = gp.submit("share", queue="root.a", entrypoint="sleep 60", task_groups=[{"gpus": 0.25, **h100}])
+    gp.wait(share.id, states={"running"}, timeout=20, interval=0.1)
+    got = gp.get(share.id)
+    assert got.gpu_ids == {"worker-0": [3]}, got.gpu_ids  # GPUs 0-2 of both H100 nodes are big's
+    node = got.placement["worker-0"]
+    gp.cancel(big.id)
+    gp.wait(big.id, states={"cancelled"}, timeout=20, interval=0.1)
+    first.stop()
+
+    # Restarted with GPU 3 the only one used: picked afresh, the share would be shown GPU 0.
+    second = make_server(data, database_url)
+    gp2 = second.client()
+    assert gp2.get(share.id).state == "running" and second.executor.starts == 0
+    assert gp2.get(share.id).gpu_ids == {"worker-0": [3]}
+    assert {n.name: n.gpu_use for n in gp2.nodes()}[node] == [0, 0, 0, 0.25]
+
+    # New work fills both H100 nodes: it must go around the share's process, still on GPU 3.
+    fill = gp2.submit(
+        "fill", queue="root.a", entrypoint="sleep 60", task_groups=[{"members": 2, "gpus": 3, **h100}]
+    )
+    more = gp2.submit("more", queue="root.a", entrypoint="sleep 60", task_groups=[{"gpus": 0.75, **h100}])
+    for w in (fill, more):
+        gp2.wait(w.id, states={"running"}, timeout=20, interval=0.1)
+    real = {name: [0.0] * 4 for name in ("h100-0", "h100-1")}
+    real[node][3] += 0.25  # where the share's process really is
+    for w, per in ((fill, 1.0), (more, 0.75)):
+        now = gp2.get(w.id)
+        for member, ids in now.gpu_ids.items():
+            for i in ids:
+                real[now.placement[member]][i] += per
+    assert all(u <= 1.0 for use in real.values() for u in use), real
+    assert {n.name: n.gpu_use for n in gp2.nodes() if n.name in real} == real
+    for w in (share, fill, more):
+        gp2.cancel(w.id)

@@ -19,7 +19,7 @@ from gpupool.core.config import ChildTemplate, PartitionConfig, QueueConfig
 from gpupool.core.cycle import Cycle
 from gpupool.core.decisions import Code, CycleResult, Decision, Reason, Reject
 from gpupool.core.limits import LimitTracker, applicable
-from gpupool.core.model import DEFAULT_USER, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec
+from gpupool.core.model import DEFAULT_USER, Allocation, App, AppState, Ask, GangSpec, Node, NodeSpec, per_gpu
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement_rules import PlacementRules, Request
 from gpupool.core.queues import (
@@ -395,13 +395,24 @@ class Scheduler:
         originator: bool = False,
         disruptible: bool = True,
         elastic: bool = False,
+        gpu_ids: tuple[int, ...] | None = None,
     ) -> Allocation:
-        """Record an allocation that already runs (recovery): no quota or fit checks."""
+        """Record an allocation that already runs (recovery): no quota or fit checks.
+
+        ``gpu_ids`` are the GPUs it was given before the restart (its process sees them): the
+        allocation takes exactly those, and they must exist and not be overbooked. Without them
+        (unknown), GPUs are picked afresh and may go below zero if the node is over full."""
         app = self.state.app(app_id)
         if alloc_id in self.state.allocations or alloc_id in self.state.asks:
             raise SchedulerError(f"allocation {alloc_id!r} already exists")
         n = self.state.node(node)
         assert app.queue is not None
+        milli = gpu_milli(resources)
+        if gpu_ids is None:
+            gpu_ids = n.place_gpus(milli)
+        else:
+            gpu_ids = tuple(gpu_ids)
+            self._check_restored_gpus(alloc_id, n, milli, gpu_ids)
         self.state.seq += 1
         alloc = Allocation(
             alloc_id,
@@ -417,13 +428,42 @@ class Scheduler:
             originator=originator,
             disruptible=disruptible,
             elastic=elastic,
-            gpu_ids=n.place_gpus(gpu_milli(resources)),
+            gpu_ids=gpu_ids,
         )
         self.state.attach(alloc)
         app.submitted = min(app.submitted, start)
         self.state.waiting_gangs.pop(app.id, None)
         self.state.set_running(app, True)
         return alloc
+
+    @staticmethod
+    def _check_restored_gpus(alloc_id: str, node: Node, milli: int, gpu_ids: tuple[int, ...]) -> None:
+        """Refuse GPUs a restored allocation cannot have held: wrong count, unknown or repeated
+        indices, or more than one GPU's worth on a GPU (counting allocations, not held room)."""
+        want = 0 if milli <= 0 else 1 if milli < GPU_MILLI else milli // GPU_MILLI
+        if len(gpu_ids) != want:
+            raise SchedulerError(
+                f"allocation {alloc_id!r}: {len(gpu_ids)} GPU indices for {milli} milli-GPU, needs {want}"
+            )
+        count = len(node.gpu_free)
+        bad = [i for i in gpu_ids if not 0 <= i < count]
+        if bad or len(set(gpu_ids)) != len(gpu_ids):
+            raise SchedulerError(
+                f"allocation {alloc_id!r}: GPU indices {list(gpu_ids)} are not distinct GPUs of node "
+                f"{node.name!r} (0..{count - 1})"
+            )
+        free = list(node.gpu_free)
+        for ask_id, held in node.held_gpus.items():  # held room is soft: recovery may take it
+            room = per_gpu(gpu_milli(node.held[ask_id]))
+            for i in held:
+                free[i] += room
+        per = per_gpu(milli)
+        over = [i for i in gpu_ids if free[i] < per]
+        if over:
+            raise SchedulerError(
+                f"allocation {alloc_id!r}: GPU {over[0]} of node {node.name!r} has {max(free[over[0]], 0)} "
+                f"milli-GPU free, {per} needed (it would be overbooked)"
+            )
 
     def mark_preempting(self, alloc_id: str) -> None:
         """Recovery: this allocation was already chosen as a victim and is stopping."""

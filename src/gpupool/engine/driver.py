@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpupool.core.decisions import CycleResult, Fail, Place, Preempt, Reject
-from gpupool.core.model import GangSpec, NodeSpec
+from gpupool.core.model import Allocation, GangSpec, NodeSpec
+from gpupool.core.resources import Resources
 from gpupool.core.scheduler import Scheduler, SchedulerError
 from gpupool.engine.autoscaler import (
     Action,
@@ -217,17 +218,7 @@ class Driver:
         )
         if placed:
             for member, node in w.placement.items():
-                alloc = self.core.restore(
-                    f"{w.id}/{member}",
-                    w.id,
-                    node,
-                    w.assigned.get(member) or groups[member].resources,  # the shape it was given
-                    start=w.started_at or w.submitted_at,
-                    priority=spec.priority,
-                    originator=member == members[0][0] and len(members) > 1,
-                    disruptible=spec.disruption.policy != "never",
-                    elastic=member not in dict(members),
-                )
+                alloc = self._restore_member(w, member, node, groups[member].resources, members, now)
                 if alloc.gpu_ids:
                     w.gpu_ids[member] = tuple(alloc.gpu_ids)
                 if w.state == WorkloadState.PREEMPTING:
@@ -251,6 +242,42 @@ class Driver:
             w, WorkloadState.PENDING, now, "its job was not found after a control-plane restart; requeued"
         )
         return self._resubmit(w, now)
+
+    def _restore_member(
+        self,
+        w: Workload,
+        member: str,
+        node: str,
+        shape: Resources,
+        members: list[tuple[str, TaskGroup]],
+        now: float,
+    ) -> Allocation:
+        """Put one placed member back in the core on the GPUs it was given (its process sees
+        those); if the core refuses them (the node lost GPUs, or they would be overbooked), the
+        GPUs are picked afresh and an event says so."""
+
+        def put(gpu_ids: tuple[int, ...] | None) -> Allocation:
+            return self.core.restore(
+                f"{w.id}/{member}",
+                w.id,
+                node,
+                w.assigned.get(member) or shape,  # the shape it was given
+                start=w.started_at or w.submitted_at,
+                priority=w.spec.priority,
+                originator=member == members[0][0] and len(members) > 1,
+                disruptible=w.spec.disruption.policy != "never",
+                elastic=member not in dict(members),
+                gpu_ids=gpu_ids,
+            )
+
+        recorded = w.gpu_ids.get(member)
+        if recorded is not None:
+            try:
+                return put(recorded)
+            except SchedulerError as err:
+                message = f"GPUs {list(recorded)} of {member} not kept after a restart: {err}"
+                self.journal.event(w.id, now, "gpus-changed", message)
+        return put(None)
 
     def _resubmit(self, w: Workload, now: float) -> str:
         spec = w.spec

@@ -114,12 +114,31 @@ def workload_from_row(row: WorkloadRow) -> Workload:
         reason=row.reason,
         attempt=row.attempt,
         placement=dict(row.placement or {}),
-        assigned={m: from_gpus(r) for m, r in (row.assigned or {}).items()},
+        assigned={m: from_gpus(r) for m, r in (row.assigned or {}).items() if m != GPU_IDS_KEY},
+        gpu_ids=_gpu_ids_from(row.assigned),
         started_at=row.started_at,
         finished_at=row.finished_at,
         preemptions=row.preemptions,
         checkpoint=row.checkpoint,
     )
+
+
+# The GPU indices of each member ride in the ``assigned`` JSON column under this key (member
+# names always end in ``-<n>``, so it cannot clash); rows written before it decode to no GPU
+# indices, which recovery reads as "unknown, pick afresh".
+GPU_IDS_KEY = "gpu_ids"
+
+
+def _assigned_json(w: Workload) -> dict[str, Any]:
+    out: dict[str, Any] = {m: in_gpus(r) for m, r in w.assigned.items()}
+    if w.gpu_ids:
+        out[GPU_IDS_KEY] = {m: list(ids) for m, ids in w.gpu_ids.items()}
+    return out
+
+
+def _gpu_ids_from(assigned: dict[str, Any] | None) -> dict[str, tuple[int, ...]]:
+    raw = (assigned or {}).get(GPU_IDS_KEY) or {}
+    return {str(m): tuple(int(i) for i in ids) for m, ids in raw.items()}
 
 
 def _state_values(w: Workload) -> dict[str, Any]:
@@ -129,7 +148,7 @@ def _state_values(w: Workload) -> dict[str, Any]:
         "reason": w.reason,
         "attempt": w.attempt,
         "placement": dict(w.placement),
-        "assigned": {m: in_gpus(r) for m, r in w.assigned.items()},
+        "assigned": _assigned_json(w),
         "started_at": w.started_at,
         "finished_at": w.finished_at,
         "preemptions": w.preemptions,

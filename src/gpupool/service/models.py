@@ -34,7 +34,8 @@ class WorkloadRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     placement: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    assigned: Mapped[dict[str, dict[str, int]] | None] = mapped_column(JSON, nullable=True)  # member -> shape
+    # member -> shape, and under "gpu_ids" member -> GPU indices (service/journal.py)
+    assigned: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
