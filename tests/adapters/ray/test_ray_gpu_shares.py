@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import ray
 from raytest_support import clock, python, write
 
 from gpupool.adapters.ray.cluster import LocalRayCluster
@@ -49,12 +50,16 @@ while time.time() < deadline and not (out / "stop").exists():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
-    """A cluster of its own (one start for the module): h100-0 with 2 GPUs."""
+    """A cluster of its own (one start for the module): h100-0 with 2 GPUs. Ray keeps one
+    connection per process, so the session cluster's (if any) is dropped first and this one's
+    after: the next executor connects afresh."""
+    ray.shutdown()
     c = LocalRayCluster("1xH100:2:cpu=4", tmp_path_factory.mktemp("ray-shares"))
     try:
         c.start()
         yield c
     finally:
+        ray.shutdown()
         c.stop()
 
 
@@ -211,3 +216,9 @@ def test_the_core_decides_the_index_when_rays_accounting_differs(executor: RayEx
         if foreign is not None:
             remove_placement_group(foreign)
         h.finish()
+
+
+def test_an_executor_for_another_cluster_is_refused(executor: RayExecutor, tmp_path: Path) -> None:
+    # The process is connected to this module's cluster; another address would silently use it.
+    with pytest.raises(RuntimeError, match=r"this process is connected to Ray at .*, not at 127\.0\.0\.1:1$"):
+        RayExecutor("127.0.0.1:1", tmp_path / "other")

@@ -51,7 +51,6 @@ import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ from gpupool.adapters.ray.raystate import (
     read_node_table,
     short,
 )
+from gpupool.adapters.ray.runs import Run
 from gpupool.adapters.ray.supervisor import JobSupervisor
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_MILLI, gpu_milli
@@ -85,38 +85,6 @@ from gpupool.engine.ports import (
 log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "localhost")
-
-
-@dataclass(slots=True)
-class _Run:
-    """One attempt of one workload, as the executor follows it."""
-
-    workload_id: str
-    attempt: int
-    nodes: tuple[str, ...]
-    pg: Any
-    actor: Any
-    has_entrypoint: bool
-    phase: str = "starting"  # starting | running | checkpointing | stopping | lost
-    start_deadline: float | None = None
-    launch_ref: Any = None
-    exit_ref: Any = None
-    ckpt_ref: Any = None
-    stop_ref: Any = None
-    preempt_deadline: float | None = None
-    stop_deadline: float | None = None
-    checkpoint: str | None = None
-    requested: bool = False  # a checkpoint was requested for this attempt
-    lost_since: float | None = None
-    shared_fs: bool = True  # the supervisor's log file is visible here too
-    bundles: list[dict[str, float]] = field(default_factory=list)
-    placement: list[tuple[str, str]] = field(default_factory=list)  # the gang's (member, node)
-    extras: dict[str, tuple[Any, str]] = field(default_factory=dict)  # member -> (pg, node)
-    failure: str | None = None  # set when stopped for escaping its reservation
-    refs: list[Any] = field(default_factory=list)
-
-    def pending(self) -> list[Any]:
-        return [r for r in (self.launch_ref, self.exit_ref, self.ckpt_ref, self.stop_ref) if r is not None]
 
 
 class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
@@ -146,7 +114,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         self.node_poll_interval = node_poll_interval
         self.lost_grace = lost_grace
         self._lock = threading.RLock()
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._outbox: list[Observation] = []
         self._table: dict[str, RayNode] = {}
         self._reported: dict[str, bool] = {}  # node -> alive, as last reported by poll
@@ -175,6 +143,11 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                 logging_level=logging.WARNING,
             )
             self._owns_connection = True
+        elif not self.address.startswith("ray://"):
+            # Ray keeps one connection per process: using it would silently run on another cluster.
+            at = ray.get_runtime_context().gcs_address
+            if at != self.address:
+                raise RuntimeError(f"this process is connected to Ray at {at}, not at {self.address}")
         self._ray = ray
         self._supervisor = ray.remote(JobSupervisor)
         self._escapes = EscapeWatch(ray, self.node_poll_interval)
@@ -252,7 +225,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
             "num_gpus": first.get("GPU", 0),
             "scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
         }
-        run = _Run(
+        run = Run(
             w.id,
             w.attempt,
             tuple(sorted({n for _, n in placement})),
@@ -291,7 +264,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
             with contextlib.suppress(Exception):
                 run.actor.set_members.remote(self._member_rows(run))
 
-    def _sync_extras(self, run: _Run, w: Workload) -> None:
+    def _sync_extras(self, run: Run, w: Workload) -> None:
         from ray.util.placement_group import placement_group
 
         gang = {m for m, _ in run.placement}
@@ -308,7 +281,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
             name = naming.extra_pg_name(w.id, w.attempt, member)
             run.extras[member] = (placement_group([bundle], name=name, lifetime="detached"), node_name)
 
-    def _member_rows(self, run: _Run) -> list[list[Any]]:
+    def _member_rows(self, run: Run) -> list[list[Any]]:
         """What the job reads as its members: (member, node, placement group id, bundle index)."""
         rows: list[list[Any]] = [[m, n, run.pg.id.hex(), i] for i, (m, n) in enumerate(run.placement)]
         rows += [[m, n, pg.id.hex(), 0] for m, (pg, n) in sorted(run.extras.items())]
@@ -419,7 +392,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                 self._kill_actor(actor)
                 self._remove_pg(pg)
                 return False
-            run = _Run(
+            run = Run(
                 workload.id,
                 workload.attempt,
                 tuple(sorted(set(workload.placement.values()))),
@@ -474,7 +447,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
 
     # ------------------------------------------------------------------ the state machine
 
-    def _advance(self, run: _Run, now: float, ready: set[Any]) -> None:
+    def _advance(self, run: Run, now: float, ready: set[Any]) -> None:
         if run.phase == "starting":
             if run.start_deadline is None:
                 run.start_deadline = now + self.start_timeout
@@ -554,7 +527,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                 )
             # With a dead node, the driver hears NodeDown and cancels it: nothing to report here.
 
-    def _lost_or_failed(self, run: _Run, now: float, message: str) -> None:
+    def _lost_or_failed(self, run: Run, now: float, message: str) -> None:
         self._refresh_nodes(now, force=True)
         if any(not self._alive(n) for n in run.nodes):
             run.phase = "lost"
@@ -569,13 +542,13 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         run.lost_since = now
         run.launch_ref = run.exit_ref = run.ckpt_ref = run.stop_ref = None
 
-    def _begin_stop(self, run: _Run, now: float) -> None:
+    def _begin_stop(self, run: Run, now: float) -> None:
         run.ckpt_ref = None
         run.stop_ref = run.actor.stop.remote(self.term_timeout, with_log=not run.shared_fs)
         run.stop_deadline = now + self.term_timeout + 15
         run.phase = "stopping"
 
-    def _finish_stop(self, run: _Run, workload: Workload | None) -> None:
+    def _finish_stop(self, run: Run, workload: Workload | None) -> None:
         checkpoint = run.checkpoint or naming.latest_checkpoint(self.data_dir, run.workload_id)
         if checkpoint is None and workload is not None:
             checkpoint = workload.checkpoint
@@ -585,7 +558,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
             return
         self._outbox.append(Stopped(run.workload_id, run.attempt, checkpoint))
 
-    def _reported_checkpoint(self, run: _Run, ready: set[Any]) -> str | None:
+    def _reported_checkpoint(self, run: Run, ready: set[Any]) -> str | None:
         if run.checkpoint is not None:
             return run.checkpoint
         if run.ckpt_ref is not None and run.ckpt_ref in ready:
@@ -594,7 +567,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                 return str(path) if path else None
         return None
 
-    def _cleanup(self, run: _Run) -> None:
+    def _cleanup(self, run: Run) -> None:
         self._kill_actor(run.actor)
         self._remove_pg(run.pg)
         for pg, _node in run.extras.values():
@@ -604,7 +577,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         if self._runs.get(run.workload_id) is run:
             del self._runs[run.workload_id]
 
-    def _current(self, workload: Workload) -> _Run | None:
+    def _current(self, workload: Workload) -> Run | None:
         run = self._runs.get(workload.id)
         return run if run is not None and run.attempt == workload.attempt else None
 
@@ -614,7 +587,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         newest = naming.latest_checkpoint(self.data_dir, workload.id) if workload.attempt > 1 else None
         return newest or workload.checkpoint
 
-    def _keep_log(self, run: _Run, result: dict[str, Any]) -> None:
+    def _keep_log(self, run: Run, result: dict[str, Any]) -> None:
         """Copy a log shipped back from another machine into our own data_dir."""
         text = result.get("log") if isinstance(result, dict) else None
         if text is None:
