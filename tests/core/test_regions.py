@@ -115,12 +115,18 @@ def test_waiting_gang_does_not_hide_room_from_a_later_ask_of_its_shape() -> None
     assert w.why("m1").code == Code.GANG_WAITING
 
 
-def test_more_members_join_the_region_their_gang_runs_in() -> None:
+def _gang_half_in_east() -> World:
+    """A soft gang whose first member runs on east-1 while east-2 is full; its second waits."""
     w = _regions(east_busy=0)
     w.app("gang", "root.team", gang=GangSpec("soft", 600))
     w.s.restore("gang-m1", "gang", "east-1", GPU8, start=-60)
     w.running("fill", "app-0", "east-2", GPU8, queue="root.other")
     w.ask("gang-m2", "gang", res=GPU8)
+    return w
+
+
+def test_more_members_join_the_region_their_gang_runs_in() -> None:
+    w = _gang_half_in_east()
     # Its failure in east is not remembered as a failure anywhere: a later ask of the same
     # shape, in the same queue and cycle, gets west-1.
     w.app("single", "root.team")
@@ -137,11 +143,7 @@ def test_more_members_join_the_region_their_gang_runs_in() -> None:
 
 
 def test_the_demand_of_a_gang_running_in_a_region_names_that_region() -> None:
-    w = _regions(east_busy=0)
-    w.app("gang", "root.team", gang=GangSpec("soft", 600))
-    w.s.restore("gang-m1", "gang", "east-1", GPU8, start=-60)
-    w.running("fill", "app-0", "east-2", GPU8, queue="root.other")
-    w.ask("gang-m2", "gang", res=GPU8)
+    w = _gang_half_in_east()
     _gang(w, 2, app="fresh")
     w.running("w1", "app-0", "west-1", GPU8, queue="root.other")
     w.running("w2", "app-0", "west-2", GPU8, queue="root.other")
