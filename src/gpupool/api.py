@@ -12,7 +12,6 @@ offending fields (``body.task_groups.0.gpus``) and a hint on what to do.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -156,18 +155,18 @@ def gpu_milli_of(gpus: object) -> int:
         )
     if isinstance(gpus, int) or gpus.is_integer():
         return int(gpus) * GPU_MILLI
-    exact = Decimal(repr(gpus)) * GPU_MILLI
     if gpus > 1:
         raise ValueError(
             f"{gpus!r} GPUs per member is more than one GPU but not whole: a member gets either a"
             f" share of one GPU (0.001 to 0.999) or whole GPUs; ask {int(gpus)} or {int(gpus) + 1}"
         )
-    if exact != exact.to_integral_value():
+    try:
+        return parse_quantity("gpu", gpus)  # exact milli-GPU, or refused
+    except QuantityError:
         raise ValueError(
             f"{gpus!r} is finer than a thousandth of a GPU; give a share in steps of 0.001"
-            f" (e.g. {max(int(exact), 1) / GPU_MILLI:g})"
-        )
-    return int(exact)
+            f" (e.g. {max(int(gpus * GPU_MILLI), 1) / GPU_MILLI:g})"
+        ) from None
 
 
 class DisruptionIn(_Strict):
