@@ -35,6 +35,10 @@ from gpupool.core.state import State
 
 MAX_PREEMPTION_ATTEMPTS_PER_LEAF = 10
 
+# A gang's ask order (as ``State.ordered_asks`` keeps it), its pending count, the members to place,
+# their shapes and the gang as phase 4's unit.
+_GangAsks = tuple[list[Ask], int, list[Ask], tuple[object, ...], tuple[App, list[Ask]]]
+
 
 class Cycle:
     """Runs scheduling cycles over one partition's state, and keeps what they learn in between."""
@@ -44,8 +48,8 @@ class Cycle:
         self.snap = snap
         self.count = 0
         # Within the allocation phase usage only grows: a shape that failed in a leaf (for a
-        # user) fails again. Keyed by (leaf, user if limited, the asks' shapes).
-        self._shape_failed: dict[tuple[object, ...], Reason] = {}
+        # user) fails again. By (leaf, user if limited), then by the asks' shapes.
+        self._shape_failed: dict[tuple[str, str], dict[object, Reason]] = {}
         self._run_limits: dict[str, bool] = {}
         self._quiet: dict[str, tuple[int, int, list[tuple[App, list[Ask]]]]] = {}
         # Fair share and pending share of the queues phase 3 compared, by queue path: usage
@@ -57,6 +61,7 @@ class Cycle:
         # garbage collector's full passes run.
         self._units: dict[str, tuple[App, list[Ask]]] = {}
         self._entries: dict[str, tuple[object, ...]] = {}  # fifo heap entries, by app id
+        self._gangs: dict[str, _GangAsks] = {}  # a gang's members to place, by app id (_gang_asks)
 
     def config_changed(self) -> None:
         """The queues' settings changed: what limits running applications must be looked at again."""
@@ -83,6 +88,9 @@ class Cycle:
         if len(self._entries) > 2 * len(self.state.apps) + 1024:
             apps = self.state.apps
             self._entries = {k: e for k, e in self._entries.items() if apps.get(k) is e[-1]}
+        if len(self._gangs) > 2 * len(self.state.apps) + 1024:
+            apps = self.state.apps
+            self._gangs = {k: g for k, g in self._gangs.items() if apps.get(k) is g[4][0]}
         return result
 
     def _unit(self, app: App, ask: Ask) -> tuple[App, list[Ask]]:
@@ -233,21 +241,26 @@ class Cycle:
 
     def _app_entry(self, leaf: Queue, app: App) -> tuple[object, ...]:
         """The app's place in its leaf's heap: its sort key, then its sequence number (unique,
-        so the app itself is never compared), then the app. One flat tuple per app and cycle
-        (the cycle's garbage is what makes the collector's full passes run)."""
-        prio = -app.max_priority()
+        so the app itself is never compared), then the app."""
         if leaf.sort_policy == "fair":
+            prio = -app.max_priority()
             shares = self._app_shares(leaf, app)
             if leaf.sort_priority:
                 return (prio, shares, app.submission_time(), app.seq, app)
             return (shares, prio, app.submission_time(), app.seq, app)
-        first, second = (prio, app.submission_time()) if leaf.sort_priority else (app.submission_time(), prio)
+        return self._fifo_entry(app, leaf.sort_priority)
+
+    def _fifo_entry(self, app: App, by_priority: bool) -> tuple[object, ...]:
+        """``_app_entry`` in a fifo leaf: one flat tuple per app, the same (never edited) tuple
+        while its key stays the same (the cycle's garbage is what makes the collector's full
+        passes run). Runs for every pending application each cycle."""
+        top = app.top_priority
+        prio = -(top if top is not None else app.max_priority())
+        first, second = (prio, app.submitted) if by_priority else (app.submitted, prio)
         kept = self._entries.get(app.id)
-        if kept is not None and kept[-1] is app and len(kept) == 4 and kept[0] == first and kept[1] == second:
-            return kept  # the same key as last cycle: the same (never edited) tuple
-        entry = (first, second, app.seq, app)
-        self._entries[app.id] = entry
-        return entry
+        if kept is None or kept[-1] is not app or len(kept) != 4 or kept[0] != first or kept[1] != second:
+            kept = self._entries[app.id] = (first, second, app.seq, app)
+        return kept
 
     def _app_shares(self, leaf: Queue, app: App) -> tuple[float, ...]:
         """DRF share vector of the app over its queue's guarantee, largest share first."""
@@ -272,33 +285,42 @@ class Cycle:
     ) -> bool:
         heap = heaps.get(leaf.path)
         if heap is None:
-            heap = [self._app_entry(leaf, app) for app in self.state.apps_in(leaf).values() if app.asks]
-            heapq.heapify(heap)
+            heap = self._leaf_heap(leaf)
             heaps[leaf.path] = heap
-        shape_failed = self._shape_failed
         app_limits = self.state.app_limits
         path = leaf.path
         count = self.count
+        units = self._units
         limited = self._run_limited(leaf)
+        # The shapes that failed in this leaf this cycle, for applications without user or group
+        # limits (one dict per leaf and user: the key is then the shape alone).
+        anyone = self._failed_in(path, "")
         heappop = heapq.heappop
         while heap:
             app = heap[0][-1]
             assert isinstance(app, App)
-            if len(app.asks) == 1 and not app.is_gang() and (app.running or not limited):
+            asks = app.asks
+            if len(asks) == 1 and (app.gang is None or app.gang_released) and (app.running or not limited):
                 # Fast path: a one-ask app whose shape already failed in this leaf this cycle.
-                ask = next(iter(app.asks.values()))
+                ask = next(iter(asks.values()))
                 if ask.elastic:
                     heappop(heap)  # extra members grow in phase 5, into what is left
                     continue
-                known = shape_failed.get((path, app.user if app_limits.get(app.id) else "", ask.shape))
-                if known is not None and ask.reserved_node is None:
-                    ask.reason = known
-                    ask.failed_cycle = count
-                    tried[ask.id] = ask
-                    if known.code in PREEMPTABLE:
-                        failed.append(self._unit(app, ask))
-                    heappop(heap)
-                    continue
+                if ask.reserved_node is None:
+                    known = (
+                        self._failed_in(path, app.user) if app_limits and app_limits.get(app.id) else anyone
+                    ).get(ask.shape)
+                    if known is not None:
+                        ask.reason = known
+                        ask.failed_cycle = count
+                        tried[ask.id] = ask
+                        if known.code in PREEMPTABLE:
+                            unit = units.get(ask.id)
+                            if unit is None or unit[0] is not app or unit[1][0] is not ask:
+                                unit = units[ask.id] = (app, [ask])
+                            failed.append(unit)
+                        heappop(heap)
+                        continue
             if self._allocate_app(app, leaf, now, result, tried, failed):
                 if app.asks:
                     heapq.heapreplace(heap, self._app_entry(leaf, app))
@@ -307,6 +329,42 @@ class Cycle:
                 return True
             heapq.heappop(heap)
         return False
+
+    def _leaf_heap(self, leaf: Queue) -> list[tuple[object, ...]]:
+        """The leaf's applications with pending asks, as a heap in their sort order."""
+        apps = self.state.apps_in(leaf).values()
+        if leaf.sort_policy == "fair":
+            heap = [self._app_entry(leaf, app) for app in apps if app.asks]
+        else:
+            entry, by_priority = self._fifo_entry, leaf.sort_priority
+            heap = [entry(app, by_priority) for app in apps if app.asks]
+        heapq.heapify(heap)
+        return heap
+
+    def _failed_in(self, path: str, who: str) -> dict[object, Reason]:
+        """What failed this cycle in leaf ``path`` for ``who`` (a user, or "" if unlimited), by
+        the asks' shapes: within the allocation phase usage only grows, so it fails again."""
+        key = (path, who)
+        known = self._shape_failed.get(key)
+        if known is None:
+            known = self._shape_failed[key] = {}
+        return known
+
+    def _gang_asks(self, app: App) -> tuple[list[Ask], tuple[object, ...], tuple[App, list[Ask]]]:
+        """A gang's members to place now (pending, not holding room, not elastic extras), their
+        shapes, and ``(app, members)`` for phase 4; kept while the gang's asks stay the same."""
+        order = self.state.ordered_asks(app)
+        kept = self._gangs.get(app.id)
+        if kept is not None and kept[0] is order and kept[1] == len(app.asks):
+            asks = kept[2]
+            if all(a.reserved_node is None for a in asks):
+                return asks, kept[3], kept[4]
+        pending = app.asks
+        asks = [a for a in order if a.id in pending and a.reserved_node is None and not a.elastic]
+        shapes = tuple(a.shape for a in asks)
+        unit = (app, asks)
+        self._gangs[app.id] = (order, len(pending), asks, shapes, unit)
+        return asks, shapes, unit
 
     def _allocate_app(
         self,
@@ -319,63 +377,64 @@ class Cycle:
     ) -> bool:
         if not app.asks:
             return False
-        if not app.running:
+        limits = self.state.app_limits.get(app.id)
+        if not app.running and (limits or self._run_limited(leaf)):
             blocked = self._run_blocker(app, leaf)
             if blocked is not None:
                 for ask in app.asks.values():
                     ask.reason = blocked
                     tried[ask.id] = ask
                 return False
-        who = app.user if self.state.app_limits.get(app.id) else ""
+        shape_failed = self._failed_in(leaf.path, app.user if limits else "")
+        count = self.count
         if app.is_gang():
-            asks = [
-                a
-                for a in self.state.ordered_asks(app)
-                if a.id in app.asks and a.reserved_node is None and not a.elastic
-            ]
-            if not asks or any(a.failed_cycle == self.count for a in asks):
+            asks, shapes, unit = self._gang_asks(app)
+            if not asks:
                 return False
+            for a in asks:
+                if a.failed_cycle == count:
+                    return False
             for a in asks:
                 tried[a.id] = a
             # Gangs bound to one region fail differently from gangs that may span regions.
             rule = fit.region_rule(app) if self.state.regions else None
-            key = (leaf.path, who, tuple(a.shape for a in asks), rule)
-            known = self._shape_failed.get(key)
+            key = (shapes, rule)
+            known = shape_failed.get(key)
             if known is None:
                 placements = self.snap.place_all(app, asks, leaf)
                 if placements is not None:
                     self._commit(placements, result, f"gang of {len(asks)} placed whole")
                     return True
-                self._shape_failed[key] = asks[0].reason or Reason(Code.GANG_WAITING, "gang waits")
+                shape_failed[key] = asks[0].reason or Reason(Code.GANG_WAITING, "gang waits")
             for a in asks:
-                a.failed_cycle = self.count
+                a.failed_cycle = count
                 if known is not None:
                     a.reason = known
             if asks[0].reason is not None and asks[0].reason.code in PREEMPTABLE:
-                failed.append((app, asks))
+                failed.append(unit)
             return False
         for ask in self.state.ordered_asks(app):
-            if ask.id not in app.asks or ask.failed_cycle == self.count or ask.reserved_node is not None:
+            if ask.id not in app.asks or ask.failed_cycle == count or ask.reserved_node is not None:
                 continue
             if ask.elastic:
                 continue  # extra members grow in phase 5, into what is left
             tried[ask.id] = ask
-            one: tuple[object, ...] = (leaf.path, who, ask.shape)
+            one: object = ask.shape
             if app.gang is not None and self.state.regions:
                 rule = fit.region_rule(app)
                 if rule:  # a member that must join its gang's region: not the same failure
-                    one = (*one, rule)
-            known = self._shape_failed.get(one)
+                    one = (ask.shape, rule, "member")
+            known = shape_failed.get(one)
             if known is None:
                 placements = self.snap.place_all(app, [ask], leaf)
                 if placements is not None:
                     self._commit(placements, result, "placed")
                     return True
                 if ask.reason is not None:
-                    self._shape_failed[one] = ask.reason
+                    shape_failed[one] = ask.reason
             else:
                 ask.reason = known
-            ask.failed_cycle = self.count
+            ask.failed_cycle = count
             if ask.reason is not None and ask.reason.code in PREEMPTABLE:
                 failed.append(self._unit(app, ask))
         return False
