@@ -18,6 +18,7 @@ from gpupool.core.model import App, Ask, Node
 from gpupool.core.queues import Queue
 from gpupool.core.resources import (
     GPU_MILLI,
+    TYPED_GPU_PREFIX,
     Resources,
     fits,
     format_gpus,
@@ -72,6 +73,27 @@ def quota_blocker(leaf: Queue, counted: Resources) -> Queue | None:
     for q in leaf.ancestors():
         if q.max is not None and not within_max(q.allocated, counted, q.max):
             return q
+    return None
+
+
+def typed_quota_blocker(leaf: Queue, res: Resources, gpu_type: str | None, gpus: int) -> Queue | None:
+    """``quota_blocker(leaf, typed(res, gpu_type, gpus))`` without building the typed map (the
+    allocation phase asks this for every GPU type of every ask it tries)."""
+    typed_key = TYPED_GPU_PREFIX + gpu_type if gpu_type and gpus else None
+    for q in leaf.ancestors():
+        cap = q.max
+        if not cap:
+            continue
+        used = q.allocated
+        for k, v in res.items():
+            if v > 0 and k != typed_key:
+                c = cap.get(k)
+                if c is not None and used.get(k, 0) + v > c:
+                    return q
+        if typed_key is not None and gpus > 0:
+            c = cap.get(typed_key)
+            if c is not None and used.get(typed_key, 0) + gpus > c:
+                return q
     return None
 
 
@@ -146,12 +168,11 @@ def find_place(
     for types in type_options(state, ask, gpu_types):
         allowed: list[str | None] = []
         for t in types:
-            counted = typed(res, t, gpus)
-            q = quota_blocker(leaf, counted)
+            q = typed_quota_blocker(leaf, res, t, gpus)
             if q is None:
                 allowed.append(t)
             elif quota_block is None:
-                quota_block = (q, counted)
+                quota_block = (q, typed(res, t, gpus))
         if not allowed:
             continue
         if ask.required_node is not None:

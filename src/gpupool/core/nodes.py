@@ -95,6 +95,7 @@ class NodeIndex:
         self.scored = scorer if isinstance(scorer, ScoredOrder) else None
         self._buckets: dict[str | None, dict[int, list[tuple[NodeKey, Node]]]] = {}
         self._where: dict[str, tuple[str | None, int, NodeKey]] = {}
+        self._types: list[str | None] | None = None  # types(), until a new type is indexed
 
     def __len__(self) -> int:
         return len(self._where)
@@ -106,6 +107,8 @@ class NodeIndex:
         self._unfile(node)
         free = node.gpu_level
         key = self.scorer.key(node)
+        if node.gpu_type not in self._buckets:
+            self._types = None
         bucket = self._buckets.setdefault(node.gpu_type, {}).setdefault(free, [])
         bisect.insort(bucket, (key, node), key=lambda e: e[0])
         self._where[node.name] = (node.gpu_type, free, key)
@@ -141,7 +144,10 @@ class NodeIndex:
         return where[1] if where is not None else 0
 
     def types(self) -> list[str | None]:
-        return sorted(self._buckets, key=lambda t: (t is None, t or ""))
+        """The GPU types of the indexed nodes, by name (None last); do not edit the list."""
+        if self._types is None:
+            self._types = sorted(self._buckets, key=lambda t: (t is None, t or ""))
+        return self._types
 
     def best(
         self,

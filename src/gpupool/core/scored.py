@@ -38,6 +38,12 @@ _LOG_LIMIT = 1 << 15  # node changes logged before lagging shape caches are drop
 
 # A heap entry: (-score, binpacking key, node version, node name, GPU for a share).
 _Entry = tuple[float, NodeKey, int, str, int | None]
+# A NodeView's values as a plain tuple (its memo key).
+_Signature = tuple[tuple[int, ...], int, int, int, int, str | None]
+
+
+def _signature(view: NodeView) -> _Signature:
+    return (view.gpu_free, view.cpu_free, view.mem_free, view.cpu_total, view.mem_total, view.gpu_model)
 
 
 def ask_shape(res: Mapping[str, int], models: Iterable[str] = ()) -> AskShape:
@@ -105,11 +111,14 @@ class ScoredOrder:
         self.policy: ScoringPolicy = (
             _Unlearned() if policy in LEARNING else make_scoring_policy(policy, WorkloadStats({}))
         )
-        self._memo: dict[tuple[NodeView, AskShape], NodeScore] = {}
+        # Scores by ask shape, then by the node's values (``_signature``): plain tuples hash and
+        # compare in C, where the views' dataclass methods would run as Python code.
+        self._memo: dict[AskShape, dict[_Signature, NodeScore]] = {}
+        self._memo_size = 0
         self._caches: dict[tuple[str | None, AskShape], _ShapeCache] = {}
         self._nodes: dict[str | None, dict[str, tuple[Node, NodeKey]]] = {}
         self._type_of: dict[str, str | None] = {}
-        self._views: dict[str, NodeView] = {}  # per indexed node, until it changes
+        self._views: dict[str, tuple[NodeView, _Signature]] = {}  # per indexed node, until it changes
         self._shapes: dict[tuple[int, int, int], AskShape] = {}  # (vcore, memory, milli-GPU)
         self._version: dict[str, int] = {}
         self._clock = 0
@@ -140,6 +149,7 @@ class ScoredOrder:
         self.policy = make_scoring_policy(self.name, stats)
         self.refreshed_at = self.observed
         self._memo.clear()
+        self._memo_size = 0
         self._caches.clear()
 
     # ------------------------------------------------------------------ node changes
@@ -172,12 +182,20 @@ class ScoredOrder:
 
     def score(self, view: NodeView, shape: AskShape) -> NodeScore:
         """The policy's score of a node for an ask that fits it (memoised)."""
-        memo_key = (view, shape)
-        found = self._memo.get(memo_key)
+        return self._score(view, _signature(view), shape)
+
+    def _score(self, view: NodeView, sig: _Signature, shape: AskShape) -> NodeScore:
+        memo = self._memo.get(shape)
+        if memo is None:
+            memo = self._memo[shape] = {}
+        found = memo.get(sig)
         if found is None:
-            if len(self._memo) >= _MEMO_LIMIT:
+            if self._memo_size >= _MEMO_LIMIT:
                 self._memo.clear()
-            found = self._memo[memo_key] = self.policy.score(view, shape)
+                self._memo_size = 0
+                memo = self._memo[shape] = {}
+            found = memo[sig] = self.policy.score(view, shape)
+            self._memo_size += 1
         return found
 
     def share_gpu(self, node: Node, res: Resources) -> int | None:
@@ -202,12 +220,14 @@ class ScoredOrder:
         return gpu
 
     def _entry(self, node: Node, key: NodeKey, shape: AskShape) -> _Entry | None:
-        view = self._views.get(node.name)
-        if view is None:
-            view = self._views[node.name] = node_view(node)
+        known = self._views.get(node.name)
+        if known is None:
+            view = node_view(node)
+            known = self._views[node.name] = (view, _signature(view))
+        view, sig = known
         if not fits(view, shape):
             return None
-        s = self.score(view, shape)
+        s = self._score(view, sig, shape)
         return (-s.score, key, self._version[node.name], node.name, s.gpu)
 
     def _cache(self, gpu_type: str | None, shape: AskShape) -> _ShapeCache:
