@@ -293,7 +293,7 @@ class Cycle:
         units = self._units
         limited = self._run_limited(leaf)
         # The shapes that failed in this leaf this cycle, for applications without user or group
-        # limits (one dict per leaf and user: the key is then the shape alone).
+        # limits (one dict per leaf and user: the key is then the shape's number alone).
         anyone = self._failed_in(path, "")
         heappop = heapq.heappop
         while heap:
@@ -307,9 +307,12 @@ class Cycle:
                     heappop(heap)  # extra members grow in phase 5, into what is left
                     continue
                 if ask.reserved_node is None:
+                    sid = ask.shape_id
+                    if sid < 0:
+                        sid = self.state.shape_id(ask)
                     known = (
                         self._failed_in(path, app.user) if app_limits and app_limits.get(app.id) else anyone
-                    ).get(ask.shape)
+                    ).get(sid)
                     if known is not None:
                         ask.reason = known
                         ask.failed_cycle = count
@@ -361,7 +364,7 @@ class Cycle:
                 return asks, kept[3], kept[4]
         pending = app.asks
         asks = [a for a in order if a.id in pending and a.reserved_node is None and not a.elastic]
-        shapes = tuple(a.shape for a in asks)
+        shapes = tuple(self.state.shape_id(a) for a in asks)
         unit = (app, asks)
         self._gangs[app.id] = (order, len(pending), asks, shapes, unit)
         return asks, shapes, unit
@@ -419,11 +422,11 @@ class Cycle:
             if ask.elastic:
                 continue  # extra members grow in phase 5, into what is left
             tried[ask.id] = ask
-            one: object = ask.shape
+            one: object = self.state.shape_id(ask)
             if app.gang is not None and self.state.regions:
                 rule = fit.region_rule(app)
                 if rule:  # a member that must join its gang's region: not the same failure
-                    one = (ask.shape, rule, "member")
+                    one = (one, rule, "member")
             known = shape_failed.get(one)
             if known is None:
                 placements = self.snap.place_all(app, [ask], leaf)
@@ -548,6 +551,7 @@ class Cycle:
     def _apply_preemption(self, plan: PreemptionPlan, result: CycleResult) -> None:
         for alloc in plan.victims:
             alloc.preempted = True
+            alloc.node.victims_version += 1
             alloc.queue.add_preempting(alloc.counted)
             result.decisions.append(
                 Preempt(

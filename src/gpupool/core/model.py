@@ -124,6 +124,7 @@ class Node:
         "name",
         "schedulable",
         "shares",
+        "victims_version",
     )
 
     def __init__(
@@ -145,6 +146,9 @@ class Node:
         self.gpu_level = 0
         self.gpu_free_total = 0  # sum of gpu_free: the node's free milli-GPU
         self.shares = 0  # allocations and held rooms that are a share of one GPU
+        # Bumped when its allocations change or one of them is marked preempted: what the victim
+        # search found on the node still holds while it stays the same.
+        self.victims_version = 0
         self._relevel()
 
     def _relevel(self) -> None:
@@ -281,6 +285,7 @@ class Ask:
         "resources",
         "seq",
         "shape",
+        "shape_id",
         "shapes",
         "victims",
     )
@@ -331,6 +336,7 @@ class Ask:
             tuple((tuple(sorted((k, v) for k, v in r.items() if v)), t) for r, t in self.shapes),
             required_node,
         )
+        self.shape_id = -1  # its number among the partition's shapes (``State.shape_id``)
 
     def sort_key(self) -> tuple[int, float, int]:
         return (-self.priority, self.created, self.seq)

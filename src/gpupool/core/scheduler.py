@@ -348,6 +348,7 @@ class Scheduler:
             elastic=elastic,
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
+        self.state.shape_id(ask)
         app.asks[ask_id] = ask
         self.state.asks[ask_id] = ask
         if elastic:
@@ -472,6 +473,7 @@ class Scheduler:
             raise SchedulerError(f"unknown allocation {alloc_id!r}")
         if not alloc.preempted:
             alloc.preempted = True
+            alloc.node.victims_version += 1
             alloc.queue.add_preempting(alloc.counted)
 
     def release(self, alloc_id: str) -> Allocation:

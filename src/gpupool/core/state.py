@@ -61,6 +61,9 @@ class State:
         self.ask_order: dict[str, list[Ask]] = {}
         self.waiting_gangs: dict[str, App] = {}
         self.reserved: dict[str, Ask] = {}
+        # A small number per distinct ask shape (``Ask.shape``), for the cycle's memos: an int
+        # hashes at once where the nested shape tuple is hashed anew at every lookup.
+        self.shape_ids: dict[tuple[object, ...], int] = {}
         self.seq = 0
         # Bumped whenever room may have appeared (a release, a node, a dropped hold, a new
         # config): leaves skipped as quiet are looked at again.
@@ -87,6 +90,13 @@ class State:
     def limits_of(self, app: App) -> tuple[Applied, ...]:
         """The user and group limits an application counts against (none if unlimited)."""
         return self.app_limits.get(app.id, ())
+
+    def shape_id(self, ask: Ask) -> int:
+        """The number of the ask's shape (equal shapes, equal numbers), kept on the ask."""
+        sid = ask.shape_id
+        if sid < 0:
+            sid = ask.shape_id = self.shape_ids.setdefault(ask.shape, len(self.shape_ids))
+        return sid
 
     def ordered_asks(self, app: App) -> list[Ask]:
         """The app's asks in placement order (cached until they change; may list placed asks)."""
@@ -179,6 +189,7 @@ class State:
         alloc.app.allocations[alloc.id] = alloc
         node = alloc.node
         node.allocations[alloc.id] = alloc
+        node.victims_version += 1
         node.take(alloc.resources, alloc.gpu_ids)
         self.index.update(node)
         alloc.queue.add_allocated(alloc.counted)
@@ -191,6 +202,7 @@ class State:
         del alloc.app.allocations[alloc.id]
         node = alloc.node
         del node.allocations[alloc.id]
+        node.victims_version += 1
         node.give(alloc.resources, alloc.gpu_ids)
         self.index.update(node)
         alloc.queue.remove_allocated(alloc.counted)

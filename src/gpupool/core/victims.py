@@ -156,6 +156,8 @@ class VictimSearch:
         # One allocation as a victim unit, by id(allocation): what a unit holds never changes
         # while the search lives, so it is built once per allocation (and per set of guards).
         self._singles: dict[int, tuple[Allocation, tuple[Queue, ...], _Candidate]] = {}
+        # ``_on_node`` by (node, eligible leaves, types wanted), with the node's victims_version.
+        self._locals: dict[tuple[str, int, tuple[str, ...]], tuple[int, list[_Candidate]]] = {}
 
     def solve(self, ask: Ask, leaf: Queue, region: str | None = None) -> tuple[Node, list[Allocation], Cost]:
         """The node where clearing room for ``ask`` costs least (only nodes of ``region`` or of
@@ -278,18 +280,31 @@ class VictimSearch:
 
     def _local(self, ask: Ask, node: Node, eligible: dict[int, _Leaf]) -> list[_Candidate]:
         """Possible victims on ``node``, in victim order."""
+        # The types the ask needs: a victim must hold some of one (``shares_type``).
+        wanted = tuple(k for k, v in ask.resources.items() if v > 0)
+        key = (node.name, id(eligible), wanted)
+        known = self._locals.get(key)
+        if known is None or known[0] != node.victims_version:
+            known = (node.victims_version, self._on_node(node, eligible, wanted))
+            self._locals[key] = known
+        out = known[1]
+        ask_app = ask.app
+        if ask_app.allocations and any(c.allocs[0].app is ask_app for c in out):
+            return [c for c in out if c.allocs[0].app is not ask_app]
+        return out
+
+    def _on_node(self, node: Node, eligible: dict[int, _Leaf], wanted: tuple[str, ...]) -> list[_Candidate]:
+        """``_local`` for any ask (its own app's allocations not left out), kept by ``_local`` until
+        the node's allocations change (``Node.victims_version``): the asks of one leaf look at
+        the same nodes one after another. Read only."""
         out: list[_Candidate] = []
         seen_apps: set[int] = set()
-        ask_app = ask.app
-        # The types the ask needs: a victim must hold some of one (``shares_type``).
-        wanted = [k for k, v in ask.resources.items() if v > 0]
         for a in node.allocations.values():
             info = eligible.get(id(a.queue))
             if (
                 info is None
                 or a.preempted
                 or not a.disruptible
-                or a.app is ask_app
                 or a.priority > info.limit
                 or a.required_node is not None
             ):
