@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from gpupool.core import scored
 from gpupool.core.config import NodeSortPolicy, PartitionConfig, QueueConfig
 from gpupool.core.fit import fits_node
 from gpupool.core.model import GPU_TYPE_LABEL, App, Ask, Node, NodeSpec, pick_gpus
@@ -175,3 +176,37 @@ def test_a_config_reload_to_a_learning_policy_learns_the_pending_asks() -> None:
     order = sched.index.scorer
     assert isinstance(order, ScoredOrder) and order.observed == 3
     assert order.refreshed_at == 2  # refreshed at the 1st and 2nd ask
+
+
+@pytest.mark.parametrize("policy", ("gpupool", "bestfit"))
+def test_the_cached_best_holds_with_short_logs_a_small_memo_and_nodes_changing_type(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scored, "_LOG_LIMIT", 16)  # trims often; lagging shape caches are dropped
+    monkeypatch.setattr(scored, "_MEMO_LIMIT", 8)  # the memo starts afresh often
+    rng = random.Random(7)
+    _TAKEN.clear()
+    order = make_scorer(policy, None)
+    assert isinstance(order, ScoredOrder)
+    index = NodeIndex(order)
+    nodes = [_node(rng, i) for i in range(30)]
+    for node in nodes:
+        index.add(node)
+    for _ in range(30):
+        order.observe(_res(rng), ())
+    for step in range(300):
+        res = _res(rng)
+        types = rng.choice((list(MODELS), [MODELS[0]], [MODELS[1]]))
+        assert index.best(res["gpu"], types, lambda n: True, res) is _brute(order, nodes, res, types), step
+        for node in rng.sample(nodes, 3):
+            if rng.random() < 0.1:  # relabelled: it moves to the other type's caches and log
+                index.remove(node)
+                node.gpu_type = MODELS[1] if node.gpu_type == MODELS[0] else MODELS[0]
+                node.labels[GPU_TYPE_LABEL] = node.gpu_type
+                index.add(node)
+            elif _TAKEN.get(node.name) and rng.random() < 0.5:
+                _give(node)
+                index.update(node)
+            else:
+                _take(rng, node)
+                index.update(node)

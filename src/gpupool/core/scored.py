@@ -7,8 +7,8 @@ of :mod:`gpupool.core.scorers` (a :class:`NodeView` of the node, an :class:`AskS
 ask) and picks the best-scoring node that fits; ties go to the binpacking key, then the name.
 
 Scores are cached per (GPU type, ask shape): a heap of the nodes that fit the shape, best first,
-with lazy invalidation. Every change of an indexed node bumps its version and is appended to a
-change log; a shape's heap re-scores only the nodes logged since it was last asked, and entries
+with lazy invalidation. Every change of an indexed node bumps its version and is appended to its
+GPU type's change log; a shape's heap re-scores only the nodes logged since it was last asked, and entries
 whose version is out of date are dropped when they reach the top. Scores are also memoised on
 (NodeView, AskShape), since many nodes look alike.
 
@@ -44,6 +44,24 @@ _Signature = tuple[tuple[int, ...], int, int, int, int, str | None]
 
 def _signature(view: NodeView) -> _Signature:
     return (view.gpu_free, view.cpu_free, view.mem_free, view.cpu_total, view.mem_total, view.gpu_model)
+
+
+def _node_signature(node: Node) -> _Signature:
+    """``_signature(node_view(node))`` without making the view (most nodes look like one scored
+    before, and then no view is needed)."""
+    avail = node.avail
+    cap = node.capacity
+    return (
+        tuple(node.gpu_free),
+        avail.get("vcore", 0),
+        avail.get("memory", 0),
+        cap.get("vcore", 0),
+        cap.get("memory", 0),
+        node.gpu_type if node.gpu_type is not None or not node.gpu_free else "",
+    )
+
+
+_NO_FIT = NodeScore(float("nan"))  # memo marker: the ask does not fit such a node
 
 
 def ask_shape(res: Mapping[str, int], models: Iterable[str] = ()) -> AskShape:
@@ -118,12 +136,14 @@ class ScoredOrder:
         self._caches: dict[tuple[str | None, AskShape], _ShapeCache] = {}
         self._nodes: dict[str | None, dict[str, tuple[Node, NodeKey]]] = {}
         self._type_of: dict[str, str | None] = {}
-        self._views: dict[str, tuple[NodeView, _Signature]] = {}  # per indexed node, until it changes
+        self._sigs: dict[str, _Signature] = {}  # per indexed node, until it changes
         self._shapes: dict[tuple[int, int, int], AskShape] = {}  # (vcore, memory, milli-GPU)
         self._version: dict[str, int] = {}
         self._clock = 0
-        self._log: list[str] = []
-        self._log_start = 0
+        # Per GPU type, the names of its nodes that changed, in order (a shape cache of that type
+        # re-scores those logged since its cursor), and the absolute position of the first.
+        self._logs: dict[str | None, list[str]] = {}
+        self._log_starts: dict[str | None, int] = {}
 
     # ------------------------------------------------------------------ learning
 
@@ -158,25 +178,39 @@ class ScoredOrder:
         """Record that ``node`` changed: indexed under ``key``, or gone from the index (None)."""
         self._clock += 1
         name = node.name
-        self._views.pop(name, None)
+        self._sigs.pop(name, None)
         if name in self._type_of:
-            del self._nodes[self._type_of.pop(name)][name]
+            old = self._type_of.pop(name)
+            del self._nodes[old][name]
+            if old != node.gpu_type:
+                self._log(old, name)
         if key is None:
             self._version.pop(name, None)
         else:
             self._nodes.setdefault(node.gpu_type, {})[name] = (node, key)
             self._type_of[name] = node.gpu_type
             self._version[name] = self._clock
-        self._log.append(name)
-        if len(self._log) > _LOG_LIMIT:
-            self._trim()
+        self._log(node.gpu_type, name)
 
-    def _trim(self) -> None:
-        end = self._log_start + len(self._log)
-        self._caches = {k: c for k, c in self._caches.items() if end - c.cursor <= _LOG_LIMIT // 2}
-        low = min((c.cursor for c in self._caches.values()), default=end)
-        del self._log[: low - self._log_start]
-        self._log_start = low
+    def _log(self, gpu_type: str | None, name: str) -> None:
+        log = self._logs.get(gpu_type)
+        if log is None:
+            log = self._logs[gpu_type] = []
+            self._log_starts[gpu_type] = 0
+        log.append(name)
+        if len(log) > _LOG_LIMIT:
+            self._trim(gpu_type)
+
+    def _trim(self, gpu_type: str | None) -> None:
+        log = self._logs[gpu_type]
+        start = self._log_starts[gpu_type]
+        end = start + len(log)
+        self._caches = {
+            k: c for k, c in self._caches.items() if k[0] != gpu_type or end - c.cursor <= _LOG_LIMIT // 2
+        }
+        low = min((c.cursor for k, c in self._caches.items() if k[0] == gpu_type), default=end)
+        del log[: low - start]
+        self._log_starts[gpu_type] = low
 
     # ------------------------------------------------------------------ scoring
 
@@ -186,17 +220,18 @@ class ScoredOrder:
 
     def _score(self, view: NodeView, sig: _Signature, shape: AskShape) -> NodeScore:
         memo = self._memo.get(shape)
-        if memo is None:
-            memo = self._memo[shape] = {}
-        found = memo.get(sig)
-        if found is None:
-            if self._memo_size >= _MEMO_LIMIT:
-                self._memo.clear()
-                self._memo_size = 0
-                memo = self._memo[shape] = {}
-            found = memo[sig] = self.policy.score(view, shape)
-            self._memo_size += 1
+        found = memo.get(sig) if memo is not None else None
+        if found is None or found is _NO_FIT:
+            found = self.policy.score(view, shape)
+            self._remember(shape, sig, found)
         return found
+
+    def _remember(self, shape: AskShape, sig: _Signature, found: NodeScore) -> None:
+        if self._memo_size >= _MEMO_LIMIT:
+            self._memo.clear()
+            self._memo_size = 0
+        self._memo.setdefault(shape, {})[sig] = found
+        self._memo_size += 1
 
     def share_gpu(self, node: Node, res: Resources) -> int | None:
         """The GPU the policy sends a share of a GPU to on ``node`` (None: not a share, or no
@@ -219,35 +254,49 @@ class ScoredOrder:
                 return tight
         return gpu
 
-    def _entry(self, node: Node, key: NodeKey, shape: AskShape) -> _Entry | None:
-        known = self._views.get(node.name)
-        if known is None:
-            view = node_view(node)
-            known = self._views[node.name] = (view, _signature(view))
-        view, sig = known
-        if not fits(view, shape):
+    def _entry(
+        self, node: Node, key: NodeKey, shape: AskShape, memo: dict[_Signature, NodeScore]
+    ) -> _Entry | None:
+        """The node's heap entry for ``shape`` (None if the shape does not fit it); ``memo`` is
+        the shape's memo (``self._memo[shape]``, or a dict the memo dropped: still true)."""
+        name = node.name
+        sig = self._sigs.get(name)
+        if sig is None:
+            sig = self._sigs[name] = _node_signature(node)
+        s = memo.get(sig)
+        if s is None:
+            view = NodeView(*sig)
+            s = self.policy.score(view, shape) if fits(view, shape) else _NO_FIT
+            self._remember(shape, sig, s)
+        if s is _NO_FIT:
             return None
-        s = self._score(view, sig, shape)
-        return (-s.score, key, self._version[node.name], node.name, s.gpu)
+        return (-s.score, key, self._version[name], name, s.gpu)
 
     def _cache(self, gpu_type: str | None, shape: AskShape) -> _ShapeCache:
-        end = self._log_start + len(self._log)
+        log = self._logs.get(gpu_type, [])
+        start = self._log_starts.get(gpu_type, 0)
+        end = start + len(log)
         cache = self._caches.get((gpu_type, shape))
         nodes = self._nodes.get(gpu_type, {})
+        memo = self._memo.get(shape)
+        if memo is None:
+            memo = self._memo[shape] = {}
         if cache is None:
-            heap = [e for node, key in nodes.values() if (e := self._entry(node, key, shape)) is not None]
+            heap = [
+                e for node, key in nodes.values() if (e := self._entry(node, key, shape, memo)) is not None
+            ]
             heapq.heapify(heap)
             cache = self._caches[(gpu_type, shape)] = _ShapeCache(heap, end)
             return cache
         if cache.cursor < end:
             done: set[str] = set()
-            for name in self._log[cache.cursor - self._log_start :]:
+            for name in log[cache.cursor - start :]:
                 if name in done:
                     continue
                 done.add(name)
                 found = nodes.get(name)
                 if found is not None:
-                    entry = self._entry(found[0], found[1], shape)
+                    entry = self._entry(found[0], found[1], shape, memo)
                     if entry is not None:
                         heapq.heappush(cache.heap, entry)
             cache.cursor = end
