@@ -1,5 +1,5 @@
-"""The allocation phase's quota check per GPU type (``fit.typed_quota_blocker``) answers as the
-general one does on the typed resources (``fit.quota_blocker(leaf, typed(...))``)."""
+"""The allocation phase's quota check per GPU type (``fit.quota_blockers``) answers as the general
+one does on the typed resources (``fit.quota_blocker(leaf, typed(...))``), type by type."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 
 from gpupool.core.config import PartitionConfig, QueueConfig
-from gpupool.core.fit import quota_blocker, typed_quota_blocker
+from gpupool.core.fit import quota_blocker, quota_blockers
 from gpupool.core.resources import typed
 from gpupool.core.scheduler import Scheduler
 
@@ -22,7 +22,7 @@ def _limits(rng: random.Random) -> dict[str, int] | None:
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_typed_quota_blocker_is_quota_blocker_on_the_typed_resources(seed: int) -> None:
+def test_quota_blockers_are_quota_blocker_on_the_typed_resources(seed: int) -> None:
     rng = random.Random(seed)
     leaf_cfg = QueueConfig(name="leaf", max=_limits(rng))
     mid = QueueConfig(name="mid", max=_limits(rng), queues=(leaf_cfg,), parent=True)
@@ -35,7 +35,7 @@ def test_typed_quota_blocker_is_quota_blocker_on_the_typed_resources(seed: int) 
         res = {k: rng.randint(0, 3) * 1000 for k in ("gpu", "vcore", "memory") if rng.random() < 0.8}
         if rng.random() < 0.1:
             res["gpu/H100"] = rng.randint(0, 3) * 1000  # a typed key in the ask itself
-        gpu_type = rng.choice((None, "", "H100", "A100"))
+        types = rng.sample([None, "H100", "A100", "L40S"], rng.randint(1, 4))
         gpus = res.get("gpu", 0)
-        expected = quota_blocker(leaf, typed(res, gpu_type, gpus))
-        assert typed_quota_blocker(leaf, res, gpu_type, gpus) is expected, (res, gpu_type)
+        expected = [quota_blocker(leaf, typed(res, t, gpus)) for t in types]
+        assert quota_blockers(leaf, res, types, gpus) == expected, (res, types)

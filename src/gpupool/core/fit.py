@@ -76,25 +76,48 @@ def quota_blocker(leaf: Queue, counted: Resources) -> Queue | None:
     return None
 
 
-def typed_quota_blocker(leaf: Queue, res: Resources, gpu_type: str | None, gpus: int) -> Queue | None:
-    """``quota_blocker(leaf, typed(res, gpu_type, gpus))`` without building the typed map (the
-    allocation phase asks this for every GPU type of every ask it tries)."""
-    typed_key = TYPED_GPU_PREFIX + gpu_type if gpu_type and gpus else None
+def quota_blockers(
+    leaf: Queue, res: Resources, gpu_types: list[str | None], gpus: int
+) -> list[Queue | None]:
+    """For each GPU type, ``quota_blocker(leaf, typed(res, gpu_type, gpus))``, in one walk up
+    the tree that checks the untyped resources once per queue (the allocation phase asks this
+    for every ask it tries)."""
+    out: list[Queue | None] = [None] * len(gpu_types)
+    keys = [TYPED_GPU_PREFIX + t if t and gpus else None for t in gpu_types]
+    open_ = len(gpu_types)
     for q in leaf.ancestors():
         cap = q.max
         if not cap:
             continue
         used = q.allocated
+        over = False  # the untyped part (res without the typed keys) exceeds this queue's max
         for k, v in res.items():
-            if v > 0 and k != typed_key:
-                c = cap.get(k)
-                if c is not None and used.get(k, 0) + v > c:
-                    return q
-        if typed_key is not None and gpus > 0:
-            c = cap.get(typed_key)
-            if c is not None and used.get(typed_key, 0) + gpus > c:
-                return q
-    return None
+            if v > 0 and (c := cap.get(k)) is not None and used.get(k, 0) + v > c:
+                if k not in keys:
+                    over = True
+                    break
+        for i, key in enumerate(keys):
+            if out[i] is not None:
+                continue
+            blocked = over
+            if not blocked:
+                if key is not None and gpus > 0:
+                    c = cap.get(key)
+                    blocked = c is not None and used.get(key, 0) + gpus > c
+                # A typed key in ``res`` itself counts for the other types (it is replaced
+                # only for its own type).
+                for k2 in keys:
+                    if blocked:
+                        break
+                    if k2 is not None and k2 != key and (v := res.get(k2, 0)) > 0:
+                        c = cap.get(k2)
+                        blocked = c is not None and used.get(k2, 0) + v > c
+            if blocked:
+                out[i] = q
+                open_ -= 1
+        if not open_:
+            break
+    return out
 
 
 def fits_node(ask: Ask, node: Node, res: Resources | None = None) -> bool:
@@ -167,8 +190,7 @@ def find_place(
     no_node_types: list[str | None] = []
     for types in type_options(state, ask, gpu_types):
         allowed: list[str | None] = []
-        for t in types:
-            q = typed_quota_blocker(leaf, res, t, gpus)
+        for t, q in zip(types, quota_blockers(leaf, res, types, gpus), strict=True):
             if q is None:
                 allowed.append(t)
             elif quota_block is None:
