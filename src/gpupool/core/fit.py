@@ -76,9 +76,7 @@ def quota_blocker(leaf: Queue, counted: Resources) -> Queue | None:
     return None
 
 
-def quota_blockers(
-    leaf: Queue, res: Resources, gpu_types: list[str | None], gpus: int
-) -> list[Queue | None]:
+def quota_blockers(leaf: Queue, res: Resources, gpu_types: list[str | None], gpus: int) -> list[Queue | None]:
     """For each GPU type, ``quota_blocker(leaf, typed(res, gpu_type, gpus))``, in one walk up
     the tree that checks the untyped resources once per queue (the allocation phase asks this
     for every ask it tries)."""
@@ -92,10 +90,9 @@ def quota_blockers(
         used = q.allocated
         over = False  # the untyped part (res without the typed keys) exceeds this queue's max
         for k, v in res.items():
-            if v > 0 and (c := cap.get(k)) is not None and used.get(k, 0) + v > c:
-                if k not in keys:
-                    over = True
-                    break
+            if v > 0 and k not in keys and (c := cap.get(k)) is not None and used.get(k, 0) + v > c:
+                over = True
+                break
         for i, key in enumerate(keys):
             if out[i] is not None:
                 continue
