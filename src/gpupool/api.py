@@ -482,6 +482,7 @@ class QueueOut(BaseModel):
     """One queue of the tree as ``GET /queues`` lists it: its configured quotas and ACLs, and its usage now.
 
     ``allocated`` and ``pending`` are sums over the queue's subtree; resources at 0 are left out.
+    ``serving`` and ``batch`` split ``allocated``: the replicas of model deployments, and the rest.
     """
 
     path: str
@@ -491,6 +492,9 @@ class QueueOut(BaseModel):
     guaranteed: dict[str, int | float] = Field(default_factory=dict)
     max: dict[str, int | float] = Field(default_factory=dict)
     allocated: dict[str, int | float] = Field(default_factory=dict)
+    # ``allocated`` split by workload kind: held by model deployments' replicas, and by the rest.
+    serving: dict[str, int | float] = Field(default_factory=dict)
+    batch: dict[str, int | float] = Field(default_factory=dict)
     pending: dict[str, int | float] = Field(default_factory=dict)
     running_apps: int = 0
     submit_acl: str = ""

@@ -4,6 +4,7 @@ the SDK and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -266,3 +267,36 @@ def test_the_cli(server) -> None:
     gone = cli(server, "undeploy", "web")
     assert gone.exit_code == 0 and "cancelled" in gone.output
     assert cli(server, "undeploy", "web").exit_code == 1
+
+
+def test_queues_and_metrics_split_usage_into_serving_and_batch(server) -> None:
+    from gpupool.cli.service_cmd import service_app
+
+    with server.http() as h:
+        assert h.post("/deployments", json=body(min_replicas=2)).status_code == 201
+        job = {"name": "train", "queue": "root.a", "entrypoint": "true", "task_groups": [{"gpus": 0.5}]}
+        assert h.post("/workloads", json=job).status_code == 201
+        wait_until(lambda: gpus_used(server) == 2.5, timeout=10)
+        queues = {q["path"]: q for q in h.get("/queues").json()}
+        assert (queues["root.a"]["serving"]["gpu"], queues["root.a"]["batch"]["gpu"]) == (2, 0.5)
+        assert (queues["root"]["serving"]["gpu"], queues["root"]["batch"]["gpu"]) == (2, 0.5)
+        assert queues["root.b"]["serving"] == {} and queues["root.b"]["batch"] == {}
+        metrics = h.get("/metrics").text
+    assert 'gpupool_queue_allocated_by_kind{kind="serving",queue="root.a",resource="gpu"} 2.0' in metrics
+    assert 'gpupool_queue_allocated_by_kind{kind="batch",queue="root.a",resource="gpu"} 0.5' in metrics
+    queues_app = typer.Typer()
+    queues_app.add_typer(service_app)
+    env = {
+        "GPUPOOL_URL": server.url,
+        "GPUPOOL_TOKEN": server.admin_token,
+        "GPUPOOL_DATA_DIR": "",
+        "COLUMNS": "250",
+    }
+    out = runner.invoke(queues_app, ["queues"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "serving gpu" in out.output and "batch gpu" in out.output
+    cells = (re.split("[│┃]", line)[1:-1] for line in out.output.splitlines())
+    rows = [[c.strip() for c in r] for r in cells if r]
+    header = next(r for r in rows if r[0] == "queue")
+    a = dict(zip(header, next(r for r in rows if r[0] == "a"), strict=True))
+    assert (a["serving gpu"], a["batch gpu"]) == ("2", "0.5"), a
