@@ -379,6 +379,8 @@ class DeploymentOut(BaseModel):
     desired: int = 0
     running: int = 0
     replicas: list[ReplicaOut] = Field(default_factory=list)
+    # When replicas wait: how many and what holds them, in one line ("2 of 4 replicas wait: ...").
+    held: str | None = None
     url: str | None = None
     submitted_at: float
     started_at: float | None = None

@@ -94,6 +94,7 @@ def test_deploy_places_min_replicas_and_extras_and_reports_them(server) -> None:
         assert [replicas[m]["extra"] for m in sorted(replicas)] == [False, False, True]
         assert all(r["state"] == "placed" and r["node"].startswith("h100-") for r in replicas.values())
         assert all(len(r["gpu_ids"]) == 1 for r in replicas.values())
+        assert d["held"] is None
         assert [x["name"] for x in h.get("/deployments").json()] == ["chat"]
         # It is a workload too, of the one task group ``replica``.
         (w,) = h.get("/workloads").json()
@@ -300,3 +301,20 @@ def test_queues_and_metrics_split_usage_into_serving_and_batch(server) -> None:
     header = next(r for r in rows if r[0] == "queue")
     a = dict(zip(header, next(r for r in rows if r[0] == "a"), strict=True))
     assert (a["serving gpu"], a["batch gpu"]) == ("2", "0.5"), a
+
+
+def test_status_says_what_holds_replicas_that_wait(server) -> None:
+    with server.http() as h:
+        job = {"name": "batch", "queue": "root.open", "entrypoint": "true", "task_groups": [{"gpus": 1}]}
+        assert h.post("/workloads", json=job).status_code == 201
+        wait_until(lambda: gpus_used(server, "root.open") == 1, timeout=10)
+        r = h.post("/deployments", json=body(queue="root.open", min_replicas=3, max_replicas=4))
+        assert r.status_code == 201, r.text
+        wait_until(lambda: running(h, "chat") == (3, "running"), timeout=10)
+        d = h.get("/deployments/chat").json()
+    assert d["held"].startswith("1 of 4 replicas wait: "), d["held"]
+    assert "queue root.open is at its max" in d["held"]
+    (extra,) = [r for r in d["replicas"] if r["state"] == "waiting"]
+    assert extra["member"] == "replica-3" and extra["extra"] is True
+    status = cli(server, "deployment", "status", "chat")
+    assert "1 of 4 replicas wait: " in status.output

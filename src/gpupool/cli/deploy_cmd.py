@@ -168,6 +168,8 @@ def _print_deployment(d: DeploymentOut) -> None:
         f"replica, up after {d.upscale_delay:g}s, down after {d.downscale_delay:g}s{zero}"
     )
     console.print(f"  desired {d.desired}, running {d.running}; url: {d.url or '-'}")
+    if d.held:
+        console.print(f"  {d.held}", markup=False)
     for r in d.replicas:
         extra = " (extra)" if r.extra else ""
         if r.state == "placed":

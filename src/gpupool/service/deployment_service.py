@@ -238,6 +238,9 @@ class DeploymentService:
         out.desired = len(replicas)
         if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
             out.running = sum(1 for r in replicas if r.state == "placed")
+        waiting = [r for r in replicas if r.state == "waiting"]
+        if waiting:
+            out.held = f"{len(waiting)} of {len(replicas)} replicas wait: {waiting[0].why or 'not tried yet'}"
         return out
 
     # ------------------------------------------------------------------ remove
