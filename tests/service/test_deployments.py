@@ -318,3 +318,23 @@ def test_status_says_what_holds_replicas_that_wait(server) -> None:
     assert extra["member"] == "replica-3" and extra["extra"] is True
     status = cli(server, "deployment", "status", "chat")
     assert "1 of 4 replicas wait: " in status.output
+
+
+def test_a_deployment_survives_a_restart_of_the_control_plane(tmp_path) -> None:
+    first = NullServer(tmp_path / "data").start()
+    try:
+        with first.http() as h:
+            r = h.post("/deployments", json=body(min_replicas=1, max_replicas=2, scale_to_zero_after=60))
+            assert r.status_code == 201
+    finally:
+        first.stop()
+    second = NullServer(tmp_path / "data").start()
+    try:
+        with second.http() as h:
+            d = h.get("/deployments/chat").json()
+            assert (d["import_path"], d["max_replicas"], d["scale_to_zero_after"]) == ("demo.app:app", 2, 60)
+            assert d["state"] not in ("cancelled", "failed", "succeeded")
+            assert h.post("/deployments", json=body()).status_code == 409  # still live, still taken
+            assert h.delete("/deployments/chat").json()["state"] == "cancelled"
+    finally:
+        second.stop()
