@@ -153,6 +153,7 @@ class ServingSpec:
 
 
 REPLICA_GROUP = "replica"  # the one task group of a deployment
+DEPLOYMENT_KIND = "deployment"  # ``WorkloadSpec.kind`` of a model deployment
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,14 +206,14 @@ class DeploymentSpec:
             working_dir=self.working_dir,
             env=dict(self.env),
             size=self.size,
-            kind="deployment",
+            kind=DEPLOYMENT_KIND,
             serving=self.serving,
         )
 
 
 def deployment_of(spec: WorkloadSpec) -> DeploymentSpec | None:
     """The deployment a workload of kind ``deployment`` runs (None for any other workload)."""
-    if spec.kind != "deployment" or spec.serving is None or not spec.task_groups:
+    if spec.kind != DEPLOYMENT_KIND or spec.serving is None or not spec.task_groups:
         return None
     group = spec.task_groups[0]
     return DeploymentSpec(
