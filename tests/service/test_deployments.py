@@ -1,6 +1,7 @@
 """Model deployments through the real HTTP server (with the executor that starts nothing):
 create, list, status, undeploy (which frees the replicas' GPUs), every refusal storing nothing,
-the SDK and the CLI's one-line errors."""
+the SDK and the CLI's one-line errors; and, with the process executor (which does not declare
+``RunsDeployments``), a deploy refused with 501 and a restored deployment failed, not started."""
 
 from __future__ import annotations
 
@@ -336,5 +337,51 @@ def test_a_deployment_survives_a_restart_of_the_control_plane(tmp_path) -> None:
             assert d["state"] not in ("cancelled", "failed", "succeeded")
             assert h.post("/deployments", json=body()).status_code == 409  # still live, still taken
             assert h.delete("/deployments/chat").json()["state"] == "cancelled"
+    finally:
+        second.stop()
+
+
+NO_RUNNER = (
+    "model deployments need a runner for Ray Serve, which this control plane's executor "
+    "does not have yet (see docs/serving.md)"
+)
+
+
+def test_deploy_is_refused_when_the_executor_cannot_run_deployments(tmp_path) -> None:
+    server = LiveServer(tmp_path / "data").start()  # the process executor: jobs only
+    try:
+        with server.http() as h:
+            r = h.post("/deployments", json=body())
+            assert r.status_code == 501, r.text
+            assert r.json() == {"code": "not-implemented", "message": NO_RUNNER, "fields": [], "hint": ""}
+        with pytest.raises(ApiError) as exc:
+            server.client().deploy("sdk", "demo.app:app", "root.a", gpus=1)
+        assert (exc.value.status, exc.value.message) == (501, NO_RUNNER)
+        out = cli(server, "deploy", "web", "--import-path", "demo.app:app", "-q", "root.a", "--gpus", "1")
+        assert out.exit_code == 1
+        assert out.output == f"Error: {NO_RUNNER} [501 not-implemented]\n", out.output
+        with server.http() as h:
+            assert h.get("/workloads").json() == []
+            assert h.get("/deployments", params={"all": "true"}).json() == []
+        assert gpus_used(server) == 0
+    finally:
+        server.stop()
+
+
+def test_a_deployment_restored_by_an_executor_that_cannot_run_it_fails(tmp_path) -> None:
+    first = NullServer(tmp_path / "data").start()
+    try:
+        with first.http() as h:
+            assert h.post("/deployments", json=body(max_replicas=2)).status_code == 201
+            wait_until(lambda: running(h, "chat") == (2, "running"), timeout=10)
+    finally:
+        first.stop()
+    second = LiveServer(tmp_path / "data").start()  # the process executor: jobs only
+    try:
+        with second.http() as h:
+            d = h.get("/deployments/chat").json()
+            assert d["state"] == "failed" and d["reason"] == f"not started: {NO_RUNNER}", d
+        assert gpus_used(second) == 0
+        assert second.executor is not None and (second.executor.starts, second.executor.jobs) == (0, {})
     finally:
         second.stop()

@@ -2,9 +2,10 @@
 
 A deployment is stored as a workload of kind ``deployment`` (``engine.model.DeploymentSpec``):
 one elastic task group ``replica``. ``DeploymentService`` checks a request before anything is
-stored (the name free among live deployments, the queue, the replicas' shape and count against
-the queue's max, a node that could hold a replica), then hands the workload to the driver
-through ``WorkloadService.store_new``. Names are unique among live deployments.
+stored (an executor that can run deployments, else 501; the name free among live deployments,
+the queue, the replicas' shape and count against the queue's max, a node that could hold a
+replica), then hands the workload to the driver through ``WorkloadService.store_new``. Names
+are unique among live deployments.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gpupool.core.resources import (
     parse_quantity,
 )
 from gpupool.engine.model import (
+    DEPLOYMENT_KIND,
     DeploymentSpec,
     ServingSpec,
     TaskGroup,
@@ -30,7 +32,8 @@ from gpupool.engine.model import (
     WorkloadState,
     deployment_of,
 )
-from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound
+from gpupool.engine.ports import NO_DEPLOYMENT_RUNNER, can_run_deployments
+from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
 from gpupool.service.security import Principal, administers, may_see
 from gpupool.service.store import WorkloadStore
@@ -40,7 +43,7 @@ from gpupool.service.workload_service import WorkloadService
 if TYPE_CHECKING:
     from gpupool.service.context import Plane
 
-KIND = "deployment"
+KIND = DEPLOYMENT_KIND
 _LIVE = frozenset(
     {
         WorkloadState.PENDING,
@@ -63,7 +66,10 @@ class DeploymentService:
     # ------------------------------------------------------------------ create
 
     def deploy(self, principal: Principal, req: DeployRequest) -> DeploymentOut:
-        """Create a deployment; 409 if a live one has the name, 422/403 for bad input."""
+        """Create a deployment; 409 if a live one has the name, 422/403 for bad input, 501 if
+        the executor cannot run deployments (``RunsDeployments``)."""
+        if not can_run_deployments(self.plane.executor):
+            raise Unsupported(NO_DEPLOYMENT_RUNNER)  # one line, no hint: the message says it all
         with self.plane.lock:
             live = self._live(req.name)
             if live is not None:

@@ -12,11 +12,12 @@ router = APIRouter(prefix="/deployments", tags=["deployments"])
 
 
 @router.post(
-    "", response_model=DeploymentOut, status_code=status.HTTP_201_CREATED, responses=errors(403, 409)
+    "", response_model=DeploymentOut, status_code=status.HTTP_201_CREATED, responses=errors(403, 409, 501)
 )
 async def deploy(req: DeployRequest, plane: PlaneDep, principal: PrincipalDep) -> DeploymentOut:
     """Deploy a model: a Ray Serve app whose replicas are allocations in the queue. Refused
-    (nothing stored) when a live deployment has the name (409) or the input is wrong (422)."""
+    (nothing stored) when a live deployment has the name (409), the input is wrong (422), or the
+    control plane's executor cannot run deployments (501)."""
     return await run_in_threadpool(plane.deployments.deploy, principal, req)
 
 
