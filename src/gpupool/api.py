@@ -29,6 +29,8 @@ from gpupool.core.resources import GPU_MILLI, QuantityError, parse_quantity
 
 __all__ = [
     "AttemptOut",
+    "DeployRequest",
+    "DeploymentOut",
     "DisruptionIn",
     "ErrorBody",
     "EventOut",
@@ -37,6 +39,7 @@ __all__ = [
     "NodeOut",
     "PoolOut",
     "QueueOut",
+    "ReplicaOut",
     "SubmitRequest",
     "TaskGroupIn",
     "TransitionOut",
@@ -249,6 +252,143 @@ class SubmitRequest(_Strict):
         return self
 
 
+# ``module:attribute`` of a Ray Serve application: dotted Python names on both sides.
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+MAX_REPLICAS = 256  # the most replicas one deployment may have
+
+
+class DeployRequest(_Strict):
+    """A model deployment: a Ray Serve application (``import_path``) served by replicas in ``queue``.
+
+    One replica's shape is a standard ``size`` or ``gpus`` (whole, or a share of one GPU: 0.25)
+    of ``gpu_type``, with ``cpu`` and ``memory``. Between ``min_replicas`` and ``max_replicas``
+    (default: ``min_replicas``) replicas; the scaling settings are Ray Serve's autoscaling ones,
+    in seconds.
+    """
+
+    name: str = Field(pattern=_NAME)
+    import_path: str = Field(max_length=1024, description="module:attribute of a Ray Serve application")
+    queue: str = Field(min_length=1, max_length=255, description="leaf queue path, e.g. root.ml.serving")
+    size: str | None = Field(None, max_length=64, description="a standard size for one replica")
+    gpus: int | float | None = Field(
+        None,
+        description="GPUs per replica (instead of size): whole (1, 2) or a share of one GPU (0.25)",
+        json_schema_extra={"minimum": 0, "maximum": MAX_GPUS_PER_MEMBER},
+    )
+    gpu_type: str | None = Field(None, description="the GPU type a replica needs (with gpus); none = any")
+    cpu: float = Field(1.0, gt=0, le=1024, description="cores per replica (with gpus)")
+    memory: str = Field("4Gi", description="memory per replica (with gpus), e.g. 16Gi")
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="default: min_replicas")
+    target_ongoing_requests: float = Field(2.0, gt=0, le=1e6, description="ongoing requests per replica")
+    upscale_delay: float = Field(30.0, ge=0, le=86400)
+    downscale_delay: float = Field(600.0, ge=0, le=86400)
+    look_back: float = Field(30.0, gt=0, le=3600, description="seconds of load averaged")
+    scale_to_zero_after: float | None = Field(
+        None, ge=0, le=30 * 86400, description="go to 0 replicas after this long without a request"
+    )
+    max_ongoing_requests: int = Field(5, ge=1, le=100_000, description="requests one replica takes at once")
+    working_dir: str | None = Field(None, max_length=4096)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ENV)
+
+    @field_validator("import_path")
+    @classmethod
+    def _import_path(cls, v: str) -> str:
+        if not _IMPORT_PATH.match(v):
+            raise ValueError(f"expected module:attribute of a Ray Serve app (app.main:app), got {v!r}")
+        return v
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, v: object) -> object:
+        if v is not None:
+            gpu_milli_of(v)
+        return v
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _gpu_type(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+            raise ValueError(f"{v!r} is not a GPU type name (letters, digits, . _ -)")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        try:
+            parse_quantity("memory", v)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return SubmitRequest._env(v)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, v: str | None) -> str | None:
+        if v is not None and ("\x00" in v or not v.startswith("/")):
+            raise ValueError(f"working_dir must be an absolute path on the cluster's nodes, got {v!r}")
+        return v
+
+
+class ReplicaOut(BaseModel):
+    """One replica of a deployment: ``placed`` on ``node`` with those GPU indices, or ``waiting``
+    (``why`` says for what). ``extra``: above ``min_replicas``, given back first."""
+
+    member: str
+    state: Literal["placed", "waiting"]
+    node: str | None = None
+    gpu_ids: list[int] = Field(default_factory=list)
+    extra: bool = False
+    why: str | None = None
+
+
+class DeploymentOut(BaseModel):
+    """A model deployment as the API reports it: its spec, its workload's state, its replicas.
+
+    ``desired`` is how many replicas the engine asks for now, ``running`` how many hold their
+    GPUs on a node while it runs. ``url`` is where it answers requests (None until the Ray side
+    serves it). ``gpus`` is per replica (a share is a fraction).
+    """
+
+    id: str
+    name: str
+    user: str
+    queue: str | None
+    state: WorkloadState
+    reason: str
+    import_path: str
+    size: str | None = None
+    gpus: int | float = 0
+    gpu_types: list[str] = Field(default_factory=list)
+    resources: dict[str, int | float] = Field(default_factory=dict)  # per replica, as TaskGroupOut
+    min_replicas: int
+    max_replicas: int
+    target_ongoing_requests: float
+    upscale_delay: float
+    downscale_delay: float
+    look_back: float
+    scale_to_zero_after: float | None = None
+    max_ongoing_requests: int = 5
+    working_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    revision: int = 1
+    desired: int = 0
+    running: int = 0
+    replicas: list[ReplicaOut] = Field(default_factory=list)
+    # When replicas wait: how many and what holds them, in one line ("2 of 4 replicas wait: ...").
+    held: str | None = None
+    url: str | None = None
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    history: list[TransitionOut] = Field(default_factory=list)
+    notice: str | None = None
+
+
 class TransitionOut(BaseModel):
     """One state change of a workload and why; ``at`` in seconds since the epoch."""
 
@@ -344,6 +484,7 @@ class QueueOut(BaseModel):
     """One queue of the tree as ``GET /queues`` lists it: its configured quotas and ACLs, and its usage now.
 
     ``allocated`` and ``pending`` are sums over the queue's subtree; resources at 0 are left out.
+    ``serving`` and ``batch`` split ``allocated``: the replicas of model deployments, and the rest.
     """
 
     path: str
@@ -353,6 +494,9 @@ class QueueOut(BaseModel):
     guaranteed: dict[str, int | float] = Field(default_factory=dict)
     max: dict[str, int | float] = Field(default_factory=dict)
     allocated: dict[str, int | float] = Field(default_factory=dict)
+    # ``allocated`` split by workload kind: held by model deployments' replicas, and by the rest.
+    serving: dict[str, int | float] = Field(default_factory=dict)
+    batch: dict[str, int | float] = Field(default_factory=dict)
     pending: dict[str, int | float] = Field(default_factory=dict)
     running_apps: int = 0
     submit_acl: str = ""

@@ -25,6 +25,7 @@ import httpx
 
 from gpupool.api import (
     TERMINAL_STATES,
+    DeploymentOut,
     ErrorBody,
     EventOut,
     NodeOut,
@@ -262,6 +263,76 @@ class Client:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{workload_id} is still {w.state} after {timeout}s: {w.reason}")
             time.sleep(interval)
+
+    # ---- deployments
+
+    def deploy(
+        self,
+        name: str,
+        import_path: str,
+        queue: str,
+        *,
+        size: str | None = None,
+        gpus: int | float | None = None,
+        gpu_type: str | None = None,
+        cpu: float | None = None,
+        memory: str | None = None,
+        min_replicas: int = 1,
+        max_replicas: int | None = None,
+        target_ongoing_requests: float = 2.0,
+        upscale_delay: float | None = None,
+        downscale_delay: float | None = None,
+        look_back: float | None = None,
+        scale_to_zero_after: float | None = None,
+        max_ongoing_requests: int | None = None,
+        working_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> DeploymentOut:
+        """Deploy a model: the Ray Serve app at ``import_path`` (``module:attribute``), served by
+        ``min_replicas`` to ``max_replicas`` replicas of a ``size`` or of ``gpus`` GPUs each (whole,
+        or a share of one: ``0.25``) in ``queue``. Times are in seconds; options left out take the
+        server's defaults. A bad field comes back as an ``ApiError`` naming it."""
+        payload: dict[str, Any] = {
+            "name": name,
+            "import_path": import_path,
+            "queue": queue,
+            "min_replicas": min_replicas,
+            "target_ongoing_requests": target_ongoing_requests,
+            "env": dict(env or {}),
+        }
+        optional = {
+            "size": size,
+            "gpus": gpus,
+            "gpu_type": gpu_type,
+            "cpu": cpu,
+            "memory": memory,
+            "max_replicas": max_replicas,
+            "upscale_delay": upscale_delay,
+            "downscale_delay": downscale_delay,
+            "look_back": look_back,
+            "scale_to_zero_after": scale_to_zero_after,
+            "max_ongoing_requests": max_ongoing_requests,
+            "working_dir": working_dir,
+        }
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        return self.deploy_raw(payload)
+
+    def deploy_raw(self, payload: Mapping[str, Any]) -> DeploymentOut:
+        """Deploy a request body as is (the JSON of ``DeployRequest``)."""
+        return DeploymentOut.model_validate(self._call("POST", "/deployments", json=dict(payload)))
+
+    def deployments(self, *, include_finished: bool = False) -> builtins.list[DeploymentOut]:
+        """Live deployments you may see, newest first (``include_finished``: undeployed ones too)."""
+        params = {"all": "true"} if include_finished else {}
+        return [DeploymentOut.model_validate(d) for d in self._call("GET", "/deployments", params=params)]
+
+    def deployment(self, name: str) -> DeploymentOut:
+        """The live deployment of that name (else the newest one of that name)."""
+        return DeploymentOut.model_validate(self._call("GET", f"/deployments/{name}"))
+
+    def undeploy(self, name: str) -> DeploymentOut:
+        """Undeploy the live deployment of that name: its replicas stop, their GPUs are freed."""
+        return DeploymentOut.model_validate(self._call("DELETE", f"/deployments/{name}"))
 
     # ---- cluster
 

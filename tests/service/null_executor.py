@@ -1,15 +1,16 @@
 """An executor that starts nothing: workloads are admitted and reported running, and no command
-ever runs. For the API fuzzing, where entrypoints are random text that must never reach a shell."""
+ever runs. For the API fuzzing, where entrypoints are random text that must never reach a shell,
+and for model deployments (it declares ``RunsDeployments``: their replicas are "run" as nothing)."""
 
 from __future__ import annotations
 
 from gpupool.core.model import NodeSpec
-from gpupool.engine.ports import Observation, Started, Stopped
+from gpupool.engine.ports import Observation, RunsDeployments, Started, Stopped
 
 from .executors import default_nodes
 
 
-class NullExecutor:
+class NullExecutor(RunsDeployments):
     def __init__(self) -> None:
         self.outbox: list[Observation] = []
 

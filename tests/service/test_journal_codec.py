@@ -1,6 +1,7 @@
 """The journal's one codec of workload specs: every field of a spec survives the database.
 
-A property test over every field of ``WorkloadSpec``, ``TaskGroup`` and ``Disruption``: the
+A property test over every field of ``WorkloadSpec``, ``TaskGroup``, ``Disruption`` and
+``ServingSpec``: the
 strategies below must name each field, so a field added to the model without a strategy fails
 here before a restart could drop it.
 """
@@ -13,7 +14,7 @@ from dataclasses import fields
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec
+from gpupool.engine.model import Disruption, ServingSpec, TaskGroup, WorkloadSpec
 from gpupool.service.journal import spec_from_json, spec_to_json
 
 names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=12)
@@ -30,6 +31,18 @@ GROUP_FIELDS = {
     "max_members": st.none() | st.integers(1, 4096),
 }
 DISRUPTION_FIELDS = {"policy": st.sampled_from(["never", "checkpoint"]), "grace": finite}
+SERVING_FIELDS = {
+    "import_path": names,
+    "deployment_name": st.none() | names,
+    "target_ongoing_requests": finite,
+    "upscale_delay": finite,
+    "downscale_delay": finite,
+    "look_back": finite,
+    "scale_to_zero_after": st.none() | finite,
+    "max_ongoing_requests": st.integers(1, 10_000),
+    "graceful_shutdown_timeout": finite,
+    "revision": st.integers(1, 2**31 - 1),
+}
 SPEC_FIELDS = {
     "name": names,
     "task_groups": st.lists(
@@ -51,6 +64,8 @@ SPEC_FIELDS = {
     "size": st.none() | names,
     "duration": st.none() | finite,
     "checkpoint_interval": finite,
+    "kind": st.sampled_from(["job", "deployment"]),
+    "serving": st.none() | st.fixed_dictionaries(SERVING_FIELDS).map(lambda d: ServingSpec(**d)),
 }
 specs = st.fixed_dictionaries(SPEC_FIELDS).map(lambda d: WorkloadSpec(**d))
 
@@ -59,6 +74,7 @@ def test_the_strategies_name_every_field():
     assert set(SPEC_FIELDS) == {f.name for f in fields(WorkloadSpec)}
     assert set(GROUP_FIELDS) == {f.name for f in fields(TaskGroup)}
     assert set(DISRUPTION_FIELDS) == {f.name for f in fields(Disruption)}
+    assert set(SERVING_FIELDS) == {f.name for f in fields(ServingSpec)}
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,11 +90,12 @@ def test_a_row_written_before_a_field_existed_reads_with_its_default():
         task_groups=(TaskGroup("w", 2, {"gpu": 8000}, (), ((({"gpu": 4000}), ("A100",)),), max_members=4),),
     )
     raw = spec_to_json(spec)
-    for key in ("span_regions", "duration", "checkpoint_interval", "disruption"):
+    for key in ("span_regions", "duration", "checkpoint_interval", "disruption", "kind", "serving"):
         del raw[key]
     back = spec_from_json(raw)
     assert back.task_groups == spec.task_groups
     assert back.disruption == Disruption() and back.duration is None and back.checkpoint_interval == 0.0
+    assert back.kind == "job" and back.serving is None
 
 
 def test_a_submitted_elastic_group_keeps_max_members(sqlite_server):

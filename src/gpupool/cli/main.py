@@ -8,6 +8,7 @@ from gpupool.cli import bench_api as _bench_api  # noqa: F401  (registers `bench
 from gpupool.cli import bench_throughput as _bench_throughput  # noqa: F401  (registers `bench throughput`)
 from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.config_cmd import config_app
+from gpupool.cli.deploy_cmd import deploy_app, deployment_app
 from gpupool.cli.scenario_cmd import scenario_app
 from gpupool.cli.service_cmd import service_app, token_app
 from gpupool.cli.sim_cmd import sim_app
@@ -25,6 +26,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(sim_app, name="sim")
 app.add_typer(service_app)  # up, submit, status, list, logs, cancel, why, queues, nodes
 app.add_typer(token_app, name="token")
+app.add_typer(deploy_app)  # deploy, deployments, undeploy
+app.add_typer(deployment_app, name="deployment")  # deployment status
 
 
 def main() -> None:

@@ -110,6 +110,12 @@ def _res(res: dict[str, int | float]) -> str:
     return ", ".join(f"{k}={one(k, v)}" for k, v in sorted(res.items()))
 
 
+def _gpus_of(res: dict[str, int | float]) -> str:
+    """The GPUs of a wire resource map (``2``, ``0.75``), ``-`` for none."""
+    gpus = res.get("gpu", 0)
+    return f"{gpus:g}" if gpus else "-"
+
+
 def _state(state: str) -> str:
     return f"[{_STATE_STYLE.get(state, '')}]{state}[/]"
 
@@ -447,13 +453,14 @@ def queues_command(
     data_dir: DataDirOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """The queue tree: guaranteed, max, allocated and pending per resource."""
+    """The queue tree: guaranteed, max, allocated (and its GPUs held by model deployments, serving,
+    and by other work, batch) and pending per resource."""
     with _client(url, token, data_dir) as gp:
         queues = gp.queues()
     if json_output:
         _dump(queues)
         return
-    table = Table("queue", "guaranteed", "max", "allocated", "pending", "running")
+    table = Table("queue", "guaranteed", "max", "allocated", "serving gpu", "batch gpu", "pending", "running")
     for q in queues:
         depth = q.path.count(".")
         table.add_row(
@@ -461,6 +468,8 @@ def queues_command(
             _res(q.guaranteed),
             _res(q.max),
             _res(q.allocated),
+            _gpus_of(q.serving),
+            _gpus_of(q.batch),
             _res(q.pending),
             str(q.running_apps),
         )

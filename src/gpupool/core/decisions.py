@@ -31,6 +31,10 @@ class Code(StrEnum):
     PREEMPTION_WAIT = "preemption-wait"  # too young to preempt (preemption.delay)
     NO_PREEMPTION = "no-preemption"  # preemption was tried and cannot help; says why
     NOT_TRIED = "not-tried"  # not reached yet
+    # Autoscaling of a model deployment (gpupool.core.serving).
+    SCALE_UP = "scale-up"
+    SCALE_DOWN = "scale-down"
+    SCALE_HOLD = "scale-hold"  # no change: steady, a delay not over yet, or nothing to go on
 
 
 @dataclass(frozen=True, slots=True)

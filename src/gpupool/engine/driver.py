@@ -4,7 +4,8 @@
 after preemption, nodes lost or added), updates the scheduling core and the workloads, runs
 scheduling cycles, and carries out the decisions: start admitted workloads, ask victims to
 checkpoint and stop, fail rejected ones. Every transition goes to the journal before the
-executor is told to act.
+executor is told to act. A workload the executor cannot run at all (a model deployment, when it
+does not declare ``RunsDeployments``) fails at submission or restore, never handed to it.
 
 Workloads map onto the core one to one: a workload is an application, each member an ask
 (``<workload>/<member>``), and a multi-member workload a gang. Preemption stops a workload as
@@ -37,6 +38,7 @@ from gpupool.engine.autoscaler import (
     Terminate,
 )
 from gpupool.engine.model import (
+    DEPLOYMENT_KIND,
     TERMINAL,
     TaskGroup,
     Workload,
@@ -45,6 +47,7 @@ from gpupool.engine.model import (
     member_of,
 )
 from gpupool.engine.ports import (
+    NO_DEPLOYMENT_RUNNER,
     Adoptable,
     Executor,
     Finished,
@@ -57,6 +60,7 @@ from gpupool.engine.ports import (
     Started,
     StartFailed,
     Stopped,
+    can_run_deployments,
 )
 
 MAX_CYCLES_PER_TICK = 4
@@ -138,6 +142,10 @@ class Driver:
             self._by_key[spec.idempotency_key] = wid
         self.journal.submitted(w)
         self.journal.event(wid, now, "submitted", f"{spec.name} submitted by {spec.user}")
+        unrunnable = self._unrunnable(spec)
+        if unrunnable is not None:
+            self._move(w, WorkloadState.FAILED, now, unrunnable)
+            return w
         rejected = self.core.submit(
             wid, queue=spec.queue, user=spec.user, groups=spec.groups, tags=spec.tags, gang=_gang(spec)
         )
@@ -200,6 +208,10 @@ class Driver:
             self._by_key[spec.idempotency_key] = w.id
         if w.terminal:
             return "kept"
+        unrunnable = self._unrunnable(spec)
+        if unrunnable is not None:  # never adopted nor started: nothing of it runs here
+            self._move(w, WorkloadState.FAILED, now, unrunnable)
+            return "failed"
         if w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED):
             return self._resubmit(w, now)
         self.core.submit(
@@ -242,6 +254,13 @@ class Driver:
             w, WorkloadState.PENDING, now, "its job was not found after a control-plane restart; requeued"
         )
         return self._resubmit(w, now)
+
+    def _unrunnable(self, spec: WorkloadSpec) -> str | None:
+        """Why the executor cannot run this workload at all (None if it can): a deployment
+        needs one that declares ``RunsDeployments``, or it would hold GPUs and run nothing."""
+        if spec.kind == DEPLOYMENT_KIND and not can_run_deployments(self.executor):
+            return f"not started: {NO_DEPLOYMENT_RUNNER}"
+        return None
 
     def _restore_member(
         self,

@@ -5,6 +5,10 @@ member count and the resources, GPU types, CPU and memory of one member. The eng
 workload into one scheduling-core application with one ask per member; a multi-member
 workload is a gang (admitted all or nothing).
 
+A model deployment (``DeploymentSpec``) is a workload of kind ``deployment``: one elastic
+task group ``replica`` of ``min_replicas`` members that may grow to ``max_replicas``, not a
+gang, with its serving settings in ``WorkloadSpec.serving``.
+
 This module is pure: no I/O, no clock. Times are seconds passed in by the caller.
 """
 
@@ -16,6 +20,7 @@ from enum import StrEnum
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE, Size
 from gpupool.core.model import DEFAULT_USER
 from gpupool.core.resources import Resources, gpu_milli, gpus_from_milli
+from gpupool.core.serving import ServingPolicy
 
 
 class WorkloadState(StrEnum):
@@ -113,6 +118,120 @@ class Disruption:
 
 
 @dataclass(frozen=True, slots=True)
+class ServingSpec:
+    """What a model deployment serves and how it scales, beyond its replicas' shape and count.
+
+    ``import_path`` is ``module:attribute`` of a Ray Serve application; ``deployment_name`` is
+    its ingress deployment's name once known. The scaling fields are ``ServingPolicy``'s;
+    ``max_ongoing_requests`` caps the requests one replica takes at once, and
+    ``graceful_shutdown_timeout`` is how long a replica being removed may finish what it has.
+    ``revision`` counts the deployment's versions (a rolling update makes a new one).
+    """
+
+    import_path: str
+    deployment_name: str | None = None
+    target_ongoing_requests: float = 2.0
+    upscale_delay: float = 30.0
+    downscale_delay: float = 600.0
+    look_back: float = 30.0
+    scale_to_zero_after: float | None = None
+    max_ongoing_requests: int = 5
+    graceful_shutdown_timeout: float = 20.0
+    revision: int = 1
+
+    def policy(self, min_replicas: int, max_replicas: int) -> ServingPolicy:
+        """The autoscaling policy of a deployment with these bounds."""
+        return ServingPolicy(
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            target_ongoing_requests=self.target_ongoing_requests,
+            upscale_delay=self.upscale_delay,
+            downscale_delay=self.downscale_delay,
+            look_back=self.look_back,
+            scale_to_zero_after=self.scale_to_zero_after,
+        )
+
+
+REPLICA_GROUP = "replica"  # the one task group of a deployment
+DEPLOYMENT_KIND = "deployment"  # ``WorkloadSpec.kind`` of a model deployment
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSpec:
+    """A model deployment as a user asks for it: a Ray Serve app, its queue, a replica's shape,
+    how many replicas, how they scale, and where its code lives.
+
+    ``replica`` is the shape of one replica (resources, GPU types and size fallbacks), already
+    resolved from ``--size`` or ``--gpus``/``--gpu-type``; its member counts are ignored.
+    ``workload()`` is the elastic workload the engine schedules for it.
+    """
+
+    name: str
+    queue: str
+    replica: TaskGroup
+    serving: ServingSpec
+    min_replicas: int = 1
+    max_replicas: int = 1
+    size: str | None = None
+    working_dir: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = DEFAULT_USER
+    groups: tuple[str, ...] = ()
+
+    def policy(self) -> ServingPolicy:
+        """Its autoscaling policy; raises ValueError naming the field when the bounds are wrong."""
+        return self.serving.policy(self.min_replicas, self.max_replicas)
+
+    def workload(self) -> WorkloadSpec:
+        """The workload that runs it: one task group ``replica`` of ``min_replicas`` members that
+        may grow to ``max_replicas`` (the elastic machinery), not a gang; each replica is its own
+        ask, preempted on its own."""
+        group = TaskGroup(
+            REPLICA_GROUP,
+            self.min_replicas,
+            dict(self.replica.resources),
+            self.replica.gpu_types,
+            self.replica.alternatives,
+            max_members=self.max_replicas if self.max_replicas > self.min_replicas else None,
+        )
+        return WorkloadSpec(
+            name=self.name,
+            task_groups=(group,),
+            queue=self.queue,
+            user=self.user,
+            groups=self.groups,
+            # Not a gang: a soft gang that gives up waiting at once, so replicas start one by one.
+            gang_style="soft",
+            gang_timeout=0.0,
+            working_dir=self.working_dir,
+            env=dict(self.env),
+            size=self.size,
+            kind=DEPLOYMENT_KIND,
+            serving=self.serving,
+        )
+
+
+def deployment_of(spec: WorkloadSpec) -> DeploymentSpec | None:
+    """The deployment a workload of kind ``deployment`` runs (None for any other workload)."""
+    if spec.kind != DEPLOYMENT_KIND or spec.serving is None or not spec.task_groups:
+        return None
+    group = spec.task_groups[0]
+    return DeploymentSpec(
+        name=spec.name,
+        queue=spec.queue or "",
+        replica=group,
+        serving=spec.serving,
+        min_replicas=group.members,
+        max_replicas=group.max_members if group.max_members is not None else group.members,
+        size=spec.size,
+        working_dir=spec.working_dir,
+        env=dict(spec.env),
+        user=spec.user,
+        groups=spec.groups,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """What a user submitted: task groups, where it asks to run, gang and disruption rules, what to run.
 
@@ -139,6 +258,8 @@ class WorkloadSpec:
     # Simulation only: how long it runs, and how often it checkpoints (0 = never).
     duration: float | None = None
     checkpoint_interval: float = 0.0
+    kind: str = "job"  # or "deployment" (a model deployment; ``serving`` is then set)
+    serving: ServingSpec | None = None
 
     def members(self) -> list[tuple[str, TaskGroup]]:
         """(member name, group) for every required member: ``head-0``, ``worker-0`` ..."""

@@ -14,7 +14,8 @@ journal. Semantics every implementation keeps:
 Optional executor capabilities are protocols an executor declares by subclassing them (and that
 the driver checks with ``isinstance``): ``Adoptable`` (re-attach to a job after a restart),
 ``Resizable`` (an elastic job grows or shrinks while it runs), ``ReapsOrphans`` (stop jobs the
-journal no longer calls live). The node provider (``NodeProvider``), through which the
+journal no longer calls live), ``RunsDeployments`` (run workloads of kind ``deployment``: an
+executor without it is never handed one). The node provider (``NodeProvider``), through which the
 autoscaler launches and terminates pool machines, and the events it reports live here too.
 """
 
@@ -125,6 +126,33 @@ class ReapsOrphans(Protocol):
     def reap_orphans(self, keep: set[str]) -> list[str]:
         """Remove the jobs of workloads not in ``keep`` (nor followed); returns what was removed."""
         ...
+
+
+# What an API refusal and a workload's failure say when the executor cannot run deployments.
+NO_DEPLOYMENT_RUNNER = (
+    "model deployments need a runner for Ray Serve, which this control plane's executor "
+    "does not have yet (see docs/serving.md)"
+)
+
+
+@runtime_checkable
+class RunsDeployments(Protocol):
+    """An executor that can run workloads of kind ``deployment`` (model deployments' replicas).
+
+    Declared by subclassing. An executor without it is never handed a deployment: the API
+    refuses to create one and the driver fails one it restores (``can_run_deployments``).
+    """
+
+    # A runtime-checkable protocol without members would match every object: this method is
+    # what ``isinstance`` looks for (through wrappers that forward attributes, too).
+    def runs_deployments(self) -> bool:
+        """True if it can run deployments now (an executor may say no at run time)."""
+        return True
+
+
+def can_run_deployments(executor: object) -> bool:
+    """Whether ``executor`` declares ``RunsDeployments`` and says yes."""
+    return isinstance(executor, RunsDeployments) and bool(executor.runs_deployments())
 
 
 class Journal(Protocol):

@@ -32,7 +32,7 @@ from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
 from gpupool.service.plane import ControlPlane
 from gpupool.service.portal import router as portal_router
-from gpupool.service.routers import cluster, system, workloads
+from gpupool.service.routers import cluster, deployments, system, workloads
 from gpupool.service.security import bootstrap_admin
 from gpupool.service.settings import ServiceSettings, load_queue_config
 
@@ -90,6 +90,7 @@ def create_app(
     app.state.settings = settings
     app.state.history = sampler
     app.include_router(workloads.router)
+    app.include_router(deployments.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
     app.include_router(history_router)

@@ -24,6 +24,7 @@ from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import (
     GPU_MILLI,
     GPU_TYPE_LABEL,
+    add_into,
     format_resources,
     gpu_milli,
     gpus_from_milli,
@@ -121,7 +122,21 @@ class ClusterService:
 
     def queues(self) -> list[QueueOut]:
         with self.plane.lock:
-            return [queue_out(q) for q in self.plane.driver.core.root.walk()]
+            serving = self._serving_usage()
+            return [queue_out(q, serving.get(q.path)) for q in self.plane.driver.core.root.walk()]
+
+    def _serving_usage(self) -> dict[str, dict[str, int]]:
+        """Queue path -> what model deployments' replicas hold in its subtree, as quota counts it
+        (call with the lock held)."""
+        workloads = self.plane.driver.workloads
+        out: dict[str, dict[str, int]] = {}
+        for alloc in self.plane.driver.core.allocations.values():
+            w = workloads.get(alloc.app.id)
+            if w is None or w.spec.kind != "deployment":
+                continue
+            for q in alloc.queue.ancestors():
+                add_into(out.setdefault(q.path, {}), alloc.counted)
+        return out
 
     def nodes(self) -> list[NodeOut]:
         """The scheduler's nodes, and pool nodes still booting, by name."""

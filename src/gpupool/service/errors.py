@@ -51,3 +51,11 @@ class Invalid(ServiceError):
 
     status = 422
     code = "invalid"
+
+
+class Unsupported(ServiceError):
+    """501: the request is valid but this control plane cannot do it (its executor lacks the
+    capability), whatever the input: a deployment without a runner for Ray Serve."""
+
+    status = 501
+    code = "not-implemented"

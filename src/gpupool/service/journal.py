@@ -18,7 +18,15 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
 from gpupool.core.resources import from_gpus, in_gpus
-from gpupool.engine.model import Disruption, TaskGroup, Transition, Workload, WorkloadSpec, WorkloadState
+from gpupool.engine.model import (
+    Disruption,
+    ServingSpec,
+    TaskGroup,
+    Transition,
+    Workload,
+    WorkloadSpec,
+    WorkloadState,
+)
 from gpupool.service.db import Database
 from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
 
@@ -32,6 +40,8 @@ def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
             value = [_group_to_json(g) for g in value]
         elif f.name == "disruption":
             value = {d.name: getattr(value, d.name) for d in fields(Disruption)}
+        elif f.name == "serving":
+            value = None if value is None else {s.name: getattr(value, s.name) for s in fields(ServingSpec)}
         elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, dict):
@@ -95,7 +105,16 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
         size=raw.get("size"),
         duration=opt_float("duration"),
         checkpoint_interval=float(raw.get("checkpoint_interval", defaults.checkpoint_interval)),
+        kind=str(raw.get("kind", defaults.kind)),
+        serving=_serving_from_json(raw.get("serving")),
     )
+
+
+def _serving_from_json(raw: dict[str, Any] | None) -> ServingSpec | None:
+    if raw is None:
+        return None
+    known = {f.name for f in fields(ServingSpec)}
+    return ServingSpec(**{k: v for k, v in raw.items() if k in known})
 
 
 def seq_of(workload_id: str) -> int:

@@ -1,9 +1,10 @@
 """Prometheus metrics of one control plane, on its own registry (``GET /metrics``).
 
 Gauges are read from the scheduling core when scraped (per queue: guaranteed, max, allocated,
-pending by resource; per node: GPU capacity and use; workloads by state). Counters and the
-scheduling-latency histogram are fed by every transition the driver journals. Every counter's
-name ends in ``_total`` (Prometheus' rule); the driver's tick errors are one too.
+pending by resource, and allocated by workload kind, serving or batch; per node: GPU capacity
+and use; workloads by state). Counters and the scheduling-latency histogram are fed by every
+transition the driver journals. Every counter's name ends in ``_total`` (Prometheus' rule); the
+driver's tick errors are one too.
 """
 
 from __future__ import annotations
@@ -79,12 +80,21 @@ class _PlaneCollector(Collector):
         running = GaugeMetricFamily(
             "gpupool_queue_running_applications", "Running workloads", labels=["queue"]
         )
+        by_kind = GaugeMetricFamily(
+            "gpupool_queue_allocated_by_kind",
+            "Queue allocated, by resource and workload kind (serving: model deployments; batch: the rest)",
+            labels=["queue", "resource", "kind"],
+        )
         for q in self.plane.cluster.queues():
             for name, family in families.items():
                 for resource, value in getattr(q, name).items():
                     family.add_metric([q.path, resource], value)
+            for kind in ("serving", "batch"):
+                for resource, value in getattr(q, kind).items():
+                    by_kind.add_metric([q.path, resource, kind], value)
             running.add_metric([q.path], q.running_apps)
         yield from families.values()
+        yield by_kind
         yield running
         capacity = GaugeMetricFamily("gpupool_node_gpus", "GPUs of a node", labels=["node", "gpu_type"])
         used = GaugeMetricFamily(

@@ -47,6 +47,7 @@ from gpupool.service.clock import wall_clock
 from gpupool.service.cluster_service import ClusterService
 from gpupool.service.context import ServiceExecutor
 from gpupool.service.db import Database
+from gpupool.service.deployment_service import DeploymentService
 from gpupool.service.errors import Unauthorized
 from gpupool.service.journal import DbJournal, workload_from_row
 from gpupool.service.security import Principal, authenticate
@@ -64,7 +65,8 @@ TOKEN_CACHE = 4096  # principals of tokens seen, kept in memory (tokens never ch
 class ControlPlane:
     """One control plane: the driver, its lock and its loop, recovery, and the use cases.
 
-    The use cases are ``workloads`` (``WorkloadService``) and ``cluster`` (``ClusterService``);
+    The use cases are ``workloads`` (``WorkloadService``), ``deployments``
+    (``DeploymentService``) and ``cluster`` (``ClusterService``);
     they share this object's lock, driver, journal and clock.
     """
 
@@ -102,6 +104,7 @@ class ControlPlane:
         self.store = WorkloadStore(db)
         self.cluster = ClusterService(self)
         self.workloads = WorkloadService(self, self.store, self.cluster)
+        self.deployments = DeploymentService(self, self.store, self.workloads)
 
     # ------------------------------------------------------------------ lifecycle
 

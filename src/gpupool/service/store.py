@@ -76,9 +76,12 @@ class WorkloadStore:
         states: list[str] | None = None,
         queue: str | None = None,
         user: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
         limit: int = 200,
     ) -> Sequence[Stored]:
-        """Workloads newest first; ``user_or_queues`` keeps a user's own and those in the queues named."""
+        """Workloads newest first; ``user_or_queues`` keeps a user's own and those in the queues named;
+        ``kind`` keeps those whose spec is of that kind (``deployment``; a job's spec may not say)."""
         q = select(_ROW).order_by(_ROW.c.seq.desc()).limit(limit)
         if user_or_queues is not None:
             owner, queues = user_or_queues
@@ -89,6 +92,10 @@ class WorkloadStore:
             q = q.where(_ROW.c.queue == queue)
         if user:
             q = q.where(_ROW.c.user == user)
+        if name:
+            q = q.where(_ROW.c.name == name)
+        if kind:
+            q = q.where(_ROW.c.spec["kind"].as_string() == kind)
         with self.db.engine.connect() as conn:
             return conn.execute(q).all()
 

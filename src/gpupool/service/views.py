@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gpupool.api import DisruptionIn, QueueOut, TaskGroupOut, TransitionOut, WorkloadOut
@@ -86,7 +86,10 @@ def wire(wid: str, spec: WorkloadSpec, **state: Any) -> WorkloadOut:
     )
 
 
-def queue_out(q: Queue) -> QueueOut:
+def queue_out(q: Queue, serving: Mapping[str, int] | None = None) -> QueueOut:
+    """A queue on the wire; ``serving`` is the part of its allocation held by deployments."""
+    serving = serving or {}
+    batch = {k: v - serving.get(k, 0) for k, v in q.allocated.items()}
     return QueueOut(
         path=q.path,
         parent=q.parent.path if q.parent is not None else None,
@@ -94,6 +97,8 @@ def queue_out(q: Queue) -> QueueOut:
         guaranteed=in_gpus(q.guaranteed or {}),
         max=in_gpus(q.max or {}),
         allocated=in_gpus({k: v for k, v in q.allocated.items() if v}),
+        serving=in_gpus({k: v for k, v in serving.items() if v}),
+        batch=in_gpus({k: v for k, v in batch.items() if v}),
         pending=in_gpus({k: v for k, v in q.pending.items() if v}),
         running_apps=q.running_apps,
         submit_acl=q.submit_acl.describe(),

@@ -9,6 +9,7 @@ touches the driver holds the plane's lock; reads of stored workloads go to the d
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gpupool.api import EventOut, LogsOut, SubmitRequest, WhyOut, WorkloadOut
@@ -16,8 +17,9 @@ from gpupool.core.admission import gang_over_max, never_fits
 from gpupool.core.config import Size
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.placement_rules import IMPLICIT_FALLBACK, Request, may_administer, may_submit
+from gpupool.core.queues import Queue
 from gpupool.core.resources import total
-from gpupool.engine.model import Disruption, TaskGroup, WorkloadSpec, WorkloadState
+from gpupool.engine.model import Disruption, TaskGroup, Workload, WorkloadSpec, WorkloadState
 from gpupool.service.cluster_service import ClusterService
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound
 from gpupool.service.security import Principal, administers, may_see
@@ -100,7 +102,15 @@ class WorkloadService:
                     )
                 return row_out(existing, history_out(self.store.history(existing.id))), False
         spec = self._spec(principal, req)
-        notice = self._check_submit(principal, spec)
+        notice = self.check_submit(principal, spec)
+        w, queue = self.store_new(spec, notice)
+        out = workload_out(w, queue or w.spec.queue)
+        out.notice = notice
+        return out, True
+
+    def store_new(self, spec: WorkloadSpec, notice: str | None) -> tuple[Workload, str | None]:
+        """Hand a checked spec to the driver and store it (call with the lock held); returns the
+        workload and the leaf queue it went to. Nothing is kept if the journal write fails."""
         now = self.plane.clock()
         wid = self.plane.next_id()
         try:
@@ -115,9 +125,7 @@ class WorkloadService:
         except Exception:
             self._forget(wid)
             raise
-        out = workload_out(w, queue or w.spec.queue)
-        out.notice = notice
-        return out, True
+        return w, queue
 
     def _forget(self, wid: str) -> None:
         """Undo a submission whose journal write failed (nothing of it was committed)."""
@@ -130,7 +138,7 @@ class WorkloadService:
 
     def _spec(self, principal: Principal, req: SubmitRequest) -> WorkloadSpec:
         if req.size is not None:
-            groups: tuple[TaskGroup, ...] = (self._sized_group(req.size),)
+            groups: tuple[TaskGroup, ...] = (self.sized_group(req.size),)
         else:
             assert req.task_groups is not None
             groups = tuple(
@@ -158,7 +166,7 @@ class WorkloadService:
             size=req.size,
         )
 
-    def _sized_group(self, size: str) -> TaskGroup:
+    def sized_group(self, size: str) -> TaskGroup:
         """One member of a standard size: its shapes in order, those of GPU types absent from
         the cluster left out (unless none is left); the core falls back through them."""
         sizes = self.cluster.sizes()
@@ -173,32 +181,16 @@ class WorkloadService:
         usable = tuple(s for s in chosen.shapes if not s.gpu_types or present.intersection(s.gpu_types))
         return TaskGroup.from_size("main", 1, Size(chosen.name, usable or chosen.shapes, chosen.description))
 
-    def _check_submit(self, principal: Principal, spec: WorkloadSpec) -> str | None:
+    def check_submit(self, principal: Principal, spec: WorkloadSpec, group_field: str = "") -> str | None:
         """Refuse, before anything is stored, a submission that could never run here: a queue
         that does not exist or that the user may not submit to (unless a placement rule of the
-        config sends it elsewhere), a gang above its queue's max, a member no node could hold.
-        Returns where it went and why when that is not the queue it named (None otherwise)."""
-        core = self.plane.driver.core
-        path, _create, why = core.placer.place(
-            Request(user=principal.user, groups=principal.groups, queue=spec.queue, tags=spec.tags)
-        )
-        named = _full_path(spec.queue) if spec.queue else None
-        if path is None or (named is not None and why == IMPLICIT_FALLBACK and path != named):
-            # YuniKorn would put a named queue's refused submission in root.default; here it is
-            # refused, unless a rule of the config redirects it (docs/scheduling.md).
-            self._refuse_queue(principal, spec.queue, why)
-        assert path is not None
-        notice = None
-        if named is not None and path != named:
-            notice = f"{spec.queue} {self._not_usable(principal, named)}: placed in {path} ({why})"
-        elif named is None and why == IMPLICIT_FALLBACK:
-            notice = f"no queue named and {why}"
+        config sends it elsewhere), a gang above its queue's max, a member no node could hold
+        (named ``group_field`` when given). Returns where it went and why when that is not the
+        queue it named (None otherwise)."""
+        path, notice = self.route(principal, spec)
         members = spec.members()
         if len(members) > 1:
-            # A queue the rules will create is bounded by the max of its existing ancestors.
-            parts = path.split(".")
-            paths = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
-            leaf = next((q for p in paths if (q := core.queues.get(p)) is not None), None)
+            leaf = self.bounding_queue(path)
             if leaf is not None:
                 need = total(group.resources for _, group in members)
                 too_big = gang_over_max(leaf, need)
@@ -212,7 +204,7 @@ class WorkloadService:
         for i, group in enumerate(spec.task_groups):
             never = never_fits(((group.resources, group.gpu_types), *group.alternatives), hosts)
             if never is not None:
-                field = "body.size" if spec.size is not None else f"body.task_groups.{i}"
+                field = "body.size" if spec.size is not None else group_field or f"body.task_groups.{i}"
                 raise Invalid(
                     f"refused: {never}",
                     fields=[(field, never)],
@@ -220,6 +212,34 @@ class WorkloadService:
                     "or a GPU type that exists; `gpupool nodes` lists the nodes",
                 )
         return notice
+
+    def route(self, principal: Principal, spec: WorkloadSpec) -> tuple[str, str | None]:
+        """The leaf queue the placement rules give ``spec``, and a notice when that is not the
+        queue it named; refuses (403/422) a queue that does not exist or takes no submission
+        from the principal, unless a rule of the config sends it elsewhere."""
+        path, _create, why = self.plane.driver.core.placer.place(
+            Request(user=principal.user, groups=principal.groups, queue=spec.queue, tags=spec.tags)
+        )
+        named = _full_path(spec.queue) if spec.queue else None
+        if path is None or (named is not None and why == IMPLICIT_FALLBACK and path != named):
+            # YuniKorn would put a named queue's refused submission in root.default; here it is
+            # refused, unless a rule of the config redirects it (docs/scheduling.md).
+            self._refuse_queue(principal, spec.queue, why)
+        assert path is not None
+        notice = None
+        if named is not None and path != named:
+            notice = f"{spec.queue} {self._not_usable(principal, named)}: placed in {path} ({why})"
+        elif named is None and why == IMPLICIT_FALLBACK:
+            notice = f"no queue named and {why}"
+        return path, notice
+
+    def bounding_queue(self, path: str) -> Queue | None:
+        """The queue at ``path``, or its nearest existing ancestor: a queue the rules will
+        create is bounded by the max of its existing ancestors."""
+        core = self.plane.driver.core
+        parts = path.split(".")
+        paths = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
+        return next((q for p in paths if (q := core.queues.get(p)) is not None), None)
 
     def _refuse_queue(self, principal: Principal, queue: str | None, why: str) -> None:
         core = self.plane.driver.core
@@ -285,6 +305,23 @@ class WorkloadService:
         limit: int = 200,
     ) -> list[WorkloadOut]:
         """Workloads the principal may see (its own, and those of queues it administers)."""
+        rows = self.list_rows(
+            principal, states=state.split(",") if state else None, queue=queue, user=user, limit=limit
+        )
+        return [row_out(r, []) for r in rows]
+
+    def list_rows(
+        self,
+        principal: Principal,
+        *,
+        states: list[str] | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
+        limit: int = 200,
+    ) -> Sequence[Any]:
+        """The stored rows of the workloads the principal may see, newest first."""
         mine = None
         if not principal.admin:
             with self.plane.lock:  # the driver thread may add dynamic queues meanwhile
@@ -294,14 +331,9 @@ class WorkloadService:
                     if may_administer(node, principal.user, principal.groups)
                 ]
             mine = (principal.user, administered)
-        rows = self.store.rows(
-            user_or_queues=mine,
-            states=state.split(",") if state else None,
-            queue=queue,
-            user=user,
-            limit=limit,
+        return self.store.rows(
+            user_or_queues=mine, states=states, queue=queue, user=user, name=name, kind=kind, limit=limit
         )
-        return [row_out(r, []) for r in rows]
 
     def events(self, principal: Principal, workload_id: str) -> list[EventOut]:
         """Its events and transitions, oldest first."""

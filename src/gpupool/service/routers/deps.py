@@ -44,6 +44,7 @@ _WHY = {
     409: "Conflicts with what exists (an idempotency key of another user)",
     413: "The request body is too large",
     422: "A field is invalid; `fields` names each one",
+    501: "This control plane cannot do it (its executor lacks the capability); nothing is stored",
 }
 
 
