@@ -359,11 +359,9 @@ def _status(rep: _Replica, app: Mapping[str, Any] | None) -> ReplicaStatus:
         return ReplicaStatus(**base, state=ReplicaState.GONE)
     if app is None:
         return ReplicaStatus(**base, state=ReplicaState.STARTING, message="submitted to Serve")
-    raw = app.get("status", "")
-    status = str(getattr(raw, "value", raw))  # an ApplicationStatus (a str enum) or its value
-    messages = [str(app.get("message") or "")] + [
-        str(d.get("message") or "") for d in (app.get("deployments") or {}).values()
-    ]
+    status = _value(app.get("status", ""))
+    deployments = list((app.get("deployments") or {}).values())
+    messages = [str(app.get("message") or "")] + [str(d.get("message") or "") for d in deployments]
     message = "\n".join(m for m in messages if m)
     if rep.removing_since is not None:
         return ReplicaStatus(**base, state=ReplicaState.DRAINING, message=message, serve_status=status)
@@ -373,7 +371,17 @@ def _status(rep: _Replica, app: Mapping[str, Any] | None) -> ReplicaStatus:
         "UNHEALTHY": ReplicaState.FAILED,
         "DELETING": ReplicaState.DRAINING,
     }.get(status, ReplicaState.STARTING)
+    # Every deploy_apps call puts the applications it lists back to DEPLOYING for a moment, even
+    # unchanged ones whose replica keeps serving: the replica's own state says whether it runs.
+    serving = any(_value(r.get("state")) == "RUNNING" for d in deployments for r in d.get("replicas") or ())
+    if status == "DEPLOYING" and serving:
+        state = ReplicaState.RUNNING
     return ReplicaStatus(**base, state=state, message=message, serve_status=status)
+
+
+def _value(raw: Any) -> str:
+    """A Serve status as its string (the details hold str enums or their values)."""
+    return str(getattr(raw, "value", raw))
 
 
 def check_import_path(
