@@ -6,8 +6,10 @@ GPU index the test gives each, answer through their deployment's front; each see
 and GPU. One replica is removed while a bounded client loop sends requests: none fails, and the
 front stops sending to it at once. An import path that does not import is refused before
 anything is made, and, given to Serve anyway, ends as a failed replica with Serve's message.
+A request to a deployment without replicas waits at the front and is answered once the first
+replica runs (scale from zero).
 
-Timings (Serve start, replica RUNNING, drain) are printed for the record (``-s``); nothing is
+Timings (Serve start, replica RUNNING, drain, first request from zero) are printed for the record (``-s``); nothing is
 asserted on them.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -70,9 +73,11 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeRunner]:
             print("\nserving timings:", {k: round(v, 1) for k, v in TIMINGS.items()})
 
 
-def replica(member: str, node: str, gpu: int, import_path: str = DEMO) -> ReplicaSpec:
+def replica(
+    member: str, node: str, gpu: int, import_path: str = DEMO, deployment: str = "iris"
+) -> ReplicaSpec:
     return ReplicaSpec(
-        deployment="iris",
+        deployment=deployment,
         member=member,
         import_path=import_path,
         node=node,
@@ -195,8 +200,7 @@ def test_an_import_path_that_does_not_import_fails_with_serves_message(runner: S
         check_import_path("gpupool.no_such_app:app")
     with pytest.raises(ServingError, match="not a Serve application"):
         check_import_path("gpupool.serving_demo:MAX_SLEEP_S")
-    bad = replica("r0", "t4-0", gpu=0, import_path="gpupool.no_such_app:app")
-    bad = ReplicaSpec(**{**bad.__dict__, "deployment": "broken"})
+    bad = replica("r0", "t4-0", gpu=0, import_path="gpupool.no_such_app:app", deployment="broken")
     t0 = clock()
     runner.add_replica(bad)
     st = runner.wait(bad.key, {ReplicaState.FAILED, ReplicaState.RUNNING}, timeout=60)
@@ -205,3 +209,34 @@ def test_an_import_path_that_does_not_import_fails_with_serves_message(runner: S
     assert "No module named 'gpupool.no_such_app'" in st.message, st.message
     runner.remove_replica(bad.key)
     runner.wait(bad.key, {ReplicaState.GONE}, timeout=30)
+
+
+def test_the_first_request_to_a_deployment_without_replicas_waits_and_is_answered(
+    runner: ServeRunner,
+) -> None:
+    """Scale from zero: the front holds the request until the first replica runs."""
+    url = runner.front("cold")
+    answer: dict[str, Any] = {}
+
+    def first() -> None:
+        t0 = clock()
+        with httpx.Client(base_url=url, timeout=60.0, trust_env=False) as http:
+            r = http.post("/predict", json=FEATURES)
+        answer.update(status=r.status_code, node=r.json().get("node"), seconds=clock() - t0)
+
+    caller = threading.Thread(target=first, daemon=True)
+    caller.start()
+    deadline = clock() + 10
+    while runner.load("cold")["queued"] != 1:
+        assert clock() < deadline, runner.load("cold")
+        time.sleep(0.1)
+    assert not answer
+    cold = replica("r0", "t4-0", gpu=0, deployment="cold")
+    runner.add_replica(cold)
+    runner.wait(cold.key, {ReplicaState.RUNNING, ReplicaState.FAILED}, timeout=90)
+    caller.join(timeout=30)
+    assert answer["status"] == 200 and answer["node"] == "t4-0", answer
+    TIMINGS["first_request_from_zero_s"] = answer["seconds"]
+    assert runner.load("cold")["queued"] == 0 and runner.stats("cold")["errors"] == 0
+    runner.remove_replica(cold.key)
+    runner.wait(cold.key, {ReplicaState.GONE}, timeout=30)
