@@ -9,8 +9,8 @@ anything is made, and, given to Serve anyway, ends as a failed replica with Serv
 A request to a deployment without replicas waits at the front and is answered once the first
 replica runs (scale from zero).
 
-Timings (Serve start, replica RUNNING, drain, first request from zero) are printed for the record (``-s``); nothing is
-asserted on them.
+Timings (Serve start, replica RUNNING, drain, first request from zero) are printed for the
+record (``-s``); nothing is asserted on them.
 """
 
 from __future__ import annotations
