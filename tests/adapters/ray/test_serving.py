@@ -90,6 +90,17 @@ def replica(
     )
 
 
+def serve_replica_ids(runner: ServeRunner) -> list[str]:
+    """Serve's ids of the replica actors of gpupool's applications (new ones after a restart)."""
+    return sorted(
+        r["replica_id"]
+        for name, app in runner._details().items()
+        if name.startswith("gp.")
+        for d in app["deployments"].values()
+        for r in d["replicas"]
+    )
+
+
 class Load:
     """A bounded client loop: ``threads`` clients POST /predict (each held ``hold`` s at the
     replica) until stopped or ``limit`` requests each, ``deadline`` s at most."""
@@ -192,6 +203,17 @@ def test_pinned_replicas_answer_through_the_front_and_one_drains_without_errors(
     assert stats["errors"] == 0 and stats["requests"] >= 9 + len(statuses)
     assert runner.load("iris")["ready"] == 1
     print("\nfront stats:", stats, "load requests:", len(statuses))
+    # A control plane restarted takes over what runs: the replica, its front, its routes.
+    again = ServeRunner(0)
+    assert again.adopt() == [b.key] and again.front("iris") == url
+    assert again.replicas()[b.key].state == ReplicaState.RUNNING
+    replica_ids = serve_replica_ids(again)
+    again._apply()  # its config, rebuilt from Serve's details, is the one running: no restart
+    time.sleep(1.5)
+    assert again.replicas()[b.key].state == ReplicaState.RUNNING
+    assert serve_replica_ids(again) == replica_ids
+    with httpx.Client(base_url=url, timeout=30.0, trust_env=False) as http:
+        assert http.post("/predict", json=FEATURES).json()["node"] == "t4-1"
     runner.forget(a.key)
 
 

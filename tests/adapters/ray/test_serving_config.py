@@ -4,7 +4,8 @@ A replica's application config pins it (one bundle holding a sliver of its node'
 ``STRICT_PACK``, exactly the CPUs, GPUs and memory given, the core's GPU indices in
 ``CUDA_VISIBLE_DEVICES`` with Ray told not to overwrite them); the application details from
 ``get_serve_details()`` become replica states, and an application that is DEPLOYING only
-because the last ``deploy_apps`` listed it again stays running (its replica serves on).
+because the last ``deploy_apps`` listed it again stays running (its replica serves on). A config read back
+(adopting after a restart) gives the same replica.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gpupool.adapters.ray.serving import (
     ReplicaSpec,
     ReplicaState,
     _Replica,
+    _spec_from_config,
     _status,
 )
 
@@ -84,3 +86,12 @@ def test_serve_application_details_become_replica_states() -> None:
     assert _status(rep, app("RUNNING", "RUNNING")).state == ReplicaState.DRAINING
     rep.gone = True
     assert _status(rep, None).state == ReplicaState.GONE
+
+
+def test_a_config_read_back_gives_the_same_replica() -> None:
+    for one in (spec(env={"K": "V"}, working_dir="/srv/app"), spec(gpus=0, gpu_ids=(), memory=0)):
+        assert _spec_from_config(one.app_config()) == one
+    kept = spec().app_config()
+    del kept["deployments"][0]["max_constructor_retry_count"]  # Serve's details leave it out
+    assert _spec_from_config(kept) == spec()
+    assert _spec_from_config({"name": "someone-elses", "import_path": "a:b", "deployments": []}) is None

@@ -19,6 +19,7 @@ replicas are ready.
   declaratively in one ``deploy_apps`` call (applications left out are deleted; unchanged ones
   are not rebuilt). Removal drains: the front stops sending to the replica first, and its
   application is dropped only when its requests in flight reach 0 (or after its grace);
+* ``adopt()``: after a restart, the replica applications and fronts already running;
 * ``replicas()``: each replica's state (starting, running, draining, failed with Serve's
   message, gone), from ``get_serve_details()``; it also moves drains on and updates the fronts.
 
@@ -260,6 +261,23 @@ class ServeRunner:
         self._routes.get(rep.spec.deployment, {}).pop(key, None)
         self._advance()
 
+    def adopt(self) -> list[str]:
+        """Take over the replica applications (``gp.*``) and fronts running on the cluster, after
+        the control plane restarted; return their keys. Their configs are rebuilt exactly, so
+        the next ``deploy_apps`` leaves them as they run."""
+        self.start()
+        for name, app in self._details().items():
+            spec = (
+                _spec_from_config(app.get("deployed_app_config") or {})
+                if name.startswith(APP_PREFIX)
+                else None
+            )
+            if spec is not None and spec.key not in self._replicas:
+                self._replicas[spec.key] = _Replica(spec)
+        for deployment in sorted({r.spec.deployment for r in self._replicas.values()}):
+            self.front(deployment)
+        return sorted(self._replicas)
+
     def forget(self, key: str) -> None:
         """Stop reporting a replica that is gone."""
         if key in self._replicas and self._replicas[key].gone:
@@ -344,6 +362,58 @@ class ServeRunner:
             if table != self._routes.get(deployment):
                 ray.get(self.front_actor(deployment).set_routes.remote(table))
                 self._routes[deployment] = table
+
+
+OURS_ENV = frozenset(
+    {
+        runtime.ENV_WORKLOAD_ID,
+        runtime.ENV_MEMBER,
+        runtime.ENV_NODE,
+        runtime.ENV_GPU_IDS,
+        "CUDA_VISIBLE_DEVICES",
+        NOSET_CUDA,
+    }
+)
+
+
+DEPLOYMENT_OPTIONS = (
+    "max_ongoing_requests",
+    "graceful_shutdown_timeout_s",
+    "health_check_period_s",
+    "max_constructor_retry_count",
+)
+
+
+def _spec_from_config(cfg: Mapping[str, Any]) -> ReplicaSpec | None:
+    """The ``ReplicaSpec`` whose ``app_config()`` gave ``cfg`` (as Serve keeps it); None if
+    ``cfg`` is not one of ours."""
+    try:
+        runtime_env = cfg.get("runtime_env") or {}
+        env = dict(runtime_env.get("env_vars") or {})
+        (dep,) = cfg["deployments"]
+        actor = dep.get("ray_actor_options") or {}
+        revision = str(cfg["route_prefix"]).rstrip("/").split("/")[-2]
+        gpu_ids = tuple(int(i) for i in str(env.get(runtime.ENV_GPU_IDS, "")).split(",") if i.strip())
+        return ReplicaSpec(
+            deployment=env[runtime.ENV_WORKLOAD_ID],
+            member=env[runtime.ENV_MEMBER],
+            import_path=cfg["import_path"],
+            node=env[runtime.ENV_NODE],
+            ingress=dep["name"],
+            gpus=actor.get("num_gpus", 0.0),
+            cpus=actor.get("num_cpus", 0.0),
+            memory=int(actor.get("memory", 0)),
+            gpu_ids=gpu_ids,
+            revision=int(revision.removeprefix("r")),
+            env={k: v for k, v in env.items() if k not in OURS_ENV},
+            working_dir=str(runtime_env["working_dir"]).removeprefix("local://")
+            if runtime_env.get("working_dir")
+            else None,
+            # Serve keeps only the options it knows in the details (not max_constructor_retry_count).
+            **{k: dep[k] for k in DEPLOYMENT_OPTIONS if k in dep},
+        )
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
 
 
 def _with_grace(spec: ReplicaSpec, grace: float) -> ReplicaSpec:
