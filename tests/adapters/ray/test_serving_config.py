@@ -82,6 +82,9 @@ def test_serve_application_details_become_replica_states() -> None:
     assert failed.state == ReplicaState.FAILED and "No module named 'x'" in failed.message
     unhealthy = _status(rep, app("UNHEALTHY", "RUNNING", dep_message="health check failed"))
     assert unhealthy.state == ReplicaState.FAILED and unhealthy.message == "health check failed"
+    rep.seen = True  # listed once, then gone without remove_replica
+    lost = _status(rep, None)
+    assert lost.state == ReplicaState.FAILED and "no longer has the application gp.iris.r2.m3" in lost.message
     rep.removing_since = 1.0
     assert _status(rep, app("RUNNING", "RUNNING")).state == ReplicaState.DRAINING
     rep.gone = True

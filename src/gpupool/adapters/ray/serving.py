@@ -161,10 +161,13 @@ class _Replica:
     removing_since: float | None = None  # perf_counter when remove_replica was called
     applied: bool = True  # still in the declarative set
     gone: bool = False
+    seen: bool = False  # Serve has listed its application
 
 
 class ServeRunner:
-    """Runs gpupool deployment replicas as pinned Serve applications on the connected Ray."""
+    """Runs gpupool deployment replicas as pinned Serve applications on the connected Ray.
+
+    Not thread-safe: call it from one thread at a time (the executor's lock)."""
 
     def __init__(self, port: int, *, host: str = "127.0.0.1", front_hold_timeout: float = 60.0) -> None:
         self.host = host
@@ -293,6 +296,7 @@ class ServeRunner:
             if app is None and not rep.applied:
                 rep.gone = True
             out[key] = _status(rep, app)
+            rep.seen = rep.seen or app is not None
         self._route(out)
         return out
 
@@ -427,6 +431,9 @@ def _status(rep: _Replica, app: Mapping[str, Any] | None) -> ReplicaStatus:
     base = {"key": spec.key, "deployment": spec.deployment, "node": spec.node}
     if rep.gone:
         return ReplicaStatus(**base, state=ReplicaState.GONE)
+    if app is None and rep.seen:
+        msg = f"Serve no longer has the application {spec.app_name} (deleted outside gpupool?)"
+        return ReplicaStatus(**base, state=ReplicaState.FAILED, message=msg)
     if app is None:
         return ReplicaStatus(**base, state=ReplicaState.STARTING, message="submitted to Serve")
     status = _value(app.get("status", ""))
