@@ -1,7 +1,8 @@
 """Replicas of gpupool deployments on Ray Serve: one Serve application per replica, pinned.
 
 Serve lets no outside scheduler choose the node of each replica of a deployment, nor which
-replica a scale-down stops (docs/serving.md; /work/shared research, issue 16). So every gpupool
+replica a scale-down stops (every placement option applies to all of its replicas; issue 16's
+design note has the Serve source references). So every gpupool
 replica is a Serve application of its own, ``gp.<deployment>.r<revision>.<member>``, holding the
 user's ingress deployment with ``num_replicas=1`` and one placement-group bundle
 ``{CPU, GPU, memory, gpupool.node.<node>: 0.001}`` (``STRICT_PACK``): Serve makes that group on
