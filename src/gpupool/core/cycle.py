@@ -79,9 +79,10 @@ class Cycle:
         self.phase_3_allocate(now, result, tried, failed)
         self.phase_4_preempt(now, result, failed)
         self.phase_5_grow(now, result, tried)
-        for ask in tried.values():
-            if ask.id in self.state.asks and ask.reason is not None:
-                result.pending[ask.id] = ask.reason
+        asks = self.state.asks
+        result.pending.update(
+            {ask_id: ask.reason for ask_id, ask in tried.items() if ask_id in asks and ask.reason is not None}
+        )
         if len(self._units) > 2 * len(self.state.asks) + 1024:
             asks = self.state.asks
             self._units = {k: u for k, u in self._units.items() if asks.get(k) is u[1][0]}
