@@ -80,39 +80,41 @@ def quota_blockers(leaf: Queue, res: Resources, gpu_types: list[str | None], gpu
     """For each GPU type, ``quota_blocker(leaf, typed(res, gpu_type, gpus))``, in one walk up
     the tree that checks the untyped resources once per queue (the allocation phase asks this
     for every ask it tries)."""
-    out: list[Queue | None] = [None] * len(gpu_types)
+    n = len(gpu_types)
+    out: list[Queue | None] = [None] * n
     keys = [TYPED_GPU_PREFIX + t if t and gpus else None for t in gpu_types]
-    open_ = len(gpu_types)
+    plain = [(k, v) for k, v in res.items() if v > 0 and k not in keys]
+    # Typed keys of these types in ``res`` itself (rare): ``typed`` replaces only its own type's.
+    own = [(k, v) for k, v in res.items() if v > 0 and k in keys]
+    left = n
     for q in leaf.ancestors():
         cap = q.max
         if not cap:
             continue
         used = q.allocated
-        over = False  # the untyped part (res without the typed keys) exceeds this queue's max
-        for k, v in res.items():
-            if v > 0 and k not in keys and (c := cap.get(k)) is not None and used.get(k, 0) + v > c:
+        over = False
+        for k, v in plain:
+            c = cap.get(k)
+            if c is not None and used.get(k, 0) + v > c:
                 over = True
                 break
-        for i, key in enumerate(keys):
+        for i in range(n):
             if out[i] is not None:
                 continue
             blocked = over
+            key = keys[i]
+            if not blocked and key is not None:
+                c = cap.get(key)
+                blocked = c is not None and used.get(key, 0) + gpus > c
             if not blocked:
-                if key is not None and gpus > 0:
-                    c = cap.get(key)
-                    blocked = c is not None and used.get(key, 0) + gpus > c
-                # A typed key in ``res`` itself counts for the other types (it is replaced
-                # only for its own type).
-                for k2 in keys:
-                    if blocked:
+                for k, v in own:
+                    if k != key and (c := cap.get(k)) is not None and used.get(k, 0) + v > c:
+                        blocked = True
                         break
-                    if k2 is not None and k2 != key and (v := res.get(k2, 0)) > 0:
-                        c = cap.get(k2)
-                        blocked = c is not None and used.get(k2, 0) + v > c
             if blocked:
                 out[i] = q
-                open_ -= 1
-        if not open_:
+                left -= 1
+        if not left:
             break
     return out
 

@@ -20,6 +20,7 @@ node to the first that fits, so full nodes cost nothing.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from gpupool.core.scorers import POLICY_NAMES
 
 DEFAULT_WEIGHTS: dict[str, float] = {"vcore": 1.0, "memory": 1.0}
 GPU_DOMINANCE = 10.0
+_KEY = operator.itemgetter(0)  # a bucket entry's sort key: (key, node) -> key
 
 NodeKey = tuple[float, str]
 
@@ -110,7 +112,7 @@ class NodeIndex:
         if node.gpu_type not in self._buckets:
             self._types = None
         bucket = self._buckets.setdefault(node.gpu_type, {}).setdefault(free, [])
-        bisect.insort(bucket, (key, node), key=lambda e: e[0])
+        bisect.insort(bucket, (key, node), key=_KEY)
         self._where[node.name] = (node.gpu_type, free, key)
         if self.scored is not None:
             self.scored.touch(node, key)
@@ -126,7 +128,7 @@ class NodeIndex:
         gpu_type, free, key = where
         by_free = self._buckets[gpu_type]
         bucket = by_free[free]
-        i = bisect.bisect_left(bucket, key, key=lambda e: e[0])
+        i = bisect.bisect_left(bucket, key, key=_KEY)
         while bucket[i][1] is not node:
             i += 1
         del bucket[i]
