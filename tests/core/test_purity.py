@@ -17,6 +17,7 @@ ALLOWED = {
     "enum",
     "heapq",
     "math",
+    "operator",
     "re",
     "typing",
 }
