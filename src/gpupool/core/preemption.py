@@ -167,11 +167,15 @@ class Preemptor:
     def _within_guarantee(self, asks: list[Ask], leaf: Queue) -> None:
         need = total(a.resources for a in asks)
         if leaf.guaranteed:
+            # Room already made for its other asks (their victims still stopping) counts as used:
+            # else two asks of one leaf would each restore the same guarantee.
+            held = self.s.held_under(leaf, {a.id for a in asks})
             for t, g in leaf.guaranteed.items():
-                if need.get(t, 0) > 0 and leaf.allocated.get(t, 0) + need[t] > g:
+                if need.get(t, 0) > 0 and leaf.allocated.get(t, 0) + held.get(t, 0) + need[t] > g:
+                    kept = f" + {held[t]} held for its other asks" if held.get(t, 0) else ""
                     raise Cannot(
                         f"{leaf.path} would go above its own guarantee of {t} "
-                        f"({leaf.allocated.get(t, 0)} in use + {need[t]} > {g}); "
+                        f"({leaf.allocated.get(t, 0)} in use{kept} + {need[t]} > {g}); "
                         "preemption only restores guarantees"
                     )
         if not leaf.guaranteed:

@@ -10,7 +10,7 @@ a ``Snapshot``, as Kueue's scheduler does on its cache snapshot: every edit retu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from gpupool.core import fit
 from gpupool.core.capacity import REGION_LABEL
@@ -18,7 +18,7 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.nodes import NodeIndex
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_MILLI, Resources, gpu_milli, typed
+from gpupool.core.resources import GPU_MILLI, Resources, add_into, gpu_milli, typed
 from gpupool.core.state import State
 
 Undo = Callable[[], None]
@@ -71,6 +71,19 @@ class Snapshot:
         """The user or group limit that ``res`` more for ``app`` would break, as text."""
         state = self._state
         return state.limits.blocking(state.app_limits.get(app.id, ()), res)
+
+    def held_under(self, q: Queue, skip: Collection[str] = ()) -> Resources:
+        """Room held on nodes (after preemption) for pending asks of the leaves under ``q``, but
+        not for the asks in ``skip``, counted as their allocations would be."""
+        state = self._state
+        out: Resources = {}
+        for ask in state.reserved.values():
+            leaf = ask.app.queue
+            if ask.id in skip or leaf is None or not leaf.is_under(q) or ask.reserved_node is None:
+                continue
+            node = state.nodes.get(ask.reserved_node)
+            add_into(out, typed(ask.resources, node.gpu_type if node is not None else None))
+        return out
 
     def type_options(self, ask: Ask, gpu_types: tuple[str, ...] | None = None) -> list[list[str | None]]:
         return fit.type_options(self._state, ask, gpu_types)
