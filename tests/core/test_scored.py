@@ -76,7 +76,13 @@ def _brute(order: ScoredOrder, nodes: list[Node], res: dict[str, int], types: li
 
 @pytest.mark.parametrize("policy", POLICY_NAMES)
 @pytest.mark.parametrize("seed", range(4))
-def test_the_cached_best_is_the_brute_force_best_as_nodes_change(policy: str, seed: int) -> None:
+@pytest.mark.parametrize("tight", [False, True], ids=["defaults", "short-log-small-memo-relabels"])
+def test_the_cached_best_is_the_brute_force_best_as_nodes_change(
+    policy: str, seed: int, tight: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if tight:
+        monkeypatch.setattr(scored, "_LOG_LIMIT", 16)  # trims often; lagging shape caches are dropped
+        monkeypatch.setattr(scored, "_MEMO_LIMIT", 8)  # the memo starts afresh often
     rng = random.Random(seed)
     _TAKEN.clear()
     order = make_scorer(policy, None)
@@ -92,8 +98,15 @@ def test_the_cached_best_is_the_brute_force_best_as_nodes_change(policy: str, se
         types = rng.choice((list(MODELS), [MODELS[0]], [MODELS[1]]))
         got = index.best(res["gpu"], types, lambda n: True, res)
         assert got is _brute(order, nodes, res, types)
-        # Change a few nodes between asks: placements, releases, a node leaving and coming back.
+        # Change a few nodes between asks: placements, releases, relabelling (it moves to the
+        # other type's caches and log), a node leaving and coming back.
         for node in rng.sample(nodes, 3):
+            if tight and rng.random() < 0.1:
+                index.remove(node)
+                node.gpu_type = MODELS[1] if node.gpu_type == MODELS[0] else MODELS[0]
+                node.labels[GPU_TYPE_LABEL] = node.gpu_type
+                index.add(node)
+                continue
             if _TAKEN.get(node.name) and rng.random() < 0.5:
                 _give(node)
             else:
@@ -176,37 +189,3 @@ def test_a_config_reload_to_a_learning_policy_learns_the_pending_asks() -> None:
     order = sched.index.scorer
     assert isinstance(order, ScoredOrder) and order.observed == 3
     assert order.refreshed_at == 2  # refreshed at the 1st and 2nd ask
-
-
-@pytest.mark.parametrize("policy", ("gpupool", "bestfit"))
-def test_the_cached_best_holds_with_short_logs_a_small_memo_and_nodes_changing_type(
-    policy: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(scored, "_LOG_LIMIT", 16)  # trims often; lagging shape caches are dropped
-    monkeypatch.setattr(scored, "_MEMO_LIMIT", 8)  # the memo starts afresh often
-    rng = random.Random(7)
-    _TAKEN.clear()
-    order = make_scorer(policy, None)
-    assert isinstance(order, ScoredOrder)
-    index = NodeIndex(order)
-    nodes = [_node(rng, i) for i in range(30)]
-    for node in nodes:
-        index.add(node)
-    for _ in range(30):
-        order.observe(_res(rng), ())
-    for step in range(300):
-        res = _res(rng)
-        types = rng.choice((list(MODELS), [MODELS[0]], [MODELS[1]]))
-        assert index.best(res["gpu"], types, lambda n: True, res) is _brute(order, nodes, res, types), step
-        for node in rng.sample(nodes, 3):
-            if rng.random() < 0.1:  # relabelled: it moves to the other type's caches and log
-                index.remove(node)
-                node.gpu_type = MODELS[1] if node.gpu_type == MODELS[0] else MODELS[0]
-                node.labels[GPU_TYPE_LABEL] = node.gpu_type
-                index.add(node)
-            elif _TAKEN.get(node.name) and rng.random() < 0.5:
-                _give(node)
-                index.update(node)
-            else:
-                _take(rng, node)
-                index.update(node)
