@@ -18,7 +18,7 @@ from gpupool.core.decisions import Code, Reason
 from gpupool.core.model import Allocation, App, Ask, Node
 from gpupool.core.nodes import NodeIndex
 from gpupool.core.queues import Queue
-from gpupool.core.resources import GPU_MILLI, Resources, add_into, gpu_milli, typed
+from gpupool.core.resources import GPU_MILLI, Resources, gpu_milli, sub_into, typed
 from gpupool.core.state import State
 
 Undo = Callable[[], None]
@@ -76,13 +76,11 @@ class Snapshot:
         """Room held on nodes (after preemption) for pending asks of the leaves under ``q``, but
         not for the asks in ``skip``, counted as their allocations would be."""
         state = self._state
-        out: Resources = {}
-        for ask in state.reserved.values():
-            leaf = ask.app.queue
-            if ask.id in skip or leaf is None or not leaf.is_under(q) or ask.reserved_node is None:
-                continue
-            node = state.nodes.get(ask.reserved_node)
-            add_into(out, typed(ask.resources, node.gpu_type if node is not None else None))
+        out = dict(state.held_by_queue.get(q.path, {}))
+        for ask_id in skip:
+            held = state.held.get(ask_id)
+            if held is not None and held[0].is_under(q):
+                sub_into(out, held[1])
         return out
 
     def type_options(self, ask: Ask, gpu_types: tuple[str, ...] | None = None) -> list[list[str | None]]:

@@ -19,7 +19,7 @@ from gpupool.core.model import APP_TRANSITIONS, Allocation, App, AppState, Ask, 
 from gpupool.core.nodes import NodeIndex, NodeScorer, make_scorer
 from gpupool.core.placement_rules import PlacementRules
 from gpupool.core.queues import Queue, build_tree
-from gpupool.core.resources import Resources, gpu_milli
+from gpupool.core.resources import Resources, add_into, gpu_milli, sub_into, typed
 
 _NO_APPS: dict[str, App] = {}
 
@@ -64,6 +64,10 @@ class State:
         # A small number per distinct ask shape (``Ask.shape``), for the cycle's memos: an int
         # hashes at once where the nested shape tuple is hashed anew at every lookup.
         self.shape_ids: dict[tuple[object, ...], int] = {}
+        # Rooms held for asks after preemption, as the allocations they become would count: per
+        # ask (its leaf, its counted resources) and summed per queue path (the leaf and up).
+        self.held: dict[str, tuple[Queue, Resources]] = {}
+        self.held_by_queue: dict[str, Resources] = {}
         self.seq = 0
         # Bumped whenever room may have appeared (a release, a node, a dropped hold, a new
         # config): leaves skipped as quiet are looked at again.
@@ -139,6 +143,7 @@ class State:
         ask.reserved_node = None
         ask.victims = ()
         self.reserved.pop(ask.id, None)
+        self._count_held(ask.id, None)
 
     def hold(self, ask: Ask, node: Node, why: str) -> None:
         """Hold room on ``node`` for ``ask`` (phase 2 places it there first)."""
@@ -146,7 +151,21 @@ class State:
         node.hold(ask.id, ask.resources, self.room_gpus(ask, node))
         self.index.update(node)
         self.reserved[ask.id] = ask
+        if ask.app.queue is not None:
+            self._count_held(ask.id, (ask.app.queue, typed(ask.resources, node.gpu_type)))
         ask.reason = Reason(Code.RESERVED, why)
+
+    def _count_held(self, ask_id: str, held: tuple[Queue, Resources] | None) -> None:
+        """Keep ``held_by_queue`` (what rooms held for asks count, per queue and its ancestors) as
+        ask ``ask_id`` holds ``held`` (its leaf and counted resources) or nothing (None)."""
+        before = self.held.pop(ask_id, None)
+        if before is not None:
+            for q in before[0].ancestors():
+                sub_into(self.held_by_queue[q.path], before[1])
+        if held is not None:
+            self.held[ask_id] = held
+            for q in held[0].ancestors():
+                add_into(self.held_by_queue.setdefault(q.path, {}), held[1])
 
     def room_gpus(self, ask: Ask, node: Node) -> tuple[int, ...]:
         """The GPUs of ``node`` to hold for ``ask``: those free once its victims there stop."""
