@@ -46,8 +46,9 @@ def run(
                     )
                 )
             else:
-                err.print(f"[red]INVALID[/red] {exc}")
-                err.print("  Hint: the format is described in docs/scenarios.md")
+                # One line whatever the terminal's width (a long path must not wrap the message).
+                err.print(f"[red]INVALID[/red] {exc}", soft_wrap=True)
+                err.print("  Hint: the format is described in docs/scenarios.md", soft_wrap=True)
             continue
         result = run_scenario(sc)
         if result.passed:
