@@ -79,6 +79,21 @@ EnvName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENV_NAME
 EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE)]
 
 
+def _memory_quantity(v: str) -> str:
+    """A memory quantity (``16Gi``), checked by the core's parser; its words if it is not one."""
+    try:
+        parse_quantity("memory", v)
+    except QuantityError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+def _gpu_type_name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+        raise ValueError(f"{v!r} is not a GPU type name (letters, digits, . _ -)")
+    return v
+
+
 class _Strict(BaseModel):
     """Unknown fields are refused and types are strict: ``"2"`` or ``true`` is not a number."""
 
@@ -100,14 +115,7 @@ class TaskGroupIn(_Strict):
     memory: str = Field("4Gi", description="memory per member, e.g. 16Gi")
     max_members: int | None = Field(None, ge=1, le=4096, description="elastic: grow up to this many")
 
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        try:
-            parse_quantity("memory", v)
-        except QuantityError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+    _memory = field_validator("memory")(_memory_quantity)
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -121,8 +129,7 @@ class TaskGroupIn(_Strict):
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
         for t in v:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", t):
-                raise ValueError(f"{t!r} is not a GPU type name (letters, digits, . _ -)")
+            _gpu_type_name(t)
         return v
 
     @model_validator(mode="after")
@@ -308,18 +315,9 @@ class DeployRequest(_Strict):
     @field_validator("gpu_type")
     @classmethod
     def _gpu_type(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
-            raise ValueError(f"{v!r} is not a GPU type name (letters, digits, . _ -)")
-        return v
+        return v if v is None else _gpu_type_name(v)
 
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        try:
-            parse_quantity("memory", v)
-        except QuantityError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+    _memory = field_validator("memory")(_memory_quantity)
 
     @field_validator("env")
     @classmethod

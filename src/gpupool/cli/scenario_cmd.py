@@ -20,7 +20,8 @@ def run(
 ) -> None:
     """Run each scenario file; exit 0 if all pass, 1 if any fails, 2 if a file is invalid."""
     console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # One line per message whatever the terminal's width (a long path must not wrap it).
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     invalid = failed = passed = 0
     for path in files:
         try:
@@ -46,9 +47,8 @@ def run(
                     )
                 )
             else:
-                # One line whatever the terminal's width (a long path must not wrap the message).
-                err.print(f"[red]INVALID[/red] {exc}", soft_wrap=True)
-                err.print("  Hint: the format is described in docs/scenarios.md", soft_wrap=True)
+                err.print(f"[red]INVALID[/red] {exc}")
+                err.print("  Hint: the format is described in docs/scenarios.md")
             continue
         result = run_scenario(sc)
         if result.passed:

@@ -38,17 +38,13 @@ _LOG_LIMIT = 1 << 15  # node changes logged before lagging shape caches are drop
 
 # A heap entry: (-score, binpacking key, node version, node name, GPU for a share).
 _Entry = tuple[float, NodeKey, int, str, int | None]
-# A NodeView's values as a plain tuple (its memo key).
+# A NodeView's values as a plain tuple, in its fields' order (its memo key).
 _Signature = tuple[tuple[int, ...], int, int, int, int, str | None]
 
 
-def _signature(view: NodeView) -> _Signature:
-    return (view.gpu_free, view.cpu_free, view.mem_free, view.cpu_total, view.mem_total, view.gpu_model)
-
-
 def _node_signature(node: Node) -> _Signature:
-    """``_signature(node_view(node))`` without making the view (most nodes look like one scored
-    before, and then no view is needed)."""
+    """The values of ``node_view(node)`` without making the view (most nodes look like one
+    scored before, and then no view is needed)."""
     avail = node.avail
     cap = node.capacity
     return (
@@ -57,6 +53,7 @@ def _node_signature(node: Node) -> _Signature:
         avail.get("memory", 0),
         cap.get("vcore", 0),
         cap.get("memory", 0),
+        # A GPU node without a GPU type label still takes GPU asks that accept any model.
         node.gpu_type if node.gpu_type is not None or not node.gpu_free else "",
     )
 
@@ -82,17 +79,7 @@ def ask_shape(res: Mapping[str, int], models: Iterable[str] = ()) -> AskShape:
 def node_view(node: Node) -> NodeView:
     """What a scoring policy sees of a node: its free milli-GPU per GPU (room held for asks
     counts as taken), free and total vcore and memory, and its GPU type ("" for GPUs of no type)."""
-    avail = node.avail
-    cap = node.capacity
-    return NodeView(
-        gpu_free=tuple(node.gpu_free),
-        cpu_free=avail.get("vcore", 0),
-        mem_free=avail.get("memory", 0),
-        cpu_total=cap.get("vcore", 0),
-        mem_total=cap.get("memory", 0),
-        # A GPU node without a GPU type label still takes GPU asks that accept any model.
-        gpu_model=node.gpu_type if node.gpu_type is not None or not node.gpu_free else "",
-    )
+    return NodeView(*_node_signature(node))
 
 
 class _Unlearned:
@@ -129,7 +116,7 @@ class ScoredOrder:
         self.policy: ScoringPolicy = (
             _Unlearned() if policy in LEARNING else make_scoring_policy(policy, WorkloadStats({}))
         )
-        # Scores by ask shape, then by the node's values (``_signature``): plain tuples hash and
+        # Scores by ask shape, then by the node's values (``_node_signature``): plain tuples hash and
         # compare in C, where the views' dataclass methods would run as Python code.
         self._memo: dict[AskShape, dict[_Signature, NodeScore]] = {}
         self._memo_size = 0
@@ -214,11 +201,8 @@ class ScoredOrder:
 
     # ------------------------------------------------------------------ scoring
 
-    def score(self, view: NodeView, shape: AskShape) -> NodeScore:
-        """The policy's score of a node for an ask that fits it (memoised)."""
-        return self._score(view, _signature(view), shape)
-
     def _score(self, view: NodeView, sig: _Signature, shape: AskShape) -> NodeScore:
+        """The policy's score of a node (``view``, its values ``sig``) for an ask that fits it."""
         memo = self._memo.get(shape)
         found = memo.get(sig) if memo is not None else None
         if found is None or found is _NO_FIT:
@@ -244,10 +228,11 @@ class ScoredOrder:
         shape = ask_shape(res)
         if not shape.shares_gpu:
             return None
-        view = node_view(node)
+        sig = _node_signature(node)
+        view = NodeView(*sig)
         if not fits(view, shape):
             return None
-        gpu = self.score(view, shape).gpu
+        gpu = self._score(view, sig, shape).gpu
         if gpu is not None and view.gpu_free[gpu] == MILLI:
             tight = tightest_gpu(view.gpu_free, shape.gpu_milli)
             if tight is not None and view.gpu_free[tight] < MILLI:

@@ -72,12 +72,12 @@ class Snapshot:
         state = self._state
         return state.limits.blocking(state.app_limits.get(app.id, ()), res)
 
-    def held_under(self, q: Queue, skip: Collection[str] = ()) -> Resources:
+    def held_under(self, q: Queue, excluding: Collection[str] = ()) -> Resources:
         """Room held on nodes (after preemption) for pending asks of the leaves under ``q``, but
-        not for the asks in ``skip``, counted as their allocations would be."""
+        not for the asks in ``excluding``, counted as their allocations would be."""
         state = self._state
         out = dict(state.held_by_queue.get(q.path, {}))
-        for ask_id in skip:
+        for ask_id in excluding:
             held = state.held.get(ask_id)
             if held is not None and held[0].is_under(q):
                 sub_into(out, held[1])
