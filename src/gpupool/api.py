@@ -333,23 +333,72 @@ class DeployRequest(_Strict):
 
 
 class ReplicaOut(BaseModel):
-    """One replica of a deployment: ``placed`` on ``node`` with those GPU indices, or ``waiting``
-    (``why`` says for what). ``extra``: above ``min_replicas``, given back first."""
+    """One replica of a deployment: ``placed`` on ``node`` with those GPU indices, ``waiting``
+    (``why`` says for what), or ``draining`` (taking no new request, finishing those it has; its
+    GPUs are freed when it stops). ``extra``: above ``min_replicas``, given back first."""
 
     member: str
-    state: Literal["placed", "waiting"]
+    state: Literal["placed", "waiting", "draining"]
     node: str | None = None
     gpu_ids: list[int] = Field(default_factory=list)
     extra: bool = False
     why: str | None = None
 
 
+class ServingStatsOut(BaseModel):
+    """A deployment's load and answers as its HTTP entry counts them: requests in flight and
+    queued now, requests and errors since it started, p50/p99 latency (ms) over recent ones."""
+
+    in_flight: float = 0
+    queued: float = 0
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class ScaleDecisionOut(BaseModel):
+    """A change of the wanted replica count (``at``: seconds since the epoch) and why."""
+
+    at: float
+    old: int
+    new: int
+    reason: str
+
+
+class SeriesPointOut(BaseModel):
+    """One sample of a deployment (about one a second): replicas placed, ready and wanted, its
+    load, and its cumulative requests and errors with the latency of recent requests."""
+
+    at: float
+    replicas: int
+    ready: int
+    desired: int
+    in_flight: float
+    queued: float
+    requests: int
+    errors: int
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class DeploymentSeriesOut(BaseModel):
+    """A deployment's samples since ``since`` (oldest first), for charts; ``gpus`` per replica."""
+
+    name: str
+    id: str
+    gpus: int | float
+    points: list[SeriesPointOut] = Field(default_factory=list)
+
+
 class DeploymentOut(BaseModel):
     """A model deployment as the API reports it: its spec, its workload's state, its replicas.
 
-    ``desired`` is how many replicas the engine asks for now, ``running`` how many hold their
-    GPUs on a node while it runs. ``url`` is where it answers requests (None until the Ray side
-    serves it). ``gpus`` is per replica (a share is a fraction).
+    ``desired`` is how many replicas the autoscaling loop wants now and ``scale_reason`` why (the
+    rule's last words), ``running`` how many hold their GPUs on a node while it runs, ``ready``
+    how many take requests. ``url`` is where it answers requests (None until it serves).
+    ``gpus`` is per replica (a share is a fraction). ``decisions`` are the latest changes of the
+    wanted count, newest last.
     """
 
     id: str
@@ -376,6 +425,10 @@ class DeploymentOut(BaseModel):
     revision: int = 1
     desired: int = 0
     running: int = 0
+    ready: int = 0
+    scale_reason: str | None = None
+    stats: ServingStatsOut | None = None
+    decisions: list[ScaleDecisionOut] = Field(default_factory=list)
     replicas: list[ReplicaOut] = Field(default_factory=list)
     # When replicas wait: how many and what holds them, in one line ("2 of 4 replicas wait: ...").
     held: str | None = None

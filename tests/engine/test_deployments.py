@@ -22,13 +22,45 @@ from gpupool.engine.model import (
     WorkloadState,
     deployment_of,
 )
-from gpupool.engine.ports import Adoptable, RunsDeployments, can_run_deployments
+from gpupool.engine.ports import Adoptable, MemberStopped, RunsDeployments, ServingLoad, can_run_deployments
 
 from .test_engine import CONFIG, ResizingExecutor, spec
 
 
 class ServingExecutor(ResizingExecutor, RunsDeployments):
-    """The resizing step executor, declaring that it runs deployments (their replicas are jobs)."""
+    """The resizing step executor, declaring that it runs deployments (their replicas are jobs):
+    reports the load set in ``load`` (ongoing requests, all ready), and a replica taken out of a
+    placement as stopped at the next poll, or only when ``stop(member)`` is called with
+    ``hold_drains``."""
+
+    def __init__(self, hold_drains: bool = False) -> None:
+        super().__init__()
+        self.load = 0.0
+        self.hold_drains = hold_drains
+        self.members: dict[str, set[str]] = {}
+        self.draining: dict[str, tuple[str, int]] = {}  # member -> (workload, attempt)
+
+    def start(self, workload, now):
+        self.members[workload.id] = set(workload.placement)
+        super().start(workload, now)
+
+    def resize(self, workload, now):
+        super().resize(workload, now)
+        placed = set(workload.placement)
+        for member in sorted(self.members.get(workload.id, set()) - placed):
+            self.draining[member] = (workload.id, workload.attempt)
+        self.members[workload.id] = placed
+        if not self.hold_drains:
+            for member in list(self.draining):
+                self.stop(member)
+
+    def stop(self, member):
+        wid, attempt = self.draining.pop(member)
+        self.outbox.append(MemberStopped(wid, attempt, member))
+
+    def serving_load(self, workload):
+        ready = len(self.members.get(workload.id, ()))
+        return ServingLoad(in_flight=self.load, queued=0, ready=ready)
 
 
 class AdoptingExecutor(ResizingExecutor, Adoptable):
@@ -109,15 +141,20 @@ def test_the_policy_carries_the_bounds_and_refuses_bad_ones() -> None:
 def test_replicas_above_min_are_extras_given_back_first_and_min_replicas_stay() -> None:
     ex = ServingExecutor()
     d = driver(ex)
-    dep = DeploymentSpec("chat", "root.a", TaskGroup("r", 1, {"gpu": 4000}), ServingSpec("m:app"), 1, 4)
+    serving = ServingSpec("m:app", target_ongoing_requests=1, upscale_delay=0)
+    dep = DeploymentSpec("chat", "root.a", TaskGroup("r", 1, {"gpu": 4000}), serving, 1, 4)
     w = d.submit(dep.workload(), now=0)
     d.tick(0)
     d.tick(1)
-    assert w.state == WorkloadState.RUNNING
+    assert w.state == WorkloadState.RUNNING and sorted(w.placement) == ["replica-0"]
+    ex.load = 10.0  # wants 10 replicas: capped at max 4, grown into idle GPUs
+    d.tick(2)
+    d.tick(2)
     assert sorted(w.placement) == ["replica-0", "replica-1", "replica-2", "replica-3"]
     # Another team's job within its guarantee takes 8 GPUs: two extras go back, the min replica stays.
     other = d.submit(spec("root.b", 8), now=2)
     d.tick(2)
+    d.tick(3)
     d.tick(3)
     assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
     assert w.state == WorkloadState.RUNNING and w.attempt == 1
@@ -145,7 +182,7 @@ def test_running_deployments_is_declared_never_assumed() -> None:
         assert not can_run_deployments(ex), ex
 
 
-NO_RUNNER = "not started: model deployments need a runner for Ray Serve"
+NO_RUNNER = "not started: model deployments need an executor that runs Ray Serve"
 
 
 def test_an_executor_that_does_not_run_deployments_is_never_handed_one() -> None:

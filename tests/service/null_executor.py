@@ -1,21 +1,44 @@
 """An executor that starts nothing: workloads are admitted and reported running, and no command
 ever runs. For the API fuzzing, where entrypoints are random text that must never reach a shell,
-and for model deployments (it declares ``RunsDeployments``: their replicas are "run" as nothing)."""
+and for model deployments (it declares ``RunsDeployments``: their replicas are "run" as nothing,
+and report the load set in ``load``)."""
 
 from __future__ import annotations
 
 from gpupool.core.model import NodeSpec
-from gpupool.engine.ports import Observation, RunsDeployments, Started, Stopped
+from gpupool.engine.ports import (
+    MemberStopped,
+    Observation,
+    Resizable,
+    RunsDeployments,
+    ServingLoad,
+    Started,
+    Stopped,
+)
 
 from .executors import default_nodes
 
 
-class NullExecutor(RunsDeployments):
+class NullExecutor(RunsDeployments, Resizable):
     def __init__(self) -> None:
         self.outbox: list[Observation] = []
+        self.members: dict[str, set[str]] = {}
+        self.load: dict[str, float] = {}  # deployment name -> requests in flight it reports
 
     def start(self, workload, now):
+        self.members[workload.id] = set(workload.placement)
         self.outbox.append(Started(workload.id, workload.attempt))
+
+    def resize(self, workload, now):
+        # A removed replica has nothing in flight: it stops at once.
+        now_members = set(workload.placement)
+        for member in sorted(self.members.get(workload.id, set()) - now_members):
+            self.outbox.append(MemberStopped(workload.id, workload.attempt, member))
+        self.members[workload.id] = now_members
+
+    def serving_load(self, workload):
+        ready = len(self.members.get(workload.id, ()))
+        return ServingLoad(in_flight=self.load.get(workload.spec.name, 0.0), queued=0, ready=ready)
 
     def preempt(self, workload, grace, now):
         self.outbox.append(Stopped(workload.id, workload.attempt))

@@ -33,7 +33,8 @@ class NullServer(LiveServer):
     running, and nothing runs on a cluster."""
 
     def start(self) -> NullServer:
-        self.app = create_app(self.settings, NullExecutor())
+        self.executor = NullExecutor()
+        self.app = create_app(self.settings, self.executor)
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         )
@@ -81,15 +82,35 @@ def cli(server: NullServer, *args: str):
 
 def test_deploy_places_min_replicas_and_extras_and_reports_them(server) -> None:
     with server.http() as h:
-        r = h.post("/deployments", json=body(min_replicas=2, max_replicas=3, gpu_type="H100", env={"A": "1"}))
+        r = h.post(
+            "/deployments",
+            json=body(min_replicas=2, max_replicas=3, gpu_type="H100", env={"A": "1"}, upscale_delay=0),
+        )
         assert r.status_code == 201, r.text
         d = r.json()
         assert (d["name"], d["queue"], d["import_path"]) == ("chat", "root.a", "demo.app:app")
         assert (d["min_replicas"], d["max_replicas"], d["gpus"], d["gpu_types"]) == (2, 3, 1, ["H100"])
         assert (d["target_ongoing_requests"], d["downscale_delay"], d["url"]) == (2.0, 600.0, None)
+        wait_until(lambda: running(h, "chat") == (2, "running"), timeout=10)
+        d = h.get("/deployments/chat").json()
+        assert d["desired"] == 2 and [r["member"] for r in d["replicas"]] == ["replica-0", "replica-1"]
+        server.executor.load["chat"] = 6.0  # 3 replicas' worth at a target of 2: one extra
         wait_until(lambda: running(h, "chat") == (3, "running"), timeout=10)
+        wait_until(lambda: h.get("/deployments/chat").json()["ready"] == 3, timeout=10)
         d = h.get("/deployments/chat").json()
         assert d["state"] == "running" and d["desired"] == 3 and d["env"] == {"A": "1"}
+        assert d["stats"]["in_flight"] == 6.0
+        assert [(x["old"], x["new"]) for x in d["decisions"]] == [(2, 3)]
+        assert "scale up from 2 to 3" in d["decisions"][0]["reason"]
+        series = h.get("/deployments/chat/series").json()
+        assert series["name"] == "chat" and series["gpus"] == 1 and series["points"]
+        assert series["points"][0]["desired"] == 2
+        wait_until(
+            lambda: h.get("/deployments/chat/series").json()["points"][-1]["replicas"] == 3, timeout=10
+        )
+        last = h.get("/deployments/chat/series").json()["points"][-1]
+        assert (last["desired"], last["ready"], last["in_flight"]) == (3, 3, 6.0)
+        assert h.get("/deployments/chat/series", params={"since": last["at"]}).json()["points"] == []
         replicas = {r["member"]: r for r in d["replicas"]}
         assert sorted(replicas) == ["replica-0", "replica-1", "replica-2"]
         assert [replicas[m]["extra"] for m in sorted(replicas)] == [False, False, True]
@@ -205,7 +226,7 @@ def test_the_sdk(server) -> None:
     gp = server.client()
     d = gp.deploy("sdk", "demo.app:app", "root.a", gpus=1, max_replicas=2, scale_to_zero_after=600)
     assert (d.name, d.min_replicas, d.max_replicas, d.scale_to_zero_after) == ("sdk", 1, 2, 600)
-    wait_until(lambda: gp.deployment("sdk").running == 2, timeout=10)
+    wait_until(lambda: gp.deployment("sdk").running == 1, timeout=10)  # min: no load, no extra
     assert [x.name for x in gp.deployments()] == ["sdk"]
     with pytest.raises(ApiError) as exc:
         gp.deploy("sdk", "demo.app:app", "root.a", gpus=1)
@@ -231,11 +252,18 @@ def test_the_cli(server) -> None:
         "2",
         "--scale-to-zero-after",
         "10m",
+        "--upscale-delay",
+        "0s",
+        "--look-back",
+        "5s",
         "--env",
         "K=V",
     )
     assert out.exit_code == 0, out.output
-    assert out.output.startswith("web (w-") and "1..2 replicas" in out.output
+    assert out.output.startswith("web (w-") and "running" in out.output and "1..2 replicas" in out.output
+    d = server.client().deployment("web")
+    assert (d.upscale_delay, d.look_back, d.downscale_delay) == (0, 5, 600)
+    server.executor.load["web"] = 3.0
     wait_until(lambda: server.client().deployment("web").running == 2, timeout=10)
     listed = cli(server, "deployments", "--json")
     assert listed.exit_code == 0
@@ -309,9 +337,13 @@ def test_status_says_what_holds_replicas_that_wait(server) -> None:
         job = {"name": "batch", "queue": "root.open", "entrypoint": "true", "task_groups": [{"gpus": 1}]}
         assert h.post("/workloads", json=job).status_code == 201
         wait_until(lambda: gpus_used(server, "root.open") == 1, timeout=10)
-        r = h.post("/deployments", json=body(queue="root.open", min_replicas=3, max_replicas=4))
+        r = h.post(
+            "/deployments", json=body(queue="root.open", min_replicas=3, max_replicas=4, upscale_delay=0)
+        )
         assert r.status_code == 201, r.text
         wait_until(lambda: running(h, "chat") == (3, "running"), timeout=10)
+        server.executor.load["chat"] = 8.0  # wants 4: the fourth waits for the queue's max
+        wait_until(lambda: h.get("/deployments/chat").json()["held"], timeout=10)
         d = h.get("/deployments/chat").json()
     assert d["held"].startswith("1 of 4 replicas wait: "), d["held"]
     assert "queue root.open is at its max" in d["held"]
@@ -342,8 +374,8 @@ def test_a_deployment_survives_a_restart_of_the_control_plane(tmp_path) -> None:
 
 
 NO_RUNNER = (
-    "model deployments need a runner for Ray Serve, which this control plane's executor "
-    "does not have yet (see docs/serving.md)"
+    "model deployments need an executor that runs Ray Serve (the Ray executor of `gpupool up`); "
+    "this control plane's executor does not (see docs/serving.md)"
 )
 
 
@@ -372,7 +404,8 @@ def test_a_deployment_restored_by_an_executor_that_cannot_run_it_fails(tmp_path)
     first = NullServer(tmp_path / "data").start()
     try:
         with first.http() as h:
-            assert h.post("/deployments", json=body(max_replicas=2)).status_code == 201
+            assert h.post("/deployments", json=body(max_replicas=2, upscale_delay=0)).status_code == 201
+            first.executor.load["chat"] = 4.0
             wait_until(lambda: running(h, "chat") == (2, "running"), timeout=10)
     finally:
         first.stop()

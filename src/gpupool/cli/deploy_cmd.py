@@ -8,6 +8,7 @@ group (``status``).
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -69,8 +70,22 @@ def deploy_command(
     scale_to_zero_after: Annotated[
         str | None, typer.Option("--scale-to-zero-after", help="Go to 0 replicas after this long idle (10m).")
     ] = None,
+    upscale_delay: Annotated[
+        str | None, typer.Option("--upscale-delay", help="Load above target this long before adding (30s).")
+    ] = None,
+    downscale_delay: Annotated[
+        str | None,
+        typer.Option("--downscale-delay", help="Load below target this long before removing."),
+    ] = None,
+    look_back: Annotated[
+        str | None, typer.Option("--look-back", help="Load is averaged over this long (30s).")
+    ] = None,
     working_dir: Annotated[str | None, typer.Option("--working-dir")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeat).")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until a replica answers (or it fails).")
+    ] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits at most.")] = 600.0,
     url: UrlOpt = None,
     token: TokenOpt = None,
     data_dir: DataDirOpt = None,
@@ -93,21 +108,47 @@ def deploy_command(
         "gpu_type": gpu_type,
         "max_replicas": max_replicas,
         "scale_to_zero_after": _seconds(scale_to_zero_after, "--scale-to-zero-after"),
+        "upscale_delay": _seconds(upscale_delay, "--upscale-delay"),
+        "downscale_delay": _seconds(downscale_delay, "--downscale-delay"),
+        "look_back": _seconds(look_back, "--look-back"),
         "working_dir": working_dir,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     with _client(url, token, data_dir) as gp:
         d = gp.deploy_raw(body)
+        if d.notice and not json_output:
+            _console().print(f"Note: {d.notice}", markup=False)
+        if wait:
+            d = _wait_serving(gp, d, timeout)
     if json_output:
         _dump(d)
-        return
-    if d.notice:
-        _console().print(f"Note: {d.notice}", markup=False)
-    where = d.url or "no URL yet (serving on Ray is still to come)"
-    _console().print(
-        f"{d.name} ({d.id}) {_state(d.state)} in {d.queue or '-'}: "
-        f"{d.min_replicas}..{d.max_replicas} replicas; {where}"
-    )
+    else:
+        where = d.url or "no URL (this control plane's executor serves none)"
+        _console().print(
+            f"{d.name} ({d.id}) {_state(d.state)} in {d.queue or '-'}: "
+            f"{d.min_replicas}..{d.max_replicas} replicas; {where}",
+            soft_wrap=True,
+        )
+    if d.state in ("failed", "cancelled"):
+        _console().print(f"Error: {d.name} {d.state}: {d.reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _wait_serving(gp: object, d: DeploymentOut, timeout: float) -> DeploymentOut:
+    """Poll until the deployment runs (a replica answers), ends, or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout  # noqa: TID251 - the CLI waits on the server in real time
+    while d.state not in ("running", "failed", "cancelled", "succeeded"):
+        if time.monotonic() > deadline:  # noqa: TID251
+            _console().print(
+                f"Error: {d.name} is still {d.state} after {timeout:g}s: {d.held or d.reason}; "
+                f"follow it with `gpupool deployment status {d.name}`",
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
+        time.sleep(0.5)
+        d = gp.deployment(d.name)  # type: ignore[attr-defined]
+    return d
 
 
 @deploy_app.command("deployments")
@@ -167,16 +208,34 @@ def _print_deployment(d: DeploymentOut) -> None:
         f"  replicas {d.min_replicas}..{d.max_replicas}, target {d.target_ongoing_requests:g} ongoing per "
         f"replica, up after {d.upscale_delay:g}s, down after {d.downscale_delay:g}s{zero}"
     )
-    console.print(f"  desired {d.desired}, running {d.running}; url: {d.url or '-'}")
+    console.print(f"  desired {d.desired}, running {d.running}, ready {d.ready}; url: {d.url or '-'}")
+    if d.scale_reason:
+        console.print(f"  autoscaling: {d.scale_reason}", markup=False, soft_wrap=True)
+    if d.stats is not None:
+        s = d.stats
+        lat = (
+            f"p50 {s.p50_ms:g} ms, p99 {s.p99_ms:g} ms"
+            if s.p50_ms is not None and s.p99_ms is not None
+            else "-"
+        )
+        console.print(
+            f"  requests {s.requests}, errors {s.errors}, in flight {s.in_flight:g}, queued {s.queued:g}; {lat}"
+        )
     if d.held:
-        console.print(f"  {d.held}", markup=False)
+        console.print(f"  {d.held}", markup=False, soft_wrap=True)
     for r in d.replicas:
         extra = " (extra)" if r.extra else ""
-        if r.state == "placed":
+        if r.state in ("placed", "draining"):
             gpus = f" GPU {','.join(map(str, r.gpu_ids))}" if r.gpu_ids else ""
-            console.print(f"    {r.member}{extra}: on {r.node}{gpus}", markup=False)
+            drains = " (draining)" if r.state == "draining" else ""
+            console.print(f"    {r.member}{extra}: on {r.node}{gpus}{drains}", markup=False)
         else:
             console.print(f"    {r.member}{extra}: waiting: {r.why or '-'}", markup=False)
+    if d.decisions:
+        scaled = Table("at", "from", "to", "reason", title="autoscaling", title_justify="left")
+        for x in d.decisions[-10:]:
+            scaled.add_row(_when(x.at), str(x.old), str(x.new), x.reason)
+        console.print(scaled)
     table = Table("at", "from", "to", "reason", title="history", title_justify="left")
     for t in d.history:
         table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)

@@ -37,6 +37,7 @@ from gpupool.engine.autoscaler import (
     RemoveNode,
     Terminate,
 )
+from gpupool.engine.deployments import Scaling
 from gpupool.engine.model import (
     DEPLOYMENT_KIND,
     TERMINAL,
@@ -52,6 +53,7 @@ from gpupool.engine.ports import (
     Executor,
     Finished,
     Journal,
+    MemberStopped,
     MemoryJournal,
     NodeDown,
     NodeUp,
@@ -122,6 +124,7 @@ class Driver:
         self._start_failures: dict[str, int] = {}  # workload -> starts in a row that failed
         self._retry_at: dict[str, float] = {}  # workload -> when it may be queued again
         self.lost: dict[str, LostNode] = {}  # nodes lost (not scaled down), until they come back
+        self.scaling = Scaling(self)  # model deployments' autoscaling loop
 
     # ------------------------------------------------------------------ submissions
 
@@ -178,10 +181,13 @@ class Driver:
                 self._drop_from_core(w)
                 self._move(w, WorkloadState.FAILED, now, f"rejected: {rejected.reason}")
                 return
+        if spec.kind == DEPLOYMENT_KIND:
+            self.scaling.requeued(w)  # its extras are asked on demand, from min replicas up
+            return
         for member, group in spec.extra_members():
-            self._add_extra(w, member, group, now)
+            self.add_extra(w, member, group, now)
 
-    def _add_extra(self, w: Workload, member: str, group: TaskGroup, now: float) -> None:
+    def add_extra(self, w: Workload, member: str, group: TaskGroup, now: float) -> None:
         self.core.add_ask(
             w.id,
             f"{w.id}/{member}",
@@ -235,9 +241,11 @@ class Driver:
                     w.gpu_ids[member] = tuple(alloc.gpu_ids)
                 if w.state == WorkloadState.PREEMPTING:
                     self.core.mark_preempting(alloc.id)
+            if spec.kind == DEPLOYMENT_KIND:
+                self.scaling.track(w)  # wants what it has; the loop asks for more on demand
             for member, group in spec.extra_members():
-                if member not in w.placement:
-                    self._add_extra(w, member, group, now)
+                if member not in w.placement and spec.kind != DEPLOYMENT_KIND:
+                    self.add_extra(w, member, group, now)
         if not adopt:
             return "restored"
         alive = bool(self.executor.adopt(w)) if isinstance(self.executor, Adoptable) else False
@@ -337,6 +345,7 @@ class Driver:
                     self._enqueue(w, now)
         if self.autoscaler is not None:
             self.carry_out(self.autoscaler.observe(now), now)
+        self.scaling.tick(now)
         for _ in range(MAX_CYCLES_PER_TICK):
             result = self.core.schedule(now)
             report.cycles.append(result)
@@ -447,6 +456,10 @@ class Driver:
         w.placement[member] = node
         w.assigned[member] = resources
         self.journal.event(w.id, now, "grew", f"extra member {member} on {node}")
+        self.resize(w, now)
+
+    def resize(self, w: Workload, now: float) -> None:
+        """Tell the executor a running elastic workload's placement changed (if it can resize)."""
         if isinstance(self.executor, Resizable) and w.state in (
             WorkloadState.ADMITTED,
             WorkloadState.RUNNING,
@@ -454,20 +467,20 @@ class Driver:
             self.executor.resize(w, now)
 
     def _shrink(self, w: Workload, member: str, alloc_id: str, now: float, reason: str) -> None:
-        """Give an extra member back at once (the job keeps running smaller) and wait again."""
+        """Give an extra member back at once (the job keeps running smaller) and wait again; a
+        deployment's replica drains first (``Scaling.drain``) and is asked again on demand."""
+        if w.spec.kind == DEPLOYMENT_KIND:
+            self.scaling.drain(w, member, now, reason)
+            return
         if alloc_id in self.core.allocations:
             self.core.release(alloc_id)
         w.placement.pop(member, None)
         w.assigned.pop(member, None)
         w.gpu_ids.pop(member, None)
         self.journal.event(w.id, now, "shrank", f"extra member {member} given back: {reason}")
-        if isinstance(self.executor, Resizable) and w.state in (
-            WorkloadState.ADMITTED,
-            WorkloadState.RUNNING,
-        ):
-            self.executor.resize(w, now)
+        self.resize(w, now)
         if not w.terminal and w.id in self.core.apps:
-            self._add_extra(w, member, self._extras(w)[member], now)
+            self.add_extra(w, member, self._extras(w)[member], now)
 
     def _admit(self, w: Workload, now: float, report: TickReport) -> None:
         w.placement = dict(sorted(self._partial.pop(w.id).items()))
@@ -524,6 +537,8 @@ class Driver:
                 report.finished.append(w.id)
         elif isinstance(obs, Stopped):
             self._stopped(w, obs, now)
+        elif isinstance(obs, MemberStopped):
+            self.scaling.stopped(w, obs, now)
         elif isinstance(obs, StartFailed):
             self._release_all(w)
             if w.state == WorkloadState.CANCELLED:

@@ -15,7 +15,9 @@ Optional executor capabilities are protocols an executor declares by subclassing
 the driver checks with ``isinstance``): ``Adoptable`` (re-attach to a job after a restart),
 ``Resizable`` (an elastic job grows or shrinks while it runs), ``ReapsOrphans`` (stop jobs the
 journal no longer calls live), ``RunsDeployments`` (run workloads of kind ``deployment``: an
-executor without it is never handed one). The node provider (``NodeProvider``), through which the
+executor without it is never handed one; it checks an application, reports a deployment's load
+as ``ServingLoad`` and its URL, and reports a removed replica as ``MemberStopped`` once it has
+drained). The node provider (``NodeProvider``), through which the
 autoscaler launches and terminates pool machines, and the events it reports live here too.
 """
 
@@ -82,7 +84,17 @@ class NodeDown:
     message: str = ""
 
 
-Observation = Started | Finished | Stopped | StartFailed | NodeUp | NodeDown
+@dataclass(frozen=True, slots=True)
+class MemberStopped:
+    """One replica of a running deployment, removed by a scale-down or a preemption of that
+    replica alone, has finished its requests in flight and stopped: its room may be freed."""
+
+    workload_id: str
+    attempt: int
+    member: str
+
+
+Observation = Started | Finished | Stopped | StartFailed | NodeUp | NodeDown | MemberStopped
 
 
 class Executor(Protocol):
@@ -130,8 +142,8 @@ class ReapsOrphans(Protocol):
 
 # What an API refusal and a workload's failure say when the executor cannot run deployments.
 NO_DEPLOYMENT_RUNNER = (
-    "model deployments need a runner for Ray Serve, which this control plane's executor "
-    "does not have yet (see docs/serving.md)"
+    "model deployments need an executor that runs Ray Serve (the Ray executor of `gpupool up`); "
+    "this control plane's executor does not (see docs/serving.md)"
 )
 
 
@@ -143,11 +155,46 @@ class RunsDeployments(Protocol):
     refuses to create one and the driver fails one it restores (``can_run_deployments``).
     """
 
-    # A runtime-checkable protocol without members would match every object: this method is
+    # A runtime-checkable protocol without members would match every object: these methods are
     # what ``isinstance`` looks for (through wrappers that forward attributes, too).
     def runs_deployments(self) -> bool:
         """True if it can run deployments now (an executor may say no at run time)."""
         return True
+
+    def check_deployment(self, import_path: str, env: dict[str, str], working_dir: str | None) -> str:
+        """The name of the application's ingress deployment; raises ``DeploymentProblem`` with
+        what is wrong (an import path that does not import, say). May take seconds."""
+        return ""
+
+    def serving_load(self, workload: Workload) -> ServingLoad | None:
+        """The deployment's load now, as its HTTP entry counts it (None: nothing to say)."""
+        return None
+
+    def deployment_url(self, workload: Workload) -> str | None:
+        """Where the deployment answers HTTP requests (None: not serving)."""
+        return None
+
+
+class DeploymentProblem(ValueError):
+    """A deployment's application cannot be run as given (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServingLoad:
+    """A deployment's load and answers, as its HTTP entry counted them when asked.
+
+    ``in_flight`` requests are being answered by replicas, ``queued`` wait at the entry,
+    ``ready`` replicas take requests; ``requests`` and ``errors`` count since it started,
+    ``p50_ms``/``p99_ms`` are over its recent requests (None before any).
+    """
+
+    in_flight: float
+    queued: float
+    ready: int
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
 
 
 def can_run_deployments(executor: object) -> bool:

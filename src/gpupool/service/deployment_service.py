@@ -10,9 +10,21 @@ are unique among live deployments.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from gpupool.api import LIST_MAX, DeploymentOut, DeployRequest, ReplicaOut, TransitionOut, gpu_milli_of
+from gpupool.api import (
+    LIST_MAX,
+    DeploymentOut,
+    DeploymentSeriesOut,
+    DeployRequest,
+    ReplicaOut,
+    ScaleDecisionOut,
+    SeriesPointOut,
+    ServingStatsOut,
+    TransitionOut,
+    gpu_milli_of,
+)
 from gpupool.core.resources import (
     Resources,
     format_resources,
@@ -32,7 +44,7 @@ from gpupool.engine.model import (
     WorkloadState,
     deployment_of,
 )
-from gpupool.engine.ports import NO_DEPLOYMENT_RUNNER, can_run_deployments
+from gpupool.engine.ports import NO_DEPLOYMENT_RUNNER, DeploymentProblem, can_run_deployments
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
 from gpupool.service.security import Principal, administers, may_see
@@ -71,23 +83,52 @@ class DeploymentService:
         if not can_run_deployments(self.plane.executor):
             raise Unsupported(NO_DEPLOYMENT_RUNNER)  # one line, no hint: the message says it all
         with self.plane.lock:
-            live = self._live(req.name)
-            if live is not None:
-                raise Conflict(
-                    f"name: a deployment named {req.name!r} is live ({live.id}, {live.state.value})",
-                    fields=[("body.name", f"taken by live deployment {live.id}")],
-                    hint="undeploy it first (`gpupool undeploy NAME`) or pick another name",
-                )
-            dep = self._spec(principal, req)
-            spec = dep.workload()
-            path, _notice = self.workloads.route(principal, spec)
-            self._check_replicas(dep, path)
-            notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
+            self._checked(principal, req)  # the cheap checks first: a refusal costs no Ray call
+        ingress = self._ingress(req)  # imports the app on the cluster: seconds, not under the lock
+        with self.plane.lock:
+            spec, notice = self._checked(principal, req)  # again: things may have moved meanwhile
+            assert spec.serving is not None
+            spec = dataclasses.replace(
+                spec, serving=dataclasses.replace(spec.serving, deployment_name=ingress)
+            )
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
         self.plane.wake()
         out.notice = notice
         return out
+
+    def _checked(self, principal: Principal, req: DeployRequest) -> tuple[WorkloadSpec, str | None]:
+        """The workload of a request that passed every check but the import (call with the lock)."""
+        live = self._live(req.name)
+        if live is not None:
+            raise Conflict(
+                f"name: a deployment named {req.name!r} is live ({live.id}, {live.state.value})",
+                fields=[("body.name", f"taken by live deployment {live.id}")],
+                hint="undeploy it first (`gpupool undeploy NAME`) or pick another name",
+            )
+        dep = self._spec(principal, req)
+        spec = dep.workload()
+        path, _notice = self.workloads.route(principal, spec)
+        self._check_replicas(dep, path)
+        notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
+        return spec, notice
+
+    def _ingress(self, req: DeployRequest) -> str:
+        """The app's ingress deployment, as the executor finds it by importing the app; a 422
+        naming ``import_path`` when it does not import."""
+        try:
+            name: str = self.plane.executor.check_deployment(  # type: ignore[attr-defined]
+                req.import_path, dict(req.env), req.working_dir
+            )
+        except DeploymentProblem as exc:
+            message = f"import_path: {exc}"
+            raise Invalid(
+                message,
+                fields=[("body.import_path", str(exc))],
+                hint="give module:attribute of a Serve application (Deployment.bind()) that imports "
+                "from working_dir or the cluster's Python",
+            ) from None
+        return name
 
     def _spec(self, principal: Principal, req: DeployRequest) -> DeploymentSpec:
         if (req.size is None) == (req.gpus is None):
@@ -218,12 +259,24 @@ class DeploymentService:
         if w.terminal:
             return out
         core = self.plane.driver.core
+        track = self.plane.driver.scaling.track(w)
+        draining = track.draining if track is not None else set()
         required = {m for m, _ in w.spec.members()}
         replicas = []
         for member, _group in [*w.spec.members(), *w.spec.extra_members()]:
             ask_id = f"{w.id}/{member}"
             alloc = core.allocations.get(ask_id)
-            if alloc is not None:
+            if alloc is not None and member in draining:
+                replicas.append(
+                    ReplicaOut(
+                        member=member,
+                        state="draining",
+                        node=alloc.node.name,
+                        gpu_ids=list(alloc.gpu_ids or ()),
+                        extra=member not in required,
+                    )
+                )
+            elif alloc is not None:
                 replicas.append(
                     ReplicaOut(
                         member=member,
@@ -239,15 +292,49 @@ class DeploymentService:
                     ReplicaOut(member=member, state="waiting", extra=member not in required, why=why)
                 )
         out.replicas = replicas
-        # Today the engine asks for every replica up to max (the elastic machinery); the
-        # autoscaling loop that sets the wanted count from load is still to come.
-        out.desired = len(replicas)
+        if track is not None:
+            out.desired, out.scale_reason = track.desired, track.reason
+            out.decisions = [
+                ScaleDecisionOut(at=x.at, old=x.old, new=x.new, reason=x.reason) for x in track.decisions
+            ]
+            last = track.last
+            if last is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+                out.ready = last.ready
+                out.stats = ServingStatsOut(
+                    in_flight=last.in_flight,
+                    queued=last.queued,
+                    requests=last.requests,
+                    errors=last.errors,
+                    p50_ms=last.p50_ms,
+                    p99_ms=last.p99_ms,
+                )
         if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
             out.running = sum(1 for r in replicas if r.state == "placed")
+            out.url = self.plane.executor.deployment_url(w)  # type: ignore[attr-defined]
         waiting = [r for r in replicas if r.state == "waiting"]
         if waiting:
-            out.held = f"{len(waiting)} of {len(replicas)} replicas wait: {waiting[0].why or 'not tried yet'}"
+            wanted = len(replicas) - sum(1 for r in replicas if r.state == "draining")
+            out.held = f"{len(waiting)} of {wanted} replicas wait: {waiting[0].why or 'not tried yet'}"
         return out
+
+    # ------------------------------------------------------------------ series
+
+    def series(self, principal: Principal, name: str, since: float | None = None) -> DeploymentSeriesOut:
+        """The samples of the live (else newest) deployment named ``name`` after ``since``."""
+        row = self._row(principal, name)
+        spec = spec_from_json(row.spec)
+        dep = deployment_of(spec)
+        assert dep is not None
+        gpus = gpus_from_milli(gpu_milli(dep.replica.resources))
+        with self.plane.lock:
+            track = self.plane.driver.scaling.tracks.get(row.id)
+            points = list(track.series) if track is not None else []
+        return DeploymentSeriesOut(
+            name=spec.name,
+            id=row.id,
+            gpus=gpus,
+            points=[SeriesPointOut(**dataclasses.asdict(p)) for p in points if since is None or p.at > since],
+        )
 
     # ------------------------------------------------------------------ remove
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupool.adapters.ray import naming
+from gpupool.adapters.ray.deployments import DeploymentRuns
 from gpupool.adapters.ray.raystate import (
     EscapeWatch,
     RayNode,
@@ -63,11 +64,11 @@ from gpupool.adapters.ray.raystate import (
     read_node_table,
     short,
 )
-from gpupool.adapters.ray.runs import Run
+from gpupool.adapters.ray.runs import Run, read_logs
 from gpupool.adapters.ray.supervisor import JobSupervisor
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_MILLI, gpu_milli
-from gpupool.engine.model import Workload, WorkloadState
+from gpupool.engine.model import DEPLOYMENT_KIND, Workload, WorkloadState
 from gpupool.engine.ports import (
     Adoptable,
     Executor,
@@ -77,6 +78,8 @@ from gpupool.engine.ports import (
     Observation,
     ReapsOrphans,
     Resizable,
+    RunsDeployments,
+    ServingLoad,
     Started,
     StartFailed,
     Stopped,
@@ -87,7 +90,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
-class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
+class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments):
     """Runs admitted workloads on the Ray cluster at ``address``; files under ``data_dir``.
 
     Optional arguments (defaults): ``start_timeout`` (120 s for a reservation to be granted and
@@ -120,6 +123,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         self._reported: dict[str, bool] = {}  # node -> alive, as last reported by poll
         self._last_nodes: float | None = None
         self._owns_connection = False
+        self._deployments = DeploymentRuns(start_timeout=start_timeout)  # workloads of kind deployment
         self._connect()
 
     # ------------------------------------------------------------------ connection
@@ -164,6 +168,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
 
     def start(self, workload: Workload, now: float) -> None:
         with self._lock:
+            if workload.spec.kind == DEPLOYMENT_KIND:
+                return self._deployments.start(workload, now)
             run = self._runs.get(workload.id)
             if run is not None:
                 if run.attempt == workload.attempt:
@@ -256,6 +262,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         """An elastic workload grew or shrank (``workload.placement``): make or remove the
         placement groups of its extra members and tell the job its members."""
         with self._lock:
+            if workload.spec.kind == DEPLOYMENT_KIND:
+                return self._deployments.resize(workload, now)
             run = self._current(workload)
             if run is None or run.phase not in ("starting", "running"):
                 return
@@ -289,6 +297,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
 
     def preempt(self, workload: Workload, grace: float, now: float) -> None:
         with self._lock:
+            if workload.spec.kind == DEPLOYMENT_KIND:
+                return self._deployments.stop(workload, ending=False)
             run = self._current(workload)
             if run is None:
                 self._outbox.append(Stopped(workload.id, workload.attempt, self._latest(workload)))
@@ -305,6 +315,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
 
     def cancel(self, workload: Workload, now: float) -> None:
         with self._lock:
+            if workload.spec.kind == DEPLOYMENT_KIND:
+                return self._deployments.stop(workload, ending=True)
             run = self._current(workload)
             if run is None:
                 self._outbox.append(Stopped(workload.id, workload.attempt, self._latest(workload)))
@@ -325,7 +337,22 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                 self._advance(run, now, ready)
             self._check_escapes(now)
             out, self._outbox = self._outbox, []
-            return out
+            return out + self._deployments.poll(now)
+
+    # ------------------------------------------------------------------ deployments (RunsDeployments)
+
+    def check_deployment(self, import_path: str, env: dict[str, str], working_dir: str | None) -> str:
+        with self._lock:
+            self._deployments.runner()  # Serve up before the first replica (once; seconds)
+        return self._deployments.check(import_path, env, working_dir)  # a Ray task: not under the lock
+
+    def serving_load(self, workload: Workload) -> ServingLoad | None:
+        with self._lock:
+            return self._deployments.load(workload)
+
+    def deployment_url(self, workload: Workload) -> str | None:
+        with self._lock:
+            return self._deployments.url(workload)
 
     # ------------------------------------------------------------------ beyond the port
 
@@ -341,27 +368,9 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
 
     def logs(self, workload_id: str) -> str:
         """The entrypoint's output, every attempt in order (headed ``--- attempt N ---`` if several)."""
-        root = self.data_dir / "jobs" / workload_id
-        attempts = sorted(
-            int(p.name.removeprefix("attempt-")) for p in root.glob("attempt-*") if p.name[8:].isdigit()
-        )
         with self._lock:
             run = self._runs.get(workload_id)
-        if run is not None and run.attempt not in attempts:
-            attempts.append(run.attempt)
-        parts: list[tuple[int, str]] = []
-        for attempt in attempts:
-            path = naming.log_path(self.data_dir, workload_id, attempt)
-            text = ""
-            if path.exists():
-                text = path.read_text(errors="replace")
-            elif run is not None and run.attempt == attempt:
-                with contextlib.suppress(Exception):
-                    text = str(self._ray.get(run.actor.logs.remote(), timeout=5))
-            parts.append((attempt, text))
-        if len(parts) == 1:
-            return parts[0][1]
-        return "".join(f"--- attempt {a} ---\n{text}" for a, text in parts)
+        return read_logs(self._ray, self.data_dir, workload_id, run)
 
     def adopt(self, workload: Workload) -> bool:
         """Re-attach to the running attempt of ``workload`` after a restart; False if it is gone.
@@ -373,6 +382,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
         """
         ray = self._ray
         with self._lock:
+            if workload.spec.kind == DEPLOYMENT_KIND:
+                return self._deployments.adopt(workload)
             if self._current(workload) is not None:
                 return True
             try:
@@ -443,6 +454,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans):
                     continue
                 self._remove_pg(pg_from_hex(self._ray, pg_id))
                 removed.append(name)
+            removed += self._deployments.reap(keep)
         return removed
 
     # ------------------------------------------------------------------ the state machine

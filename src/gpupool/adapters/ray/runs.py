@@ -1,10 +1,15 @@
 """One attempt of one workload on Ray, as ``RayExecutor`` follows it from start to exit: its
-placement group and supervisor actor, the phase it is in, and the Ray references it waits on."""
+placement group and supervisor actor, the phase it is in, and the Ray references it waits on;
+and its logs, read back (``read_logs``)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from gpupool.adapters.ray import naming
 
 
 @dataclass(slots=True)
@@ -37,3 +42,28 @@ class Run:
 
     def pending(self) -> list[Any]:
         return [r for r in (self.launch_ref, self.exit_ref, self.ckpt_ref, self.stop_ref) if r is not None]
+
+
+def read_logs(ray: Any, data_dir: Path, workload_id: str, run: Run | None) -> str:
+    """A job's entrypoint output, every attempt in order (headed ``--- attempt N ---`` if several):
+    from the files under ``data_dir``, else (the current attempt, on another machine) from its
+    supervisor."""
+    root = data_dir / "jobs" / workload_id
+    attempts = sorted(
+        int(p.name.removeprefix("attempt-")) for p in root.glob("attempt-*") if p.name[8:].isdigit()
+    )
+    if run is not None and run.attempt not in attempts:
+        attempts.append(run.attempt)
+    parts: list[tuple[int, str]] = []
+    for attempt in attempts:
+        path = naming.log_path(data_dir, workload_id, attempt)
+        text = ""
+        if path.exists():
+            text = path.read_text(errors="replace")
+        elif run is not None and run.attempt == attempt:
+            with contextlib.suppress(Exception):
+                text = str(ray.get(run.actor.logs.remote(), timeout=5))
+        parts.append((attempt, text))
+    if len(parts) == 1:
+        return parts[0][1]
+    return "".join(f"--- attempt {a} ---\n{text}" for a, text in parts)

@@ -231,6 +231,15 @@ class ServeRunner:
             )
         return f"http://{self.host}:{self._fronts[deployment][1]}"
 
+    def has_front(self, deployment: str) -> bool:
+        return deployment in self._fronts
+
+    def stop_front(self, deployment: str) -> None:
+        """Stop ``deployment``'s front (its URL stops answering)."""
+        if self._fronts.pop(deployment, None) is not None:
+            fronts.stop_front(deployment)
+        self._routes.pop(deployment, None)
+
     def front_actor(self, deployment: str) -> Any:
         self.front(deployment)
         return self._fronts[deployment][0]

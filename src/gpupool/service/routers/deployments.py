@@ -1,11 +1,11 @@
-"""``/deployments``: deploy a model, list deployments, read one, undeploy it."""
+"""``/deployments``: deploy a model, list deployments, read one (and its samples), undeploy it."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
-from gpupool.api import DeploymentOut, DeployRequest
+from gpupool.api import DeploymentOut, DeploymentSeriesOut, DeployRequest
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -31,6 +31,15 @@ def list_deployments(plane: PlaneDep, principal: PrincipalDep, all: bool = False
 def get_deployment(name: str, plane: PlaneDep, principal: PrincipalDep) -> DeploymentOut:
     """The live deployment of that name (else the newest one): spec, state, replicas, desired vs running."""
     return plane.deployments.get(principal, name)
+
+
+@router.get("/{name}/series", response_model=DeploymentSeriesOut, responses=errors(404))
+def deployment_series(
+    name: str, plane: PlaneDep, principal: PrincipalDep, since: float | None = None
+) -> DeploymentSeriesOut:
+    """Its samples (about one a second, the last hour) after ``since`` (seconds since the epoch):
+    replicas placed, ready and wanted, requests in flight and queued, requests, errors, latency."""
+    return plane.deployments.series(principal, name, since)
 
 
 @router.delete("/{name}", response_model=DeploymentOut, responses=errors(403, 404))

@@ -1,0 +1,233 @@
+"""The autoscaling loop of model deployments: load in, replica asks added and withdrawn.
+
+The driver owns one ``Scaling`` and calls ``Scaling.tick(now)`` every tick. For each admitted or
+running deployment it reads the load from the executor (``RunsDeployments.serving_load``), feeds
+it to the pure rule of ``core.serving`` (``observe``/``decide``) and turns the answer into
+*demand-driven extras*: a deployment's min replicas are its required members, as before; an
+extra replica (``replica-<k>`` for k >= min) is asked for only while the rule wants it, and is
+given back when the rule no longer does. Placing an extra within the queue's quota stays the
+scheduler's job (an extra is an elastic ask: idle room only, reclaimed first).
+
+Removing a placed replica never drops requests: the driver takes it out of the workload's
+placement and tells the executor (``resize``), which stops sending it requests and reports
+``MemberStopped`` once its requests in flight are done; only then is its allocation released
+(until then it is marked preempting in the core, so it is not picked as a victim twice and its
+room is not given away under it). A replica the scheduler preempts on its own (a competing ask
+taking back borrowed room) goes the same way.
+
+Each deployment keeps its scaling record: the decisions that changed the count, with their
+reason, and a series of load samples (one per ``SAMPLE_EVERY`` seconds) for the portal.
+
+Not yet: going to zero replicas (``scale_to_zero_after`` is accepted and stored, but the
+rule is given a policy without it: a deployment's min replicas are required members, which
+cannot be withdrawn while it lives).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gpupool.core.serving import LoadSample, ScaleState, ServingPolicy, decide, observe
+from gpupool.engine.model import DEPLOYMENT_KIND, TaskGroup, Workload, WorkloadState
+from gpupool.engine.ports import MemberStopped, Resizable, ServingLoad, can_run_deployments
+
+if TYPE_CHECKING:
+    from gpupool.engine.driver import Driver
+
+SAMPLE_EVERY = 1.0  # seconds between two points of a deployment's series
+SERIES_POINTS = 3600  # points kept per deployment (an hour at one a second)
+DECISIONS_KEPT = 200
+_ACTIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDecision:
+    """A change of a deployment's wanted replica count, and why (the rule's words)."""
+
+    at: float
+    old: int
+    new: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One sample of a deployment: replicas placed and ready, wanted, its load and answers."""
+
+    at: float
+    replicas: int
+    ready: int
+    desired: int
+    in_flight: float
+    queued: float
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(slots=True)
+class Track:
+    """What the loop keeps of one deployment: the rule's state, the count it wants and why,
+    replicas being drained, and its record."""
+
+    policy: ServingPolicy
+    desired: int
+    reason: str = "starting at min_replicas"
+    state: ScaleState = field(default_factory=ScaleState)
+    draining: set[str] = field(default_factory=set)
+    decisions: deque[ScaleDecision] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
+    series: deque[SeriesPoint] = field(default_factory=lambda: deque(maxlen=SERIES_POINTS))
+    last: ServingLoad | None = None
+
+
+def policy_of(w: Workload) -> ServingPolicy:
+    """The rule's policy for a deployment: its bounds and settings, without going to zero (see
+    the module docstring)."""
+    group = w.spec.task_groups[0]
+    assert w.spec.serving is not None
+    low = group.members
+    high = group.max_members if group.max_members is not None else low
+    return dataclasses.replace(w.spec.serving.policy(low, high), scale_to_zero_after=None)
+
+
+class Scaling:
+    """The loop over a driver's deployments (see the module docstring)."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.tracks: dict[str, Track] = {}  # deployment workload id -> its track
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def track(self, w: Workload) -> Track | None:
+        """The track of a deployment (made on first use); None for any other workload."""
+        if w.spec.kind != DEPLOYMENT_KIND or w.spec.serving is None:
+            return None
+        t = self.tracks.get(w.id)
+        if t is None:
+            policy = policy_of(w)
+            placed_extras = sum(1 for m in w.placement if m in self._extras(w))
+            t = Track(policy, desired=policy.min_replicas + placed_extras)
+            self.tracks[w.id] = t
+        return t
+
+    def requeued(self, w: Workload) -> None:
+        """The deployment waits again as a whole (preempted, lost a node): back to min."""
+        t = self.track(w)
+        if t is not None:
+            t.desired = t.policy.min_replicas
+            t.draining.clear()
+            t.state = ScaleState()
+
+    def ended(self, workload_id: str) -> None:
+        self.tracks.pop(workload_id, None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def tick(self, now: float) -> None:
+        d = self.driver
+        if not self.tracks or not can_run_deployments(d.executor):
+            return
+        for wid in sorted(self.tracks):
+            w = d.workloads.get(wid)
+            if w is None or w.terminal:
+                self.tracks.pop(wid, None)
+                continue
+            if w.state not in _ACTIVE:
+                continue
+            t = self.tracks[wid]
+            load = d.executor.serving_load(w)  # type: ignore[attr-defined]
+            if load is not None:
+                t.last = load
+                observe(t.policy, t.state, LoadSample(now, load.in_flight, load.queued, load.ready))
+            new, reason = decide(t.policy, t.state, now, t.desired)
+            t.reason = reason.message
+            if new != t.desired:
+                t.decisions.append(ScaleDecision(now, t.desired, new, reason.message))
+                d.journal.event(w.id, now, "scaled", reason.message)
+                t.desired = new
+            if load is not None:
+                self._record(w, t, load, now)
+            self.apply(w, t, now)
+
+    def _record(self, w: Workload, t: Track, load: ServingLoad, now: float) -> None:
+        if t.series and now - t.series[-1].at < SAMPLE_EVERY:
+            return
+        t.series.append(
+            SeriesPoint(
+                now,
+                replicas=len(w.placement),
+                ready=load.ready,
+                desired=t.desired,
+                in_flight=load.in_flight,
+                queued=load.queued,
+                requests=load.requests,
+                errors=load.errors,
+                p50_ms=load.p50_ms,
+                p99_ms=load.p99_ms,
+            )
+        )
+
+    def apply(self, w: Workload, t: Track, now: float) -> None:
+        """Ask for the extras the wanted count needs; withdraw or drain those it does not."""
+        d = self.driver
+        extras = self._extras(w)
+        want = max(0, t.desired - t.policy.min_replicas)
+        # In order: placed (not draining) first, then asked; a draining member is neither.
+        placed = [m for m in extras if m in w.placement]
+        asked = [m for m in extras if f"{w.id}/{m}" in d.core.asks]
+        active = len(placed) + len(asked)
+        if active < want:
+            free = [m for m in extras if m not in w.placement and m not in t.draining and m not in asked]
+            for member in free[: want - active]:
+                d.add_extra(w, member, extras[member], now)
+            return
+        surplus = active - want
+        for member in reversed(asked):
+            if surplus == 0:
+                return
+            d.core.remove_ask(f"{w.id}/{member}")
+            surplus -= 1
+        for member in reversed(placed):
+            if surplus == 0:
+                return
+            self.drain(w, member, now, "scaled down")
+            surplus -= 1
+
+    def drain(self, w: Workload, member: str, now: float, why: str) -> None:
+        """Take a placed extra out of the running deployment: the executor stops sending it
+        requests and reports ``MemberStopped`` when it is done; its room is freed then."""
+        d = self.driver
+        t = self.track(w)
+        assert t is not None
+        alloc_id = f"{w.id}/{member}"
+        if alloc_id in d.core.allocations:
+            d.core.mark_preempting(alloc_id)
+            t.draining.add(member)
+        w.placement.pop(member, None)
+        w.assigned.pop(member, None)
+        w.gpu_ids.pop(member, None)
+        d.journal.event(w.id, now, "replica-draining", f"replica {member} drains: {why}")
+        if isinstance(d.executor, Resizable):
+            d.resize(w, now)
+        else:  # nothing to drain on: it is stopped as far as anyone can tell
+            self.stopped(w, MemberStopped(w.id, w.attempt, member), now)
+
+    def stopped(self, w: Workload, obs: MemberStopped, now: float) -> None:
+        """A drained replica stopped: free its room."""
+        t = self.tracks.get(w.id)
+        if t is None or obs.member not in t.draining:
+            return
+        t.draining.discard(obs.member)
+        alloc_id = f"{w.id}/{obs.member}"
+        if alloc_id in self.driver.core.allocations:
+            self.driver.core.release(alloc_id)
+        self.driver.journal.event(w.id, now, "replica-stopped", f"replica {obs.member} stopped")
+
+    @staticmethod
+    def _extras(w: Workload) -> dict[str, TaskGroup]:
+        return dict(w.spec.extra_members())

@@ -1,0 +1,145 @@
+"""The autoscaling loop of model deployments (``engine.deployments``) driven through the driver:
+load asks for extras after the upscale delay and within max, the queue's max holds them (and the
+deployment says so), a scale-down drains a replica before its room is freed, a replica the
+scheduler takes back drains the same way, and the wanted count and its reasons are recorded."""
+
+from __future__ import annotations
+
+from gpupool.config import parse_config
+from gpupool.core.model import NodeSpec
+from gpupool.core.scheduler import Scheduler
+from gpupool.engine.driver import Driver
+from gpupool.engine.model import DeploymentSpec, ServingSpec, TaskGroup, Workload, WorkloadState
+
+from .test_deployments import ServingExecutor
+from .test_engine import CONFIG, spec
+
+
+def setup(
+    min_replicas: int = 1,
+    max_replicas: int = 4,
+    *,
+    up: float = 10,
+    down: float = 30,
+    gpus: int = 4000,
+    hold_drains: bool = False,
+    queue: str = "root.a",
+) -> tuple[Driver, ServingExecutor, Workload]:
+    ex = ServingExecutor(hold_drains=hold_drains)
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    for i in range(2):
+        sched.add_node(NodeSpec(f"n{i}", {"gpu": 8000, "vcore": 64000}))
+    d = Driver(sched, ex)
+    serving = ServingSpec(
+        "m:app", target_ongoing_requests=2, upscale_delay=up, downscale_delay=down, look_back=5
+    )
+    dep = DeploymentSpec("chat", queue, TaskGroup("r", 1, {"gpu": gpus}), serving, min_replicas, max_replicas)
+    w = d.submit(dep.workload(), now=0)
+    d.tick(0)
+    d.tick(1)
+    assert w.state == WorkloadState.RUNNING
+    return d, ex, w
+
+
+def asked(d: Driver, w: Workload) -> list[str]:
+    return sorted(a.split("/")[1] for a in d.core.asks if a.startswith(f"{w.id}/"))
+
+
+def test_without_load_a_deployment_asks_for_its_min_replicas_only() -> None:
+    d, _ex, w = setup(min_replicas=2)
+    for t in range(2, 60):
+        d.tick(t)
+    assert sorted(w.placement) == ["replica-0", "replica-1"]
+    assert asked(d, w) == []
+    assert d.scaling.tracks[w.id].desired == 2
+
+
+def test_load_grows_replicas_after_the_upscale_delay_and_never_above_max() -> None:
+    d, ex, w = setup(max_replicas=3, up=10)
+    ex.load = 20.0  # wants 10 at a target of 2
+    d.tick(2)
+    d.tick(11)
+    assert sorted(w.placement) == ["replica-0"], "grew before the upscale delay was over"
+    d.tick(12)
+    d.tick(12.5)
+    assert sorted(w.placement) == ["replica-0", "replica-1", "replica-2"]
+    track = d.scaling.tracks[w.id]
+    assert track.desired == 3
+    (decision,) = track.decisions
+    assert (decision.old, decision.new) == (1, 3)
+    assert "capped at max_replicas 3" in decision.reason
+
+
+def test_the_queue_max_holds_growth_and_the_status_says_which_limit() -> None:
+    # root.a's max is 16 GPUs; replicas of 8 GPUs: two fit the max, the third waits for it.
+    d, ex, w = setup(max_replicas=4, up=0, gpus=8000)
+    d.core.add_node(NodeSpec("n2", {"gpu": 8000, "vcore": 64000}))
+    ex.load = 8.0  # wants 4
+    d.tick(2)
+    d.tick(2.5)
+    assert len(w.placement) == 2
+    waiting = asked(d, w)
+    assert waiting, "the replicas above the queue's max should wait, asked"
+    why = str(d.core.explain(f"{w.id}/{waiting[0]}"))
+    assert "root.a" in why and "max" in why, why
+
+
+def test_a_scale_down_drains_a_replica_before_its_room_is_freed() -> None:
+    d, ex, w = setup(max_replicas=3, up=0, down=30, hold_drains=True)
+    ex.load = 6.0
+    d.tick(2)
+    d.tick(2.5)
+    assert len(w.placement) == 3
+    ex.load = 0.0
+    d.tick(10)
+    d.tick(39)
+    assert len(w.placement) == 3, "shrank before the downscale delay was over"
+    d.tick(41)
+    assert sorted(w.placement) == ["replica-0"]
+    draining = sorted(ex.draining)
+    assert draining == ["replica-1", "replica-2"]
+    # Until they stop, their GPUs stay held (marked preempting): nobody else gets them.
+    for member in draining:
+        alloc = d.core.allocations[f"{w.id}/{member}"]
+        assert alloc.preempted
+    ex.stop("replica-2")
+    d.tick(42)
+    assert f"{w.id}/replica-2" not in d.core.allocations
+    assert f"{w.id}/replica-1" in d.core.allocations
+    ex.stop("replica-1")
+    d.tick(43)
+    assert [a for a in d.core.allocations if a.startswith(f"{w.id}/")] == [f"{w.id}/replica-0"]
+    assert [x.new for x in d.scaling.tracks[w.id].decisions] == [3, 1]
+
+
+def test_a_replica_the_scheduler_takes_back_drains_and_is_asked_again_on_demand() -> None:
+    d, ex, w = setup(max_replicas=4, up=0, hold_drains=True)
+    ex.load = 8.0
+    d.tick(2)
+    d.tick(2.5)
+    assert len(w.placement) == 4  # 16 GPUs: both nodes full, two of them borrowed room
+    other = d.submit(spec("root.b", 8), now=3)  # within root.b's guarantee
+    d.tick(3)
+    assert other.state == WorkloadState.PENDING
+    assert len(w.placement) == 2 and "replica-0" in w.placement
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1  # only extras went
+    for member in sorted(ex.draining):
+        ex.stop(member)
+    d.tick(4)
+    d.tick(5)
+    assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+    # Still wanted: asked again, waiting for room, not placed over the other team's work.
+    assert len(asked(d, w)) == 2 and len(w.placement) == 2
+
+
+def test_a_requeued_deployment_starts_again_from_min_replicas() -> None:
+    d, ex, w = setup(max_replicas=3, up=0)
+    ex.load = 6.0
+    d.tick(2)
+    d.tick(2.5)
+    assert len(w.placement) == 3
+    d.observe_node_gone("n0", 3)
+    d.observe_node_gone("n1", 3)
+    assert w.state == WorkloadState.PENDING
+    assert d.scaling.tracks[w.id].desired == 1
+    assert asked(d, w) == ["replica-0"]
