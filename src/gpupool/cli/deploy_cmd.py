@@ -218,9 +218,8 @@ def _print_deployment(d: DeploymentOut) -> None:
             if s.p50_ms is not None and s.p99_ms is not None
             else "-"
         )
-        console.print(
-            f"  requests {s.requests}, errors {s.errors}, in flight {s.in_flight:g}, queued {s.queued:g}; {lat}"
-        )
+        load = f"in flight {s.in_flight:g}, queued {s.queued:g}"
+        console.print(f"  requests {s.requests}, errors {s.errors}, {load}; {lat}")
     if d.held:
         console.print(f"  {d.held}", markup=False, soft_wrap=True)
     for r in d.replicas:
