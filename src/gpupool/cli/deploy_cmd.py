@@ -60,6 +60,12 @@ def deploy_command(
     gpu_type: Annotated[
         str | None, typer.Option("--gpu-type", help="GPU type of a replica (with --gpus).")
     ] = None,
+    cpu: Annotated[
+        float | None, typer.Option("--cpu", help="Cores per replica (with --gpus; default 1).")
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="Memory per replica (with --gpus; default 4Gi).")
+    ] = None,
     min_replicas: Annotated[int, typer.Option("--min-replicas")] = 1,
     max_replicas: Annotated[
         int | None, typer.Option("--max-replicas", help="Default: --min-replicas.")
@@ -106,6 +112,8 @@ def deploy_command(
         body["gpus"] = _gpus_wire(gpus)
     optional = {
         "gpu_type": gpu_type,
+        "cpu": cpu,
+        "memory": memory,
         "max_replicas": max_replicas,
         "scale_to_zero_after": _seconds(scale_to_zero_after, "--scale-to-zero-after"),
         "upscale_delay": _seconds(upscale_delay, "--upscale-delay"),
@@ -122,7 +130,7 @@ def deploy_command(
             d = _wait_serving(gp, d, timeout)
     if json_output:
         _dump(d)
-    else:
+    elif d.state not in ("failed", "cancelled"):
         where = d.url or "no URL (this control plane's executor serves none)"
         _console().print(
             f"{d.name} ({d.id}) {_state(d.state)} in {d.queue or '-'}: "

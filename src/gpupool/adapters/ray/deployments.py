@@ -141,10 +141,15 @@ class DeploymentRuns:
             self._drain(run, member)
 
     def poll(self, now: float) -> list[Observation]:
-        if self._runs and self._runner is not None:
-            statuses = self._runner.replicas()
+        runner = self._runner
+        if runner is not None and (self._runs or runner.has_replicas()):
+            statuses = runner.replicas()  # also deletes what drained, followed here or not
             for run in list(self._runs.values()):
                 self._advance(run, statuses, now)
+            followed = self._followed()
+            for key, st in statuses.items():
+                if st.state == ReplicaState.GONE and key not in followed:
+                    runner.forget(key)
         out, self._outbox = self._outbox, []
         return out
 
@@ -187,7 +192,7 @@ class DeploymentRuns:
         """Drain the replicas of deployments not in ``keep`` nor followed; returns their keys."""
         if self._runner is None:
             return []
-        followed = {k for r in self._runs.values() for k in (*r.members.values(), *r.draining.values())}
+        followed = self._followed()
         removed = []
         for key, st in self._runner.replicas().items():
             if st.deployment not in keep and key not in followed and st.state != ReplicaState.GONE:
@@ -202,6 +207,9 @@ class DeploymentRuns:
             self._adopted = True
             self.runner().adopt()
         return set(self.runner().replicas())
+
+    def _followed(self) -> set[str]:
+        return {k for r in self._runs.values() for k in (*r.members.values(), *r.draining.values())}
 
     def _current(self, w: Workload) -> _Deployment | None:
         run = self._runs.get(w.id)

@@ -291,6 +291,10 @@ class ServeRunner:
             self.front(deployment)
         return sorted(self._replicas)
 
+    def has_replicas(self) -> bool:
+        """Whether any replica is not gone yet (one being drained or deleted included)."""
+        return any(not r.gone for r in self._replicas.values())
+
     def forget(self, key: str) -> None:
         """Stop reporting a replica that is gone."""
         if key in self._replicas and self._replicas[key].gone:
@@ -482,8 +486,12 @@ def check_import_path(
     application's ingress deployment, or raise ``ServingError`` with what went wrong."""
     runtime_env: dict[str, Any] = {"env_vars": dict(env or {})}
     if working_dir:
-        runtime_env["working_dir"] = working_dir
-    task = ray.remote(_ingress_name).options(num_cpus=0, runtime_env=runtime_env, max_retries=0)
+        # A directory on every node, as the replicas get it (Ray uploads a bare path only for jobs).
+        runtime_env["working_dir"] = f"local://{working_dir}"
+    try:
+        task = ray.remote(_ingress_name).options(num_cpus=0, runtime_env=runtime_env, max_retries=0)
+    except ValueError as exc:
+        raise ServingError(f"{import_path}: Ray refused its runtime environment: {exc}") from None
     try:
         return str(ray.get(task.remote(import_path), timeout=timeout))
     except ray.exceptions.RayTaskError as exc:
