@@ -9,7 +9,7 @@ its constructor when asked to. Queues: ``root.serve`` (guaranteed 1 GPU, max 3) 
 1. a deployment answers from the replica the core placed (its node, its GPU);
 2. load grows it to the queue's max and not above, and it shrinks back after the downscale
    delay; no request fails, on the client's side or in the front's count;
-3. a batch job within its queue's guarantee takes back only the replicas above min, under load,
+3. batch jobs within their queue's guarantee take back only the replicas above min, under load,
    and no request fails;
 4. bad input: an import path that does not import (422 naming it, nothing stored), an app that
    fails to start (the CLI says why, exit 1, nothing held), a name taken (409), replicas above
@@ -229,7 +229,8 @@ def test_load_grows_it_to_the_queue_max_and_no_further_and_it_shrinks_back(platf
     assert set(codes) == {200} and codes[200] > 50, codes
     assert d.stats is not None and d.stats.errors == 0 and d.stats.requests >= codes[200]
     assert [(x.old, x.new) for x in d.decisions][-2:] == [(1, 3), (3, 1)]
-    assert serving_gpus(platform) == 1
+    # The two replicas drained hold their GPUs until Serve has deleted them.
+    wait_for(lambda: serving_gpus(platform) == 1, 60, "the drained replicas' GPUs were not freed")
 
 
 def test_a_batch_queue_within_its_guarantee_takes_back_only_replicas_above_min(platform: Platform) -> None:
@@ -239,20 +240,28 @@ def test_a_batch_queue_within_its_guarantee_takes_back_only_replicas_above_min(p
         load = Load(url, clients=6)
         try:
             wait_for(lambda: gp.deployment("slow").ready == 3, 90, "three replicas did not take requests")
-            job = gp.submit(
-                "batch",
-                entrypoint="sleep 30",
-                queue="root.batch",
-                task_groups=[{"members": 3, "gpus": 1, "memory": "1Gi"}],
-            )
-            wait_for(lambda: gp.get(job.id).state == "running", 90, "the batch job did not start")
+            started = gp.deployment("slow").started_at
+            jobs = [
+                gp.submit(
+                    "batch",
+                    entrypoint="sleep 60",
+                    queue="root.batch",
+                    task_groups=[{"gpus": n, "memory": "1Gi"}],
+                )
+                for n in (2, 1)
+            ]
+            for job in jobs:
+                wait_for(
+                    lambda j=job.id: gp.get(j).state == "running", 90, f"batch job {job.id} did not start"
+                )
             d = gp.deployment("slow")
-            assert d.state == "running" and d.running == 1, d  # its min replica stayed, the same attempt
+            assert d.state == "running" and d.running == 1 and d.started_at == started, d  # min stayed
             assert [r.member for r in d.replicas if r.state == "placed"] == ["replica-0"]
             assert d.held is not None and "replicas wait" in d.held
         finally:
             codes = load.stop()
-        gp.cancel(job.id)
+        for job in jobs:
+            gp.cancel(job.id)
     assert set(codes) == {200}, codes
 
 
