@@ -423,6 +423,7 @@ class DeploymentOut(BaseModel):
     working_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     revision: int = 1
+    replaces: str | None = None  # the revision before, during a rolling update
     desired: int = 0
     running: int = 0
     ready: int = 0

@@ -5,6 +5,8 @@ scheduler takes back drains the same way, and the wanted count and its reasons a
 
 from __future__ import annotations
 
+import dataclasses
+
 from gpupool.config import parse_config
 from gpupool.core.model import NodeSpec
 from gpupool.core.scheduler import Scheduler
@@ -143,3 +145,28 @@ def test_a_requeued_deployment_starts_again_from_min_replicas() -> None:
     assert w.state == WorkloadState.PENDING
     assert d.scaling.tracks[w.id].desired == 1
     assert asked(d, w) == ["replica-0"]
+
+
+def test_cancelling_a_deployment_placed_in_part_frees_the_replicas_already_placed() -> None:
+    d, _ex, w = setup(min_replicas=1, max_replicas=1)
+    serving = ServingSpec("m:app")
+    # Two replicas of 8 GPUs: one node is free (the other holds "chat"): one is placed, one waits.
+    big = DeploymentSpec("big", "root.b", TaskGroup("r", 1, {"gpu": 8000}), serving, 2, 2)
+    b = d.submit(big.workload(), now=2)
+    d.tick(2)
+    assert b.state == WorkloadState.PENDING and any(a.startswith(f"{b.id}/") for a in d.core.allocations)
+    d.cancel(b.id, now=3)
+    assert not [a for a in d.core.allocations if a.startswith(f"{b.id}/")]
+    assert w.state == WorkloadState.RUNNING
+
+
+def test_a_new_revision_that_runs_stops_the_one_it_replaces() -> None:
+    d, _ex, w = setup(min_replicas=1, max_replicas=1, gpus=1000)
+    assert w.spec.serving is not None
+    serving = dataclasses.replace(w.spec.serving, revision=2, replaces=w.id, target_ongoing_requests=5)
+    new = d.submit(dataclasses.replace(w.spec, serving=serving), now=2)
+    d.tick(2)
+    assert new.state == WorkloadState.ADMITTED and w.state == WorkloadState.RUNNING  # both, for now
+    d.tick(3)
+    assert new.state == WorkloadState.RUNNING
+    assert w.state == WorkloadState.CANCELLED and w.reason == f"replaced by revision 2 ({new.id})"

@@ -133,20 +133,32 @@ def test_a_share_of_a_gpu_per_replica(server) -> None:
     assert gpus_used(server) == 0.5
 
 
-def test_a_live_name_is_taken_until_undeployed_and_undeploy_frees_the_gpus(any_db_server) -> None:
+def test_deploying_a_live_name_again_is_a_rolling_update_and_undeploy_frees_the_gpus(any_db_server) -> None:
     server = any_db_server
     with server.http() as h:
-        assert h.post("/deployments", json=body(min_replicas=2)).status_code == 201
+        first = h.post("/deployments", json=body(min_replicas=2)).json()
         wait_until(lambda: gpus_used(server) == 2, timeout=10)
-        again = h.post("/deployments", json=body(queue="root.b"))
-        assert again.status_code == 409
-        assert again.json()["fields"][0]["field"] == "body.name"
-        assert len(h.get("/workloads").json()) == 1
+        same = h.post("/deployments", json=body(min_replicas=2))
+        assert same.status_code == 201 and same.json()["id"] == first["id"], same.text
+        assert same.json()["notice"].startswith(f"unchanged: {first['id']} (revision 1)")
+        assert len(h.get("/workloads").json()) == 1  # nothing stored
+        again = h.post("/deployments", json=body(queue="root.b", min_replicas=2))
+        assert again.status_code == 201, again.text
+        new = again.json()
+        assert (new["revision"], new["replaces"]) == (2, first["id"])
+        assert new["notice"] == f"rolling update: revision 2 replaces {first['id']} once it runs"
+        # Once the new revision runs, the one before is stopped: its GPUs go back.
+        wait_until(lambda: h.get(f"/workloads/{first['id']}").json()["state"] == "cancelled", timeout=10)
+        old = h.get(f"/workloads/{first['id']}").json()
+        assert old["reason"] == f"replaced by revision 2 ({new['id']})"
+        wait_until(lambda: (gpus_used(server), gpus_used(server, "root.b")) == (0, 2), timeout=10)
+        (listed,) = h.get("/deployments").json()
+        assert (listed["id"], listed["revision"], listed["state"]) == (new["id"], 2, "running")
         gone = h.delete("/deployments/chat")
         assert gone.status_code == 200 and gone.json()["state"] == "cancelled"
-        wait_until(lambda: gpus_used(server) == 0, timeout=10)
+        wait_until(lambda: gpus_used(server, "root.b") == 0, timeout=10)
         assert h.get("/deployments").json() == []
-        assert [d["state"] for d in h.get("/deployments", params={"all": "true"}).json()] == ["cancelled"]
+        assert [d["state"] for d in h.get("/deployments", params={"all": "true"}).json()] == ["cancelled"] * 2
         assert h.get("/deployments/chat").json()["replicas"] == []
         assert h.delete("/deployments/chat").status_code == 404
         assert h.post("/deployments", json=body()).status_code == 201  # the name is free again
@@ -228,9 +240,8 @@ def test_the_sdk(server) -> None:
     assert (d.name, d.min_replicas, d.max_replicas, d.scale_to_zero_after) == ("sdk", 1, 2, 600)
     wait_until(lambda: gp.deployment("sdk").running == 1, timeout=10)  # min: no load, no extra
     assert [x.name for x in gp.deployments()] == ["sdk"]
-    with pytest.raises(ApiError) as exc:
-        gp.deploy("sdk", "demo.app:app", "root.a", gpus=1)
-    assert exc.value.status == 409
+    same = gp.deploy("sdk", "demo.app:app", "root.a", gpus=1, max_replicas=2, scale_to_zero_after=600)
+    assert same.id == d.id and same.notice is not None and same.notice.startswith("unchanged")
     assert gp.undeploy("sdk").state == "cancelled"
     assert gp.deployments() == [] and [x.state for x in gp.deployments(include_finished=True)] == [
         "cancelled"
@@ -367,7 +378,8 @@ def test_a_deployment_survives_a_restart_of_the_control_plane(tmp_path) -> None:
             d = h.get("/deployments/chat").json()
             assert (d["import_path"], d["max_replicas"], d["scale_to_zero_after"]) == ("demo.app:app", 2, 60)
             assert d["state"] not in ("cancelled", "failed", "succeeded")
-            assert h.post("/deployments", json=body()).status_code == 409  # still live, still taken
+            same = h.post("/deployments", json=body(min_replicas=1, max_replicas=2, scale_to_zero_after=60))
+            assert same.json()["notice"].startswith("unchanged"), same.text  # known after the restart
             assert h.delete("/deployments/chat").json()["state"] == "cancelled"
     finally:
         second.stop()
@@ -418,3 +430,23 @@ def test_a_deployment_restored_by_an_executor_that_cannot_run_it_fails(tmp_path)
         assert second.executor is not None and (second.executor.starts, second.executor.jobs) == (0, {})
     finally:
         second.stop()
+
+
+def test_a_rolling_update_that_cannot_be_placed_leaves_the_revision_before_serving(server) -> None:
+    with server.http() as h:
+        first = h.post("/deployments", json=body(queue="root.open", min_replicas=3)).json()
+        wait_until(lambda: running(h, "chat") == (3, "running"), timeout=10)
+        # The new revision's 3 replicas do not fit root.open's max next to the 3 running: it waits.
+        new = h.post("/deployments", json=body(queue="root.open", min_replicas=3, target_ongoing_requests=4))
+        assert new.status_code == 201, new.text
+        wait_until(lambda: "max" in (h.get("/deployments/chat").json()["held"] or ""), timeout=10)
+        assert h.get(f"/workloads/{first['id']}").json()["state"] == "running"
+        assert len(h.get("/deployments").json()) == 2  # both revisions, while it is in progress
+        third = h.post("/deployments", json=body(queue="root.open", min_replicas=2))
+        assert third.status_code == 409
+        assert third.json()["message"] == (
+            f"name: a rolling update of 'chat' is in progress ({first['id']} -> {new.json()['id']})"
+        )
+        assert h.delete("/deployments/chat").json()["state"] == "cancelled"
+        assert h.get("/deployments").json() == []  # both revisions ended
+        wait_until(lambda: gpus_used(server, "root.open") == 0, timeout=10)

@@ -15,6 +15,12 @@ placement and tells the executor (``resize``), which stops sending it requests a
 room is not given away under it). A replica the scheduler preempts on its own (a competing ask
 taking back borrowed room) goes the same way.
 
+A rolling update is a new workload of the same name (``ServingSpec.revision`` + 1, ``replaces``
+naming the one before): it is scheduled and started like any deployment, its replicas join the
+same front, and once it runs (``started``) the revision before is cancelled, so its replicas
+drain while the new ones already take requests. If the new revision cannot be placed or fails to
+start, the one before goes on serving.
+
 Each deployment keeps its scaling record: the decisions that changed the count, with their
 reason, and a series of load samples (one per ``SAMPLE_EVERY`` seconds) for the portal.
 
@@ -125,6 +131,15 @@ class Scaling:
 
     def ended(self, workload_id: str) -> None:
         self.tracks.pop(workload_id, None)
+
+    def started(self, w: Workload, now: float) -> None:
+        """A deployment runs: the revision it replaces, if still live, is stopped (it drains)."""
+        serving = w.spec.serving
+        if w.spec.kind != DEPLOYMENT_KIND or serving is None or serving.replaces is None:
+            return
+        old = self.driver.workloads.get(serving.replaces)
+        if old is not None and not old.terminal:
+            self.driver.cancel(old.id, now, f"replaced by revision {serving.revision} ({w.id})")
 
     # ------------------------------------------------------------------ the loop
 

@@ -328,6 +328,9 @@ class Driver:
         if was_running:
             self.executor.cancel(w, now)  # its allocations are released once it has stopped
         else:
+            # Members of a soft gang placed one by one hold room before it is admitted.
+            self._partial.pop(w.id, None)
+            self._release_all(w)
             self._drop_from_core(w)
         return w
 
@@ -531,6 +534,7 @@ class Driver:
             if w.state == WorkloadState.ADMITTED:
                 w.started_at = now
                 self._move(w, WorkloadState.RUNNING, now, "its job started")
+                self.scaling.started(w, now)
         elif isinstance(obs, Finished):
             self._finish(w, obs, now)
             if report is not None:

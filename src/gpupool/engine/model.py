@@ -125,7 +125,8 @@ class ServingSpec:
     its ingress deployment's name once known. The scaling fields are ``ServingPolicy``'s;
     ``max_ongoing_requests`` caps the requests one replica takes at once, and
     ``graceful_shutdown_timeout`` is how long a replica being removed may finish what it has.
-    ``revision`` counts the deployment's versions (a rolling update makes a new one).
+    ``revision`` counts the deployment's versions (a rolling update makes a new one);
+    ``replaces`` is the workload of the revision before, stopped once this one serves.
     """
 
     import_path: str
@@ -138,6 +139,7 @@ class ServingSpec:
     max_ongoing_requests: int = 5
     graceful_shutdown_timeout: float = 20.0
     revision: int = 1
+    replaces: str | None = None
 
     def policy(self, min_replicas: int, max_replicas: int) -> ServingPolicy:
         """The autoscaling policy of a deployment with these bounds."""

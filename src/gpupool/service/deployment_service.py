@@ -83,35 +83,66 @@ class DeploymentService:
         if not can_run_deployments(self.plane.executor):
             raise Unsupported(NO_DEPLOYMENT_RUNNER)  # one line, no hint: the message says it all
         with self.plane.lock:
-            self._checked(principal, req)  # the cheap checks first: a refusal costs no Ray call
+            # The cheap checks first: a refusal costs no Ray call.
+            spec, notice, live = self._checked(principal, req)
+            if live is not None and _same(spec, live.spec):
+                out = self._out(live, self.plane.queue_of(live.id) or live.spec.queue)
+                out.notice = (
+                    f"unchanged: {live.id} (revision {_revision(live.spec)}) already runs these settings"
+                )
+                return out
         ingress = self._ingress(req)  # imports the app on the cluster: seconds, not under the lock
         with self.plane.lock:
-            spec, notice = self._checked(principal, req)  # again: things may have moved meanwhile
+            spec, notice, again = self._checked(principal, req)  # again: things may have moved meanwhile
+            if (again and again.id) != (live and live.id):
+                raise Conflict(
+                    f"name: deployment {req.name!r} changed while this request was checked; send it again",
+                    fields=[("body.name", "changed meanwhile")],
+                )
             assert spec.serving is not None
-            spec = dataclasses.replace(
-                spec, serving=dataclasses.replace(spec.serving, deployment_name=ingress)
-            )
+            serving = dataclasses.replace(spec.serving, deployment_name=ingress)
+            if live is not None:  # a rolling update: the new revision replaces the live one once it runs
+                serving = dataclasses.replace(serving, revision=_revision(live.spec) + 1, replaces=live.id)
+            spec = dataclasses.replace(spec, serving=serving)
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
         self.plane.wake()
+        if live is not None:
+            notice = f"rolling update: revision {serving.revision} replaces {live.id} once it runs" + (
+                f"; {notice}" if notice else ""
+            )
         out.notice = notice
         return out
 
-    def _checked(self, principal: Principal, req: DeployRequest) -> tuple[WorkloadSpec, str | None]:
-        """The workload of a request that passed every check but the import (call with the lock)."""
-        live = self._live(req.name)
-        if live is not None:
+    def _checked(
+        self, principal: Principal, req: DeployRequest
+    ) -> tuple[WorkloadSpec, str | None, Workload | None]:
+        """The workload of a request that passed every check but the import, and the live
+        deployment of that name it would replace (call with the lock)."""
+        lives = self._lives(req.name)
+        if len(lives) > 1:
             raise Conflict(
-                f"name: a deployment named {req.name!r} is live ({live.id}, {live.state.value})",
-                fields=[("body.name", f"taken by live deployment {live.id}")],
-                hint="undeploy it first (`gpupool undeploy NAME`) or pick another name",
+                f"name: a rolling update of {req.name!r} is in progress ({lives[0].id} -> {lives[-1].id})",
+                fields=[("body.name", "a rolling update is in progress")],
+                hint=f"wait until it is done (`gpupool deployment status {req.name}`), then deploy again",
             )
+        live = lives[0] if lives else None
+        if live is not None:
+            row = self.store.row(live.id)
+            owner = row.user if row is not None else live.spec.user
+            if owner != principal.user and not administers(
+                principal, self.plane.queue(row.queue if row else None)
+            ):
+                raise Forbidden(
+                    f"{principal.user} may not update {req.name}: it belongs to {owner}",
+                    hint="only its owner and admins of its queue may deploy a new revision of it",
+                )
         dep = self._spec(principal, req)
         spec = dep.workload()
         path, _notice = self.workloads.route(principal, spec)
         self._check_replicas(dep, path)
         notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
-        return spec, notice
+        return spec, notice, live
 
     def _ingress(self, req: DeployRequest) -> str:
         """The app's ingress deployment, as the executor finds it by importing the app; a 422
@@ -208,12 +239,20 @@ class DeploymentService:
                         hint=f"lower {field}, give a replica fewer GPUs, or use a queue with a larger max",
                     )
 
+    def _lives(self, name: str) -> list[Workload]:
+        """The live deployments named ``name``, oldest first: two during a rolling update (call
+        with the lock held)."""
+        found = [
+            w
+            for w in self.plane.driver.workloads.values()
+            if w.spec.kind == KIND and w.spec.name == name and w.state in _LIVE
+        ]
+        return sorted(found, key=lambda w: (w.submitted_at, w.id))
+
     def _live(self, name: str) -> Workload | None:
-        """The live deployment named ``name`` (call with the lock held)."""
-        for w in self.plane.driver.workloads.values():
-            if w.spec.kind == KIND and w.spec.name == name and w.state in _LIVE:
-                return w
-        return None
+        """The newest live deployment named ``name`` (call with the lock held)."""
+        lives = self._lives(name)
+        return lives[-1] if lives else None
 
     # ------------------------------------------------------------------ read
 
@@ -353,7 +392,8 @@ class DeploymentService:
                 hint="only its owner and admins of its queue may undeploy it",
             )
         with self.plane.lock:
-            self.plane.driver.cancel(live.id, self.plane.clock(), reason=f"undeployed by {principal.user}")
+            for w in self._lives(name):  # during a rolling update, both revisions
+                self.plane.driver.cancel(w.id, self.plane.clock(), reason=f"undeployed by {principal.user}")
         self.plane.wake()
         return self.get(principal, name)
 
@@ -387,5 +427,21 @@ def _spec_out(
         working_dir=spec.working_dir,
         env=dict(spec.env),
         revision=s.revision,
+        replaces=s.replaces,
         submitted_at=at,
     )
+
+
+def _revision(spec: WorkloadSpec) -> int:
+    return spec.serving.revision if spec.serving is not None else 1
+
+
+def _same(new: WorkloadSpec, live: WorkloadSpec) -> bool:
+    """Whether a request asks for exactly what the live revision runs (so nothing to roll)."""
+
+    def settings(spec: WorkloadSpec) -> WorkloadSpec:
+        assert spec.serving is not None
+        serving = dataclasses.replace(spec.serving, deployment_name=None, revision=1, replaces=None)
+        return dataclasses.replace(spec, serving=serving, user="", groups=())
+
+    return settings(new) == settings(live)

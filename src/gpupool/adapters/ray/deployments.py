@@ -2,12 +2,15 @@
 
 ``RayExecutor`` hands every call about a deployment here. Each placed member of the workload is
 one replica, run by ``serving.ServeRunner`` as a Serve application pinned to the node and GPUs the
-scheduling core gave it; the deployment answers on its front (``front.Front``), whose URL stays
-the same across attempts (it is made on first use and stopped when the deployment ends).
+scheduling core gave it; the deployment answers on its front (``front.Front``), one per deployment
+*name*: its URL stays the same across attempts and across revisions (a rolling update's new
+replicas join the front of the old ones, which drain once the new ones run), and the front stops
+when the last workload of that name ends.
 
 What is reported to the driver, as for jobs (errors as data, every call returns at once):
 
-* ``Started`` once a replica of the attempt runs (requests are answered from then on);
+* ``Started`` once every replica placed when the attempt started runs (its min replicas: a
+  rolling update stops the revision before only then);
 * ``StartFailed(retry=False)`` with Serve's message when a replica fails before that (its
   application raised in its constructor, say), ``StartFailed`` (retried) when none runs within
   ``start_timeout``;
@@ -62,6 +65,7 @@ class _Deployment:
     attempt: int
     revision: int
     start_deadline: float
+    front: str  # the deployment's name: its front, shared by its revisions
     members: dict[str, str] = field(default_factory=dict)  # member -> replica key
     draining: dict[str, str] = field(default_factory=dict)  # member -> replica key
     phase: str = "starting"  # starting | running | stopping
@@ -112,7 +116,7 @@ class DeploymentRuns:
         except (DeploymentProblem, ServingError) as exc:
             self._outbox.append(StartFailed(w.id, w.attempt, str(exc), retry=False))
             return
-        run = _Deployment(w.id, w.attempt, serving.revision, now + self.start_timeout)
+        run = _Deployment(w.id, w.attempt, serving.revision, now + self.start_timeout, w.spec.name)
         self._runs[w.id] = run
         self._sync(run, w, ingress)
 
@@ -129,8 +133,8 @@ class DeploymentRuns:
         replica drains, then ``Stopped``."""
         run = self._current(w)
         if run is None:
-            if ending and self._runner is not None:
-                self._runner.stop_front(w.id)
+            if ending:
+                self._end_front(w.spec.name, w.id)
             self._outbox.append(Stopped(w.id, w.attempt))
             return
         run.ending = run.ending or ending
@@ -157,8 +161,8 @@ class DeploymentRuns:
         run = self._current(w)
         if run is None or run.phase == "stopping" or self._runner is None:
             return None
-        load = self._runner.load(w.id)
-        stats = self._runner.stats(w.id)
+        load = self._runner.load(w.spec.name)
+        stats = self._runner.stats(w.spec.name)
         return ServingLoad(
             in_flight=float(load["in_flight"]),
             queued=float(load["queued"]),
@@ -170,9 +174,9 @@ class DeploymentRuns:
         )
 
     def url(self, w: Workload) -> str | None:
-        if self._runner is None or not self._runner.has_front(w.id):
+        if self._runner is None or not self._runner.has_front(w.spec.name):
             return None
-        return self._runner.front(w.id)
+        return self._runner.front(w.spec.name)
 
     def adopt(self, w: Workload) -> bool:
         """After a restart: re-attach to the replicas of ``w``'s placement, running on Serve."""
@@ -184,7 +188,7 @@ class DeploymentRuns:
         members = {m: _key(w.id, serving.revision, m) for m in w.placement}
         if not members or any(k not in keys for k in members.values()):
             return False
-        run = _Deployment(w.id, w.attempt, serving.revision, float("inf"), members=members)
+        run = _Deployment(w.id, w.attempt, serving.revision, float("inf"), w.spec.name, members=members)
         self._runs[w.id] = run
         return True
 
@@ -249,6 +253,7 @@ class DeploymentRuns:
             working_dir=w.spec.working_dir,
             max_ongoing_requests=serving.max_ongoing_requests,
             graceful_shutdown_timeout_s=serving.graceful_shutdown_timeout,
+            front=w.spec.name,
         )
 
     def _drain(self, run: _Deployment, member: str) -> None:
@@ -269,7 +274,7 @@ class DeploymentRuns:
             if not run.draining:
                 del self._runs[run.workload_id]
                 if run.ending:
-                    runner.stop_front(run.workload_id)
+                    self._end_front(run.front, run.workload_id)
                 self._outbox.append(Stopped(run.workload_id, run.attempt))
             return
         states = {m: statuses[k] for m, k in run.members.items() if k in statuses}
@@ -285,7 +290,7 @@ class DeploymentRuns:
                 self._outbox.append(Finished(run.workload_id, run.attempt, False, why))
             return
         if run.phase == "starting":
-            if any(st.state == ReplicaState.RUNNING for st in states.values()):
+            if states and all(states.get(m) and states[m].state == ReplicaState.RUNNING for m in run.members):
                 run.phase = "running"
                 self._outbox.append(Started(run.workload_id, run.attempt))
             elif now >= run.start_deadline:
@@ -298,12 +303,20 @@ class DeploymentRuns:
                     )
                 )
 
+    def _end_front(self, front: str, workload_id: str) -> None:
+        """Stop a deployment's front unless another of its revisions still runs behind it."""
+        if self._runner is not None and not any(
+            r.front == front and r.workload_id != workload_id for r in self._runs.values()
+        ):
+            self._runner.stop_front(front)
+
     def _give_up(self, run: _Deployment) -> None:
         """Remove every replica of a failed attempt at once (nothing to drain: it failed)."""
         runner = self.runner()
         for key in [*run.members.values(), *run.draining.values()]:
             runner.remove_replica(key, grace=0.0)
         self._runs.pop(run.workload_id, None)
+        self._end_front(run.front, run.workload_id)
 
 
 def _key(workload_id: str, revision: int, member: str) -> str:

@@ -49,6 +49,7 @@ from gpupool.adapters.ray import naming
 APP_PREFIX = "gp."
 ROUTE_PREFIX = "/_gp"
 NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+ENV_FRONT = "GPUPOOL_FRONT"  # the front a replica answers behind (its deployment's name)
 
 
 class ServingError(RuntimeError):
@@ -85,6 +86,11 @@ class ReplicaSpec:
     graceful_shutdown_timeout_s: float = 20.0
     health_check_period_s: float = 2.0
     max_constructor_retry_count: int = 2
+    front: str = ""  # the front it answers behind (default: ``deployment``); revisions share one
+
+    @property
+    def front_key(self) -> str:
+        return self.front or self.deployment
 
     @property
     def key(self) -> str:
@@ -116,6 +122,8 @@ class ReplicaSpec:
             runtime.ENV_NODE: self.node,
             **self.env,
         }
+        if self.front:
+            env[ENV_FRONT] = self.front
         if self.gpu_ids:
             ids = ",".join(str(i) for i in self.gpu_ids)
             env.update({"CUDA_VISIBLE_DEVICES": ids, NOSET_CUDA: "1", runtime.ENV_GPU_IDS: ids})
@@ -257,7 +265,7 @@ class ServeRunner:
         if spec.key in self._replicas and not self._replicas[spec.key].gone:
             raise ServingError(f"replica {spec.key} exists")
         self.start()
-        self.front(spec.deployment)
+        self.front(spec.front_key)
         self._replicas[spec.key] = _Replica(spec)
         self._apply()
 
@@ -270,8 +278,8 @@ class ServeRunner:
         rep.removing_since = time.perf_counter()
         if grace is not None:
             rep.spec = _with_grace(rep.spec, grace)
-        ray.get(self.front_actor(rep.spec.deployment).drain.remote(key))
-        self._routes.get(rep.spec.deployment, {}).pop(key, None)
+        ray.get(self.front_actor(rep.spec.front_key).drain.remote(key))
+        self._routes.get(rep.spec.front_key, {}).pop(key, None)
         self._advance()
 
     def adopt(self) -> list[str]:
@@ -287,8 +295,8 @@ class ServeRunner:
             )
             if spec is not None and spec.key not in self._replicas:
                 self._replicas[spec.key] = _Replica(spec)
-        for deployment in sorted({r.spec.deployment for r in self._replicas.values()}):
-            self.front(deployment)
+        for front in sorted({r.spec.front_key for r in self._replicas.values()}):
+            self.front(front)
         return sorted(self._replicas)
 
     def has_replicas(self) -> bool:
@@ -362,7 +370,7 @@ class ServeRunner:
         for key, rep in self._replicas.items():
             if rep.removing_since is None or not rep.applied:
                 continue
-            in_flight = ray.get(self.front_actor(rep.spec.deployment).drain.remote(key))
+            in_flight = ray.get(self.front_actor(rep.spec.front_key).drain.remote(key))
             if in_flight == 0 or now - rep.removing_since > rep.spec.graceful_shutdown_timeout_s:
                 rep.applied = False
                 done.append(key)
@@ -375,7 +383,7 @@ class ServeRunner:
             table = {
                 key: self.serve_url + self._replicas[key].spec.route
                 for key, st in statuses.items()
-                if st.deployment == deployment and st.state == ReplicaState.RUNNING
+                if self._replicas[key].spec.front_key == deployment and st.state == ReplicaState.RUNNING
             }
             if table != self._routes.get(deployment):
                 ray.get(self.front_actor(deployment).set_routes.remote(table))
@@ -390,6 +398,7 @@ OURS_ENV = frozenset(
         runtime.ENV_GPU_IDS,
         "CUDA_VISIBLE_DEVICES",
         NOSET_CUDA,
+        ENV_FRONT,
     }
 )
 
@@ -423,6 +432,7 @@ def _spec_from_config(cfg: Mapping[str, Any]) -> ReplicaSpec | None:
             memory=int(actor.get("memory", 0)),
             gpu_ids=gpu_ids,
             revision=int(revision.removeprefix("r")),
+            front=env.get(ENV_FRONT, ""),
             env={k: v for k, v in env.items() if k not in OURS_ENV},
             working_dir=str(runtime_env["working_dir"]).removeprefix("local://")
             if runtime_env.get("working_dir")
