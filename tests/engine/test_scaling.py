@@ -170,3 +170,37 @@ def test_a_new_revision_that_runs_stops_the_one_it_replaces() -> None:
     d.tick(3)
     assert new.state == WorkloadState.RUNNING
     assert w.state == WorkloadState.CANCELLED and w.reason == f"replaced by revision 2 ({new.id})"
+
+
+def test_idle_past_scale_to_zero_after_it_parks_and_a_waiting_request_wakes_it() -> None:
+    ex = ServingExecutor()
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    sched.add_node(NodeSpec("n0", {"gpu": 8000, "vcore": 64000}))
+    d = Driver(sched, ex)
+    serving = ServingSpec("m:app", target_ongoing_requests=2, upscale_delay=0, scale_to_zero_after=60)
+    w = d.submit(
+        DeploymentSpec("chat", "root.a", TaskGroup("r", 1, {"gpu": 1000}), serving, 0, 2).workload(), 0
+    )
+    assert w.spec.member_count() == 1  # min 0 starts with one replica all the same
+    d.tick(0)
+    d.tick(1)
+    assert w.state == WorkloadState.RUNNING
+    d.tick(30)
+    assert w.state == WorkloadState.RUNNING  # idle for less than 60 s
+    d.tick(62)
+    assert w.state == WorkloadState.PREEMPTING  # its replica drains (within its grace here)
+    d.tick(62 + w.spec.disruption.grace)
+    assert w.state == WorkloadState.PREEMPTED and w.reason.startswith("scaled to zero")
+    assert w.preemptions == 0 and not [a for a in d.core.allocations if a.startswith(f"{w.id}/")]
+    assert asked(d, w) == []  # not queued again: nothing waits
+    for t in range(300, 500, 20):
+        d.tick(t)
+    assert w.state == WorkloadState.PREEMPTED
+    ex.load = 3.0  # requests wait at its front
+    d.tick(501)
+    d.tick(502)
+    d.tick(503)
+    assert w.state == WorkloadState.RUNNING and w.attempt == 2
+    decisions = [(x.old, x.new) for x in d.scaling.tracks[w.id].decisions]
+    assert decisions[:2] == [(1, 0), (0, 2)], decisions
+    assert sorted(w.placement) == ["replica-0", "replica-1"]

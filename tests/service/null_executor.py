@@ -41,9 +41,11 @@ class NullExecutor(RunsDeployments, Resizable):
         return ServingLoad(in_flight=self.load.get(workload.spec.name, 0.0), queued=0, ready=ready)
 
     def preempt(self, workload, grace, now):
+        self.members.pop(workload.id, None)
         self.outbox.append(Stopped(workload.id, workload.attempt))
 
     def cancel(self, workload, now):
+        self.members.pop(workload.id, None)
         self.outbox.append(Stopped(workload.id, workload.attempt))
 
     def poll(self, now):

@@ -194,7 +194,6 @@ def test_deploying_a_live_name_again_is_a_rolling_update_and_undeploy_frees_the_
         ({"gpus": None}, 422, "body.gpus", "exactly one of"),
         ({"size": "small"}, 422, "body.gpus", "exactly one of"),
         ({"gpu_type": "V100"}, 422, "body.gpus", "V100"),
-        ({"min_replicas": 0}, 422, "body.min_replicas", "not supported yet"),
         ({"target_ongoing_requests": 0}, 422, "body.target_ongoing_requests", "greater than 0"),
         ({"working_dir": "rel/dir"}, 422, "body.working_dir", "absolute path"),
         ({"name": "no spaces"}, 422, "body.name", "pattern"),

@@ -24,14 +24,16 @@ start, the one before goes on serving.
 Each deployment keeps its scaling record: the decisions that changed the count, with their
 reason, and a series of load samples (one per ``SAMPLE_EVERY`` seconds) for the portal.
 
-Not yet: going to zero replicas (``scale_to_zero_after`` is accepted and stored, but the
-rule is given a policy without it: a deployment's min replicas are required members, which
-cannot be withdrawn while it lives).
+Going to zero (``scale_to_zero_after``, or ``min_replicas`` 0): a deployment's required
+members cannot be withdrawn while it runs, so at zero the deployment is *parked* whole: it is
+stopped like a preempted workload (every replica drains) but not queued again; it waits as
+``preempted`` with no ask, its front up and holding requests. The first request seen waiting there
+wakes it: it is queued again (its required replica, at least one) and the held request is
+answered once a replica runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -82,7 +84,9 @@ class Track:
 
     policy: ServingPolicy
     desired: int
+    required: int  # its required members (min replicas, at least 1)
     reason: str = "starting at min_replicas"
+    parked: bool = False  # scaled to zero: stopped and not queued until a request comes
     state: ScaleState = field(default_factory=ScaleState)
     draining: set[str] = field(default_factory=set)
     decisions: deque[ScaleDecision] = field(default_factory=lambda: deque(maxlen=DECISIONS_KEPT))
@@ -91,13 +95,13 @@ class Track:
 
 
 def policy_of(w: Workload) -> ServingPolicy:
-    """The rule's policy for a deployment: its bounds and settings, without going to zero (see
-    the module docstring)."""
+    """The rule's policy for a deployment: its bounds and settings."""
     group = w.spec.task_groups[0]
-    assert w.spec.serving is not None
-    low = group.members
-    high = group.max_members if group.max_members is not None else low
-    return dataclasses.replace(w.spec.serving.policy(low, high), scale_to_zero_after=None)
+    serving = w.spec.serving
+    assert serving is not None
+    low = serving.min_replicas if serving.min_replicas is not None else group.members
+    high = group.max_members if group.max_members is not None else group.members
+    return serving.policy(low, high)
 
 
 class Scaling:
@@ -115,9 +119,9 @@ class Scaling:
             return None
         t = self.tracks.get(w.id)
         if t is None:
-            policy = policy_of(w)
+            required = w.spec.member_count()
             placed_extras = sum(1 for m in w.placement if m in self._extras(w))
-            t = Track(policy, desired=policy.min_replicas + placed_extras)
+            t = Track(policy_of(w), desired=required + placed_extras, required=required)
             self.tracks[w.id] = t
         return t
 
@@ -125,9 +129,14 @@ class Scaling:
         """The deployment waits again as a whole (preempted, lost a node): back to min."""
         t = self.track(w)
         if t is not None:
-            t.desired = t.policy.min_replicas
+            t.desired = t.required
+            t.parked = False
             t.draining.clear()
             t.state = ScaleState()
+
+    def parked(self, w: Workload) -> bool:
+        t = self.tracks.get(w.id)
+        return t is not None and t.parked
 
     def ended(self, workload_id: str) -> None:
         self.tracks.pop(workload_id, None)
@@ -152,9 +161,9 @@ class Scaling:
             if w is None or w.terminal:
                 self.tracks.pop(wid, None)
                 continue
-            if w.state not in _ACTIVE:
-                continue
             t = self.tracks[wid]
+            if w.state not in _ACTIVE and not (t.parked and w.state == WorkloadState.PREEMPTED):
+                continue
             load = d.executor.serving_load(w)  # type: ignore[attr-defined]
             if load is not None:
                 t.last = load
@@ -167,7 +176,21 @@ class Scaling:
                 t.desired = new
             if load is not None:
                 self._record(w, t, load, now)
-            self.apply(w, t, now)
+            if t.parked:
+                if t.desired > 0:
+                    self._wake(w, t, now, reason.message)
+            elif t.desired == 0:
+                t.parked = True
+                d.park(w, now, reason.message)
+            else:
+                self.apply(w, t, now)
+
+    def _wake(self, w: Workload, t: Track, now: float, why: str) -> None:
+        """A request waits at a parked deployment's front: queue it again (its required replicas
+        first; the extras the rule wants once it runs)."""
+        want = t.desired
+        self.driver.wake(w, now, why)  # back in the queue: ``requeued`` resets the track
+        t.desired = max(want, t.required)
 
     def _record(self, w: Workload, t: Track, load: ServingLoad, now: float) -> None:
         if t.series and now - t.series[-1].at < SAMPLE_EVERY:
@@ -191,7 +214,7 @@ class Scaling:
         """Ask for the extras the wanted count needs; withdraw or drain those it does not."""
         d = self.driver
         extras = self._extras(w)
-        want = max(0, t.desired - t.policy.min_replicas)
+        want = max(0, t.desired - t.required)
         # In order: placed (not draining) first, then asked; a draining member is neither.
         placed = [m for m in extras if m in w.placement]
         asked = [m for m in extras if f"{w.id}/{m}" in d.core.asks]

@@ -332,7 +332,20 @@ class Driver:
             self._partial.pop(w.id, None)
             self._release_all(w)
             self._drop_from_core(w)
+            if w.spec.kind == DEPLOYMENT_KIND and not self._unrunnable(w.spec):
+                self.executor.cancel(w, now)  # its front (its URL) outlives its replicas: it goes too
         return w
+
+    def park(self, w: Workload, now: float, reason: str) -> None:
+        """A deployment scaled to zero stops and waits unqueued until ``wake`` (``Scaling``)."""
+        if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+            w.preempt_deadline = now + w.spec.disruption.grace
+            self._move(w, WorkloadState.PREEMPTING, now, reason)
+            self.executor.preempt(w, w.spec.disruption.grace, now)
+
+    def wake(self, w: Workload, now: float, reason: str) -> None:
+        self.journal.event(w.id, now, "woken", reason)
+        self._enqueue(w, now)
 
     # ------------------------------------------------------------------ the loop
 
@@ -588,7 +601,10 @@ class Driver:
             w.checkpoint = obs.checkpoint
         if obs.work_done is not None:
             w.work_done = obs.work_done
-        if w.state == WorkloadState.PREEMPTING:
+        if w.state == WorkloadState.PREEMPTING and self.scaling.parked(w):
+            w.preempt_deadline = None
+            self._move(w, WorkloadState.PREEMPTED, now, "scaled to zero; the next request starts a replica")
+        elif w.state == WorkloadState.PREEMPTING:
             w.preemptions += 1
             w.preempt_deadline = None
             kept = f"; resumes from checkpoint {w.checkpoint}" if w.checkpoint else ""

@@ -14,7 +14,7 @@ This module is pure: no I/O, no clock. Times are seconds passed in by the caller
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from gpupool.core.config import DEFAULT_GANG_TIMEOUT, DEFAULT_GRACE, Size
@@ -140,6 +140,8 @@ class ServingSpec:
     graceful_shutdown_timeout: float = 20.0
     revision: int = 1
     replaces: str | None = None
+    # Set only to 0: a deployment that may have no replica still starts one (its required member).
+    min_replicas: int | None = None
 
     def policy(self, min_replicas: int, max_replicas: int) -> ServingPolicy:
         """The autoscaling policy of a deployment with these bounds."""
@@ -185,17 +187,22 @@ class DeploymentSpec:
         return self.serving.policy(self.min_replicas, self.max_replicas)
 
     def workload(self) -> WorkloadSpec:
-        """The workload that runs it: one task group ``replica`` of ``min_replicas`` members that
-        may grow to ``max_replicas`` (the elastic machinery), not a gang; each replica is its own
-        ask, preempted on its own."""
+        """The workload that runs it: one task group ``replica`` of ``min_replicas`` members (at
+        least 1: a deployment at zero is parked whole, and wakes with one) that may grow to
+        ``max_replicas`` (the elastic machinery), not a gang; each replica is its own ask,
+        preempted on its own."""
+        required = max(self.min_replicas, 1)
         group = TaskGroup(
             REPLICA_GROUP,
-            self.min_replicas,
+            required,
             dict(self.replica.resources),
             self.replica.gpu_types,
             self.replica.alternatives,
-            max_members=self.max_replicas if self.max_replicas > self.min_replicas else None,
+            max_members=self.max_replicas if self.max_replicas > required else None,
         )
+        serving = self.serving
+        if self.min_replicas == 0:
+            serving = replace(serving, min_replicas=0)
         return WorkloadSpec(
             name=self.name,
             task_groups=(group,),
@@ -209,7 +216,7 @@ class DeploymentSpec:
             env=dict(self.env),
             size=self.size,
             kind=DEPLOYMENT_KIND,
-            serving=self.serving,
+            serving=serving,
         )
 
 
@@ -223,7 +230,7 @@ def deployment_of(spec: WorkloadSpec) -> DeploymentSpec | None:
         queue=spec.queue or "",
         replica=group,
         serving=spec.serving,
-        min_replicas=group.members,
+        min_replicas=spec.serving.min_replicas if spec.serving.min_replicas is not None else group.members,
         max_replicas=group.max_members if group.max_members is not None else group.members,
         size=spec.size,
         working_dir=spec.working_dir,

@@ -174,13 +174,6 @@ class DeploymentService:
                 fields=[("body.gpu_type", "give gpu_type only with gpus")],
             )
         max_replicas = req.max_replicas if req.max_replicas is not None else max(req.min_replicas, 1)
-        if req.min_replicas == 0:
-            raise Invalid(
-                "min_replicas 0 is not supported yet: starting with no replica needs the autoscaling "
-                "loop that starts one on the first request, which is still to come",
-                fields=[("body.min_replicas", "must be 1 or more for now")],
-                hint="deploy with min_replicas 1; scale_to_zero_after is stored for when the loop exists",
-            )
         serving = ServingSpec(
             import_path=req.import_path,
             target_ongoing_requests=req.target_ongoing_requests,
@@ -349,7 +342,7 @@ class DeploymentService:
                 )
         if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
             out.running = sum(1 for r in replicas if r.state == "placed")
-            out.url = self.plane.executor.deployment_url(w)  # type: ignore[attr-defined]
+        out.url = self.plane.executor.deployment_url(w)  # type: ignore[attr-defined]
         waiting = [r for r in replicas if r.state == "waiting"]
         if waiting:
             wanted = len(replicas) - sum(1 for r in replicas if r.state == "draining")

@@ -158,8 +158,9 @@ class DeploymentRuns:
         return out
 
     def load(self, w: Workload) -> ServingLoad | None:
-        run = self._current(w)
-        if run is None or run.phase == "stopping" or self._runner is None:
+        """The load at the deployment's front (with no replica too: a request waiting there
+        wakes a deployment scaled to zero)."""
+        if self._runner is None or not self._runner.has_front(w.spec.name):
             return None
         load = self._runner.load(w.spec.name)
         stats = self._runner.stats(w.spec.name)
