@@ -111,6 +111,11 @@ def test_deploy_places_min_replicas_and_extras_and_reports_them(server) -> None:
         last = h.get("/deployments/chat/series").json()["points"][-1]
         assert (last["desired"], last["ready"], last["in_flight"]) == (3, 3, 6.0)
         assert h.get("/deployments/chat/series", params={"since": last["at"]}).json()["points"] == []
+        metrics = h.get("/metrics").text
+        labels = 'deployment="chat",queue="root.a",revision="1"'
+        for state, n in (("desired", 3), ("placed", 3), ("ready", 3), ("draining", 0)):
+            assert f'gpupool_deployment_replicas{{{labels},state="{state}"}} {n}.0' in metrics, state
+        assert f'gpupool_deployment_ongoing_requests{{{labels},where="in_flight"}} 6.0' in metrics
         replicas = {r["member"]: r for r in d["replicas"]}
         assert sorted(replicas) == ["replica-0", "replica-1", "replica-2"]
         assert [replicas[m]["extra"] for m in sorted(replicas)] == [False, False, True]

@@ -42,6 +42,8 @@ SERVING_FIELDS = {
     "max_ongoing_requests": st.integers(1, 10_000),
     "graceful_shutdown_timeout": finite,
     "revision": st.integers(1, 2**31 - 1),
+    "replaces": st.none() | names,
+    "min_replicas": st.none() | st.just(0),
 }
 SPEC_FIELDS = {
     "name": names,

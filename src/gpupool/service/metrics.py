@@ -127,7 +127,47 @@ class _PlaneCollector(Collector):
         for state, count in sorted(self.plane.workloads.state_counts().items()):
             states.add_metric([state], count)
         yield states
+        yield from self._deployments()
         # A count since start: a counter, exposed as gpupool_driver_tick_errors_total.
         yield CounterMetricFamily(
             "gpupool_driver_tick_errors", "Driver ticks that raised", value=self.plane.tick_errors
         )
+
+    def _deployments(self) -> Iterator[Metric]:
+        """Per live deployment (by name and revision): replicas wanted, placed and ready, requests
+        in flight and queued, and its front's requests and errors since it started."""
+        labels = ["deployment", "queue", "revision"]
+        replicas = GaugeMetricFamily(
+            "gpupool_deployment_replicas", "Replicas of a deployment", labels=[*labels, "state"]
+        )
+        ongoing = GaugeMetricFamily(
+            "gpupool_deployment_ongoing_requests", "Requests in flight or queued", labels=[*labels, "where"]
+        )
+        requests = CounterMetricFamily(
+            "gpupool_deployment_requests", "Requests answered by its front", labels=[*labels, "outcome"]
+        )
+        driver = self.plane.driver
+        with self.plane.lock:
+            for wid, track in sorted(driver.scaling.tracks.items()):
+                w = driver.workloads.get(wid)
+                if w is None or w.terminal or w.spec.serving is None:
+                    continue
+                key = [
+                    w.spec.name,
+                    self.plane.queue_of(wid) or w.spec.queue or "",
+                    str(w.spec.serving.revision),
+                ]
+                replicas.add_metric([*key, "desired"], track.desired)
+                replicas.add_metric([*key, "placed"], len(w.placement))
+                replicas.add_metric([*key, "draining"], len(track.draining))
+                last = track.last
+                if last is None:
+                    continue
+                replicas.add_metric([*key, "ready"], last.ready)
+                ongoing.add_metric([*key, "in_flight"], last.in_flight)
+                ongoing.add_metric([*key, "queued"], last.queued)
+                requests.add_metric([*key, "ok"], last.requests - last.errors)
+                requests.add_metric([*key, "error"], last.errors)
+        yield replicas
+        yield ongoing
+        yield requests

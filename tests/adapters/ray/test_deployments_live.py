@@ -11,10 +11,14 @@ its constructor when asked to. Queues: ``root.serve`` (guaranteed 1 GPU, max 3) 
    delay; no request fails, on the client's side or in the front's count;
 3. batch jobs within their queue's guarantee take back only the replicas above min, under load,
    and no request fails;
-4. bad input: an import path that does not import (422 naming it, nothing stored), an app that
+4. a rolling update under load (new settings for the same name): the new revision comes up,
+   the one before drains, the URL stays, and no request fails;
+5. scale to zero: an idle deployment with min 0 frees its GPUs; the next request waits while a
+   replica starts, and is answered;
+6. bad input: an import path that does not import (422 naming it, nothing stored), an app that
    fails to start (the CLI says why, exit 1, nothing held), a name taken (409), replicas above
    the queue's max (422);
-5. undeploy frees every GPU and the URL stops answering.
+7. undeploy frees every GPU and the URL stops answering.
 """
 
 from __future__ import annotations
@@ -265,6 +269,49 @@ def test_a_batch_queue_within_its_guarantee_takes_back_only_replicas_above_min(p
     assert set(codes) == {200}, codes
 
 
+def test_a_rolling_update_under_load_keeps_the_url_and_fails_no_request(platform: Platform) -> None:
+    with platform.client() as gp:
+        before = gp.deployment("slow")
+        assert before.url is not None
+        load = Load(before.url, clients=3)
+        try:
+            wait_for(lambda: load.codes[200] > 10, 30, "the load did not start")
+            out = deploy_slow(platform, "slow", "--env", "MODEL_VERSION=2")  # waits until it serves
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert f"rolling update: revision 2 replaces {before.id}" in out.stdout
+            wait_for(
+                lambda: gp.get(before.id).state == "cancelled", 60, "the revision before was not stopped"
+            )
+            after = gp.deployment("slow")
+            served = load.codes[200]
+            wait_for(lambda: load.codes[200] > served + 10, 30, "the new revision does not answer")
+        finally:
+            codes = load.stop()
+    assert (after.revision, after.replaces, after.url) == (2, before.id, before.url)
+    assert after.env == {"MODEL_VERSION": "2"}
+    assert set(codes) == {200}, codes
+    with platform.client() as gp:
+        wait_for(lambda: serving_gpus(platform) == gp.deployment("slow").running, 60, "revision 1 holds GPUs")
+
+
+def test_scaled_to_zero_it_frees_its_gpus_and_the_first_request_is_answered(platform: Platform) -> None:
+    out = deploy_slow(platform, "idle", "--min-replicas", "0", "--scale-to-zero-after", "3s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    with platform.client() as gp:
+        d = gp.deployment("idle")
+        assert d.url is not None and d.min_replicas == 0
+        wait_for(lambda: gp.deployment("idle").state == "preempted", 60, "it did not scale to zero")
+        assert gp.deployment("idle").reason.startswith("scaled to zero")
+        assert [r for r in gp.deployment("idle").replicas if r.state == "placed"] == []
+        t0 = clock()
+        answer = httpx.get(d.url, params={"s": "0"}, timeout=120, trust_env=False)
+        waited = clock() - t0
+        assert answer.status_code == 200, answer.text
+        assert gp.deployment("idle").state == "running"
+        assert gp.undeploy("idle").state == "cancelled"
+    print(f"\nfirst request after scale to zero answered in {waited:.1f}s")
+
+
 def test_bad_input_is_refused_and_nothing_is_left_half_made(platform: Platform) -> None:
     with platform.client() as gp:
         before = len(gp.deployments(include_finished=True))
@@ -283,7 +330,7 @@ def test_bad_input_is_refused_and_nothing_is_left_half_made(platform: Platform) 
     assert failing.returncode == 1
     (line,) = [ln for ln in failing.stdout.splitlines() if ln.startswith("Error:")]
     assert "failing failed" in line and "RuntimeError: model weights not found" in line, line
-    assert serving_gpus(platform) == 1  # only "slow"'s min replica
+    wait_for(lambda: serving_gpus(platform) == 1, 60, "more than slow's min replica holds GPUs")
 
 
 def test_undeploy_frees_every_gpu_and_the_url_stops_answering(platform: Platform) -> None:
