@@ -39,10 +39,20 @@ class ServingExecutor(ResizingExecutor, RunsDeployments):
         self.hold_drains = hold_drains
         self.members: dict[str, set[str]] = {}
         self.draining: dict[str, tuple[str, int]] = {}  # member -> (workload, attempt)
+        self.hold_starts = False  # True: a start is reported only by ``release_starts``
+        self.held: list[Workload] = []
 
     def start(self, workload, now):
         self.members[workload.id] = set(workload.placement)
+        if self.hold_starts:
+            self.held = [*self.held, workload]
+            return
         super().start(workload, now)
+
+    def release_starts(self, now):
+        held, self.held = self.held, []
+        for workload in held:
+            super().start(workload, now)
 
     def resize(self, workload, now):
         super().resize(workload, now)

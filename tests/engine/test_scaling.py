@@ -204,3 +204,24 @@ def test_idle_past_scale_to_zero_after_it_parks_and_a_waiting_request_wakes_it()
     decisions = [(x.old, x.new) for x in d.scaling.tracks[w.id].decisions]
     assert decisions[:2] == [(1, 0), (0, 2)], decisions
     assert sorted(w.placement) == ["replica-0", "replica-1"]
+
+
+def test_time_spent_starting_is_not_idle_time() -> None:
+    ex = ServingExecutor()
+    ex.hold_starts = True  # its replica takes long to start
+    sched = Scheduler(parse_config(CONFIG).partition("default"))
+    sched.add_node(NodeSpec("n0", {"gpu": 8000, "vcore": 64000}))
+    d = Driver(sched, ex)
+    serving = ServingSpec("m:app", scale_to_zero_after=60)
+    w = d.submit(
+        DeploymentSpec("chat", "root.a", TaskGroup("r", 1, {"gpu": 1000}), serving, 0, 1).workload(), 0
+    )
+    for t in range(0, 200, 10):
+        d.tick(t)
+    assert w.state == WorkloadState.ADMITTED
+    ex.release_starts(200)
+    d.tick(200)
+    d.tick(250)
+    assert w.state == WorkloadState.RUNNING  # idle for 50 s since it runs
+    d.tick(261)
+    assert w.state == WorkloadState.PREEMPTING

@@ -142,10 +142,15 @@ def deploy_command(
         raise typer.Exit(1)
 
 
+def _parked(d: DeploymentOut) -> bool:
+    """Scaled to zero: it served, and the next request starts a replica."""
+    return d.state == "preempted" and d.reason.startswith("scaled to zero")
+
+
 def _wait_serving(gp: object, d: DeploymentOut, timeout: float) -> DeploymentOut:
     """Poll until the deployment runs (a replica answers), ends, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout  # noqa: TID251 - the CLI waits on the server in real time
-    while d.state not in ("running", "failed", "cancelled", "succeeded"):
+    while d.state not in ("running", "failed", "cancelled", "succeeded") and not _parked(d):
         if time.monotonic() > deadline:  # noqa: TID251
             _console().print(
                 f"Error: {d.name} is still {d.state} after {timeout:g}s: {d.held or d.reason}; "

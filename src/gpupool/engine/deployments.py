@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 SAMPLE_EVERY = 1.0  # seconds between two points of a deployment's series
 SERIES_POINTS = 3600  # points kept per deployment (an hour at one a second)
 DECISIONS_KEPT = 200
-_ACTIVE = (WorkloadState.ADMITTED, WorkloadState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +161,9 @@ class Scaling:
                 self.tracks.pop(wid, None)
                 continue
             t = self.tracks[wid]
-            if w.state not in _ACTIVE and not (t.parked and w.state == WorkloadState.PREEMPTED):
+            # Load counts once it serves (idle time while its replicas start is not idleness),
+            # and while it is parked (a request waiting there wakes it).
+            if w.state != WorkloadState.RUNNING and not (t.parked and w.state == WorkloadState.PREEMPTED):
                 continue
             load = d.executor.serving_load(w)  # type: ignore[attr-defined]
             if load is not None:
