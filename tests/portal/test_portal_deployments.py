@@ -306,3 +306,22 @@ def test_scale_form_posts_the_deployment_as_it_is_and_undeploy_confirms(serving,
     page.check("#d-all")
     page.wait_for_selector("#deployments tbody tr[data-name=chat][data-state=cancelled]")
     assert page.js_errors == []
+
+
+def test_a_replica_held_by_the_queue_max_says_so(serving, open_page):
+    alice = serving.token("alice", ("team-a",))
+    with serving.http(alice) as h:
+        batch = {"name": "batch", "queue": "root.open", "size": "medium", "entrypoint": "sleep 600"}
+        assert h.post("/workloads", json=batch).status_code == 201
+        r = h.post("/deployments", json=body(queue="root.open", max_replicas=3, upscale_delay=0, look_back=1))
+        assert r.status_code == 201, r.text
+    serving.executor.load["chat"] = 6.0  # three replicas wanted; root.open's max of 4 GPUs holds two
+    page = open_page()
+    sign_in(page, serving.url, alice, "/portal/deployments/chat")
+    page.wait_for_selector("#held:has-text('1 of 3 replicas wait')")
+    assert "root.open" in page.inner_text("#held")
+    waiting = page.locator("#replicas tbody tr[data-state=waiting]")
+    assert waiting.count() == 1 and "root.open" in waiting.inner_text() and "extra" in waiting.inner_text()
+    assert page.locator("#replicas tbody tr[data-state=placed]").count() == 2
+    shot(page, "deployment-held")
+    assert page.js_errors == []

@@ -142,8 +142,9 @@
   }
 
   /* A path through the points of one line; a null value breaks it. ``step``: hold each value
-     until the next point (counts), else straight segments (rates, latency). */
-  function linePath(pts, x, y, value, step) {
+     until the next point (counts), and the last one until ``until`` if given (a live
+     deployment: now); else straight segments (rates, latency). */
+  function linePath(pts, x, y, value, step, until) {
     let d = "";
     let open = false;
     for (const p of pts) {
@@ -154,10 +155,11 @@
       d += !open ? `M${px},${py}` : step ? `H${px}V${py}` : `L${px},${py}`;
       open = true;
     }
+    if (step && open && until) d += `H${x(until).toFixed(1)}`;
     return d;
   }
 
-  function drawChart(el, { title, pts, lines, step, integer, unit, x0, x1 }) {
+  function drawChart(el, { title, pts, lines, step, integer, unit, x0, x1, live }) {
     const width = Math.max(260, el.clientWidth || 420);
     const height = 170;
     const m = { l: 44, r: 10, t: 10, b: 24 };
@@ -190,7 +192,7 @@
         svg("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmtNum(v)))),
       timeTicks.map((t, i) => svg("text", { class: "tick", x: x(t), y: height - 6,
         "text-anchor": i === 0 ? "start" : i === nT ? "end" : "middle" }, fmtT(t))),
-      lines.map((l) => svg("path", { class: "line " + l.cls, d: linePath(pts, x, y, l.value, step) })),
+      lines.map((l) => svg("path", { class: "line " + l.cls, d: linePath(pts, x, y, l.value, step, live && x1) })),
       dots,
       pts.length ? null : svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, "No samples yet"),
     );
@@ -219,7 +221,7 @@
     // A young deployment has less history than the window: show the time it has, at least a minute.
     const x0 = all.length ? Math.max(x1 - win, Math.min(all[0].at, x1 - 60)) : x1 - 60;
     const pts = all.filter((p) => p.at >= x0);
-    const common = { pts, x0, x1 };
+    const common = { pts, x0, x1, live: !!current && LIVE.includes(current.state) };
     drawChart(document.getElementById("chart-replicas"), { ...common, title: "Replicas over time", step: true, integer: true, lines: [
       { cls: "c-placed", label: "placed", value: (p) => p.replicas },
       { cls: "c-ready", label: "ready", value: (p) => p.ready },
