@@ -301,6 +301,14 @@ def test_scale_form_posts_the_deployment_as_it_is_and_undeploy_confirms(serving,
             assert d[key] == value, key
     assert (d["min_replicas"], d["max_replicas"], d["gpu_types"]) == (2, 4, ["A100"])
     assert d["resources"]["vcore"] == 2000 and d["resources"]["memory"] == 8 << 30
+    # The page still open follows the new deployment of the name, its charts started afresh.
+    page.wait_for_selector(f"#d-id:has-text('{d['id']}')")
+    page.wait_for_selector("#d-state:has-text('running')")
+    page.wait_for_function("() => document.querySelector('#chart-gpus desc').textContent.includes('GPUs 1.')")
+    assert page.locator("#scale-form").is_visible() and page.input_value("#sc-min") == "2"
+    shown = chart_points(page, "chart-gpus")
+    with serving.http(alice) as h:
+        assert shown <= len(h.get("/deployments/chat/series").json()["points"])  # none of the old one's
     page.goto(serving.url + "/portal/deployments")
     page.wait_for_selector("#deployments tbody tr[data-name=chat][data-state=running]")
     page.check("#d-all")

@@ -242,14 +242,13 @@
     ] });
   }
 
-  /* New points since the last one the page has (the last hour on first load). */
+  /* New points since the last one the page has (all the server keeps on first load). */
   async function loadSeries() {
     const last = series.points[series.points.length - 1];
-    const since = last ? last.at : Date.now() / 1000 - 3600;
-    let got = await api(`${base}/series?since=${since}`);
+    let got = await api(last ? `${base}/series?since=${last.at}` : `${base}/series`);
     if (got.id !== series.id) {
       // Another deployment of that name (undeployed and deployed again): start over.
-      if (last) got = await api(`${base}/series?since=${Date.now() / 1000 - 3600}`);
+      if (last) got = await api(`${base}/series`);
       series = { id: got.id, gpus: got.gpus, points: [] };
     }
     series.gpus = got.gpus;
