@@ -120,6 +120,16 @@ def test_list_and_page_show_a_deployment_scaling_up_live(serving, open_page):
         assert r.status_code == 201, r.text
         wait_until(lambda: h.get("/deployments/chat").json()["ready"] == 1, timeout=15)
     page = open_page()
+    outside: list[str] = []  # offline: every request the pages make is to the control plane
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(serving.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
     sign_in(page, serving.url, alice, "/portal/deployments")
     row = "#deployments tbody tr[data-name=chat]"
     page.wait_for_selector(f"{row}[data-state=running]")
@@ -182,7 +192,7 @@ def test_list_and_page_show_a_deployment_scaling_up_live(serving, open_page):
         page.wait_for_selector("#live-status:has-text('updated')")
         assert page.evaluate(OVERFLOW) <= 0, name
         shot(page, f"phone-deployment-{name}")
-    assert page.js_errors == []
+    assert page.js_errors == [] and outside == []
 
 
 def test_deploy_form_refuses_with_the_field_error_and_creates(serving, open_page):
