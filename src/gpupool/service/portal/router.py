@@ -134,10 +134,9 @@ def nodes_page(request: Request) -> Response:
     return _page(request, "nodes.html", "Nodes", "nodes")
 
 
-@router.get("/portal/submit", response_class=HTMLResponse)
-def submit_page(request: Request) -> Response:
-    plane: ControlPlane = request.app.state.plane
-    sizes = [
+def _sizes(plane: ControlPlane) -> list[dict[str, Any]]:
+    """The configured sizes as the forms offer them: name, description, shapes in words."""
+    return [
         {
             "name": s.name,
             "description": s.description,
@@ -149,7 +148,31 @@ def submit_page(request: Request) -> Response:
         }
         for s in plane.cluster.sizes().values()
     ]
+
+
+@router.get("/portal/submit", response_class=HTMLResponse)
+def submit_page(request: Request) -> Response:
+    plane: ControlPlane = request.app.state.plane
+    sizes = _sizes(plane)
     return _page(request, "submit.html", "Submit", "submit", sizes=sizes, gpu_types=plane.cluster.gpu_types())
+
+
+@router.get("/portal/deployments", response_class=HTMLResponse)
+def deployments_page(request: Request) -> Response:
+    plane: ControlPlane = request.app.state.plane
+    return _page(
+        request,
+        "deployments.html",
+        "Deployments",
+        "deployments",
+        sizes=_sizes(plane),
+        gpu_types=plane.cluster.gpu_types(),
+    )
+
+
+@router.get("/portal/deployments/{name}", response_class=HTMLResponse)
+def deployment_page(request: Request, name: str) -> Response:
+    return _page(request, "deployment.html", f"Deployment {name}", "deployments", deployment=name)
 
 
 @router.get("/portal/reports", response_class=HTMLResponse)
