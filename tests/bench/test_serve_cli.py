@@ -36,6 +36,7 @@ def bench(*args: str) -> Any:
         (["--min-replicas", "5"], "--max-replicas must be at least --min-replicas"),
         (["--only", "ray_serve", "--batch-backlog"], "--batch-backlog"),
         (["--peak-seconds", "2000"], "at most 1800"),
+        (["--plot", "/dev/null/plots"], "--plot /dev/null/plots"),
     ],
 )
 def test_bad_input_is_one_line_and_starts_nothing(

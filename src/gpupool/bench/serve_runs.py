@@ -439,14 +439,17 @@ def write_plot(directory: Path, runs: dict[str, dict[str, Any] | None], load: Se
         ys = [n for _, n in run["timeline"]]
         top.step(xs, ys, where="post", label=name, color=colours.get(name))
         sent = run.get("sent_per_s") or []
-        bottom.plot(range(len(sent)), sent, label=name, color=colours.get(name), alpha=0.8)
+        smooth = [
+            sum(sent[max(0, i - 4) : i + 1]) / len(sent[max(0, i - 4) : i + 1]) for i in range(len(sent))
+        ]
+        bottom.plot(range(len(sent)), smooth, label=name, color=colours.get(name), alpha=0.8)
     top.axhline(load.needed_replicas, color="grey", linestyle=":", label="needed at the peak")
     top.axhline(queue_max_replicas(load), color="black", linestyle="--", linewidth=0.8, label="queue max")
     for ax in (top, bottom):
         ax.axvspan(load.peak_start, load.peak_start + load.peak_seconds, color="#f6e05e", alpha=0.15)
     top.set_ylabel("replicas")
     top.legend(loc="upper right", fontsize="small")
-    bottom.set_ylabel("requests sent / s")
+    bottom.set_ylabel("requests sent / s\n(mean of 5 s)")
     bottom.set_xlabel("seconds from the start of the load")
     bottom.legend(loc="upper right", fontsize="small")
     fig.suptitle("gpupool bench serve: replicas and load (peak shaded)")

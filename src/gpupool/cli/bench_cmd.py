@@ -285,6 +285,11 @@ def serve(
             raise UsageProblem("--batch-backlog is a variant of the gpupool run; not with --only ray_serve")
         if cluster_gpus(cluster) < max_replicas * gpus:
             raise UsageProblem(f"--cluster {cluster!r} has fewer GPUs than --max-replicas x --gpus")
+        if plot is not None:
+            try:
+                plot.mkdir(parents=True, exist_ok=True)  # now, not after minutes of load
+            except OSError as exc:
+                raise UsageProblem(f"--plot {plot}: {exc.strerror or exc}") from None
     except (BenchError, UsageProblem, RunError) as exc:
         raise _fail(str(exc)) from None
 
