@@ -225,8 +225,21 @@ def test_a_deployment_that_fails_while_starting_says_why() -> None:
     client = FakeClient([FakeDeployment(None, 0, state="failed")])
     client.script[0].reason = "replica r0: ModuleNotFoundError"
     deploying = serve_runs.gpupool_deployment(client, ServeLoad())
-    with pytest.raises(serve_runs.RunError, match="ended failed: replica r0: ModuleNotFoundError"), deploying:
+    with pytest.raises(serve_runs.RunError) as caught, deploying:
         pass
+    assert str(caught.value) == "the deployment ended failed: replica r0: ModuleNotFoundError"
+
+
+def test_a_deployment_that_never_answers_says_what_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_runs, "START_TIMEOUT", 0.6)
+    client = FakeClient([FakeDeployment(None, 0, state="pending")])
+    client.script[0].held = "1 of 4 replicas wait: queue root.serving is at its max"
+    with pytest.raises(serve_runs.RunError) as caught, serve_runs.gpupool_deployment(client, ServeLoad()):
+        pass
+    assert str(caught.value) == (
+        "the deployment did not answer within 0.6 s (1 of 4 replicas wait: queue root.serving is at its max)"
+    )
+    assert client.undeployed == ["bench-serve"]
 
 
 def test_the_batch_backlog_is_submitted_to_the_batch_queue_and_cancelled_after() -> None:

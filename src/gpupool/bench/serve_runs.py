@@ -45,6 +45,7 @@ DEPLOYMENT = "bench-serve"
 DEFAULT_CLUSTER = "2xT4:4:cpu=4:memory=16Gi"
 REPLICA_CPU = 0.5
 REPLICA_MEMORY = "1Gi"
+ENDED = ("failed", "cancelled", "succeeded")  # workload states of a deployment that is over
 START_TIMEOUT = 300.0  # seconds for a cluster, Serve, `gpupool up` or the first replica
 
 
@@ -72,7 +73,8 @@ def cluster_gpus(spec: str) -> float:
         raise RunError(f"--cluster {spec!r}: {_one_line(exc)}") from None
 
 
-def _wait(what: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT, every: float = 0.5) -> None:
+def _wait(what: str, ready: Callable[[], bool], timeout: float | None = None, every: float = 0.5) -> None:
+    timeout = START_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
@@ -308,7 +310,7 @@ def gpupool_deployment(
 
         def serving() -> bool:
             d = last[0] = client.deployment(name)
-            if d.state in ("failed", "cancelled", "succeeded"):
+            if d.state in ENDED:
                 raise RunError(f"the deployment ended {d.state}: {_one_line(d.reason)}")
             return bool(d.url) and replicas(d) >= 1
 
@@ -316,8 +318,9 @@ def gpupool_deployment(
             _wait("the deployment did not answer", serving)
         except RunError as exc:
             d = last[0]
-            held = f" ({_one_line(d.held or d.reason)})" if d is not None else ""
-            raise RunError(f"{exc}{held}") from None
+            if d is None or d.state in ENDED or not (d.held or d.reason):
+                raise
+            raise RunError(f"{exc} ({_one_line(d.held or d.reason)})") from None
         url = str(last[0].url).rstrip("/")
         yield url, lambda: replicas(client.deployment(name))
     finally:
