@@ -37,6 +37,7 @@ def bench(*args: str) -> Any:
         (["--only", "ray_serve", "--batch-backlog"], "--batch-backlog"),
         (["--peak-seconds", "2000"], "at most 1800"),
         (["--plot", "/dev/null/plots"], "--plot /dev/null/plots"),
+        (["--serving-guarantee", "5"], "--serving-guarantee"),
     ],
 )
 def test_bad_input_is_one_line_and_starts_nothing(
@@ -186,7 +187,10 @@ class FakeClient:
         self.cancelled.append(wid)
 
     def queues(self) -> list[Any]:
-        return [type("Q", (), {"path": "root.batch", "allocated": {"gpu": len(self.submitted)}})()]
+        """The batch queue holds a GPU per job submitted; the serving queue one replica's."""
+        batch = {"path": "root.batch", "allocated": {"gpu": len(self.submitted)}}
+        serving = {"path": "root.serving", "allocated": {"gpu": 1}}
+        return [type("Q", (), q)() for q in (batch, serving)]
 
 
 def test_the_deployment_is_made_with_the_runs_settings_and_waited_for() -> None:
@@ -244,18 +248,21 @@ def test_a_deployment_that_never_answers_says_what_holds_it(monkeypatch: pytest.
 
 def test_the_batch_backlog_is_submitted_to_the_batch_queue_and_cancelled_after() -> None:
     client = FakeClient([])
-    with serve_runs.batch_backlog(client, jobs=3, seconds=100.5) as ids:
+    with serve_runs.batch_backlog(client, jobs=3, seconds=100.5, total_gpus=4) as ids:
         assert ids == ["w1", "w2", "w3"] and client.cancelled == []
     assert client.cancelled == ["w1", "w2", "w3"]
     assert {s["queue"] for s in client.submitted} == {"root.batch"}
-    assert client.submitted[0]["entrypoint"] == "sleep 101"
+    assert client.submitted[0]["entrypoint"] == "sleep 101" and client.submitted[0]["grace"] == 1.0
 
 
 def test_the_queue_configuration_is_valid_and_caps_the_deployment_at_its_max() -> None:
     from gpupool.configfile import load_config_text
 
-    text = serve_runs.queues_yaml(ServeLoad(max_replicas=4, min_replicas=2, gpus=0.5), total_gpus=8)
-    root = load_config_text(text).partitions[0].root
-    serving, batch = root.queues
-    assert (serving.name, serving.guaranteed, serving.max) == ("serving", {"gpu": 1000}, {"gpu": 2000})
+    # By default the deployment's queue is guaranteed what the peak needs (3 replicas).
+    text = serve_runs.queues_yaml(ServeLoad(max_replicas=4, gpus=0.5), total_gpus=8)
+    serving, batch = load_config_text(text).partitions[0].root.queues
+    assert (serving.name, serving.guaranteed, serving.max) == ("serving", {"gpu": 1500}, {"gpu": 2000})
     assert (batch.name, batch.guaranteed, batch.max) == ("batch", None, {"gpu": 8000})
+    text = serve_runs.queues_yaml(ServeLoad(max_replicas=4, serving_guarantee=1), total_gpus=8)
+    serving, _ = load_config_text(text).partitions[0].root.queues
+    assert (serving.guaranteed, serving.max) == ({"gpu": 1000}, {"gpu": 4000})

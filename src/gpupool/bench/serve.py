@@ -82,6 +82,8 @@ class ServeLoad:
     look_back: float = 15.0
     max_in_flight: int = 256
     timeout: float = 30.0  # per request
+    # The gpupool run only: replicas root.serving is guaranteed (None: the replicas the peak needs).
+    serving_guarantee: int | None = None
 
     def check(self) -> None:
         """Raise ``BenchError`` naming the first option out of bounds."""
@@ -131,6 +133,9 @@ class ServeLoad:
             raise BenchError(f"--max-in-flight must be 1 to {MAX_IN_FLIGHT}")
         if not 0 < self.timeout <= 600:
             raise BenchError("--timeout must be above 0 and at most 600 seconds")
+        g = self.serving_guarantee
+        if g is not None and not self.min_replicas <= g <= self.max_replicas:
+            raise BenchError("--serving-guarantee must be between --min-replicas and --max-replicas")
 
     @property
     def phases(self) -> list[tuple[str, float, float]]:
@@ -159,6 +164,11 @@ class ServeLoad:
         in_flight = self.peak_rate * self.work_ms / 1000
         need = math.ceil(round(in_flight / self.target_ongoing_requests, 9))
         return max(self.min_replicas, min(self.max_replicas, need))
+
+    @property
+    def guaranteed_replicas(self) -> int:
+        """Replicas the deployment's queue is guaranteed in the gpupool run."""
+        return self.needed_replicas if self.serving_guarantee is None else self.serving_guarantee
 
     def schedule(self) -> list[float]:
         """The due times of every request, in seconds from the start of the load."""

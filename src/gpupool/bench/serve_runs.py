@@ -190,9 +190,11 @@ def _serve_demo(load: ServeLoad) -> tuple[str, Callable[[], int]]:
 
 
 def queues_yaml(load: ServeLoad, total_gpus: float) -> str:
-    """The queue configuration of the gpupool run: the deployment's queue, guaranteed its min
-    replicas and capped at its max, and a batch queue that may fill the whole cluster."""
-    guaranteed = load.min_replicas * load.gpus
+    """The queue configuration of the gpupool run: the deployment's queue, guaranteed
+    ``guaranteed_replicas`` (by default what the peak needs: batch may borrow them while the
+    deployment does not use them, and gives them back when it scales up) and capped at its max
+    replicas, and a batch queue that may fill the whole cluster."""
+    guaranteed = load.guaranteed_replicas * load.gpus
     cap = load.max_replicas * load.gpus
     return f"""# gpupool bench serve: the deployment's queue and a batch queue
 partitions:
@@ -328,17 +330,18 @@ def gpupool_deployment(
             client.undeploy(name)
 
 
-def _batch_gpus(client: Any) -> float:
+def _queue_gpus(client: Any, path: str = BATCH_QUEUE) -> float:
     for q in client.queues():
-        if q.path == BATCH_QUEUE:
+        if q.path == path:
             return float(q.allocated.get("gpu", 0))
     return 0.0
 
 
 @contextlib.contextmanager
-def batch_backlog(client: Any, jobs: int, seconds: float) -> Iterator[list[str]]:
-    """``jobs`` one-GPU jobs sleeping ``seconds`` in ``root.batch``; waits until batch holds GPUs
-    (or 120 s), yields their ids, cancels them after."""
+def batch_backlog(client: Any, jobs: int, seconds: float, total_gpus: float) -> Iterator[list[str]]:
+    """``jobs`` one-GPU jobs sleeping ``seconds`` in ``root.batch`` (preemptible, 1 s grace);
+    waits (120 s at most) until batch holds every GPU the deployment's queue does not, yields
+    their ids, cancels them after."""
     from gpupool.client import ApiError
 
     ids: list[str] = []
@@ -350,13 +353,15 @@ def batch_backlog(client: Any, jobs: int, seconds: float) -> Iterator[list[str]]
                     entrypoint=f"sleep {math.ceil(seconds)}",
                     queue=BATCH_QUEUE,
                     task_groups=[{"name": "worker", "gpus": 1, "cpu": REPLICA_CPU, "memory": REPLICA_MEMORY}],
+                    grace=1.0,  # preempted, a sleeping job has nothing to save: give its GPU back at once
                 )
             except ApiError as exc:
                 msg = f"gpupool refused a batch job: {_one_line(exc.message)} [{exc.status} {exc.code}]"
                 raise RunError(msg) from None
             ids.append(w.id)
+        room = min(float(jobs), total_gpus - _queue_gpus(client, SERVING_QUEUE))
         with contextlib.suppress(RunError):  # the load runs anyway; the figures show what batch held
-            _wait("batch holds no GPU", lambda: _batch_gpus(client) > 0, timeout=120.0)
+            _wait("batch did not fill the cluster", lambda: _queue_gpus(client) >= room, timeout=120.0)
         yield ids
     finally:
         for wid in ids:
@@ -384,7 +389,7 @@ def run_gpupool(
                 if backlog:
                     jobs = math.ceil(total)
                     echo(f"gpupool: filling {BATCH_QUEUE} with {jobs} one-GPU jobs ...")
-                    stack.enter_context(batch_backlog(client, jobs, load.seconds + START_TIMEOUT))
+                    stack.enter_context(batch_backlog(client, jobs, load.seconds + START_TIMEOUT, total))
                     sample = _with_batch(client, replicas, batch)
                 echo(f"gpupool: the deployment answers at {url}; sending the load ({load.seconds:g} s) ...")
                 result = drive(url, load, sample=sample)
@@ -402,7 +407,7 @@ def _with_batch(
 
     def sample() -> int:
         n = replicas()
-        batch.append((time.perf_counter() - start, _batch_gpus(client)))
+        batch.append((time.perf_counter() - start, _queue_gpus(client)))
         return n
 
     return sample

@@ -250,6 +250,13 @@ def serve(
         int, typer.Option("--max-in-flight", help="Requests in flight at most.")
     ] = _LOAD.max_in_flight,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may take.")] = _LOAD.timeout,
+    serving_guarantee: Annotated[
+        int | None,
+        typer.Option(
+            "--serving-guarantee",
+            help="gpupool run: replicas root.serving is guaranteed (default: what the peak needs).",
+        ),
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the runs' data dirs and logs.")] = False,
 ) -> None:
     """Serving under load: the demo model autoscaled by gpupool and by Ray Serve's own autoscaler,
@@ -276,6 +283,7 @@ def serve(
         look_back=look_back,
         max_in_flight=max_in_flight,
         timeout=timeout,
+        serving_guarantee=serving_guarantee,
     )
     try:
         load.check()
