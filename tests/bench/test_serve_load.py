@@ -166,6 +166,21 @@ def test_a_failing_sample_is_counted_and_the_load_goes_on(server: Server) -> Non
     assert result.sample_errors >= 1 and "serve.status() failed" in result.first_sample_error
 
 
+def test_ctrl_c_stops_the_load_at_once(server: Server) -> None:
+    """Ctrl-C in the caller (here: a KeyboardInterrupt sent to the main thread) cancels the load
+    rather than waiting for the rest of it: of 100 requests due over 50 s, few are sent."""
+    import _thread
+
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            drive(server.url, short(peak_rate=2.0, peak_seconds=50.0))
+    finally:
+        timer.cancel()
+    assert server.seen < 100
+
+
 @pytest.mark.parametrize("url", ["http://192.0.2.1:8000", "http://example.com/app", "http://10.0.0.1"])
 def test_a_server_off_this_machine_is_refused(url: str) -> None:
     with pytest.raises(BenchError, match="not a loopback address"):

@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpupool.bench.api import BenchError, check_loopback, in_own_loop, percentile
+from gpupool.bench.api import BenchError, check_loopback, percentile
 from gpupool.bench.http import Client, ConnectionClosed, HttpError
 
 MAX_RATE = 500.0
@@ -229,7 +230,43 @@ def drive(
             "(127.0.0.1, ::1 or localhost)"
         ) from None
     due = load.schedule() if schedule is None else schedule
-    return in_own_loop(_drive(url.rstrip("/"), load, due, sample))
+    return _interruptible(_drive(url.rstrip("/"), load, due, sample))
+
+
+def _interruptible(coro: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """Run ``coro`` on an event loop in a thread of its own (the caller may be inside a loop
+    already); Ctrl-C in the caller cancels it at once, so a run's clean-up is not held up by
+    minutes of load still to send."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro)
+    box: list[LoadResult | BaseException] = []
+
+    done = threading.Event()  # not Thread.join: a join that Ctrl-C interrupts can leave
+    # is_alive() False while the thread still runs (Python 3.11)
+
+    def work() -> None:
+        try:
+            box.append(loop.run_until_complete(task))
+        except BaseException as exc:  # handed to the caller's thread
+            box.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="gpupool-bench-serve", daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        loop.call_soon_threadsafe(task.cancel)
+        done.wait(30)
+        raise
+    finally:
+        if done.is_set():
+            loop.close()
+    out = box[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
 
 
 async def _drive(
@@ -284,22 +321,27 @@ async def _drive(
         stop = asyncio.Event()
         start = time.perf_counter()
         watcher = asyncio.create_task(sampler(stop)) if sample is not None else None
-        tasks: list[asyncio.Task[None]] = []
-        for due in schedule:
-            delay = start + due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(http, due)))
-        await asyncio.gather(*tasks)
-        first = schedule[0] if schedule else 0.0
-        out.elapsed = time.perf_counter() - start - first
-        # Sample on to the end of the last phase (the requests may all be answered before it).
-        rest = start + max(load.seconds, schedule[-1] if schedule else 0.0) - time.perf_counter()
-        if watcher is not None:
-            if rest > 0:
-                await asyncio.sleep(rest)
-            stop.set()
-            await watcher
+        tasks: list[asyncio.Task[None]] = [] if watcher is None else [watcher]
+        try:
+            for due in schedule:
+                delay = start + due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(http, due)))
+            await asyncio.gather(*tasks[1 if watcher else 0 :])
+            first = schedule[0] if schedule else 0.0
+            out.elapsed = time.perf_counter() - start - first
+            # Sample on to the end of the last phase (the requests may all be answered before it).
+            rest = start + max(load.seconds, schedule[-1] if schedule else 0.0) - time.perf_counter()
+            if watcher is not None:
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                stop.set()
+                await watcher
+        finally:  # cancelled (Ctrl-C): nothing is left running on the loop
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     out.records.sort(key=lambda r: r.due)
     return out
 
