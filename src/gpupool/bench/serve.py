@@ -9,7 +9,8 @@ low, peak, low (``ServeLoad``), at fixed intervals or as a Poisson process of ea
 demo model's body (``gpupool.serving_demo``).
 
 While the load runs, a callback the run gives (``sample``) is called every ``SAMPLE_EVERY``
-seconds, in a thread, and returns how many replicas serve: the replica timeline.
+seconds, in a thread, and returns how many replicas serve: the replica timeline. Ctrl-C in the
+caller cancels the load at once.
 
 The figures (``figures``): p50/p99 latency of the answered requests, requests, errors (any
 answer but 2xx, or none), GPU-seconds (the integral over the load of running replicas x GPUs

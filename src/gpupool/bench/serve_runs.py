@@ -146,9 +146,10 @@ def _serve_demo(load: ServeLoad) -> tuple[str, Callable[[], int]]:
     from gpupool.serving_demo import WORK_ENV, Demo
 
     port = _free_port()
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    quiet = logging.getLogger("ray.serve")  # Serve's progress lines: before and after its start,
+    quiet.setLevel(logging.WARNING)  # which sets the logger up again
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's progress lines, on stderr
+    quiet.setLevel(logging.WARNING)
     app = Demo.options(  # type: ignore[attr-defined]
         max_ongoing_requests=load.max_ongoing_requests,
         autoscaling_config={
