@@ -69,7 +69,10 @@ def fake_figures(p99: float, replicas: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake_runs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def fake_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the runs' scratch dirs (kept on failure)
     calls: dict[str, Any] = {}
 
     def gpupool(load: ServeLoad, cluster: str, workdir: Path, echo: Any, *, backlog: bool = False) -> Any:
@@ -136,6 +139,8 @@ def test_a_refused_deployment_is_one_line_for_its_run_and_the_other_still_report
         "[501 not-implemented]"
     ]
     assert "Traceback" not in r.output
+    kept = [line for line in r.stderr.splitlines() if line.startswith("Data dirs and logs of the runs: ")]
+    assert len(kept) == 1 and Path(kept[0].split(": ", 1)[1]).is_dir()  # kept for a look at the logs
 
 
 def test_plot_writes_a_png(fake_runs: dict[str, Any], tmp_path: Path) -> None:
