@@ -11,6 +11,15 @@ scikit-learn logistic regression on the iris data set scikit-learn ships, then a
 ``?sleep=S`` (at most 30 seconds) holds a request that long before answering, so tests and
 benchmarks can keep requests in flight. The deployment takes no CPU of its own
 (``num_cpus=0``): gpupool's placement gives each replica its CPUs, GPUs and memory.
+
+**Simulated inference time.** ``GPUPOOL_DEMO_WORK_MS`` (in the replica's environment; default
+0, nothing added) makes every ``/predict`` take that many more milliseconds, so that replicas,
+not the proxy, are what a load runs out of (``gpupool bench serve``). The wait is an
+``asyncio.sleep``: a replica works on up to ``max_ongoing_requests`` requests at once, each
+taking the work time, as a model server batching the requests it holds does; its capacity is
+``max_ongoing_requests / work time`` requests/s, and the requests above it wait in Serve's
+router (or gpupool's front), which is the queue the autoscalers read. ``/healthz`` is never
+slowed, so health checks do not depend on the load.
 """
 
 from __future__ import annotations
@@ -28,6 +37,20 @@ from starlette.responses import JSONResponse
 from gpupool.adapters.ray.naming import NODE_LABEL
 
 MAX_SLEEP_S = 30.0
+WORK_ENV = "GPUPOOL_DEMO_WORK_MS"
+MAX_WORK_MS = 60_000.0
+
+
+def work_seconds() -> float:
+    """The simulated inference time of one ``/predict`` (``GPUPOOL_DEMO_WORK_MS``), in seconds."""
+    raw = os.environ.get(WORK_ENV, "").strip()
+    try:
+        ms = float(raw or 0)
+    except ValueError:
+        raise ValueError(f"{WORK_ENV}={raw!r}: expected milliseconds, e.g. 200") from None
+    if not 0 <= ms <= MAX_WORK_MS:
+        raise ValueError(f"{WORK_ENV}={raw!r}: expected 0 to {MAX_WORK_MS:g} milliseconds")
+    return ms / 1000
 
 
 def _node_name() -> str | None:
@@ -45,6 +68,7 @@ class Demo:
     """Iris classifier trained at start; answers ``/predict`` and ``/healthz``."""
 
     def __init__(self) -> None:
+        self.work_s = work_seconds()  # first: a bad value fails the replica before the training
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
@@ -67,6 +91,8 @@ class Demo:
         if path.endswith("/healthz") and request.method == "GET":
             return JSONResponse({"ok": True, "train_accuracy": self.accuracy, **self.where})
         if path.endswith("/predict") and request.method == "POST":
+            if self.work_s > 0:
+                await asyncio.sleep(self.work_s)
             return self._predict(await request.body())
         return JSONResponse({"error": "use POST /predict or GET /healthz"}, status_code=404)
 

@@ -1,25 +1,30 @@
 """``gpupool bench ...``: benchmark commands.
 
 ``bench pack`` measures packing quality on Alibaba's GPU trace (spec/benchmarks.md section 1).
+``bench serve`` runs the same open-loop load against the demo model autoscaled by gpupool and by
+Ray Serve's own autoscaler (``gpupool.bench.serve``, ``gpupool.bench.serve_runs``).
 Bad input (missing file, bad row, unknown policy, bad seeds) is reported in one message on
 stderr with exit code 2, never as a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gpupool.bench.serve import ServeLoad
+from gpupool.bench.serve_runs import DEFAULT_CLUSTER
 from gpupool.datasets import ALIBABA_NODES, ALIBABA_PODS, WHERE, trace_file
 
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
@@ -188,3 +193,172 @@ def pack(
     out.print(table)
     if report is not None:
         out.print(f"Report written to {report}", markup=False)
+
+
+_LOAD = ServeLoad()  # the defaults of `bench serve`
+
+
+@bench_app.command("serve")
+def serve(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write DIR/bench-serve.png: replicas and load over time.")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only one: gpupool or ray_serve.")] = None,
+    batch_backlog: Annotated[
+        bool,
+        typer.Option("--batch-backlog", help="gpupool run: fill root.batch with one-GPU jobs first."),
+    ] = False,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="Local Ray cluster of each run, COUNTxTYPE:GPUS,...")
+    ] = DEFAULT_CLUSTER,
+    low_rate: Annotated[
+        float, typer.Option("--low-rate", help="Requests/s of the low phases.")
+    ] = _LOAD.low_rate,
+    peak_rate: Annotated[
+        float, typer.Option("--peak-rate", help="Requests/s of the peak.")
+    ] = _LOAD.peak_rate,
+    low_seconds: Annotated[
+        float, typer.Option("--low-seconds", help="The first low phase (s).")
+    ] = _LOAD.low_seconds,
+    peak_seconds: Annotated[float, typer.Option("--peak-seconds", help="The peak (s).")] = _LOAD.peak_seconds,
+    tail_seconds: Annotated[
+        float, typer.Option("--tail-seconds", help="The low phase after the peak (s).")
+    ] = _LOAD.tail_seconds,
+    arrivals: Annotated[str, typer.Option("--arrivals", help="poisson or uniform.")] = _LOAD.arrivals,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the Poisson arrivals.")] = _LOAD.seed,
+    work_ms: Annotated[
+        float, typer.Option("--work-ms", help="Simulated inference time of a request (ms).")
+    ] = _LOAD.work_ms,
+    gpus: Annotated[float, typer.Option("--gpus", help="GPUs per replica (logical).")] = _LOAD.gpus,
+    min_replicas: Annotated[int, typer.Option("--min-replicas")] = _LOAD.min_replicas,
+    max_replicas: Annotated[
+        int, typer.Option("--max-replicas", help="Also the deployment queue's max, in replicas.")
+    ] = _LOAD.max_replicas,
+    target_ongoing_requests: Annotated[
+        float, typer.Option("--target-ongoing-requests")
+    ] = _LOAD.target_ongoing_requests,
+    max_ongoing_requests: Annotated[int, typer.Option("--max-ongoing-requests")] = _LOAD.max_ongoing_requests,
+    upscale_delay: Annotated[float, typer.Option("--upscale-delay", help="Seconds.")] = _LOAD.upscale_delay,
+    downscale_delay: Annotated[
+        float, typer.Option("--downscale-delay", help="Seconds.")
+    ] = _LOAD.downscale_delay,
+    look_back: Annotated[
+        float, typer.Option("--look-back", help="Seconds of load averaged.")
+    ] = _LOAD.look_back,
+    max_in_flight: Annotated[
+        int, typer.Option("--max-in-flight", help="Requests in flight at most.")
+    ] = _LOAD.max_in_flight,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may take.")] = _LOAD.timeout,
+    serving_guarantee: Annotated[
+        int | None,
+        typer.Option(
+            "--serving-guarantee",
+            help="gpupool run: replicas root.serving is guaranteed (default: what the peak needs).",
+        ),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the runs' data dirs and logs.")] = False,
+) -> None:
+    """Serving under load: the demo model autoscaled by gpupool and by Ray Serve's own autoscaler,
+    the same open-loop load (low, peak, low) on loopback; latency, errors, GPU-seconds, replicas."""
+    from gpupool.bench.api import BenchError
+    from gpupool.bench.serve_runs import RUNS, RunError, cluster_gpus, run_both
+
+    load = ServeLoad(
+        low_rate=low_rate,
+        peak_rate=peak_rate,
+        low_seconds=low_seconds,
+        peak_seconds=peak_seconds,
+        tail_seconds=tail_seconds,
+        arrivals=arrivals,
+        seed=seed,
+        work_ms=work_ms,
+        gpus=gpus,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_ongoing_requests=target_ongoing_requests,
+        max_ongoing_requests=max_ongoing_requests,
+        upscale_delay=upscale_delay,
+        downscale_delay=downscale_delay,
+        look_back=look_back,
+        max_in_flight=max_in_flight,
+        timeout=timeout,
+        serving_guarantee=serving_guarantee,
+    )
+    try:
+        load.check()
+        if only is not None and only not in RUNS:
+            raise UsageProblem(f"--only must be one of {', '.join(RUNS)}, not {only!r}")
+        if only == "ray_serve" and batch_backlog:
+            raise UsageProblem("--batch-backlog is a variant of the gpupool run; not with --only ray_serve")
+        if cluster_gpus(cluster) < max_replicas * gpus:
+            raise UsageProblem(f"--cluster {cluster!r} has fewer GPUs than --max-replicas x --gpus")
+        if plot is not None:
+            try:
+                plot.mkdir(parents=True, exist_ok=True)  # now, not after minutes of load
+            except OSError as exc:
+                raise UsageProblem(f"--plot {plot}: {exc.strerror or exc}") from None
+    except (BenchError, UsageProblem, RunError) as exc:
+        raise _fail(str(exc)) from None
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    # Ray prints what its processes report on stdout: kept off the figures (and the JSON).
+    with contextlib.redirect_stdout(sys.stderr):
+        out = run_both(
+            load,
+            cluster,
+            [only] if only else list(RUNS),
+            echo=lambda line: err.print(line, markup=False),
+            backlog=batch_backlog,
+            keep=keep,
+        )
+    runs: dict[str, dict[str, Any] | None] = {name: out[name] for name in RUNS}
+    failed = {name: run["error"] for name, run in runs.items() if run and run.get("error")}
+    for name, why in failed.items():
+        err.print(f"Error: {name} run: {why}", markup=False)
+    if plot is not None:
+        from gpupool.bench.serve_runs import write_plot
+
+        try:
+            err.print(f"Plot written to {write_plot(plot, runs, load)}", markup=False)
+        except OSError as exc:
+            raise _fail(f"cannot write the plot in {plot}: {exc.strerror or exc}") from None
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        _print_serve(runs, out["queue_max_replicas"])
+    if failed or any(run and run.get("errors") for run in runs.values()):
+        raise typer.Exit(1)
+
+
+_SERVE_ROWS = (
+    ("p50 latency (ms)", "p50_ms"),
+    ("p99 latency (ms)", "p99_ms"),
+    ("requests", "requests"),
+    ("errors", "errors"),
+    ("GPU-seconds", "gpu_seconds"),
+    ("peak replicas", "peak_replicas"),
+    ("replicas the peak needs", "needed_replicas"),
+    ("scale-up (s from the peak's start)", "scale_up_s"),
+    ("achieved rate (requests/s)", "achieved_rate"),
+    ("batch GPUs held (peak)", "batch_gpus_peak"),
+    ("batch GPU-seconds", "batch_gpu_seconds"),
+)
+
+
+def _print_serve(runs: dict[str, dict[str, Any] | None], queue_max: int) -> None:
+    shown = {name: run for name, run in runs.items() if run is not None}
+    table = Table(title=f"bench serve: the same load, two autoscalers (queue max {queue_max} replicas)")
+    table.add_column("figure")
+    for name in shown:
+        table.add_column(name, justify="right")
+    keys = [(label, key) for label, key in _SERVE_ROWS if any(key in run for run in shown.values())]
+    for label, key in keys:
+        table.add_row(label, *("-" if run.get(key) is None else str(run[key]) for run in shown.values()))
+    phases: dict[str, Any] = next((run["phases"] for run in shown.values() if run.get("phases")), {})
+    for phase in phases:
+        table.add_row(
+            f"p99 of phase {phase} (ms)",
+            *(str(((run.get("phases") or {}).get(phase) or {}).get("p99_ms", "-")) for run in shown.values()),
+        )
+    Console(highlight=False).print(table)
