@@ -156,11 +156,14 @@ def test_plot_writes_a_png(fake_runs: dict[str, Any], tmp_path: Path) -> None:
 class FakeDeployment:
     """What ``client.deployment(name)`` answers: the fields the benchmark reads."""
 
-    def __init__(self, url: str | None, running: int, ready: int | None = None, state: str = "running"):
-        self.url, self.running, self.state = url, running, state
+    def __init__(
+        self, url: str | None, placed: int, draining: int = 0, ready: int = 0, state: str = "running"
+    ):
+        self.url, self.state, self.ready = url, state, ready
         self.reason, self.held = "", None
-        if ready is not None:
-            self.ready = ready
+        self.replicas = [type("R", (), {"state": "placed"})() for _ in range(placed)]
+        self.replicas += [type("R", (), {"state": "draining"})() for _ in range(draining)]
+        self.replicas += [type("R", (), {"state": "waiting"})()]
 
 
 class FakeClient:
@@ -200,7 +203,13 @@ class FakeClient:
 
 def test_the_deployment_is_made_with_the_runs_settings_and_waited_for() -> None:
     load = ServeLoad(gpus=1.0, max_replicas=4, upscale_delay=5.0, look_back=15.0)
-    client = FakeClient([FakeDeployment(None, 0), FakeDeployment("http://127.0.0.1:9/d/", 1)])
+    client = FakeClient(
+        [
+            FakeDeployment(None, 0),
+            FakeDeployment("http://127.0.0.1:9/d/", 1),
+            FakeDeployment("http://127.0.0.1:9/d/", 1, ready=1),
+        ]
+    )
     with serve_runs.gpupool_deployment(client, load) as (url, replicas):
         assert url == "http://127.0.0.1:9/d" and replicas() == 1
         assert client.undeployed == []
@@ -213,10 +222,10 @@ def test_the_deployment_is_made_with_the_runs_settings_and_waited_for() -> None:
     assert made["env"] == {"GPUPOOL_DEMO_WORK_MS": "1000"} and made["max_ongoing_requests"] == 5
 
 
-def test_replicas_taking_requests_are_counted_by_ready_when_the_api_has_it() -> None:
-    client = FakeClient([FakeDeployment("http://127.0.0.1:9/d", running=3, ready=2)])
+def test_replicas_holding_gpus_are_counted_placed_or_draining() -> None:
+    client = FakeClient([FakeDeployment("http://127.0.0.1:9/d", placed=3, draining=1, ready=2)])
     with serve_runs.gpupool_deployment(client, ServeLoad()) as (_, replicas):
-        assert replicas() == 2
+        assert replicas() == 4
 
 
 def test_a_refused_deploy_is_a_one_line_run_error() -> None:

@@ -276,8 +276,8 @@ def gpupool_deployment(
     yield (its URL, a function counting its replicas that take requests), undeploy after.
 
     The one place that speaks to the platform's deployments: ``Client.deploy``, then
-    ``client.deployment(name)`` every 0.5 s until ``url`` is set and a replica runs (``ready``
-    when the API reports it, else ``running``)."""
+    ``client.deployment(name)`` every 0.5 s until ``url`` is set and a replica takes requests
+    (``ready``); the count it yields is of the replicas holding GPUs (placed or draining)."""
     from gpupool.client import ApiError
     from gpupool.serving_demo import WORK_ENV
 
@@ -305,8 +305,9 @@ def gpupool_deployment(
         ) from None
 
     def replicas(d: Any) -> int:
-        ready = getattr(d, "ready", None)
-        return int(d.running if ready is None else ready)
+        # Replicas holding GPUs: placed (starting or serving) and draining ones. Ray Serve's run
+        # counts its RUNNING replicas only, which leaves out those starting: a count in its favour.
+        return sum(1 for r in d.replicas if r.state in ("placed", "draining"))
 
     try:
         last: list[Any] = [None]
@@ -315,7 +316,7 @@ def gpupool_deployment(
             d = last[0] = client.deployment(name)
             if d.state in ENDED:
                 raise RunError(f"the deployment ended {d.state}: {_one_line(d.reason)}")
-            return bool(d.url) and replicas(d) >= 1
+            return bool(d.url) and d.ready >= 1
 
         try:
             _wait("the deployment did not answer", serving)
