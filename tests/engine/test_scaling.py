@@ -225,3 +225,22 @@ def test_time_spent_starting_is_not_idle_time() -> None:
     assert w.state == WorkloadState.RUNNING  # idle for 50 s since it runs
     d.tick(261)
     assert w.state == WorkloadState.PREEMPTING
+
+
+def test_a_min_replica_taken_back_stops_alone_and_waits_for_room_again() -> None:
+    # root.a (guaranteed 8 GPUs) runs 3 required replicas of 4: 12 GPUs, above its guarantee.
+    d, ex, w = setup(min_replicas=3, max_replicas=3, gpus=4000, hold_drains=True)
+    assert len(w.placement) == 3
+    other = d.submit(spec("root.b", 8), now=2)  # within root.b's guarantee: takes a replica back
+    d.tick(2)
+    d.tick(40)  # after root.b's preemption delay
+    (taken,) = sorted(ex.draining)
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1  # the others go on serving
+    assert taken not in w.placement and len(w.placement) == 2
+    assert f"{w.id}/{taken}" in d.core.allocations  # held until it has drained
+    ex.stop(taken)
+    d.tick(41)
+    d.tick(42)
+    assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+    assert asked(d, w) == [taken]  # wanted all the same: waits for room
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1

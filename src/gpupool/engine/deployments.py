@@ -12,8 +12,9 @@ Removing a placed replica never drops requests: the driver takes it out of the w
 placement and tells the executor (``resize``), which stops sending it requests and reports
 ``MemberStopped`` once its requests in flight are done; only then is its allocation released
 (until then it is marked preempting in the core, so it is not picked as a victim twice and its
-room is not given away under it). A replica the scheduler preempts on its own (a competing ask
-taking back borrowed room) goes the same way.
+room is not given away under it). A replica the scheduler preempts (a competing ask taking
+back borrowed room) goes the same way, on its own: the deployment goes on serving with the
+others, and a min replica taken so is asked for again once it has stopped (it waits for room).
 
 A rolling update is a new workload of the same name (``ServingSpec.revision`` + 1, ``replaces``
 naming the one before): it is scheduled and started like any deployment, its replicas join the
@@ -262,10 +263,15 @@ class Scaling:
         if t is None or obs.member not in t.draining:
             return
         t.draining.discard(obs.member)
+        d = self.driver
         alloc_id = f"{w.id}/{obs.member}"
-        if alloc_id in self.driver.core.allocations:
-            self.driver.core.release(alloc_id)
-        self.driver.journal.event(w.id, now, "replica-stopped", f"replica {obs.member} stopped")
+        if alloc_id in d.core.allocations:
+            d.core.release(alloc_id)
+        d.journal.event(w.id, now, "replica-stopped", f"replica {obs.member} stopped")
+        required = dict(w.spec.members())
+        if obs.member in required and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+            # A min replica the scheduler took back: wanted all the same, it waits for room again.
+            d.add_extra(w, obs.member, required[obs.member], now, elastic=False)
 
     @staticmethod
     def _extras(w: Workload) -> dict[str, TaskGroup]:

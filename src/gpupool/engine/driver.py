@@ -174,7 +174,7 @@ class Driver:
                 gpu_types=group.gpu_types,
                 alternatives=group.alternatives,
                 disruptible=spec.disruption.policy != "never",
-                originator=i == 0 and len(members) > 1,  # the head of a multi-member job
+                originator=i == 0 and len(members) > 1 and spec.kind != DEPLOYMENT_KIND,  # a job's head
                 check_gang_max=i == len(members) - 1,  # once, for the whole gang: linear
             )
             if rejected is not None:
@@ -187,7 +187,8 @@ class Driver:
         for member, group in spec.extra_members():
             self.add_extra(w, member, group, now)
 
-    def add_extra(self, w: Workload, member: str, group: TaskGroup, now: float) -> None:
+    def add_extra(self, w: Workload, member: str, group: TaskGroup, now: float, elastic: bool = True) -> None:
+        """Ask for one member of a running workload (an elastic extra, or a deployment's replica)."""
         self.core.add_ask(
             w.id,
             f"{w.id}/{member}",
@@ -197,7 +198,7 @@ class Driver:
             gpu_types=group.gpu_types,
             alternatives=group.alternatives,
             disruptible=w.spec.disruption.policy != "never",
-            elastic=True,
+            elastic=elastic,
         )
 
     def restore(self, w: Workload, now: float, *, queue: str | None = None, adopt: bool = True) -> str:
@@ -291,7 +292,7 @@ class Driver:
                 w.assigned.get(member) or shape,  # the shape it was given
                 start=w.started_at or w.submitted_at,
                 priority=w.spec.priority,
-                originator=member == members[0][0] and len(members) > 1,
+                originator=member == members[0][0] and len(members) > 1 and w.spec.kind != DEPLOYMENT_KIND,
                 disruptible=w.spec.disruption.policy != "never",
                 elastic=member not in dict(members),
                 gpu_ids=gpu_ids,
@@ -453,7 +454,10 @@ class Driver:
             elif isinstance(d, Preempt):
                 wid, member = member_of(d.alloc_id)
                 w = self.workloads.get(wid)
-                if w is not None and w.spec.has_extras() and member in self._extras(w):
+                running = w is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
+                if w is not None and running and w.spec.kind == DEPLOYMENT_KIND:
+                    self.scaling.drain(w, member, now, str(d.reason))  # each replica on its own
+                elif w is not None and w.spec.has_extras() and member in self._extras(w):
                     self._shrink(w, member, d.alloc_id, now, str(d.reason))
                 elif w is not None:
                     self._preempt(w, now, str(d.reason), report)
@@ -483,11 +487,7 @@ class Driver:
             self.executor.resize(w, now)
 
     def _shrink(self, w: Workload, member: str, alloc_id: str, now: float, reason: str) -> None:
-        """Give an extra member back at once (the job keeps running smaller) and wait again; a
-        deployment's replica drains first (``Scaling.drain``) and is asked again on demand."""
-        if w.spec.kind == DEPLOYMENT_KIND:
-            self.scaling.drain(w, member, now, reason)
-            return
+        """Give an extra member back at once (the job keeps running smaller) and wait again."""
         if alloc_id in self.core.allocations:
             self.core.release(alloc_id)
         w.placement.pop(member, None)
@@ -691,7 +691,7 @@ class Driver:
 
 
 def _gang(spec: WorkloadSpec) -> GangSpec | None:
-    """A multi-member workload is a gang."""
-    if len(spec.members()) <= 1:
+    """A multi-member workload is a gang; a deployment's replicas are not (each on its own)."""
+    if len(spec.members()) <= 1 or spec.kind == DEPLOYMENT_KIND:
         return None
     return GangSpec(spec.gang_style, spec.gang_timeout, spec.span_regions)

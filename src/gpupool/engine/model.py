@@ -209,7 +209,8 @@ class DeploymentSpec:
             queue=self.queue,
             user=self.user,
             groups=self.groups,
-            # Not a gang: a soft gang that gives up waiting at once, so replicas start one by one.
+            # Not a gang (the driver makes no core gang of a deployment): replicas are placed and
+            # preempted one by one; a soft gang that gives up at once, should anything read it.
             gang_style="soft",
             gang_timeout=0.0,
             working_dir=self.working_dir,

@@ -260,7 +260,6 @@ def test_a_batch_queue_within_its_guarantee_takes_back_only_replicas_above_min(p
                 )
             d = gp.deployment("slow")
             assert d.state == "running" and d.running == 1 and d.started_at == started, d  # min stayed
-            assert [r.member for r in d.replicas if r.state == "placed"] == ["replica-0"]
             assert d.held is not None and "replicas wait" in d.held
         finally:
             codes = load.stop()
