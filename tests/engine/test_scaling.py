@@ -244,3 +244,20 @@ def test_a_min_replica_taken_back_stops_alone_and_waits_for_room_again() -> None
     assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
     assert asked(d, w) == [taken]  # wanted all the same: waits for room
     assert w.state == WorkloadState.RUNNING and w.attempt == 1
+
+
+def test_a_revision_being_replaced_gives_its_extras_back_to_make_room() -> None:
+    d, ex, w = setup(min_replicas=1, max_replicas=4, up=0, gpus=4000)
+    ex.load = 8.0
+    d.tick(2)
+    d.tick(2.5)
+    assert len(w.placement) == 4  # 16 GPUs: root.a at its max
+    assert w.spec.serving is not None
+    serving = dataclasses.replace(w.spec.serving, revision=2, replaces=w.id, target_ongoing_requests=5)
+    new = d.submit(dataclasses.replace(w.spec, serving=serving), now=3)
+    d.tick(3)
+    assert sorted(w.placement) == ["replica-0"]  # under load all the same: its extras drain
+    assert d.scaling.tracks[w.id].reason == f"down to its min replicas (1): revision 2 ({new.id}) replaces it"
+    d.tick(4)
+    d.tick(5)
+    assert new.state == WorkloadState.RUNNING and w.state == WorkloadState.CANCELLED

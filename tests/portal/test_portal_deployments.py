@@ -1,7 +1,7 @@
 """The portal's deployments pages in a real headless Chromium against a live control plane whose
 executor starts nothing and reports the load a test sets (``NullExecutor``): the list, a
 deployment's charts, decisions and replicas as it scales up, the deploy form (created, and
-refused with the API's field error, storing nothing), the scale form's request and its refusal,
+refused with the API's field error, storing nothing), the scale form's request (a rolling update),
 undeploy; no console error, no horizontal overflow at 375 px."""
 
 from __future__ import annotations
@@ -281,17 +281,24 @@ def test_scale_form_posts_the_deployment_as_it_is_and_undeploy_confirms(serving,
     # Every field as the deployment has it, the bounds changed.
     changed = {"min_replicas": 2, "max_replicas": 4, "memory": str(8 << 30), "scale_to_zero_after": None}
     assert posted == {**spec, **changed}
-    # Until a redeploy of a live name is a rolling update, the API refuses it: shown as any error.
-    page.wait_for_selector("#scale-error:has-text('is live')")
-    assert page.inner_text("#scale-error").startswith("Not scaled: name: a deployment named 'chat' is live")
-    shot(page, "deployment-scale-refused")
+    # A redeploy of a live name with new bounds is a rolling update: revision 2 replaces 1.
+    page.wait_for_selector("#scale-done:has-text('Redeployed with 2..4 replicas.')")
+    with serving.http(alice) as h:
+        first = h.get("/deployments", params={"all": "true"}).json()[-1]
+        wait_until(lambda: h.get("/deployments/chat").json()["state"] == "running", timeout=10)
+        new = h.get("/deployments/chat").json()
+        assert (new["revision"], new["replaces"], new["min_replicas"]) == (2, first["id"], 2)
+        wait_until(lambda: h.get(f"/workloads/{first['id']}").json()["state"] == "cancelled", timeout=10)
+    page.wait_for_selector(f"#d-id:has-text('{new['id']}')")
+    shot(page, "deployment-scaled-by-rolling-update")
+    wait_until(lambda: gpus_allocated(serving, "root.a") == 1.0, timeout=10)  # 2 replicas of 0.5
 
     # A dismissed confirm does nothing; an accepted one undeploys, and the GPUs go back.
     page.once("dialog", lambda d: d.dismiss())
     page.get_by_role("button", name="Undeploy").click()
     with serving.http(alice) as h:
         assert h.get("/deployments/chat").json()["state"] == "running"
-    assert gpus_allocated(serving, "root.a") == 0.5
+    assert gpus_allocated(serving, "root.a") == 1.0
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Undeploy").click()
     page.wait_for_selector("#d-state:has-text('cancelled')")

@@ -19,7 +19,9 @@ others, and a min replica taken so is asked for again once it has stopped (it wa
 A rolling update is a new workload of the same name (``ServingSpec.revision`` + 1, ``replaces``
 naming the one before): it is scheduled and started like any deployment, its replicas join the
 same front, and once it runs (``started``) the revision before is cancelled, so its replicas
-drain while the new ones already take requests. If the new revision cannot be placed or fails to
+drain while the new ones already take requests. Meanwhile the revision before goes down to its
+min replicas, so that the new one has room in the queue (a deployment at its queue's max with its
+extras would otherwise leave the update waiting for ever). If the new revision cannot be placed or fails to
 start, the one before goes on serving.
 
 Each deployment keeps its scaling record: the decisions that changed the count, with their
@@ -39,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gpupool.core.decisions import Code, Reason
 from gpupool.core.serving import LoadSample, ScaleState, ServingPolicy, decide, observe
 from gpupool.engine.model import DEPLOYMENT_KIND, TaskGroup, Workload, WorkloadState
 from gpupool.engine.ports import MemberStopped, Resizable, ServingLoad, can_run_deployments
@@ -156,6 +159,11 @@ class Scaling:
         d = self.driver
         if not self.tracks or not can_run_deployments(d.executor):
             return
+        being_replaced = {
+            w.spec.serving.replaces: w
+            for wid in self.tracks
+            if (w := d.workloads.get(wid)) is not None and not w.terminal and w.spec.serving is not None
+        }
         for wid in sorted(self.tracks):
             w = d.workloads.get(wid)
             if w is None or w.terminal:
@@ -171,6 +179,15 @@ class Scaling:
                 t.last = load
                 observe(t.policy, t.state, LoadSample(now, load.in_flight, load.queued, load.ready))
             new, reason = decide(t.policy, t.state, now, t.desired)
+            successor = being_replaced.get(wid)
+            if successor is not None and new > t.required:
+                # Its extras make room for the revision replacing it (surge within the queue).
+                new = t.required
+                reason = Reason(
+                    Code.SCALE_DOWN,
+                    f"down to its min replicas ({t.required}): revision {successor.spec.serving.revision} "  # type: ignore[union-attr]
+                    f"({successor.id}) replaces it",
+                )
             t.reason = reason.message
             if new != t.desired:
                 t.decisions.append(ScaleDecision(now, t.desired, new, reason.message))
