@@ -244,6 +244,11 @@ def test_a_min_replica_taken_back_stops_alone_and_waits_for_room_again() -> None
     assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
     assert asked(d, w) == [taken]  # wanted all the same: waits for room
     assert w.state == WorkloadState.RUNNING and w.attempt == 1
+    d.cancel(other.id, now=43)
+    d.tick(44)
+    d.tick(45)
+    assert taken in w.placement and len(w.placement) == 3  # placed again: the deployment grows back
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1 and ex.resized[-1][1] == sorted(w.placement)
 
 
 def test_a_revision_being_replaced_gives_its_extras_back_to_make_room() -> None:

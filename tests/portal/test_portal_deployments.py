@@ -185,6 +185,11 @@ def test_list_and_page_show_a_deployment_scaling_up_live(serving, open_page):
     )
     assert page.inner_text(f"{row} td.gpus") == "3"
     assert page.evaluate(UNLABELLED) == []
+    # The queues page tells the replicas' GPUs apart from batch work's.
+    page.goto(serving.url + "/")
+    gpu_row = "[data-queue='root.a'] .res:has(.res-name:text-is('gpu'))"
+    page.wait_for_selector(f"{gpu_row} .serving-num:text-is('3')")
+    assert "(3 serving)" in page.get_attribute(f"{gpu_row} .bar", "aria-label")
 
     page.set_viewport_size(PHONE)
     for name, path in (("list", "/portal/deployments"), ("page", "/portal/deployments/chat")):

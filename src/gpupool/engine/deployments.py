@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gpupool.core.decisions import Code, Reason
+from gpupool.core.scheduler import SchedulerError
 from gpupool.core.serving import LoadSample, ScaleState, ServingPolicy, decide, observe
 from gpupool.engine.model import DEPLOYMENT_KIND, TaskGroup, Workload, WorkloadState
 from gpupool.engine.ports import MemberStopped, Resizable, ServingLoad, can_run_deployments
@@ -202,7 +203,11 @@ class Scaling:
                 t.parked = True
                 d.park(w, now, reason.message)
             else:
-                self.apply(w, t, now)
+                try:
+                    self.apply(w, t, now)
+                except SchedulerError as exc:  # one deployment's trouble must not stop every tick
+                    t.reason = f"replicas not adjusted: {exc}"
+                    d.journal.event(w.id, now, "scaling-error", t.reason)
 
     def _wake(self, w: Workload, t: Track, now: float, why: str) -> None:
         """A request waits at a parked deployment's front: queue it again (its required replicas
@@ -239,7 +244,15 @@ class Scaling:
         asked = [m for m in extras if f"{w.id}/{m}" in d.core.asks]
         active = len(placed) + len(asked)
         if active < want:
-            free = [m for m in extras if m not in w.placement and m not in t.draining and m not in asked]
+            held = d.core.allocations
+            free = [
+                m
+                for m in extras
+                if m not in w.placement
+                and m not in t.draining
+                and m not in asked
+                and f"{w.id}/{m}" not in held
+            ]
             for member in free[: want - active]:
                 d.add_extra(w, member, extras[member], now)
             return

@@ -66,6 +66,7 @@ from gpupool.engine.ports import (
 )
 
 MAX_CYCLES_PER_TICK = 4
+_SERVING = (WorkloadState.ADMITTED, WorkloadState.RUNNING)  # a deployment's replicas come and go
 
 # A job that could not start is retried after a back-off that doubles each time (from
 # START_BACKOFF up to START_BACKOFF_MAX seconds); after START_ATTEMPTS attempts in a row that
@@ -339,7 +340,7 @@ class Driver:
 
     def park(self, w: Workload, now: float, reason: str) -> None:
         """A deployment scaled to zero stops and waits unqueued until ``wake`` (``Scaling``)."""
-        if w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING):
+        if w.state in _SERVING:
             w.preempt_deadline = now + w.spec.disruption.grace
             self._move(w, WorkloadState.PREEMPTING, now, reason)
             self.executor.preempt(w, w.spec.disruption.grace, now)
@@ -443,8 +444,9 @@ class Driver:
                     w.gpu_ids[member] = tuple(alloc.gpu_ids)
                 else:
                     w.gpu_ids.pop(member, None)
-                if w.spec.has_extras() and member in self._extras(w):
-                    self._grow(w, member, d.node, dict(d.resources), now)
+                serving = w.spec.kind == DEPLOYMENT_KIND and w.state in _SERVING
+                if serving or (w.spec.has_extras() and member in self._extras(w)):
+                    self._grow(w, member, d.node, dict(d.resources), now)  # a replica placed again, too
                     continue
                 placed = self._partial.setdefault(wid, {})
                 placed[member] = d.node
@@ -454,8 +456,7 @@ class Driver:
             elif isinstance(d, Preempt):
                 wid, member = member_of(d.alloc_id)
                 w = self.workloads.get(wid)
-                running = w is not None and w.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
-                if w is not None and running and w.spec.kind == DEPLOYMENT_KIND:
+                if w is not None and w.state in _SERVING and w.spec.kind == DEPLOYMENT_KIND:
                     self.scaling.drain(w, member, now, str(d.reason))  # each replica on its own
                 elif w is not None and w.spec.has_extras() and member in self._extras(w):
                     self._shrink(w, member, d.alloc_id, now, str(d.reason))

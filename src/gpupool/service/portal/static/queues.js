@@ -25,6 +25,7 @@
 
   function bar(q, r) {
     const alloc = q.allocated[r] || 0;
+    const serving = (q.serving || {})[r] || 0; // the part model deployments' replicas hold
     const pend = q.pending[r] || 0;
     const guar = q.guaranteed[r];
     const max = q.max[r];
@@ -32,7 +33,8 @@
     const scale = Math.max(max || capacity[r] || 0, guar || 0, alloc + pend, 1);
     const pct = (v) => `${Math.min(100, (100 * v) / scale).toFixed(1)}%`;
     const label =
-      `${r}: ${fmtQuantity(r, alloc)} allocated, ${fmtQuantity(r, pend)} pending, ` +
+      `${r}: ${fmtQuantity(r, alloc)} allocated` + (serving ? ` (${fmtQuantity(r, serving)} serving)` : "") +
+      `, ${fmtQuantity(r, pend)} pending, ` +
       `guaranteed ${guar === undefined ? "none" : fmtQuantity(r, guar)}, max ${max === undefined ? "none" : fmtQuantity(r, max)}`;
     return h(
       "div", { class: "res" },
@@ -46,6 +48,7 @@
       h(
         "span", { class: "res-nums" },
         h("b", {}, fmtQuantity(r, alloc)), " alloc",
+        serving ? [" (", h("b", { class: "serving-num" }, fmtQuantity(r, serving)), " serving)"] : "",
         pend ? [" · ", h("b", { class: "pending-num" }, fmtQuantity(r, pend)), " pending"] : "",
         " · g ", guar === undefined ? "–" : fmtQuantity(r, guar),
         " · max ", max === undefined ? "–" : fmtQuantity(r, max),
