@@ -16,8 +16,8 @@ its constructor when asked to. Queues: ``root.serve`` (guaranteed 1 GPU, max 3) 
 5. scale to zero: an idle deployment with min 0 frees its GPUs; the next request waits while a
    replica starts, and is answered;
 6. bad input: an import path that does not import (422 naming it, nothing stored), an app that
-   fails to start (the CLI says why, exit 1, nothing held), a name taken (409), replicas above
-   the queue's max (422);
+   fails to start (the CLI says why, exit 1, nothing held), a live name of another user's
+   (403), replicas above the queue's max (422);
 7. undeploy frees every GPU and the URL stops answering.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -319,9 +320,12 @@ def test_bad_input_is_refused_and_nothing_is_left_half_made(platform: Platform) 
         assert exc.value.status == 422 and "No module named 'nosuchmodule'" in exc.value.message
         assert exc.value.fields[0][0] == "body.import_path"
         assert len(gp.deployments(include_finished=True)) == before
-        with pytest.raises(ApiError) as taken:
-            gp.deploy("slow", "slowapp:app", "root.serve", gpus=1, working_dir=str(platform.app_dir))
-        assert taken.value.status == 409
+    # A live name is someone's: another user may not deploy a new revision of it.
+    bob = json.loads(platform.cli("token", "create", "--json", "bob").stdout)["token"]
+    with Client(platform.url, bob) as other, pytest.raises(ApiError) as taken:
+        other.deploy("slow", "slowapp:app", "root.serve", gpus=1, working_dir=str(platform.app_dir))
+    assert taken.value.status == 403 and taken.value.message == "bob may not update slow: it belongs to admin"
+    with platform.client() as gp:
         with pytest.raises(ApiError) as over:
             gp.deploy("big", "slowapp:app", "root.serve", gpus=1, max_replicas=4)
         assert over.value.status == 422 and over.value.message.startswith("max_replicas: 4 replicas")
