@@ -231,11 +231,16 @@ class ServeRunner:
     def serve_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def front(self, deployment: str, port: int = 0) -> str:
-        """The URL of ``deployment``'s front (started on first use)."""
+    def front(self, deployment: str, port: int = 0, max_ongoing: int = 0) -> str:
+        """The URL of ``deployment``'s front (started on first use, sending each replica at most
+        ``max_ongoing`` requests at once; 0: no cap)."""
         if deployment not in self._fronts:
             self._fronts[deployment] = fronts.start_front(
-                deployment, host=self.host, port=port, hold_timeout=self.front_hold_timeout
+                deployment,
+                host=self.host,
+                port=port,
+                hold_timeout=self.front_hold_timeout,
+                max_ongoing=max_ongoing,
             )
         return f"http://{self.host}:{self._fronts[deployment][1]}"
 
@@ -265,7 +270,9 @@ class ServeRunner:
         if spec.key in self._replicas and not self._replicas[spec.key].gone:
             raise ServingError(f"replica {spec.key} exists")
         self.start()
-        self.front(spec.front_key)
+        # The front keeps what a replica cannot take yet (its max_ongoing_requests) and gives it
+        # to whichever replica frees up or starts first; sent on, it would wait in that replica.
+        self.front(spec.front_key, max_ongoing=spec.max_ongoing_requests)
         self._replicas[spec.key] = _Replica(spec)
         self._apply()
 
@@ -295,8 +302,10 @@ class ServeRunner:
             )
             if spec is not None and spec.key not in self._replicas:
                 self._replicas[spec.key] = _Replica(spec)
-        for front in sorted({r.spec.front_key for r in self._replicas.values()}):
-            self.front(front)
+        for front, cap in sorted(
+            {(r.spec.front_key, r.spec.max_ongoing_requests) for r in self._replicas.values()}
+        ):
+            self.front(front, max_ongoing=cap)  # found by name if it runs (keeps its own cap)
         return sorted(self._replicas)
 
     def has_replicas(self) -> bool:
