@@ -84,3 +84,9 @@ def test_a_victim_too_big_is_passed_over_not_the_end_of_the_node() -> None:
     first = w.settle(0.0)
     assert [p.alloc_id for p in preempts(first)] == ["c0-1"]
     assert "c1-small" in w.placed()
+
+
+def test_the_reason_says_what_the_queue_is_owed() -> None:
+    w = _world(3, 5)
+    w.settle(0.0)
+    assert "freeing more than root.p0.c1 is still owed" in w.why("c1-small").message

@@ -230,8 +230,8 @@ class VictimSearch:
             if best is not None:
                 return best[1], best[2], best[0][:4]
         raise Cannot(
-            "no node can be cleared for it without taking a queue below its guarantee "
-            "or stopping higher-priority work"
+            "no node can be cleared for it without taking a queue below its guarantee, "
+            f"stopping higher-priority work or freeing more than {leaf.path} is still owed"
         )
 
     def _cost(self, units: list[_Candidate]) -> tuple[int, int, int, float]:
