@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from builders import core_units
@@ -566,8 +566,40 @@ def crowded_specs(draw: st.DrawFn) -> Spec:
     return spec
 
 
+def surplus_example() -> Spec:
+    """Found in CI: c1 (guaranteed 2) preempted c0's newest 3-GPU allocation for a 1-GPU ask, its
+    2-GPU ask borrowed the rest, and c0 (p0's guarantee of 8) preempted c1 back for its own ask
+    (tests/core/test_victim_surplus.py)."""
+    leaves = ["root.p0.c0", "root.p0.c1"]
+    c1 = {"name": "c1", "resources": {"guaranteed": {"gpu": 2}}}
+    p0 = {"name": "p0", "resources": {"guaranteed": {"gpu": 8}}, "queues": [{"name": "c0"}, c1]}
+    root = {"name": "root", "submitacl": "*", "queues": [p0]}
+    spec = Spec(
+        {"partitions": [{"name": "default", "queues": [root]}]},
+        leaves,
+        [NodeSpec("node-0", {"gpu": 8}, {})],
+    )
+    base = {"priority": 0, "preemptible": True, "originator": False, "queue": leaves[0], "node": "node-0"}
+    spec.running = [
+        dict(base, id="r-0", app="run-c0", res={"gpu": 3}, start=-10.0),
+        dict(base, id="r-1", app="run-c0", res={"gpu": 5}, start=-100.0),
+    ]
+    spec.apps = [
+        {"id": "app-0", "queue": leaves[1], "gang": None},
+        {"id": "app-1", "queue": leaves[0], "gang": None},
+    ]
+    ask = {"priority": 0, "gpu_types": (), "preempt_others": True, "required_node": None}
+    spec.asks = [
+        dict(ask, id="app-0-m0", app="app-0", res={"gpu": 1}, created=-30.0),
+        dict(ask, id="app-0-m1", app="app-0", res={"gpu": 2}, created=0.0),
+        dict(ask, id="app-1-m0", app="app-1", res={"gpu": 1}, created=-5.0),
+    ]
+    return spec
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(specs(), crowded_specs()))
+@example(surplus_example())
 def test_no_preemption_back_and_forth_between_two_queues(spec: Spec) -> None:
     """Work of queue A preempted for queue B is never followed by work of B preempted for A
     (issue 11 item 1; yunikorn-core TestTryPreemption_OnNode_UGParent_With_GNotSetOnBothChilds:

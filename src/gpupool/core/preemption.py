@@ -4,8 +4,9 @@ YuniKorn's laws, with gpupool's deliberate improvements (``shared/spec/scenarios
 
 1. Only between queues: never within the ask's own leaf queue, never within its application.
 2. Only for an ask whose queue is below its guarantee, own or inherited, and stays within it
-   once placed (victims under a shared ancestor count as freed there). No guarantee on the
-   ask's path: no preemption.
+   once placed (victims under a shared ancestor count as freed there), and its victims free no
+   more than the queue is still owed (``gpupool.core.owed``). No guarantee on the ask's path:
+   no preemption.
 3. Victims come from leaves under the fence root: the first queue up from the ask's leaf that
    has ``preemption.policy: fence``, is the root, or would exceed its max with the ask ("fence
    by max"). Leaves with ``preemption.policy: disabled`` are skipped.
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from gpupool.core.decisions import Code, Reason
 from gpupool.core.fit import in_region, regions_of_nodes, shared_reason
 from gpupool.core.model import Allocation, App, Ask, Node
+from gpupool.core.owed import Owed
 from gpupool.core.queues import Queue
 from gpupool.core.resources import (
     format_resources,
@@ -392,6 +394,7 @@ class Preemptor:
         victims: list[Allocation] = []
         targets: list[tuple[Ask, Node]] = []
         cost = FREE
+        owed = Owed.of(s, leaf, [a.id for a in asks])
         try:
             for ask in asks:
                 blocked = s.limit_blocking(ask.app, ask.resources)
@@ -402,7 +405,8 @@ class Preemptor:
                     if ask.required_node is not None and len(asks) == 1:
                         node, chosen = self._search.solve_required(ask, leaf, region)
                     else:
-                        node, chosen, spent = self._search.solve(ask, leaf, region)
+                        node, chosen, spent = self._search.solve(ask, leaf, owed, region)
+                        owed = owed.after(chosen)
                         cost = (
                             cost[0] + spent[0],
                             cost[1] + spent[1],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from gpupool.core.fit import in_region, within
 from gpupool.core.model import Allocation, App, Ask, Node
+from gpupool.core.owed import Owed, judged
 from gpupool.core.queues import INT32_MAX, Queue, clamp32
 from gpupool.core.resources import (
     GPU_RESOURCES,
@@ -159,9 +160,12 @@ class VictimSearch:
         # ``_on_node`` by (node, eligible leaves, types wanted), with the node's victims_version.
         self._locals: dict[tuple[str, int, tuple[str, ...]], tuple[int, list[_Candidate]]] = {}
 
-    def solve(self, ask: Ask, leaf: Queue, region: str | None = None) -> tuple[Node, list[Allocation], Cost]:
+    def solve(
+        self, ask: Ask, leaf: Queue, owed: Owed, region: str | None = None
+    ) -> tuple[Node, list[Allocation], Cost]:
         """The node where clearing room for ``ask`` costs least (only nodes of ``region`` or of
-        none, if given), the allocations to stop there, and what that costs."""
+        none, if given) with victims that free no more than ``owed``, the allocations to stop
+        there, and what that costs."""
         s = self.s
         fence = self._fence_root(leaf, ask.resources)
         eligible = self._eligible(ask, leaf, fence)
@@ -215,7 +219,7 @@ class VictimSearch:
             # Solve the most promising nodes: least to clear, then the newest work to clear.
             ranked.sort(key=lambda r: (r[0], -max((c.start for c in r[3]), default=0.0), r[1]))
             for _, _, node, local in ranked[:MAX_NODES_SOLVED]:
-                units = self._plan_on_node(ask, leaf, node, local, eligible)
+                units = self._plan_on_node(ask, leaf, node, local, eligible, owed)
                 if units is None:
                     continue
                 # Fewest protected victims, fewest workloads stopped, least work lost (newest first).
@@ -226,8 +230,8 @@ class VictimSearch:
             if best is not None:
                 return best[1], best[2], best[0][:4]
         raise Cannot(
-            "no node can be cleared for it without taking a queue below its guarantee "
-            "or stopping higher-priority work"
+            "no node can be cleared for it without taking a queue below its guarantee, "
+            f"stopping higher-priority work or freeing more than {leaf.path} is still owed"
         )
 
     def _cost(self, units: list[_Candidate]) -> tuple[int, int, int, float]:
@@ -369,7 +373,13 @@ class VictimSearch:
         return gap
 
     def _plan_on_node(
-        self, ask: Ask, leaf: Queue, node: Node, local: list[_Candidate], eligible: dict[int, _Leaf]
+        self,
+        ask: Ask,
+        leaf: Queue,
+        node: Node,
+        local: list[_Candidate],
+        eligible: dict[int, _Leaf],
+        owed: Owed,
     ) -> list[_Candidate] | None:
         counted = typed(ask.resources, node.gpu_type)
         avail = node.avail_for(ask.id)
@@ -426,9 +436,15 @@ class VictimSearch:
         chosen: list[_Candidate] = []
         seen: set[int] = set()
         queues_done = not remaining
+        tally = owed.tally(counted)  # what the leaf is still owed, in the types the ask counts here
+
+        def within_owed(c: _Candidate, here: Resources) -> bool:
+            return tally.fits(judged(c.allocs, c.counted, here, node.gpu_type), c.queue)
 
         def take(c: _Candidate, here: Resources) -> None:
             chosen.append(c)
+            if tally.bound:
+                tally.spend(judged(c.allocs, c.counted, here, node.gpu_type), c.queue)
             for g in c.guards:
                 bucket = taken.setdefault(id(g), {})
                 for k, x in c.counted.items():
@@ -441,7 +457,12 @@ class VictimSearch:
                         o[k] -= c.counted.get(k, 0)
 
         for c in forced:  # the GPUs' own victims come first, whatever else is needed
-            ok = self._live(c, ask) and eligible[id(c.queue)].over_for(counted) and self._budget_ok(c, taken)
+            ok = (
+                self._live(c, ask)
+                and eligible[id(c.queue)].over_for(counted)
+                and self._budget_ok(c, taken)
+                and within_owed(c, c.on(node))
+            )
             if not ok:
                 return None
             seen.add(id(c.allocs[0]))
@@ -460,7 +481,9 @@ class VictimSearch:
                 useful = bool(here) and reduces(here, remaining_node)
                 if not useful and not queues_done:
                     useful = any(reduces(c.counted, o) and c.queue.is_under(q) for q, o in remaining)
-                if not useful or not self._budget_ok(c, taken):
+                # A victim that would free more than the leaf is owed is passed over (yunikorn-core
+                # stops at it: ``break``), so a smaller one later in the order may still serve.
+                if not useful or not self._budget_ok(c, taken) or not within_owed(c, here):
                     continue
                 take(c, here)
                 queues_done = all(satisfied(o) for _, o in remaining)
