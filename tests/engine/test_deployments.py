@@ -148,7 +148,7 @@ def test_the_policy_carries_the_bounds_and_refuses_bad_ones() -> None:
         deployment(min_replicas=5).policy()
 
 
-def test_replicas_above_min_are_extras_given_back_first_and_min_replicas_stay() -> None:
+def test_replicas_above_the_guarantee_are_given_back_one_by_one_and_the_deployment_runs_on() -> None:
     ex = ServingExecutor()
     d = driver(ex)
     serving = ServingSpec("m:app", target_ongoing_requests=1, upscale_delay=0)
@@ -164,13 +164,14 @@ def test_replicas_above_min_are_extras_given_back_first_and_min_replicas_stay() 
     # Another team's job within its guarantee takes 8 GPUs: two extras go back, the min replica stays.
     other = d.submit(spec("root.b", 8), now=2)
     d.tick(2)
-    d.tick(3)
-    d.tick(3)
+    d.tick(40)  # after root.b's preemption delay
+    d.tick(41)
+    d.tick(42)
     assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
-    assert w.state == WorkloadState.RUNNING and w.attempt == 1
-    assert "replica-0" in w.placement and len(w.placement) == 2
-    d.cancel(w.id, now=4)
-    d.tick(4)
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1  # two replicas went, each alone
+    assert len(w.placement) == 2
+    d.cancel(w.id, now=43)
+    d.tick(43)
     assert w.state == WorkloadState.CANCELLED
     assert not [a for a in d.core.allocations if a.startswith(f"{w.id}/")]
 

@@ -122,13 +122,14 @@ def test_a_replica_the_scheduler_takes_back_drains_and_is_asked_again_on_demand(
     assert len(w.placement) == 4  # 16 GPUs: both nodes full, two of them borrowed room
     other = d.submit(spec("root.b", 8), now=3)  # within root.b's guarantee
     d.tick(3)
+    d.tick(40)  # after root.b's preemption delay
     assert other.state == WorkloadState.PENDING
-    assert len(w.placement) == 2 and "replica-0" in w.placement
-    assert w.state == WorkloadState.RUNNING and w.attempt == 1  # only extras went
+    assert len(w.placement) == 2
+    assert w.state == WorkloadState.RUNNING and w.attempt == 1  # two replicas went, each alone
     for member in sorted(ex.draining):
         ex.stop(member)
-    d.tick(4)
-    d.tick(5)
+    d.tick(41)
+    d.tick(42)
     assert other.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING)
     # Still wanted: asked again, waiting for room, not placed over the other team's work.
     assert len(asked(d, w)) == 2 and len(w.placement) == 2
@@ -266,3 +267,21 @@ def test_a_revision_being_replaced_gives_its_extras_back_to_make_room() -> None:
     d.tick(4)
     d.tick(5)
     assert new.state == WorkloadState.RUNNING and w.state == WorkloadState.CANCELLED
+
+
+def test_below_its_guarantee_a_deployment_under_load_takes_room_back_from_batch() -> None:
+    d, ex, w = setup(min_replicas=1, max_replicas=3, up=0, gpus=4000)
+    batch = [d.submit(spec("root.b", 4), now=1) for _ in range(3)]  # 12 GPUs: 4 above b's guarantee
+    d.tick(1)
+    d.tick(1.5)
+    assert all(b.state in (WorkloadState.ADMITTED, WorkloadState.RUNNING) for b in batch)
+    ex.load = 6.0  # wants 3 replicas; root.a holds 4 GPUs of its 8 guaranteed
+    d.tick(2)
+    d.tick(8)  # a look-back of load later
+    assert len(w.placement) == 1 and len(asked(d, w)) == 2
+    grace = batch[0].spec.disruption.grace
+    for t in (45, 46, 47 + grace, 48 + grace):  # root.a's preemption delay, then the batch job's grace
+        d.tick(t)
+    # Up to its guarantee (8 GPUs: 2 replicas) by preemption; the third only borrows: it waits.
+    assert len(w.placement) == 2 and len(asked(d, w)) == 1
+    assert sum(b.state == WorkloadState.PREEMPTED for b in batch) == 1

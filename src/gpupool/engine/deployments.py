@@ -6,7 +6,8 @@ it to the pure rule of ``core.serving`` (``observe``/``decide``) and turns the a
 *demand-driven extras*: a deployment's min replicas are its required members, as before; an
 extra replica (``replica-<k>`` for k >= min) is asked for only while the rule wants it, and is
 given back when the rule no longer does. Placing an extra within the queue's quota stays the
-scheduler's job (an extra is an elastic ask: idle room only, reclaimed first).
+scheduler's job; an extra is an ordinary ask (not an elastic one): wanted by load, it may take
+room back from other queues while its own is below its guarantee, and above it only borrows.
 
 Removing a placed replica never drops requests: the driver takes it out of the workload's
 placement and tells the executor (``resize``), which stops sending it requests and reports
@@ -254,7 +255,10 @@ class Scaling:
                 and f"{w.id}/{m}" not in held
             ]
             for member in free[: want - active]:
-                d.add_extra(w, member, extras[member], now)
+                # Demand, not opportunism: an extra the load wants is an ordinary ask, so a
+                # deployment below its queue's guarantee takes room back from batch above theirs
+                # (YuniKorn's preemption rules); above its guarantee it only borrows idle room.
+                d.add_extra(w, member, extras[member], now, elastic=False)
             return
         surplus = active - want
         for member in reversed(asked):

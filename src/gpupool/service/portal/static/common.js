@@ -213,6 +213,22 @@ const GP = (() => {
     return [b.message || e.message, b.hint ? "Hint: " + b.hint : ""].filter(Boolean).join(" ");
   }
 
+  /* A form's error for ``field`` goes to the slot of the most specific field it names
+     (body.task_groups.0.gpus before body.task_groups), next to that field; its input (the
+     slot's data-input, else the field's first control) is marked invalid and returned. */
+  function showFieldError(form, field, message) {
+    const slots = [...form.querySelectorAll(".error[data-field]")]
+      .filter((el) => field === el.dataset.field || field.startsWith(el.dataset.field + "."))
+      .sort((a, b) => b.dataset.field.length - a.dataset.field.length);
+    const slot = slots[0];
+    if (!slot) return null;
+    slot.textContent = slot.textContent ? slot.textContent + " " + message : message;
+    const input = slot.dataset.input ? document.getElementById(slot.dataset.input)
+      : slot.closest(".field, fieldset").querySelector("input, select, textarea");
+    if (input) input.setAttribute("aria-invalid", "true");
+    return input;
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const out = document.getElementById("signout");
     if (out) out.addEventListener("click", () => signOut());
@@ -222,5 +238,6 @@ const GP = (() => {
   return {
     api, ApiError, h, svg, poll, me, mayAdminister, token, signIn, signOut,
     fmtQuantity, fmtResources, resourceOrder, fmtTime, ago, colour, palette, badge, errorText, keepFocus,
+    showFieldError,
   };
 })();

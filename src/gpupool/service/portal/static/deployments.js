@@ -64,19 +64,7 @@
       form.querySelectorAll(".error[data-field]").forEach((el) => { el.textContent = ""; });
     }
 
-    /* The message goes to the slot of the field it names (body.env.X to body.env), next to
-       that field; its input is marked invalid. */
-    function showFieldError(field, message) {
-      const slots = [...form.querySelectorAll(".error[data-field]")]
-        .filter((el) => field === el.dataset.field || field.startsWith(el.dataset.field + "."))
-        .sort((a, b) => b.dataset.field.length - a.dataset.field.length);
-      const slot = slots[0];
-      if (!slot) return null;
-      slot.textContent = slot.textContent ? slot.textContent + " " + message : message;
-      const input = slot.closest(".field, fieldset").querySelector("input, select, textarea");
-      if (input) input.setAttribute("aria-invalid", "true");
-      return input;
-    }
+    const showFieldError = (field, message) => GP.showFieldError(form, field, message);
 
     const num = (v) => (v === null || String(v).trim() === "" ? NaN : Number(v));
 
