@@ -84,6 +84,9 @@ def test_the_queue_max_holds_growth_and_the_status_says_which_limit() -> None:
     assert waiting, "the replicas above the queue's max should wait, asked"
     why = str(d.core.explain(f"{w.id}/{waiting[0]}"))
     assert "root.a" in why and "max" in why, why
+    # ``gpupool why`` on the running deployment says the same of its waiting replicas.
+    lines = d.why(w.id)
+    assert lines[0].startswith(f"{w.id} (chat) is running") and any(why in line for line in lines[1:]), lines
 
 
 def test_a_scale_down_drains_a_replica_before_its_room_is_freed() -> None:

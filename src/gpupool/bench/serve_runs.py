@@ -4,7 +4,8 @@
   (``LocalRayCluster`` on 127.0.0.1, stopped after by its own ``stop()``), Serve on it
   (``HeadOnly`` proxy on 127.0.0.1), and the demo model ``serve.run`` with an
   ``autoscaling_config`` of the load's min/max/target/delays/look-back and ``num_gpus`` per
-  replica (logical GPUs). Replicas are the ``RUNNING`` ones of ``serve.status()``.
+  replica (logical GPUs). Replicas are all those ``serve.status()`` lists (starting, running or
+  stopping: each holds its GPUs), as the gpupool run counts its placed and draining ones.
 * ``run_gpupool``: ``gpupool up`` as a subprocess on a fresh data dir (its own Ray cluster, a
   queue configuration of two queues, ``root.serving`` and ``root.batch``), the demo deployed
   with the SDK into ``root.serving`` with the same settings, the load sent to the deployment's
@@ -177,12 +178,9 @@ def _serve_demo(load: ServeLoad) -> tuple[str, Callable[[], int]]:
         app_status = serve.status().applications.get(SERVE_APP)
         if app_status is None:
             return 0
-        return sum(
-            n
-            for dep in app_status.deployments.values()
-            for state, n in dep.replica_states.items()
-            if str(getattr(state, "value", state)) == "RUNNING"
-        )
+        # Every replica that exists (starting, running or stopping) holds its GPUs, as a
+        # gpupool replica placed or draining does: the two runs count alike.
+        return sum(n for dep in app_status.deployments.values() for n in dep.replica_states.values())
 
     return url, running
 
@@ -305,8 +303,8 @@ def gpupool_deployment(
         ) from None
 
     def replicas(d: Any) -> int:
-        # Replicas holding GPUs: placed (starting or serving) and draining ones. Ray Serve's run
-        # counts its RUNNING replicas only, which leaves out those starting: a count in its favour.
+        # Replicas holding GPUs: placed (starting or serving) and draining ones, as the ray_serve
+        # run counts every replica that exists.
         return sum(1 for r in d.replicas if r.state in ("placed", "draining"))
 
     try:

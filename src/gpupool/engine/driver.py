@@ -647,9 +647,10 @@ class Driver:
         """Plain-word reasons: the workload's state, and each waiting member's reason."""
         w = self.workloads[workload_id]
         lines = [f"{w.id} ({w.spec.name}) is {w.state.value}: {w.reason}"]
-        if w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED):
-            seen: dict[str, list[str]] = {}
-            for ask_id in w.member_ids():
+        if w.state in (WorkloadState.PENDING, WorkloadState.PREEMPTED) or w.spec.kind == DEPLOYMENT_KIND:
+            seen: dict[str, list[str]] = {}  # a running deployment's replicas may wait too
+            serving = w.spec.extra_members() if w.spec.kind == DEPLOYMENT_KIND else []
+            for ask_id in w.member_ids() + [f"{w.id}/{m}" for m, _ in serving]:
                 if ask_id in self.core.asks:
                     seen.setdefault(str(self.core.explain(ask_id)), []).append(member_of(ask_id)[1])
             for text, members in seen.items():
