@@ -40,16 +40,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gpupool.core.decisions import Code, Reason
-from gpupool.core.scheduler import SchedulerError
+from gpupool.core.scheduler import Scheduler, SchedulerError
 from gpupool.core.serving import LoadSample, ScaleState, ServingPolicy, decide, observe
 from gpupool.engine.model import DEPLOYMENT_KIND, TaskGroup, Workload, WorkloadState
-from gpupool.engine.ports import MemberStopped, Resizable, ServingLoad, can_run_deployments
-
-if TYPE_CHECKING:
-    from gpupool.engine.driver import Driver
+from gpupool.engine.ports import Executor, Journal, MemberStopped, Resizable, ServingLoad, can_run_deployments
 
 SAMPLE_EVERY = 1.0  # seconds between two points of a deployment's series
 SERIES_POINTS = 3600  # points kept per deployment (an hour at one a second)
@@ -109,10 +106,31 @@ def policy_of(w: Workload) -> ServingPolicy:
     return serving.policy(low, high)
 
 
+class DriverSide(Protocol):
+    """What the loop uses of the driver (``engine.driver.Driver``), which owns it."""
+
+    workloads: dict[str, Workload]
+    core: Scheduler
+    executor: Executor
+    journal: Journal
+
+    def add_extra(
+        self, w: Workload, member: str, group: TaskGroup, now: float, elastic: bool = True
+    ) -> None: ...
+
+    def cancel(self, workload_id: str, now: float, reason: str = "cancelled") -> Workload: ...
+
+    def resize(self, w: Workload, now: float) -> None: ...
+
+    def park(self, w: Workload, now: float, reason: str) -> None: ...
+
+    def wake(self, w: Workload, now: float, reason: str) -> None: ...
+
+
 class Scaling:
     """The loop over a driver's deployments (see the module docstring)."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: DriverSide) -> None:
         self.driver = driver
         self.tracks: dict[str, Track] = {}  # deployment workload id -> its track
 
