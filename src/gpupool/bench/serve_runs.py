@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gpupool.adapters.ray.cluster import free_port
 from gpupool.bench.serve import LoadResult, ServeLoad, drive, figures
 
 SERVE_APP = "bench"
@@ -56,12 +56,6 @@ class RunError(RuntimeError):
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cluster_gpus(spec: str) -> float:
@@ -146,7 +140,7 @@ def _serve_demo(load: ServeLoad) -> tuple[str, Callable[[], int]]:
 
     from gpupool.serving_demo import WORK_ENV, Demo
 
-    port = _free_port()
+    port = free_port()
     quiet = logging.getLogger("ray.serve")  # Serve's progress lines: before and after its start,
     quiet.setLevel(logging.WARNING)  # which sets the logger up again
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
@@ -230,7 +224,7 @@ def gpupool_platform(
     data.mkdir(parents=True, exist_ok=True)
     config = workdir / "queues.yaml"
     config.write_text(queues_yaml(load, cluster_gpus(cluster_spec)))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "gpupool-up.log"
     echo(f"gpupool: starting `gpupool up` ({cluster_spec}) on {url} ...")

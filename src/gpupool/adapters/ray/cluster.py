@@ -140,7 +140,8 @@ def parse_cluster_spec(text: str, existing: list[LocalNode] | None = None) -> li
     return nodes
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the caller binds it soon after)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -283,15 +284,15 @@ class LocalRayCluster:
     def _start_fresh(self) -> str:
         self._tmp = Path(tempfile.mkdtemp(prefix="gpr-", dir="/tmp"))
         self._id = self._tmp.name
-        port = _free_port()
+        port = free_port()
         head = [
             "--head",
             f"--port={port}",
             "--num-cpus=0",
             "--num-gpus=0",
             "--include-dashboard=false",
-            f"--dashboard-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
             "--disable-usage-stats",
         ]
         try:
@@ -511,8 +512,8 @@ class LocalRayCluster:
             f"--node-name={name}",
             f"--temp-dir={temp_dir}",
             f"--object-store-memory={self.object_store_bytes}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             *args,
         ]
         out_path = self.data_dir / "ray" / f"{name}.out"

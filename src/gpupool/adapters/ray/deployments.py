@@ -26,9 +26,9 @@ its proxy on 127.0.0.1 and a free port.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 
+from gpupool.adapters.ray.cluster import free_port
 from gpupool.adapters.ray.serving import (
     ReplicaSpec,
     ReplicaState,
@@ -36,6 +36,7 @@ from gpupool.adapters.ray.serving import (
     ServeRunner,
     ServingError,
     check_import_path,
+    replica_key,
 )
 from gpupool.core.resources import GPU_MILLI, gpu_milli
 from gpupool.engine.model import Workload
@@ -49,12 +50,6 @@ from gpupool.engine.ports import (
     StartFailed,
     Stopped,
 )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(slots=True)
@@ -186,7 +181,7 @@ class DeploymentRuns:
         keys = self._adopt_all()
         serving = w.spec.serving
         assert serving is not None
-        members = {m: _key(w.id, serving.revision, m) for m in w.placement}
+        members = {m: replica_key(w.id, serving.revision, m) for m in w.placement}
         if not members or any(k not in keys for k in members.values()):
             return False
         run = _Deployment(w.id, w.attempt, serving.revision, float("inf"), w.spec.name, members=members)
@@ -318,10 +313,6 @@ class DeploymentRuns:
             runner.remove_replica(key, grace=0.0)
         self._runs.pop(run.workload_id, None)
         self._end_front(run.front, run.workload_id)
-
-
-def _key(workload_id: str, revision: int, member: str) -> str:
-    return f"{workload_id}.r{revision}.{member}"
 
 
 def _first_line(message: str) -> str:

@@ -66,6 +66,11 @@ class ReplicaState(enum.StrEnum):
     GONE = "gone"
 
 
+def replica_key(deployment: str, revision: int, member: str) -> str:
+    """How a replica is known (its application is ``gp.<key>``)."""
+    return f"{deployment}.r{revision}.{member}"
+
+
 @dataclass(frozen=True)
 class ReplicaSpec:
     """One replica: which application, where, with what. ``gpus`` may be a share (< 1)."""
@@ -94,7 +99,7 @@ class ReplicaSpec:
 
     @property
     def key(self) -> str:
-        return f"{self.deployment}.r{self.revision}.{self.member}"
+        return replica_key(self.deployment, self.revision, self.member)
 
     @property
     def app_name(self) -> str:
