@@ -29,6 +29,7 @@ from gpupool.api import (
     ErrorBody,
     EventOut,
     NodeOut,
+    NotebookOut,
     PoolOut,
     QueueOut,
     TaskGroupIn,
@@ -333,6 +334,70 @@ class Client:
     def undeploy(self, name: str) -> DeploymentOut:
         """Undeploy the live deployment of that name: its replicas stop, their GPUs are freed."""
         return DeploymentOut.model_validate(self._call("DELETE", f"/deployments/{name}"))
+
+    # ---- notebooks
+
+    def start_notebook(
+        self,
+        name: str,
+        queue: str,
+        *,
+        size: str | None = None,
+        gpus: int | float | None = None,
+        gpu_type: str | None = None,
+        cpu: float | None = None,
+        memory: str | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        preemptible: bool = False,
+    ) -> NotebookOut:
+        """Start a notebook session ``name`` (a Jupyter server) in ``queue`` on a ``size`` or on
+        ``gpus`` GPUs (whole, or a share of one). Times are in seconds. It is ``pending``, then
+        ``starting``; once ``running``, ``url`` opens it (``wait_notebook`` waits for that)."""
+        payload: dict[str, Any] = {"name": name, "queue": queue, "preemptible": preemptible}
+        optional = {
+            "size": size,
+            "gpus": gpus,
+            "gpu_type": gpu_type,
+            "cpu": cpu,
+            "memory": memory,
+            "idle_timeout": idle_timeout,
+            "max_lifetime": max_lifetime,
+        }
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        return self.start_notebook_raw(payload)
+
+    def start_notebook_raw(self, payload: Mapping[str, Any]) -> NotebookOut:
+        """Start a session from a request body as is (the JSON of ``NotebookRequest``)."""
+        return NotebookOut.model_validate(self._call("POST", "/notebooks", json=dict(payload)))
+
+    def notebooks(self) -> builtins.list[NotebookOut]:
+        """The sessions you may see, newest first, stopped ones too."""
+        return [NotebookOut.model_validate(n) for n in self._call("GET", "/notebooks")]
+
+    def notebook(self, name: str) -> NotebookOut:
+        """One session: state, url, queue, GPUs, node, history."""
+        return NotebookOut.model_validate(self._call("GET", f"/notebooks/{name}"))
+
+    def stop_notebook(self, name: str) -> NotebookOut:
+        """Stop a session: its server stops, its GPUs are freed, its files are kept."""
+        return NotebookOut.model_validate(self._call("POST", f"/notebooks/{name}/stop"))
+
+    def resume_notebook(self, name: str) -> NotebookOut:
+        """Start a stopped session again, with its files."""
+        return NotebookOut.model_validate(self._call("POST", f"/notebooks/{name}/resume"))
+
+    def wait_notebook(self, name: str, timeout: float = 300.0, interval: float = 0.5) -> NotebookOut:
+        """Poll until the session is ``running`` (its ``url`` answers) or ended; raises
+        ``TimeoutError`` (with its state and reason) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nb = self.notebook(name)
+            if nb.state in ("running", "stopped", "failed"):
+                return nb
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"notebook {name} is still {nb.state} after {timeout:g}s: {nb.reason}")
+            time.sleep(interval)
 
     # ---- cluster
 

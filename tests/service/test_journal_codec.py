@@ -14,7 +14,7 @@ from dataclasses import fields
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpupool.engine.model import Disruption, ServingSpec, TaskGroup, WorkloadSpec
+from gpupool.engine.model import Disruption, NotebookSpec, ServingSpec, TaskGroup, WorkloadSpec
 from gpupool.service.journal import spec_from_json, spec_to_json
 
 names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=12)
@@ -45,6 +45,11 @@ SERVING_FIELDS = {
     "replaces": st.none() | names,
     "min_replicas": st.none() | st.just(0),
 }
+NOTEBOOK_FIELDS = {
+    "idle_timeout": st.none() | finite,
+    "max_lifetime": st.none() | finite,
+    "preemptible": st.booleans(),
+}
 SPEC_FIELDS = {
     "name": names,
     "task_groups": st.lists(
@@ -66,8 +71,9 @@ SPEC_FIELDS = {
     "size": st.none() | names,
     "duration": st.none() | finite,
     "checkpoint_interval": finite,
-    "kind": st.sampled_from(["job", "deployment"]),
+    "kind": st.sampled_from(["job", "deployment", "notebook"]),
     "serving": st.none() | st.fixed_dictionaries(SERVING_FIELDS).map(lambda d: ServingSpec(**d)),
+    "notebook": st.none() | st.fixed_dictionaries(NOTEBOOK_FIELDS).map(lambda d: NotebookSpec(**d)),
 }
 specs = st.fixed_dictionaries(SPEC_FIELDS).map(lambda d: WorkloadSpec(**d))
 
@@ -77,6 +83,7 @@ def test_the_strategies_name_every_field():
     assert set(GROUP_FIELDS) == {f.name for f in fields(TaskGroup)}
     assert set(DISRUPTION_FIELDS) == {f.name for f in fields(Disruption)}
     assert set(SERVING_FIELDS) == {f.name for f in fields(ServingSpec)}
+    assert set(NOTEBOOK_FIELDS) == {f.name for f in fields(NotebookSpec)}
 
 
 @settings(max_examples=200, deadline=None)
@@ -92,12 +99,20 @@ def test_a_row_written_before_a_field_existed_reads_with_its_default():
         task_groups=(TaskGroup("w", 2, {"gpu": 8000}, (), ((({"gpu": 4000}), ("A100",)),), max_members=4),),
     )
     raw = spec_to_json(spec)
-    for key in ("span_regions", "duration", "checkpoint_interval", "disruption", "kind", "serving"):
+    for key in (
+        "span_regions",
+        "duration",
+        "checkpoint_interval",
+        "disruption",
+        "kind",
+        "serving",
+        "notebook",
+    ):
         del raw[key]
     back = spec_from_json(raw)
     assert back.task_groups == spec.task_groups
     assert back.disruption == Disruption() and back.duration is None and back.checkpoint_interval == 0.0
-    assert back.kind == "job" and back.serving is None
+    assert back.kind == "job" and back.serving is None and back.notebook is None
 
 
 def test_a_submitted_elastic_group_keeps_max_members(sqlite_server):

@@ -9,6 +9,7 @@ from gpupool.cli import bench_throughput as _bench_throughput  # noqa: F401  (re
 from gpupool.cli.bench_cmd import bench_app
 from gpupool.cli.config_cmd import config_app
 from gpupool.cli.deploy_cmd import deploy_app, deployment_app
+from gpupool.cli.notebook_cmd import notebook_app, notebooks_app
 from gpupool.cli.scenario_cmd import scenario_app
 from gpupool.cli.service_cmd import service_app, token_app
 from gpupool.cli.sim_cmd import sim_app
@@ -28,6 +29,8 @@ app.add_typer(service_app)  # up, submit, status, list, logs, cancel, why, queue
 app.add_typer(token_app, name="token")
 app.add_typer(deploy_app)  # deploy, deployments, undeploy
 app.add_typer(deployment_app, name="deployment")  # deployment status
+app.add_typer(notebooks_app)  # notebooks
+app.add_typer(notebook_app, name="notebook")  # notebook start, open, status, stop, resume
 
 
 def main() -> None:

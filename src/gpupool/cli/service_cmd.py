@@ -54,6 +54,8 @@ _STATE_STYLE = {
     "succeeded": "bold green",
     "failed": "bold red",
     "cancelled": "dim",
+    "starting": "cyan",  # a notebook session's server not answering yet
+    "stopped": "dim",  # a notebook session stopped (its files kept)
 }
 
 

@@ -40,6 +40,7 @@ from gpupool.engine.autoscaler import (
 from gpupool.engine.deployments import Scaling
 from gpupool.engine.model import (
     DEPLOYMENT_KIND,
+    NOTEBOOK_KIND,
     TERMINAL,
     TaskGroup,
     Workload,
@@ -49,6 +50,7 @@ from gpupool.engine.model import (
 )
 from gpupool.engine.ports import (
     NO_DEPLOYMENT_RUNNER,
+    NO_NOTEBOOK_RUNNER,
     Adoptable,
     Executor,
     Finished,
@@ -63,6 +65,7 @@ from gpupool.engine.ports import (
     StartFailed,
     Stopped,
     can_run_deployments,
+    can_run_notebooks,
 )
 
 MAX_CYCLES_PER_TICK = 4
@@ -270,6 +273,8 @@ class Driver:
         needs one that declares ``RunsDeployments``, or it would hold GPUs and run nothing."""
         if spec.kind == DEPLOYMENT_KIND and not can_run_deployments(self.executor):
             return f"not started: {NO_DEPLOYMENT_RUNNER}"
+        if spec.kind == NOTEBOOK_KIND and not can_run_notebooks(self.executor):
+            return f"not started: {NO_NOTEBOOK_RUNNER}"
         return None
 
     def _restore_member(

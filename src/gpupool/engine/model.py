@@ -9,6 +9,11 @@ A model deployment (``DeploymentSpec``) is a workload of kind ``deployment``: on
 task group ``replica`` of ``min_replicas`` members that may grow to ``max_replicas``, not a
 gang, with its serving settings in ``WorkloadSpec.serving``.
 
+An interactive notebook session (``NotebookSpec``) is a workload of kind ``notebook``: one
+member ``session-0`` that runs a Jupyter server (the executor supplies the command), with its
+session settings in ``WorkloadSpec.notebook``. Stopping and resuming a session end one workload
+and start another of the same name; its files are kept by name.
+
 This module is pure: no I/O, no clock. Times are seconds passed in by the caller.
 """
 
@@ -241,6 +246,28 @@ def deployment_of(spec: WorkloadSpec) -> DeploymentSpec | None:
     )
 
 
+SESSION_GROUP = "session"  # the one task group of a notebook session
+NOTEBOOK_KIND = "notebook"  # ``WorkloadSpec.kind`` of an interactive notebook session
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookSpec:
+    """What makes a workload a notebook session: its limits and scheduling class.
+
+    ``idle_timeout`` and ``max_lifetime`` are seconds (None: no limit); ``preemptible`` says
+    whether the session may be preempted (a session that is not is never a victim).
+    """
+
+    idle_timeout: float | None = None
+    max_lifetime: float | None = None
+    preemptible: bool = False
+
+
+def notebook_path(name: str) -> str:
+    """Where the control plane serves the session ``name`` (its Jupyter server's ``base_url``)."""
+    return f"/notebooks/{name}/"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """What a user submitted: task groups, where it asks to run, gang and disruption rules, what to run.
@@ -268,8 +295,9 @@ class WorkloadSpec:
     # Simulation only: how long it runs, and how often it checkpoints (0 = never).
     duration: float | None = None
     checkpoint_interval: float = 0.0
-    kind: str = "job"  # or "deployment" (a model deployment; ``serving`` is then set)
+    kind: str = "job"  # or "deployment" (``serving`` is then set) or "notebook" (``notebook`` set)
     serving: ServingSpec | None = None
+    notebook: NotebookSpec | None = None
 
     def members(self) -> list[tuple[str, TaskGroup]]:
         """(member name, group) for every required member: ``head-0``, ``worker-0`` ..."""

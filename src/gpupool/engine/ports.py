@@ -23,6 +23,7 @@ autoscaler launches and terminates pool machines, and the events it reports live
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -200,6 +201,47 @@ class ServingLoad:
 def can_run_deployments(executor: object) -> bool:
     """Whether ``executor`` declares ``RunsDeployments`` and says yes."""
     return isinstance(executor, RunsDeployments) and bool(executor.runs_deployments())
+
+
+# What an API refusal and a session's failure say when the executor cannot run notebooks.
+NO_NOTEBOOK_RUNNER = (
+    "notebook sessions need an executor that runs Jupyter servers (the Ray executor of `gpupool up`); "
+    "this control plane's executor does not (see docs/notebooks.md)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookEndpoint:
+    """Where a session's Jupyter server answers (``url``: scheme, host and port; its base path is
+    the session's proxy path) and the token it takes, known only to the control plane."""
+
+    url: str
+    token: str
+
+
+@runtime_checkable
+class RunsNotebooks(Protocol):
+    """An executor that can run workloads of kind ``notebook`` (a Jupyter server per session).
+
+    Declared by subclassing. ``set_session_env`` gives it what a session's processes need to
+    reach the control plane (``GPUPOOL_URL``, ``GPUPOOL_TOKEN``), asked once per start.
+    """
+
+    def runs_notebooks(self) -> bool:
+        """True if it can run notebook sessions now."""
+        return True
+
+    def set_session_env(self, provide: Callable[[Workload], dict[str, str]]) -> None:
+        """Use ``provide(workload)`` for the environment a session adds for its user."""
+
+    def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
+        """The session's Jupyter server once it answers (None: not yet, or not running)."""
+        return None
+
+
+def can_run_notebooks(executor: object) -> bool:
+    """Whether ``executor`` declares ``RunsNotebooks`` and says yes."""
+    return isinstance(executor, RunsNotebooks) and bool(executor.runs_notebooks())
 
 
 class Journal(Protocol):

@@ -30,9 +30,10 @@ from gpupool.service.errors import ServiceError
 from gpupool.service.history import HistorySampler
 from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
+from gpupool.service.notebook_proxy import router as notebook_proxy
 from gpupool.service.plane import ControlPlane
 from gpupool.service.portal import router as portal_router
-from gpupool.service.routers import cluster, deployments, system, workloads
+from gpupool.service.routers import cluster, deployments, notebooks, system, workloads
 from gpupool.service.security import bootstrap_admin
 from gpupool.service.settings import ServiceSettings, load_queue_config
 
@@ -81,6 +82,9 @@ def create_app(
                 plane.checkpoint_running(settings.checkpoint_on_stop)
             if db is None:
                 database.close()
+            proxy_client = getattr(app.state, "notebook_http", None)
+            if proxy_client is not None:
+                await proxy_client.aclose()
 
     # /docs and /redoc load Swagger UI and ReDoc from the package (fastapi-offline), not from a
     # CDN: they work on a machine without internet.
@@ -91,10 +95,12 @@ def create_app(
     app.state.history = sampler
     app.include_router(workloads.router)
     app.include_router(deployments.router)
+    app.include_router(notebooks.router)
     app.include_router(cluster.router)
     app.include_router(system.router)
     app.include_router(history_router)
     app.include_router(portal_router)
+    app.include_router(notebook_proxy)  # after the API: /notebooks/{name}/stop and /resume are the API's
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -103,6 +109,7 @@ def create_app(
     return app
 
 
+_PROXIED = re.compile(r"^/notebooks/[^/]+/(?!(?:stop|resume)$)")  # the notebook proxy's paths
 MAX_BODY = 1 << 20  # bytes: the largest request body (a submission is a few KB)
 
 _HTTP_CODES = {
@@ -159,7 +166,8 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _PROXIED.match(scope.get("path", "")):
+            # A notebook's own requests (saving a large notebook, uploads) are the Jupyter server's to limit.
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers") or ()).get(b"content-length")

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 from gpupool.core.resources import from_gpus, in_gpus
 from gpupool.engine.model import (
     Disruption,
+    NotebookSpec,
     ServingSpec,
     TaskGroup,
     Transition,
@@ -42,6 +43,8 @@ def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
             value = {d.name: getattr(value, d.name) for d in fields(Disruption)}
         elif f.name == "serving":
             value = None if value is None else {s.name: getattr(value, s.name) for s in fields(ServingSpec)}
+        elif f.name == "notebook":
+            value = None if value is None else {n.name: getattr(value, n.name) for n in fields(NotebookSpec)}
         elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, dict):
@@ -107,7 +110,15 @@ def spec_from_json(raw: dict[str, Any]) -> WorkloadSpec:
         checkpoint_interval=float(raw.get("checkpoint_interval", defaults.checkpoint_interval)),
         kind=str(raw.get("kind", defaults.kind)),
         serving=_serving_from_json(raw.get("serving")),
+        notebook=_notebook_from_json(raw.get("notebook")),
     )
+
+
+def _notebook_from_json(raw: dict[str, Any] | None) -> NotebookSpec | None:
+    if raw is None:
+        return None
+    known = {f.name for f in fields(NotebookSpec)}
+    return NotebookSpec(**{k: v for k, v in raw.items() if k in known})
 
 
 def _serving_from_json(raw: dict[str, Any] | None) -> ServingSpec | None:

@@ -42,7 +42,14 @@ from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
 from gpupool.engine.model import Transition, Workload, WorkloadState
-from gpupool.engine.ports import NodeProvider, Observation, ProviderEvent, ProviderNode, ReapsOrphans
+from gpupool.engine.ports import (
+    NodeProvider,
+    Observation,
+    ProviderEvent,
+    ProviderNode,
+    ReapsOrphans,
+    RunsNotebooks,
+)
 from gpupool.service.clock import wall_clock
 from gpupool.service.cluster_service import ClusterService
 from gpupool.service.context import ServiceExecutor
@@ -50,7 +57,8 @@ from gpupool.service.db import Database
 from gpupool.service.deployment_service import DeploymentService
 from gpupool.service.errors import Unauthorized
 from gpupool.service.journal import DbJournal, workload_from_row
-from gpupool.service.security import Principal, authenticate
+from gpupool.service.notebook_service import NotebookService
+from gpupool.service.security import Principal, authenticate, create_token
 from gpupool.service.settings import DEFAULT_CONFIG, ServiceSettings, load_queue_config
 from gpupool.service.store import WorkloadStore
 from gpupool.service.workload_service import WorkloadService
@@ -105,6 +113,11 @@ class ControlPlane:
         self.cluster = ClusterService(self)
         self.workloads = WorkloadService(self, self.store, self.cluster)
         self.deployments = DeploymentService(self, self.store, self.workloads)
+        self.notebooks = NotebookService(
+            self, self.store, self.workloads, lambda user, groups: create_token(self.db, user, groups)
+        )
+        if isinstance(executor, RunsNotebooks):
+            executor.set_session_env(self.notebooks.session_env)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -51,10 +51,11 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpupool.adapters.ray import naming
+from gpupool.adapters.ray import naming, notebooks
 from gpupool.adapters.ray.deployments import DeploymentRuns
 from gpupool.adapters.ray.raystate import (
     EscapeWatch,
@@ -68,17 +69,19 @@ from gpupool.adapters.ray.runs import Run, read_logs
 from gpupool.adapters.ray.supervisor import JobSupervisor
 from gpupool.core.model import NodeSpec
 from gpupool.core.resources import GPU_MILLI, gpu_milli
-from gpupool.engine.model import DEPLOYMENT_KIND, Workload, WorkloadState
+from gpupool.engine.model import DEPLOYMENT_KIND, NOTEBOOK_KIND, Workload, WorkloadState
 from gpupool.engine.ports import (
     Adoptable,
     Executor,
     Finished,
     NodeDown,
     NodeUp,
+    NotebookEndpoint,
     Observation,
     ReapsOrphans,
     Resizable,
     RunsDeployments,
+    RunsNotebooks,
     ServingLoad,
     Started,
     StartFailed,
@@ -90,7 +93,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
-class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments):
+class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments, RunsNotebooks):
     """Runs admitted workloads on the Ray cluster at ``address``; files under ``data_dir``.
 
     Optional arguments (defaults): ``start_timeout`` (120 s for a reservation to be granted and
@@ -124,6 +127,8 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments)
         self._last_nodes: float | None = None
         self._owns_connection = False
         self._deployments = DeploymentRuns(start_timeout=start_timeout)  # workloads of kind deployment
+        self._session_env: Callable[[Workload], dict[str, str]] | None = None  # for notebook sessions
+        self._endpoints: dict[tuple[str, int], NotebookEndpoint] = {}
         self._connect()
 
     # ------------------------------------------------------------------ connection
@@ -207,12 +212,17 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments)
             bundles, strategy="PACK", name=naming.pg_name(w.id, w.attempt), lifetime="detached"
         )
         first = bundles[0]
+        entrypoint, env = w.spec.entrypoint, dict(w.spec.env)
+        if w.spec.kind == NOTEBOOK_KIND:  # a Jupyter server, reached only through the control plane
+            entrypoint = notebooks.launch_command(w, self.data_dir)
+            env.update(self._session_env(w) if self._session_env is not None else {})
+            env.update(notebooks.launch_env(w, self.data_dir))
         config = {
             "workload_id": w.id,
             "attempt": w.attempt,
-            "entrypoint": w.spec.entrypoint,
+            "entrypoint": entrypoint,
             "working_dir": w.spec.working_dir,
-            "env": dict(w.spec.env),
+            "env": env,
             "data_dir": str(self.data_dir),
             "resume_from": self._latest(w),
             "placement": placement,
@@ -237,7 +247,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments)
             tuple(sorted({n for _, n in placement})),
             pg,
             None,
-            has_entrypoint=bool(w.spec.entrypoint),
+            has_entrypoint=bool(entrypoint),
             start_deadline=now + self.start_timeout,
             bundles=bundles,
             placement=placement,
@@ -354,6 +364,28 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments)
         with self._lock:
             return self._deployments.url(workload)
 
+    # ------------------------------------------------------------------ notebooks (RunsNotebooks)
+
+    def set_session_env(self, provide: Callable[[Workload], dict[str, str]]) -> None:
+        self._session_env = provide
+
+    def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
+        """The session's Jupyter server, once its attempt runs and the server has said where it
+        listens (its info file); None otherwise."""
+        with self._lock:
+            run = self._current(workload)
+            if run is None or run.phase != "running":
+                return None
+            key = (workload.id, workload.attempt)
+            found = self._endpoints.get(key)
+        if found is None:
+            found = notebooks.read_endpoint(self.data_dir, workload.id, workload.attempt)
+            if found is not None:
+                with self._lock:
+                    self._endpoints = {k: v for k, v in self._endpoints.items() if k[0] != workload.id}
+                    self._endpoints[key] = found
+        return found
+
     # ------------------------------------------------------------------ beyond the port
 
     def nodes(self) -> list[NodeSpec]:
@@ -409,7 +441,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments)
                 tuple(sorted(set(workload.placement.values()))),
                 pg,
                 actor,
-                has_entrypoint=bool(workload.spec.entrypoint),
+                has_entrypoint=bool(workload.spec.entrypoint) or workload.spec.kind == NOTEBOOK_KIND,
             )
             gang = {m for m, _ in workload.spec.members()}
             for member, node in workload.placement.items():

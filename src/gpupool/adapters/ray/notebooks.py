@@ -1,0 +1,91 @@
+"""Notebook sessions on Ray: the Jupyter server a session's supervisor runs, and where it answers.
+
+A session (a workload of kind ``notebook``) runs like a job (``executor``): one placement group
+whose bundle 0 is pinned to the node the core chose, and a supervisor actor there that runs one
+command as member 0, with the GPU indices the core chose in ``CUDA_VISIBLE_DEVICES``, ``RAY_ADDRESS``
+and the capture hook set (``supervisor._env``). For a session that command is ``launch_command``:
+JupyterLab's server bound to 127.0.0.1 on a port the OS picks, with ``base_url`` the session's
+proxy path (``engine.model.notebook_path``), its files in ``files_dir`` (by session name, so kept
+across stop and resume), and a random token that only the control plane learns
+(``JUPYTER_TOKEN`` in its environment, read back with the port from the server's own info file in
+its per-attempt runtime dir, ``read_endpoint``). The control plane's proxy adds that token to
+every request; nobody else needs it.
+
+The server runs in the supervisor's process group, so stopping the attempt (a stop, a
+preemption's end, the supervisor's death) stops it and its kernels, as for any job.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+from pathlib import Path
+
+from gpupool.adapters.ray import naming
+from gpupool.engine.model import Workload, notebook_path
+from gpupool.engine.ports import NotebookEndpoint
+
+SERVER_INFO_GLOB = "jpserver-*.json"  # what jupyter_server writes into its runtime dir once it listens
+
+
+def session_root(data_dir: Path, name: str) -> Path:
+    """Everything kept for the session ``name`` across its runs."""
+    return data_dir / "notebooks" / name
+
+
+def files_dir(data_dir: Path, name: str) -> Path:
+    """The session's working directory: Jupyter's root dir (kept across stop and resume)."""
+    return session_root(data_dir, name) / "files"
+
+
+def runtime_dir(data_dir: Path, workload_id: str, attempt: int) -> Path:
+    """Jupyter's runtime dir of one attempt (its server info file, kernels' connection files)."""
+    return naming.attempt_dir(data_dir, workload_id, attempt) / "jupyter"
+
+
+def launch_command(w: Workload, data_dir: Path) -> str:
+    """The shell command the supervisor runs for a session: JupyterLab's server, exec'd so it
+    leads the attempt's process group."""
+    root = files_dir(data_dir, w.spec.name)
+    args = [
+        "python",
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        "--port=0",  # the OS picks a free port; the server writes it to its info file
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.base_url={notebook_path(w.spec.name)}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.allow_remote_access=False",
+        "--ServerApp.quit_button=False",  # stop it with `gpupool notebook stop`, which frees the GPUs
+        "--LabApp.news_url=None",  # no requests to the internet for news or updates
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    return f"mkdir -p {shlex.quote(str(root))} && exec " + " ".join(shlex.quote(a) for a in args)
+
+
+def launch_env(w: Workload, data_dir: Path) -> dict[str, str]:
+    """What the session's server needs in its environment beyond a job's: its token, runtime and
+    config dirs (the session's own, so no user-level Jupyter config of the node applies)."""
+    session = session_root(data_dir, w.spec.name)
+    return {
+        "JUPYTER_TOKEN": secrets.token_urlsafe(32),
+        "JUPYTER_RUNTIME_DIR": str(runtime_dir(data_dir, w.id, w.attempt)),
+        "JUPYTER_CONFIG_DIR": str(session / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(session / "lab" / "user-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(session / "lab" / "workspaces"),
+    }
+
+
+def read_endpoint(data_dir: Path, workload_id: str, attempt: int) -> NotebookEndpoint | None:
+    """The attempt's server as its info file describes it (None before it listens)."""
+    for info_file in sorted(runtime_dir(data_dir, workload_id, attempt).glob(SERVER_INFO_GLOB)):
+        try:
+            info = json.loads(info_file.read_text())
+            port, token = int(info["port"]), str(info["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written
+        return NotebookEndpoint(url=f"http://127.0.0.1:{port}", token=token)
+    return None

@@ -1,0 +1,324 @@
+"""Notebook sessions through the real HTTP server: start, list, status, stop (GPUs freed, the
+reason kept), resume, every refusal storing nothing, the SDK and the CLI; and the proxy, against
+a real small HTTP and websocket server standing in for a session's Jupyter server: the caller's
+gpupool token is checked (another team's gets 403) and replaced by the session's own token,
+which the caller never sees, and websockets are relayed both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+import typer
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from typer.testing import CliRunner
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gpupool.cli.notebook_cmd import notebook_app, notebooks_app
+from gpupool.engine.ports import NotebookEndpoint, RunsNotebooks
+from gpupool.service.app import create_app
+from gpupool.service.portal.router import TOKEN_COOKIE
+
+from .conftest import LiveServer, free_port
+from .executors import wait_until
+from .null_executor import NullExecutor
+
+app = typer.Typer()
+app.add_typer(notebooks_app)
+app.add_typer(notebook_app, name="notebook")
+runner = CliRunner()
+JUPYTER_TOKEN = "the-sessions-own-token"
+
+
+class FakeJupyter:
+    """A real HTTP server on 127.0.0.1 that answers like a Jupyter server would be asked: it
+    echoes what it received (path, query, Authorization, cookies) and echoes websocket messages."""
+
+    def __init__(self) -> None:
+        async def echo(request: Request) -> JSONResponse:
+            body = await request.body()
+            return JSONResponse(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": request.url.query,
+                    "authorization": request.headers.get("authorization"),
+                    "cookies": dict(request.cookies),
+                    "body": len(body),
+                }
+            )
+
+        async def ws_echo(ws: WebSocket) -> None:
+            if ws.headers.get("authorization") != f"token {JUPYTER_TOKEN}":
+                await ws.close(code=1008)
+                return
+            await ws.accept(subprotocol=(ws.scope.get("subprotocols") or [None])[0])
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") is not None:
+                    await ws.send_text("echo:" + message["text"])
+                else:
+                    await ws.send_bytes(b"echo:" + message["bytes"])
+
+        routes = [
+            Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE"]),
+            WebSocketRoute("/{path:path}", ws_echo),
+        ]
+        self.port = free_port()
+        config = uvicorn.Config(
+            Starlette(routes=routes), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> FakeJupyter:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=20)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+class NotebookExecutor(NullExecutor, RunsNotebooks):
+    """Starts nothing; a running session's server is ``endpoint`` (when set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.endpoint: NotebookEndpoint | None = None
+        self.session_env: dict[str, dict[str, str]] = {}
+        self._provide: Any = None
+
+    def set_session_env(self, provide: Any) -> None:
+        self._provide = provide
+
+    def start(self, workload, now):
+        if workload.spec.kind == "notebook" and self._provide is not None:
+            self.session_env[workload.id] = self._provide(workload)
+        super().start(workload, now)
+
+    def notebook_endpoint(self, workload):
+        return self.endpoint
+
+
+class NotebookServer(LiveServer):
+    def start(self) -> NotebookServer:
+        self.executor = NotebookExecutor()  # type: ignore[assignment]
+        self.app = create_app(self.settings, self.executor)
+        self._server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        wait_until(lambda: self._server.started or not self._thread.is_alive(), timeout=30)
+        assert self._server.started, "the server did not start"
+        return self
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = NotebookServer(tmp_path / "data").start()
+    yield s
+    s.stop()
+
+
+def body(**kw: Any) -> dict[str, Any]:
+    return {"name": "lab", "queue": "root.a", "gpus": 1, **kw}
+
+
+def gpus_used(server: LiveServer, queue: str = "root.a") -> float:
+    with server.http() as h:
+        q = next(q for q in h.get("/queues").json() if q["path"] == queue)
+    return q["allocated"].get("gpu", 0)
+
+
+def cli(server: LiveServer, *args: str, token: str | None = None):
+    env = {"GPUPOOL_URL": server.url, "GPUPOOL_TOKEN": token or server.admin_token, "GPUPOOL_DATA_DIR": ""}
+    return runner.invoke(app, list(args), env=env)
+
+
+def test_start_list_stop_resume(server) -> None:
+    alice = server.token("alice", ("team-a",))
+    with server.http(alice) as h:
+        r = h.post("/notebooks", json=body(idle_timeout=1800, max_lifetime=8 * 3600))
+        assert r.status_code == 201, r.text
+        nb = r.json()
+        assert (nb["name"], nb["queue"], nb["gpus"], nb["user"]) == ("lab", "root.a", 1, "alice")
+        assert (nb["idle_timeout"], nb["max_lifetime"], nb["preemptible"]) == (1800, 8 * 3600, False)
+        first = nb["id"]
+        # Placed and started, but its server does not answer: "starting", no URL.
+        nb = wait_until(lambda: (n := h.get("/notebooks/lab").json())["node"] and n)
+        assert nb["state"] == "starting" and nb["url"] is None and len(nb["gpu_ids"]) == 1
+        server.executor.endpoint = NotebookEndpoint("http://127.0.0.1:1", JUPYTER_TOKEN)
+        nb = wait_until(lambda: (n := h.get("/notebooks/lab").json())["state"] == "running" and n)
+        assert nb["url"] == f"{server.url}/notebooks/lab/lab"
+        assert [n["name"] for n in h.get("/notebooks").json()] == ["lab"]
+        env = server.executor.session_env[first]
+        assert env["GPUPOOL_URL"] == server.url
+        assert gpus_used(server) == 1
+        # The session's own token is alice's: the SDK inside it acts as her.
+        with server.http(env["GPUPOOL_TOKEN"]) as inside:
+            assert inside.get("/whoami").json()["user"] == "alice"
+        server.executor.endpoint = None
+
+        stopped = h.post("/notebooks/lab/stop").json()
+        assert (stopped["state"], stopped["stopped_by"], stopped["reason"]) == (
+            "stopped",
+            "user",
+            "stopped by alice",
+        )
+        wait_until(lambda: gpus_used(server) == 0)
+        assert h.post("/notebooks/lab/stop").status_code == 409  # not running
+        again = h.post("/notebooks", json=body())
+        assert again.status_code == 409 and "resume" in again.json()["hint"]
+
+        resumed = h.post("/notebooks/lab/resume")
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["id"] != first and resumed.json()["queue"] == "root.a"
+        assert resumed.json()["idle_timeout"] == 1800
+        wait_until(lambda: gpus_used(server) == 1)
+        assert h.post("/notebooks/lab/resume").status_code == 409  # it runs
+        listed = h.get("/notebooks").json()
+        assert [(n["name"], n["id"]) for n in listed] == [("lab", resumed.json()["id"])]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field", "words"),
+    [
+        ({"queue": "root.nope"}, 422, "body.queue", "no queue 'root.nope'"),
+        ({"queue": "root"}, 422, "body.queue", "parent queue"),
+        ({"queue": "root.b"}, 403, "body.queue", "may not submit to root.b"),
+        ({"gpus": 5}, 422, "body.gpus", "no node"),
+        ({"gpus": 1.5}, 422, "body.gpus", "not whole"),
+        ({"gpus": None}, 422, "body.gpus", "exactly one of"),
+        ({"size": "nope", "gpus": None}, 422, "body.size", "unknown size"),
+        ({"gpu_type": "V100"}, 422, "body.gpus", "V100"),
+        ({"idle_timeout": 0}, 422, "body.idle_timeout", "greater than 0"),
+        ({"name": "no spaces"}, 422, "body.name", "pattern"),
+    ],
+)
+def test_every_refusal_names_its_field_and_stores_nothing(server, change, status, field, words) -> None:
+    payload = {k: v for k, v in body(**change).items() if v is not None}
+    with server.http(server.token("alice", ("team-a",))) as h:
+        r = h.post("/notebooks", json=payload)
+        assert r.status_code == status, r.text
+        err = r.json()
+        assert field in [f["field"] for f in err["fields"]], err
+        assert words in err["message"] + " ".join(f["message"] for f in err["fields"]), err
+    with server.http() as h:
+        assert h.get("/workloads").json() == []
+        assert h.get("/notebooks").json() == []
+    assert gpus_used(server) == 0
+
+
+def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) -> None:
+    alice = server.token("alice", ("team-a",))
+    teammate = server.token("carol", ("team-a",))
+    other_team = server.token("bob", ("team-b",))
+    with FakeJupyter() as jupyter, server.http(alice) as h:
+        assert h.post("/notebooks", json=body()).status_code == 201
+        wait_until(lambda: h.get("/notebooks/lab").json()["node"])
+        # Not answering yet: a clear 409, not a hang.
+        r = h.get("/notebooks/lab/api/status")
+        assert r.status_code == 409 and "not answering" in r.json()["message"]
+        server.executor.endpoint = NotebookEndpoint(f"http://127.0.0.1:{jupyter.port}", JUPYTER_TOKEN)
+        wait_until(lambda: h.get("/notebooks/lab").json()["state"] == "running")
+
+        r = h.post(
+            "/notebooks/lab/api/kernels?x=1", json={"name": "python3"}, headers={"Cookie": "_xsrf=abc"}
+        )
+        assert r.status_code == 200, r.text
+        seen = r.json()
+        assert seen["path"] == "/notebooks/lab/api/kernels" and seen["query"] == "x=1"
+        assert seen["authorization"] == f"token {JUPYTER_TOKEN}"  # the caller's token never reaches it
+        assert seen["method"] == "POST" and seen["body"] > 0
+
+        # A browser: the portal's sign-in cookie instead of a header; the cookie is not passed on.
+        with httpx.Client(base_url=server.url, cookies={TOKEN_COOKIE: teammate, "_xsrf": "abc"}) as browser:
+            seen = browser.get("/notebooks/lab/lab/tree").json()
+            assert seen["cookies"] == {"_xsrf": "abc"}
+            assert seen["authorization"] == f"token {JUPYTER_TOKEN}"
+        with httpx.Client(base_url=server.url) as nobody:
+            assert nobody.get("/notebooks/lab/lab").status_code == 401
+        with server.http(other_team) as bob:
+            r = bob.get("/notebooks/lab/lab")
+            assert r.status_code == 403 and "bob may not open notebook lab" in r.json()["message"]
+            assert bob.get("/notebooks/lab").status_code == 404
+            assert bob.post("/notebooks/lab/stop").status_code == 404
+        with server.http(teammate) as carol:  # may open it (submit access), may not stop it
+            assert carol.post("/notebooks/lab/stop").status_code == 403
+        assert h.get("/notebooks/nope/lab").status_code == 404
+
+        async def websockets() -> None:
+            ws_url = (
+                server.url.replace("http://", "ws://") + "/notebooks/lab/api/kernels/k1/channels?session_id=s"
+            )
+            async with connect(
+                ws_url,
+                additional_headers={"Authorization": f"Bearer {alice}"},
+                subprotocols=["v1.kernel.websocket.jupyter.org"],  # type: ignore[list-item]
+            ) as ws:
+                assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
+                await ws.send("hello")
+                assert await ws.recv() == "echo:hello"
+                await ws.send(b"\x00\x01")
+                assert await ws.recv() == b"echo:\x00\x01"
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(ws_url, additional_headers={"Authorization": f"Bearer {other_team}"}):
+                    pass
+            assert refused.value.response.status_code == 403
+
+        asyncio.run(websockets())
+
+
+def test_the_sdk_and_the_cli(server) -> None:
+    gp = server.client()
+    nb = gp.start_notebook("sdk", "root.a", gpus=1, idle_timeout=60)
+    assert (nb.name, nb.state, nb.idle_timeout) == ("sdk", "pending", 60)
+    server.executor.endpoint = NotebookEndpoint("http://127.0.0.1:1", JUPYTER_TOKEN)
+    assert gp.wait_notebook("sdk", timeout=20).state == "running"
+    assert [n.name for n in gp.notebooks()] == ["sdk"]
+
+    out = cli(server, "notebook", "start", "cli", "-q", "root.a", "--gpus", "1", "--idle-timeout", "30m")
+    assert out.exit_code == 0, out.output
+    assert "cli running in root.a on " in out.output and f"{server.url}/notebooks/cli/lab" in out.output
+    out = cli(server, "notebook", "open", "cli")
+    assert out.output == f"{server.url}/notebooks/cli/lab\n"
+    out = cli(server, "notebooks", "--json")
+    listed = json.loads(out.output)
+    assert {n["name"] for n in listed} == {"sdk", "cli"}
+    for n in listed:
+        assert {"name", "state", "url", "queue", "gpus", "node"} <= set(n)
+    assert cli(server, "notebook", "stop", "cli").exit_code == 0
+    out = cli(server, "notebook", "open", "cli")
+    assert out.exit_code == 1 and "resume it with `gpupool notebook resume cli`" in out.output
+    out = cli(server, "notebook", "resume", "cli", "--json")
+    assert out.exit_code == 0 and json.loads(out.output)["state"] == "running"
+    out = cli(server, "notebook", "start", "x", "-q", "root.nope", "--gpus", "1")
+    assert out.exit_code == 1 and out.output.startswith("Error: no queue 'root.nope'"), out.output
+    assert gp.stop_notebook("sdk").stopped_by == "user"
+
+
+def test_start_is_refused_when_the_executor_cannot_run_notebooks(tmp_path) -> None:
+    server = LiveServer(tmp_path / "data").start()  # the process executor: jobs only
+    try:
+        with server.http() as h:
+            r = h.post("/notebooks", json=body())
+            assert r.status_code == 501, r.text
+            assert "notebook sessions need an executor" in r.json()["message"]
+            assert h.get("/workloads").json() == []
+    finally:
+        server.stop()
