@@ -59,11 +59,15 @@ def launch_command(w: Workload, data_dir: Path) -> str:
         f"--ServerApp.base_url={notebook_path(w.spec.name)}",
         f"--ServerApp.root_dir={root}",
         "--ServerApp.allow_remote_access=False",
+        "--ServerApp.allow_root=True",  # a node's Ray may run as root (a container, CI)
         "--ServerApp.quit_button=False",  # stop it with `gpupool notebook stop`, which frees the GPUs
         "--LabApp.news_url=None",  # no requests to the internet for news or updates
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",  # no extension installs from PyPI at run time
     ]
-    return f"mkdir -p {shlex.quote(str(root))} && exec " + " ".join(shlex.quote(a) for a in args)
+    # In its root dir: a kernel started without a path (over the REST API) works there too.
+    where = shlex.quote(str(root))
+    return f"mkdir -p {where} && cd {where} && exec " + " ".join(shlex.quote(a) for a in args)
 
 
 def launch_env(w: Workload, data_dir: Path) -> dict[str, str]:

@@ -1,0 +1,280 @@
+"""Notebook sessions end to end, the way a user runs them: ``gpupool up`` (its own local Ray
+cluster: two nodes with two T4 each), the CLI, and HTTP and websocket requests to the URL it
+prints, through the control plane's proxy with gpupool's own token (no Jupyter token anywhere).
+
+Queues: ``root.team-a`` and ``root.team-b``, each taking submissions from its own group. The
+tests run in order on one platform:
+
+1. bad input stores nothing: an unknown queue, more GPUs than any node has, a queue of another
+   team (each a one-line error from the CLI);
+2. a session with 1 GPU starts in JupyterLab's real server on the node the core chose; through
+   the proxy a kernel is created over REST and a cell run over the kernel's websocket prints the
+   GPU ids the session was given, a Ray task's result (``ray.init()`` attaches to the cluster)
+   and the user the SDK acts as without any configuration; another team's token gets 403;
+3. a file written before ``stop`` (which frees the GPU) is there after ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from raytest_support import clock
+from websockets.asyncio.client import connect
+
+from gpupool.adapters.ray.cluster import free_port
+from gpupool.client import Client
+
+QUEUES = """
+partitions:
+  - name: default
+    queues:
+      - name: root
+        submitacl: ""
+        adminacl: " admins"
+        queues:
+          - name: team-a
+            submitacl: " team-a"
+            resources: {guaranteed: {gpu: 2}, max: {gpu: 4}}
+          - name: team-b
+            submitacl: " team-b"
+            resources: {guaranteed: {gpu: 2}, max: {gpu: 4}}
+"""
+
+GPUPOOL = str(Path(sys.executable).parent / "gpupool")
+
+CELL = """
+import os, ray
+from gpupool import Client, runtime
+ray.init()
+
+@ray.remote
+def square(x):
+    return x * x
+
+print("GPUS", os.environ["CUDA_VISIBLE_DEVICES"], runtime.gpu_ids(), runtime.node())
+print("RAY", ray.get(square.remote(7)))
+print("SDK", Client().whoami().user)
+with open("from-the-kernel.txt", "w") as f:
+    f.write("written by a cell")
+"""
+
+
+def wait_for(what: Callable[[], Any], timeout: float, message: str) -> Any:
+    deadline = clock() + timeout
+    while True:
+        value = what()
+        if value:
+            return value
+        if clock() > deadline:
+            raise AssertionError(f"{message} within {timeout:g}s (last: {value!r})")
+        threading.Event().wait(0.3)
+
+
+class Platform:
+    """``gpupool up`` on a data dir of its own, stopped (SIGTERM: it stops its cluster) at the end."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.data = work / "data"
+        (work / "queues.yaml").write_text(QUEUES)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (work / "up.log").open("ab")
+        cmd = [GPUPOOL, "up", "--data-dir", str(self.data), "--port", str(self.port)]
+        cmd += ["--config", str(work / "queues.yaml"), "--cluster", "2xT4:2:cpu=4:memory=6Gi"]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.tokens: dict[str, str] = {}
+
+    def wait_up(self, timeout: float = 240.0) -> None:
+        def answers() -> bool:
+            assert self.proc.poll() is None, f"gpupool up exited with {self.proc.returncode}"
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{self.url}/healthz", timeout=2, trust_env=False).status_code == 200
+            return False
+
+        wait_for(answers, timeout, "gpupool up did not answer")
+
+    def token(self, user: str, groups: str) -> str:
+        if user not in self.tokens:
+            out = self.cli("token", "create", user, "--groups", groups, "--json")
+            assert out.returncode == 0, out.stderr
+            self.tokens[user] = json.loads(out.stdout)["token"]
+        return self.tokens[user]
+
+    def client(self, token: str) -> Client:
+        return Client(self.url, token)
+
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GPUPOOL_DATA_DIR": str(self.data), "COLUMNS": "200"}
+        env.pop("GPUPOOL_TOKEN", None)
+        if token is not None:
+            env["GPUPOOL_TOKEN"] = token
+        return subprocess.run(
+            [GPUPOOL, *args], capture_output=True, text=True, env=env, timeout=600, check=False
+        )
+
+    def gpus_used(self) -> float:
+        with Client(self.url, (self.data / "admin.token").read_text().strip()) as gp:
+            return sum(
+                float(q.allocated.get("gpu", 0)) for q in gp.queues() if q.path.startswith("root.team")
+            )
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=180)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    p = Platform(tmp_path_factory.mktemp("notebooks-live"))
+    try:
+        p.wait_up()
+        yield p
+    finally:
+        p.stop()
+
+
+def run_cell(ws_url: str, token: str, code: str, timeout: float = 120.0) -> str:
+    """Run ``code`` in the kernel behind ``ws_url`` (Jupyter's kernel protocol over the
+    websocket, JSON messages) and return what it printed; fails on an error in the cell."""
+
+    async def run() -> str:
+        msg_id = uuid.uuid4().hex
+        request = {
+            "header": {
+                "msg_id": msg_id,
+                "username": "test",
+                "session": uuid.uuid4().hex,
+                "msg_type": "execute_request",
+                "version": "5.3",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+            "channel": "shell",
+            "buffers": [],
+        }
+        printed: list[str] = []
+        async with connect(
+            ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
+        ) as ws:
+            await ws.send(json.dumps(request))
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = json.loads(await ws.recv())
+                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                        continue
+                    kind = msg["header"]["msg_type"]
+                    if kind == "stream":
+                        printed.append(msg["content"]["text"])
+                    elif kind == "error":
+                        raise AssertionError("the cell failed: " + "\n".join(msg["content"]["traceback"]))
+                    elif kind == "execute_reply":
+                        return "".join(printed)
+
+    return asyncio.run(run())
+
+
+def test_bad_input_stores_nothing(platform: Platform) -> None:
+    alice = platform.token("alice", "team-a")
+    cases = [
+        (["-q", "root.nope", "--gpus", "1"], "Error: no queue 'root.nope'"),
+        (["-q", "root.team-a", "--gpus", "3"], "Error: refused: no node"),
+        (["-q", "root.team-b", "--gpus", "1"], "Error: alice may not submit to root.team-b"),
+    ]
+    for args, words in cases:
+        out = platform.cli("notebook", "start", "bad", *args, token=alice)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stderr.startswith(words), out.stderr
+        assert "Traceback" not in out.stderr
+    with platform.client(alice) as gp:
+        assert gp.notebooks() == [] and gp.list() == []
+
+
+def test_a_session_runs_jupyter_on_its_gpus_and_ray(platform: Platform) -> None:
+    alice = platform.token("alice", "team-a")
+    bob = platform.token("bob", "team-b")
+    out = platform.cli("notebook", "start", "lab", "-q", "root.team-a", "--gpus", "1", "--json", token=alice)
+    assert out.returncode == 0, out.stdout + out.stderr
+    nb = json.loads(out.stdout)
+    assert (nb["name"], nb["state"], nb["queue"], nb["gpus"]) == ("lab", "running", "root.team-a", 1)
+    assert nb["url"] == f"{platform.url}/notebooks/lab/lab" and nb["node"] and len(nb["gpu_ids"]) == 1
+    assert platform.cli("notebook", "open", "lab", token=alice).stdout == nb["url"] + "\n"
+
+    base = f"{platform.url}/notebooks/lab"
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        page = h.get(nb["url"])
+        assert page.status_code == 200 and "JupyterLab" in page.text  # the real server, no token asked
+        kernel = h.post(f"{base}/api/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        kid = kernel.json()["id"]
+    with httpx.Client(headers={"Authorization": f"Bearer {bob}"}, timeout=60, trust_env=False) as other:
+        refused = other.get(nb["url"])
+        assert refused.status_code == 403 and "bob may not open notebook lab" in refused.json()["message"]
+        assert other.get(f"{base}/api/kernels").status_code == 403
+
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kid}/channels"
+    printed = run_cell(ws_url, alice, CELL)
+    gpu = ",".join(map(str, nb["gpu_ids"]))
+    assert f"GPUS {gpu} {nb['gpu_ids']} {nb['node']}\n" in printed, printed
+    assert "RAY 49\n" in printed, printed
+    assert "SDK alice\n" in printed, printed
+
+
+def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -> None:
+    alice = platform.token("alice", "team-a")
+    base = f"{platform.url}/notebooks/lab"
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        put = h.put(
+            f"{base}/api/contents/notes.txt", json={"type": "file", "format": "text", "content": "kept"}
+        )
+        assert put.status_code in (200, 201), put.text
+    assert platform.gpus_used() == 1
+
+    out = platform.cli("notebook", "stop", "lab", "--json", token=alice)
+    assert out.returncode == 0, out.stderr
+    assert (json.loads(out.stdout)["state"], json.loads(out.stdout)["stopped_by"]) == ("stopped", "user")
+    wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        assert h.get(f"{base}/lab").status_code == 409  # stopped: nothing to open
+
+    out = platform.cli("notebook", "resume", "lab", "--json", token=alice)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["state"] == "running"
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        for name, content in (("notes.txt", "kept"), ("from-the-kernel.txt", "written by a cell")):
+            got = h.get(f"{base}/api/contents/{name}", params={"content": "1", "format": "text"})
+            assert got.status_code == 200, got.text
+            assert got.json()["content"] == content
+    out = platform.cli("notebook", "stop", "lab", token=alice)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
