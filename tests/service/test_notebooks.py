@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -322,3 +323,38 @@ def test_start_is_refused_when_the_executor_cannot_run_notebooks(tmp_path) -> No
             assert h.get("/workloads").json() == []
     finally:
         server.stop()
+
+
+def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptible_one(server) -> None:
+    """root.a and root.b are each guaranteed 8 of the 16 GPUs (4 nodes of 4). Team a runs three
+    sessions of 4 GPUs (12: 4 above its guarantee), one of them preemptible; team b then asks for
+    its guarantee in batch jobs. Only the preemptible session gives its GPUs back; a later batch
+    job of team b above its own guarantee takes nothing from team a, now within its guarantee."""
+    alice = server.token("alice", ("team-a",))
+    bob = server.token("bob", ("team-b",))
+    with server.http(alice) as h:
+        for name, preemptible in (("keep-1", False), ("spare", True), ("keep-2", False)):
+            r = h.post("/notebooks", json=body(name=name, gpus=4, preemptible=preemptible))
+            assert r.status_code == 201, r.text
+        wait_until(lambda: all(n["node"] for n in h.get("/notebooks").json()), timeout=20)
+    assert gpus_used(server) == 12
+    job = {"queue": "root.b", "entrypoint": "true", "task_groups": [{"name": "w", "members": 1, "gpus": 4}]}
+    with server.http(bob) as b:
+        ids = [b.post("/workloads", json={**job, "name": f"batch-{i}"}).json()["id"] for i in range(2)]
+        wait_until(
+            lambda: all(b.get(f"/workloads/{i}").json()["state"] == "running" for i in ids), timeout=30
+        )
+    with server.http(alice) as h:
+        # (The executor here starts no server: a placed session stays "starting".)
+        states = {n["name"]: n["state"] for n in h.get("/notebooks").json()}
+        assert states == {"keep-1": "starting", "keep-2": "starting", "spare": "preempted"}, states
+        assert "preempt" in " ".join(t["reason"] for t in h.get("/notebooks/spare").json()["history"])
+    assert gpus_used(server) == 8 and gpus_used(server, "root.b") == 8
+    with server.http(bob) as b:  # above b's guarantee: it may only borrow, and nothing is idle
+        extra = b.post("/workloads", json={**job, "name": "batch-more"}).json()["id"]
+        time.sleep(3)  # well past preemption.delay (1 s): a wrong preemption would have happened
+        assert b.get(f"/workloads/{extra}").json()["state"] == "pending"
+    with server.http(alice) as h:
+        states = {n["name"]: n["state"] for n in h.get("/notebooks").json()}
+        assert states == {"keep-1": "starting", "keep-2": "starting", "spare": "preempted"}, states
+    assert gpus_used(server) == 8
