@@ -11,7 +11,9 @@ tests run in order on one platform:
    the proxy a kernel is created over REST and a cell run over the kernel's websocket prints the
    GPU ids the session was given, a Ray task's result (``ray.init()`` attaches to the cluster)
    and the user the SDK acts as without any configuration; another team's token gets 403;
-3. a file written before ``stop`` (which frees the GPU) is there after ``resume``.
+3. a crash of the control plane (kill -9) and a restart: the session is adopted, not restarted
+   (the same server and kernel answer through the new control plane);
+4. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from raytest_support import clock
 from websockets.asyncio.client import connect
 
 from gpupool.adapters.ray.cluster import free_port
+from gpupool.adapters.ray.procs import start_time
 from gpupool.client import Client
 
 QUEUES = """
@@ -93,12 +96,20 @@ class Platform:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (work / "up.log").open("ab")
+        self.tokens: dict[str, str] = {}
+        self.start()
+
+    def start(self) -> None:
         cmd = [GPUPOOL, "up", "--data-dir", str(self.data), "--port", str(self.port)]
-        cmd += ["--config", str(work / "queues.yaml"), "--cluster", "2xT4:2:cpu=4:memory=6Gi"]
+        cmd += ["--config", str(self.work / "queues.yaml"), "--cluster", "2xT4:2:cpu=4:memory=6Gi"]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-        self.tokens: dict[str, str] = {}
+
+    def crash(self) -> None:
+        """kill -9 the control plane alone: its Ray cluster and what runs there go on."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def wait_up(self, timeout: float = 240.0) -> None:
         def answers() -> bool:
@@ -250,9 +261,40 @@ def test_a_session_runs_jupyter_on_its_gpus_and_ray(platform: Platform) -> None:
     assert "SDK alice\n" in printed, printed
 
 
+def server_pid(platform: Platform, workload_id: str) -> int:
+    """The pid of the session's Jupyter server, from the info file it wrote."""
+    (info,) = (platform.data / "jobs" / workload_id / "attempt-1" / "jupyter").glob("jpserver-*.json")
+    return int(json.loads(info.read_text())["pid"])
+
+
+def running(pid: int) -> bool:
+    return start_time(pid) is not None  # None: gone, or a zombie
+
+
+def test_a_crash_of_the_control_plane_leaves_the_session_running(platform: Platform) -> None:
+    alice = platform.token("alice", "team-a")
+    base = f"{platform.url}/notebooks/lab"
+    with platform.client(alice) as gp:
+        before = gp.notebook("lab")
+    pid = server_pid(platform, before.id)
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        (kernel,) = h.get(f"{base}/api/kernels").json()
+    platform.crash()
+    platform.start()
+    platform.wait_up()
+    with platform.client(alice) as gp:
+        after = wait_for(lambda: (n := gp.notebook("lab")).state == "running" and n, 120, "not running again")
+    assert (after.id, after.node, after.gpu_ids) == (before.id, before.node, before.gpu_ids)
+    assert server_pid(platform, after.id) == pid and running(pid)
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        assert [k["id"] for k in h.get(f"{base}/api/kernels").json()] == [kernel["id"]]
+
+
 def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -> None:
     alice = platform.token("alice", "team-a")
     base = f"{platform.url}/notebooks/lab"
+    with platform.client(alice) as gp:
+        pid = server_pid(platform, gp.notebook("lab").id)
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
         put = h.put(
             f"{base}/api/contents/notes.txt", json={"type": "file", "format": "text", "content": "kept"}
@@ -264,6 +306,7 @@ def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -
     assert out.returncode == 0, out.stderr
     assert (json.loads(out.stdout)["state"], json.loads(out.stdout)["stopped_by"]) == ("stopped", "user")
     wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
+    assert not running(pid), "its Jupyter server still runs"
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
         assert h.get(f"{base}/lab").status_code == 409  # stopped: nothing to open
 
