@@ -104,6 +104,10 @@ def test_pages_need_a_token_and_reports_are_served(portal):
         ("/portal/signin?next=//evil.example", "/"),
         ("/portal/workloads?state=running", "/portal/workloads?state=running"),
         ("/?queue=root.a", "/?queue=root.a"),
+        ("/notebooks/lab/lab?reset", "/notebooks/lab/lab?reset"),
+        ("/notebooks//evil.example", "/"),
+        ("/notebooks/lab\\evil.example", "/"),
+        ("/notebooks/../\\evil.example", "/"),
     ],
 )
 def test_signin_next_is_only_ever_a_portal_path(portal, next_param, expected):

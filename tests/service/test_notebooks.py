@@ -254,6 +254,9 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
             assert seen["authorization"] == f"token {JUPYTER_TOKEN}"
         with httpx.Client(base_url=server.url) as nobody:
             assert nobody.get("/notebooks/lab/lab").status_code == 401
+            page = nobody.get("/notebooks/lab/lab?x=1", headers={"Accept": "text/html"})  # a browser
+            assert page.status_code == 200 and 'id="signin-form"' in page.text
+            assert 'data-next="/notebooks/lab/lab?x=1"' in page.text
         with server.http(other_team) as bob:
             r = bob.get("/notebooks/lab/lab")
             assert r.status_code == 403 and "bob may not open notebook lab" in r.json()["message"]

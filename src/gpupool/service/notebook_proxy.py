@@ -1,7 +1,8 @@
 """The notebook proxy: ``/notebooks/{name}/...`` forwarded to the session's Jupyter server.
 
 Every request is authenticated with gpupool's own token (``Authorization: Bearer``, or the
-portal's sign-in cookie, which a browser sends on navigations and websockets) and checked
+portal's sign-in cookie, which a browser sends on navigations and websockets; a browser without
+either is shown the portal's sign-in page, which leads back to the notebook) and checked
 against the session (``NotebookService.target``: its owner, anyone with submit access on its
 queue, or its admins; others get 403). The proxy then adds the session's Jupyter token itself
 (``Authorization: token ...``), which nobody outside the control plane sees, and drops the
@@ -28,9 +29,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gpupool.engine.model import notebook_path
 from gpupool.engine.ports import NotebookEndpoint
-from gpupool.service.errors import ServiceError
+from gpupool.service.errors import ServiceError, Unauthorized
 from gpupool.service.plane import ControlPlane
-from gpupool.service.portal.router import TOKEN_COOKIE
+from gpupool.service.portal.router import TOKEN_COOKIE, signin
 from gpupool.service.security import Principal
 
 router = APIRouter(include_in_schema=False)
@@ -91,7 +92,12 @@ def _client(request: Request | WebSocket) -> httpx.AsyncClient:
 async def forward(name: str, path: str, request: Request) -> Response:
     """One HTTP request to the session's Jupyter server, answered as it answers."""
     plane: ControlPlane = request.app.state.plane
-    endpoint = await _target(plane, _token(request.headers, request.cookies), name)
+    try:
+        endpoint = await _target(plane, _token(request.headers, request.cookies), name)
+    except Unauthorized:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            return signin(request)  # a browser not signed in: sign in, then back here
+        raise
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
     headers.append(("authorization", f"token {endpoint.token}"))
     cookie = _cookie_header(request.cookies)

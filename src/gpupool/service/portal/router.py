@@ -83,6 +83,11 @@ def _page(request: Request, template: str, title: str, nav: str, **extra: Any) -
     return templates.TemplateResponse(request, template, context)
 
 
+def signin(request: Request) -> Response:
+    """The sign-in page, leading back to the page asked for (the notebook proxy's too)."""
+    return _signin(request)
+
+
 def _signin(request: Request) -> Response:
     next_url = request.url.path
     if request.url.query:
@@ -98,10 +103,13 @@ def queues_page(request: Request) -> Response:
     return _page(request, "queues.html", "Queues", "queues", selected=request.query_params.get("queue"))
 
 
-# Where a sign-in may go next: the portal's own pages, by path, with an optional query. No
-# backslash, whitespace or control character anywhere: browsers read `/\host` and `/<tab>/host`
-# as `//host`, another site.
-_PORTAL_NEXT = re.compile(r"^/(?:portal/(?!signin)[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[^\s\\#]*)?$")
+# Where a sign-in may go next: the portal's own pages and notebook sessions (through the proxy),
+# by path, with an optional query. No backslash, whitespace or control character anywhere:
+# browsers read `/\host` and `/<tab>/host` as `//host`, another site.
+_PORTAL_NEXT = re.compile(
+    r"^/(?:(?:portal/(?!signin)|notebooks/[A-Za-z0-9][A-Za-z0-9._-]{0,62}/)[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?"
+    r"(?:\?[^\s\\#]*)?$"
+)
 
 
 def portal_next(value: str | None) -> str:

@@ -20,9 +20,9 @@ document.addEventListener("DOMContentLoaded", () => {
       await GP.api("/whoami", { token: t });
       GP.signIn(t);
       const next = form.dataset.next || "/";
-      // The server sends only portal paths; refuse anything else here too (a backslash or a
-      // tab would make the browser read `/\\host` or `/<tab>/host` as another site).
-      location.href = /^\/(portal\/[^\s\\]*)?(\?[^\s\\]*)?$/.test(next) && !next.startsWith("//") ? next : "/";
+      // The server sends only portal and notebook paths; refuse anything else here too (a
+      // backslash or a tab would make the browser read `/\\host` or `/<tab>/host` as another site).
+      location.href = /^\/((portal|notebooks)\/[^\s\\]*)?(\?[^\s\\]*)?$/.test(next) && !next.startsWith("//") ? next : "/";
     } catch (e) {
       input.setAttribute("aria-invalid", "true");
       error.textContent = e.status === 401 ? "That token is not valid. " + GP.errorText(e) : GP.errorText(e);
