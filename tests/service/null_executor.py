@@ -1,16 +1,19 @@
 """An executor that starts nothing: workloads are admitted and reported running, and no command
 ever runs. For the API fuzzing, where entrypoints are random text that must never reach a shell,
-and for model deployments (it declares ``RunsDeployments``: their replicas are "run" as nothing,
-and report the load set in ``load``)."""
+for model deployments (it declares ``RunsDeployments``: their replicas are "run" as nothing,
+and report the load set in ``load``), and for notebook sessions (it declares ``RunsNotebooks``:
+a session's server is ``endpoint``, None until a test sets one)."""
 
 from __future__ import annotations
 
 from gpupool.core.model import NodeSpec
 from gpupool.engine.ports import (
     MemberStopped,
+    NotebookEndpoint,
     Observation,
     Resizable,
     RunsDeployments,
+    RunsNotebooks,
     ServingLoad,
     Started,
     Stopped,
@@ -19,8 +22,9 @@ from gpupool.engine.ports import (
 from .executors import default_nodes
 
 
-class NullExecutor(RunsDeployments, Resizable):
+class NullExecutor(RunsDeployments, RunsNotebooks, Resizable):
     def __init__(self) -> None:
+        self.endpoint: NotebookEndpoint | None = None
         self.outbox: list[Observation] = []
         self.members: dict[str, set[str]] = {}
         self.load: dict[str, float] = {}  # deployment name -> requests in flight it reports
@@ -39,6 +43,9 @@ class NullExecutor(RunsDeployments, Resizable):
     def serving_load(self, workload):
         ready = len(self.members.get(workload.id, ()))
         return ServingLoad(in_flight=self.load.get(workload.spec.name, 0.0), queued=0, ready=ready)
+
+    def notebook_endpoint(self, workload):
+        return self.endpoint
 
     def preempt(self, workload, grace, now):
         self.members.pop(workload.id, None)

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gpupool.cli.notebook_cmd import notebook_app, notebooks_app
-from gpupool.engine.ports import NotebookEndpoint, RunsNotebooks
+from gpupool.engine.ports import NotebookEndpoint
 from gpupool.service.app import create_app
 from gpupool.service.portal.router import TOKEN_COOKIE
 
@@ -94,12 +94,12 @@ class FakeJupyter:
         self.thread.join(timeout=20)
 
 
-class NotebookExecutor(NullExecutor, RunsNotebooks):
-    """Starts nothing; a running session's server is ``endpoint`` (when set)."""
+class NotebookExecutor(NullExecutor):
+    """Starts nothing; a running session's server is ``endpoint`` (when set); keeps the
+    environment each session would get."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.endpoint: NotebookEndpoint | None = None
         self.session_env: dict[str, dict[str, str]] = {}
         self._provide: Any = None
 
@@ -110,9 +110,6 @@ class NotebookExecutor(NullExecutor, RunsNotebooks):
         if workload.spec.kind == "notebook" and self._provide is not None:
             self.session_env[workload.id] = self._provide(workload)
         super().start(workload, now)
-
-    def notebook_endpoint(self, workload):
-        return self.endpoint
 
 
 class NotebookServer(LiveServer):
