@@ -183,6 +183,19 @@ def deployment_page(request: Request, name: str) -> Response:
     return _page(request, "deployment.html", f"Deployment {name}", "deployments", deployment=name)
 
 
+@router.get("/portal/notebooks", response_class=HTMLResponse)
+def notebooks_page(request: Request) -> Response:
+    plane: ControlPlane = request.app.state.plane
+    return _page(
+        request,
+        "notebooks.html",
+        "Notebooks",
+        "notebooks",
+        sizes=_sizes(plane),
+        gpu_types=plane.cluster.gpu_types(),
+    )
+
+
 @router.get("/portal/reports", response_class=HTMLResponse)
 def reports_page(request: Request) -> Response:
     return _page(request, "reports.html", "Reports", "reports", reports=_reports(request))
