@@ -29,7 +29,6 @@ from gpupool.api import (
     ErrorBody,
     EventOut,
     NodeOut,
-    NotebookOut,
     PoolOut,
     QueueOut,
     TaskGroupIn,
@@ -37,6 +36,7 @@ from gpupool.api import (
     WhyOut,
     WorkloadOut,
 )
+from gpupool.notebook_api import NotebookOut
 
 __all__ = ["ApiError", "Client", "ClientConfigError", "resolve_connection"]
 

@@ -18,7 +18,7 @@ import typer
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from typer.testing import CliRunner
@@ -46,6 +46,9 @@ class FakeJupyter:
     echoes what it received (path, query, Authorization, cookies) and echoes websocket messages."""
 
     def __init__(self) -> None:
+        async def page(request: Request) -> HTMLResponse:  # as JupyterLab's page carries its token
+            return HTMLResponse(f'<script id="jupyter-config-data">{{"token": "{JUPYTER_TOKEN}"}}</script>')
+
         async def echo(request: Request) -> JSONResponse:
             body = await request.body()
             return JSONResponse(
@@ -74,6 +77,7 @@ class FakeJupyter:
                     await ws.send_bytes(b"echo:" + message["bytes"])
 
         routes = [
+            Route("/notebooks/{name}/lab/page", page),
             Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE"]),
             WebSocketRoute("/{path:path}", ws_echo),
         ]
@@ -243,6 +247,10 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
         assert seen["path"] == "/notebooks/lab/api/kernels" and seen["query"] == "x=1"
         assert seen["authorization"] == f"token {JUPYTER_TOKEN}"  # the caller's token never reaches it
         assert seen["method"] == "POST" and seen["body"] > 0
+        page = h.get("/notebooks/lab/lab/page", headers={"Accept-Encoding": "gzip"})
+        assert (
+            page.status_code == 200 and page.text == '<script id="jupyter-config-data">{"token": ""}</script>'
+        )
 
         # A browser: the portal's sign-in cookie instead of a header; the cookie is not passed on.
         with httpx.Client(base_url=server.url, cookies={TOKEN_COOKIE: teammate, "_xsrf": "abc"}) as browser:

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gpupool.api import NotebookOut
 from gpupool.cli.deploy_cmd import _seconds
 from gpupool.cli.service_cmd import (
     DataDirOpt,
@@ -28,6 +27,7 @@ from gpupool.cli.service_cmd import (
     _when,
 )
 from gpupool.client import Client
+from gpupool.notebook_api import NotebookOut
 
 notebooks_app = typer.Typer(help="Notebook sessions.")
 notebook_app = typer.Typer(help="One notebook session.", no_args_is_help=True)

@@ -40,7 +40,6 @@ from gpupool.engine.autoscaler import (
 from gpupool.engine.deployments import Scaling
 from gpupool.engine.model import (
     DEPLOYMENT_KIND,
-    NOTEBOOK_KIND,
     TERMINAL,
     TaskGroup,
     Workload,
@@ -49,8 +48,6 @@ from gpupool.engine.model import (
     member_of,
 )
 from gpupool.engine.ports import (
-    NO_DEPLOYMENT_RUNNER,
-    NO_NOTEBOOK_RUNNER,
     Adoptable,
     Executor,
     Finished,
@@ -64,8 +61,7 @@ from gpupool.engine.ports import (
     Started,
     StartFailed,
     Stopped,
-    can_run_deployments,
-    can_run_notebooks,
+    cannot_run,
 )
 
 MAX_CYCLES_PER_TICK = 4
@@ -271,11 +267,8 @@ class Driver:
     def _unrunnable(self, spec: WorkloadSpec) -> str | None:
         """Why the executor cannot run this workload at all (None if it can): a deployment
         needs one that declares ``RunsDeployments``, or it would hold GPUs and run nothing."""
-        if spec.kind == DEPLOYMENT_KIND and not can_run_deployments(self.executor):
-            return f"not started: {NO_DEPLOYMENT_RUNNER}"
-        if spec.kind == NOTEBOOK_KIND and not can_run_notebooks(self.executor):
-            return f"not started: {NO_NOTEBOOK_RUNNER}"
-        return None
+        why = cannot_run(spec.kind, self.executor)
+        return None if why is None else f"not started: {why}"
 
     def _restore_member(
         self,

@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 
 from gpupool.core.config import InstanceType
 from gpupool.core.model import NodeSpec
-from gpupool.engine.model import Transition, Workload
+from gpupool.engine.model import DEPLOYMENT_KIND, NOTEBOOK_KIND, Transition, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +242,16 @@ class RunsNotebooks(Protocol):
 def can_run_notebooks(executor: object) -> bool:
     """Whether ``executor`` declares ``RunsNotebooks`` and says yes."""
     return isinstance(executor, RunsNotebooks) and bool(executor.runs_notebooks())
+
+
+def cannot_run(kind: str, executor: object) -> str | None:
+    """Why ``executor`` cannot run a workload of ``kind`` (None if it can): a deployment or a
+    notebook session needs an executor that declares it runs them."""
+    if kind == DEPLOYMENT_KIND and not can_run_deployments(executor):
+        return NO_DEPLOYMENT_RUNNER
+    if kind == NOTEBOOK_KIND and not can_run_notebooks(executor):
+        return NO_NOTEBOOK_RUNNER
+    return None
 
 
 class Journal(Protocol):

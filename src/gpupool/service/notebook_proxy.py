@@ -10,7 +10,8 @@ caller's gpupool credentials, so the Jupyter server and the user's code never re
 
 HTTP goes through ``httpx`` (streamed both ways); websockets (kernels, terminals) are relayed
 message by message with the ``websockets`` client. The Jupyter server listens on 127.0.0.1
-with ``base_url`` the same path, so its links and redirects need no rewriting.
+with ``base_url`` the same path, so its links and redirects need no rewriting; the one thing
+rewritten is the token JupyterLab writes into its HTML pages, taken out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from gpupool.api import ErrorBody
 from gpupool.engine.model import notebook_path
 from gpupool.engine.ports import NotebookEndpoint
 from gpupool.service.errors import ServiceError, Unauthorized
@@ -116,6 +118,16 @@ async def forward(name: str, path: str, request: Request) -> Response:
     location = answer.headers.get("location")
     if location and location.startswith(endpoint.url):
         out_headers["location"] = location[len(endpoint.url) :]  # the same path, here
+    if answer.headers.get("content-type", "").startswith("text/html"):
+        # JupyterLab writes its token into its page's config; the proxy adds it to every request
+        # itself, so the page gets none (a page is small: read whole, decoded).
+        try:
+            page = (await answer.aread()).replace(endpoint.token.encode(), b"")
+        finally:
+            await answer.aclose()
+        for name_ in ("content-encoding", "content-length"):
+            out_headers.pop(name_, None)
+        return Response(page, status_code=answer.status_code, headers=out_headers)
     return StreamingResponse(
         answer.aiter_raw(),
         status_code=answer.status_code,
@@ -125,8 +137,6 @@ async def forward(name: str, path: str, request: Request) -> Response:
 
 
 def _unreachable(name: str, exc: Exception) -> Response:
-    from gpupool.api import ErrorBody
-
     body = ErrorBody(
         code="notebook-unreachable",
         message=f"notebook {name}: its Jupyter server did not answer ({type(exc).__name__})",

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gpupool.api import LIST_MAX, NotebookOut, NotebookRequest, NotebookState, gpu_milli_of
+from gpupool.api import LIST_MAX, gpu_milli_of
 from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import gpu_milli, gpus_from_milli, in_gpus, parse_quantity
 from gpupool.engine.model import (
@@ -37,6 +37,7 @@ from gpupool.engine.model import (
     notebook_path,
 )
 from gpupool.engine.ports import NO_NOTEBOOK_RUNNER, NotebookEndpoint, can_run_notebooks
+from gpupool.notebook_api import NotebookOut, NotebookRequest, NotebookState, StoppedBy
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
 from gpupool.service.security import Principal, administers
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 KIND = NOTEBOOK_KIND
 MEMBER = f"{SESSION_GROUP}-0"
 # Why a session stopped, as the start of its stored reason; ``stopped_by`` reads it back.
-STOPPED_BY = {
+STOPPED_BY: dict[StoppedBy, str] = {
     "user": "stopped by ",
     "idle": "stopped (idle): ",
     "lifetime": "stopped (max lifetime): ",
@@ -187,7 +188,7 @@ class NotebookService:
         self.plane.wake()
         return self.get(principal, name)
 
-    def stop_session(self, w: Workload, by: str, why: str) -> None:
+    def stop_session(self, w: Workload, by: StoppedBy, why: str) -> None:
         """Stop a live session and record why (call with the plane's lock): ``by`` is ``user``
         (``why``: who), ``idle`` or ``lifetime`` (``why``: the control plane's words, e.g. "no
         activity for 30m"). Its files are kept; ``resume`` starts it again."""
@@ -332,7 +333,7 @@ def _ended(state: str) -> bool:
     return WorkloadState(state) in (WorkloadState.CANCELLED, WorkloadState.SUCCEEDED, WorkloadState.FAILED)
 
 
-def _stopped_by(state: str, reason: str) -> str | None:
+def _stopped_by(state: str, reason: str) -> StoppedBy | None:
     if state != "stopped":
         return None
     for by, prefix in STOPPED_BY.items():

@@ -127,8 +127,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments,
         self._last_nodes: float | None = None
         self._owns_connection = False
         self._deployments = DeploymentRuns(start_timeout=start_timeout)  # workloads of kind deployment
-        self._session_env: Callable[[Workload], dict[str, str]] | None = None  # for notebook sessions
-        self._endpoints: dict[tuple[str, int], NotebookEndpoint] = {}
+        self._sessions = notebooks.Sessions(self.data_dir)  # workloads of kind notebook
         self._connect()
 
     # ------------------------------------------------------------------ connection
@@ -212,11 +211,7 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments,
             bundles, strategy="PACK", name=naming.pg_name(w.id, w.attempt), lifetime="detached"
         )
         first = bundles[0]
-        entrypoint, env = w.spec.entrypoint, dict(w.spec.env)
-        if w.spec.kind == NOTEBOOK_KIND:  # a Jupyter server, reached only through the control plane
-            entrypoint = notebooks.launch_command(w, self.data_dir)
-            env.update(self._session_env(w) if self._session_env is not None else {})
-            env.update(notebooks.launch_env(w, self.data_dir))
+        entrypoint, env = self._sessions.launch(w)  # a session's is its Jupyter server
         config = {
             "workload_id": w.id,
             "attempt": w.attempt,
@@ -367,24 +362,12 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments,
     # ------------------------------------------------------------------ notebooks (RunsNotebooks)
 
     def set_session_env(self, provide: Callable[[Workload], dict[str, str]]) -> None:
-        self._session_env = provide
+        self._sessions.provide = provide
 
     def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
-        """The session's Jupyter server, once its attempt runs and the server has said where it
-        listens (its info file); None otherwise."""
         with self._lock:
             run = self._current(workload)
-            if run is None or run.phase != "running":
-                return None
-            key = (workload.id, workload.attempt)
-            found = self._endpoints.get(key)
-        if found is None:
-            found = notebooks.read_endpoint(self.data_dir, workload.id, workload.attempt)
-            if found is not None:
-                with self._lock:
-                    self._endpoints = {k: v for k, v in self._endpoints.items() if k[0] != workload.id}
-                    self._endpoints[key] = found
-        return found
+        return self._sessions.endpoint(workload) if run is not None and run.phase == "running" else None
 
     # ------------------------------------------------------------------ beyond the port
 

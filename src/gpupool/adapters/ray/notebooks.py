@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from gpupool.adapters.ray import naming
-from gpupool.engine.model import Workload, notebook_path
+from gpupool.engine.model import NOTEBOOK_KIND, Workload, notebook_path
 from gpupool.engine.ports import NotebookEndpoint
 
 SERVER_INFO_GLOB = "jpserver-*.json"  # what jupyter_server writes into its runtime dir once it listens
@@ -93,3 +95,35 @@ def read_endpoint(data_dir: Path, workload_id: str, attempt: int) -> NotebookEnd
             continue  # being written
         return NotebookEndpoint(url=f"http://127.0.0.1:{port}", token=token)
     return None
+
+
+class Sessions:
+    """The executor's side of notebook sessions: what a session's supervisor runs, and where
+    each running session's server answers (read once per attempt from its info file)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.provide: Callable[[Workload], dict[str, str]] | None = None  # the control plane's env
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[int, NotebookEndpoint]] = {}  # workload -> (attempt, endpoint)
+
+    def launch(self, w: Workload) -> tuple[str | None, dict[str, str]]:
+        """The command and environment of ``w``'s supervisor: a job's own, or a session's server."""
+        env = dict(w.spec.env)
+        if w.spec.kind != NOTEBOOK_KIND:
+            return w.spec.entrypoint, env
+        env.update(self.provide(w) if self.provide is not None else {})
+        env.update(launch_env(w, self.data_dir))
+        return launch_command(w, self.data_dir), env
+
+    def endpoint(self, w: Workload) -> NotebookEndpoint | None:
+        """Where the running attempt of ``w`` answers; None before its server listens."""
+        with self._lock:
+            known = self._found.get(w.id)
+        if known is not None and known[0] == w.attempt:
+            return known[1]
+        found = read_endpoint(self.data_dir, w.id, w.attempt)
+        if found is not None:
+            with self._lock:
+                self._found[w.id] = (w.attempt, found)
+        return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from starlette.concurrency import run_in_threadpool
 
-from gpupool.api import NotebookOut, NotebookRequest
+from gpupool.notebook_api import NotebookOut, NotebookRequest
 from gpupool.service.routers.deps import PlaneDep, PrincipalDep, errors
 
 router = APIRouter(prefix="/notebooks", tags=["notebooks"])
