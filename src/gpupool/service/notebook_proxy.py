@@ -57,6 +57,9 @@ _HOP = frozenset(
 )
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CONNECT_TIMEOUT = 10.0  # seconds to reach a session's server
+# Jupyter answers a kernel's websocket handshake only once the kernel replies to it (up to its
+# kernel_info_timeout, 60 s): a starting kernel on a busy node takes a while.
+WS_OPEN_TIMEOUT = 90.0
 WS_CLOSE_REFUSED = 1008  # policy violation: the caller may not open this session
 
 
@@ -168,7 +171,7 @@ async def relay(websocket: WebSocket, name: str, path: str) -> None:
             url,
             additional_headers=headers,
             subprotocols=protocols,
-            open_timeout=CONNECT_TIMEOUT,
+            open_timeout=WS_OPEN_TIMEOUT,
             max_size=None,
             compression=None,
             ping_interval=None,  # the browser and Jupyter keep the connection alive themselves

@@ -11,9 +11,12 @@ tests run in order on one platform:
    the proxy a kernel is created over REST and a cell run over the kernel's websocket prints the
    GPU ids the session was given, a Ray task's result (``ray.init()`` attaches to the cluster)
    and the user the SDK acts as without any configuration; another team's token gets 403;
-3. a crash of the control plane (kill -9) and a restart: the session is adopted, not restarted
-   (the same server and kernel answer through the new control plane);
-4. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``.
+3. in Chromium, signed in to the portal: the Notebooks page's Open link leads into JupyterLab
+   through the proxy; a new notebook's cell, run from the page, prints the session's GPU ids and
+   a Ray task's result (the kernel's websocket through the proxy, with the portal's cookie);
+4. a crash of the control plane (kill -9) and a restart: the session is adopted, not restarted
+   (the same server and kernels answer through the new control plane);
+5. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ from websockets.asyncio.client import connect
 from gpupool.adapters.ray.cluster import free_port
 from gpupool.adapters.ray.procs import start_time
 from gpupool.client import Client
+from portal.conftest import (
+    ARTIFACTS,
+    browser,  # noqa: F401  (the fixture: Debian's Chromium)
+    shot,
+)
 
 QUEUES = """
 partitions:
@@ -261,6 +269,57 @@ def test_a_session_runs_jupyter_on_its_gpus_and_ray(platform: Platform) -> None:
     assert "SDK alice\n" in printed, printed
 
 
+# One line each (no indentation for the editor to redo); typed into a JupyterLab cell.
+BROWSER_CELL = (
+    "import os, ray; ray.init(); square = ray.remote(lambda x: x * x)\n"
+    "print('GPUS', os.environ['CUDA_VISIBLE_DEVICES']); print('RAY', ray.get(square.remote(8)))"
+)
+
+
+def test_the_portal_opens_it_in_jupyterlab_and_a_cell_runs(platform: Platform, browser) -> None:  # noqa: F811
+    alice = platform.token("alice", "team-a")
+    with platform.client(alice) as gp:
+        nb = gp.notebook("lab")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)  # JupyterLab's bundles on a busy 2-core machine
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{platform.url}/portal/notebooks")
+        page.get_by_label("API token").fill(alice)
+        page.get_by_role("button", name="Sign in").click()
+        row = "#notebooks tbody tr[data-name=lab][data-state=running]"
+        page.wait_for_selector(f"{row} a.open")
+        with context.expect_page() as opened:
+            page.click(f"{row} a.open")
+        lab = opened.value
+        lab.wait_for_selector(".jp-LauncherCard[data-category=Notebook]")
+        assert lab.url.startswith(f"{platform.url}/notebooks/lab/lab")
+        lab.click(".jp-LauncherCard[data-category=Notebook]")
+        try:
+            # The kernel up and connected (its websocket through the proxy) before the cell is sent.
+            lab.wait_for_selector(".jp-StatusBar-Widget :text('Python 3 (ipykernel) | Idle')")
+            cell = lab.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+            cell.click()
+            lab.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-editor.cm-focused")
+            lab.keyboard.insert_text(BROWSER_CELL)
+            lab.wait_for_function(
+                "() => document.querySelector('.jp-NotebookPanel .jp-Cell .cm-content')"
+                ".innerText.includes('square.remote(8)')"
+            )
+            lab.keyboard.press("Shift+Enter")
+            output = lab.wait_for_selector(".jp-OutputArea-output:has-text('RAY 64')", timeout=120_000)
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot(lab, "notebook-live-jupyterlab")
+        text = output.inner_text()
+        assert f"GPUS {','.join(map(str, nb.gpu_ids))}" in text, text
+        assert not [e for e in errors if "token" in e.lower()], errors
+    finally:
+        context.close()
+
+
 def server_pid(platform: Platform, workload_id: str) -> int:
     """The pid of the session's Jupyter server, from the info file it wrote."""
     (info,) = (platform.data / "jobs" / workload_id / "attempt-1" / "jupyter").glob("jpserver-*.json")
@@ -278,7 +337,8 @@ def test_a_crash_of_the_control_plane_leaves_the_session_running(platform: Platf
         before = gp.notebook("lab")
     pid = server_pid(platform, before.id)
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
-        (kernel,) = h.get(f"{base}/api/kernels").json()
+        kernels = sorted(k["id"] for k in h.get(f"{base}/api/kernels").json())
+    assert len(kernels) == 2  # the one created over REST, the browser's notebook's
     platform.crash()
     platform.start()
     platform.wait_up()
@@ -287,7 +347,7 @@ def test_a_crash_of_the_control_plane_leaves_the_session_running(platform: Platf
     assert (after.id, after.node, after.gpu_ids) == (before.id, before.node, before.gpu_ids)
     assert server_pid(platform, after.id) == pid and running(pid)
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
-        assert [k["id"] for k in h.get(f"{base}/api/kernels").json()] == [kernel["id"]]
+        assert sorted(k["id"] for k in h.get(f"{base}/api/kernels").json()) == kernels
 
 
 def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -> None:
