@@ -65,6 +65,7 @@ def notebooks(tmp_path) -> Iterator[NotebookPortal]:
 
 def echoed(page) -> dict:
     """What the fake Jupyter server received, as the page shows its JSON answer."""
+    page.wait_for_function("() => document.body && document.body.innerText.trim().startsWith('{')")
     return json.loads(page.locator("body").inner_text())
 
 

@@ -6,7 +6,6 @@ which the caller never sees, and websockets are relayed both ways."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -22,8 +21,8 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from typer.testing import CliRunner
-from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from gpupool.cli.notebook_cmd import notebook_app, notebooks_app
 from gpupool.engine.ports import NotebookEndpoint
@@ -271,26 +270,21 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
             assert carol.post("/notebooks/lab/stop").status_code == 403
         assert h.get("/notebooks/nope/lab").status_code == 404
 
-        async def websockets() -> None:
-            ws_url = (
-                server.url.replace("http://", "ws://") + "/notebooks/lab/api/kernels/k1/channels?session_id=s"
-            )
-            async with connect(
-                ws_url,
-                additional_headers={"Authorization": f"Bearer {alice}"},
-                subprotocols=["v1.kernel.websocket.jupyter.org"],  # type: ignore[list-item]
-            ) as ws:
-                assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
-                await ws.send("hello")
-                assert await ws.recv() == "echo:hello"
-                await ws.send(b"\x00\x01")
-                assert await ws.recv() == b"echo:\x00\x01"
-            with pytest.raises(InvalidStatus) as refused:
-                async with connect(ws_url, additional_headers={"Authorization": f"Bearer {other_team}"}):
-                    pass
-            assert refused.value.response.status_code == 403
-
-        asyncio.run(websockets())
+        # The sync client: the test process may hold a running event loop (Playwright's).
+        ws_url = server.url.replace("http://", "ws://") + "/notebooks/lab/api/kernels/k1/channels?s=1"
+        with connect(
+            ws_url,
+            additional_headers={"Authorization": f"Bearer {alice}"},
+            subprotocols=["v1.kernel.websocket.jupyter.org"],  # type: ignore[list-item]
+        ) as ws:
+            assert ws.subprotocol == "v1.kernel.websocket.jupyter.org"
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "echo:hello"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=10) == b"echo:\x00\x01"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, additional_headers={"Authorization": f"Bearer {other_team}"}).close()
+        assert refused.value.response.status_code == 403
 
 
 def test_the_sdk_and_the_cli(server) -> None:

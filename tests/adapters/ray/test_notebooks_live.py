@@ -21,7 +21,6 @@ tests run in order on one platform:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 from raytest_support import clock
-from websockets.asyncio.client import connect
+from websockets.sync.client import connect
 
 from gpupool.adapters.ray.cluster import free_port
 from gpupool.adapters.ray.procs import start_time
@@ -177,50 +176,45 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 def run_cell(ws_url: str, token: str, code: str, timeout: float = 120.0) -> str:
     """Run ``code`` in the kernel behind ``ws_url`` (Jupyter's kernel protocol over the
-    websocket, JSON messages) and return what it printed; fails on an error in the cell."""
-
-    async def run() -> str:
-        msg_id = uuid.uuid4().hex
-        request = {
-            "header": {
-                "msg_id": msg_id,
-                "username": "test",
-                "session": uuid.uuid4().hex,
-                "msg_type": "execute_request",
-                "version": "5.3",
-            },
-            "parent_header": {},
-            "metadata": {},
-            "content": {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-            "channel": "shell",
-            "buffers": [],
-        }
-        printed: list[str] = []
-        async with connect(
-            ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
-        ) as ws:
-            await ws.send(json.dumps(request))
-            async with asyncio.timeout(timeout):
-                while True:
-                    msg = json.loads(await ws.recv())
-                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                        continue
-                    kind = msg["header"]["msg_type"]
-                    if kind == "stream":
-                        printed.append(msg["content"]["text"])
-                    elif kind == "error":
-                        raise AssertionError("the cell failed: " + "\n".join(msg["content"]["traceback"]))
-                    elif kind == "execute_reply":
-                        return "".join(printed)
-
-    return asyncio.run(run())
+    websocket, JSON messages) and return what it printed; fails on an error in the cell. The
+    sync client: the test process may hold a running event loop (Playwright's)."""
+    msg_id = uuid.uuid4().hex
+    request = {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
+    printed: list[str] = []
+    deadline = clock() + timeout
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None) as ws:
+        ws.send(json.dumps(request))
+        while True:
+            msg = json.loads(ws.recv(timeout=max(0.1, deadline - clock())))
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                printed.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("the cell failed: " + "\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                return "".join(printed)
 
 
 def test_bad_input_stores_nothing(platform: Platform) -> None:

@@ -28,7 +28,10 @@ from gpupool.adapters.ray import naming
 from gpupool.engine.model import NOTEBOOK_KIND, Workload, notebook_path
 from gpupool.engine.ports import NotebookEndpoint
 
-SERVER_INFO_GLOB = "jpserver-*.json"  # what jupyter_server writes into its runtime dir once it listens
+SERVER_INFO_GLOB = "jpserver-*.json"
+NEWS_SETTINGS = "@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+NO_NEWS = '{"fetchNews": "false"}'
+# what jupyter_server writes into its runtime dir once it listens
 
 
 def session_root(data_dir: Path, name: str) -> Path:
@@ -69,7 +72,12 @@ def launch_command(w: Workload, data_dir: Path) -> str:
     ]
     # In its root dir: a kernel started without a path (over the REST API) works there too.
     where = shlex.quote(str(root))
-    return f"mkdir -p {where} && cd {where} && exec " + " ".join(shlex.quote(a) for a in args)
+    # JupyterLab asks each new user whether to fetch news from the internet: answered no, once
+    # (the user may change it in JupyterLab's settings; the file is the session's own).
+    news = session_root(data_dir, w.spec.name) / "lab" / "user-settings" / NEWS_SETTINGS
+    no_news = f"{{ [ -e {shlex.quote(str(news))} ] || {{ mkdir -p {shlex.quote(str(news.parent))} && "
+    no_news += f"printf %s {shlex.quote(NO_NEWS)} > {shlex.quote(str(news))}; }}; }}"
+    return f"mkdir -p {where} && cd {where} && {no_news} && exec " + " ".join(shlex.quote(a) for a in args)
 
 
 def launch_env(w: Workload, data_dir: Path) -> dict[str, str]:
