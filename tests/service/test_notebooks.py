@@ -246,6 +246,10 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
         assert seen["path"] == "/notebooks/lab/api/kernels" and seen["query"] == "x=1"
         assert seen["authorization"] == f"token {JUPYTER_TOKEN}"  # the caller's token never reaches it
         assert seen["method"] == "POST" and seen["body"] > 0
+        big = b"x" * (3 << 20)  # a large notebook saved: the API's 1 MiB body limit is not the proxy's
+        r = h.put("/notebooks/lab/api/contents/big.ipynb", content=big)
+        assert r.status_code == 200 and r.json()["body"] == len(big), r.text
+        assert h.post("/notebooks/lab/stop", content=big).status_code == 413  # the API's own paths are
         page = h.get("/notebooks/lab/lab/page", headers={"Accept-Encoding": "gzip"})
         assert (
             page.status_code == 200 and page.text == '<script id="jupyter-config-data">{"token": ""}</script>'
