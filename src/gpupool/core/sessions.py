@@ -274,8 +274,8 @@ class IdleClock:
             )
         idle_due = idle_since + p.idle_timeout
         ends = clock.lifetime_reclaim_at if clock.lifetime_reclaim_at is not None else clock.ends_at
-        if warned is None and now >= idle_due - p.warning and idle_due < ends:
-            at = max(idle_due, now + p.warning)
+        at = max(idle_due, now + p.warning)
+        if warned is None and now >= idle_due - p.warning and at < ends:
             clock = replace(clock, idle_warned_at=now, idle_reclaim_at=at)
             return clock, Warn(
                 "idle",
@@ -284,7 +284,8 @@ class IdleClock:
                 f"reclaimed in {format_duration(at - now)} unless it is used (its files are kept; "
                 "`resume` starts it again)",
             )
-        reclaim_at = clock.idle_reclaim_at if clock.idle_reclaim_at is not None else idle_due
+        # Without a warning yet, the reclaim comes at the earliest a warning's lead after now.
+        reclaim_at = clock.idle_reclaim_at if clock.idle_reclaim_at is not None else at
         return clock, Keep(idle_since, min(reclaim_at, ends))
 
     def _idle_words(self) -> str:
