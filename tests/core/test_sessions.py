@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpupool.core.config import SessionLimits
+from gpupool.core.config import ChildTemplate, QueueConfig, SessionLimits
+from gpupool.core.queues import build_tree
 from gpupool.core.sessions import (
     Activity,
     Decision,
@@ -19,13 +20,32 @@ from gpupool.core.sessions import (
     Withdraw,
     reclaimed_gpu_hours,
     resolve_session,
+    session_limits,
 )
 
 LIMITS = SessionLimits()  # idle 30m (max 4h), lifetime 8h (max 24h), warning 5m, GPU idle below 5 %
 POLICY = SessionPolicy(idle_timeout=1800.0, lifetime=28800.0, warning=300.0, gpu_threshold=5.0)
 
 
-# ---- resolving a request ---------------------------------------------------------------------
+# ---- a queue's limits, and resolving a request -----------------------------------------------
+
+
+def test_the_limits_of_a_queue_the_rules_will_create_come_from_its_parents_template() -> None:
+    users = QueueConfig(
+        name="users",
+        parent=True,
+        properties={"session.idle.timeout": "15m"},
+        child_template=ChildTemplate(properties={"session.lifetime": "2h"}),
+    )
+    team = QueueConfig(name="team", properties={"session.idle.timeout.max": "1h"})
+    root = QueueConfig(name="root", parent=True, properties={"session.warning": "2m"}, queues=(users, team))
+    queues = build_tree(root)
+    assert session_limits(queues, "root.team") == SessionLimits(idle_timeout_max=3600.0, warning=120.0)
+    made = SessionLimits(idle_timeout=900.0, lifetime=7200.0, warning=120.0)
+    assert session_limits(queues, "root.users.ada") == made  # not created yet
+    assert session_limits(queues, "root.users.ada.nested") == made
+    assert session_limits(queues, "root.newteam") == SessionLimits(warning=120.0)  # no template above
+    assert session_limits(queues, "elsewhere.a") == SessionLimits()
 
 
 def test_no_request_takes_the_queues_defaults() -> None:

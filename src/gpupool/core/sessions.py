@@ -2,6 +2,8 @@
 
 Two pure pieces the live path calls (docs/notebooks.md):
 
+* ``session_limits``: the ``SessionLimits`` of a leaf queue, also of one the placement rules
+  will create for the session;
 * ``resolve_session``: a session's requested idle timeout and lifetime against its queue's
   ``SessionLimits`` (the ``session.*`` properties, ``Queue.sessions``), giving the
   ``SessionPolicy`` it runs under, or a ``SessionRefusal`` (what, where, what to do) to answer
@@ -19,6 +21,7 @@ control plane was down) moves the reclaim later, never earlier. Time is passed i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -26,9 +29,12 @@ from gpupool.core.config import (
     PROP_SESSION_IDLE_TIMEOUT_MAX,
     PROP_SESSION_LIFETIME_MAX,
     PROP_SESSION_WARNING,
+    QueueProperties,
     SessionLimits,
+    inherit_session_limits,
 )
 from gpupool.core.configerror import DurationError, format_duration, parse_duration
+from gpupool.core.queues import Queue
 
 __all__ = [
     "Activity",
@@ -42,6 +48,7 @@ __all__ = [
     "Withdraw",
     "reclaimed_gpu_hours",
     "resolve_session",
+    "session_limits",
 ]
 
 Why = Literal["idle", "lifetime"]
@@ -73,6 +80,29 @@ class SessionRefusal:
 
     def __str__(self) -> str:
         return f"refused: {self.message} (Hint: {self.hint})"
+
+
+def session_limits(queues: Mapping[str, Queue], path: str) -> SessionLimits:
+    """The session settings of the queue at ``path`` (``Scheduler.queues``). A queue that does not
+    exist yet (a placement rule will create it) gets them as it will be made: from its nearest
+    existing ancestor, through that ancestor's nearest child template at each new level."""
+    parts = path.split(".")
+    for depth in range(len(parts), 0, -1):
+        existing = queues.get(".".join(parts[:depth]))
+        if existing is not None:
+            break
+    else:
+        return SessionLimits()
+    limits = existing.sessions
+    template = None
+    q: Queue | None = existing
+    while q is not None and template is None:
+        template = q.child_template
+        q = q.parent
+    own = template.settings if template is not None else QueueProperties()
+    for _ in parts[depth:]:
+        limits = inherit_session_limits(limits, own)
+    return limits
 
 
 def resolve_session(
