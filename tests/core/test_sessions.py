@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpupool.core.config import ChildTemplate, QueueConfig, SessionLimits
+from gpupool.core.configerror import format_duration, parse_duration
 from gpupool.core.queues import build_tree
 from gpupool.core.sessions import (
     Activity,
@@ -267,6 +268,19 @@ def test_reclaimed_gpu_hours_count_until_resume_at_most_until_the_lifetime_end()
     assert reclaimed_gpu_hours(2, reclaimed_at=3600.0, until=3600.0 + 5400.0, ends_at=28800.0) == 3.0
     assert reclaimed_gpu_hours(2, reclaimed_at=3600.0, until=10**9, ends_at=7200.0) == 2.0
     assert reclaimed_gpu_hours(2, reclaimed_at=3600.0, until=1000.0, ends_at=7200.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.4, "0s"), (59.6, "1m"), (300, "5m"), (5400, "1h30m"), (86401, "24h1s"), (-60, "-1m")],
+)
+def test_durations_are_written_as_go_durations(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@given(st.integers(min_value=-(10**7), max_value=10**7))
+def test_a_written_duration_reads_back(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
 
 
 # ---- properties ------------------------------------------------------------------------------
