@@ -345,3 +345,5 @@ def test_every_reclaim_follows_its_warning_by_at_least_the_lead(policy: SessionP
         elif isinstance(decision, Reclaim):
             assert decision.why in warned
             assert obs.at >= warned[decision.why] + policy.warning
+            if decision.why == "lifetime":
+                assert obs.at >= policy.lifetime  # started at 0
