@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpupool.core.decisions import Code
-from gpupool.core.serving import LoadSample, ScaleState, ServingPolicy, decide, mean_load, observe
+from gpupool.core.serving import (
+    REPLICA_SLACK,
+    LoadSample,
+    ScaleState,
+    ServingPolicy,
+    decide,
+    mean_load,
+    observe,
+)
 
 
 def feed(
@@ -43,6 +51,25 @@ def test_a_whole_ratio_is_not_rounded_up() -> None:
     p = ServingPolicy(max_replicas=10, target_ongoing_requests=2, upscale_delay=0)
     state = steady(p, ongoing=4, until=40, every=0.1)
     assert decide(p, state, 40, current=1)[0] == 2
+
+
+def test_load_a_hair_above_a_whole_count_does_not_keep_one_more_replica() -> None:
+    # 6.1 ongoing at a target of 2 is 3.05 replicas' worth: three serve it (Serve's bare ceil
+    # keeps a fourth for 0.05 of a replica).
+    p = ServingPolicy(max_replicas=10, target_ongoing_requests=2, upscale_delay=0, downscale_delay=10)
+    state = steady(p, ongoing=6.1, until=40)
+    assert decide(p, state, 40, current=4)[0] == 4  # the wish to go down starts
+    feed(p, state, 50, 6.1)
+    n, reason = decide(p, state, 50, current=4)
+    assert (n, reason.code) == (3, Code.SCALE_DOWN)
+    assert decide(p, steady(p, ongoing=6.1, until=40), 40, current=3)[0] == 3
+
+
+def test_load_beyond_the_slack_asks_for_one_more_replica() -> None:
+    p = ServingPolicy(max_replicas=10, target_ongoing_requests=2, upscale_delay=0)
+    above = 2 * (3 + REPLICA_SLACK) + 0.01
+    assert decide(p, steady(p, ongoing=above, until=40), 40, current=3)[0] == 4
+    assert decide(p, steady(p, ongoing=0.1, until=40), 40, current=1)[0] == 1  # never below 1
 
 
 def test_mean_weighs_each_sample_by_how_long_it_held_within_the_look_back() -> None:

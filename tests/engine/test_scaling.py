@@ -200,7 +200,7 @@ def test_idle_past_scale_to_zero_after_it_parks_and_a_waiting_request_wakes_it()
     for t in range(300, 500, 20):
         d.tick(t)
     assert w.state == WorkloadState.PREEMPTED
-    ex.load = 3.0  # requests wait at its front
+    ex.load = 3.5  # requests wait at its front
     d.tick(501)
     d.tick(502)
     d.tick(503)

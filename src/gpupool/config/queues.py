@@ -310,6 +310,7 @@ class QueueReader(Reader):
             q.max_applications_at = fields["maxapplications"].at
         if "properties" in fields:
             q.properties = self.properties(fields["properties"])
+            q.properties_at = fields["properties"].at
         for key in ("submitacl", "adminacl"):
             if key in fields:
                 acl = self.acl(fields[key], key)

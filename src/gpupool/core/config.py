@@ -12,7 +12,9 @@ gpupool's additions to the YuniKorn schema:
 * per-GPU-type quota: ``gpu/<TYPE>`` in ``resources.guaranteed`` / ``resources.max`` counts the
   ``gpu`` of allocations on nodes whose ``gpu-type`` label is ``<TYPE>``;
 * a catalog of standard sizes (top-level ``sizes:``): name -> ordered list of shapes to fall back
-  through when the first is unavailable.
+  through when the first is unavailable;
+* the ``session.*`` queue properties: how long a notebook session may stay idle and live, and how
+  early it is warned before its GPUs are reclaimed (``SessionLimits``, docs/notebooks.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gpupool.core.configerror import ConfigError, ConfigIssue, DurationError, parse_duration
+from gpupool.core.configerror import ConfigError, ConfigIssue, DurationError, format_duration, parse_duration
 from gpupool.core.resources import GPU_MILLI, Resources
 
 # Queue properties the core understands (YuniKorn names).
@@ -31,12 +33,26 @@ PROP_PRIORITY_POLICY = "priority.policy"
 PROP_PRIORITY_OFFSET = "priority.offset"
 PROP_PREEMPTION_POLICY = "preemption.policy"
 PROP_PREEMPTION_DELAY = "preemption.delay"
+# gpupool's properties for notebook sessions (inherited from the parent queue, as the above).
+PROP_SESSION_IDLE_TIMEOUT = "session.idle.timeout"
+PROP_SESSION_IDLE_TIMEOUT_MAX = "session.idle.timeout.max"
+PROP_SESSION_LIFETIME = "session.lifetime"
+PROP_SESSION_LIFETIME_MAX = "session.lifetime.max"
+PROP_SESSION_WARNING = "session.warning"
+PROP_SESSION_GPU_THRESHOLD = "session.idle.gpu.threshold"
 
 DEFAULT_PREEMPTION_DELAY = 30.0
 DEFAULT_GANG_TIMEOUT = 900.0  # seconds a gang waits for all its members (YuniKorn's default)
 DEFAULT_GRACE = 60.0  # seconds a preempted workload gets to checkpoint before it is stopped
 DEFAULT_PARTITION = "default"  # the partition a configuration's unnamed (or only) partition is
 DEFAULT_COMPACTION_INTERVAL = 300.0  # seconds between compaction rounds of the node pools
+# Notebook sessions (docs/notebooks.md says why these values).
+DEFAULT_SESSION_IDLE_TIMEOUT = 1800.0  # 30m idle, then the GPUs are reclaimed
+DEFAULT_SESSION_IDLE_TIMEOUT_MAX = 4 * 3600.0  # the longest idle timeout a session may ask for
+DEFAULT_SESSION_LIFETIME = 8 * 3600.0  # a working day, then the session ends (files kept)
+DEFAULT_SESSION_LIFETIME_MAX = 24 * 3600.0  # the longest lifetime a session may ask for
+DEFAULT_SESSION_WARNING = 300.0  # the warning comes 5m before a reclaim
+DEFAULT_SESSION_GPU_THRESHOLD = 5.0  # GPU utilisation (percent) below which a GPU counts as idle
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _SORT_POLICIES = {"fifo": "fifo", "fair": "fair", "stateaware": "fifo"}
@@ -66,6 +82,89 @@ class QueueProperties:
     priority_offset: int | None = None
     preemption_policy: str | None = None  # default | fence | disabled
     preemption_delay: float | None = None  # seconds
+    session_idle_timeout: float | None = None  # seconds
+    session_idle_timeout_max: float | None = None
+    session_lifetime: float | None = None
+    session_lifetime_max: float | None = None
+    session_warning: float | None = None
+    session_gpu_threshold: float | None = None  # percent
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """A queue's settings for notebook sessions, resolved (own, else the parent's, else the default).
+
+    Durations in seconds. A session may ask for its own idle timeout and lifetime up to the
+    maxima (``gpupool.core.sessions.resolve_session``); ``warning`` is how long before a reclaim
+    it is warned; a GPU whose utilisation (percent) is below ``gpu_threshold`` counts as idle.
+    """
+
+    idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT
+    idle_timeout_max: float = DEFAULT_SESSION_IDLE_TIMEOUT_MAX
+    lifetime: float = DEFAULT_SESSION_LIFETIME
+    lifetime_max: float = DEFAULT_SESSION_LIFETIME_MAX
+    warning: float = DEFAULT_SESSION_WARNING
+    gpu_threshold: float = DEFAULT_SESSION_GPU_THRESHOLD
+
+
+# SessionLimits field <- QueueProperties field <- property name
+SESSION_PROPERTIES = {
+    "idle_timeout": ("session_idle_timeout", PROP_SESSION_IDLE_TIMEOUT),
+    "idle_timeout_max": ("session_idle_timeout_max", PROP_SESSION_IDLE_TIMEOUT_MAX),
+    "lifetime": ("session_lifetime", PROP_SESSION_LIFETIME),
+    "lifetime_max": ("session_lifetime_max", PROP_SESSION_LIFETIME_MAX),
+    "warning": ("session_warning", PROP_SESSION_WARNING),
+    "gpu_threshold": ("session_gpu_threshold", PROP_SESSION_GPU_THRESHOLD),
+}
+
+
+def inherit_session_limits(up: SessionLimits | None, own: QueueProperties) -> SessionLimits:
+    """A queue's session settings: each its own when set, else its parent's (``up``), else the default."""
+    base = up if up is not None else SessionLimits()
+    values = {
+        name: getattr(own, typed) if getattr(own, typed) is not None else getattr(base, name)
+        for name, (typed, _prop) in SESSION_PROPERTIES.items()
+    }
+    return SessionLimits(**values)
+
+
+def session_limit_issues(limits: SessionLimits, own: QueueProperties) -> list[tuple[str, str, str]]:
+    """What is inconsistent in ``limits`` because of a session property set on this queue
+    (``own``): a default above its maximum, a warning not shorter than what it warns of.
+
+    Returns (property name, message, hint) per problem, named after the property this queue set
+    (a problem the queue only inherits was reported at the queue that made it).
+    """
+    out: list[tuple[str, str, str]] = []
+
+    def is_own(name: str) -> bool:
+        return getattr(own, SESSION_PROPERTIES[name][0]) is not None
+
+    def said(name: str) -> str:
+        """``session.lifetime 8h``, and where the value comes from when not from this queue."""
+        text = f"{SESSION_PROPERTIES[name][1]} {format_duration(getattr(limits, name))}"
+        return text if is_own(name) else f"{text} (inherited, or the default)"
+
+    pairs = (
+        ("idle_timeout", "idle_timeout_max", "at most"),
+        ("lifetime", "lifetime_max", "at most"),
+        ("warning", "idle_timeout", "shorter than"),
+        ("warning", "lifetime", "shorter than"),
+    )
+    for low, high, relation in pairs:
+        lo, hi = getattr(limits, low), getattr(limits, high)
+        if not (is_own(low) or is_own(high)) or (lo <= hi if relation == "at most" else lo < hi):
+            continue
+        key = SESSION_PROPERTIES[low if is_own(low) else high][1]
+        low_prop, high_prop = SESSION_PROPERTIES[low][1], SESSION_PROPERTIES[high][1]
+        if relation == "at most":
+            message = f"{said(low)} is more than {said(high)}"
+            hint = f"make {low_prop} at most {format_duration(hi)} or raise {high_prop}"
+        else:
+            message = f"{said(low)} is not shorter than {said(high)}"
+            hint = f"a session is warned that long before its GPUs are reclaimed: make {low_prop} shorter"
+        out.append((key, message, hint))
+    return out
 
 
 def check_property(key: str, text: str) -> tuple[str, object]:
@@ -105,8 +204,33 @@ def check_property(key: str, text: str) -> tuple[str, object]:
                 f"preemption.delay must be more than 0, got `{text}`", "e.g. 30s (the default)"
             )
         return value, seconds
+    if key in _SESSION_DURATIONS:
+        try:
+            seconds = parse_duration(value)
+        except DurationError as exc:
+            raise PropertyError(f"invalid {key}: {exc}") from None
+        if seconds <= 0:
+            raise PropertyError(f"{key} must be more than 0, got `{text}`", f"e.g. {_SESSION_DURATIONS[key]}")
+        return value, seconds
+    if key == PROP_SESSION_GPU_THRESHOLD:
+        number = value.removesuffix("%").strip()
+        if not re.fullmatch(r"[0-9]+(?:\.[0-9]*)?", number) or not 0 < float(number) <= 100:
+            raise PropertyError(
+                f"{key} `{text}` is not a percentage above 0 and at most 100",
+                f'e.g. {key}: "{DEFAULT_SESSION_GPU_THRESHOLD:g}%" (a GPU busier than that is in use)',
+            )
+        return f"{float(number):g}%", float(number)
     return text, text
 
+
+# Each session duration property and its default, as an example in messages.
+_SESSION_DURATIONS = {
+    PROP_SESSION_IDLE_TIMEOUT: format_duration(DEFAULT_SESSION_IDLE_TIMEOUT),
+    PROP_SESSION_IDLE_TIMEOUT_MAX: format_duration(DEFAULT_SESSION_IDLE_TIMEOUT_MAX),
+    PROP_SESSION_LIFETIME: format_duration(DEFAULT_SESSION_LIFETIME),
+    PROP_SESSION_LIFETIME_MAX: format_duration(DEFAULT_SESSION_LIFETIME_MAX),
+    PROP_SESSION_WARNING: format_duration(DEFAULT_SESSION_WARNING),
+}
 
 _TYPED = {
     PROP_APP_SORT_POLICY: "sort_policy",
@@ -115,6 +239,7 @@ _TYPED = {
     PROP_PRIORITY_OFFSET: "priority_offset",
     PROP_PREEMPTION_POLICY: "preemption_policy",
     PROP_PREEMPTION_DELAY: "preemption_delay",
+    **{prop: typed for typed, prop in SESSION_PROPERTIES.values()},
 }
 
 

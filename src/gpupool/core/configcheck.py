@@ -20,7 +20,16 @@ import re
 from dataclasses import dataclass, field
 
 from gpupool.core.acl import WILDCARD
-from gpupool.core.config import ChildTemplate, Limit, PlacementRule, QueueConfig
+from gpupool.core.config import (
+    ChildTemplate,
+    Limit,
+    PlacementRule,
+    QueueConfig,
+    SessionLimits,
+    inherit_session_limits,
+    session_limit_issues,
+    typed_properties,
+)
 from gpupool.core.configerror import At, ConfigIssue
 from gpupool.core.resources import TYPED_GPU_PREFIX, Resources, format_quantity
 
@@ -61,6 +70,7 @@ class QueueDraft:
     guaranteed_at: At | None = None
     max_at: At | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    properties_at: At | None = None
     submit_acl: str | None = None
     admin_acl: str | None = None
     max_applications: int | None = None
@@ -235,6 +245,24 @@ def _validate_tree(out: list[ConfigIssue], root: QueueDraft) -> None:
     _check_templates(out, root, {}, None)
     _check_queue_limits(out, root)
     _check_limit_inheritance(out, root, {}, {})
+    _check_sessions(out, root, None)
+
+
+def _check_sessions(out: list[ConfigIssue], q: QueueDraft, up: SessionLimits | None) -> None:
+    """The ``session.*`` properties as ``q`` (and a queue made from its child template) inherits
+    them: each default at most its maximum, the warning shorter than what it warns of."""
+    own = typed_properties(q.properties, f"queue {q.qpath}")  # values already checked by the reader
+    limits = inherit_session_limits(up, own)
+    for key, message, hint in session_limit_issues(limits, own):
+        _err(out, (q.properties_at or q.at).key(key), message, hint)
+    template = q.child_template
+    if template is not None:
+        made = inherit_session_limits(limits, template.settings)
+        for key, message, hint in session_limit_issues(made, template.settings):
+            where = (q.child_template_at or q.at).key("properties").key(key)
+            _err(out, where, message, hint)
+    for child in q.children:
+        _check_sessions(out, child, limits)
 
 
 def _check_resources(

@@ -4,7 +4,8 @@
 (a readable path such as ``partitions[0].queues.root.a.resources.max.gpu`` plus the raw key path
 ``loc``, which the YAML edge turns into a line number), what, and a hint on what to do. ``At`` is
 such a location while the configuration is read. ``parse_duration`` parses Go durations
-(``preemption.delay``, ``idletimeout``). Pure: standard library only.
+(``preemption.delay``, ``idletimeout``, the ``session.*`` properties)
+and writes them back (``format_duration``). Pure: standard library only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["At", "ConfigError", "ConfigIssue", "DurationError", "kind", "parse_duration"]
+__all__ = [
+    "At",
+    "ConfigError",
+    "ConfigIssue",
+    "DurationError",
+    "format_duration",
+    "kind",
+    "parse_duration",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +142,17 @@ def parse_duration(text: str) -> float:
         )
     seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(s))
     return -seconds if s.startswith("-") else seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a Go duration, largest units first, whole seconds: ``4h``, ``1h30m``, ``2m5s``, ``0s``.
+
+    What ``parse_duration`` reads back (for whole seconds); fractions of a second are rounded.
+    """
+    total = round(seconds)
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return sign + ("".join(parts) or "0s")

@@ -12,7 +12,8 @@ Semantics follow Apache YuniKorn (see ``shared/research/yunikorn.md``):
 * Fair share = the largest over allocated types of usage / guaranteed, falling back to usage /
   the nearest max up the tree (the root's is the cluster's capacity).
 * Properties are inherited from the parent, except ``priority.policy`` / ``priority.offset``
-  (reset) and ``preemption.policy`` (only ``disabled`` propagates).
+  (reset) and ``preemption.policy`` (only ``disabled`` propagates); each ``session.*`` property
+  on its own (``sessions``, a ``SessionLimits``).
 * Queue priority is dynamic: a leaf's is the highest priority of its pending asks, a parent's
   the highest of its children's, plus ``priority.offset``; a ``fence`` queue shows only its offset.
 """
@@ -32,6 +33,8 @@ from gpupool.core.config import (
     Limit,
     QueueConfig,
     QueueProperties,
+    SessionLimits,
+    inherit_session_limits,
 )
 from gpupool.core.resources import Resources, add_into, sub_into
 
@@ -91,6 +94,7 @@ class Queue:
         "priority_policy",
         "properties",
         "running_apps",
+        "sessions",
         "sort_policy",
         "sort_priority",
         "submit_acl",
@@ -156,6 +160,8 @@ class Queue:
             self.preemption_delay = own.preemption_delay
         else:
             self.preemption_delay = up.preemption_delay if up is not None else DEFAULT_PREEMPTION_DELAY
+        # What a notebook session in this queue may ask for (core/sessions.py resolves it).
+        self.sessions: SessionLimits = inherit_session_limits(up.sessions if up is not None else None, own)
 
     # --- tree -----------------------------------------------------------------------------
 

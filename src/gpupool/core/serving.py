@@ -28,6 +28,12 @@ Where it differs from Serve, on purpose:
   time the delay plus the look-back. ``min_replicas`` stays the floor while there is load.
 - Waking from 0 asks for ceil(mean / target) replicas (at least 1, at least ``min_replicas``)
   where Serve asks for 1 and grows after ``upscale_delay``.
+- Load worth less than ``REPLICA_SLACK`` of a replica above a whole count does not ask for one
+  more replica: desired = ceil(mean / target - ``REPLICA_SLACK``). Serve takes the bare ceil,
+  so a load that sits on a whole count (6.1 requests at a target of 2) keeps a fourth replica
+  for 0.05 of a replica's worth, and the count flaps on noise around it. The front also counts
+  a request from the moment it sends it until the answer is back, a few milliseconds more per
+  request than Serve's handles count; the slack absorbs that too.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from gpupool.core.decisions import Code, Reason
 _RATIO_PLACES = 9
 # Same tolerance as Serve's for comparing elapsed time against a delay.
 _EPS = 1e-6
+# Load above a whole count of replicas, in replicas' worth, that does not ask for one more.
+REPLICA_SLACK = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +187,7 @@ def mean_load(state: ScaleState, now: float, look_back: float) -> float | None:
 
 
 def _wanted(policy: ServingPolicy, mean: float) -> int:
-    return math.ceil(round(mean / policy.target_ongoing_requests, _RATIO_PLACES))
+    return max(0, math.ceil(round(mean / policy.target_ongoing_requests - REPLICA_SLACK, _RATIO_PLACES)))
 
 
 def _clamp(policy: ServingPolicy, n: int) -> int:
