@@ -208,6 +208,14 @@ def test_start_list_stop_resume(server) -> None:
         ({"size": "nope", "gpus": None}, 422, "body.size", "unknown size"),
         ({"gpu_type": "V100"}, 422, "body.gpus", "V100"),
         ({"idle_timeout": 0}, 422, "body.idle_timeout", "greater than 0"),
+        (
+            {"idle_timeout": 5 * 3600},
+            422,
+            "body.idle_timeout",
+            "idle_timeout 5h is more than queue root.a allows",
+        ),
+        ({"max_lifetime": 25 * 3600}, 422, "body.max_lifetime", "(session.lifetime.max 24h)"),
+        ({"idle_timeout": 60}, 422, "body.idle_timeout", "not longer than queue root.a's warning lead"),
         ({"name": "no spaces"}, 422, "body.name", "pattern"),
     ],
 )
@@ -293,8 +301,9 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
 
 def test_the_sdk_and_the_cli(server) -> None:
     gp = server.client()
-    nb = gp.start_notebook("sdk", "root.a", gpus=1, idle_timeout=60)
-    assert (nb.name, nb.state, nb.idle_timeout) == ("sdk", "pending", 60)
+    nb = gp.start_notebook("sdk", "root.a", gpus=1, idle_timeout=600)
+    assert (nb.name, nb.state, nb.idle_timeout) == ("sdk", "pending", 600)
+    assert nb.max_lifetime == 8 * 3600  # not asked: the queue's default (session.lifetime)
     server.executor.endpoint = NotebookEndpoint("http://127.0.0.1:1", JUPYTER_TOKEN)
     assert gp.wait_notebook("sdk", timeout=20).state == "running"
     assert [n.name for n in gp.notebooks()] == ["sdk"]

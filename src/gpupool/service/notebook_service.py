@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gpupool.api import LIST_MAX, gpu_milli_of
 from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import gpu_milli, gpus_from_milli, in_gpus, parse_quantity
+from gpupool.core.sessions import SessionRefusal, resolve_session, session_limits
 from gpupool.engine.model import (
     NOTEBOOK_KIND,
     SESSION_GROUP,
@@ -102,6 +103,7 @@ class NotebookService:
                     else f"open it with `gpupool notebook open {req.name}`, or choose another name",
                 )
             spec = self._spec(principal, req)
+            spec = self._with_limits(principal, spec)
             notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
@@ -121,13 +123,27 @@ class NotebookService:
                 )
             self._may_change(principal, row, "resume")
             old = spec_from_json(row.spec)
-            spec = dataclasses.replace(old, queue=row.queue or old.queue)
+            spec = self._with_limits(principal, dataclasses.replace(old, queue=row.queue or old.queue))
             notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
         self.plane.wake()
         out.notice = notice
         return out
+
+    def _with_limits(self, principal: Principal, spec: WorkloadSpec) -> WorkloadSpec:
+        """``spec`` with the idle timeout and lifetime it runs under: as asked, else its queue's
+        defaults (``session.*`` properties); one above the queue's maximum (or not longer than
+        its warning lead) is refused with a 422 naming the field (call with the lock)."""
+        path, _notice = self.workloads.route(principal, spec)
+        nb = spec.notebook or NotebookSpec()
+        limits = session_limits(self.plane.driver.core.queues, path)
+        policy = resolve_session(limits, path, nb.idle_timeout, nb.max_lifetime)
+        if isinstance(policy, SessionRefusal):
+            message = f"refused: {policy.message}"
+            raise Invalid(message, fields=[(f"body.{policy.field}", policy.message)], hint=policy.hint)
+        resolved = dataclasses.replace(nb, idle_timeout=policy.idle_timeout, max_lifetime=policy.lifetime)
+        return dataclasses.replace(spec, notebook=resolved)
 
     def _runner(self) -> None:
         if not can_run_notebooks(self.plane.executor):
