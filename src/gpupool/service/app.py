@@ -31,6 +31,7 @@ from gpupool.service.history import HistorySampler
 from gpupool.service.history import router as history_router
 from gpupool.service.metrics import Metrics
 from gpupool.service.notebook_proxy import router as notebook_proxy
+from gpupool.service.notebook_reaper import SessionReaper
 from gpupool.service.plane import ControlPlane
 from gpupool.service.portal import router as portal_router
 from gpupool.service.routers import cluster, deployments, notebooks, system, workloads
@@ -65,17 +66,20 @@ def create_app(
     )
     metrics.attach(plane)
     sampler = HistorySampler(plane)
+    reaper = SessionReaper(plane)  # idle reclaim and lifetime of notebook sessions
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare(settings, database)
         plane.start()
         sampler.start()
+        reaper.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            reaper.stop()
             sampler.stop()
             plane.stop()
             if settings.checkpoint_on_stop is not None:
@@ -93,6 +97,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.history = sampler
+    app.state.reaper = reaper
     app.include_router(workloads.router)
     app.include_router(deployments.router)
     app.include_router(notebooks.router)

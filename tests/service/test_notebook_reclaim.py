@@ -1,0 +1,140 @@
+"""Idle reclaim and lifetime of notebook sessions through the live control plane: the session's
+"Jupyter server" is a real small HTTP server answering ``/api/status`` and ``/api/kernels`` as
+Jupyter does (its last activity and kernels set by the test); the reaper's rounds are run by the
+test (``SessionReaper.check``) so that nothing waits on its interval. An idle session is warned,
+then stopped with ``stopped_by`` idle (its GPUs freed, the warning in its events); a busy one is
+never reclaimed for idleness but ends at its lifetime, warned first."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gpupool.engine.ports import NotebookEndpoint
+
+from .conftest import free_port
+from .executors import wait_until
+from .test_notebooks import JUPYTER_TOKEN, NotebookServer, gpus_used
+
+QUEUES = """
+partitions:
+  - name: default
+    queues:
+      - name: root
+        submitacl: "*"
+        queues:
+          - name: a
+            properties: {session.warning: 1s}
+            resources: {guaranteed: {gpu: 8}, max: {gpu: 16}}
+"""
+
+STARTED = "2026-01-01T00:00:00.000000Z"  # long ago: the server's own last activity is old
+
+
+class ActivityServer:
+    """Answers ``api/status`` and ``api/kernels`` (token checked) with ``kernels`` as set."""
+
+    def __init__(self) -> None:
+        self.kernels: list[dict] = []
+
+        def authorised(request: Request) -> bool:
+            return request.headers.get("authorization") == f"token {JUPYTER_TOKEN}"
+
+        async def status(request: Request) -> JSONResponse:
+            if not authorised(request):
+                return JSONResponse({}, status_code=403)
+            return JSONResponse(
+                {"started": STARTED, "last_activity": STARTED, "connections": 0, "kernels": len(self.kernels)}
+            )
+
+        async def kernels(request: Request) -> JSONResponse:
+            if not authorised(request):
+                return JSONResponse({}, status_code=403)
+            return JSONResponse(self.kernels)
+
+        routes = [
+            Route("/notebooks/{name}/api/status", status),
+            Route("/notebooks/{name}/api/kernels", kernels),
+        ]
+        self.port = free_port()
+        config = uvicorn.Config(
+            Starlette(routes=routes), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ActivityServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=20)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    config = tmp_path / "queues.yaml"
+    config.write_text(QUEUES)
+    s = NotebookServer(tmp_path / "data", config=config).start()
+    yield s
+    s.stop()
+
+
+def run_rounds(server: NotebookServer, name: str, state: str, timeout: float = 20) -> dict:
+    """Run the reaper's rounds until the session is in ``state``; its answer then."""
+    reaper = server.app.state.reaper
+
+    def reached() -> dict | None:
+        reaper.check()
+        with server.http() as h:
+            nb = h.get(f"/notebooks/{name}").json()
+        return nb if nb["state"] == state else None
+
+    return wait_until(reached, timeout=timeout, interval=0.2)
+
+
+def events(server: NotebookServer, workload_id: str) -> list[tuple[str, str]]:
+    with server.http() as h:
+        return [(e["kind"], e["message"]) for e in h.get(f"/workloads/{workload_id}/events").json()]
+
+
+def test_an_idle_session_is_warned_then_reclaimed_and_a_busy_one_ends_at_its_lifetime(server) -> None:
+    with ActivityServer() as jupyter, server.http() as h:
+        server.executor.endpoint = NotebookEndpoint(f"http://127.0.0.1:{jupyter.port}", JUPYTER_TOKEN)
+        r = h.post("/notebooks", json={"name": "idle", "queue": "root.a", "gpus": 1, "idle_timeout": 2})
+        assert r.status_code == 201, r.text
+        wait_until(lambda: h.get("/notebooks/idle").json()["state"] == "running")
+        assert gpus_used(server) == 1
+        nb = run_rounds(server, "idle", "stopped")
+        assert nb["stopped_by"] == "idle" and nb["reason"].startswith("stopped (idle): idle for ")
+        kinds = [k for k, _ in events(server, nb["id"])]
+        assert kinds.index("reclaim-warning") < kinds.index("state:cancelled"), kinds
+        wait_until(lambda: gpus_used(server) == 0)
+
+        # Busy: a kernel executing is activity, so only the lifetime ends it (warned first).
+        # (Its last activity is old: executing is what counts.)
+        jupyter.kernels = [
+            {
+                "id": "k1",
+                "name": "python3",
+                "execution_state": "busy",
+                "last_activity": STARTED,
+                "connections": 1,
+            }
+        ]
+        body = {"name": "busy", "queue": "root.a", "gpus": 1, "idle_timeout": 2, "max_lifetime": 3}
+        assert h.post("/notebooks", json=body).status_code == 201
+        wait_until(lambda: h.get("/notebooks/busy").json()["state"] == "running")
+        nb = run_rounds(server, "busy", "stopped")
+        assert nb["stopped_by"] == "lifetime" and "max lifetime 3s reached" in nb["reason"], nb
+        messages = dict(events(server, nb["id"]))
+        assert "max lifetime 3s ends in" in messages["reclaim-warning"]
