@@ -6,7 +6,7 @@ Queues: ``root.team-a`` and ``root.team-b``, each taking submissions from its ow
 tests run in order on one platform:
 
 1. bad input stores nothing: an unknown queue, more GPUs than any node has, a queue of another
-   team (each a one-line error from the CLI);
+   team, an idle timeout above the queue's maximum (each a one-line error from the CLI);
 2. a session with 1 GPU starts in JupyterLab's real server on the node the core chose; through
    the proxy a kernel is created over REST and a cell run over the kernel's websocket prints the
    GPU ids the session was given, a Ray task's result (``ray.init()`` attaches to the cluster)
@@ -223,6 +223,10 @@ def test_bad_input_stores_nothing(platform: Platform) -> None:
         (["-q", "root.nope", "--gpus", "1"], "Error: no queue 'root.nope'"),
         (["-q", "root.team-a", "--gpus", "3"], "Error: refused: no node"),
         (["-q", "root.team-b", "--gpus", "1"], "Error: alice may not submit to root.team-b"),
+        (
+            ["-q", "root.team-a", "--gpus", "1", "--idle-timeout", "5h"],
+            "Error: refused: idle_timeout 5h is more than queue root.team-a allows (session.idle.timeout.max 4h)",
+        ),
     ]
     for args, words in cases:
         out = platform.cli("notebook", "start", "bad", *args, token=alice)
