@@ -225,7 +225,8 @@ def test_bad_input_stores_nothing(platform: Platform) -> None:
         (["-q", "root.team-b", "--gpus", "1"], "Error: alice may not submit to root.team-b"),
         (
             ["-q", "root.team-a", "--gpus", "1", "--idle-timeout", "5h"],
-            "Error: refused: idle_timeout 5h is more than queue root.team-a allows (session.idle.timeout.max 4h)",
+            "Error: refused: idle_timeout 5h is more than queue root.team-a allows "
+            "(session.idle.timeout.max 4h)",
         ),
     ]
     for args, words in cases:
