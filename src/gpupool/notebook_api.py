@@ -19,6 +19,8 @@ from gpupool.api import (
 
 NotebookState = Literal["pending", "starting", "running", "preempting", "preempted", "stopped", "failed"]
 StoppedBy = Literal["user", "idle", "lifetime"]  # who or what stopped a session
+# Why a running session's GPUs are about to be taken back (``NotebookOut.reclaim_why``).
+ReclaimWhy = Literal["idle", "lifetime", "preemption"]
 
 
 class NotebookRequest(_Strict):
@@ -68,6 +70,11 @@ class NotebookOut(BaseModel):
     user, idle or lifetime; its files are kept for ``resume``), ``failed``. ``id`` is the
     workload of its current run (each start or resume is a new one); ``node`` and ``gpu_ids``
     where it runs.
+
+    A pending reclaim (a warning given, not withdrawn): ``reclaim_at`` (epoch seconds) and
+    ``reclaim_why`` (``idle``: unless it is used; ``lifetime``: its max lifetime ends;
+    ``preemption``: its queue's GPUs are taken back), with ``warning`` saying so in plain words.
+    ``ends_at``: when a running session's max lifetime ends.
     """
 
     name: str
@@ -87,6 +94,10 @@ class NotebookOut(BaseModel):
     max_lifetime: float | None = None
     preemptible: bool = False
     stopped_by: StoppedBy | None = None
+    reclaim_at: float | None = None
+    reclaim_why: ReclaimWhy | None = None
+    warning: str | None = None
+    ends_at: float | None = None
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None

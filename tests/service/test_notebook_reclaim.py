@@ -8,6 +8,7 @@ never reclaimed for idleness but ends at its lifetime, warned first."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ class ActivityServer:
 
     def __init__(self) -> None:
         self.kernels: list[dict] = []
+        self.last_activity = STARTED
 
         def authorised(request: Request) -> bool:
             return request.headers.get("authorization") == f"token {JUPYTER_TOKEN}"
@@ -51,7 +53,12 @@ class ActivityServer:
             if not authorised(request):
                 return JSONResponse({}, status_code=403)
             return JSONResponse(
-                {"started": STARTED, "last_activity": STARTED, "connections": 0, "kernels": len(self.kernels)}
+                {
+                    "started": STARTED,
+                    "last_activity": self.last_activity,
+                    "connections": 0,
+                    "kernels": len(self.kernels),
+                }
             )
 
         async def kernels(request: Request) -> JSONResponse:
@@ -138,3 +145,34 @@ def test_an_idle_session_is_warned_then_reclaimed_and_a_busy_one_ends_at_its_lif
         assert nb["stopped_by"] == "lifetime" and "max lifetime 3s reached" in nb["reason"], nb
         messages = dict(events(server, nb["id"]))
         assert "max lifetime 3s ends in" in messages["reclaim-warning"]
+
+
+def test_a_warning_is_in_the_api_and_cli_until_activity_withdraws_it(server) -> None:
+    with ActivityServer() as jupyter, server.http() as h:
+        server.executor.endpoint = NotebookEndpoint(f"http://127.0.0.1:{jupyter.port}", JUPYTER_TOKEN)
+        body = {"name": "warned", "queue": "root.a", "gpus": 1, "idle_timeout": 3, "max_lifetime": 3600}
+        assert h.post("/notebooks", json=body).status_code == 201
+        nb = wait_until(lambda: (n := h.get("/notebooks/warned").json())["state"] == "running" and n)
+        assert nb["warning"] is None and nb["reclaim_at"] is None
+        assert nb["ends_at"] == pytest.approx(nb["started_at"] + 3600)
+        reaper = server.app.state.reaper
+
+        def warned() -> dict | None:
+            reaper.check()
+            n = h.get("/notebooks/warned").json()
+            return n if n["warning"] is not None else None
+
+        nb = wait_until(warned, timeout=20, interval=0.2)
+        assert nb["reclaim_why"] == "idle" and nb["state"] == "running"
+        assert "unless it is used" in nb["warning"] and nb["reclaim_at"] > nb["started_at"]
+        listed = {n["name"]: n for n in h.get("/notebooks").json()}
+        assert listed["warned"]["reclaim_at"] == nb["reclaim_at"]
+        # Activity (a client's request, as the server records it) withdraws it.
+        jupyter.last_activity = datetime.fromtimestamp(reaper.plane.clock(), UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+        reaper.check()
+        nb = h.get("/notebooks/warned").json()
+        assert nb["state"] == "running" and nb["warning"] is None and nb["reclaim_why"] is None, nb
+        kinds = [k for k, _ in events(server, nb["id"])]
+        assert kinds.index("reclaim-warning") < kinds.index("reclaim-withdrawn")

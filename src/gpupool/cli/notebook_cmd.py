@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gpupool.cli.deploy_cmd import _seconds
@@ -144,6 +145,13 @@ def status_command(
         markup=False,
     )
     console.print(f"  url: {nb.url or '-'}", markup=False)
+    if nb.ends_at is not None:
+        console.print(f"  max lifetime ends: {_when(nb.ends_at)}", markup=False)
+    if nb.warning is not None:
+        console.print(
+            f"  [bold yellow]warning[/] ({nb.reclaim_why}, at {_when(nb.reclaim_at)}): {escape(nb.warning)}",
+            soft_wrap=True,
+        )
     table = Table("at", "from", "to", "reason", title="history", title_justify="left")
     for t in nb.history:
         table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)
@@ -196,9 +204,18 @@ def notebooks_command(
     if json_output:
         _dump(found)
         return
-    table = Table("name", "state", "user", "queue", "gpus", "node", "url")
+    table = Table("name", "state", "user", "queue", "gpus", "node", "url", "ends", "warning")
     for nb in found:
+        warning = f"{nb.reclaim_why} reclaim at {_when(nb.reclaim_at)}" if nb.reclaim_at is not None else "-"
         table.add_row(
-            nb.name, _state(nb.state), nb.user, nb.queue or "-", f"{nb.gpus:g}", nb.node or "-", nb.url or "-"
+            nb.name,
+            _state(nb.state),
+            nb.user,
+            nb.queue or "-",
+            f"{nb.gpus:g}",
+            nb.node or "-",
+            nb.url or "-",
+            _when(nb.ends_at) if nb.ends_at is not None else "-",
+            warning,
         )
     _console().print(table)

@@ -25,6 +25,7 @@ from gpupool.adapters.jupyter_activity import JupyterActivityError, JupyterActiv
 from gpupool.core.sessions import IdleClock, Reclaim, SessionPolicy, Warn, Withdraw, session_limits
 from gpupool.engine.model import NOTEBOOK_KIND, Workload, WorkloadState, notebook_path
 from gpupool.engine.ports import NotebookEndpoint
+from gpupool.service.notebook_service import PendingReclaim
 
 if TYPE_CHECKING:
     from gpupool.service.plane import ControlPlane
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 15.0  # seconds between two reads of every running session
+_LIFETIME_AGAIN = (
+    "its max lifetime ends then: the session stops (its files are kept; `resume` starts it again)"
+)
 
 
 class SessionReaper:
@@ -74,6 +78,10 @@ class SessionReaper:
             ]
         live = {(w.id, w.attempt) for w, _ in running}
         self._clocks = {k: c for k, c in self._clocks.items() if k in live}
+        running_ids = {w.id for w, _ in running}
+        warnings = self.plane.notebooks.warnings
+        for wid in [wid for wid, p in warnings.items() if p.why != "preemption" and wid not in running_ids]:
+            del warnings[wid]  # stopped or moved: its warning went with it
         stopped = []
         for w, policy in running:
             endpoint: NotebookEndpoint | None = self.plane.executor.notebook_endpoint(w)  # type: ignore[attr-defined]
@@ -112,11 +120,22 @@ class SessionReaper:
         clock = self._clocks.get(key) or IdleClock.start(policy, w.started_at or now)
         clock, decision = clock.step(observation)
         self._clocks[key] = clock
+        warnings = self.plane.notebooks.warnings
         if isinstance(decision, Warn):
+            warnings[w.id] = PendingReclaim(decision.why, decision.reclaim_at, decision.message)
             self.plane.journal.event(w.id, now, "reclaim-warning", decision.message)
         elif isinstance(decision, Withdraw):
+            pending = warnings.get(w.id)
+            if pending is not None and pending.why == "idle":
+                # the lifetime's warning, if one was given, still holds
+                lifetime_at = clock.lifetime_reclaim_at
+                if lifetime_at is not None:
+                    warnings[w.id] = PendingReclaim("lifetime", lifetime_at, _LIFETIME_AGAIN)
+                else:
+                    warnings.pop(w.id, None)
             self.plane.journal.event(w.id, now, "reclaim-withdrawn", decision.message)
         elif isinstance(decision, Reclaim):
+            warnings.pop(w.id, None)
             with self.plane.lock:
                 if w.state != WorkloadState.RUNNING or w.attempt != key[1]:
                     return False  # stopped or moved meanwhile

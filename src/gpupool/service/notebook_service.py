@@ -38,7 +38,7 @@ from gpupool.engine.model import (
     notebook_path,
 )
 from gpupool.engine.ports import NO_NOTEBOOK_RUNNER, NotebookEndpoint, can_run_notebooks
-from gpupool.notebook_api import NotebookOut, NotebookRequest, NotebookState, StoppedBy
+from gpupool.notebook_api import NotebookOut, NotebookRequest, NotebookState, ReclaimWhy, StoppedBy
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
 from gpupool.service.security import Principal, administers
@@ -69,8 +69,21 @@ _STATES: dict[WorkloadState, NotebookState] = {
 }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PendingReclaim:
+    """A warning given to a running session and not withdrawn: why, when, and the words shown."""
+
+    why: ReclaimWhy
+    at: float
+    message: str
+
+
 class NotebookService:
-    """Notebook sessions for the API, the CLI and the proxy."""
+    """Notebook sessions for the API, the CLI and the proxy.
+
+    ``warnings``: the pending reclaim of each running session, by workload id (the reaper sets
+    and clears them; ``_out`` shows them).
+    """
 
     def __init__(
         self,
@@ -83,6 +96,7 @@ class NotebookService:
         self.store = store
         self.workloads = workloads
         self.mint_token = mint_token
+        self.warnings: dict[str, PendingReclaim] = {}
 
     # ------------------------------------------------------------------ start, resume
 
@@ -338,6 +352,13 @@ class NotebookService:
             out.gpu_ids = list(w.gpu_ids.get(MEMBER, ()))
         if state == "running":
             out.url = self.plane.settings.url() + notebook_path(w.spec.name) + "lab"
+            nb = w.spec.notebook
+            if w.started_at is not None and nb is not None and nb.max_lifetime is not None:
+                out.ends_at = w.started_at + nb.max_lifetime
+        if state in ("running", "preempting"):
+            pending = self.warnings.get(w.id)
+            if pending is not None:
+                out.reclaim_at, out.reclaim_why, out.warning = pending.at, pending.why, pending.message
         elif state == "pending":
             ask = f"{w.id}/{MEMBER}"
             if ask in self.plane.driver.core.asks:

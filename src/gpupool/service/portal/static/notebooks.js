@@ -29,16 +29,16 @@
 
   function render(rows) {
     count.textContent = `${rows.length} notebook${rows.length === 1 ? "" : "s"}`;
-    const key = JSON.stringify(rows.map((n) => [n.id, n.state, n.url, n.node, n.reason]));
+    const key = JSON.stringify(rows.map((n) => [n.id, n.state, n.url, n.node, n.reason, n.warning, n.ends_at]));
     if (key === lastKey) return;
     lastKey = key;
     if (!rows.length) {
       body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No notebooks yet.")));
       return;
     }
-    keepFocus(() => body.replaceChildren(...rows.map((n) => {
+    keepFocus(() => body.replaceChildren(...rows.flatMap((n) => {
       const gpus = n.gpu_ids && n.gpu_ids.length ? ` (GPU ${n.gpu_ids.join(",")})` : "";
-      return h("tr", { dataset: { name: n.name, id: n.id, state: n.state } },
+      const row = h("tr", { dataset: { name: n.name, id: n.id, state: n.state }, class: n.warning ? "warned" : "" },
         h("td", { "data-label": "Name" }, n.name),
         h("td", { "data-label": "State", title: n.reason }, badge(n.state)),
         h("td", { "data-label": "User" }, n.user),
@@ -50,7 +50,18 @@
           : h("span", { class: "muted" }, n.state === "stopped" && n.stopped_by ? `stopped (${n.stopped_by})` : "–")),
         h("td", { "data-label": "Actions" }, actions(n)),
       );
+      const ends = n.ends_at ? ` Its max lifetime ends at ${clock(n.ends_at)}.` : "";
+      if (!n.warning) return [row];
+      /* The pending reclaim, in the API's plain words, on its own line under the session's row. */
+      const what = { idle: "Idle", lifetime: "Max lifetime", preemption: "Preemption" }[n.reclaim_why] || "Reclaim";
+      return [row, h("tr", { class: "reclaim-warning", id: "warning-" + n.name, dataset: { name: n.name } },
+        h("td", { colspan: 8, role: "status" },
+          h("strong", {}, `⚠ ${what}: GPUs reclaimed at ${clock(n.reclaim_at)}. `), n.warning + ends))];
     })));
+  }
+
+  function clock(ts) {
+    return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
   async function load() {
