@@ -176,3 +176,36 @@ def test_a_warning_is_in_the_api_and_cli_until_activity_withdraws_it(server) -> 
         assert nb["state"] == "running" and nb["warning"] is None and nb["reclaim_why"] is None, nb
         kinds = [k for k, _ in events(server, nb["id"])]
         assert kinds.index("reclaim-warning") < kinds.index("reclaim-withdrawn")
+
+
+def reclaimed_metric(server: NotebookServer, queue: str = "root.a") -> float | None:
+    with server.http() as h:
+        text = h.get("/metrics").text
+    line = f'gpupool_session_idle_gpu_hours_reclaimed_total{{queue="{queue}"}} '
+    found = [float(row[len(line) :]) for row in text.splitlines() if row.startswith(line)]
+    return found[0] if found else None
+
+
+def test_idle_gpu_hours_reclaimed_are_counted_per_queue_and_survive_a_restart(server) -> None:
+    with ActivityServer() as jupyter:
+        server.executor.endpoint = NotebookEndpoint(f"http://127.0.0.1:{jupyter.port}", JUPYTER_TOKEN)
+        with server.http() as h:
+            assert reclaimed_metric(server) is None
+            body = {"name": "idle", "queue": "root.a", "gpus": 2, "idle_timeout": 2, "max_lifetime": 3600}
+            assert h.post("/notebooks", json=body).status_code == 201
+            wait_until(lambda: h.get("/notebooks/idle").json()["state"] == "running")
+            stopped = run_rounds(server, "idle", "stopped")
+            assert stopped["stopped_by"] == "idle"
+            growing = reclaimed_metric(server)
+            assert growing is not None and growing > 0
+            resumed = h.post("/notebooks/idle/resume").json()
+        # From the reclaim until the resume, 2 GPUs: no longer growing once resumed.
+        expected = 2 * (resumed["submitted_at"] - stopped["finished_at"]) / 3600
+        assert reclaimed_metric(server) == pytest.approx(expected)
+        server.stop()
+        server.start()
+        assert reclaimed_metric(server) == pytest.approx(expected)
+        with server.http() as h:
+            h.cookies.set("gpupool_token", server.admin_token)
+            page = h.get("/portal/notebooks").text
+        assert 'data-queue="root.a"' in page and f"{expected:.2f}" in page

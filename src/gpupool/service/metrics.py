@@ -3,7 +3,8 @@
 Gauges are read from the scheduling core when scraped (per queue: guaranteed, max, allocated,
 pending by resource, and allocated by workload kind, serving or batch; per node: GPU capacity
 and use; workloads by state). Counters and the scheduling-latency histogram are fed by every
-transition the driver journals. Every counter's name ends in ``_total`` (Prometheus' rule); the
+transition the driver journals; the idle GPU-hours reclaimed from notebook sessions are summed
+from the database when scraped. Every counter's name ends in ``_total`` (Prometheus' rule); the
 driver's tick errors are one too.
 """
 
@@ -128,6 +129,15 @@ class _PlaneCollector(Collector):
             states.add_metric([state], count)
         yield states
         yield from self._deployments()
+        # Summed from the database when scraped (as the workload counts are), so a restart keeps it.
+        reclaimed = CounterMetricFamily(
+            "gpupool_session_idle_gpu_hours_reclaimed",
+            "GPU-hours given back by idle reclaims of notebook sessions (until resumed, at most lifetime)",
+            labels=["queue"],
+        )
+        for queue, hours in sorted(self.plane.notebooks.reclaimed_gpu_hours(self.plane.clock()).items()):
+            reclaimed.add_metric([queue], hours)
+        yield reclaimed
         # A count since start: a counter, exposed as gpupool_driver_tick_errors_total.
         yield CounterMetricFamily(
             "gpupool_driver_tick_errors", "Driver ticks that raised", value=self.plane.tick_errors

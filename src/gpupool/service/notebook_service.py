@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gpupool.api import LIST_MAX, gpu_milli_of
 from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import gpu_milli, gpus_from_milli, in_gpus, parse_quantity
-from gpupool.core.sessions import SessionRefusal, resolve_session, session_limits
+from gpupool.core.sessions import SessionRefusal, reclaimed_gpu_hours, resolve_session, session_limits
 from gpupool.engine.model import (
     NOTEBOOK_KIND,
     SESSION_GROUP,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 KIND = NOTEBOOK_KIND
 MEMBER = f"{SESSION_GROUP}-0"
+_ALL_RUNS = 1_000_000  # every stored run of every session (what the idle GPU-hours are summed over)
 # Why a session stopped, as the start of its stored reason; ``stopped_by`` reads it back.
 STOPPED_BY: dict[StoppedBy, str] = {
     "user": "stopped by ",
@@ -245,6 +246,31 @@ class NotebookService:
         with self.plane.lock:
             row = self._visible_row(principal, name)
         return self._read(row, with_history=True)
+
+    def reclaimed_gpu_hours(self, now: float) -> dict[str, float]:
+        """The idle GPU-hours given back by idle reclaims so far, by queue
+        (``core.sessions.reclaimed_gpu_hours``: from each idle stop until the session's resume, or
+        ``now``, at most until its lifetime would have ended it). Read from the database, so a
+        control-plane restart keeps them."""
+        runs = sorted(self.store.rows(kind=KIND, limit=_ALL_RUNS), key=lambda r: r.seq)
+        resumed: dict[str, list[float]] = {}
+        for row in runs:
+            resumed.setdefault(row.name, []).append(row.submitted_at)
+        total: dict[str, float] = {}
+        for row in runs:
+            if not row.reason.startswith(STOPPED_BY["idle"]) or row.finished_at is None:
+                continue
+            spec = spec_from_json(row.spec)
+            nb = spec.notebook
+            if row.started_at is None or nb is None or nb.max_lifetime is None:
+                continue
+            later = [at for at in resumed[row.name] if at >= row.finished_at]
+            until = min(later) if later else now
+            gpus = gpus_from_milli(gpu_milli(spec.task_groups[0].resources))
+            hours = reclaimed_gpu_hours(gpus, row.finished_at, until, row.started_at + nb.max_lifetime)
+            queue = row.queue or spec.queue or ""
+            total[queue] = total.get(queue, 0.0) + hours
+        return total
 
     def target(self, principal: Principal, name: str) -> NotebookEndpoint:
         """The running session's Jupyter server for the proxy; 404 (no such session), 403 (the

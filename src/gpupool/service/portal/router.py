@@ -193,6 +193,7 @@ def notebooks_page(request: Request) -> Response:
         "notebooks",
         sizes=_sizes(plane),
         gpu_types=plane.cluster.gpu_types(),
+        reclaimed=sorted(plane.notebooks.reclaimed_gpu_hours(plane.clock()).items()),
     )
 
 
