@@ -25,6 +25,8 @@ from .executors import default_nodes
 class NullExecutor(RunsDeployments, RunsNotebooks, Resizable):
     def __init__(self) -> None:
         self.endpoint: NotebookEndpoint | None = None
+        self.utilisation: float | None = None  # what a session's GPUs read (None: no NVML)
+        self.utilisation_reads = 0
         self.outbox: list[Observation] = []
         self.members: dict[str, set[str]] = {}
         self.load: dict[str, float] = {}  # deployment name -> requests in flight it reports
@@ -46,6 +48,10 @@ class NullExecutor(RunsDeployments, RunsNotebooks, Resizable):
 
     def notebook_endpoint(self, workload):
         return self.endpoint
+
+    def gpu_utilisation(self, workload, timeout):
+        self.utilisation_reads += 1
+        return self.utilisation
 
     def preempt(self, workload, grace, now):
         self.members.pop(workload.id, None)

@@ -209,3 +209,26 @@ def test_idle_gpu_hours_reclaimed_are_counted_per_queue_and_survive_a_restart(se
             h.cookies.set("gpupool_token", server.admin_token)
             page = h.get("/portal/notebooks").text
         assert 'data-queue="root.a"' in page and f"{expected:.2f}" in page
+
+
+def test_a_gpu_in_use_keeps_a_session_and_no_nvml_keeps_todays_rule(server) -> None:
+    with ActivityServer() as jupyter, server.http() as h:
+        server.executor.endpoint = NotebookEndpoint(f"http://127.0.0.1:{jupyter.port}", JUPYTER_TOKEN)
+        server.executor.utilisation = 40.0  # above the 5% threshold: in use
+        body = {"name": "gpu", "queue": "root.a", "gpus": 1, "idle_timeout": 2, "max_lifetime": 3600}
+        assert h.post("/notebooks", json=body).status_code == 201
+        nb = wait_until(lambda: (n := h.get("/notebooks/gpu").json())["state"] == "running" and n)
+        reaper = server.app.state.reaper
+        plane = reaper.plane
+        # Rounds until well past its idle timeout: the busy GPU keeps it (no warning).
+        while plane.clock() < nb["started_at"] + 4:
+            reaper.check()
+        assert h.get("/notebooks/gpu").json()["warning"] is None
+        assert "reclaim-warning" not in [k for k, _ in events(server, nb["id"])]
+        reads = server.executor.utilisation_reads
+        reaper.check()
+        assert server.executor.utilisation_reads == reads + 1  # one read per session per round
+        # No NVML: the GPU condition is left out, and the idle session is warned as before.
+        server.executor.utilisation = None
+        nb = run_rounds(server, "gpu", "stopped")
+        assert nb["stopped_by"] == "idle" and "GPU utilisation" not in nb["reason"]

@@ -238,6 +238,12 @@ class RunsNotebooks(Protocol):
         """The session's Jupyter server once it answers (None: not yet, or not running)."""
         return None
 
+    def gpu_utilisation(self, workload: Workload, timeout: float) -> float | None:
+        """The highest utilisation (percent) of the running session's GPUs, read on the node that
+        holds them within ``timeout`` seconds; None when it cannot be read (no NVML there, no
+        GPUs, no answer in time)."""
+        return None
+
 
 def can_run_notebooks(executor: object) -> bool:
     """Whether ``executor`` declares ``RunsNotebooks`` and says yes."""

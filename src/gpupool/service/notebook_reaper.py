@@ -8,11 +8,13 @@ an event of the session's workload (``reclaim-warning``, ``reclaim-withdrawn``; 
 notebook status` and the portal show events), a reclaim stops the session with ``stopped_by``
 ``idle`` or ``lifetime`` (``NotebookService.stop_session``: its files are kept, its GPUs freed).
 
+Where NVML can be read, the utilisation of the session's GPUs is part of each reading: the
+executor reads it on the node that holds them (``RunsNotebooks.gpu_utilisation``, one call per
+session per round, bounded by ``NVML_TIMEOUT``); None there (no NVML) leaves the GPU condition out.
+
 The clocks live in memory, one per attempt: after a control-plane restart a session's clock
 starts again from its start, and the server's own last activity puts its idle time back; a
 warning given before the restart is given again (a reclaim never comes without one).
-GPU utilisation is not read here (the control plane is not on the session's node): the GPU
-condition is left out, as the rule does where NVML cannot be read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 15.0  # seconds between two reads of every running session
+NVML_TIMEOUT = 5.0  # seconds one read of a session's GPU utilisation may take (then: not read)
 _LIFETIME_AGAIN = (
     "its max lifetime ends then: the session stops (its files are kept; `resume` starts it again)"
 )
@@ -109,10 +112,12 @@ class SessionReaper:
 
     def _step(self, w: Workload, policy: SessionPolicy, endpoint: NotebookEndpoint) -> bool:
         """Read the server, step the clock, act; True if the session was stopped."""
+        # Read on the node that holds the GPUs, through the executor (None: no NVML there).
+        utilisation = self.plane.executor.gpu_utilisation(w, NVML_TIMEOUT)  # type: ignore[attr-defined]
         now = self.plane.clock()
         try:
             with JupyterActivityReader(endpoint.url + notebook_path(w.spec.name), endpoint.token) as reader:
-                observation = reader.read().observe(now)
+                observation = reader.read().observe(now, utilisation)
         except JupyterActivityError as exc:
             log.info("session %s: %s", w.spec.name, exc)
             return False

@@ -204,3 +204,16 @@ def test_adopt_then_start_never_runs_two_attempts(cluster: LocalRayCluster, exec
     fresh.cancel(w, clock())
     assert watch.until(ended(w.id)) == Stopped(w.id, 2, None)
     assert fresh.reap_orphans(keep=set()) == []
+
+
+def test_gpu_utilisation_is_read_by_a_task_on_the_node(executor: RayExecutor):
+    """The reaper's NVML read runs as a CPU-less task pinned to a node: the local cluster's GPUs
+    are logical (no NVML), so each node answers None; a node that does not exist is None too."""
+    import ray
+
+    from gpupool.adapters.ray.notebooks import read_gpu_utilisation
+
+    alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    assert len(alive) == 4
+    assert [read_gpu_utilisation(node_id, [0], timeout=30) for node_id in alive] == [None] * 4
+    assert read_gpu_utilisation("ff" * 28, [0], timeout=5) is None

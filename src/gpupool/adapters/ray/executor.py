@@ -369,6 +369,15 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments,
             run = self._current(workload)
         return self._sessions.endpoint(workload) if run is not None and run.phase == "running" else None
 
+    def gpu_utilisation(self, workload: Workload, timeout: float) -> float | None:
+        with self._lock:
+            run = self._current(workload)
+            node = self._table.get(run.placement[0][1]) if run is not None and run.placement else None
+        indices = list(workload.gpu_ids.get(run.placement[0][0], ())) if run is not None else []
+        if node is None or not node.alive or not indices:
+            return None
+        return notebooks.read_gpu_utilisation(node.node_id, indices, timeout)
+
     # ------------------------------------------------------------------ beyond the port
 
     def nodes(self) -> list[NodeSpec]:

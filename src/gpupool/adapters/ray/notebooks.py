@@ -105,6 +105,34 @@ def read_endpoint(data_dir: Path, workload_id: str, attempt: int) -> NotebookEnd
     return None
 
 
+def _read_utilisation(indices: list[int]) -> float | None:
+    """Runs on the session's node (a Ray task): NVML's utilisation of its GPUs."""
+    from gpupool.adapters.nvml import gpu_utilisation
+
+    return gpu_utilisation(indices)
+
+
+def read_gpu_utilisation(node_id: str, indices: list[int], timeout: float) -> float | None:
+    """The highest utilisation of GPUs ``indices`` on Ray node ``node_id``: one task pinned there,
+    taking no CPU (it must not wait behind the session's own reservation), awaited for
+    ``timeout`` seconds; None when NVML cannot read them, or no answer came in time."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    try:  # Ray refuses a node id it does not know (the node left meanwhile)
+        where = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    except ValueError:
+        return None
+    task = ray.remote(_read_utilisation).options(num_cpus=0, max_retries=0, scheduling_strategy=where)
+    ref = task.remote(indices)
+    try:
+        value = ray.get(ref, timeout=timeout)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError):
+        ray.cancel(ref, force=True)
+        return None
+    return None if value is None else float(value)
+
+
 class Sessions:
     """The executor's side of notebook sessions: what a session's supervisor runs, and where
     each running session's server answers (read once per attempt from its info file)."""
