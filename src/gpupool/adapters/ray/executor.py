@@ -51,7 +51,6 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +75,10 @@ from gpupool.engine.ports import (
     Finished,
     NodeDown,
     NodeUp,
-    NotebookEndpoint,
     Observation,
     ReapsOrphans,
     Resizable,
     RunsDeployments,
-    RunsNotebooks,
     ServingLoad,
     Started,
     StartFailed,
@@ -93,7 +90,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
-class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments, RunsNotebooks):
+class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments, notebooks.SessionPort):
     """Runs admitted workloads on the Ray cluster at ``address``; files under ``data_dir``.
 
     Optional arguments (defaults): ``start_timeout`` (120 s for a reservation to be granted and
@@ -358,25 +355,6 @@ class RayExecutor(Executor, Adoptable, Resizable, ReapsOrphans, RunsDeployments,
     def deployment_url(self, workload: Workload) -> str | None:
         with self._lock:
             return self._deployments.url(workload)
-
-    # ------------------------------------------------------------------ notebooks (RunsNotebooks)
-
-    def set_session_env(self, provide: Callable[[Workload], dict[str, str]]) -> None:
-        self._sessions.provide = provide
-
-    def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
-        with self._lock:
-            run = self._current(workload)
-        return self._sessions.endpoint(workload) if run is not None and run.phase == "running" else None
-
-    def gpu_utilisation(self, workload: Workload, timeout: float) -> float | None:
-        with self._lock:
-            run = self._current(workload)
-            node = self._table.get(run.placement[0][1]) if run is not None and run.placement else None
-        indices = list(workload.gpu_ids.get(run.placement[0][0], ())) if run is not None else []
-        if node is None or not node.alive or not indices:
-            return None
-        return notebooks.read_gpu_utilisation(node.node_id, indices, timeout)
 
     # ------------------------------------------------------------------ beyond the port
 

@@ -23,10 +23,13 @@ import shlex
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gpupool.adapters.ray import naming
+from gpupool.adapters.ray.raystate import RayNode
+from gpupool.adapters.ray.runs import Run
 from gpupool.engine.model import NOTEBOOK_KIND, Workload, notebook_path
-from gpupool.engine.ports import NotebookEndpoint
+from gpupool.engine.ports import NotebookEndpoint, RunsNotebooks
 
 SERVER_INFO_GLOB = "jpserver-*.json"
 NEWS_SETTINGS = "@jupyterlab/apputils-extension/notification.jupyterlab-settings"
@@ -163,3 +166,32 @@ class Sessions:
             with self._lock:
                 self._found[w.id] = (w.attempt, found)
         return found
+
+
+class SessionPort(RunsNotebooks):
+    """``RayExecutor``'s side of ``RunsNotebooks``, over its runs and node table (mixed into it)."""
+
+    _sessions: Sessions
+    _lock: Any
+    _table: dict[str, RayNode]
+
+    def _current(self, workload: Workload) -> Run | None:
+        raise NotImplementedError
+
+    def set_session_env(self, provide: Callable[[Workload], dict[str, str]]) -> None:
+        self._sessions.provide = provide
+
+    def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
+        with self._lock:
+            run = self._current(workload)
+        return self._sessions.endpoint(workload) if run is not None and run.phase == "running" else None
+
+    def gpu_utilisation(self, workload: Workload, timeout: float) -> float | None:
+        with self._lock:
+            run = self._current(workload)
+            member, name = run.placement[0] if run is not None and run.placement else ("", "")
+            node = self._table.get(name)
+        indices = list(workload.gpu_ids.get(member, ()))
+        if node is None or not node.alive or not indices:
+            return None
+        return read_gpu_utilisation(node.node_id, indices, timeout)
