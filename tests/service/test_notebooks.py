@@ -182,6 +182,9 @@ def test_start_list_stop_resume(server) -> None:
             "stopped by alice",
         )
         wait_until(lambda: gpus_used(server) == 0)
+        # The token minted for that run stopped working with it (also in the proxy's cache).
+        with server.http(env["GPUPOOL_TOKEN"]) as inside:
+            assert inside.get("/whoami").status_code == 401
         assert h.post("/notebooks/lab/stop").status_code == 409  # not running
         again = h.post("/notebooks", json=body())
         assert again.status_code == 409 and "resume" in again.json()["hint"]
@@ -191,6 +194,11 @@ def test_start_list_stop_resume(server) -> None:
         assert resumed.json()["id"] != first and resumed.json()["queue"] == "root.a"
         assert resumed.json()["idle_timeout"] == 1800
         wait_until(lambda: gpus_used(server) == 1)
+        # A resume mints a new token, which works; the old one still does not.
+        fresh = server.executor.session_env[resumed.json()["id"]]["GPUPOOL_TOKEN"]
+        assert fresh != env["GPUPOOL_TOKEN"]
+        with server.http(fresh) as inside:
+            assert inside.get("/whoami").json()["user"] == "alice"
         assert h.post("/notebooks/lab/resume").status_code == 409  # it runs
         listed = h.get("/notebooks").json()
         assert [(n["name"], n["id"]) for n in listed] == [("lab", resumed.json()["id"])]

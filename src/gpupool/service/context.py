@@ -53,6 +53,8 @@ class Plane(Protocol):
     def queue(self, path: str | None) -> Queue | None:
         """The core's queue at ``path`` (None if there is none)."""
 
+    def revoke_tokens(self, hashes: set[str]) -> None: ...
+
     def queue_of(self, workload_id: str) -> str | None:
         """The leaf queue the core placed a workload in."""
 

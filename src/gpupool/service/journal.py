@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
 
 from gpupool.core.resources import from_gpus, in_gpus
 from gpupool.engine.model import (
@@ -29,7 +29,7 @@ from gpupool.engine.model import (
     WorkloadState,
 )
 from gpupool.service.db import Database
-from gpupool.service.models import EventRow, TransitionRow, WorkloadRow
+from gpupool.service.models import EventRow, TokenRow, TransitionRow, WorkloadRow
 
 
 def spec_to_json(spec: WorkloadSpec) -> dict[str, Any]:
@@ -314,6 +314,19 @@ class DbJournal:
             conn.execute(
                 _INSERT_EVENT, {"workload_id": workload_id, "at": at, "kind": kind, "message": message}
             )
+
+    def event_messages(self, workload_id: str, kind: str) -> list[str]:
+        """The messages of a workload's events of ``kind``, oldest first (this batch's too)."""
+        events = cast(Table, EventRow.__table__)
+        q = select(events.c.message).where(events.c.workload_id == workload_id, events.c.kind == kind)
+        with self._write() as conn:
+            return [str(m) for m in conn.execute(q.order_by(events.c.id)).scalars()]
+
+    def delete_tokens(self, hashes: set[str]) -> None:
+        """Delete the API tokens with these SHA-256 hashes (in this batch, if one is open)."""
+        tokens = cast(Table, TokenRow.__table__)
+        with self._write() as conn:
+            conn.execute(delete(tokens).where(tokens.c.token_hash.in_(sorted(hashes))))
 
     def set_queue(self, workload_id: str, queue: str) -> None:
         with self._write() as conn:

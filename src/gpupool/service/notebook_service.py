@@ -29,9 +29,11 @@ from gpupool.core.sessions import SessionRefusal, reclaimed_gpu_hours, resolve_s
 from gpupool.engine.model import (
     NOTEBOOK_KIND,
     SESSION_GROUP,
+    TERMINAL,
     Disruption,
     NotebookSpec,
     TaskGroup,
+    Transition,
     Workload,
     WorkloadSpec,
     WorkloadState,
@@ -41,7 +43,7 @@ from gpupool.engine.ports import NO_NOTEBOOK_RUNNER, NotebookEndpoint, can_run_n
 from gpupool.notebook_api import NotebookOut, NotebookRequest, NotebookState, ReclaimWhy, StoppedBy
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
-from gpupool.service.security import Principal, administers
+from gpupool.service.security import Principal, administers, hash_token
 from gpupool.service.store import WorkloadStore
 from gpupool.service.views import history_out
 from gpupool.service.workload_service import WorkloadService
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 KIND = NOTEBOOK_KIND
 MEMBER = f"{SESSION_GROUP}-0"
+TOKEN_EVENT = "session-token"  # an event of a run: the hash of the GPUPOOL_TOKEN minted for it
 _ALL_RUNS = 1_000_000  # every stored run of every session (what the idle GPU-hours are summed over)
 # Why a session stopped, as the start of its stored reason; ``stopped_by`` reads it back.
 STOPPED_BY: dict[StoppedBy, str] = {
@@ -298,11 +301,23 @@ class NotebookService:
 
     def session_env(self, w: Workload) -> dict[str, str]:
         """What a session's processes get to reach the control plane as its owner (the SDK reads
-        these): the API's URL and a token of the owner's, minted for this start."""
-        return {
-            "GPUPOOL_URL": self.plane.settings.url(),
-            "GPUPOOL_TOKEN": self.mint_token(w.spec.user, w.spec.groups),
-        }
+        these): the API's URL and a token of the owner's, minted for this start (its hash is an
+        event of the run, so that ``on_transition`` revokes it when the run ends, also after a
+        control-plane restart)."""
+        token = self.mint_token(w.spec.user, w.spec.groups)
+        self.plane.journal.event(
+            w.id, self.plane.clock(), TOKEN_EVENT, f"GPUPOOL_TOKEN minted (sha256 {hash_token(token)})"
+        )
+        return {"GPUPOOL_URL": self.plane.settings.url(), "GPUPOOL_TOKEN": token}
+
+    def on_transition(self, w: Workload, t: Transition) -> None:
+        """A session's server stopped (stopped, failed, preempted): the tokens minted for its run
+        no longer work (a resume, or the next attempt, mints a new one)."""
+        if t.new not in TERMINAL and t.new != WorkloadState.PREEMPTED:
+            return
+        self.warnings.pop(w.id, None)
+        minted = self.plane.journal.event_messages(w.id, TOKEN_EVENT)
+        self.plane.revoke_tokens({m.rsplit(" ", 1)[-1].rstrip(")") for m in minted})
 
     # ------------------------------------------------------------------ internals
 

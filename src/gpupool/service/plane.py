@@ -41,7 +41,7 @@ from gpupool.core.queues import Queue
 from gpupool.core.scheduler import Scheduler
 from gpupool.engine.autoscaler import Autoscaler
 from gpupool.engine.driver import Driver
-from gpupool.engine.model import Transition, Workload, WorkloadState
+from gpupool.engine.model import NOTEBOOK_KIND, Transition, Workload, WorkloadState
 from gpupool.engine.ports import (
     NodeProvider,
     Observation,
@@ -58,7 +58,7 @@ from gpupool.service.deployment_service import DeploymentService
 from gpupool.service.errors import Unauthorized
 from gpupool.service.journal import DbJournal, workload_from_row
 from gpupool.service.notebook_service import NotebookService
-from gpupool.service.security import Principal, authenticate, create_token
+from gpupool.service.security import Principal, authenticate, create_token, hash_token
 from gpupool.service.settings import DEFAULT_CONFIG, ServiceSettings, load_queue_config
 from gpupool.service.store import WorkloadStore
 from gpupool.service.workload_service import WorkloadService
@@ -275,6 +275,12 @@ class ControlPlane:
         self.wake()
         return changes
 
+    def revoke_tokens(self, hashes: set[str]) -> None:
+        """Revoke the tokens with these hashes: deleted, and forgotten by the cache at once."""
+        if hashes:
+            self.journal.delete_tokens(hashes)
+            self._principals = {t: p for t, p in self._principals.items() if hash_token(t) not in hashes}
+
     def known_principal(self, token: str | None) -> Principal | None:
         """The principal of a token already authenticated (no I/O); None if not seen yet."""
         return self._principals.get(token) if token else None
@@ -382,6 +388,8 @@ class _Observed:
                 hook(workload, transition, self.plane.queue_of(workload.id))
             except Exception:
                 log.exception("transition observer failed")
+        if workload.spec.kind == NOTEBOOK_KIND:
+            self.plane.notebooks.on_transition(workload, transition)
 
     def event(self, workload_id: str | None, at: float, kind: str, message: str) -> None:
         self.journal.event(workload_id, at, kind, message)
