@@ -25,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from gpupool.cli.notebook_cmd import notebook_app, notebooks_app
+from gpupool.engine.model import SESSION_AUTOSAVE, SESSION_GRACE
 from gpupool.engine.ports import NotebookEndpoint
 from gpupool.service.app import create_app
 from gpupool.service.portal.router import TOKEN_COOKIE
@@ -381,3 +382,15 @@ def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptibl
         states = {n["name"]: n["state"] for n in h.get("/notebooks").json()}
         assert states == {"keep-1": "starting", "keep-2": "starting", "spare": "preempted"}, states
     assert gpus_used(server) == 8
+    # The preempted session was warned first (an event, as an idle one is), with its grace period
+    # long enough for JupyterLab's autosave; the warning went with its server.
+    with server.http(alice) as h:
+        spare = h.get("/notebooks/spare").json()
+        assert spare["warning"] is None
+        warned = [
+            e["message"]
+            for e in h.get(f"/workloads/{spare['id']}/events").json()
+            if e["kind"] == "reclaim-warning"
+        ]
+        assert len(warned) == 1 and warned[0].startswith("preempted (") and "autosaved every 30s" in warned[0]
+    assert SESSION_GRACE >= SESSION_AUTOSAVE

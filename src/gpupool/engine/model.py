@@ -248,6 +248,10 @@ def deployment_of(spec: WorkloadSpec) -> DeploymentSpec | None:
 
 SESSION_GROUP = "session"  # the one task group of a notebook session
 NOTEBOOK_KIND = "notebook"  # ``WorkloadSpec.kind`` of an interactive notebook session
+# Seconds between JupyterLab's autosaves of open documents in a session; a preemptible session's
+# grace period (SESSION_GRACE) is longer, so a document edited before the preemption is saved.
+SESSION_AUTOSAVE = 30
+SESSION_GRACE = max(DEFAULT_GRACE, 2.0 * SESSION_AUTOSAVE)
 
 
 @dataclass(frozen=True, slots=True)

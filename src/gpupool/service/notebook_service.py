@@ -23,11 +23,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gpupool.api import LIST_MAX, gpu_milli_of
+from gpupool.core.configerror import format_duration
 from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import gpu_milli, gpus_from_milli, in_gpus, parse_quantity
 from gpupool.core.sessions import SessionRefusal, reclaimed_gpu_hours, resolve_session, session_limits
 from gpupool.engine.model import (
     NOTEBOOK_KIND,
+    SESSION_AUTOSAVE,
+    SESSION_GRACE,
     SESSION_GROUP,
     TERMINAL,
     Disruption,
@@ -197,7 +200,7 @@ class NotebookService:
             # Preemptible or not, a session is an ordinary ask: YuniKorn's rules never take it
             # while its queue is within its guarantee. One that is not preemptible is never a
             # victim at all (as a `never` job).
-            disruption=Disruption("checkpoint" if req.preemptible else "never"),
+            disruption=Disruption("checkpoint" if req.preemptible else "never", SESSION_GRACE),
             kind=KIND,
             notebook=NotebookSpec(
                 idle_timeout=req.idle_timeout, max_lifetime=req.max_lifetime, preemptible=req.preemptible
@@ -313,6 +316,16 @@ class NotebookService:
     def on_transition(self, w: Workload, t: Transition) -> None:
         """A session's server stopped (stopped, failed, preempted): the tokens minted for its run
         no longer work (a resume, or the next attempt, mints a new one)."""
+        if t.new == WorkloadState.PREEMPTING:
+            grace = w.spec.disruption.grace
+            message = (
+                f"preempted ({t.reason}): its server stops in {format_duration(grace)}; open documents "
+                f"are autosaved every {format_duration(SESSION_AUTOSAVE)} before then (its files are "
+                "kept, and it starts again when its queue gets GPUs)"
+            )
+            self.warnings[w.id] = PendingReclaim("preemption", t.at + grace, message)
+            self.plane.journal.event(w.id, t.at, "reclaim-warning", message)
+            return
         if t.new not in TERMINAL and t.new != WorkloadState.PREEMPTED:
             return
         self.warnings.pop(w.id, None)

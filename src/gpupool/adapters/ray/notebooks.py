@@ -28,12 +28,17 @@ from typing import Any
 from gpupool.adapters.ray import naming
 from gpupool.adapters.ray.raystate import RayNode
 from gpupool.adapters.ray.runs import Run
-from gpupool.engine.model import NOTEBOOK_KIND, Workload, notebook_path
+from gpupool.engine.model import NOTEBOOK_KIND, SESSION_AUTOSAVE, Workload, notebook_path
 from gpupool.engine.ports import NotebookEndpoint, RunsNotebooks
 
 SERVER_INFO_GLOB = "jpserver-*.json"
 NEWS_SETTINGS = "@jupyterlab/apputils-extension/notification.jupyterlab-settings"
 NO_NEWS = '{"fetchNews": "false"}'
+# JupyterLab's app settings overrides (the session's own app settings dir): open documents are
+# saved every SESSION_AUTOSAVE seconds, so a preemption's grace period sees them saved.
+AUTOSAVE_OVERRIDES = json.dumps(
+    {"@jupyterlab/docmanager-extension:plugin": {"autosave": True, "autosaveInterval": SESSION_AUTOSAVE}}
+)
 # what jupyter_server writes into its runtime dir once it listens
 
 
@@ -56,6 +61,7 @@ def launch_command(w: Workload, data_dir: Path) -> str:
     """The shell command the supervisor runs for a session: JupyterLab's server, exec'd so it
     leads the attempt's process group."""
     root = files_dir(data_dir, w.spec.name)
+    app_settings = session_root(data_dir, w.spec.name) / "lab" / "app-settings"
     args = [
         "python",
         "-m",
@@ -72,6 +78,7 @@ def launch_command(w: Workload, data_dir: Path) -> str:
         "--LabApp.news_url=None",  # no requests to the internet for news or updates
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",  # no extension installs from PyPI at run time
+        f"--LabApp.app_settings_dir={app_settings}",  # its overrides.json: the autosave interval
     ]
     # In its root dir: a kernel started without a path (over the REST API) works there too.
     where = shlex.quote(str(root))
@@ -80,7 +87,11 @@ def launch_command(w: Workload, data_dir: Path) -> str:
     news = session_root(data_dir, w.spec.name) / "lab" / "user-settings" / NEWS_SETTINGS
     no_news = f"{{ [ -e {shlex.quote(str(news))} ] || {{ mkdir -p {shlex.quote(str(news.parent))} && "
     no_news += f"printf %s {shlex.quote(NO_NEWS)} > {shlex.quote(str(news))}; }}; }}"
-    return f"mkdir -p {where} && cd {where} && {no_news} && exec " + " ".join(shlex.quote(a) for a in args)
+    overrides = shlex.quote(str(app_settings / "overrides.json"))
+    autosave = f"mkdir -p {shlex.quote(str(app_settings))} && "
+    autosave += f"printf %s {shlex.quote(AUTOSAVE_OVERRIDES)} > {overrides}"
+    run = " ".join(shlex.quote(a) for a in args)
+    return f"mkdir -p {where} && cd {where} && {no_news} && {autosave} && exec {run}"
 
 
 def launch_env(w: Workload, data_dir: Path) -> dict[str, str]:
