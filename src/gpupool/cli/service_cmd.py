@@ -28,7 +28,7 @@ from rich.table import Table
 from gpupool.api import LIST_MAX, WorkloadOut
 from gpupool.client import ApiError, Client, ClientConfigError
 from gpupool.core.resources import MILLI_RESOURCES, format_quantity, from_gpus, is_milli
-from gpupool.service.settings import DEFAULT_PORT
+from gpupool.service.settings import DEFAULT_PORT, SESSION_CHECK_INTERVAL
 
 service_app = typer.Typer(help="Run the control plane and work with workloads.")
 token_app = typer.Typer(
@@ -159,6 +159,14 @@ def up_command(
             help="Database URL (default: SQLite in the data dir).",
         ),
     ] = None,
+    session_check_interval: Annotated[
+        float,
+        typer.Option(
+            "--session-check-interval",
+            min=0.1,
+            help="Seconds between two idle checks of the running notebook sessions.",
+        ),
+    ] = SESSION_CHECK_INTERVAL,
 ) -> None:
     """Start the control plane (API, portal, metrics) and a local multi-node Ray cluster; Ctrl-C stops all."""
     from gpupool.adapters.ray.cluster import ClusterError
@@ -167,7 +175,11 @@ def up_command(
     from gpupool.service.settings import ServiceSettings, default_data_dir
 
     settings = ServiceSettings(
-        data_dir=data_dir or default_data_dir(), database_url=database, config_path=config, port=port
+        data_dir=data_dir or default_data_dir(),
+        database_url=database,
+        config_path=config,
+        port=port,
+        session_check_interval=session_check_interval,
     )
     try:
         up(settings, cluster_spec=cluster, ray_address=ray_address, echo=typer.echo)

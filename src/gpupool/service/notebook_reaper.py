@@ -1,7 +1,8 @@
 """Idle reclaim and lifetime of notebook sessions, live: the loop around ``core.sessions``.
 
-``SessionReaper`` runs on a daemon thread of the control plane. Every ``interval`` seconds it
-reads each running session's Jupyter server (``adapters.jupyter_activity``: its kernels and last
+``SessionReaper`` runs on a daemon thread of the control plane. Every
+``ServiceSettings.session_check_interval`` seconds (15; ``gpupool up --session-check-interval``)
+it reads each running session's Jupyter server (``adapters.jupyter_activity``: its kernels and last
 activity, reads that are not activity themselves), feeds the session's ``IdleClock`` (the pure
 rule: keep, warn, withdraw, reclaim), and acts on the decision: a warning or its withdrawal is
 an event of the session's workload (``reclaim-warning``, ``reclaim-withdrawn``; `gpupool
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 15.0  # seconds between two reads of every running session
 NVML_TIMEOUT = 5.0  # seconds one read of a session's GPU utilisation may take (then: not read)
 _LIFETIME_AGAIN = (
     "its max lifetime ends then: the session stops (its files are kept; `resume` starts it again)"
@@ -44,9 +44,9 @@ _LIFETIME_AGAIN = (
 class SessionReaper:
     """Warns and reclaims idle sessions, and ends those at their lifetime (module docstring)."""
 
-    def __init__(self, plane: ControlPlane, *, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
-        self.interval = interval
+        self.interval = plane.settings.session_check_interval
         self.errors = 0
         self._clocks: dict[tuple[str, int], IdleClock] = {}
         self._stop = threading.Event()

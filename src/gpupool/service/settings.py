@@ -11,6 +11,7 @@ from gpupool.configfile import load_config
 from gpupool.core.config import Config
 
 DEFAULT_PORT = 8080
+SESSION_CHECK_INTERVAL = 15.0  # seconds between two idle checks of every running notebook session
 ENV_DATA_DIR = "GPUPOOL_DATA_DIR"
 DEFAULT_CONFIG = Path(__file__).parent / "default_queues.yaml"
 
@@ -36,6 +37,8 @@ class ServiceSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     tick_interval: float = 0.5  # seconds between driver ticks (submissions wake it early)
+    # Seconds between two rounds of the notebook sessions' idle checks (service/notebook_reaper).
+    session_check_interval: float = SESSION_CHECK_INTERVAL
     partition: str = DEFAULT_PARTITION
     # Seconds a graceful stop waits for running work to checkpoint and stop (None: it is left
     # running, for a cluster that outlives the control plane). ``gpupool up`` sets it when it
