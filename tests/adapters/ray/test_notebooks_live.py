@@ -41,6 +41,7 @@ from websockets.sync.client import connect
 from gpupool.adapters.ray.cluster import free_port
 from gpupool.adapters.ray.procs import start_time
 from gpupool.client import Client
+from gpupool.engine.model import SESSION_AUTOSAVE
 from portal.conftest import (
     ARTIFACTS,
     browser,  # noqa: F401  (the fixture: Debian's Chromium)
@@ -61,7 +62,13 @@ partitions:
           - name: team-b
             submitacl: " team-b"
             resources: {guaranteed: {gpu: 2}, max: {gpu: 4}}
+          - name: short
+            submitacl: " team-a"
+            properties: {session.idle.timeout: 12s, session.warning: 8s}
+            resources: {max: {gpu: 2}}
 """
+CHECK_INTERVAL = "1"  # seconds between the idle checks (gpupool up --session-check-interval)
+SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "notebooks"  # committed screenshots
 
 GPUPOOL = str(Path(sys.executable).parent / "gpupool")
 
@@ -77,6 +84,7 @@ def square(x):
 print("GPUS", os.environ["CUDA_VISIBLE_DEVICES"], runtime.gpu_ids(), runtime.node())
 print("RAY", ray.get(square.remote(7)))
 print("SDK", Client().whoami().user)
+print("TOKEN", os.environ["GPUPOOL_TOKEN"])
 with open("from-the-kernel.txt", "w") as f:
     f.write("written by a cell")
 """
@@ -109,6 +117,7 @@ class Platform:
     def start(self) -> None:
         cmd = [GPUPOOL, "up", "--data-dir", str(self.data), "--port", str(self.port)]
         cmd += ["--config", str(self.work / "queues.yaml"), "--cluster", "2xT4:2:cpu=4:memory=6Gi"]
+        cmd += ["--session-check-interval", CHECK_INTERVAL]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
@@ -148,9 +157,7 @@ class Platform:
 
     def gpus_used(self) -> float:
         with Client(self.url, (self.data / "admin.token").read_text().strip()) as gp:
-            return sum(
-                float(q.allocated.get("gpu", 0)) for q in gp.queues() if q.path.startswith("root.team")
-            )
+            return sum(float(q.allocated.get("gpu", 0)) for q in gp.queues() if q.path.startswith("root."))
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -266,6 +273,14 @@ def test_a_session_runs_jupyter_on_its_gpus_and_ray(platform: Platform) -> None:
     assert f"GPUS {gpu} {nb['gpu_ids']} {nb['node']}\n" in printed, printed
     assert "RAY 49\n" in printed, printed
     assert "SDK alice\n" in printed, printed
+    SESSION_TOKEN.append(printed.split("TOKEN ", 1)[1].split()[0])
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        # JupyterLab's autosave, from the session's overrides.json: what a preemption's grace waits for.
+        docmanager = h.get(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin").json()
+    assert docmanager["schema"]["properties"]["autosaveInterval"]["default"] == SESSION_AUTOSAVE
+
+
+SESSION_TOKEN: list[str] = []  # the GPUPOOL_TOKEN a cell saw (revoked when the session stops)
 
 
 # One line each (no indentation for the editor to redo); typed into a JupyterLab cell.
@@ -312,6 +327,8 @@ def test_the_portal_opens_it_in_jupyterlab_and_a_cell_runs(platform: Platform, b
         finally:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shot(lab, "notebook-live-jupyterlab")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            lab.screenshot(path=str(SHOTS / "jupyterlab-through-the-proxy.png"))
         text = output.inner_text()
         assert f"GPUS {','.join(map(str, nb.gpu_ids))}" in text, text
         assert not [e for e in errors if "token" in e.lower()], errors
@@ -366,6 +383,10 @@ def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -
     assert (json.loads(out.stdout)["state"], json.loads(out.stdout)["stopped_by"]) == ("stopped", "user")
     wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
     assert not running(pid), "its Jupyter server still runs"
+    # The token minted for that run no longer works.
+    assert len(SESSION_TOKEN) == 1
+    with httpx.Client(headers={"Authorization": f"Bearer {SESSION_TOKEN[0]}"}, trust_env=False) as h:
+        assert h.get(f"{platform.url}/whoami").status_code == 401
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
         assert h.get(f"{base}/lab").status_code == 409  # stopped: nothing to open
 
@@ -379,4 +400,57 @@ def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -
             assert got.json()["content"] == content
     out = platform.cli("notebook", "stop", "lab", token=alice)
     assert out.returncode == 0, out.stderr
+    wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
+
+
+def test_an_idle_session_is_warned_then_reclaimed_and_resume_brings_its_files_back(
+    platform: Platform,
+    browser,  # noqa: F811
+) -> None:
+    """root.short reclaims after 12 s idle, warning 8 s ahead; the idle checks run every second."""
+    alice = platform.token("alice", "team-a")
+    out = platform.cli("notebook", "start", "short", "-q", "root.short", "--gpus", "1", "--json", token=alice)
+    assert out.returncode == 0, out.stdout + out.stderr
+    nb = json.loads(out.stdout)
+    assert (nb["state"], nb["idle_timeout"], nb["warning"]) == ("running", 12, None)
+    base = f"{platform.url}/notebooks/short"
+    context = browser.new_context(viewport={"width": 1100, "height": 640})
+    context.set_default_timeout(60_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{platform.url}/portal/notebooks")
+        page.get_by_label("API token").fill(alice)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_selector("#notebooks tbody tr[data-name=short][data-state=running]")
+        with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+            put = h.put(
+                f"{base}/api/contents/idle.txt", json={"type": "file", "format": "text", "content": "kept"}
+            )
+            assert put.status_code in (200, 201), put.text  # its last activity
+        with platform.client(alice) as gp:
+            warned = wait_for(lambda: (n := gp.notebook("short")).warning and n, 60, "no warning")
+            assert warned.state == "running" and warned.reclaim_why == "idle", warned
+            assert "unless it is used" in warned.warning and warned.reclaim_at is not None
+            page.wait_for_selector("#warning-short", timeout=20_000)
+            page.screenshot(path=str(SHOTS / "portal-notebooks-warning.png"))
+            status = platform.cli("notebook", "status", "short", token=alice)
+            assert "warning (idle, at " in status.stdout, status.stdout
+            stopped = wait_for(
+                lambda: (n := gp.notebook("short")).state == "stopped" and n, 60, "not reclaimed"
+            )
+            assert stopped.stopped_by == "idle" and stopped.warning is None, stopped
+            kinds = [e.kind for e in gp.events(stopped.id)]
+            assert kinds.index("reclaim-warning") < kinds.index("state:cancelled"), kinds
+    finally:
+        context.close()
+    wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
+    metrics = httpx.get(f"{platform.url}/metrics", trust_env=False).text
+    assert 'gpupool_session_idle_gpu_hours_reclaimed_total{queue="root.short"}' in metrics
+
+    out = platform.cli("notebook", "resume", "short", "--json", token=alice)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        got = h.get(f"{base}/api/contents/idle.txt", params={"content": "1", "format": "text"})
+        assert got.status_code == 200 and got.json()["content"] == "kept", got.text
+    assert platform.cli("notebook", "stop", "short", token=alice).returncode == 0
     wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
