@@ -79,12 +79,13 @@ class SessionReaper:
                 for w in self.plane.driver.workloads.values()
                 if w.spec.kind == NOTEBOOK_KIND and w.state == WorkloadState.RUNNING
             ]
+            # A session no longer running took its warning with it (preemptions' are the driver's).
+            warnings = self.plane.notebooks.warnings
+            ids = {w.id for w, _ in running}
+            for wid in [wid for wid, p in warnings.items() if p.why != "preemption" and wid not in ids]:
+                del warnings[wid]
         live = {(w.id, w.attempt) for w, _ in running}
         self._clocks = {k: c for k, c in self._clocks.items() if k in live}
-        running_ids = {w.id for w, _ in running}
-        warnings = self.plane.notebooks.warnings
-        for wid in [wid for wid, p in warnings.items() if p.why != "preemption" and wid not in running_ids]:
-            del warnings[wid]  # stopped or moved: its warning went with it
         stopped = []
         for w, policy in running:
             endpoint: NotebookEndpoint | None = self.plane.executor.notebook_endpoint(w)  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@
           : h("span", { class: "muted" }, n.state === "stopped" && n.stopped_by ? `stopped (${n.stopped_by})` : "–")),
         h("td", { "data-label": "Actions" }, actions(n)),
       );
-      const ends = n.ends_at ? ` Its max lifetime ends at ${clock(n.ends_at)}.` : "";
+      const ends = n.ends_at ? `. Its max lifetime ends at ${clock(n.ends_at)}.` : ".";
       if (!n.warning) return [row];
       /* The pending reclaim, in the API's plain words, on its own line under the session's row. */
       const what = { idle: "Idle", lifetime: "Max lifetime", preemption: "Preemption" }[n.reclaim_why] || "Reclaim";
