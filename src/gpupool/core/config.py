@@ -38,6 +38,33 @@ DEFAULT_GRACE = 60.0  # seconds a preempted workload gets to checkpoint before i
 DEFAULT_PARTITION = "default"  # the partition a configuration's unnamed (or only) partition is
 DEFAULT_COMPACTION_INTERVAL = 300.0  # seconds between compaction rounds of the node pools
 
+
+@dataclass(frozen=True, slots=True)
+class BurstHeadroom:
+    """The burst-sized headroom policy (see ``NodePool`` and ``docs/elastic.md``): what a pool
+    keeps warm when its ``headroom:`` gives a ``window`` and leaves these keys out, and what
+    ``gpupool sim replay --autoscale`` gives its gpupool configuration by default."""
+
+    window: float  # seconds of arrivals that size the rate part
+    max_nodes: int  # the rate part's cap, in nodes (GPUs' worth with ``fit``)
+    fit: bool  # count in GPUs: free GPUs of ready nodes are warm room
+    memory: float  # seconds a queue's burst peak is remembered (0 = no series part)
+    series: float  # share of each remembered peak kept warm
+    series_min: int  # GPUs a peak must reach to count
+    series_window: float  # seconds a queue's arrivals are summed over for its peak (0 = window)
+
+
+# Chosen on the whole Philly trace (docs/elastic.md, "How the defaults were chosen").
+DEFAULT_BURST_HEADROOM = BurstHeadroom(
+    window=900.0,
+    max_nodes=8,
+    fit=True,
+    memory=28_800.0,
+    series=0.15,
+    series_min=64,
+    series_window=240.0,
+)
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _SORT_POLICIES = {"fifo": "fifo", "fair": "fair", "stateaware": "fifo"}
 _ENUM_PROPERTIES = {
@@ -305,6 +332,8 @@ class NodePool:
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    # The window a queue's burst peak is summed over (0 = ``headroom_window``).
+    headroom_series_window: float = 0.0
     # The rate part in GPUs: free GPUs of ready nodes count, not only whole idle nodes.
     headroom_fit: bool = False
     transfer_cost: float = 0.0  # $/h for each node a spanning workload uses outside its region
