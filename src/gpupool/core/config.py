@@ -57,10 +57,10 @@ class BurstHeadroom:
 # Chosen on the whole Philly trace (docs/elastic.md, "How the defaults were chosen").
 DEFAULT_BURST_HEADROOM = BurstHeadroom(
     window=900.0,
-    max_nodes=8,
+    max_nodes=4,
     fit=True,
     memory=28_800.0,
-    series=0.15,
+    series=0.2,
     series_min=64,
     series_window=240.0,
 )
