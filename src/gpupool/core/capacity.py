@@ -21,9 +21,10 @@ counting nodes that are booting and not spoken for, so a burst starts without a 
 ``headroom_window``, the warm nodes follow the arrivals (``headroom_target``): as many as the GPUs
 asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``; with
 ``headroom_fit`` that room is counted in GPUs and free GPUs of ready nodes count
-(``headroom_gpus_target``). Series headroom (``series_headroom``) anticipates the next burst of a
-queue that sent large ones lately: a share of each such queue's burst peak (``BurstMemory``) stays
-warm for ``headroom_memory`` seconds.
+(``headroom_gpus_target``). Series headroom (``series_headroom_gpus``) anticipates the next burst
+of a queue that sent large ones lately: a share of each such queue's burst peak (the most GPUs it
+asked within ``headroom_series_window``, ``BurstMemory``) stays warm for ``headroom_memory``
+seconds; with fit it adds to the rate part, in GPUs.
 
 Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
 first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
@@ -146,9 +147,12 @@ def headroom_target(
     * ``headroom_nodes`` always;
     * with a ``headroom_window``, as many as the GPUs asked by the arrivals of the last window
       would fill, at most ``headroom_max_nodes`` (the *rate* part);
-    * with a ``headroom_memory`` (``series_headroom``), between bursts: a ``headroom_series``
+    * with a ``headroom_memory`` (``series_headroom_gpus``), between bursts: a ``headroom_series``
       share of the burst peak of each queue that had one in the last ``headroom_memory``
-      seconds, so that a queue submitting batches in series finds room for the start of its next
+      seconds, so that a queue submitting batches in series finds room for the start of its next.
+
+    With ``headroom_fit`` both burst-sized parts are counted in GPUs instead
+    (``headroom_gpus_target``) and only ``headroom_nodes`` is kept in whole nodes.
     """
     if pool.headroom_window <= 0 or not pool.instance_types:
         return pool.headroom_nodes

@@ -314,7 +314,9 @@ class NodePool:
     GPUs asked by the workloads that arrived in the last ``headroom_window`` seconds would fill,
     at least ``headroom_nodes`` and at most ``headroom_max_nodes``. Arrivals come in runs (in
     Philly the arrivals of one 5-minute bin and the next correlate at 0.8), so recent arrivals
-    predict the next ones, and when arrivals stop the warm nodes go.
+    predict the next ones, and when arrivals stop the warm nodes go. With ``headroom_fit`` it is
+    counted in GPUs, and series headroom adds a share of each queue's recent burst peak; a
+    config pool's ``headroom: {window, maxNodes}`` gets ``DEFAULT_BURST_HEADROOM`` for the rest.
     """
 
     name: str
@@ -326,9 +328,9 @@ class NodePool:
     idle_timeout: float = 300.0
     headroom_window: float = 0.0  # seconds of arrivals that size the headroom; 0 = fixed headroom
     headroom_max_nodes: int = 0  # cap of the burst-sized headroom
-    # Series headroom (``capacity.series_headroom``): between bursts, keep warm this share of the
-    # burst peak of each queue that reached at least ``headroom_series_min`` GPUs within one
-    # window in the last ``headroom_memory`` seconds (0 = off).
+    # Series headroom (``capacity.series_headroom_gpus``): between bursts, keep warm this share of
+    # the burst peak of each queue that reached at least ``headroom_series_min`` GPUs within one
+    # ``headroom_series_window`` in the last ``headroom_memory`` seconds (0 = off).
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0

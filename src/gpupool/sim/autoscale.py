@@ -7,8 +7,9 @@ times, and compares what each autoscaling policy provisions against how long job
   warm headroom sized by the arrivals of the last ``headroom_window`` seconds (at most
   ``headroom_max_nodes`` nodes' worth, at least ``headroom_nodes``; with ``headroom_fit`` counted
   in GPUs, free GPUs of ready nodes included) and by each queue's recent burst peaks (series
-  headroom: ``headroom_series`` of peaks of ``headroom_series_min`` GPUs or more within the last
-  ``headroom_memory`` seconds), idle scale-down and compaction;
+  headroom: ``headroom_series`` of peaks, GPUs asked within ``headroom_series_window`` seconds, of
+  ``headroom_series_min`` GPUs or more within the last ``headroom_memory`` seconds), by default
+  ``DEFAULT_BURST_HEADROOM``; idle scale-down and compaction;
 * ``no-headroom`` (a): the same policy without headroom;
 * ``ray-like`` (b): a Ray-autoscaler-like baseline: every waiting ask counts, quota-blocked ones
   too (packed onto the free room of ready nodes first, as Ray packs its resource demand), idle
