@@ -61,7 +61,6 @@ from gpupool.core.resources import (
 )
 from gpupool.core.sharing import free_for, gpu_victims, gpus_held, held_by, partly_used
 from gpupool.core.snapshot import Snapshot, Undo
-from gpupool.core.within_guarantee import leaf_gap
 from gpupool.core.victims import (
     FREE,
     Cannot,
@@ -72,6 +71,7 @@ from gpupool.core.victims import (
     satisfied,
     used_up,
 )
+from gpupool.core.within_guarantee import leaf_gap
 
 # An ask that preemption could not help is looked at again at most this often (seconds).
 PREEMPTION_CHECK_INTERVAL = 15.0

@@ -41,7 +41,7 @@ from gpupool.core.resources import (
     typed,
 )
 
-WHY = "an ask that may not be preempted runs only within its queue's guarantee"
+WHY = "work that may not be preempted runs only within its queue's guarantee"
 
 
 def is_gpu_key(key: str) -> bool:
@@ -67,18 +67,23 @@ class GuaranteeGap:
         return self.guaranteed is None or self.need > self.guaranteed
 
     def message(self) -> str:
-        """The plain words for ``gpupool why`` and a session's reason."""
-        if self.guaranteed is None:
+        """The plain words for ``gpupool why``, a session's reason and a refusal."""
+        g = self.guaranteed
+        if g is None:
             what = self.resource
             if what.startswith(TYPED_GPU_PREFIX):
                 what = f"GPUs of type {what[len(TYPED_GPU_PREFIX) :]}"
             has = format_resources(self.guarantee) if self.guarantee else "none"
             return f"queue {self.queue} guarantees no {what} (its guarantee: {has}): {WHY}"
         q = self.resource
+        if self.need > g:  # the ask alone (a refusal at submission, or a guarantee lowered since)
+            return (
+                f"queue {self.queue} guarantees {q} {format_quantity(q, g)}, less than the "
+                f"{format_quantity(q, self.need)} asked: {WHY}"
+            )
         return (
             f"queue {self.queue} would go above its guarantee ({q} {format_quantity(q, self.used)} of "
-            f"{format_quantity(q, self.guaranteed)} in use, and it asks for {format_quantity(q, self.need)}): "
-            f"{WHY}"
+            f"{format_quantity(q, g)} in use, and it asks for {format_quantity(q, self.need)}): {WHY}"
         )
 
 
