@@ -73,6 +73,8 @@ class GuaranteeGap:
             what = self.resource
             if what.startswith(TYPED_GPU_PREFIX):
                 what = f"GPUs of type {what[len(TYPED_GPU_PREFIX) :]}"
+            elif what == "gpu":
+                what = "GPUs"
             has = format_resources(self.guarantee) if self.guarantee else "none"
             return f"queue {self.queue} guarantees no {what} (its guarantee: {has}): {WHY}"
         q = self.resource
@@ -82,8 +84,8 @@ class GuaranteeGap:
                 f"{format_quantity(q, self.need)} asked: {WHY}"
             )
         return (
-            f"queue {self.queue} would go above its guarantee ({q} {format_quantity(q, self.used)} of "
-            f"{format_quantity(q, g)} in use, and it asks for {format_quantity(q, self.need)}): {WHY}"
+            f"queue {self.queue} would go above its guarantee ({q}: {format_quantity(q, self.used)} in use, "
+            f"{format_quantity(q, g)} guaranteed, it asks for {format_quantity(q, self.need)}): {WHY}"
         )
 
 
@@ -108,8 +110,11 @@ def guarantee_gap(
         if used.get(k, 0) + v > cap:
             return GuaranteeGap(queue, k, used.get(k, 0), v, cap, dict(g))
     if first_gpu is not None and not gpu_named:
-        # Name the typed key when there is one: "GPUs of type H100" says more than "gpu".
-        key = next((k for k in counted if k.startswith(TYPED_GPU_PREFIX) and counted[k] > 0), first_gpu)
+        # Name the type when the guarantee names GPUs of other types ("no GPUs of type H100"),
+        # else the GPUs ("no GPUs": it guarantees none).
+        key = first_gpu
+        if any(is_gpu_key(k) for k in g):
+            key = next((k for k in counted if k.startswith(TYPED_GPU_PREFIX) and counted[k] > 0), first_gpu)
         return GuaranteeGap(queue, key, used.get(key, 0), counted[key], None, dict(g))
     return None
 
