@@ -362,8 +362,8 @@ def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptibl
         )
         assert waiting["state"] == "pending" and waiting["node"] is None, waiting
         assert waiting["reason"].startswith(
-            "waiting: queue root.a would go above its guarantee (gpu: 12 in use, 8 guaranteed, it asks for 4): "
-            "work that may not be preempted runs only within its queue's guarantee"
+            "waiting: queue root.a would go above its guarantee (gpu: 12 in use, 8 guaranteed, it asks "
+            "for 4): work that may not be preempted runs only within its queue's guarantee"
         ), waiting["reason"]
         why = h.get(f"/workloads/{waiting['id']}/why").json()["lines"]
         assert "its queue is at its guarantee, and it may not be preempted" in why[0], why
