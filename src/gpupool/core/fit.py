@@ -3,8 +3,8 @@
 Functions here read a ``State`` and change nothing in it (they write only asks' reasons and the
 cycle's no-fit memo): the best node for one shape of an ask within its queues' max and its user
 and group limits, and for an ask that may not be preempted within its queue's guarantee
-(``find_place``, ``gpupool.core.within_guarantee``), the sentence that says why there is none, and the region
-rule for gangs (members share one region, ``gpupool/region``, unless the workload allows
+(``find_place``, ``gpupool.core.within_guarantee``), the sentence that says why there is none,
+and the region rule for gangs (members share one region, ``gpupool/region``, unless the workload allows
 ``span_regions``). Placing several asks at once (a gang) is a what-if edit and lives in
 ``gpupool.core.snapshot``.
 """

@@ -61,6 +61,8 @@ STOPPED_BY: dict[StoppedBy, str] = {
     "idle": "stopped (idle): ",
     "lifetime": "stopped (max lifetime): ",
 }
+# The request field that asked for a resource a guarantee may name (GPUs: ``body.gpus``).
+_FIELD_OF = {"vcore": "body.cpu", "cpu": "body.cpu", "memory": "body.memory"}
 _STATES: dict[WorkloadState, NotebookState] = {
     WorkloadState.PENDING: "pending",
     WorkloadState.ADMITTED: "starting",
@@ -175,17 +177,10 @@ class NotebookService:
             )
         else:
             key = gap.resource
-            field = (
-                "body.size"
-                if spec.size is not None
-                else "body.gpus"
-                if is_gpu_key(key)
-                else "body.cpu"
-                if key in ("vcore", "cpu")
-                else "body.memory"
-                if key == "memory"
-                else "body.gpus"
-            )
+            if spec.size is not None:
+                field = "body.size"
+            else:
+                field = "body.gpus" if is_gpu_key(key) else _FIELD_OF.get(key, "body.gpus")
             hint = "ask for less, or start it with --preemptible to borrow idle GPUs above the guarantee"
         words = gap.message()
         raise Invalid(f"refused: {words}", fields=[(field, words)], hint=hint)
