@@ -61,11 +61,6 @@ class GuaranteeGap:
     guaranteed: int | None
     guarantee: Resources  # the queue's whole guarantee, for the words
 
-    @property
-    def never(self) -> bool:
-        """The ask could not fit even in an empty queue."""
-        return self.guaranteed is None or self.need > self.guaranteed
-
     def message(self) -> str:
         """The plain words for ``gpupool why``, a session's reason and a refusal."""
         g = self.guaranteed
