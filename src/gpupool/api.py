@@ -600,6 +600,7 @@ class PoolOut(BaseModel):
     headroom_window: float = 0.0  # > 0: the GPUs asked in this many seconds size the headroom
     headroom_max_nodes: int = 0
     headroom_now: int = 0  # warm nodes the pool keeps at this moment
+    headroom_gpus_now: float = 0.0  # free GPUs it keeps at this moment (headroom counted in GPUs)
     idle_timeout: float
     instance_types: list[str]
     nodes: dict[str, int]  # state -> count

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpupool.config import ConfigError, parse_config
+from gpupool.core.config import DEFAULT_BURST_HEADROOM
 
 BASE = {"partitions": [{"name": "default", "queues": [{"name": "root", "submitacl": "*"}]}]}
 
@@ -63,6 +64,31 @@ def test_burst_sized_headroom_parses():
         config([{"name": "p", "transferCost": 3.5, "instancetypes": [{"name": "x"}]}])
     ).nodepools
     assert spans.transfer_cost == 3.5
+
+
+def test_burst_sized_headroom_takes_the_default_policy_for_keys_left_out():
+    d = DEFAULT_BURST_HEADROOM
+    raw = {"name": "p", "headroom": {"window": "15m", "maxNodes": 8}, "instancetypes": [{"name": "x"}]}
+    (pool,) = parse_config(config([raw])).nodepools
+    got = (
+        pool.headroom_fit,
+        pool.headroom_memory,
+        pool.headroom_series,
+        pool.headroom_series_min,
+        pool.headroom_series_window,
+    )
+    assert got == (d.fit, d.memory, d.series, d.series_min, d.series_window)
+    assert d.memory > 0 and d.series > 0 and d.fit  # the default keeps series headroom, in GPUs
+    # memory: 0 (or series: 0) turns the series part off; fit: false counts whole idle nodes.
+    raw["headroom"] = {"window": "15m", "maxNodes": 8, "memory": 0, "fit": False, "seriesWindow": "2m"}
+    (off,) = parse_config(config([raw])).nodepools
+    assert (off.headroom_memory, off.headroom_series, off.headroom_fit) == (0.0, 0.0, False)
+    assert off.headroom_series_window == 120.0
+    # Without a window there is no burst-sized headroom at all.
+    (fixed,) = parse_config(
+        config([{"name": "p", "headroom": {"nodes": 2}, "instancetypes": [{"name": "x"}]}])
+    ).nodepools
+    assert (fixed.headroom_nodes, fixed.headroom_memory, fixed.headroom_fit) == (2, 0.0, False)
 
 
 def test_series_and_fit_headroom_parse():
@@ -144,15 +170,9 @@ def test_series_and_fit_headroom_parse():
             "needs headroom.window",
         ),
         (
-            [
-                {
-                    "name": "p",
-                    "headroom": {"window": "15m", "maxNodes": 4, "memory": "4h"},
-                    "instancetypes": [{"name": "x"}],
-                }
-            ],
-            "headroom.memory",
-            "needs both headroom.memory and headroom.series",
+            [{"name": "p", "headroom": {"seriesWindow": "4m"}, "instancetypes": [{"name": "x"}]}],
+            "headroom.seriesWindow",
+            "needs headroom.window",
         ),
         (
             [

@@ -10,6 +10,7 @@ from gpupool.core.capacity import (
     headroom_gpus_target,
     headroom_target,
     plan_capacity,
+    series_window,
 )
 from gpupool.core.config import InstanceType, NodePool
 
@@ -181,6 +182,39 @@ def test_fit_headroom_counts_free_gpus_of_ready_nodes():
     assert up.count == 1
     # Capped at maxNodes' worth of GPUs.
     assert headroom_gpus_target(p, [Arrival(now - 60, 500)], now) == 32
+
+
+def test_fit_series_headroom_is_counted_in_gpus_and_adds_to_the_rate_part():
+    # The default policy: the rate part and the series part both in GPUs, added up. root.b sent
+    # 240 GPUs within one boot time lately (a batch of one-GPU jobs at one a second): a fifth of
+    # that, 48 GPUs, stays warm between its batches, on top of the rate part's lead, and free
+    # GPUs of part-used ready nodes count towards it (no whole idle nodes needed).
+    p = pool(
+        types=(A100,),
+        max=40,
+        headroom_window=900,
+        headroom_max_nodes=8,
+        headroom_fit=True,
+        headroom_memory=28_800,
+        headroom_series=0.2,
+        headroom_series_min=64,
+        headroom_series_window=240,
+    )
+    now = 50_000.0
+    peaks = {("root.b", ()): 240, ("root.c", ()): 40}  # root.c's peak is under seriesMin
+    assert headroom_target(p, [], now, peaks) == 0  # nothing counted in whole nodes
+    assert headroom_gpus_target(p, [], now, peaks) == 48
+    assert headroom_gpus_target(p, [Arrival(now - 30, 20)], now, peaks) == 68  # 20 + 48
+    assert headroom_gpus_target(p, [Arrival(now - 30, 500)], now, peaks) == 64 + 48  # rate capped
+    assert headroom_gpus_target(p, [], now, {}) == 0
+    # Free GPUs of ready nodes count: six nodes with 2 free GPUs each hold 12 of the 48, so
+    # five 8-GPU nodes are launched for the other 36.
+    part_used = [node(f"n{i}", A100, used=6) for i in range(6)]
+    plan = plan_capacity([p], part_used, [], set(), now, peaks=peaks)
+    assert sum(u.count for u in plan.scale_up) == 5
+    # The burst peak is summed over seriesWindow, or over the rate part's window without one.
+    assert series_window(p) == 240
+    assert series_window(pool(types=(A100,), headroom_window=900)) == 900
 
 
 def test_plan_keeps_burst_headroom_warm_and_lets_it_go_when_arrivals_stop():

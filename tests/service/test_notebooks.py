@@ -350,17 +350,33 @@ def test_start_is_refused_when_the_executor_cannot_run_notebooks(tmp_path) -> No
 
 
 def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptible_one(server) -> None:
-    """root.a and root.b are each guaranteed 8 of the 16 GPUs (4 nodes of 4). Team a runs three
-    sessions of 4 GPUs (12: 4 above its guarantee), one of them preemptible; team b then asks for
-    its guarantee in batch jobs. Only the preemptible session gives its GPUs back; a later batch
-    job of team b above its own guarantee takes nothing from team a, now within its guarantee."""
+    """root.a and root.b are each guaranteed 8 of the 16 GPUs (4 nodes of 4). Team a runs a
+    session of 4 GPUs that is not preemptible and two preemptible ones (12: 4 above its
+    guarantee); a fourth session that is not preemptible waits, though 4 GPUs are idle: it runs
+    only within a's guarantee (before, it ran above it and could never be preempted). Team b then
+    asks for its guarantee in batch jobs: only a preemptible session above a's guarantee gives
+    its GPUs back; a later batch job of team b above its own guarantee takes nothing from team a,
+    now within its guarantee. Once a's preemptible sessions stop, the waiting one starts."""
     alice = server.token("alice", ("team-a",))
     bob = server.token("bob", ("team-b",))
     with server.http(alice) as h:
-        for name, preemptible in (("keep-1", False), ("spare", True), ("keep-2", False)):
+        for name, preemptible in (("keep-1", False), ("spare", True), ("borrow", True)):
             r = h.post("/notebooks", json=body(name=name, gpus=4, preemptible=preemptible))
             assert r.status_code == 201, r.text
         wait_until(lambda: all(n["node"] for n in h.get("/notebooks").json()), timeout=20)
+        r = h.post("/notebooks", json=body(name="keep-2", gpus=4))
+        assert r.status_code == 201, r.text
+        waiting = wait_until(
+            lambda: "guarantee" in (n := h.get("/notebooks/keep-2").json())["reason"] and n, timeout=20
+        )
+        assert waiting["state"] == "pending" and waiting["node"] is None, waiting
+        assert waiting["reason"].startswith(
+            "waiting: queue root.a would go above its guarantee (gpu: 12 in use, 8 guaranteed, it asks "
+            "for 4): work that may not be preempted runs only within its queue's guarantee"
+        ), waiting["reason"]
+        why = h.get(f"/workloads/{waiting['id']}/why").json()["lines"]
+        assert "its queue is at its guarantee, and it may not be preempted" in why[0], why
+        assert any("--preemptible" in line for line in why), why
     assert gpus_used(server) == 12
     job = {"queue": "root.b", "entrypoint": "true", "task_groups": [{"name": "w", "members": 1, "gpus": 4}]}
     with server.http(bob) as b:
@@ -369,10 +385,26 @@ def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptibl
             lambda: all(b.get(f"/workloads/{i}").json()["state"] == "running" for i in ids), timeout=30
         )
     with server.http(alice) as h:
-        # (The executor here starts no server: a placed session stays "starting".)
+        # (The executor here starts no server: a placed session stays "starting".) One of the
+        # two preemptible sessions (the victim order decides which) gave its GPUs back.
         states = {n["name"]: n["state"] for n in h.get("/notebooks").json()}
-        assert states == {"keep-1": "starting", "keep-2": "starting", "spare": "preempted"}, states
-        assert "preempt" in " ".join(t["reason"] for t in h.get("/notebooks/spare").json()["history"])
+        preempted = next(name for name, state in states.items() if state == "preempted")
+        assert preempted in ("spare", "borrow"), states
+        expected = {"keep-1": "starting", "spare": "starting", "borrow": "starting", "keep-2": "pending"}
+        expected[preempted] = "preempted"
+        assert states == expected, states
+        assert "preempt" in " ".join(t["reason"] for t in h.get(f"/notebooks/{preempted}").json()["history"])
+        # It was warned first (an event, as an idle one is), with a grace period long enough for
+        # JupyterLab's autosave; the warning went with its server.
+        gone = h.get(f"/notebooks/{preempted}").json()
+        assert gone["warning"] is None
+        warned = [
+            e["message"]
+            for e in h.get(f"/workloads/{gone['id']}/events").json()
+            if e["kind"] == "reclaim-warning"
+        ]
+        assert len(warned) == 1 and warned[0].startswith("preempted (") and "autosaved every 30s" in warned[0]
+        assert SESSION_GRACE >= SESSION_AUTOSAVE
     assert gpus_used(server) == 8 and gpus_used(server, "root.b") == 8
     with server.http(bob) as b:  # above b's guarantee: it may only borrow, and nothing is idle
         extra = b.post("/workloads", json={**job, "name": "batch-more"}).json()["id"]
@@ -380,17 +412,81 @@ def test_within_the_guarantee_no_session_is_preempted_above_it_only_a_preemptibl
         assert b.get(f"/workloads/{extra}").json()["state"] == "pending"
     with server.http(alice) as h:
         states = {n["name"]: n["state"] for n in h.get("/notebooks").json()}
-        assert states == {"keep-1": "starting", "keep-2": "starting", "spare": "preempted"}, states
+        assert states == expected, states
+        assert gpus_used(server) == 8
+        for name in ("borrow", "spare"):
+            assert h.post(f"/notebooks/{name}/stop").status_code == 200
+        started = wait_until(lambda: (n := h.get("/notebooks/keep-2").json())["node"] and n, timeout=20)
+        assert started["state"] == "starting", started
     assert gpus_used(server) == 8
-    # The preempted session was warned first (an event, as an idle one is), with its grace period
-    # long enough for JupyterLab's autosave; the warning went with its server.
-    with server.http(alice) as h:
-        spare = h.get("/notebooks/spare").json()
-        assert spare["warning"] is None
-        warned = [
-            e["message"]
-            for e in h.get(f"/workloads/{spare['id']}/events").json()
-            if e["kind"] == "reclaim-warning"
-        ]
-        assert len(warned) == 1 and warned[0].startswith("preempted (") and "autosaved every 30s" in warned[0]
-    assert SESSION_GRACE >= SESSION_AUTOSAVE
+
+
+GUARANTEED_2 = """
+partitions:
+  - name: default
+    queues:
+      - name: root
+        submitacl: ""
+        adminacl: " admins"
+        queues:
+          - name: a
+            submitacl: " team-a"
+            resources: {guaranteed: {gpu: 2}, max: {gpu: 16}}
+          - name: open
+            submitacl: "*"
+            resources: {max: {gpu: 4}}
+"""
+
+
+def test_a_session_that_could_never_run_within_its_guarantee_is_refused_at_start_and_resume(tmp_path) -> None:
+    """Not preemptible: refused (422, nothing stored) in a queue that guarantees no GPU, or when
+    it alone is above the guarantee; started with --preemptible it is taken. At resume, after
+    the guarantee was lowered below it, it is refused the same way."""
+    config = tmp_path / "queues.yaml"
+    config.write_text(GUARANTEED_2)
+    server = NotebookServer(tmp_path / "data", config=config).start()
+    try:
+        alice = server.token("alice", ("team-a",))
+        with server.http(alice) as h:
+            for change, field, words in (
+                ({"gpus": 4}, "body.gpus", "queue root.a guarantees gpu 2, less than the 4 asked"),
+                (
+                    {"queue": "root.open"},
+                    "body.queue",
+                    "queue root.open guarantees no GPUs (its guarantee: none)",
+                ),
+            ):
+                r = h.post("/notebooks", json=body(**change))
+                assert r.status_code == 422, r.text
+                err = r.json()
+                assert err["message"].startswith(f"refused: {words}: work that may not be preempted"), err
+                assert [f["field"] for f in err["fields"]] == [field], err
+                assert "--preemptible" in err["hint"], err
+            assert h.get("/notebooks").json() == [] and h.get("/workloads").json() == []
+            out = cli(
+                server, "notebook", "start", "x", "-q", "root.open", "--gpus", "1", "--no-wait", token=alice
+            )
+            assert out.exit_code == 1 and out.output.startswith(
+                "Error: refused: queue root.open guarantees no GPUs"
+            )
+            assert "--preemptible" in out.output, out.output
+            assert h.get("/notebooks").json() == []
+            r = h.post("/notebooks", json=body(name="free", queue="root.open", preemptible=True))
+            assert r.status_code == 201, r.text  # preemptible: it may borrow idle GPUs
+            r = h.post("/notebooks", json=body(gpus=2))
+            assert r.status_code == 201, r.text
+            wait_until(lambda: h.get("/notebooks/lab").json()["node"])
+            assert h.post("/notebooks/lab/stop").status_code == 200
+        config.write_text(GUARANTEED_2.replace("guaranteed: {gpu: 2}", "guaranteed: {gpu: 1}"))
+        with server.http() as admin:
+            assert admin.post("/config/reload").status_code == 200
+        with server.http(alice) as h:
+            r = h.post("/notebooks/lab/resume")
+            assert r.status_code == 422, r.text
+            assert r.json()["message"].startswith(
+                "refused: queue root.a guarantees gpu 1, less than the 2 asked"
+            )
+            assert h.get("/notebooks/lab").json()["state"] == "stopped"
+            assert sorted(n["name"] for n in h.get("/notebooks").json()) == ["free", "lab"]
+    finally:
+        server.stop()

@@ -63,12 +63,14 @@ def test_pools_show_the_headroom_recent_arrivals_ask_for(make_server, tmp_path):
     cloud = SimCloud(seed=1)
     gp = make_server(tmp_path / "data", config=config, provider=cloud).client()
     [pool] = gp.pools()
-    assert (pool.headroom_window, pool.headroom_max_nodes, pool.headroom_now) == (600.0, 2, 0)
+    assert (pool.headroom_window, pool.headroom_max_nodes, pool.headroom_gpus_now) == (600.0, 2, 0)
     cmd, _, gate = _gated_job(tmp_path, "burst")
     w = gp.submit("on-l4", queue="root.a", entrypoint=cmd, task_groups=[{"gpus": 4, "gpu_types": ["L4"]}])
     gp.wait(w.id, states={"running"}, timeout=20, interval=0.1)
     [pool] = gp.pools()
-    assert pool.headroom_now == 1  # 4 GPUs arrived: one 4-GPU node kept warm
+    # 4 GPUs arrived: 4 free GPUs kept warm (the default headroom counts GPUs, not whole nodes),
+    # which the job's full node does not hold, so one more 4-GPU node.
+    assert (pool.headroom_gpus_now, pool.headroom_now) == (4, 0)
     assert cloud.launches == 2  # the job's node and the warm one
     assert sum(pool.nodes.values()) == 2
     gate.touch()

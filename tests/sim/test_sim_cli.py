@@ -92,6 +92,21 @@ def test_autoscale_seeds_judge_the_targets_per_seed():
     assert out["seeds"][1]["configs"]["gpupool"]["gpu_hours"] == alone["configs"][0]["gpu_hours"]
 
 
+def test_autoscale_configs_runs_only_those_named_and_judges_no_target():
+    args = ["replay", "--trace", "synthetic", "--days", "0.3", "--tenants", "2", "--seed", "4", "--autoscale"]
+    r = runner.invoke(sim_app, [*args, "--configs", "gpupool", "--json"])
+    assert r.exit_code == 0, r.output
+    alone = json.loads(r.stdout)
+    assert [c["name"] for c in alone["configs"]] == ["gpupool"]
+    assert alone["targets"] is None and alone["target1_met"] is None and alone["target2_idle_ratio"] is None
+    full = json.loads(runner.invoke(sim_app, [*args, "--json"]).stdout)
+    assert [c["name"] for c in full["configs"]] == ["gpupool", "no-headroom", "ray-like"]
+    assert full["configs"][0]["gpu_hours"] == alone["configs"][0]["gpu_hours"]  # the same run
+    table = runner.invoke(sim_app, [*args, "--configs", "ray-like,gpupool"])
+    assert table.exit_code == 0, table.output
+    assert "targets: not judged" in table.stdout
+
+
 def test_converge_json_plot_report(tmp_path):
     r = runner.invoke(
         sim_app, ["converge", "--json", "--plot", str(tmp_path), "--report", str(tmp_path / "c.html")]
@@ -118,6 +133,8 @@ def test_bad_inputs_exit_2_with_hint(tmp_path):
         ["replay", "--trace", "synthetic", "--job-mix", "alibaba"],
         ["replay", "--trace", "synthetic", "--seeds", "3"],  # needs --autoscale
         ["replay", "--trace", "synthetic", "--autoscale", "--seeds", "0"],
+        ["replay", "--trace", "synthetic", "--autoscale", "--configs", "gpupool,kubernetes"],
+        ["replay", "--trace", "synthetic", "--configs", "gpupool"],  # needs --autoscale
     ]
     for args in cases:
         r = runner.invoke(sim_app, args)

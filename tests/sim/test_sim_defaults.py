@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from gpupool.cli.sim_cmd import sim_app
-from gpupool.core.config import DEFAULT_GRACE, DEFAULT_PREEMPTION_DELAY
+from gpupool.core.config import DEFAULT_BURST_HEADROOM, DEFAULT_GRACE, DEFAULT_PREEMPTION_DELAY, BurstHeadroom
 from gpupool.sim.options import AutoscaleOptions, ConvergeOptions, SimOptions
 from gpupool.sim.traces import SyntheticOptions, format_size_mix, parse_size_mix
 
@@ -35,8 +35,8 @@ REPLAY_SHARED: dict[type, set[str]] = {
     },
     AutoscaleOptions: {
         "headroom", "headroom_window", "headroom_max", "headroom_fit", "headroom_memory",
-        "headroom_series", "headroom_series_min", "headroom_gpus", "idle_timeout", "boot_time",
-        "compaction_budget", "cloud_seed", "stockout_rate", "boot_failure_rate",
+        "headroom_series", "headroom_series_min", "headroom_series_window", "headroom_gpus",
+        "idle_timeout", "boot_time", "compaction_budget", "cloud_seed", "stockout_rate", "boot_failure_rate",
     },
 }  # fmt: skip
 CONVERGE_SHARED: dict[type, set[str]] = {
@@ -89,7 +89,7 @@ def check(cmd: Any, shared: dict[type, set[str]]) -> int:
 
 
 def test_replay_defaults_are_the_dataclasses() -> None:
-    assert check(command("replay"), REPLAY_SHARED) == 33
+    assert check(command("replay"), REPLAY_SHARED) == 34
 
 
 def test_converge_defaults_are_the_dataclasses() -> None:
@@ -114,6 +114,10 @@ def test_core_defaults_are_imported_not_repeated() -> None:
     }
     for name in ("retry", "stop_delay", "resume_delay", "checkpoint_interval", "preemption_delay"):
         assert getattr(AutoscaleOptions(), name) == getattr(SimOptions(), name), name
+    # The gpupool configuration's headroom is the policy a config pool's headroom gets.
+    for f in dataclasses.fields(BurstHeadroom):
+        name = "headroom_max_nodes" if f.name == "max_nodes" else f"headroom_{f.name}"
+        assert getattr(AutoscaleOptions(), name) == getattr(DEFAULT_BURST_HEADROOM, f.name), name
 
 
 def test_size_mix_text_round_trips() -> None:

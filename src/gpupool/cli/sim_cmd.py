@@ -69,6 +69,22 @@ def parse_modes(text: str) -> list[str]:
     return out
 
 
+def parse_configs(text: str) -> tuple[str, ...]:
+    """``--configs``: a comma list of the autoscale configurations, or ``all``; in their order."""
+    from gpupool.sim.autoscale import CONFIGS
+
+    if text.strip().lower() == "all":
+        return CONFIGS
+    asked = [item.strip().lower() for item in text.split(",")]
+    for item in asked:
+        if item not in CONFIGS:
+            raise UsageProblem(
+                f"bad --configs {text!r}: unknown configuration {item!r}",
+                f"use one of {', '.join(CONFIGS)}, a comma list of them, or all",
+            )
+    return tuple(c for c in CONFIGS if c in asked)
+
+
 @sim_app.command("replay", cls=_OneLineErrors)
 def replay(
     trace: Annotated[
@@ -194,6 +210,14 @@ def replay(
             help="Elastic pool benchmark: gpupool vs (a) no headroom vs (b) a Ray-like autoscaler.",
         ),
     ] = False,
+    configs: Annotated[
+        str,
+        typer.Option(
+            "--configs",
+            help="Autoscale: the configurations to run, a comma list of gpupool, no-headroom and "
+            "ray-like, or all (the targets are judged only with all three).",
+        ),
+    ] = "all",
     headroom: Annotated[
         int,
         typer.Option(
@@ -254,6 +278,15 @@ def replay(
             f"[default: {_AUTO.headroom_series_min}].",
         ),
     ] = None,
+    headroom_series_window: Annotated[
+        float | None,
+        typer.Option(
+            "--headroom-series-window",
+            min=0,
+            help="Autoscale: a queue's burst peak is the most GPUs it asked within this many seconds "
+            f"(0 = --headroom-window) [default: {_AUTO.headroom_series_window:g}].",
+        ),
+    ] = None,
     headroom_gpus: Annotated[
         int,
         typer.Option(
@@ -310,6 +343,9 @@ def replay(
     )
     try:
         modes = parse_modes(mode)
+        chosen = parse_configs(configs)
+        if not autoscale and configs.strip().lower() != "all":
+            raise UsageProblem("--configs needs --autoscale", "e.g. --autoscale --configs gpupool")
         _check_options(targs, autoscale=autoscale, windows=windows, seeds=seeds, nodes_scale=nodes_scale)
         loaded = _load_trace(targs, windows=windows, seeds=seeds)
     except UsageProblem as exc:
@@ -332,6 +368,7 @@ def replay(
             "headroom_memory": headroom_memory,
             "headroom_series": headroom_series,
             "headroom_series_min": headroom_series_min,
+            "headroom_series_window": headroom_series_window,
         }
         aopts = AutoscaleOptions(
             headroom_nodes=headroom,
@@ -351,9 +388,11 @@ def replay(
         )
         aopts = replace(aopts, **{k: v for k, v in given.items() if v is not None})
         if loaded.runs > 1 and loaded.window is not None:
-            show.autoscale_windows(loaded.window, loaded.runs, aopts, as_json=as_json, unit=loaded.unit)
+            show.autoscale_windows(
+                loaded.window, loaded.runs, aopts, as_json=as_json, unit=loaded.unit, configs=chosen
+            )
         else:
-            show.autoscale(tr, aopts, as_json=as_json, plot=plot, report=report)
+            show.autoscale(tr, aopts, as_json=as_json, plot=plot, report=report, configs=chosen)
         return
     options = SimOptions(
         interval=interval,

@@ -122,8 +122,17 @@ def command_line(name: str) -> str:
     return f"gpupool sim {name} " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
 
 
-def autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: Path | None) -> None:
-    """``sim replay --autoscale``: the three autoscaling configurations on one trace."""
+def autoscale(
+    tr: Any,
+    opts: Any,
+    *,
+    as_json: bool,
+    plot: Path | None,
+    report: Path | None,
+    configs: tuple[str, ...] | None = None,
+) -> None:
+    """``sim replay --autoscale``: the autoscaling configurations (all three unless ``configs``
+    names fewer; the targets are judged only with all three) on one trace."""
     from gpupool.sim import report as documents
     from gpupool.sim.autoscale import CONFIGS, run_elastic, targets
 
@@ -131,12 +140,12 @@ def autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: P
     horizon = max((j.arrival + j.duration for j in tr.jobs), default=1.0) or 1.0
     results = []
     with progress_bar(console, horizon, "simulating") as progress:
-        for c in CONFIGS:
+        for c in configs or CONFIGS:
             task = progress.add_task(c, total=horizon)
             results.append(run_elastic(tr, c, opts, on_progress=_advance(progress, task)))
             progress.update(task, completed=horizon)
-    configs = [r.figures for r in results]
-    goals = targets({f["name"]: f for f in configs})
+    figures = [r.figures for r in results]
+    goals = targets({f["name"]: f for f in figures})
     out_json = documents.autoscale_json(tr, opts, results, goals)
     if plot is not None or report is not None:
         try:
@@ -161,11 +170,14 @@ def autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: P
         title_justify="left",
     )
     table.add_column("figure")
-    for f in configs:
+    for f in figures:
         table.add_column(f["name"], justify="right")
     for label, key, shown in autoscale_rows():
-        table.add_row(label, *(shown(f.get(key)) for f in configs))
+        table.add_row(label, *(shown(f.get(key)) for f in figures))
     out.print(table)
+    if goals is None:
+        out.print("targets: not judged (they need all three configurations: --configs all)")
+        return
     t1, t2 = goals["vs_no_headroom"], goals["vs_ray_like"]
 
     def verdict(met: bool) -> str:
@@ -186,14 +198,23 @@ def autoscale(tr: Any, opts: Any, *, as_json: bool, plot: Path | None, report: P
 
 
 def autoscale_windows(
-    window: Callable[[int], tuple[Any, Any]], n: int, opts: Any, *, as_json: bool, unit: str = "start"
+    window: Callable[[int], tuple[Any, Any]],
+    n: int,
+    opts: Any,
+    *,
+    as_json: bool,
+    unit: str = "start",
+    configs: tuple[str, ...] | None = None,
 ) -> None:
-    """``sim replay --autoscale --windows N`` (or ``--seeds N``): the three configurations on N
-    traces (consecutive Philly windows, or synthetic seeds), with the targets judged per trace
-    and counted. ``unit``: what ``window(k)`` returns first, a window's ``start`` or a ``seed``."""
+    """``sim replay --autoscale --windows N`` (or ``--seeds N``): the configurations (all three
+    unless ``configs`` names fewer) on N traces (consecutive Philly windows, or synthetic seeds),
+    with the targets judged per trace and counted (only with all three). ``unit``: what
+    ``window(k)`` returns first, a window's ``start`` or a ``seed``."""
     from dataclasses import asdict
 
     from gpupool.sim.autoscale import CONFIGS, run_elastic, target_fields, targets
+
+    names = configs or CONFIGS
 
     console = Console(stderr=True)
     rows: list[dict[str, Any]] = []
@@ -203,7 +224,7 @@ def autoscale_windows(
         if not tr.jobs:
             continue
         console.print(f"{k + 1}/{n}: {unit} {value}, {len(tr.jobs):,} jobs", highlight=False)
-        figures = {c: run_elastic(tr, c, opts).figures for c in CONFIGS}
+        figures = {c: run_elastic(tr, c, opts).figures for c in names}
         goals = targets(figures)
         rows.append(
             {
@@ -215,42 +236,51 @@ def autoscale_windows(
             }
         )
     runs = "seeds" if unit == "seed" else "windows"
-    met = {
+    judged = [r["targets"] for r in rows if r["targets"] is not None]
+    met: dict[str, Any] = {
         runs: len(rows),
-        "vs_no_headroom": sum(r["targets"]["vs_no_headroom"]["met"] for r in rows),
-        "vs_ray_like": sum(r["targets"]["vs_ray_like"]["met"] for r in rows),
-        "both": sum(
-            r["targets"]["vs_no_headroom"]["met"] and r["targets"]["vs_ray_like"]["met"] for r in rows
-        ),
+        "vs_no_headroom": sum(t["vs_no_headroom"]["met"] for t in judged) if judged else None,
+        "vs_ray_like": sum(t["vs_ray_like"]["met"] for t in judged) if judged else None,
+        "both": sum(t["vs_no_headroom"]["met"] and t["vs_ray_like"]["met"] for t in judged)
+        if judged
+        else None,
     }
     if as_json:
         typer.echo(json.dumps({runs: rows, "met": met, "options": asdict(opts)}, indent=2))
         return
     out = Console(highlight=False)
     table = Table(title=f"sim replay --autoscale: {met[runs]} {runs}", title_justify="left")
-    for col in (
-        "seed" if unit == "seed" else "window",
-        "jobs",
-        "GPU-h g / a / b",
-        "p95 s g / a / b",
-        "target 1: p95 / GPU-h x (a)",
-        "target 2: idle x (b), p95",
-    ):
+    short = {"gpupool": "g", "no-headroom": "a", "ray-like": "b"}
+    columns = ["seed" if unit == "seed" else "window", "jobs"]
+    columns += [
+        f"GPU-h {' / '.join(short[x] for x in names)}",
+        f"p95 s {' / '.join(short[x] for x in names)}",
+    ]
+    if judged:
+        columns += ["target 1: p95 / GPU-h x (a)", "target 2: idle x (b), p95"]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("window", "seed") else "right")
     for r in rows:
         c, t = r["configs"], r["targets"]
-        a, b = t["vs_no_headroom"], t["vs_ray_like"]
-        table.add_row(
+        cells = [
             str(r[unit])[:16].replace("T", " "),
             f"{r['jobs']:,}",
-            " / ".join(fmt(c[x]["gpu_hours"], 0) for x in CONFIGS),
-            " / ".join(fmt(c[x]["wait_s_p95"], 0) for x in CONFIGS),
-            f"{fmt(a['p95_ratio'], 2)} / {fmt(a['gpu_hours_ratio'], 3)} "
-            + ("[green]met[/]" if a["met"] else "[red]no[/]"),
-            f"{fmt(b['idle_ratio'], 2)}, {'ok' if b['p95_ok'] else 'worse'} "
-            + ("[green]met[/]" if b["met"] else "[red]no[/]"),
-        )
+            " / ".join(fmt(c[x]["gpu_hours"], 0) for x in names),
+            " / ".join(fmt(c[x]["wait_s_p95"], 0) for x in names),
+        ]
+        if t is not None:
+            a, b = t["vs_no_headroom"], t["vs_ray_like"]
+            cells += [
+                f"{fmt(a['p95_ratio'], 2)} / {fmt(a['gpu_hours_ratio'], 3)} "
+                + ("[green]met[/]" if a["met"] else "[red]no[/]"),
+                f"{fmt(b['idle_ratio'], 2)}, {'ok' if b['p95_ok'] else 'worse'} "
+                + ("[green]met[/]" if b["met"] else "[red]no[/]"),
+            ]
+        table.add_row(*cells)
     out.print(table)
+    if not judged:
+        out.print("targets: not judged (they need all three configurations: --configs all)")
+        return
     out.print(
         f"target 1 (vs (a)) met in {met['vs_no_headroom']} of {met[runs]} {runs}, "
         f"target 2 (vs (b)) in {met['vs_ray_like']}, both in {met['both']}"

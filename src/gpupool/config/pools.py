@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from gpupool.config.reader import Reader
 from gpupool.config.schema import HeadroomKeys, InstanceKeys, PoolKeys, RawField, ShapeKeys, SizeKeys
-from gpupool.core.config import InstanceType, NodePool, Shape, Size
+from gpupool.core.config import DEFAULT_BURST_HEADROOM, InstanceType, NodePool, Shape, Size
 from gpupool.core.configerror import kind as _kind
 from gpupool.core.resources import GPU_MILLI, QuantityError, check_gpu_ask, gpu_milli, parse_quantity
 
@@ -48,12 +48,31 @@ class PoolReader(Reader):
 
     def series_headroom(
         self, name: str, hf: dict[str, RawField], window: float
-    ) -> tuple[float, float, int, bool]:
-        """A pool's ``headroom.memory``, ``series``, ``seriesMin`` and ``fit`` (see
-        ``capacity.series_headroom``): all need the burst-sized headroom's ``window``."""
-        memory = series = 0.0
-        series_min = 0
-        fit = False
+    ) -> tuple[float, float, int, float, bool]:
+        """A pool's ``headroom.memory``, ``series``, ``seriesMin``, ``seriesWindow`` and ``fit``
+        (see ``capacity.series_headroom_gpus``): all need the burst-sized headroom's ``window``,
+        and with a ``window`` the keys left out take ``DEFAULT_BURST_HEADROOM``'s values
+        (``memory: 0`` or ``series: 0`` turns the series part off, ``fit: false`` counts whole
+        idle nodes). Without a ``window`` there is no burst-sized headroom: all are off."""
+        for key in ("memory", "series", "seriesmin", "serieswindow", "fit"):
+            if key in hf and not window:
+                shown = {"seriesmin": "seriesMin", "serieswindow": "seriesWindow"}.get(key, key)
+                self.error(
+                    hf[key].at,
+                    f"node pool `{name}`: headroom.{shown} needs headroom.window",
+                    "add window: 15m and maxNodes: 8",
+                )
+                return 0.0, 0.0, 0, 0.0, False
+        if not window:
+            return 0.0, 0.0, 0, 0.0, False
+        d = DEFAULT_BURST_HEADROOM
+        memory, series, series_min, series_window, fit = (
+            d.memory,
+            d.series,
+            d.series_min,
+            d.series_window,
+            d.fit,
+        )
         if "memory" in hf:
             memory = self.seconds(hf["memory"], "headroom.memory") or 0.0
         if "series" in hf:
@@ -64,28 +83,17 @@ class PoolReader(Reader):
                 self.error(
                     hf["series"].at,
                     f"node pool `{name}`: headroom.series must be a share between 0 and 1, got {_kind(v)}",
-                    "e.g. series: 0.25 (a quarter of a queue's recent burst peak)",
+                    "e.g. series: 0.2 (a fifth of a queue's recent burst peak)",
                 )
         if "seriesmin" in hf:
             series_min = self.amount(hf["seriesmin"], "headroom.seriesMin") or 0
+        if "serieswindow" in hf:
+            series_window = self.seconds(hf["serieswindow"], "headroom.seriesWindow") or 0.0
         if "fit" in hf:
             fit = bool(self.boolean(hf["fit"], "headroom.fit"))
-        for key in ("memory", "series", "seriesmin", "fit"):
-            if key in hf and not window:
-                self.error(
-                    hf[key].at,
-                    f"node pool `{name}`: headroom.{key.replace('min', 'Min')} needs headroom.window",
-                    "add window: 15m and maxNodes: 4",
-                )
-                break
-        if (memory > 0) != (series > 0):
-            missing = "series" if memory > 0 else "memory"
-            self.error(
-                hf["memory" if memory > 0 else "series"].at,
-                f"node pool `{name}`: series headroom needs both headroom.memory and headroom.series",
-                f"add {missing}: " + ("0.25" if missing == "series" else "4h"),
-            )
-        return memory, series, series_min, fit
+        if memory <= 0 or series <= 0:
+            memory = series = 0.0  # either at 0 turns the series part off
+        return memory, series, series_min, series_window, fit
 
     def nodepools(self, f: RawField) -> list[NodePool]:
         if not isinstance(f.value, list):
@@ -111,7 +119,7 @@ class PoolReader(Reader):
             if lo is not None and hi is not None and lo > hi:
                 self.error(at, f"node pool `{name}`: min {lo} is above max {hi}", "make min <= max")
             headroom_nodes = headroom_gpus = headroom_max = series_min = 0
-            window = memory = series = 0.0
+            window = memory = series = series_window = 0.0
             fit = False
             if "headroom" in fields:
                 hf = self.fields(fields["headroom"].value, fields["headroom"].at, HeadroomKeys, "headroom")
@@ -143,7 +151,7 @@ class PoolReader(Reader):
                             f"headroom.nodes {headroom_nodes}",
                             "make maxNodes >= nodes",
                         )
-                    memory, series, series_min, fit = self.series_headroom(name, hf, window)
+                    memory, series, series_min, series_window, fit = self.series_headroom(name, hf, window)
             idle = (
                 self.seconds(fields["idletimeout"], "idletimeout")
                 if "idletimeout" in fields
@@ -175,6 +183,7 @@ class PoolReader(Reader):
                         headroom_memory=memory,
                         headroom_series=series,
                         headroom_series_min=series_min,
+                        headroom_series_window=series_window,
                         headroom_fit=fit,
                         transfer_cost=transfer,
                     )

@@ -103,6 +103,7 @@ class HeadroomKeys(Keys):
     memory: Any = None
     series: Any = None
     seriesmin: Any = None
+    serieswindow: Any = None
     fit: Any = None
 
 

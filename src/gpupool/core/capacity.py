@@ -21,9 +21,10 @@ counting nodes that are booting and not spoken for, so a burst starts without a 
 ``headroom_window``, the warm nodes follow the arrivals (``headroom_target``): as many as the GPUs
 asked in the last window would fill, between ``headroom_nodes`` and ``headroom_max_nodes``; with
 ``headroom_fit`` that room is counted in GPUs and free GPUs of ready nodes count
-(``headroom_gpus_target``). Series headroom (``series_headroom``) anticipates the next burst of a
-queue that sent large ones lately: a share of each such queue's burst peak (``BurstMemory``) stays
-warm for ``headroom_memory`` seconds.
+(``headroom_gpus_target``). Series headroom (``series_headroom_gpus``) anticipates the next burst
+of a queue that sent large ones lately: a share of each such queue's burst peak (the most GPUs it
+asked within ``headroom_series_window``, ``BurstMemory``) stays warm for ``headroom_memory``
+seconds; with fit it adds to the rate part, in GPUs.
 
 Scale down. A ready node with nothing on it, idle for ``idle_timeout``, goes, the most expensive
 first, as long as the pool stays at or above ``min`` and its headroom. A node with allocations
@@ -146,9 +147,12 @@ def headroom_target(
     * ``headroom_nodes`` always;
     * with a ``headroom_window``, as many as the GPUs asked by the arrivals of the last window
       would fill, at most ``headroom_max_nodes`` (the *rate* part);
-    * with a ``headroom_memory`` (``series_headroom``), between bursts: a ``headroom_series``
+    * with a ``headroom_memory`` (``series_headroom_gpus``), between bursts: a ``headroom_series``
       share of the burst peak of each queue that had one in the last ``headroom_memory``
-      seconds, so that a queue submitting batches in series finds room for the start of its next
+      seconds, so that a queue submitting batches in series finds room for the start of its next.
+
+    With ``headroom_fit`` both burst-sized parts are counted in GPUs instead
+    (``headroom_gpus_target``) and only ``headroom_nodes`` is kept in whole nodes.
     """
     if pool.headroom_window <= 0 or not pool.instance_types:
         return pool.headroom_nodes
@@ -162,15 +166,27 @@ def headroom_target(
         for a in arrivals
         if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
     )
-    rate = 0 if pool.headroom_fit else min(pool.headroom_max_nodes, math.ceil(asked / node.gpus))
-    series = series_headroom(pool, peaks or {}, node.gpus)
+    if pool.headroom_fit:
+        return pool.headroom_nodes  # both parts are counted in GPUs (``headroom_gpus_target``)
+    rate = min(pool.headroom_max_nodes, math.ceil(asked / node.gpus))
+    series = math.ceil(series_headroom_gpus(pool, peaks or {}) / node.gpus - 1e-9)
     return max(pool.headroom_nodes, rate, series)
 
 
-def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float) -> float:
-    """Free GPUs ``pool`` keeps now: ``headroom_gpus``, or with ``headroom_fit`` the GPUs asked by
-    the arrivals of the last ``headroom_window`` (at most ``headroom_max_nodes`` nodes' worth),
-    counting the free GPUs of ready nodes too, not only whole idle nodes."""
+def headroom_gpus_target(
+    pool: NodePool,
+    arrivals: Iterable[Arrival],
+    now: float,
+    peaks: Mapping[SeriesKey, float] | None = None,
+) -> float:
+    """Free GPUs ``pool`` keeps now: ``headroom_gpus``, or with ``headroom_fit`` the rate part
+    (the GPUs asked by the arrivals of the last ``headroom_window``, at most
+    ``headroom_max_nodes`` nodes' worth) plus the series part (``series_headroom_gpus``),
+    counting the free GPUs of ready nodes too, not only whole idle nodes.
+
+    The two parts add up: the series part is room warm *before* a queue's next batch (the start
+    that no launch can catch), the rate part the lead that launches keep over a burst under way;
+    during a batch of a queue with a recent series both are needed."""
     if not pool.headroom_fit or pool.headroom_window <= 0 or not pool.instance_types:
         return pool.headroom_gpus
     node = min(pool.instance_types, key=lambda t: (t.hourly_cost, t.region, t.name))
@@ -181,23 +197,30 @@ def headroom_gpus_target(pool: NodePool, arrivals: Iterable[Arrival], now: float
         for a in arrivals
         if since <= a.at <= now and (not a.gpu_types or not types.isdisjoint(a.gpu_types))
     )
-    return max(pool.headroom_gpus, min(pool.headroom_max_nodes * node.gpus, asked))
+    rate = min(pool.headroom_max_nodes * node.gpus, asked)
+    return max(pool.headroom_gpus, rate + series_headroom_gpus(pool, peaks or {}))
 
 
-def series_headroom(pool: NodePool, peaks: Mapping[SeriesKey, float], node_gpus: int) -> int:
-    """The warm nodes that anticipate the next burst of queues submitting batches in series:
-    ``headroom_series`` of each such queue's burst peak (GPUs asked within one
-    ``headroom_window``) over the last ``headroom_memory`` seconds, counted only for peaks of at
-    least ``headroom_series_min`` GPUs (a queue of scattered small jobs keeps nothing warm)."""
-    if pool.headroom_memory <= 0 or pool.headroom_series <= 0 or node_gpus <= 0:
-        return 0
+def series_headroom_gpus(pool: NodePool, peaks: Mapping[SeriesKey, float]) -> float:
+    """The warm GPUs that anticipate the next burst of queues submitting batches in series:
+    ``headroom_series`` of each such queue's burst peak (the most GPUs it asked within one
+    ``headroom_series_window``) over the last ``headroom_memory`` seconds, counted only for peaks
+    of at least ``headroom_series_min`` GPUs (a queue of scattered small jobs keeps nothing warm)."""
+    if pool.headroom_memory <= 0 or pool.headroom_series <= 0:
+        return 0.0
     types = {t.gpu_type for t in pool.instance_types}
     gpus = sum(
         peak
         for (_queue, gpu_types), peak in peaks.items()
         if peak >= pool.headroom_series_min and (not gpu_types or not types.isdisjoint(gpu_types))
     )
-    return math.ceil(pool.headroom_series * gpus / node_gpus - 1e-9)
+    return pool.headroom_series * gpus
+
+
+def series_window(pool: NodePool) -> float:
+    """The window over which a queue's burst peak is summed for ``pool``'s series headroom:
+    ``headroom_series_window``, or the rate part's ``headroom_window`` when that is 0."""
+    return pool.headroom_series_window or pool.headroom_window
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +333,7 @@ def plan_capacity(
     room-blocked demand does not fit the ready nodes by definition. Off by default."""
     plan = CapacityPlan()
     warm = {p.name: headroom_target(p, arrivals, now, peaks) for p in pools}
-    warm_gpus = {p.name: headroom_gpus_target(p, arrivals, now) for p in pools}
+    warm_gpus = {p.name: headroom_gpus_target(p, arrivals, now, peaks) for p in pools}
     by_pool: dict[str, list[PoolNode]] = {p.name: [] for p in pools}
     for n in nodes:
         by_pool.setdefault(n.pool, []).append(n)

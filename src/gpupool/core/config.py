@@ -54,6 +54,33 @@ DEFAULT_SESSION_LIFETIME_MAX = 24 * 3600.0  # the longest lifetime a session may
 DEFAULT_SESSION_WARNING = 300.0  # the warning comes 5m before a reclaim
 DEFAULT_SESSION_GPU_THRESHOLD = 5.0  # GPU utilisation (percent) below which a GPU counts as idle
 
+
+@dataclass(frozen=True, slots=True)
+class BurstHeadroom:
+    """The burst-sized headroom policy (see ``NodePool`` and ``docs/elastic.md``): what a pool
+    keeps warm when its ``headroom:`` gives a ``window`` and leaves these keys out, and what
+    ``gpupool sim replay --autoscale`` gives its gpupool configuration by default."""
+
+    window: float  # seconds of arrivals that size the rate part
+    max_nodes: int  # the rate part's cap, in nodes (GPUs' worth with ``fit``)
+    fit: bool  # count in GPUs: free GPUs of ready nodes are warm room
+    memory: float  # seconds a queue's burst peak is remembered (0 = no series part)
+    series: float  # share of each remembered peak kept warm
+    series_min: int  # GPUs a peak must reach to count
+    series_window: float  # seconds a queue's arrivals are summed over for its peak (0 = window)
+
+
+# Chosen on the whole Philly trace (docs/elastic.md, "How the defaults were chosen").
+DEFAULT_BURST_HEADROOM = BurstHeadroom(
+    window=900.0,
+    max_nodes=4,
+    fit=True,
+    memory=28_800.0,
+    series=0.2,
+    series_min=64,
+    series_window=240.0,
+)
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _SORT_POLICIES = {"fifo": "fifo", "fair": "fair", "stateaware": "fifo"}
 _ENUM_PROPERTIES = {
@@ -412,7 +439,9 @@ class NodePool:
     GPUs asked by the workloads that arrived in the last ``headroom_window`` seconds would fill,
     at least ``headroom_nodes`` and at most ``headroom_max_nodes``. Arrivals come in runs (in
     Philly the arrivals of one 5-minute bin and the next correlate at 0.8), so recent arrivals
-    predict the next ones, and when arrivals stop the warm nodes go.
+    predict the next ones, and when arrivals stop the warm nodes go. With ``headroom_fit`` it is
+    counted in GPUs, and series headroom adds a share of each queue's recent burst peak; a
+    config pool's ``headroom: {window, maxNodes}`` gets ``DEFAULT_BURST_HEADROOM`` for the rest.
     """
 
     name: str
@@ -424,12 +453,14 @@ class NodePool:
     idle_timeout: float = 300.0
     headroom_window: float = 0.0  # seconds of arrivals that size the headroom; 0 = fixed headroom
     headroom_max_nodes: int = 0  # cap of the burst-sized headroom
-    # Series headroom (``capacity.series_headroom``): between bursts, keep warm this share of the
-    # burst peak of each queue that reached at least ``headroom_series_min`` GPUs within one
-    # window in the last ``headroom_memory`` seconds (0 = off).
+    # Series headroom (``capacity.series_headroom_gpus``): between bursts, keep warm this share of
+    # the burst peak of each queue that reached at least ``headroom_series_min`` GPUs within one
+    # ``headroom_series_window`` in the last ``headroom_memory`` seconds (0 = off).
     headroom_memory: float = 0.0
     headroom_series: float = 0.0
     headroom_series_min: int = 0
+    # The window a queue's burst peak is summed over (0 = ``headroom_window``).
+    headroom_series_window: float = 0.0
     # The rate part in GPUs: free GPUs of ready nodes count, not only whole idle nodes.
     headroom_fit: bool = False
     transfer_cost: float = 0.0  # $/h for each node a spanning workload uses outside its region

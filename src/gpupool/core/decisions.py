@@ -24,6 +24,7 @@ class Code(StrEnum):
     # Reasons an ask is still pending.
     QUEUE_QUOTA = "queue-quota"  # a queue on its path would go above its max
     USER_LIMIT = "user-limit"  # a user or group limit on its path
+    ABOVE_GUARANTEE = "above-guarantee"  # it may not be preempted and its queue is at its guarantee
     MAX_APPS = "max-applications"  # the queue (or user) runs as many apps as it may
     NO_NODE = "no-node"  # no schedulable node has room for it
     GANG_WAITING = "gang-waiting"  # its gang cannot be placed whole yet

@@ -2,8 +2,9 @@
 
 Functions here read a ``State`` and change nothing in it (they write only asks' reasons and the
 cycle's no-fit memo): the best node for one shape of an ask within its queues' max and its user
-and group limits (``find_place``), the sentence that says why there is none, and the region
-rule for gangs (members share one region, ``gpupool/region``, unless the workload allows
+and group limits, and for an ask that may not be preempted within its queue's guarantee
+(``find_place``, ``gpupool.core.within_guarantee``), the sentence that says why there is none,
+and the region rule for gangs (members share one region, ``gpupool/region``, unless the workload allows
 ``span_regions``). Placing several asks at once (a gang) is a what-if edit and lives in
 ``gpupool.core.snapshot``.
 """
@@ -28,6 +29,7 @@ from gpupool.core.resources import (
     within_max,
 )
 from gpupool.core.state import State
+from gpupool.core.within_guarantee import GuaranteeGap, leaf_gap
 
 # A gang that does not fit in the region its first choice gave is tried in at most this many
 # other regions (those with the most schedulable nodes first).
@@ -40,6 +42,10 @@ PREEMPTABLE = frozenset({Code.QUEUE_QUOTA, Code.NO_NODE, Code.GANG_WAITING})
 NoFit = dict[tuple[object, ...], Reason]
 
 _PLACED = Reason(Code.PLACED, "placed")
+ABOVE_GUARANTEE_HINT = (
+    "it starts when its queue's own work leaves room within the guarantee; work that may be "
+    "preempted (a session started with --preemptible) may borrow idle GPUs above it"
+)
 _NO_FIT = Reason(Code.NO_NODE, "")
 
 # Reasons are immutable and the same few sentences recur on thousands of asks each cycle: one
@@ -163,7 +169,8 @@ def find_place(
     shape: int = 0,
     region: str | None = None,
 ) -> tuple[Node | None, Reason]:
-    """Best node for shape ``shape`` of ``ask`` within quota and limits, or why there is none.
+    """Best node for shape ``shape`` of ``ask`` within quota and limits (and, for an ask made
+    ``within_guarantee``, its leaf's guarantee), or why there is none.
 
     With ``region``, only nodes of that region or of none (no region label) are used. A shape
     that fits no node is remembered in ``nofit`` when ``memoise`` (on the committed state only:
@@ -176,6 +183,7 @@ def find_place(
     if blocked is not None:
         return None, shared_reason(Code.USER_LIMIT, f"{blocked} leaves no room for {format_resources(res)}")
     gpus = gpu_milli(res)
+    guarded = ask.within_guarantee
     if prefer_reserved and ask.reserved_node is not None:
         node = state.nodes.get(ask.reserved_node)
         type_ok = node is not None and (not gpu_types or node.gpu_type in gpu_types)
@@ -183,17 +191,22 @@ def find_place(
             type_ok = False
         if node is not None and type_ok and node.schedulable and fits_node(ask, node, res):
             counted = typed(res, node.gpu_type)
-            if quota_blocker(leaf, counted) is None:
+            if quota_blocker(leaf, counted) is None and (not guarded or leaf_gap(leaf, counted) is None):
                 return node, _PLACED
     quota_block: tuple[Queue, Resources] | None = None
+    guarantee_block: GuaranteeGap | None = None
     no_node_types: list[str | None] = []
     for types in type_options(state, ask, gpu_types):
         allowed: list[str | None] = []
         for t, q in zip(types, quota_blockers(leaf, res, types, gpus), strict=True):
-            if q is None:
+            if q is not None:
+                if quota_block is None:
+                    quota_block = (q, typed(res, t, gpus))
+            elif guarded and (gap := leaf_gap(leaf, typed(res, t, gpus))) is not None:
+                if guarantee_block is None:
+                    guarantee_block = gap
+            else:
                 allowed.append(t)
-            elif quota_block is None:
-                quota_block = (q, typed(res, t, gpus))
         if not allowed:
             continue
         if ask.required_node is not None:
@@ -225,6 +238,8 @@ def find_place(
         if memoise:
             nofit[key] = _NO_FIT
         no_node_types.extend(allowed)
+    if not no_node_types and guarantee_block is not None:
+        return None, shared_reason(Code.ABOVE_GUARANTEE, guarantee_block.message(), ABOVE_GUARANTEE_HINT)
     if not no_node_types and quota_block is not None:
         q, counted = quota_block
         return None, shared_reason(

@@ -288,6 +288,7 @@ class Ask:
         "shape_id",
         "shapes",
         "victims",
+        "within_guarantee",
     )
 
     def __init__(
@@ -307,10 +308,13 @@ class Ask:
         disruptible: bool = True,
         alternatives: tuple[tuple[Resources, tuple[str, ...]], ...] = (),
         elastic: bool = False,
+        within_guarantee: bool = False,
     ) -> None:
         self.id = id
         self.app = app
         self.resources: Resources = dict(resources)
+        # Placed only while its leaf stays within its guarantee (``gpupool.core.within_guarantee``).
+        self.within_guarantee = within_guarantee
         self.disruptible = disruptible
         self.elastic = elastic  # an optional extra member: grows into idle GPUs, given back first
         self.created = created
@@ -335,6 +339,7 @@ class Ask:
         self.shape = (
             tuple((tuple(sorted((k, v) for k, v in r.items() if v)), t) for r, t in self.shapes),
             required_node,
+            within_guarantee,
         )
         self.shape_id = -1  # its number among the partition's shapes (``State.shape_id``)
 

@@ -71,6 +71,7 @@ from gpupool.core.victims import (
     satisfied,
     used_up,
 )
+from gpupool.core.within_guarantee import leaf_gap
 
 # An ask that preemption could not help is looked at again at most this often (seconds).
 PREEMPTION_CHECK_INTERVAL = 15.0
@@ -305,7 +306,10 @@ class Preemptor:
                 continue
             if not fits_capacity(ask.resources, node.capacity):
                 continue
-            if s.quota_blocker(leaf, typed(ask.resources, node.gpu_type)) is not None:
+            counted = typed(ask.resources, node.gpu_type)
+            if s.quota_blocker(leaf, counted) is not None:
+                continue
+            if ask.within_guarantee and leaf_gap(leaf, counted) is not None:
                 continue
             avail = node.avail_for(ask.id)
             need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}

@@ -312,9 +312,12 @@ class Scheduler:
         alternatives: Iterable[tuple[Resources, Iterable[str]]] = (),
         elastic: bool = False,
         check_gang_max: bool = True,
+        within_guarantee: bool = False,
     ) -> Reject | None:
         """Add an ask. ``alternatives`` are further (resources, GPU types) shapes to fall back
         through, in order, when the first (``resources``, ``gpu_types``) does not fit.
+        ``within_guarantee``: placed only while its leaf queue stays within its guarantee with it
+        (``gpupool.core.within_guarantee``; for work that may not be preempted).
 
         ``check_gang_max=False`` while adding the members of a gang but the last: the gang's
         total is checked against its queues' max once, on the last (linear in its members)."""
@@ -346,6 +349,7 @@ class Scheduler:
             disruptible=disruptible,
             alternatives=others,
             elastic=elastic,
+            within_guarantee=within_guarantee,
         )
         ask.reason = Reason(Code.NOT_TRIED, "submitted; not considered by a scheduling cycle yet")
         self.state.shape_id(ask)

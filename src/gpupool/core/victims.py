@@ -30,6 +30,7 @@ from gpupool.core.resources import (
 )
 from gpupool.core.sharing import free_for, gpu_victims, gpus_held, partly_used
 from gpupool.core.snapshot import Snapshot
+from gpupool.core.within_guarantee import leaf_gap
 
 MAX_NODES_EVALUATED = 64  # feasible nodes collected
 MAX_NODES_SOLVED = 16  # of those, solved exactly
@@ -382,6 +383,8 @@ class VictimSearch:
         owed: Owed,
     ) -> list[_Candidate] | None:
         counted = typed(ask.resources, node.gpu_type)
+        if ask.within_guarantee and leaf_gap(leaf, counted) is not None:
+            return None  # it may not run above its queue's guarantee on this node's GPU type
         avail = node.avail_for(ask.id)
         need_node = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
         shortfalls: list[tuple[Queue, Resources]] = []
@@ -654,6 +657,10 @@ class VictimSearch:
         blocker = self.s.quota_blocker(leaf, typed(ask.resources, node.gpu_type))
         if blocker is not None:
             raise Cannot(f"{blocker.path} is at its max, and preemption on {node.name} does not change that")
+        if ask.within_guarantee:
+            gap = leaf_gap(leaf, typed(ask.resources, node.gpu_type))
+            if gap is not None:
+                raise Cannot(gap.message())
         avail = node.avail_for(ask.id)
         need = {k: v - avail.get(k, 0) for k, v in ask.resources.items() if v > avail.get(k, 0)}
         pool = [

@@ -39,6 +39,7 @@ from gpupool.core.capacity import (
     CapacityPlan,
     PoolNode,
     plan_capacity,
+    series_window,
 )
 from gpupool.core.compaction import CompactionPlan, plan_compaction
 from gpupool.core.config import DEFAULT_COMPACTION_INTERVAL, InstanceType, NodePool
@@ -232,7 +233,7 @@ class Autoscaler:
         if series and self.bursts is None:
             # One memory for all pools: the longest; each pool reads only its own GPU types.
             self.bursts = BurstMemory(
-                max(p.headroom_window for p in series), max(p.headroom_memory for p in series)
+                max(series_window(p) for p in series), max(p.headroom_memory for p in series)
             )
 
     def peaks(self, now: float) -> dict[tuple[str, tuple[str, ...]], float]:

@@ -176,6 +176,7 @@ class Driver:
                 disruptible=spec.disruption.policy != "never",
                 originator=i == 0 and len(members) > 1 and spec.kind != DEPLOYMENT_KIND,  # a job's head
                 check_gang_max=i == len(members) - 1,  # once, for the whole gang: linear
+                within_guarantee=spec.within_guarantee,
             )
             if rejected is not None:
                 self._drop_from_core(w)
@@ -199,6 +200,7 @@ class Driver:
             alternatives=group.alternatives,
             disruptible=w.spec.disruption.policy != "never",
             elastic=elastic,
+            within_guarantee=w.spec.within_guarantee,
         )
 
     def restore(self, w: Workload, now: float, *, queue: str | None = None, adopt: bool = True) -> str:

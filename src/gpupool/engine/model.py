@@ -259,7 +259,8 @@ class NotebookSpec:
     """What makes a workload a notebook session: its limits and scheduling class.
 
     ``idle_timeout`` and ``max_lifetime`` are seconds (None: no limit); ``preemptible`` says
-    whether the session may be preempted (a session that is not is never a victim).
+    whether the session may be preempted (a session that is not is never a victim, and runs only
+    within its queue's guarantee: ``WorkloadSpec.within_guarantee``).
     """
 
     idle_timeout: float | None = None
@@ -302,6 +303,12 @@ class WorkloadSpec:
     kind: str = "job"  # or "deployment" (``serving`` is then set) or "notebook" (``notebook`` set)
     serving: ServingSpec | None = None
     notebook: NotebookSpec | None = None
+
+    @property
+    def within_guarantee(self) -> bool:
+        """Whether its members are placed only within their queue's guarantee: a notebook session
+        that may not be preempted (``gpupool.core.within_guarantee``, docs/notebooks.md)."""
+        return self.kind == NOTEBOOK_KIND and not (self.notebook is not None and self.notebook.preemptible)
 
     def members(self) -> list[tuple[str, TaskGroup]]:
         """(member name, group) for every required member: ``head-0``, ``worker-0`` ..."""

@@ -8,6 +8,7 @@ here), so that routers and pages never walk the core themselves.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 from gpupool.api import AttemptOut, NodeOut, PoolOut, QueueOut
 from gpupool.config import DEFAULT_SIZES, ConfigError
 from gpupool.core.admission import Host
-from gpupool.core.capacity import POOL_LABEL, headroom_target
+from gpupool.core.capacity import POOL_LABEL, headroom_gpus_target, headroom_target
 from gpupool.core.config import Size
 from gpupool.core.model import Node
 from gpupool.core.placement_rules import may_submit
@@ -199,6 +200,8 @@ class ClusterService:
         with self.plane.lock:
             autoscaler = self.plane.driver.autoscaler
             now = self.plane.clock()
+            arrived = autoscaler.arrivals if autoscaler is not None else ()
+            peaks = autoscaler.peaks(now) if autoscaler is not None else None
             out = []
             for pool in self.plane.config.nodepools:
                 counts: Counter[str] = Counter()
@@ -238,12 +241,8 @@ class ClusterService:
                         headroom_gpus=pool.headroom_gpus,
                         headroom_window=pool.headroom_window,
                         headroom_max_nodes=pool.headroom_max_nodes,
-                        headroom_now=headroom_target(
-                            pool,
-                            autoscaler.arrivals if autoscaler is not None else (),
-                            now,
-                            autoscaler.peaks(now) if autoscaler is not None else None,
-                        ),
+                        headroom_now=headroom_target(pool, arrived, now, peaks),
+                        headroom_gpus_now=headroom_gpus_target(pool, arrived, now, peaks),
                         idle_timeout=pool.idle_timeout,
                         instance_types=[f"{t.name} in {t.region}" for t in pool.instance_types],
                         nodes={state: n for state, n in counts.items() if n},
@@ -396,7 +395,7 @@ class ClusterService:
                     booting=sum(n.state == "booting" for n in members),
                     draining=sum(n.state == "draining" for n in members),
                     headroom_nodes=headroom_target(cfg, arrivals, now, peaks) if cfg else 0,
-                    headroom_gpus=cfg.headroom_gpus if cfg else 0,
+                    headroom_gpus=math.ceil(headroom_gpus_target(cfg, arrivals, now, peaks)) if cfg else 0,
                     headroom_follows_arrivals=bool(cfg and cfg.headroom_window > 0),
                     nodes=members,
                 )

@@ -10,7 +10,10 @@ executor keeps the session's files by name, so a resume finds them.
 
 ``start`` and ``resume`` check a request before anything is stored, exactly as a submission is
 checked (``WorkloadService.route`` and ``check_submit``: the queue, its ACL, a shape no node
-could hold), and hand the workload to the driver through ``WorkloadService.store_new``.
+could hold), then, for a session that is not preemptible, that it could ever run within its
+queue's guarantee (``core.within_guarantee``: a queue that guarantees none of its GPUs, or an
+ask alone above the guarantee, is refused), and hand the workload to the driver through
+``WorkloadService.store_new``.
 
 ``target`` is what the proxy asks before it forwards a request: the session's Jupyter server,
 if the caller may open it (its owner, anyone with submit access on its queue, its admins).
@@ -27,6 +30,7 @@ from gpupool.core.configerror import format_duration
 from gpupool.core.placement_rules import may_submit
 from gpupool.core.resources import gpu_milli, gpus_from_milli, in_gpus, parse_quantity
 from gpupool.core.sessions import SessionRefusal, reclaimed_gpu_hours, resolve_session, session_limits
+from gpupool.core.within_guarantee import guarantee_at, is_gpu_key, never_within
 from gpupool.engine.model import (
     NOTEBOOK_KIND,
     SESSION_AUTOSAVE,
@@ -64,6 +68,8 @@ STOPPED_BY: dict[StoppedBy, str] = {
     "idle": "stopped (idle): ",
     "lifetime": "stopped (max lifetime): ",
 }
+# The request field that asked for a resource a guarantee may name (GPUs: ``body.gpus``).
+_FIELD_OF = {"vcore": "body.cpu", "cpu": "body.cpu", "memory": "body.memory"}
 _STATES: dict[WorkloadState, NotebookState] = {
     WorkloadState.PENDING: "pending",
     WorkloadState.ADMITTED: "starting",
@@ -126,6 +132,7 @@ class NotebookService:
             spec = self._spec(principal, req)
             spec = self._with_limits(principal, spec)
             notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
+            self._check_guarantee(principal, spec)
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
         self.plane.wake()
@@ -146,6 +153,7 @@ class NotebookService:
             old = spec_from_json(row.spec)
             spec = self._with_limits(principal, dataclasses.replace(old, queue=row.queue or old.queue))
             notice = self.workloads.check_submit(principal, spec, group_field="body.gpus")
+            self._check_guarantee(principal, spec)
             w, queue = self.workloads.store_new(spec, notice)
             out = self._out(w, queue or spec.queue)
         self.plane.wake()
@@ -165,6 +173,38 @@ class NotebookService:
             raise Invalid(message, fields=[(f"body.{policy.field}", policy.message)], hint=policy.hint)
         resolved = dataclasses.replace(nb, idle_timeout=policy.idle_timeout, max_lifetime=policy.lifetime)
         return dataclasses.replace(spec, notebook=resolved)
+
+    def _check_guarantee(self, principal: Principal, spec: WorkloadSpec) -> None:
+        """Refuse (422, naming the field) a session that is not preemptible and could never run
+        within its queue's guarantee: the queue guarantees none of the GPUs it could use, or it
+        alone is above the guarantee (call with the lock). One that only has to wait for room
+        within the guarantee is taken and waits with that reason."""
+        if not spec.within_guarantee:
+            return
+        path, _notice = self.workloads.route(principal, spec)
+        core = self.plane.driver.core
+        guaranteed = guarantee_at(core.queues, path)
+        group = spec.task_groups[0]
+        shapes = ((group.resources, group.gpu_types), *group.alternatives)
+        cluster_types = tuple(sorted({n.gpu_type for n in core.nodes.values()}, key=lambda t: t or ""))
+        gap = never_within(path, guaranteed, shapes, cluster_types)
+        if gap is None:
+            return
+        if gap.guaranteed is None:
+            field = "body.queue"
+            hint = (
+                "start it with --preemptible to borrow idle GPUs above the guarantee, or use a queue "
+                "that guarantees GPUs"
+            )
+        else:
+            key = gap.resource
+            if spec.size is not None:
+                field = "body.size"
+            else:
+                field = "body.gpus" if is_gpu_key(key) else _FIELD_OF.get(key, "body.gpus")
+            hint = "ask for less, or start it with --preemptible to borrow idle GPUs above the guarantee"
+        words = gap.message()
+        raise Invalid(f"refused: {words}", fields=[(field, words)], hint=hint)
 
     def _runner(self) -> None:
         if not can_run_notebooks(self.plane.executor):
@@ -199,7 +239,8 @@ class NotebookService:
             size=req.size,
             # Preemptible or not, a session is an ordinary ask: YuniKorn's rules never take it
             # while its queue is within its guarantee. One that is not preemptible is never a
-            # victim at all (as a `never` job).
+            # victim at all (as a `never` job), and so runs only within its queue's guarantee
+            # (``WorkloadSpec.within_guarantee``). A preemptible one's grace lets JupyterLab autosave.
             disruption=Disruption("checkpoint" if req.preemptible else "never", SESSION_GRACE),
             kind=KIND,
             notebook=NotebookSpec(

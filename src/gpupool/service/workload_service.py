@@ -36,6 +36,9 @@ _ADVICE: dict[Code, str] = {
     Code.QUEUE_QUOTA: "it starts when its queue's usage drops below the max (other workloads there "
     "finish), or when an admin raises that max; a smaller size fits sooner",
     Code.USER_LIMIT: "it starts when your (or your group's) other workloads in that queue finish",
+    Code.ABOVE_GUARANTEE: "it may not be preempted, so it runs only within its queue's guarantee: it "
+    "starts when the queue's own work leaves room within it; a session started with --preemptible "
+    "may borrow idle GPUs above the guarantee",
     Code.MAX_APPS: "it starts when another application in that queue finishes",
     Code.NO_NODE: "it starts when a node with enough free GPUs of an allowed type frees up; allowing "
     "more GPU types or asking for fewer GPUs per member widens the choice",
@@ -53,6 +56,7 @@ _ADVICE: dict[Code, str] = {
 _WAITS: dict[Code, str] = {
     Code.QUEUE_QUOTA: "its queue (or a parent) is at its max",
     Code.USER_LIMIT: "a user or group limit of its queue is reached",
+    Code.ABOVE_GUARANTEE: "its queue is at its guarantee, and it may not be preempted",
     Code.MAX_APPS: "its queue runs as many applications as it may",
     Code.NO_NODE: "no node has room for it now",
     Code.GANG_WAITING: "the cluster has no room for the whole gang at once",

@@ -7,8 +7,9 @@ times, and compares what each autoscaling policy provisions against how long job
   warm headroom sized by the arrivals of the last ``headroom_window`` seconds (at most
   ``headroom_max_nodes`` nodes' worth, at least ``headroom_nodes``; with ``headroom_fit`` counted
   in GPUs, free GPUs of ready nodes included) and by each queue's recent burst peaks (series
-  headroom: ``headroom_series`` of peaks of ``headroom_series_min`` GPUs or more within the last
-  ``headroom_memory`` seconds), idle scale-down and compaction;
+  headroom: ``headroom_series`` of peaks, GPUs asked within ``headroom_series_window`` seconds, of
+  ``headroom_series_min`` GPUs or more within the last ``headroom_memory`` seconds), by default
+  ``DEFAULT_BURST_HEADROOM``; idle scale-down and compaction;
 * ``no-headroom`` (a): the same policy without headroom;
 * ``ray-like`` (b): a Ray-autoscaler-like baseline: every waiting ask counts, quota-blocked ones
   too (packed onto the free room of ready nodes first, as Ray packs its resource demand), idle
@@ -82,6 +83,7 @@ class ScalerSettings:
     headroom_series: float = 0.0
     headroom_series_min: int = 0
     headroom_fit: bool = False
+    headroom_series_window: float = 0.0
 
 
 def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
@@ -98,6 +100,7 @@ def settings(config: str, opts: AutoscaleOptions) -> ScalerSettings:
             opts.headroom_series if window > 0 else 0.0,
             opts.headroom_series_min if window > 0 else 0,
             opts.headroom_fit and window > 0,
+            opts.headroom_series_window if window > 0 else 0.0,
         )
     if config == "no-headroom":
         return ScalerSettings(0, 0, opts.compaction_budget, "needs-node")
@@ -155,6 +158,7 @@ def pools(trace: Trace, config: str, opts: AutoscaleOptions) -> tuple[NodePool, 
             headroom_series=s.headroom_series,
             headroom_series_min=s.headroom_series_min,
             headroom_fit=s.headroom_fit,
+            headroom_series_window=s.headroom_series_window,
         ),
     )
 
@@ -396,8 +400,9 @@ def _ratio(new: float | None, old: float | None) -> float | None:
     return round(new / old, 4)
 
 
-def targets(by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The two targets of the elastic pool, with the figures they are judged on.
+def targets(by_name: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The two targets of the elastic pool, with the figures they are judged on; None unless
+    ``by_name`` holds all three configurations (``sim replay --configs`` may run fewer).
 
     * target 1, vs (a) no headroom: p95 wait at most 0.7x (a)'s, for at most 1.05x its
       GPU-hours (headroom pays for itself);
@@ -406,6 +411,8 @@ def targets(by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     A ratio against a zero is undefined (None) and does not meet its target.
     """
+    if any(c not in by_name for c in CONFIGS):
+        return None
     g, a, b = by_name["gpupool"], by_name["no-headroom"], by_name["ray-like"]
 
     def change(new: float | None, old: float | None) -> float | None:
@@ -448,10 +455,13 @@ def targets(by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def target_fields(goals: dict[str, Any]) -> dict[str, Any]:
+def target_fields(goals: dict[str, Any] | None) -> dict[str, Any]:
     """The targets' figures as flat fields (``sim replay --autoscale --json`` prints them at the
     top level): target 1's p95 and GPU-hour ratios to (a), target 2's idle ratio to (b) and
-    whether its p95 is no worse, and whether each target holds."""
+    whether its p95 is no worse, and whether each target holds (all None when not judged)."""
+    if goals is None:
+        keys = ("target1_p95_ratio", "target1_gpu_hours_ratio", "target1_met")
+        return dict.fromkeys((*keys, "target2_idle_ratio", "target2_p95_ok", "target2_met"))
     t1, t2 = goals["vs_no_headroom"], goals["vs_ray_like"]
     return {
         "target1_p95_ratio": t1["p95_ratio"],

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpupool.core.config import DEFAULT_COMPACTION_INTERVAL, DEFAULT_GRACE, DEFAULT_PREEMPTION_DELAY
+from gpupool.core.config import (
+    DEFAULT_BURST_HEADROOM,
+    DEFAULT_COMPACTION_INTERVAL,
+    DEFAULT_GRACE,
+    DEFAULT_PREEMPTION_DELAY,
+)
 
 DEFAULT_STOP_DELAY = 30.0  # a preempted workload stops after min(grace, this) seconds
 DEFAULT_RETRY = 30.0  # while asks wait, tick at least this often (preemption delay, gang timeouts)
@@ -45,19 +50,20 @@ class AutoscaleOptions:
 
     headroom_nodes: int = 0  # warm idle nodes the gpupool configuration always keeps
     headroom_gpus: int = 0
-    # Burst-sized headroom of the gpupool configuration: as many warm nodes as the GPUs asked in
-    # the last ``headroom_window`` seconds fill, at most ``headroom_max_nodes`` (0 = fixed).
-    headroom_window: float = 900.0
-    headroom_max_nodes: int = 4
-    # Series headroom (``capacity.series_headroom``): between bursts, keep warm
-    # ``headroom_series`` of the burst peak of each queue whose arrivals within one window reached
-    # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off). Off by
-    # default: measured with 4 h, 0.3 and 256 (docs/elastic.md) it cost more than it saved.
-    headroom_memory: float = 0.0
-    headroom_series: float = 0.3
-    headroom_series_min: int = 256
-    # The rate part in GPUs: the free GPUs of ready nodes count as warm room (``headroom_fit``).
-    headroom_fit: bool = False
+    # Burst-sized headroom of the gpupool configuration (``DEFAULT_BURST_HEADROOM``, the same
+    # policy a config pool's ``headroom: {window, maxNodes}`` gets): as many warm GPUs as the
+    # arrivals of the last ``headroom_window`` seconds asked, at most ``headroom_max_nodes``
+    # nodes' worth (0 = fixed headroom), free GPUs of ready nodes counting (``headroom_fit``);
+    # plus series headroom (``capacity.series_headroom_gpus``): ``headroom_series`` of the burst
+    # peak (GPUs asked within ``headroom_series_window`` seconds) of each queue whose peak reached
+    # ``headroom_series_min`` GPUs in the last ``headroom_memory`` seconds (0 = off).
+    headroom_window: float = DEFAULT_BURST_HEADROOM.window
+    headroom_max_nodes: int = DEFAULT_BURST_HEADROOM.max_nodes
+    headroom_memory: float = DEFAULT_BURST_HEADROOM.memory
+    headroom_series: float = DEFAULT_BURST_HEADROOM.series
+    headroom_series_min: int = DEFAULT_BURST_HEADROOM.series_min
+    headroom_series_window: float = DEFAULT_BURST_HEADROOM.series_window
+    headroom_fit: bool = DEFAULT_BURST_HEADROOM.fit
     idle_timeout: float = 600.0  # an empty node goes after this long (all configurations)
     boot_time: float = 240.0  # seconds from launch until a node takes work
     compaction_budget: int = 4  # workloads one compaction round may move (gpupool and (a))

@@ -161,7 +161,7 @@ def contract(figures: dict[str, Any], tr: Any) -> dict[str, Any]:
     return out
 
 
-def autoscale_json(tr: Any, opts: Any, results: list[Any], goals: dict[str, Any]) -> dict[str, Any]:
+def autoscale_json(tr: Any, opts: Any, results: list[Any], goals: dict[str, Any] | None) -> dict[str, Any]:
     """The JSON of ``sim replay --autoscale`` on one trace: the targets, each configuration's
     figures, the options and what was left out of the trace."""
     from gpupool.sim.autoscale import target_fields
@@ -198,7 +198,7 @@ def autoscale_report(
     tr: Any,
     opts: Any,
     results: list[Any],
-    goals: dict[str, Any],
+    goals: dict[str, Any] | None,
     charts: list[tuple[str, bytes]],
     rows: Sequence[tuple[str, str]],
     command: str,
@@ -215,19 +215,20 @@ def autoscale_report(
         ["figure", *(f["name"] for f in configs)],
         [[label, *(f.get(k) for f in configs)] for label, k in rows],
     )
-    t1, t2 = goals["vs_no_headroom"], goals["vs_ray_like"]
-    rep.table(
-        "Targets",
-        ["target", "figures", "met"],
-        [
+    if goals is not None:
+        t1, t2 = goals["vs_no_headroom"], goals["vs_ray_like"]
+        rep.table(
+            "Targets",
+            ["target", "figures", "met"],
             [
-                t1["target"],
-                f"p95 {t1['p95_ratio']}x, GPU-hours {t1['gpu_hours_ratio']}x",
-                t1["met"],
+                [
+                    t1["target"],
+                    f"p95 {t1['p95_ratio']}x, GPU-hours {t1['gpu_hours_ratio']}x",
+                    t1["met"],
+                ],
+                [t2["target"], f"idle {t2['idle_ratio']}x, p95 no worse: {t2['p95_ok']}", t2["met"]],
             ],
-            [t2["target"], f"idle {t2['idle_ratio']}x, p95 no worse: {t2['p95_ok']}", t2["met"]],
-        ],
-    )
+        )
     for _name, png in charts:
         rep.figure("Provisioned vs used GPUs", png)
     rep.config(

@@ -65,7 +65,7 @@ partitions:
           - name: short
             submitacl: " team-a"
             properties: {session.idle.timeout: 12s, session.warning: 8s}
-            resources: {max: {gpu: 2}}
+            resources: {guaranteed: {gpu: 1}, max: {gpu: 2}}
 """
 CHECK_INTERVAL = "1"  # seconds between the idle checks (gpupool up --session-check-interval)
 SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "notebooks"  # committed screenshots
