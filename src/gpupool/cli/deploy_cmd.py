@@ -24,6 +24,7 @@ from gpupool.cli.service_cmd import (
     _console,
     _dump,
     _gpus_wire,
+    _history,
     _pairs,
     _res,
     _state,
@@ -248,10 +249,7 @@ def _print_deployment(d: DeploymentOut) -> None:
         for x in d.decisions[-10:]:
             scaled.add_row(_when(x.at), str(x.old), str(x.new), x.reason)
         console.print(scaled)
-    table = Table("at", "from", "to", "reason", title="history", title_justify="left")
-    for t in d.history:
-        table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)
-    console.print(table)
+    console.print(_history(d.history))
 
 
 @deploy_app.command("undeploy")

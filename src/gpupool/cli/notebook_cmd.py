@@ -24,6 +24,7 @@ from gpupool.cli.service_cmd import (
     _console,
     _dump,
     _gpus_wire,
+    _history,
     _state,
     _when,
 )
@@ -152,10 +153,7 @@ def status_command(
             f"  [bold yellow]warning[/] ({nb.reclaim_why}, at {_when(nb.reclaim_at)}): {escape(nb.warning)}",
             soft_wrap=True,
         )
-    table = Table("at", "from", "to", "reason", title="history", title_justify="left")
-    for t in nb.history:
-        table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)
-    console.print(table)
+    console.print(_history(nb.history))
 
 
 @notebook_app.command("stop")

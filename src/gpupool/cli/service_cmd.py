@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from gpupool.api import LIST_MAX, WorkloadOut
+from gpupool.api import LIST_MAX, TransitionOut, WorkloadOut
 from gpupool.client import ApiError, Client, ClientConfigError
 from gpupool.core.resources import MILLI_RESOURCES, format_quantity, from_gpus, is_milli
 from gpupool.service.settings import DEFAULT_PORT, SESSION_CHECK_INTERVAL
@@ -120,6 +120,14 @@ def _gpus_of(res: dict[str, int | float]) -> str:
 
 def _state(state: str) -> str:
     return f"[{_STATE_STYLE.get(state, '')}]{state}[/]"
+
+
+def _history(history: list[TransitionOut]) -> Table:
+    """A workload's transitions as the table ``status`` commands print."""
+    table = Table("at", "from", "to", "reason", title="history", title_justify="left")
+    for t in history:
+        table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)
+    return table
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -356,9 +364,7 @@ def _print_workload(w: WorkloadOut) -> None:
     if w.placement:
         console.print("  placement: " + ", ".join(f"{m}@{n}{_gpus_at(w, m)}" for m, n in w.placement.items()))
     console.print(f"  entrypoint: {w.entrypoint}")
-    table = Table("at", "from", "to", "reason", title="history", title_justify="left")
-    for t in w.history:
-        table.add_row(_when(t.at), t.old or "-", _state(t.new), t.reason)
+    table = _history(w.history)
     console.print(table)
 
 
