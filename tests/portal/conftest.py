@@ -6,17 +6,18 @@ Screenshots go to ``artifacts/portal/`` (gitignored), named after the test and t
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
+from browser_support import shared_browser
 from gpupool.core.capacity import POOL_LABEL
 from gpupool.core.model import NodeSpec
 from gpupool.service.app import create_app
@@ -28,15 +29,6 @@ from service.executors import GI, ProcessExecutor, wait_until
 
 CONFIG = Path(__file__).parent / "queues.yaml"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "portal"
-CHROMIUM = os.environ.get("GPUPOOL_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 
@@ -112,22 +104,9 @@ def portal(tmp_path) -> Iterator[PortalServer]:
 
 
 @pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        message = f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + "; .ci/run must install it", pytrace=False)
-        # Justified skip: a developer's machine may lack Debian's chromium; CI installs it
-        # (.ci/run) and fails above instead of skipping, so CI never skips these.
-        pytest.skip(message)
-    from playwright import sync_api  # a pinned dev dependency: never skipped for want of it
-
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+def browser() -> Iterator[Any]:
+    with shared_browser() as b:
+        yield b
 
 
 @pytest.fixture(scope="session")

@@ -38,15 +38,12 @@ import pytest
 from raytest_support import clock
 from websockets.sync.client import connect
 
+from browser_support import shared_browser
 from gpupool.adapters.ray.cluster import free_port
 from gpupool.adapters.ray.procs import start_time
 from gpupool.client import Client
 from gpupool.engine.model import SESSION_AUTOSAVE
-from portal.conftest import (
-    ARTIFACTS,
-    browser,  # noqa: F401  (the fixture: Debian's Chromium)
-    shot,
-)
+from portal.conftest import ARTIFACTS, shot
 
 QUEUES = """
 partitions:
@@ -172,6 +169,13 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, the one the portal tests use (see browser_support)."""
+    with shared_browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("notebooks-live"))
     try:
@@ -224,6 +228,20 @@ def run_cell(ws_url: str, token: str, code: str, timeout: float = 120.0) -> str:
                 return "".join(printed)
 
 
+def run_in_terminal(ws_url: str, token: str, command: str, expect: str, timeout: float = 60.0) -> str:
+    """Type ``command`` into the terminal behind ``ws_url`` (terminado's JSON messages) and return
+    its output once ``expect`` shows in it."""
+    out = ""
+    deadline = clock() + timeout
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None) as ws:
+        ws.send(json.dumps(["stdin", command + "\r"]))
+        while expect not in out:
+            msg = json.loads(ws.recv(timeout=max(0.1, deadline - clock())))
+            if msg[0] == "stdout":
+                out += msg[1]
+    return out
+
+
 def test_bad_input_stores_nothing(platform: Platform) -> None:
     alice = platform.token("alice", "team-a")
     cases = [
@@ -274,6 +292,16 @@ def test_a_session_runs_jupyter_on_its_gpus_and_ray(platform: Platform) -> None:
     assert "RAY 49\n" in printed, printed
     assert "SDK alice\n" in printed, printed
     SESSION_TOKEN.append(printed.split("TOKEN ", 1)[1].split()[0])
+    # A terminal through the proxy (REST, then its websocket): a shell in the session's reservation.
+    with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+        term = h.post(f"{base}/api/terminals")
+        assert term.status_code == 200, term.text
+    assert f"TERM-{gpu}" in run_in_terminal(
+        base.replace("http://", "ws://") + f"/terminals/websocket/{term.json()['name']}",
+        alice,
+        "echo TERM-$CUDA_VISIBLE_DEVICES",
+        f"TERM-{gpu}",
+    )
     with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
         # JupyterLab's autosave, from the session's overrides.json: what a preemption's grace waits for.
         docmanager = h.get(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin").json()
@@ -290,7 +318,7 @@ BROWSER_CELL = (
 )
 
 
-def test_the_portal_opens_it_in_jupyterlab_and_a_cell_runs(platform: Platform, browser) -> None:  # noqa: F811
+def test_the_portal_opens_it_in_jupyterlab_and_a_cell_runs(platform: Platform, browser) -> None:
     alice = platform.token("alice", "team-a")
     with platform.client(alice) as gp:
         nb = gp.notebook("lab")
@@ -405,7 +433,7 @@ def test_stop_frees_the_gpus_and_resume_restores_the_files(platform: Platform) -
 
 def test_an_idle_session_is_warned_then_reclaimed_and_resume_brings_its_files_back(
     platform: Platform,
-    browser,  # noqa: F811
+    browser,
 ) -> None:
     """root.short reclaims after 12 s idle, warning 8 s ahead; the idle checks run every second."""
     alice = platform.token("alice", "team-a")
