@@ -43,6 +43,8 @@ class WorkloadRow(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
 
+    __table_args__ = (Index("ix_workloads_name_seq", "name", "seq"),)
+
 
 class TransitionRow(Base):
     """One state change of a workload (table ``transitions``), written before the executor acts on it."""

@@ -51,7 +51,7 @@ from gpupool.notebook_api import NotebookOut, NotebookRequest, NotebookState, Re
 from gpupool.service.errors import Conflict, Forbidden, Invalid, NotFound, Unsupported
 from gpupool.service.journal import spec_from_json
 from gpupool.service.security import Principal, administers, hash_token
-from gpupool.service.store import WorkloadStore
+from gpupool.service.store import Stored, WorkloadStore
 from gpupool.service.views import history_out
 from gpupool.service.workload_service import WorkloadService
 
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 KIND = NOTEBOOK_KIND
 MEMBER = f"{SESSION_GROUP}-0"
 TOKEN_EVENT = "session-token"  # an event of a run: the hash of the GPUPOOL_TOKEN minted for it
-_ALL_RUNS = 1_000_000  # every stored run of every session (what the idle GPU-hours are summed over)
 # Why a session stopped, as the start of its stored reason; ``stopped_by`` reads it back.
 STOPPED_BY: dict[StoppedBy, str] = {
     "user": "stopped by ",
@@ -110,6 +109,7 @@ class NotebookService:
         self.workloads = workloads
         self.mint_token = mint_token
         self.warnings: dict[str, PendingReclaim] = {}
+        self._terms: dict[str, tuple[float, float | None, str]] = {}
 
     # ------------------------------------------------------------------ start, resume
 
@@ -299,25 +299,28 @@ class NotebookService:
         (``core.sessions.reclaimed_gpu_hours``: from each idle stop until the session's resume, or
         ``now``, at most until its lifetime would have ended it). Read from the database, so a
         control-plane restart keeps them."""
-        runs = sorted(self.store.rows(kind=KIND, limit=_ALL_RUNS), key=lambda r: r.seq)
-        resumed: dict[str, list[float]] = {}
-        for row in runs:
-            resumed.setdefault(row.name, []).append(row.submitted_at)
         total: dict[str, float] = {}
-        for row in runs:
-            if not row.reason.startswith(STOPPED_BY["idle"]) or row.finished_at is None:
+        for row in self.store.stopped_runs(KIND, STOPPED_BY["idle"]):
+            if row.started_at is None:
                 continue
-            spec = spec_from_json(row.spec)
-            nb = spec.notebook
-            if row.started_at is None or nb is None or nb.max_lifetime is None:
+            gpus, lifetime, queue = self._reclaim_terms(row)
+            if lifetime is None:
                 continue
-            later = [at for at in resumed[row.name] if at >= row.finished_at]
-            until = min(later) if later else now
-            gpus = gpus_from_milli(gpu_milli(spec.task_groups[0].resources))
-            hours = reclaimed_gpu_hours(gpus, row.finished_at, until, row.started_at + nb.max_lifetime)
-            queue = row.queue or spec.queue or ""
+            until = row.next_submitted_at if row.next_submitted_at is not None else now
+            hours = reclaimed_gpu_hours(gpus, row.finished_at, until, row.started_at + lifetime)
             total[queue] = total.get(queue, 0.0) + hours
         return total
+
+    def _reclaim_terms(self, row: Stored) -> tuple[float, float | None, str]:
+        """A stored run's GPUs, max lifetime and queue (a run's spec never changes: read once)."""
+        terms = self._terms.get(row.id)
+        if terms is None:
+            spec = spec_from_json(row.spec)
+            nb = spec.notebook
+            gpus = gpus_from_milli(gpu_milli(spec.task_groups[0].resources))
+            terms = (gpus, nb.max_lifetime if nb is not None else None, row.queue or spec.queue or "")
+            self._terms[row.id] = terms
+        return terms
 
     def target(self, principal: Principal, name: str) -> NotebookEndpoint:
         """The running session's Jupyter server for the proxy; 404 (no such session), 403 (the

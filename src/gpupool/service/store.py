@@ -99,6 +99,27 @@ class WorkloadStore:
         with self.db.engine.connect() as conn:
             return conn.execute(q).all()
 
+    def stopped_runs(self, kind: str, reason_prefix: str) -> Sequence[Stored]:
+        """The finished runs of ``kind`` whose reason starts with ``reason_prefix``, oldest first,
+        each with ``next_submitted_at``: when the next run of the same name was submitted (None if
+        none was). Only those runs are read (the index by name finds the next run)."""
+        later = _ROW.alias("later")
+        next_run = (
+            select(func.min(later.c.submitted_at))
+            .where(later.c.name == _ROW.c.name, later.c.seq > _ROW.c.seq)
+            .where(later.c.spec["kind"].as_string() == kind)
+            .scalar_subquery()
+        )
+        q = (
+            select(_ROW, next_run.label("next_submitted_at"))
+            .where(_ROW.c.spec["kind"].as_string() == kind)
+            .where(_ROW.c.reason.startswith(reason_prefix, autoescape=True))
+            .where(_ROW.c.finished_at.is_not(None))
+            .order_by(_ROW.c.seq)
+        )
+        with self.db.engine.connect() as conn:
+            return conn.execute(q).all()
+
     def state_counts(self) -> Counter[str]:
         with self.db.engine.connect() as conn:
             rows = conn.execute(_COUNT_STATES).all()
