@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from builders import World, places, preempts, q
 from gpupool.core.decisions import Code
+from gpupool.core.demand import waiting_demand
 from gpupool.core.within_guarantee import guarantee_at, guarantee_gap, never_within
 
 ONE = {"gpu": 1, "vcore": 1000}
@@ -118,6 +119,39 @@ def test_within_its_guarantee_it_preempts_borrowed_work_as_any_ask_and_only_on_i
     w.settle(31.0)
     assert [p.alloc_id for p in preempts(w.decisions)] == ["b-a100-1"]  # on the type it is guaranteed
     assert w.placed() == {"s-0": "a100"}
+
+
+def _demand(w: World) -> dict[str, tuple[str, ...]]:
+    return {d.workload: d.gpu_types for d in waiting_demand(w.s.state.asks.values(), w.s.state.apps)}
+
+
+def test_new_nodes_are_asked_only_for_the_sessions_the_guarantee_has_room_for() -> None:
+    # No node yet: every ask waits for one. root.a guarantees 2 GPUs and holds 1 (its own batch,
+    # on a node that is full): one session of 1 GPU fits the guarantee, a second does not, so
+    # only the first counts as demand; work without the flag counts as before.
+    w = World(q("a", guaranteed={"gpu": 2}), q("b"), preemption={"enabled": True})
+    w.node("full", gpu=1, vcore=1000)
+    w.running("batch-0", "batch", "full", {"gpu": 1, "vcore": 1000}, queue="root.a")
+    for i in range(3):
+        _session(w, f"s{i}", at=float(i))
+    w.app("borrow", "root.a")
+    w.ask("borrow-0", "borrow", res=ONE, created=5.0)
+    w.settle(10.0)
+    assert w.why("s0-0").code == Code.NO_NODE and w.why("s1-0").code == Code.NO_NODE
+    assert _demand(w) == {"s0": (), "borrow": ()}
+
+
+def test_a_session_without_gpu_types_asks_for_a_node_of_the_type_its_guarantee_names() -> None:
+    w = World(q("a", guaranteed={"gpu/A100": 2}), preemption={"enabled": True})
+    w.node("full", {"gpu-type": "A100"}, gpu=1, vcore=1000)
+    w.running("batch-0", "batch", "full", {"gpu": 1, "vcore": 1000}, queue="root.a")
+    _session(w, "any", at=0.0)
+    _session(w, "h100", at=1.0, gpu_types=("H100",))
+    _session(w, "more", at=2.0, res={"gpu": 2, "vcore": 1000})
+    w.settle(10.0)
+    # "any" may only run on an A100 (the only GPUs its queue guarantees); "h100" never can; "more"
+    # would take root.a to 3 of its 2 A100s.
+    assert _demand(w) == {"any": ("A100",)}
 
 
 def test_guarantee_gap_rules() -> None:

@@ -5,7 +5,8 @@ nothing about asks or quotas itself. Everything here is pure: it reads the sched
 applications and queues and returns data.
 
 * ``waiting_demand``: the waiting workloads a new node would let run (``every``: all waiting
-  workloads), one ``Demand`` per application in submission order, quota-aware.
+  workloads), one ``Demand`` per application in submission order, quota-aware; a workload that
+  may only run within its queue's guarantee counts only while the guarantee has room for it.
 * ``wanted_gangs``: waiting gangs that need a whole node nobody has (compaction frees one).
 * ``beyond_max``: whether a queue (or a parent) already has more pending than its max allows.
 """
@@ -19,7 +20,8 @@ from gpupool.core.decisions import Code
 from gpupool.core.fit import region_rule
 from gpupool.core.model import App, Ask
 from gpupool.core.queues import Queue
-from gpupool.core.resources import Resources, within_max
+from gpupool.core.resources import TYPED_GPU_PREFIX, Resources, typed, within_max
+from gpupool.core.within_guarantee import guarantee_gap
 
 # Asks waiting for these reasons would run on a new node; quota-blocked ones would not.
 NEEDS_NODE = frozenset({Code.NO_NODE, Code.GANG_WAITING})
@@ -30,7 +32,9 @@ def waiting_demand(asks: Iterable[Ask], apps: Mapping[str, App], *, every: bool 
     quota-blocked ones too), in the order they were submitted.
 
     Quota-aware unless ``every``: a queue's demand counts only up to what its max (and its
-    parents') still allows, so asks submitted together beyond a team's max never launch nodes.
+    parents') still allows, so asks submitted together beyond a team's max never launch nodes;
+    and work that may only run within its queue's guarantee only up to that guarantee
+    (``guarantee_room``), so two such sessions with room for one launch one session's node.
     """
     by_app: dict[str, list[Ask]] = {}
     for ask in asks:
@@ -41,13 +45,22 @@ def waiting_demand(asks: Iterable[Ask], apps: Mapping[str, App], *, every: bool 
         by_app.setdefault(ask.app.id, []).append(ask)
     out: list[Demand] = []
     planned: dict[str, dict[str, int]] = {}
+    guaranteed: dict[str, dict[str, int]] = {}  # leaf -> allocated + demand planned within its guarantee
     for app_id in sorted(by_app, key=lambda a: apps[a].seq):
         app_asks = by_app[app_id]
         members = tuple(a.resources for a in app_asks)
         types = app_asks[0].gpu_types
         app = apps[app_id]
+        guarded: tuple[tuple[str, ...], Resources] | None = None
+        if not every and app.queue is not None and app_asks[0].within_guarantee:
+            guarded = guarantee_room(app.queue, members, types, guaranteed)
+            if guarded is None:
+                continue  # its queue's guarantee is spoken for: a new node would not run it
         if not every and app.queue is not None and not within_quota(app.queue, members, planned):
             continue
+        if guarded is not None and app.queue is not None:
+            types, counted = guarded
+            _add(guaranteed.setdefault(app.queue.path, dict(app.queue.allocated)), counted)
         # A standard size's further shapes, the whole gang at once (as the core places it).
         rounds = max(len(a.shapes) for a in app_asks)
         alternatives = tuple(
@@ -82,6 +95,36 @@ def within_quota(leaf: Queue, members: tuple[Resources, ...], planned: dict[str,
         for k, v in need.items():
             used[k] = used.get(k, 0) + v
     return True
+
+
+def guarantee_room(
+    leaf: Queue,
+    members: tuple[Resources, ...],
+    types: tuple[str, ...],
+    planned: Mapping[str, Mapping[str, int]],
+) -> tuple[tuple[str, ...], Resources] | None:
+    """For a workload that may only run within its leaf's guarantee (``core.within_guarantee``):
+    the GPU types a new node may have for it and what it counts there, if its members fit the
+    guarantee with what the leaf holds plus the demand ``planned`` already gave it; else None.
+    Without types of its own it gets the first type its guarantee names (a node of another type
+    would not run it), or any type when the guarantee names GPUs untyped."""
+    used = planned.get(leaf.path, leaf.allocated)
+    named = tuple(k[len(TYPED_GPU_PREFIX) :] for k in leaf.guaranteed or {} if k.startswith(TYPED_GPU_PREFIX))
+    options: tuple[str | None, ...] = types or (None,)
+    if not types and named and "gpu" not in (leaf.guaranteed or {}):
+        options = named
+    for t in options:
+        counted: Resources = {}
+        for m in members:
+            _add(counted, typed(m, t))
+        if guarantee_gap(leaf.path, leaf.guaranteed, used, counted) is None:
+            return (types or ((t,) if t is not None else ())), counted
+    return None
+
+
+def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
 
 
 def beyond_max(queue: Queue) -> bool:
