@@ -323,8 +323,9 @@ class NotebookService:
         return terms
 
     def target(self, principal: Principal, name: str) -> NotebookEndpoint:
-        """The running session's Jupyter server for the proxy; 404 (no such session), 403 (the
-        caller may not open it), 409 (not running or not answering yet)."""
+        """The session's Jupyter server for the proxy, while it runs or is being preempted (its
+        grace period); 404 (no such session), 403 (the caller may not open it), 409 (not running
+        or not answering yet)."""
         with self.plane.lock:
             row = self._newest_row(name)
             if row is None:
@@ -412,7 +413,9 @@ class NotebookService:
         return max(found, key=lambda w: (w.submitted_at, w.id)) if found else None
 
     def _endpoint(self, w: Workload) -> NotebookEndpoint | None:
-        if w.state != WorkloadState.RUNNING:
+        # A session being preempted answers through its grace period: the open tabs' autosave
+        # must reach its server (that is what the grace is for).
+        if w.state not in (WorkloadState.RUNNING, WorkloadState.PREEMPTING):
             return None
         return self.plane.executor.notebook_endpoint(w)  # type: ignore[attr-defined]
 

@@ -16,7 +16,12 @@ tests run in order on one platform:
    a Ray task's result (the kernel's websocket through the proxy, with the portal's cookie);
 4. a crash of the control plane (kill -9) and a restart: the session is adopted, not restarted
    (the same server and kernels answer through the new control plane);
-5. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``.
+5. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``;
+6. idle reclaim with a short timeout: warned (API, CLI, portal), reclaimed, counted, resumed;
+7. a ``--preemptible`` session above its queue's guarantee, with a notebook edited in Chromium and
+   not saved: another team's job within its guarantee preempts it; the session is warned, its
+   server keeps running through the grace period, JupyterLab's autosave saves the edit, then it
+   stops; once GPUs free up it starts again by itself, and the edit is in the file.
 """
 
 from __future__ import annotations
@@ -63,6 +68,13 @@ partitions:
             submitacl: " team-a"
             properties: {session.idle.timeout: 12s, session.warning: 8s}
             resources: {guaranteed: {gpu: 1}, max: {gpu: 2}}
+          - name: lend
+            submitacl: " team-a"
+            resources: {max: {gpu: 4}}
+          - name: claim
+            submitacl: " team-b"
+            properties: {preemption.delay: 2s}
+            resources: {guaranteed: {gpu: 4}, max: {gpu: 4}}
 """
 CHECK_INTERVAL = "1"  # seconds between the idle checks (gpupool up --session-check-interval)
 SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "notebooks"  # committed screenshots
@@ -482,3 +494,77 @@ def test_an_idle_session_is_warned_then_reclaimed_and_resume_brings_its_files_ba
         assert got.status_code == 200 and got.json()["content"] == "kept", got.text
     assert platform.cli("notebook", "stop", "short", token=alice).returncode == 0
     wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
+
+
+TYPED = "print('typed before the preemption')"
+
+
+def test_a_preempted_session_is_warned_saves_its_edits_and_starts_again(platform: Platform, browser) -> None:
+    """root.lend guarantees nothing, so a preemptible session there runs above its guarantee;
+    root.claim (team b) is guaranteed all 4 GPUs and preempts after 2 s."""
+    alice = platform.token("alice", "team-a")
+    bob = platform.token("bob", "team-b")
+    start = ["notebook", "start", "borrow", "-q", "root.lend", "--gpus", "2", "--preemptible", "--json"]
+    out = platform.cli(*start, token=alice)
+    assert out.returncode == 0, out.stdout + out.stderr
+    nb = json.loads(out.stdout)
+    assert (nb["state"], nb["preemptible"]) == ("running", True), nb
+    job = {
+        "queue": "root.claim",
+        "entrypoint": "sleep 600",
+        "task_groups": [{"name": "w", "members": 1, "gpus": 2}],
+    }
+    with httpx.Client(
+        base_url=platform.url, headers={"Authorization": f"Bearer {bob}"}, timeout=60, trust_env=False
+    ) as b:
+        hold = b.post("/workloads", json={**job, "name": "hold"}).json()["id"]  # the other node
+        wait_for(lambda: b.get(f"/workloads/{hold}").json()["state"] == "running", 120, "hold did not run")
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(60_000)
+        try:
+            page = context.new_page()
+            page.goto(f"{platform.url}/portal/notebooks")
+            page.get_by_label("API token").fill(alice)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_selector("#notebooks tbody tr[data-name=borrow][data-state=running]")
+            page.goto(nb["url"])
+            page.click(".jp-LauncherCard[data-category=Notebook]")
+            page.wait_for_selector(".jp-StatusBar-Widget :text('Python 3 (ipykernel) | Idle')")
+            cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+            cell.click()
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-editor.cm-focused")
+            page.keyboard.insert_text(TYPED)  # typed, not run and not saved
+            claim = b.post("/workloads", json={**job, "name": "claim"}).json()["id"]
+            with platform.client(alice) as gp:
+                warned = wait_for(lambda: (n := gp.notebook("borrow")).warning and n, 60, "no warning")
+                assert warned.reclaim_why == "preemption" and warned.state == "preempting", warned
+                page.screenshot(path=str(SHOTS / "jupyterlab-during-a-preemption-grace.png"))
+                # Through the grace period its server answers (the autosave reaches it), then it stops.
+                stopped = wait_for(
+                    lambda: (n := gp.notebook("borrow")).state in ("preempted", "pending") and n,
+                    150,
+                    "not preempted",
+                )
+                assert stopped.warning is None, stopped
+                kinds = [e.kind for e in gp.events(stopped.id)]
+                assert "reclaim-warning" in kinds, kinds
+            wait_for(
+                lambda: b.get(f"/workloads/{claim}").json()["state"] == "running", 120, "claim did not run"
+            )
+        finally:
+            context.close()
+        # The hold job ends: the session starts again on the GPUs it frees, by itself.
+        assert b.post(f"/workloads/{hold}/cancel").status_code == 200
+        with platform.client(alice) as gp:
+            again = wait_for(lambda: (n := gp.notebook("borrow")).state == "running" and n, 180, "not back")
+        assert again.id == stopped.id == nb["id"], again  # the same session, placed again
+        with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
+            got = h.get(
+                f"{platform.url}/notebooks/borrow/api/contents/Untitled.ipynb", params={"content": "1"}
+            )
+            assert got.status_code == 200, got.text
+            sources = ["".join(c["source"]) for c in got.json()["content"]["cells"]]
+            assert TYPED in sources, sources
+        assert platform.cli("notebook", "stop", "borrow", token=alice).returncode == 0
+        assert b.post(f"/workloads/{claim}/cancel").status_code == 200
+    wait_for(lambda: platform.gpus_used() == 0, 60, "the GPUs were not freed")

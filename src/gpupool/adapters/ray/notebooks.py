@@ -195,7 +195,9 @@ class SessionPort(RunsNotebooks):
     def notebook_endpoint(self, workload: Workload) -> NotebookEndpoint | None:
         with self._lock:
             run = self._current(workload)
-        return self._sessions.endpoint(workload) if run is not None and run.phase == "running" else None
+        # "checkpointing": a preemption's grace period, through which the server answers.
+        live = run is not None and run.phase in ("running", "checkpointing")
+        return self._sessions.endpoint(workload) if live else None
 
     def gpu_utilisation(self, workload: Workload, timeout: float) -> float | None:
         with self._lock:
