@@ -268,17 +268,25 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
         assert r.status_code == 200 and r.json()["body"] == len(big), r.text
         assert h.post("/notebooks/lab/stop", content=big).status_code == 413  # the API's own paths are
         page = h.get("/notebooks/lab/lab/page", headers={"Accept-Encoding": "gzip"})
-        assert (
-            page.status_code == 200 and page.text == '<script id="jupyter-config-data">{"token": ""}</script>'
+        assert page.status_code == 200 and page.text == (
+            '<script id="jupyter-config-data">{"token": ""}</script>'
+            '<script id="gpupool-warning-script" src="/portal/static/session-warning.js" '
+            'data-url="/notebooks/lab/-/warning" data-every="5"></script>'
         )
+        assert h.get("/portal/static/session-warning.js").status_code == 200
+        # What that script reads: the session's pending reclaim (none yet), answered by the proxy.
+        pending = h.get("/notebooks/lab/-/warning").json()
+        assert pending == {"state": "running", "warning": None, "reclaim_at": None, "reclaim_why": None}
 
         # A browser: the portal's sign-in cookie instead of a header; the cookie is not passed on.
         with httpx.Client(base_url=server.url, cookies={TOKEN_COOKIE: teammate, "_xsrf": "abc"}) as browser:
             seen = browser.get("/notebooks/lab/lab/tree").json()
             assert seen["cookies"] == {"_xsrf": "abc"}
             assert seen["authorization"] == f"token {JUPYTER_TOKEN}"
+            assert browser.get("/notebooks/lab/-/warning").json()["state"] == "running"
         with httpx.Client(base_url=server.url) as nobody:
             assert nobody.get("/notebooks/lab/lab").status_code == 401
+            assert nobody.get("/notebooks/lab/-/warning").status_code == 401
             page = nobody.get("/notebooks/lab/lab?x=1", headers={"Accept": "text/html"})  # a browser
             assert page.status_code == 200 and 'id="signin-form"' in page.text
             assert 'data-next="/notebooks/lab/lab?x=1"' in page.text
@@ -286,6 +294,7 @@ def test_the_proxy_checks_the_callers_token_and_adds_the_sessions_own(server) ->
             r = bob.get("/notebooks/lab/lab")
             assert r.status_code == 403 and "bob may not open notebook lab" in r.json()["message"]
             assert bob.get("/notebooks/lab").status_code == 404
+            assert bob.get("/notebooks/lab/-/warning").status_code == 404
             assert bob.post("/notebooks/lab/stop").status_code == 404
         with server.http(teammate) as carol:  # may open it (submit access), may not stop it
             assert carol.post("/notebooks/lab/stop").status_code == 403

@@ -12,12 +12,20 @@ HTTP goes through ``httpx`` (streamed both ways); websockets (kernels, terminals
 message by message with the ``websockets`` client. The Jupyter server listens on 127.0.0.1
 with ``base_url`` the same path, so its links and redirects need no rewriting; the one thing
 rewritten is the token JupyterLab writes into its HTML pages, taken out.
+
+Its HTML pages also get a small script (``portal/static/session-warning.js``) that asks
+``/notebooks/{name}/-/warning`` (answered here, not by Jupyter; the same credentials and access
+rules) every ``WARNING_POLL`` seconds and shows a pending reclaim's warning (idle, lifetime,
+preemption) as a bar across the top of JupyterLab, so whoever works in the notebook sees it, not
+only the portal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import html
 from typing import Any
 
 import httpx
@@ -93,6 +101,43 @@ def _client(request: Request | WebSocket) -> httpx.AsyncClient:
     return client
 
 
+WARNING_POLL = 5  # seconds between a page's reads of its session's warning
+WARNING_PATH = "-/warning"  # under the session's path; not a path Jupyter serves
+
+
+def _warning_script(name: str) -> bytes:
+    """The tag that loads the warning bar (``portal/static/session-warning.js``) into a page."""
+    url = html.escape(notebook_path(name) + WARNING_PATH)
+    return (
+        f'<script id="gpupool-warning-script" src="/portal/static/session-warning.js" '
+        f'data-url="{url}" data-every="{WARNING_POLL}"></script>'
+    ).encode()
+
+
+@router.get(f"/notebooks/{{name}}/{WARNING_PATH}")
+async def warning(name: str, request: Request) -> dict[str, Any]:
+    """The session's pending reclaim, for the script in its pages: ``state``, ``warning``,
+    ``reclaim_at``, ``reclaim_why`` (None when nothing is pending)."""
+    plane: ControlPlane = request.app.state.plane
+    token = _token(request.headers, request.cookies)
+    principal: Principal | None = plane.known_principal(token)
+    if principal is None:
+        principal = await run_in_threadpool(plane.authenticate, token)
+    nb = await run_in_threadpool(functools.partial(plane.notebooks.get, principal, name, with_history=False))
+    return {
+        "state": nb.state,
+        "warning": nb.warning,
+        "reclaim_at": nb.reclaim_at,
+        "reclaim_why": nb.reclaim_why,
+    }
+
+
+def _with_warning_script(page: bytes, name: str) -> bytes:
+    tag = _warning_script(name)
+    at = page.rfind(b"</body>")
+    return page + tag if at < 0 else page[:at] + tag + page[at:]
+
+
 @router.api_route("/notebooks/{name}/{path:path}", methods=_METHODS)
 async def forward(name: str, path: str, request: Request) -> Response:
     """One HTTP request to the session's Jupyter server, answered as it answers."""
@@ -123,9 +168,11 @@ async def forward(name: str, path: str, request: Request) -> Response:
         out_headers["location"] = location[len(endpoint.url) :]  # the same path, here
     if answer.headers.get("content-type", "").startswith("text/html"):
         # JupyterLab writes its token into its page's config; the proxy adds it to every request
-        # itself, so the page gets none (a page is small: read whole, decoded).
+        # itself, so the page gets none (a page is small: read whole, decoded). The page gets the
+        # warning bar's script.
         try:
             page = (await answer.aread()).replace(endpoint.token.encode(), b"")
+            page = _with_warning_script(page, name)
         finally:
             await answer.aclose()
         for name_ in ("content-encoding", "content-length"):

@@ -289,10 +289,10 @@ class NotebookService:
             out.append(self._read(row, with_history=False))
         return out
 
-    def get(self, principal: Principal, name: str) -> NotebookOut:
+    def get(self, principal: Principal, name: str, *, with_history: bool = True) -> NotebookOut:
         with self.plane.lock:
             row = self._visible_row(principal, name)
-        return self._read(row, with_history=True)
+        return self._read(row, with_history=with_history)
 
     def reclaimed_gpu_hours(self, now: float) -> dict[str, float]:
         """The idle GPU-hours given back by idle reclaims so far, by queue

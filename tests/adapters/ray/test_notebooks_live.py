@@ -19,9 +19,10 @@ tests run in order on one platform:
 5. ``stop`` ends the server and frees the GPU; a file written before it is there after ``resume``;
 6. idle reclaim with a short timeout: warned (API, CLI, portal), reclaimed, counted, resumed;
 7. a ``--preemptible`` session above its queue's guarantee, with a notebook edited in Chromium and
-   not saved: another team's job within its guarantee preempts it; the session is warned, its
-   server keeps running through the grace period, JupyterLab's autosave saves the edit, then it
-   stops; once GPUs free up it starts again by itself, and the edit is in the file.
+   not saved: another team's job within its guarantee preempts it; the session is warned (in the
+   API and in a bar across JupyterLab), its server keeps running through the grace period,
+   JupyterLab's autosave saves the edit, then it stops; once GPUs free up it starts again by
+   itself, and the edit is in the file.
 """
 
 from __future__ import annotations
@@ -254,6 +255,25 @@ def run_in_terminal(ws_url: str, token: str, command: str, expect: str, timeout:
     return out
 
 
+@contextlib.contextmanager
+def portal_page(
+    browser: Any, platform: Platform, token: str, session: str, size: tuple[int, int]
+) -> Iterator[Any]:
+    """A page of a new browser context signed in to the portal's Notebooks page, where ``session``
+    is running; the context is closed at the end."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    context.set_default_timeout(60_000)  # JupyterLab's bundles on a busy 2-core machine
+    try:
+        page = context.new_page()
+        page.goto(f"{platform.url}/portal/notebooks")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_selector(f"#notebooks tbody tr[data-name={session}][data-state=running]")
+        yield page
+    finally:
+        context.close()
+
+
 def test_bad_input_stores_nothing(platform: Platform) -> None:
     alice = platform.token("alice", "team-a")
     cases = [
@@ -454,14 +474,7 @@ def test_an_idle_session_is_warned_then_reclaimed_and_resume_brings_its_files_ba
     nb = json.loads(out.stdout)
     assert (nb["state"], nb["idle_timeout"], nb["warning"]) == ("running", 12, None)
     base = f"{platform.url}/notebooks/short"
-    context = browser.new_context(viewport={"width": 1100, "height": 640})
-    context.set_default_timeout(60_000)
-    try:
-        page = context.new_page()
-        page.goto(f"{platform.url}/portal/notebooks")
-        page.get_by_label("API token").fill(alice)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_selector("#notebooks tbody tr[data-name=short][data-state=running]")
+    with portal_page(browser, platform, alice, "short", (1100, 640)) as page:
         with httpx.Client(headers={"Authorization": f"Bearer {alice}"}, timeout=60, trust_env=False) as h:
             put = h.put(
                 f"{base}/api/contents/idle.txt", json={"type": "file", "format": "text", "content": "kept"}
@@ -481,8 +494,6 @@ def test_an_idle_session_is_warned_then_reclaimed_and_resume_brings_its_files_ba
             assert stopped.stopped_by == "idle" and stopped.warning is None, stopped
             kinds = [e.kind for e in gp.events(stopped.id)]
             assert kinds.index("reclaim-warning") < kinds.index("state:cancelled"), kinds
-    finally:
-        context.close()
     wait_for(lambda: platform.gpus_used() == 0, 60, "the session's GPU was not freed")
     metrics = httpx.get(f"{platform.url}/metrics", trust_env=False).text
     assert 'gpupool_session_idle_gpu_hours_reclaimed_total{queue="root.short"}' in metrics
@@ -519,14 +530,7 @@ def test_a_preempted_session_is_warned_saves_its_edits_and_starts_again(platform
     ) as b:
         hold = b.post("/workloads", json={**job, "name": "hold"}).json()["id"]  # the other node
         wait_for(lambda: b.get(f"/workloads/{hold}").json()["state"] == "running", 120, "hold did not run")
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(60_000)
-        try:
-            page = context.new_page()
-            page.goto(f"{platform.url}/portal/notebooks")
-            page.get_by_label("API token").fill(alice)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_selector("#notebooks tbody tr[data-name=borrow][data-state=running]")
+        with portal_page(browser, platform, alice, "borrow", (1280, 900)) as page:
             page.goto(nb["url"])
             page.click(".jp-LauncherCard[data-category=Notebook]")
             page.wait_for_selector(".jp-StatusBar-Widget :text('Python 3 (ipykernel) | Idle')")
@@ -538,6 +542,9 @@ def test_a_preempted_session_is_warned_saves_its_edits_and_starts_again(platform
             with platform.client(alice) as gp:
                 warned = wait_for(lambda: (n := gp.notebook("borrow")).warning and n, 60, "no warning")
                 assert warned.reclaim_why == "preemption" and warned.state == "preempting", warned
+                # Inside JupyterLab too: the bar the proxy's script shows (it reads every 5 s).
+                bar = page.wait_for_selector("#gpupool-warning", timeout=30_000)
+                assert bar.inner_text() == f"gpupool: {warned.warning}", bar.inner_text()
                 page.screenshot(path=str(SHOTS / "jupyterlab-during-a-preemption-grace.png"))
                 # Through the grace period its server answers (the autosave reaches it), then it stops.
                 stopped = wait_for(
@@ -551,8 +558,6 @@ def test_a_preempted_session_is_warned_saves_its_edits_and_starts_again(platform
             wait_for(
                 lambda: b.get(f"/workloads/{claim}").json()["state"] == "running", 120, "claim did not run"
             )
-        finally:
-            context.close()
         # The hold job ends: the session starts again on the GPUs it frees, by itself.
         assert b.post(f"/workloads/{hold}/cancel").status_code == 200
         with platform.client(alice) as gp:
