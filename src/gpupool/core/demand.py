@@ -20,7 +20,7 @@ from gpupool.core.decisions import Code
 from gpupool.core.fit import region_rule
 from gpupool.core.model import App, Ask
 from gpupool.core.queues import Queue
-from gpupool.core.resources import TYPED_GPU_PREFIX, Resources, typed, within_max
+from gpupool.core.resources import TYPED_GPU_PREFIX, Resources, add_into, typed, within_max
 from gpupool.core.within_guarantee import guarantee_gap
 
 # Asks waiting for these reasons would run on a new node; quota-blocked ones would not.
@@ -60,7 +60,7 @@ def waiting_demand(asks: Iterable[Ask], apps: Mapping[str, App], *, every: bool 
             continue
         if guarded is not None and app.queue is not None:
             types, counted = guarded
-            _add(guaranteed.setdefault(app.queue.path, dict(app.queue.allocated)), counted)
+            add_into(guaranteed.setdefault(app.queue.path, dict(app.queue.allocated)), counted)
         # A standard size's further shapes, the whole gang at once (as the core places it).
         rounds = max(len(a.shapes) for a in app_asks)
         alternatives = tuple(
@@ -116,15 +116,10 @@ def guarantee_room(
     for t in options:
         counted: Resources = {}
         for m in members:
-            _add(counted, typed(m, t))
+            add_into(counted, typed(m, t))
         if guarantee_gap(leaf.path, leaf.guaranteed, used, counted) is None:
             return (types or ((t,) if t is not None else ())), counted
     return None
-
-
-def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
-    for k, v in more.items():
-        into[k] = into.get(k, 0) + v
 
 
 def beyond_max(queue: Queue) -> bool:

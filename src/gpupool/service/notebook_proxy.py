@@ -84,10 +84,13 @@ def _cookie_header(cookies: dict[str, str]) -> str | None:
     return "; ".join(kept) or None
 
 
+async def _principal(plane: ControlPlane, token: str | None) -> Principal:
+    known = plane.known_principal(token)
+    return known if known is not None else await run_in_threadpool(plane.authenticate, token)
+
+
 async def _target(plane: ControlPlane, token: str | None, name: str) -> NotebookEndpoint:
-    principal: Principal | None = plane.known_principal(token)
-    if principal is None:
-        principal = await run_in_threadpool(plane.authenticate, token)
+    principal = await _principal(plane, token)
     return await run_in_threadpool(plane.notebooks.target, principal, name)
 
 
@@ -119,10 +122,7 @@ async def warning(name: str, request: Request) -> dict[str, Any]:
     """The session's pending reclaim, for the script in its pages: ``state``, ``warning``,
     ``reclaim_at``, ``reclaim_why`` (None when nothing is pending)."""
     plane: ControlPlane = request.app.state.plane
-    token = _token(request.headers, request.cookies)
-    principal: Principal | None = plane.known_principal(token)
-    if principal is None:
-        principal = await run_in_threadpool(plane.authenticate, token)
+    principal = await _principal(plane, _token(request.headers, request.cookies))
     nb = await run_in_threadpool(functools.partial(plane.notebooks.get, principal, name, with_history=False))
     return {
         "state": nb.state,
